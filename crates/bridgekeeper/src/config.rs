@@ -1,0 +1,192 @@
+//! Configuration: defaults → TOML file → `BRIDGEKEEPER_*` environment → command-line flags.
+//! Unknown keys in the file, and unknown `BRIDGEKEEPER_*` variables, are errors: a typo must not
+//! silently fall back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Public base URL (issuer). Defaults to `http://{listen}`.
+    pub issuer: Option<String>,
+    /// Where the embedded database and generated keys live.
+    pub data_dir: PathBuf,
+    /// Base64 (standard or url-safe) of 32 random bytes. Required unless the database is the embedded SQLite.
+    pub master_key: Option<String>,
+    pub database: DatabaseConfig,
+    pub tokens: TokenConfig,
+    pub limits: LimitConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://{data_dir}/bridgekeeper.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub code_ttl_secs: i64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self { access_token_ttl_secs: 900, refresh_token_ttl_secs: 7 * 24 * 3600, code_ttl_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    /// Dynamic client registrations per minute per IP.
+    pub registrations_per_minute: u32,
+    /// Failed sign-ins per account per minute before further attempts are refused for a while.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self { registrations_per_minute: 5, login_failures_per_minute: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json` or `text`.
+    pub format: String,
+    /// A tracing filter such as `info` or `bridgekeeper=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "json".into(), level: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            issuer: None,
+            data_dir: PathBuf::from("./data"),
+            master_key: None,
+            database: DatabaseConfig::default(),
+            tokens: TokenConfig::default(),
+            limits: LimitConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Environment variables with a flat name map to these keys; anything else under the prefix must
+/// use `__` for nesting (`BRIDGEKEEPER_TOKENS__ACCESS_TOKEN_TTL_SECS`).
+const FLAT_ENV: &[(&str, &str)] = &[
+    ("LISTEN", "listen"),
+    ("ISSUER", "issuer"),
+    ("DATA_DIR", "data_dir"),
+    ("MASTER_KEY", "master_key"),
+    ("DATABASE_URL", "database.url"),
+    ("LOG_FORMAT", "log.format"),
+    ("LOG_LEVEL", "log.level"),
+];
+
+/// Variables under the prefix that are not configuration (used by the test suite).
+const RESERVED_ENV_PREFIXES: &[&str] = &["TEST_"];
+
+/// Command-line overrides.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        for (key, _) in std::env::vars() {
+            let Some(rest) = key.strip_prefix("BRIDGEKEEPER_") else { continue };
+            if RESERVED_ENV_PREFIXES.iter().any(|p| rest.starts_with(p)) {
+                continue;
+            }
+            if !rest.contains("__") && !FLAT_ENV.iter().any(|(k, _)| *k == rest) {
+                let known: Vec<String> = FLAT_ENV.iter().map(|(k, _)| format!("BRIDGEKEEPER_{k}")).collect();
+                bail!(
+                    "unknown environment variable {key}; known: {} (nested keys use __, e.g. BRIDGEKEEPER_TOKENS__CODE_TTL_SECS)",
+                    known.join(", ")
+                );
+            }
+        }
+        let env = Env::prefixed("BRIDGEKEEPER_")
+            .filter(|k| !RESERVED_ENV_PREFIXES.iter().any(|p| k.as_str().to_ascii_uppercase().starts_with(p)))
+            .map(|k| {
+                let upper = k.as_str().to_ascii_uppercase();
+                match FLAT_ENV.iter().find(|(e, _)| *e == upper) {
+                    Some((_, path)) => (*path).into(),
+                    None => k.as_str().replace("__", ".").into(),
+                }
+            });
+        fig = fig.merge(env).merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen))?;
+        if let Some(issuer) = &self.issuer {
+            let u = url::Url::parse(issuer).with_context(|| format!("issuer: {issuer:?} is not a URL"))?;
+            if !matches!(u.scheme(), "http" | "https") || u.query().is_some() || u.fragment().is_some() {
+                bail!("issuer must be an http(s) URL without query or fragment (RFC 8414 §2)");
+            }
+        }
+        if !matches!(self.log.format.as_str(), "json" | "text") {
+            bail!("log.format must be json or text, not {:?}", self.log.format);
+        }
+        if self.tokens.access_token_ttl_secs < 30 || self.tokens.code_ttl_secs < 5 || self.tokens.refresh_token_ttl_secs < 60 {
+            bail!("tokens: TTLs are too short (access ≥ 30 s, code ≥ 5 s, refresh ≥ 60 s)");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("bridgekeeper.db").display()))
+    }
+
+    /// The issuer, given the address actually bound (so `--listen 127.0.0.1:0` works).
+    pub fn issuer_for(&self, bound: SocketAddr) -> String {
+        match &self.issuer {
+            Some(i) => i.trim_end_matches('/').to_owned(),
+            None => format!("http://{bound}"),
+        }
+    }
+}

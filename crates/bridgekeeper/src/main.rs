@@ -1,0 +1,26 @@
+//! The `bridgekeeper` binary: command line, configuration, wiring, startup and shutdown.
+
+mod cli;
+mod config;
+mod logging;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bridgekeeper: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bridgekeeper: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: each starts the real `bridgekeeper` binary on an ephemeral port with a
+//! temporary SQLite database and talks to it over HTTP, as a client would.
+
+mod harness;
+mod health;

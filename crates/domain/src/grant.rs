@@ -1,0 +1,45 @@
+//! The grant (session): what an account allowed a client to do. Every token hangs off one.
+
+use crate::UnixTime;
+use crate::ids::{AccountId, ClientId, SessionId};
+use crate::scope::ScopeSet;
+
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub id: SessionId,
+    pub account_id: AccountId,
+    pub client_id: ClientId,
+    pub scopes: ScopeSet,
+    /// RFC 8707 resource the access tokens are for (their `aud`).
+    pub resource: String,
+    /// When the person authenticated (OIDC `auth_time`).
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl Grant {
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// Why a session was revoked (kept on the row, and later in the audit log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevocationReason {
+    CodeReplay,
+    RefreshReplay,
+    RevokedByClient,
+    RevokedByUser,
+}
+
+impl RevocationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::CodeReplay => "code_replay",
+            RevocationReason::RefreshReplay => "refresh_replay",
+            RevocationReason::RevokedByClient => "revoked_by_client",
+            RevocationReason::RevokedByUser => "revoked_by_user",
+        }
+    }
+}
