@@ -1,8 +1,10 @@
 //! The command line (the contract scripts and operators rely on; see DESIGN.md).
 
+use std::io::Read;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 
@@ -13,11 +15,15 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(clap::Args, Debug, Default)]
+/// Where the configuration comes from; shared by every command so admin commands act on the same database.
+#[derive(Args, Debug, Default)]
 pub struct ConfigArgs {
     /// TOML configuration file.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Data directory for the embedded database and generated keys (default ./data).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -32,17 +38,84 @@ pub enum Command {
         /// Public base URL (default http://{listen}).
         #[arg(long)]
         issuer: Option<String>,
-        /// Data directory for the embedded database and generated keys (default ./data).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
     },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Administration.
+    Admin {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        what: Admin,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Admin {
+    /// Accounts (tenants).
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountAction {
+    /// Create an account; prints its id.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+fn load(cfg: &ConfigArgs, listen: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
+    Config::load(cfg.config.as_deref(), &Overrides { listen, issuer, data_dir: cfg.data_dir.clone() })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { cfg, listen, issuer, data_dir } => {
-            let config = Config::load(cfg.config.as_deref(), &Overrides { listen, issuer, data_dir })?;
-            crate::serve::serve(config).await
+        Command::Serve { cfg, listen, issuer } => crate::serve::serve(load(&cfg, listen, issuer)?).await,
+        Command::Migrate { cfg } => {
+            let config = load(&cfg, None, None)?;
+            let (store, _) = crate::serve::open_store(&config).await?;
+            drop(store);
+            println!("migrations applied to {}", redact_url(&config.database_url()));
+            Ok(())
         }
+        Command::Admin { cfg, what: Admin::Account { action: AccountAction::Create { email, password_stdin } } } => {
+            if !password_stdin {
+                bail!("--password-stdin is required");
+            }
+            let config = load(&cfg, None, None)?;
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let (store, _) = crate::serve::open_store(&config).await?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+            match bk_web::create_account(&store, &email, password, now).await {
+                Ok(id) => {
+                    println!("{id}");
+                    Ok(())
+                }
+                Err(msg) => bail!("{msg}"),
+            }
+        }
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
     }
 }

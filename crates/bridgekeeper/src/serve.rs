@@ -1,20 +1,79 @@
 //! `bridgekeeper serve`: wiring and the HTTP server lifecycle.
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use bk_domain::access::Clock;
+use bk_domain::rate_limit::SlidingWindow;
+use bk_oauth::{AuthServer, Lifetimes, SystemClock, Verifier};
+use bk_store::{SqlStore, Store};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 
+/// OAuth and page bodies are small; `/mcp` may carry larger tool arguments.
+const BODY_LIMIT: usize = 64 * 1024;
+const MCP_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Opens the configured database and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
+    let url = config.database_url();
+    let embedded = url.starts_with("sqlite:");
+    if embedded {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    }
+    let store = SqlStore::connect(&url, if embedded { 8 } else { 16 }).await.context("cannot open the database")?;
+    store.migrate().await.context("database migration failed")?;
+    Ok((store, embedded))
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::logging::init(&config.log);
+    let (store, embedded) = open_store(&config).await?;
+    if embedded {
+        tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(), "embedded mode: SQLite database");
+    }
+    let master = crate::keys::master_key(&config, embedded)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store: Arc<dyn Store> = Arc::new(store);
+    let keys = Arc::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?);
+
     let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let issuer = config.issuer_for(addr);
-    let app = Router::new().route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
+
+    let verifier = Arc::new(Verifier::new(keys.clone(), store.clone(), clock.clone(), issuer.clone()));
+    let auth = Arc::new(AuthServer {
+        store: store.clone(),
+        keys,
+        clock,
+        issuer: issuer.clone(),
+        lifetimes: Lifetimes {
+            access_token: config.tokens.access_token_ttl_secs,
+            refresh_token: config.tokens.refresh_token_ttl_secs,
+            code: config.tokens.code_ttl_secs,
+        },
+        registrations: Mutex::new(SlidingWindow::new(config.limits.registrations_per_minute, 60)),
+        verifier: verifier.clone(),
+    });
+    let web = Arc::new(bk_web::WebState::new(auth.clone(), &master, config.limits.login_failures_per_minute));
+    let gateway = Arc::new(bk_gateway::Gateway::new(verifier, &issuer));
+
+    let app = Router::new()
+        .merge(bk_oauth::router(auth))
+        .merge(bk_web::router(web))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/ready", get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }));
+
     tracing::info!(%addr, %issuer, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped");
@@ -34,4 +93,5 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -1,6 +1,7 @@
 //! Pure rules of Bridgekeeper: identifiers, scopes, PKCE, redirect URIs, clients, grants and the
 //! state machines of authorization codes and refresh tokens. No I/O: time is always passed in.
 
+pub mod access;
 pub mod client;
 pub mod code;
 pub mod grant;

@@ -1,1 +1,119 @@
+//! Storage: one trait per aggregate, and one SQL implementation that runs on the embedded SQLite
+//! and on PostgreSQL. Every method that touches tenant data takes the tenant id first.
 
+use async_trait::async_trait;
+use bk_domain::UnixTime;
+use bk_domain::client::Client;
+use bk_domain::code::AuthorizationCode;
+use bk_domain::grant::{Grant, RevocationReason};
+use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId, TenantId};
+use bk_domain::refresh::RefreshToken;
+use bk_domain::scope::ScopeSet;
+
+mod sql;
+pub use sql::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (expected sqlite://… or postgres://…)")]
+    UnsupportedUrl,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: AccountId,
+    pub email: String,
+    /// argon2id PHC string; `None` for accounts that sign in another way.
+    pub password_hash: Option<String>,
+    pub created_at: UnixTime,
+}
+
+/// What the MCP gateway needs to know about a session on every request.
+#[derive(Clone, Debug)]
+pub struct SessionStatus {
+    pub account_id: AccountId,
+    pub email: String,
+    pub client_id: ClientId,
+    pub active: bool,
+}
+
+/// A signing key as stored: the PKCS#8 private key sealed under the master key.
+#[derive(Clone, Debug)]
+pub struct StoredSigningKey {
+    pub kid: KeyId,
+    pub alg: String,
+    pub sealed_private_key: Vec<u8>,
+    pub created_at: UnixTime,
+    pub retire_after: Option<UnixTime>,
+}
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Fails with `Conflict` if the email is taken.
+    async fn create_account(&self, account: &Account) -> Result<()>;
+    async fn account_by_email(&self, email: &str) -> Result<Option<Account>>;
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    async fn insert_client(&self, client: &Client) -> Result<()>;
+    async fn client(&self, id: &ClientId) -> Result<Option<Client>>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<Grant>>;
+    /// The hot-path check behind every bearer request. Keyed by the session id of a verified token.
+    async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>>;
+    /// Revokes a session (idempotent). Returns true if it was active.
+    async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    async fn insert_code(&self, code: &AuthorizationCode) -> Result<()>;
+    async fn code(&self, hash: &[u8]) -> Result<Option<AuthorizationCode>>;
+    /// Atomically marks the code used (compare-and-set) and creates the session and its first refresh
+    /// token. Returns false, changing nothing, if the code was already used.
+    async fn redeem_code(&self, hash: &[u8], grant: &Grant, refresh: &RefreshToken, now: UnixTime) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    /// The token and the session it belongs to.
+    async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshToken, Grant)>>;
+    /// Atomically marks `old` used (compare-and-set) and stores `new`. Returns false, changing
+    /// nothing, if `old` was already used (a concurrent exchange won).
+    async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool>;
+    async fn remember_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet, now: UnixTime) -> Result<()>;
+}
+
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    /// Keys not yet retired at `now`, newest first.
+    async fn signing_keys(&self, now: UnixTime) -> Result<Vec<StoredSigningKey>>;
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<()>;
+}
+
+/// Everything the server stores.
+pub trait Store:
+    AccountStore + ClientStore + SessionStore + CodeStore + RefreshTokenStore + ConsentStore + SigningKeyStore
+{
+    fn backend(&self) -> &'static str;
+}

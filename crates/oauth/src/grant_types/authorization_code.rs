@@ -1,0 +1,71 @@
+//! `grant_type=authorization_code`: redeem a code once, with its PKCE verifier, for the first token pair.
+//! A second redemption is a replay: it fails and revokes the session the first one created.
+
+use axum::response::Response;
+use bk_crypto::secret::token_hash;
+use bk_domain::client::Client;
+use bk_domain::code::{CodeDecision, CodeRedemption};
+use bk_domain::grant::{Grant, RevocationReason};
+use bk_domain::ids::SessionId;
+
+use crate::error::OAuthError;
+use crate::form::Params;
+use crate::{AuthServer, issue};
+
+pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> Result<Response, OAuthError> {
+    let now = server.clock.now();
+    let code = params.require("code")?;
+    let hash = token_hash(code);
+    let Some(stored) = server.store.code(&hash).await? else {
+        return Err(OAuthError::invalid_grant("the authorization code is unknown"));
+    };
+    let redemption = CodeRedemption {
+        client_id: &client.id,
+        redirect_uri: params.get("redirect_uri"),
+        code_verifier: params.get("code_verifier"),
+    };
+    match stored.decide(&redemption, now) {
+        CodeDecision::Redeem => {}
+        CodeDecision::Replay => return Err(replay(server, &hash, stored.session_id, now).await),
+        CodeDecision::Refuse(why) => return Err(OAuthError::invalid_grant(why)),
+        CodeDecision::Pkce(e) => return Err(OAuthError::invalid_grant(e.to_string())),
+    }
+    if let Some(resource) = params.get("resource")
+        && resource.trim_end_matches('/') != stored.resource.trim_end_matches('/')
+    {
+        return Err(OAuthError::invalid_target("resource differs from the one in the authorization request"));
+    }
+    let grant = Grant {
+        id: SessionId::generate(),
+        account_id: stored.account_id.clone(),
+        client_id: client.id.clone(),
+        scopes: stored.scopes.clone(),
+        resource: stored.resource.clone(),
+        auth_time: stored.auth_time,
+        created_at: now,
+        revoked_at: None,
+    };
+    let (refresh, record) = issue::refresh_token(server, &grant.id, &client.id, &grant.scopes, None, now);
+    if !server.store.redeem_code(&hash, &grant, &record, now).await? {
+        // A concurrent redemption won the compare-and-set: this one is the replay.
+        let session = server.store.code(&hash).await?.and_then(|c| c.session_id);
+        return Err(replay(server, &hash, session, now).await);
+    }
+    let access = issue::access_token(server, &grant, &grant.scopes, now)?;
+    tracing::info!(session = %grant.id, client = %client.id, account = %grant.account_id, "authorization code redeemed");
+    Ok(issue::token_response(server, access, refresh, &grant.scopes))
+}
+
+/// Revokes everything issued from a replayed code. The revocation is committed although the request fails.
+async fn replay(server: &AuthServer, _hash: &[u8], session: Option<SessionId>, now: i64) -> OAuthError {
+    if let Some(sid) = session {
+        match server.store.revoke_session(&sid, RevocationReason::CodeReplay, now).await {
+            Ok(_) => {
+                server.verifier.forget_session(&sid);
+                tracing::warn!(session = %sid, "authorization code replayed: session revoked");
+            }
+            Err(e) => tracing::error!(error = %e, session = %sid, "could not revoke the session of a replayed code"),
+        }
+    }
+    OAuthError::invalid_grant("the authorization code was already used; every token issued from it is revoked")
+}

@@ -1,0 +1,4 @@
+//! One file per grant type.
+
+pub mod authorization_code;
+pub mod refresh_token;

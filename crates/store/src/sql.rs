@@ -1,0 +1,477 @@
+//! The SQL store over sqlx's `Any` driver: one set of queries (`$1…$n` placeholders, portable types:
+//! TEXT, BIGINT, BLOB/BYTEA) for SQLite and PostgreSQL; each backend has its own migrations.
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+use bk_domain::UnixTime;
+use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
+use bk_domain::code::AuthorizationCode;
+use bk_domain::grant::{Grant, RevocationReason};
+use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId, TenantId};
+use bk_domain::pkce::CodeChallenge;
+use bk_domain::refresh::RefreshToken;
+use bk_domain::scope::ScopeSet;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+
+use crate::{
+    Account, AccountStore, ClientStore, CodeStore, ConsentStore, RefreshTokenStore, Result, SessionStatus,
+    SessionStore, SigningKeyStore, Store, StoreError, StoredSigningKey,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+
+fn migrator(backend: Backend) -> Migrator {
+    let list = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    };
+    Migrator::with_migrations(
+        list.iter()
+            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect(),
+    )
+}
+
+impl SqlStore {
+    /// Connects (creating an SQLite file if needed) without migrating.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let mut u = format!("sqlite:{rest}");
+            if !u.contains("mode=") {
+                u.push_str(if u.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            }
+            (Backend::Sqlite, u)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the single writer; NORMAL sync is durable across
+                        // process crashes (not power loss) in WAL mode; wait for the write lock instead of failing.
+                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Applies pending migrations (versioned, recorded in `_sqlx_migrations`).
+    pub async fn migrate(&self) -> Result<()> {
+        migrator(self.backend).run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.pool.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// A write transaction. SQLite takes the write lock up front so two writers queue instead of
+    /// deadlocking on a lock upgrade.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+}
+
+fn scopes_of(row: &AnyRow, col: &str) -> Result<ScopeSet> {
+    Ok(ScopeSet::parse_lenient(&row.try_get::<String, _>(col)?))
+}
+
+fn grant_from_row(row: &AnyRow) -> Result<Grant> {
+    Ok(Grant {
+        id: SessionId::from_string(row.try_get::<String, _>("s_id")?),
+        account_id: AccountId::from_string(row.try_get::<String, _>("s_account_id")?),
+        client_id: ClientId::from_string(row.try_get::<String, _>("s_client_id")?),
+        scopes: scopes_of(row, "s_scopes")?,
+        resource: row.try_get("s_resource")?,
+        auth_time: row.try_get("s_auth_time")?,
+        created_at: row.try_get("s_created_at")?,
+        revoked_at: row.try_get("s_revoked_at")?,
+    })
+}
+
+const GRANT_COLUMNS: &str = "s.id AS s_id, s.account_id AS s_account_id, s.client_id AS s_client_id, \
+     s.scopes AS s_scopes, s.resource AS s_resource, s.auth_time AS s_auth_time, \
+     s.created_at AS s_created_at, s.revoked_at AS s_revoked_at";
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+async fn insert_session(tx: &mut sqlx::AnyConnection, g: &Grant) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+    )
+    .bind(g.id.as_str())
+    .bind(g.account_id.as_str())
+    .bind(g.client_id.as_str())
+    .bind(g.scopes.to_string())
+    .bind(&g.resource)
+    .bind(g.auth_time)
+    .bind(g.created_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_refresh(tx: &mut sqlx::AnyConnection, t: &RefreshToken) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)",
+    )
+    .bind(t.id.as_str())
+    .bind(&t.hash)
+    .bind(t.session_id.as_str())
+    .bind(t.client_id.as_str())
+    .bind(t.scopes.to_string())
+    .bind(t.expires_at)
+    .bind(t.parent_id.as_ref().map(|p| p.as_str().to_owned()))
+    .bind(t.created_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl AccountStore for SqlStore {
+    async fn create_account(&self, a: &Account) -> Result<()> {
+        let r = sqlx::query("INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(a.id.as_str())
+            .bind(&a.email)
+            .bind(a.password_hash.clone())
+            .bind(a.created_at)
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("an account with this email")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| account_from_row(&r)).transpose()
+    }
+
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| account_from_row(&r)).transpose()
+    }
+}
+
+fn account_from_row(r: &AnyRow) -> Result<Account> {
+    Ok(Account {
+        id: AccountId::from_string(r.try_get::<String, _>("id")?),
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl ClientStore for SqlStore {
+    async fn insert_client(&self, c: &Client) -> Result<()> {
+        let uris = serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO clients (id, name, client_type, role, origin, redirect_uris, allowed_scopes, secret_hash, owner_account_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(c.client_type.as_str())
+        .bind(c.role.as_str())
+        .bind(c.origin.as_str())
+        .bind(uris)
+        .bind(c.allowed_scopes.to_string())
+        .bind(c.secret_hash.clone())
+        .bind(c.owner.as_ref().map(|o| o.as_str().to_owned()))
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn client(&self, id: &ClientId) -> Result<Option<Client>> {
+        let row = sqlx::query(
+            "SELECT id, name, client_type, role, origin, redirect_uris, allowed_scopes, secret_hash, owner_account_id, created_at \
+             FROM clients WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let corrupt = |what: &str| StoreError::Corrupt(format!("client {id}: bad {what}"));
+        let uris: Vec<String> =
+            serde_json::from_str(&r.try_get::<String, _>("redirect_uris")?).map_err(|_| corrupt("redirect_uris"))?;
+        Ok(Some(Client {
+            id: ClientId::from_string(r.try_get::<String, _>("id")?),
+            name: r.try_get("name")?,
+            client_type: ClientType::parse(&r.try_get::<String, _>("client_type")?).ok_or_else(|| corrupt("type"))?,
+            role: ClientRole::parse(&r.try_get::<String, _>("role")?).ok_or_else(|| corrupt("role"))?,
+            origin: ClientOrigin::parse(&r.try_get::<String, _>("origin")?).ok_or_else(|| corrupt("origin"))?,
+            redirect_uris: uris,
+            allowed_scopes: scopes_of(&r, "allowed_scopes")?,
+            secret_hash: r.try_get("secret_hash")?,
+            owner: r.try_get::<Option<String>, _>("owner_account_id")?.map(AccountId::from_string),
+            created_at: r.try_get("created_at")?,
+        }))
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<Grant>> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM sessions s WHERE s.id = $1 AND s.account_id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| grant_from_row(&r)).transpose()
+    }
+
+    async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>> {
+        let row = sqlx::query(
+            "SELECT s.account_id, a.email, s.client_id, s.revoked_at FROM sessions s \
+             JOIN accounts a ON a.id = s.account_id WHERE s.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(SessionStatus {
+            account_id: AccountId::from_string(r.try_get::<String, _>("account_id")?),
+            email: r.try_get("email")?,
+            client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
+            active: r.try_get::<Option<i64>, _>("revoked_at")?.is_none(),
+        }))
+    }
+
+    async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool> {
+        let r = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl CodeStore for SqlStore {
+    async fn insert_code(&self, c: &AuthorizationCode) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (hash, client_id, account_id, redirect_uri, code_challenge, scopes, resource, nonce, auth_time, expires_at, used_at, session_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)",
+        )
+        .bind(&c.hash)
+        .bind(c.client_id.as_str())
+        .bind(c.account_id.as_str())
+        .bind(&c.redirect_uri)
+        .bind(c.challenge.as_str())
+        .bind(c.scopes.to_string())
+        .bind(&c.resource)
+        .bind(c.nonce.clone())
+        .bind(c.auth_time)
+        .bind(c.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn code(&self, hash: &[u8]) -> Result<Option<AuthorizationCode>> {
+        let row = sqlx::query(
+            "SELECT hash, client_id, account_id, redirect_uri, code_challenge, scopes, resource, nonce, auth_time, expires_at, used_at, session_id \
+             FROM authorization_codes WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(AuthorizationCode {
+            hash: r.try_get("hash")?,
+            client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
+            account_id: AccountId::from_string(r.try_get::<String, _>("account_id")?),
+            redirect_uri: r.try_get("redirect_uri")?,
+            challenge: CodeChallenge::from_stored(r.try_get("code_challenge")?),
+            scopes: scopes_of(&r, "scopes")?,
+            resource: r.try_get("resource")?,
+            nonce: r.try_get("nonce")?,
+            auth_time: r.try_get("auth_time")?,
+            expires_at: r.try_get("expires_at")?,
+            used_at: r.try_get("used_at")?,
+            session_id: r.try_get::<Option<String>, _>("session_id")?.map(SessionId::from_string),
+        }))
+    }
+
+    async fn redeem_code(&self, hash: &[u8], grant: &Grant, refresh: &RefreshToken, now: UnixTime) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(grant.id.as_str())
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_session(&mut tx, grant).await?;
+        insert_refresh(&mut tx, refresh).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl RefreshTokenStore for SqlStore {
+    async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshToken, Grant)>> {
+        let sql = format!(
+            "SELECT r.id, r.hash, r.session_id, r.client_id, r.scopes, r.expires_at, r.used_at, r.parent_id, r.created_at, {GRANT_COLUMNS} \
+             FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(&self.pool).await?;
+        let Some(r) = row else { return Ok(None) };
+        let token = RefreshToken {
+            id: RefreshTokenId::from_string(r.try_get::<String, _>("id")?),
+            hash: r.try_get("hash")?,
+            session_id: SessionId::from_string(r.try_get::<String, _>("session_id")?),
+            client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
+            scopes: scopes_of(&r, "scopes")?,
+            expires_at: r.try_get("expires_at")?,
+            used_at: r.try_get("used_at")?,
+            parent_id: r.try_get::<Option<String>, _>("parent_id")?.map(RefreshTokenId::from_string),
+            created_at: r.try_get("created_at")?,
+        };
+        Ok(Some((token, grant_from_row(&r)?)))
+    }
+
+    async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(old.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_refresh(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ConsentStore for SqlStore {
+    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS one FROM consents WHERE account_id = $1 AND client_id = $2 AND scopes = $3")
+            .bind(tenant.as_str())
+            .bind(client.as_str())
+            .bind(scopes.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn remember_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet, now: UnixTime) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO consents (account_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account_id, client_id, scopes) DO UPDATE SET granted_at = excluded.granted_at",
+        )
+        .bind(tenant.as_str())
+        .bind(client.as_str())
+        .bind(scopes.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for SqlStore {
+    async fn signing_keys(&self, now: UnixTime) -> Result<Vec<StoredSigningKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_key, created_at, retire_after FROM signing_keys \
+             WHERE retire_after IS NULL OR retire_after > $1 ORDER BY created_at DESC, kid DESC",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredSigningKey {
+                    kid: KeyId::from_string(r.try_get::<String, _>("kid")?),
+                    alg: r.try_get("alg")?,
+                    sealed_private_key: r.try_get("private_key")?,
+                    created_at: r.try_get("created_at")?,
+                    retire_after: r.try_get("retire_after")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, k: &StoredSigningKey) -> Result<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, created_at, retire_after) VALUES ($1, $2, $3, $4, $5)")
+            .bind(k.kid.as_str())
+            .bind(&k.alg)
+            .bind(&k.sealed_private_key)
+            .bind(k.created_at)
+            .bind(k.retire_after)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Sign-up, sign-in, sign-out and the home page.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bk_domain::ids::AccountId;
+use bk_store::{Account, StoreError};
+use minijinja::context;
+use serde::Deserialize;
+
+use crate::browser_session::BrowserSession;
+use crate::{WebState, safe_next, see_other};
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// The browser session of the request, or a new anonymous one (and whether it must be set).
+pub(crate) fn session_of(state: &WebState, headers: &HeaderMap) -> (BrowserSession, bool) {
+    let now = state.auth.clock.now();
+    match BrowserSession::read(headers, &state.keys, now) {
+        Some(s) => (s, false),
+        None => (BrowserSession::anonymous(now), true),
+    }
+}
+
+pub(crate) fn with_cookie(mut res: Response, value: HeaderValue) -> Response {
+    res.headers_mut().append(header::SET_COOKIE, value);
+    res
+}
+
+pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The signed-in account of a browser session, if the account still exists.
+pub(crate) async fn signed_in(state: &WebState, s: &BrowserSession) -> Option<(Account, i64)> {
+    let (id, auth_time) = s.account.as_ref()?;
+    match state.auth.store.account(id).await {
+        Ok(Some(a)) => Some((a, *auth_time)),
+        _ => None,
+    }
+}
+
+fn form_expired(state: &WebState) -> Response {
+    state.message(
+        StatusCode::BAD_REQUEST,
+        "This form has expired",
+        "The page you submitted is out of date or was not sent by this site. Go back, reload the page and try again.",
+    )
+}
+
+pub async fn home(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+    let (s, fresh) = session_of(&state, &headers);
+    let email = signed_in(&state, &s).await.map(|(a, _)| a.email);
+    let res = state.page(
+        StatusCode::OK,
+        "home.html",
+        context! { email, csrf_token => s.csrf_token(&state.keys), issuer => state.auth.issuer.clone() },
+    );
+    if fresh { with_cookie(res, s.set_cookie(&state.keys)) } else { res }
+}
+
+fn render_login(state: &WebState, s: &BrowserSession, status: StatusCode, next: &str, email: &str, error: Option<&str>) -> Response {
+    state.page(status, "login.html", context! { csrf_token => s.csrf_token(&state.keys), next, email, error })
+}
+
+fn render_signup(state: &WebState, s: &BrowserSession, status: StatusCode, next: &str, email: &str, error: Option<&str>) -> Response {
+    state.page(status, "signup.html", context! { csrf_token => s.csrf_token(&state.keys), next, email, error })
+}
+
+pub async fn login_form(State(state): State<Arc<WebState>>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    let (s, fresh) = session_of(&state, &headers);
+    let next = safe_next(q.next.as_deref());
+    let res = render_login(&state, &s, StatusCode::OK, &next, "", None);
+    if fresh { with_cookie(res, s.set_cookie(&state.keys)) } else { res }
+}
+
+pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = state.auth.clock.now();
+    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else { return form_expired(&state) };
+    let pairs = form_pairs(&body);
+    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
+        return form_expired(&state);
+    }
+    let next = safe_next(field(&pairs, "next"));
+    let email = field(&pairs, "email").unwrap_or("").trim().to_lowercase();
+    let password = field(&pairs, "password").unwrap_or("").to_owned();
+    if email.is_empty() || password.is_empty() {
+        return render_login(&state, &s, StatusCode::BAD_REQUEST, &next, &email, Some("Enter your email and password."));
+    }
+    // Failed attempts are counted per account name (whether or not it exists, so the limit is no oracle).
+    let now_ms = state.auth.clock.now_ms();
+    let wait = state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).retry_after(&email, now_ms);
+    if let Some(wait) = wait {
+        let msg = format!("Too many failed sign-in attempts for this account. Try again in {wait} seconds.");
+        let mut res = render_login(&state, &s, StatusCode::TOO_MANY_REQUESTS, &next, &email, Some(&msg));
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
+    let account = match state.auth.store.account_by_email(&email).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "account lookup failed");
+            return state.message(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The server could not sign you in right now.");
+        }
+    };
+    let phc = account.as_ref().and_then(|a| a.password_hash.clone());
+    // argon2 is CPU-heavy: off the async threads. Unknown accounts verify against a dummy hash so both cost the same.
+    let ok = tokio::task::spawn_blocking(move || match phc {
+        Some(h) => bk_crypto::password::verify_password(&password, &h),
+        None => {
+            bk_crypto::password::verify_password(&password, bk_crypto::password::dummy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    match account {
+        Some(a) if ok => {
+            tracing::info!(account = %a.id, "signed in");
+            let fresh = BrowserSession::signed_in(a.id, now);
+            with_cookie(see_other(&next), fresh.set_cookie(&state.keys))
+        }
+        _ => {
+            state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).record(&email, now_ms);
+            tracing::info!("sign-in failed");
+            render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some("Invalid email or password."))
+        }
+    }
+}
+
+pub async fn signup_form(State(state): State<Arc<WebState>>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+    let (s, fresh) = session_of(&state, &headers);
+    let next = safe_next(q.next.as_deref());
+    let res = render_signup(&state, &s, StatusCode::OK, &next, "", None);
+    if fresh { with_cookie(res, s.set_cookie(&state.keys)) } else { res }
+}
+
+/// Creates an account (shared by the sign-up page and the admin command).
+pub async fn create_account(store: &dyn bk_store::Store, email: &str, password: String, now: i64) -> Result<AccountId, String> {
+    let email = email.trim().to_lowercase();
+    validate_email(&email)?;
+    if password.chars().count() < 8 {
+        return Err("The password must be at least 8 characters long.".into());
+    }
+    if password.len() > 1024 {
+        return Err("The password must be at most 1024 bytes long.".into());
+    }
+    let hash = tokio::task::spawn_blocking(move || bk_crypto::password::hash_password(&password))
+        .await
+        .map_err(|_| "The server could not hash the password.".to_owned())?
+        .map_err(|_| "The server could not hash the password.".to_owned())?;
+    let account = Account { id: AccountId::generate(), email, password_hash: Some(hash), created_at: now };
+    match store.create_account(&account).await {
+        Ok(()) => Ok(account.id),
+        Err(StoreError::Conflict(_)) => Err("An account with this email already exists. Sign in instead.".into()),
+        Err(e) => {
+            tracing::error!(error = %e, "account creation failed");
+            Err("The server could not create the account right now.".into())
+        }
+    }
+}
+
+fn validate_email(email: &str) -> Result<(), String> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err("Enter a valid email address.".into()) }
+}
+
+pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = state.auth.clock.now();
+    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else { return form_expired(&state) };
+    let pairs = form_pairs(&body);
+    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
+        return form_expired(&state);
+    }
+    let next = safe_next(field(&pairs, "next"));
+    let email = field(&pairs, "email").unwrap_or("").to_owned();
+    let password = field(&pairs, "password").unwrap_or("").to_owned();
+    match create_account(state.auth.store.as_ref(), &email, password, now).await {
+        Ok(id) => {
+            tracing::info!(account = %id, "account created by sign-up");
+            let fresh = BrowserSession::signed_in(id, now);
+            with_cookie(see_other(&next), fresh.set_cookie(&state.keys))
+        }
+        Err(msg) => {
+            let status = if msg.contains("already exists") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+            render_signup(&state, &s, status, &next, email.trim(), Some(&msg))
+        }
+    }
+}
+
+pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = state.auth.clock.now();
+    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else { return see_other("/login") };
+    let pairs = form_pairs(&body);
+    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
+        return form_expired(&state);
+    }
+    with_cookie(see_other("/login"), BrowserSession::clear_cookie(&state.keys))
+}
