@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 
 #[derive(Parser, Debug)]
-#[command(name = "bridgekeeper", version, about = "Multi-tenant OAuth 2.1 authorization server and MCP gateway")]
+#[command(
+    name = "bridgekeeper",
+    version,
+    about = "Multi-tenant OAuth 2.1 authorization server and MCP gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -74,30 +78,62 @@ pub enum AccountAction {
     },
 }
 
-fn load(cfg: &ConfigArgs, listen: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
-    Config::load(cfg.config.as_deref(), &Overrides { listen, issuer, data_dir: cfg.data_dir.clone() })
+fn load(
+    cfg: &ConfigArgs,
+    listen: Option<String>,
+    issuer: Option<String>,
+) -> anyhow::Result<Config> {
+    Config::load(
+        cfg.config.as_deref(),
+        &Overrides {
+            listen,
+            issuer,
+            data_dir: cfg.data_dir.clone(),
+        },
+    )
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { cfg, listen, issuer } => crate::serve::serve(load(&cfg, listen, issuer)?).await,
+        Command::Serve {
+            cfg,
+            listen,
+            issuer,
+        } => crate::serve::serve(load(&cfg, listen, issuer)?).await,
         Command::Migrate { cfg } => {
             let config = load(&cfg, None, None)?;
             let (store, _) = crate::serve::open_store(&config).await?;
             drop(store);
-            println!("migrations applied to {}", redact_url(&config.database_url()));
+            println!(
+                "migrations applied to {}",
+                redact_url(&config.database_url())
+            );
             Ok(())
         }
-        Command::Admin { cfg, what: Admin::Account { action: AccountAction::Create { email, password_stdin } } } => {
+        Command::Admin {
+            cfg,
+            what:
+                Admin::Account {
+                    action:
+                        AccountAction::Create {
+                            email,
+                            password_stdin,
+                        },
+                },
+        } => {
             if !password_stdin {
                 bail!("--password-stdin is required");
             }
             let config = load(&cfg, None, None)?;
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("cannot read the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let (store, _) = crate::serve::open_store(&config).await?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64;
             match bk_web::create_account(&store, &email, password, now).await {
                 Ok(id) => {
                     println!("{id}");

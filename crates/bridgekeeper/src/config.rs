@@ -44,7 +44,11 @@ pub struct TokenConfig {
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self { access_token_ttl_secs: 900, refresh_token_ttl_secs: 7 * 24 * 3600, code_ttl_secs: 60 }
+        Self {
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 7 * 24 * 3600,
+            code_ttl_secs: 60,
+        }
     }
 }
 
@@ -59,7 +63,10 @@ pub struct LimitConfig {
 
 impl Default for LimitConfig {
     fn default() -> Self {
-        Self { registrations_per_minute: 5, login_failures_per_minute: 5 }
+        Self {
+            registrations_per_minute: 5,
+            login_failures_per_minute: 5,
+        }
     }
 }
 
@@ -74,7 +81,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "json".into(), level: "info".into() }
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
     }
 }
 
@@ -129,12 +139,17 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         for (key, _) in std::env::vars() {
-            let Some(rest) = key.strip_prefix("BRIDGEKEEPER_") else { continue };
+            let Some(rest) = key.strip_prefix("BRIDGEKEEPER_") else {
+                continue;
+            };
             if RESERVED_ENV_PREFIXES.iter().any(|p| rest.starts_with(p)) {
                 continue;
             }
             if !rest.contains("__") && !FLAT_ENV.iter().any(|(k, _)| *k == rest) {
-                let known: Vec<String> = FLAT_ENV.iter().map(|(k, _)| format!("BRIDGEKEEPER_{k}")).collect();
+                let known: Vec<String> = FLAT_ENV
+                    .iter()
+                    .map(|(k, _)| format!("BRIDGEKEEPER_{k}"))
+                    .collect();
                 bail!(
                     "unknown environment variable {key}; known: {} (nested keys use __, e.g. BRIDGEKEEPER_TOKENS__CODE_TTL_SECS)",
                     known.join(", ")
@@ -142,7 +157,11 @@ impl Config {
             }
         }
         let env = Env::prefixed("BRIDGEKEEPER_")
-            .filter(|k| !RESERVED_ENV_PREFIXES.iter().any(|p| k.as_str().to_ascii_uppercase().starts_with(p)))
+            .filter(|k| {
+                !RESERVED_ENV_PREFIXES
+                    .iter()
+                    .any(|p| k.as_str().to_ascii_uppercase().starts_with(p))
+            })
             .map(|k| {
                 let upper = k.as_str().to_ascii_uppercase();
                 match FLAT_ENV.iter().find(|(e, _)| *e == upper) {
@@ -157,29 +176,41 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        self.listen
-            .parse::<SocketAddr>()
-            .with_context(|| format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen))?;
+        self.listen.parse::<SocketAddr>().with_context(|| {
+            format!(
+                "listen: {:?} is not an address such as 127.0.0.1:8080",
+                self.listen
+            )
+        })?;
         if let Some(issuer) = &self.issuer {
-            let u = url::Url::parse(issuer).with_context(|| format!("issuer: {issuer:?} is not a URL"))?;
-            if !matches!(u.scheme(), "http" | "https") || u.query().is_some() || u.fragment().is_some() {
+            let u = url::Url::parse(issuer)
+                .with_context(|| format!("issuer: {issuer:?} is not a URL"))?;
+            if !matches!(u.scheme(), "http" | "https")
+                || u.query().is_some()
+                || u.fragment().is_some()
+            {
                 bail!("issuer must be an http(s) URL without query or fragment (RFC 8414 §2)");
             }
         }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             bail!("log.format must be json or text, not {:?}", self.log.format);
         }
-        if self.tokens.access_token_ttl_secs < 30 || self.tokens.code_ttl_secs < 5 || self.tokens.refresh_token_ttl_secs < 60 {
+        if self.tokens.access_token_ttl_secs < 30
+            || self.tokens.code_ttl_secs < 5
+            || self.tokens.refresh_token_ttl_secs < 60
+        {
             bail!("tokens: TTLs are too short (access ≥ 30 s, code ≥ 5 s, refresh ≥ 60 s)");
         }
         Ok(())
     }
 
     pub fn database_url(&self) -> String {
-        self.database
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("bridgekeeper.db").display()))
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("bridgekeeper.db").display()
+            )
+        })
     }
 
     /// The issuer, given the address actually bound (so `--listen 127.0.0.1:0` works).

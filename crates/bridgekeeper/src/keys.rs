@@ -15,8 +15,13 @@ use crate::config::Config;
 
 fn decode_key(s: &str) -> anyhow::Result<[u8; 32]> {
     let s = s.trim();
-    let raw = STANDARD.decode(s).or_else(|_| URL_SAFE_NO_PAD.decode(s.trim_end_matches('='))).context("master key is not base64")?;
-    raw.try_into().map_err(|_| anyhow::anyhow!("master key must be exactly 32 bytes (base64 of 32 random bytes)"))
+    let raw = STANDARD
+        .decode(s)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')))
+        .context("master key is not base64")?;
+    raw.try_into().map_err(|_| {
+        anyhow::anyhow!("master key must be exactly 32 bytes (base64 of 32 random bytes)")
+    })
 }
 
 fn master_from_bytes(raw: [u8; 32]) -> anyhow::Result<MasterKey> {
@@ -34,11 +39,14 @@ pub fn master_key(config: &Config, embedded: bool) -> anyhow::Result<MasterKey> 
         return master_from_bytes(decode_key(k)?);
     }
     if !embedded {
-        bail!("master_key (BRIDGEKEEPER_MASTER_KEY) is required with a shared database: every instance must use the same key");
+        bail!(
+            "master_key (BRIDGEKEEPER_MASTER_KEY) is required with a shared database: every instance must use the same key"
+        );
     }
     let path = config.data_dir.join("master.key");
     if path.exists() {
-        let s = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let s = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         return master_from_bytes(decode_key(&s)?);
     }
     let raw = random_bytes::<32>();
@@ -67,7 +75,13 @@ pub async fn keyring(store: &dyn Store, master: &MasterKey, now: i64) -> anyhow:
     if stored.is_empty() {
         let (key, der) = tokio::task::spawn_blocking(SigningKey::generate).await??;
         let sealed = master.seal(key.kid().as_str().as_bytes(), &der)?;
-        let row = StoredSigningKey { kid: key.kid().clone(), alg: "RS256".into(), sealed_private_key: sealed, created_at: now, retire_after: None };
+        let row = StoredSigningKey {
+            kid: key.kid().clone(),
+            alg: "RS256".into(),
+            sealed_private_key: sealed,
+            created_at: now,
+            retire_after: None,
+        };
         store.insert_signing_key(&row).await?;
         tracing::info!(kid = %key.kid(), "generated a new RS256 signing key");
         stored = store.signing_keys(now).await?;

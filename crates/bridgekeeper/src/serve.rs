@@ -24,10 +24,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
     let url = config.database_url();
     let embedded = url.starts_with("sqlite:");
     if embedded {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
     }
-    let store = SqlStore::connect(&url, if embedded { 8 } else { 16 }).await.context("cannot open the database")?;
+    let store = SqlStore::connect(&url, if embedded { 8 } else { 16 })
+        .await
+        .context("cannot open the database")?;
     store.migrate().await.context("database migration failed")?;
     Ok((store, embedded))
 }
@@ -43,11 +49,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(store);
     let keys = Arc::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?);
 
-    let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let issuer = config.issuer_for(addr);
 
-    let verifier = Arc::new(Verifier::new(keys.clone(), store.clone(), clock.clone(), issuer.clone()));
+    let verifier = Arc::new(Verifier::new(
+        keys.clone(),
+        store.clone(),
+        clock.clone(),
+        issuer.clone(),
+    ));
     let auth = Arc::new(AuthServer {
         store: store.clone(),
         keys,
@@ -58,10 +71,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             refresh_token: config.tokens.refresh_token_ttl_secs,
             code: config.tokens.code_ttl_secs,
         },
-        registrations: Mutex::new(SlidingWindow::new(config.limits.registrations_per_minute, 60)),
+        registrations: Mutex::new(SlidingWindow::new(
+            config.limits.registrations_per_minute,
+            60,
+        )),
         verifier: verifier.clone(),
     });
-    let web = Arc::new(bk_web::WebState::new(auth.clone(), &master, config.limits.login_failures_per_minute));
+    let web = Arc::new(bk_web::WebState::new(
+        auth.clone(),
+        &master,
+        config.limits.login_failures_per_minute,
+    ));
     let gateway = Arc::new(bk_gateway::Gateway::new(verifier, &issuer));
 
     let app = Router::new()
@@ -69,13 +89,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .merge(bk_web::router(web))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-        .route("/ready", get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }));
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/ready",
+            get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
+        );
 
     tracing::info!(%addr, %issuer, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! OAuth clients: their role, type and what they may ask for.
 
+use crate::UnixTime;
 use crate::ids::{AccountId, ClientId};
 use crate::redirect;
 use crate::scope::{Scope, ScopeSet};
-use crate::UnixTime;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientRole {
@@ -29,7 +29,9 @@ impl ClientRole {
     pub fn scope_ceiling(self) -> ScopeSet {
         match self {
             ClientRole::WhitelabelCustomer => ScopeSet::all(),
-            ClientRole::ThirdParty => ScopeSet::from_scopes(Scope::ALL.into_iter().filter(|s| *s != Scope::AgentsAll)),
+            ClientRole::ThirdParty => {
+                ScopeSet::from_scopes(Scope::ALL.into_iter().filter(|s| *s != Scope::AgentsAll))
+            }
         }
     }
 }
@@ -98,13 +100,18 @@ pub struct Client {
 
 impl Client {
     pub fn redirect_uri_allowed(&self, requested: &str) -> bool {
-        self.redirect_uris.iter().any(|r| redirect::matches(r, requested))
+        self.redirect_uris
+            .iter()
+            .any(|r| redirect::matches(r, requested))
     }
 
     /// The scope a request may obtain: requested ∩ allowed ∩ role ceiling. `None` requested means
     /// everything the client is allowed.
     pub fn grantable_scope(&self, requested: Option<&str>) -> ScopeSet {
-        let ceiling = self.allowed_scopes.intersect(&self.role.scope_ceiling());
+        let ceiling = self
+            .allowed_scopes
+            .with_implied()
+            .intersect(&self.role.scope_ceiling());
         match requested {
             Some(r) if !r.trim().is_empty() => ScopeSet::parse_lenient(r).intersect(&ceiling),
             _ => ceiling,
@@ -134,8 +141,14 @@ mod tests {
     #[test]
     fn third_party_never_gets_agents_all() {
         let c = client(ClientRole::ThirdParty);
-        assert!(!c.grantable_scope(Some("agents-all universal-mcp-read")).contains(Scope::AgentsAll));
+        assert!(
+            !c.grantable_scope(Some("agents-all universal-mcp-read"))
+                .contains(Scope::AgentsAll)
+        );
         let w = client(ClientRole::WhitelabelCustomer);
-        assert!(w.grantable_scope(Some("agents-all")).contains(Scope::AgentsAll));
+        assert!(
+            w.grantable_scope(Some("agents-all"))
+                .contains(Scope::AgentsAll)
+        );
     }
 }

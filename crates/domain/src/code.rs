@@ -54,7 +54,11 @@ impl AuthorizationCode {
         }
         match r.redirect_uri {
             Some(uri) if uri == self.redirect_uri => {}
-            Some(_) => return CodeDecision::Refuse("redirect_uri does not match the authorization request"),
+            Some(_) => {
+                return CodeDecision::Refuse(
+                    "redirect_uri does not match the authorization request",
+                );
+            }
             None => return CodeDecision::Refuse("redirect_uri is required"),
         }
         if let Err(e) = self.challenge.verify(r.code_verifier) {

@@ -120,11 +120,27 @@ impl ScopeSet {
     }
 
     pub fn intersect(&self, other: &ScopeSet) -> ScopeSet {
-        ScopeSet(self.0.iter().copied().filter(|s| other.contains(*s)).collect())
+        ScopeSet(
+            self.0
+                .iter()
+                .copied()
+                .filter(|s| other.contains(*s))
+                .collect(),
+        )
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
         self.0.iter().copied()
+    }
+
+    /// The set plus what its members imply (`universal-mcp-read-write` implies `universal-mcp-read`),
+    /// for ceilings: a client allowed to call tools may also ask only to list them.
+    pub fn with_implied(&self) -> ScopeSet {
+        if self.contains(Scope::McpReadWrite) && !self.contains(Scope::McpRead) {
+            Self::from_scopes(self.iter().chain([Scope::McpRead]))
+        } else {
+            self.clone()
+        }
     }
 
     /// May this set list MCP tools? (`universal-mcp-read-write` implies read.)

@@ -17,6 +17,12 @@ pub struct RequestContext {
 
 impl From<AccessContext> for RequestContext {
     fn from(a: AccessContext) -> Self {
-        Self { account_id: a.account_id, email: a.email, client_id: a.client_id, session_id: a.session_id, scopes: a.scopes }
+        Self {
+            account_id: a.account_id,
+            email: a.email,
+            client_id: a.client_id,
+            session_id: a.session_id,
+            scopes: a.scopes,
+        }
     }
 }

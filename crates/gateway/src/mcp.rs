@@ -25,22 +25,35 @@ const INVALID_PARAMS: i64 = -32602;
 
 fn json_response(status: StatusCode, body: String) -> Response {
     let mut res = (status, body).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
 fn rpc_error(id: &Value, code: i64, message: &str) -> Response {
-    json_response(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string())
+    json_response(
+        StatusCode::OK,
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+            .to_string(),
+    )
 }
 
 /// A result whose JSON is already serialized (the tool list) is spliced in without re-encoding.
 fn rpc_result_raw(id: &Value, result_json: &str) -> Response {
     let id = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
-    json_response(StatusCode::OK, format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result_json}}}"))
+    json_response(
+        StatusCode::OK,
+        format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result_json}}}"),
+    )
 }
 
 fn rpc_result(id: &Value, result: Value) -> Response {
-    json_response(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+    json_response(
+        StatusCode::OK,
+        json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+    )
 }
 
 pub async fn post(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -76,14 +89,29 @@ pub async fn post(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Byte
     dispatch(&gw, &ctx, &id, method, &params).await
 }
 
-async fn dispatch(gw: &Gateway, ctx: &RequestContext, id: &Value, method: &str, params: &Value) -> Response {
+async fn dispatch(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    id: &Value,
+    method: &str,
+    params: &Value,
+) -> Response {
     match method {
-        "initialize" | "ping" | "tools/list" | "logging/setLevel" if !ctx.scopes.allows_mcp_read() => {
+        "initialize" | "ping" | "tools/list" | "logging/setLevel"
+            if !ctx.scopes.allows_mcp_read() =>
+        {
             insufficient_scope(gw, Scope::McpRead)
         }
         "initialize" => {
-            let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(LATEST);
-            let version = if SUPPORTED_VERSIONS.contains(&asked) { asked } else { LATEST };
+            let asked = params
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(LATEST);
+            let version = if SUPPORTED_VERSIONS.contains(&asked) {
+                asked
+            } else {
+                LATEST
+            };
             rpc_result(
                 id,
                 json!({
@@ -102,31 +130,53 @@ async fn dispatch(gw: &Gateway, ctx: &RequestContext, id: &Value, method: &str, 
             }
             call_tool(gw, ctx, id, params).await
         }
-        _ => rpc_error(id, METHOD_NOT_FOUND, &format!("method {} is not supported", method.chars().take(80).collect::<String>())),
+        _ => rpc_error(
+            id,
+            METHOD_NOT_FOUND,
+            &format!(
+                "method {} is not supported",
+                method.chars().take(80).collect::<String>()
+            ),
+        ),
     }
 }
 
 async fn call_tool(gw: &Gateway, ctx: &RequestContext, id: &Value, params: &Value) -> Response {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
-        return rpc_error(id, INVALID_PARAMS, "params.name (the tool name) is required");
+        return rpc_error(
+            id,
+            INVALID_PARAMS,
+            "params.name (the tool name) is required",
+        );
     };
     let Some(tool) = gw.tools.get(name) else {
-        return rpc_error(id, INVALID_PARAMS, &format!("unknown tool {}", name.chars().take(80).collect::<String>()));
+        return rpc_error(
+            id,
+            INVALID_PARAMS,
+            &format!("unknown tool {}", name.chars().take(80).collect::<String>()),
+        );
     };
-    let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+    let args = params
+        .get("arguments")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if !args.is_object() {
         return rpc_error(id, INVALID_PARAMS, "params.arguments must be an object");
     }
     match tool.handler.call(ctx, &args).await {
         Ok(out) => {
-            let mut result = json!({"content": [{"type": "text", "text": out.text}], "isError": false});
+            let mut result =
+                json!({"content": [{"type": "text", "text": out.text}], "isError": false});
             if let Some(s) = out.structured {
                 result["structuredContent"] = s;
             }
             rpc_result(id, result)
         }
         Err(ToolError::InvalidParams(m)) => rpc_error(id, INVALID_PARAMS, &m),
-        Err(ToolError::Failed(m)) => rpc_result(id, json!({"content": [{"type": "text", "text": m}], "isError": true})),
+        Err(ToolError::Failed(m)) => rpc_result(
+            id,
+            json!({"content": [{"type": "text", "text": m}], "isError": true}),
+        ),
     }
 }
 
@@ -136,7 +186,8 @@ pub async fn get(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
         return res;
     }
     let mut res = StatusCode::METHOD_NOT_ALLOWED.into_response();
-    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     res
 }
 

@@ -70,7 +70,10 @@ pub struct ToolRegistry {
 impl ToolRegistry {
     pub fn new(tools: Vec<Tool>) -> Self {
         let list = json!({ "tools": tools.iter().map(Tool::descriptor).collect::<Vec<_>>() });
-        Self { list_json: list.to_string(), tools }
+        Self {
+            list_json: list.to_string(),
+            tools,
+        }
     }
 
     pub fn builtin() -> Self {
@@ -94,7 +97,9 @@ impl ToolHandler for Whoami {
         if let Some(obj) = args.as_object()
             && let Some(k) = obj.keys().next()
         {
-            return Err(ToolError::InvalidParams(format!("whoami takes no arguments; unexpected argument {k:?}")));
+            return Err(ToolError::InvalidParams(format!(
+                "whoami takes no arguments; unexpected argument {k:?}"
+            )));
         }
         let v = json!({
             "account_id": ctx.account_id,
@@ -103,7 +108,10 @@ impl ToolHandler for Whoami {
             "session_id": ctx.session_id,
             "scopes": ctx.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         });
-        Ok(ToolOutput { text: v.to_string(), structured: Some(v) })
+        Ok(ToolOutput {
+            text: v.to_string(),
+            structured: Some(v),
+        })
     }
 }
 

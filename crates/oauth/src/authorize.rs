@@ -57,7 +57,10 @@ pub enum AuthorizeError {
 
 impl AuthServer {
     /// Validates raw authorization-request parameters.
-    pub async fn validate_authorize(&self, params: &[(String, String)]) -> Result<AuthorizeRequest, AuthorizeError> {
+    pub async fn validate_authorize(
+        &self,
+        params: &[(String, String)],
+    ) -> Result<AuthorizeRequest, AuthorizeError> {
         let mut map: HashMap<&str, &str> = HashMap::new();
         for (k, v) in params {
             if v.is_empty() {
@@ -65,49 +68,88 @@ impl AuthServer {
             }
             if map.insert(k.as_str(), v.as_str()).is_some() {
                 if matches!(k.as_str(), "client_id" | "redirect_uri") {
-                    return Err(AuthorizeError::Page(format!("The parameter {k} is repeated.")));
+                    return Err(AuthorizeError::Page(format!(
+                        "The parameter {k} is repeated."
+                    )));
                 }
-                let redirect = self.redirect_target(&map).await.map_err(AuthorizeError::Page)?;
-                return Err(self.error_redirect(&redirect, &map, "invalid_request", &format!("parameter {k} is repeated")));
+                let redirect = self
+                    .redirect_target(&map)
+                    .await
+                    .map_err(AuthorizeError::Page)?;
+                return Err(self.error_redirect(
+                    &redirect,
+                    &map,
+                    "invalid_request",
+                    &format!("parameter {k} is repeated"),
+                ));
             }
         }
-        let redirect_uri = self.redirect_target(&map).await.map_err(AuthorizeError::Page)?;
+        let redirect_uri = self
+            .redirect_target(&map)
+            .await
+            .map_err(AuthorizeError::Page)?;
         let client_id = ClientId::from_string(map.get("client_id").copied().unwrap_or_default());
         let client = self
             .store
             .client(&client_id)
             .await
-            .map_err(|_| AuthorizeError::Page("The server could not look up the application.".into()))?
+            .map_err(|_| {
+                AuthorizeError::Page("The server could not look up the application.".into())
+            })?
             .ok_or_else(|| AuthorizeError::Page("Unknown application (client_id).".into()))?;
         let fail = |code: &str, desc: &str| self.error_redirect(&redirect_uri, &map, code, desc);
 
         match map.get("response_type").copied() {
             Some("code") => {}
             None => return Err(fail("invalid_request", "response_type is required")),
-            Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+            Some(_) => {
+                return Err(fail(
+                    "unsupported_response_type",
+                    "only response_type=code is supported",
+                ));
+            }
         }
-        let challenge = CodeChallenge::from_request(map.get("code_challenge").copied(), map.get("code_challenge_method").copied())
-            .map_err(|e| fail("invalid_request", &e.to_string()))?;
+        let challenge = CodeChallenge::from_request(
+            map.get("code_challenge").copied(),
+            map.get("code_challenge_method").copied(),
+        )
+        .map_err(|e| fail("invalid_request", &e.to_string()))?;
         let scopes = client.grantable_scope(map.get("scope").copied());
         if scopes.is_empty() {
-            return Err(fail("invalid_scope", "none of the requested scopes is available to this application"));
+            return Err(fail(
+                "invalid_scope",
+                "none of the requested scopes is available to this application",
+            ));
         }
         let resource = match map.get("resource").copied() {
             None => self.mcp_resource(),
             Some(r) if self.resource_allowed(r) => r.trim_end_matches('/').to_owned(),
-            Some(_) => return Err(fail("invalid_target", "the requested resource is not served by this server")),
+            Some(_) => {
+                return Err(fail(
+                    "invalid_target",
+                    "the requested resource is not served by this server",
+                ));
+            }
         };
         let prompt = map.get("prompt").map(|p| p.to_string());
         if let Some(p) = &prompt
-            && p.split(' ').any(|v| !matches!(v, "none" | "login" | "consent" | "select_account"))
+            && p.split(' ')
+                .any(|v| !matches!(v, "none" | "login" | "consent" | "select_account"))
         {
-            return Err(fail("invalid_request", "prompt must be none, login, consent or select_account"));
+            return Err(fail(
+                "invalid_request",
+                "prompt must be none, login, consent or select_account",
+            ));
         }
         Ok(AuthorizeRequest {
             state: map.get("state").map(|s| s.to_string()),
             nonce: map.get("nonce").map(|s| s.to_string()),
             prompt,
-            raw: params.iter().filter(|(k, _)| PARAMS.contains(&k.as_str())).cloned().collect(),
+            raw: params
+                .iter()
+                .filter(|(k, _)| PARAMS.contains(&k.as_str()))
+                .cloned()
+                .collect(),
             client,
             redirect_uri,
             challenge,
@@ -135,7 +177,13 @@ impl AuthServer {
         }
     }
 
-    fn error_redirect(&self, redirect_uri: &str, map: &HashMap<&str, &str>, code: &str, desc: &str) -> AuthorizeError {
+    fn error_redirect(
+        &self,
+        redirect_uri: &str,
+        map: &HashMap<&str, &str>,
+        code: &str,
+        desc: &str,
+    ) -> AuthorizeError {
         let mut pairs: Vec<(&str, &str)> = vec![("error", code), ("error_description", desc)];
         if let Some(s) = map.get("state") {
             pairs.push(("state", s));
@@ -162,7 +210,10 @@ impl AuthServer {
 
     /// The error response for a person who denied access.
     pub fn denied_url(&self, req: &AuthorizeRequest) -> String {
-        let mut pairs = vec![("error", "access_denied"), ("error_description", "the person denied the request")];
+        let mut pairs = vec![
+            ("error", "access_denied"),
+            ("error_description", "the person denied the request"),
+        ];
         if let Some(s) = &req.state {
             pairs.push(("state", s));
         }

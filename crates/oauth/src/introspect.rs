@@ -10,38 +10,54 @@ use axum::response::{IntoResponse, Response};
 use bk_crypto::secret::token_hash;
 use serde_json::json;
 
+use crate::AuthServer;
 use crate::client_auth::{self, Method};
 use crate::error::OAuthError;
 use crate::form::Params;
 use crate::issue::REFRESH_TOKEN_PREFIX;
-use crate::AuthServer;
 
-pub async fn introspect(State(server): State<Arc<AuthServer>>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
+pub async fn introspect(
+    State(server): State<Arc<AuthServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, &body)?;
     let (client, method) = client_auth::authenticate(&server, &headers, &params).await?;
     if method == Method::None {
-        return Err(OAuthError::invalid_client("introspection requires an authenticated (confidential) client"));
+        return Err(OAuthError::invalid_client(
+            "introspection requires an authenticated (confidential) client",
+        ));
     }
     let token = params.require("token")?;
     let now = server.clock.now();
     let inactive = json!({ "active": false });
     let answer = if token.starts_with(REFRESH_TOKEN_PREFIX) {
         match server.store.refresh_token(&token_hash(token)).await? {
-            Some((t, g)) if t.client_id == client.id && t.used_at.is_none() && t.expires_at > now && g.is_active() => json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "scope": t.scopes.to_string(),
-                "client_id": t.client_id,
-                "sub": g.account_id,
-                "exp": t.expires_at,
-                "iat": t.created_at,
-                "iss": server.issuer,
-                "sid": g.id,
-            }),
+            Some((t, g))
+                if t.client_id == client.id
+                    && t.used_at.is_none()
+                    && t.expires_at > now
+                    && g.is_active() =>
+            {
+                json!({
+                    "active": true,
+                    "token_type": "refresh_token",
+                    "scope": t.scopes.to_string(),
+                    "client_id": t.client_id,
+                    "sub": g.account_id,
+                    "exp": t.expires_at,
+                    "iat": t.created_at,
+                    "iss": server.issuer,
+                    "sid": g.id,
+                })
+            }
             _ => inactive,
         }
     } else {
-        let aud = server.verifier.decode_unchecked_expiry(token).map(|c| c.aud);
+        let aud = server
+            .verifier
+            .decode_unchecked_expiry(token)
+            .map(|c| c.aud);
         match aud {
             Some(aud) => match server.verifier.verify(token, &aud).await {
                 Ok(ctx) => json!({
@@ -64,6 +80,7 @@ pub async fn introspect(State(server): State<Arc<AuthServer>>, headers: HeaderMa
         }
     };
     let mut res = Json(answer).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

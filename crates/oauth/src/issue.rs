@@ -7,7 +7,7 @@ use bk_crypto::secret::{Secret, b64url, new_token, random_bytes, token_hash};
 use bk_domain::UnixTime;
 use bk_domain::access::AccessTokenClaims;
 use bk_domain::grant::Grant;
-use bk_domain::ids::{RefreshTokenId, SessionId, ClientId};
+use bk_domain::ids::{ClientId, RefreshTokenId, SessionId};
 use bk_domain::refresh::RefreshToken;
 use bk_domain::scope::ScopeSet;
 use serde_json::json;
@@ -18,7 +18,12 @@ use crate::error::OAuthError;
 pub const REFRESH_TOKEN_PREFIX: &str = "bkr_";
 pub const CODE_PREFIX: &str = "bkc_";
 
-pub fn access_token(server: &AuthServer, grant: &Grant, scopes: &ScopeSet, now: UnixTime) -> Result<String, OAuthError> {
+pub fn access_token(
+    server: &AuthServer,
+    grant: &Grant,
+    scopes: &ScopeSet,
+    now: UnixTime,
+) -> Result<String, OAuthError> {
     let claims = AccessTokenClaims {
         iss: server.issuer.clone(),
         sub: grant.account_id.to_string(),
@@ -61,7 +66,12 @@ pub fn refresh_token(
 }
 
 /// The RFC 6749 §5.1 token response, never cached.
-pub fn token_response(server: &AuthServer, access: String, refresh: Secret, scopes: &ScopeSet) -> Response {
+pub fn token_response(
+    server: &AuthServer,
+    access: String,
+    refresh: Secret,
+    scopes: &ScopeSet,
+) -> Response {
     let mut res = Json(json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -70,7 +80,9 @@ pub fn token_response(server: &AuthServer, access: String, refresh: Secret, scop
         "scope": scopes.to_string(),
     }))
     .into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     res
 }

@@ -74,11 +74,26 @@ impl Clock for SystemClock {
 /// Routes of the OAuth protocol endpoints (the browser-facing authorize step lives in the web crate).
 pub fn router(server: Arc<AuthServer>) -> Router {
     Router::new()
-        .route("/.well-known/oauth-authorization-server", get(discovery::authorization_server))
-        .route("/.well-known/oauth-authorization-server/{*rest}", get(discovery::authorization_server))
-        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
-        .route("/.well-known/oauth-protected-resource", get(discovery::protected_resource))
-        .route("/.well-known/oauth-protected-resource/{*rest}", get(discovery::protected_resource))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::authorization_server),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server/{*rest}",
+            get(discovery::authorization_server),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(discovery::protected_resource),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{*rest}",
+            get(discovery::protected_resource),
+        )
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route("/api/v1/auth/token", post(token::token))
         .route("/api/v1/auth/revoke", post(revoke::revoke))

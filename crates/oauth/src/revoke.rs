@@ -17,7 +17,11 @@ use crate::form::Params;
 use crate::issue::REFRESH_TOKEN_PREFIX;
 use crate::{AuthServer, client_auth};
 
-pub async fn revoke(State(server): State<Arc<AuthServer>>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
+pub async fn revoke(
+    State(server): State<Arc<AuthServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, &body)?;
     let (client, _) = client_auth::authenticate(&server, &headers, &params).await?;
     let token = params.require("token")?;
@@ -45,7 +49,11 @@ pub async fn revoke(State(server): State<Arc<AuthServer>>, headers: HeaderMap, b
             .map(|c| SessionId::from_string(c.sid))
     };
     if let Some(sid) = session {
-        if server.store.revoke_session(&sid, RevocationReason::RevokedByClient, server.clock.now()).await? {
+        if server
+            .store
+            .revoke_session(&sid, RevocationReason::RevokedByClient, server.clock.now())
+            .await?
+        {
             tracing::info!(session = %sid, client = %client.id, "session revoked by its client");
         }
         server.verifier.forget_session(&sid);

@@ -12,13 +12,25 @@ use crate::form::Params;
 use crate::grant_types::{authorization_code, refresh_token};
 use crate::{AuthServer, client_auth};
 
-pub async fn token(State(server): State<Arc<AuthServer>>, headers: HeaderMap, body: Bytes) -> Result<Response, OAuthError> {
+pub async fn token(
+    State(server): State<Arc<AuthServer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, &body)?;
     let grant_type = params.require("grant_type")?;
     match grant_type {
         "authorization_code" | "refresh_token" => {}
-        "password" => return Err(OAuthError::unsupported_grant_type("the password grant is not supported (OAuth 2.1)")),
-        "implicit" | "token" => return Err(OAuthError::unsupported_grant_type("the implicit grant is not supported (OAuth 2.1)")),
+        "password" => {
+            return Err(OAuthError::unsupported_grant_type(
+                "the password grant is not supported (OAuth 2.1)",
+            ));
+        }
+        "implicit" | "token" => {
+            return Err(OAuthError::unsupported_grant_type(
+                "the implicit grant is not supported (OAuth 2.1)",
+            ));
+        }
         other => {
             return Err(OAuthError::unsupported_grant_type(format!(
                 "grant_type {} is not supported; use authorization_code or refresh_token",

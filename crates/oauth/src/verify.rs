@@ -60,8 +60,20 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(keys: Arc<KeyRing>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, issuer: String) -> Self {
-        Self { keys, store, clock, issuer, tokens: Mutex::default(), sessions: Mutex::default() }
+    pub fn new(
+        keys: Arc<KeyRing>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        issuer: String,
+    ) -> Self {
+        Self {
+            keys,
+            store,
+            clock,
+            issuer,
+            tokens: Mutex::default(),
+            sessions: Mutex::default(),
+        }
     }
 
     /// Verifies a bearer access token for `audience` and checks that its session is live.
@@ -82,7 +94,11 @@ impl Verifier {
         let sid = SessionId::from_string(c.sid.clone());
         let status = self.session_status(&sid, now_ms).await?;
         match status {
-            Some(s) if s.active && s.account_id.as_str() == c.sub && s.client_id.as_str() == c.client_id => {
+            Some(s)
+                if s.active
+                    && s.account_id.as_str() == c.sub
+                    && s.client_id.as_str() == c.client_id =>
+            {
                 Ok(AccessContext {
                     account_id: s.account_id,
                     email: s.email,
@@ -102,9 +118,12 @@ impl Verifier {
         if let Some(v) = self.lock_tokens().get(&key) {
             return Ok(v.clone());
         }
-        let claims: AccessTokenClaims =
-            bk_crypto::jwt::verify(&self.keys, token, "at+jwt").map_err(|_| VerifyError::Invalid)?;
-        let v = Arc::new(VerifiedToken { scopes: ScopeSet::parse_lenient(&claims.scope), claims: Arc::new(claims) });
+        let claims: AccessTokenClaims = bk_crypto::jwt::verify(&self.keys, token, "at+jwt")
+            .map_err(|_| VerifyError::Invalid)?;
+        let v = Arc::new(VerifiedToken {
+            scopes: ScopeSet::parse_lenient(&claims.scope),
+            claims: Arc::new(claims),
+        });
         let mut cache = self.lock_tokens();
         if cache.len() >= MAX_CACHED {
             let now = self.clock.now();
@@ -117,7 +136,11 @@ impl Verifier {
         Ok(v)
     }
 
-    async fn session_status(&self, sid: &SessionId, now_ms: i64) -> Result<Option<SessionStatus>, VerifyError> {
+    async fn session_status(
+        &self,
+        sid: &SessionId,
+        now_ms: i64,
+    ) -> Result<Option<SessionStatus>, VerifyError> {
         if let Some((at, status)) = self.lock_sessions().get(sid)
             && now_ms - at < SESSION_TTL_MS
         {
@@ -150,7 +173,9 @@ impl Verifier {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, (i64, Option<SessionStatus>)>> {
+    fn lock_sessions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, (i64, Option<SessionStatus>)>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -77,7 +77,12 @@ pub trait SessionStore: Send + Sync {
     /// The hot-path check behind every bearer request. Keyed by the session id of a verified token.
     async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>>;
     /// Revokes a session (idempotent). Returns true if it was active.
-    async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool>;
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        reason: RevocationReason,
+        now: UnixTime,
+    ) -> Result<bool>;
 }
 
 #[async_trait]
@@ -86,7 +91,13 @@ pub trait CodeStore: Send + Sync {
     async fn code(&self, hash: &[u8]) -> Result<Option<AuthorizationCode>>;
     /// Atomically marks the code used (compare-and-set) and creates the session and its first refresh
     /// token. Returns false, changing nothing, if the code was already used.
-    async fn redeem_code(&self, hash: &[u8], grant: &Grant, refresh: &RefreshToken, now: UnixTime) -> Result<bool>;
+    async fn redeem_code(
+        &self,
+        hash: &[u8],
+        grant: &Grant,
+        refresh: &RefreshToken,
+        now: UnixTime,
+    ) -> Result<bool>;
 }
 
 #[async_trait]
@@ -95,13 +106,29 @@ pub trait RefreshTokenStore: Send + Sync {
     async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshToken, Grant)>>;
     /// Atomically marks `old` used (compare-and-set) and stores `new`. Returns false, changing
     /// nothing, if `old` was already used (a concurrent exchange won).
-    async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool>;
+    async fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenId,
+        new: &RefreshToken,
+        now: UnixTime,
+    ) -> Result<bool>;
 }
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool>;
-    async fn remember_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet, now: UnixTime) -> Result<()>;
+    async fn has_consent(
+        &self,
+        tenant: &TenantId,
+        client: &ClientId,
+        scopes: &ScopeSet,
+    ) -> Result<bool>;
+    async fn remember_consent(
+        &self,
+        tenant: &TenantId,
+        client: &ClientId,
+        scopes: &ScopeSet,
+        now: UnixTime,
+    ) -> Result<()>;
 }
 
 #[async_trait]
@@ -113,7 +140,13 @@ pub trait SigningKeyStore: Send + Sync {
 
 /// Everything the server stores.
 pub trait Store:
-    AccountStore + ClientStore + SessionStore + CodeStore + RefreshTokenStore + ConsentStore + SigningKeyStore
+    AccountStore
+    + ClientStore
+    + SessionStore
+    + CodeStore
+    + RefreshTokenStore
+    + ConsentStore
+    + SigningKeyStore
 {
     fn backend(&self) -> &'static str;
 }

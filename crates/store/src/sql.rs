@@ -17,8 +17,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 use crate::{
-    Account, AccountStore, ClientStore, CodeStore, ConsentStore, RefreshTokenStore, Result, SessionStatus,
-    SessionStore, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    Account, AccountStore, ClientStore, CodeStore, ConsentStore, RefreshTokenStore, Result,
+    SessionStatus, SessionStore, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,9 +33,16 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
 
 fn migrator(backend: Backend) -> Migrator {
     let list = match backend {
@@ -44,7 +51,15 @@ fn migrator(backend: Backend) -> Migrator {
     };
     Migrator::with_migrations(
         list.iter()
-            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    Cow::Borrowed(*d),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
             .collect(),
     )
 }
@@ -56,7 +71,11 @@ impl SqlStore {
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let mut u = format!("sqlite:{rest}");
             if !u.contains("mode=") {
-                u.push_str(if u.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                u.push_str(if u.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
             (Backend::Sqlite, u)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -166,33 +185,40 @@ async fn insert_refresh(tx: &mut sqlx::AnyConnection, t: &RefreshToken) -> Resul
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn create_account(&self, a: &Account) -> Result<()> {
-        let r = sqlx::query("INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(a.id.as_str())
-            .bind(&a.email)
-            .bind(a.password_hash.clone())
-            .bind(a.created_at)
-            .execute(&self.pool)
-            .await;
+        let r = sqlx::query(
+            "INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(a.id.as_str())
+        .bind(&a.email)
+        .bind(a.password_hash.clone())
+        .bind(a.created_at)
+        .execute(&self.pool)
+        .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("an account with this email")),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("an account with this email"))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     async fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
-        let row = sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, created_at FROM accounts WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| account_from_row(&r)).transpose()
     }
 
     async fn account(&self, id: &AccountId) -> Result<Option<Account>> {
-        let row = sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| account_from_row(&r)).transpose()
     }
 }
@@ -209,7 +235,8 @@ fn account_from_row(r: &AnyRow) -> Result<Account> {
 #[async_trait]
 impl ClientStore for SqlStore {
     async fn insert_client(&self, c: &Client) -> Result<()> {
-        let uris = serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let uris = serde_json::to_string(&c.redirect_uris)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO clients (id, name, client_type, role, origin, redirect_uris, allowed_scopes, secret_hash, owner_account_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -239,18 +266,23 @@ impl ClientStore for SqlStore {
         .await?;
         let Some(r) = row else { return Ok(None) };
         let corrupt = |what: &str| StoreError::Corrupt(format!("client {id}: bad {what}"));
-        let uris: Vec<String> =
-            serde_json::from_str(&r.try_get::<String, _>("redirect_uris")?).map_err(|_| corrupt("redirect_uris"))?;
+        let uris: Vec<String> = serde_json::from_str(&r.try_get::<String, _>("redirect_uris")?)
+            .map_err(|_| corrupt("redirect_uris"))?;
         Ok(Some(Client {
             id: ClientId::from_string(r.try_get::<String, _>("id")?),
             name: r.try_get("name")?,
-            client_type: ClientType::parse(&r.try_get::<String, _>("client_type")?).ok_or_else(|| corrupt("type"))?,
-            role: ClientRole::parse(&r.try_get::<String, _>("role")?).ok_or_else(|| corrupt("role"))?,
-            origin: ClientOrigin::parse(&r.try_get::<String, _>("origin")?).ok_or_else(|| corrupt("origin"))?,
+            client_type: ClientType::parse(&r.try_get::<String, _>("client_type")?)
+                .ok_or_else(|| corrupt("type"))?,
+            role: ClientRole::parse(&r.try_get::<String, _>("role")?)
+                .ok_or_else(|| corrupt("role"))?,
+            origin: ClientOrigin::parse(&r.try_get::<String, _>("origin")?)
+                .ok_or_else(|| corrupt("origin"))?,
             redirect_uris: uris,
             allowed_scopes: scopes_of(&r, "allowed_scopes")?,
             secret_hash: r.try_get("secret_hash")?,
-            owner: r.try_get::<Option<String>, _>("owner_account_id")?.map(AccountId::from_string),
+            owner: r
+                .try_get::<Option<String>, _>("owner_account_id")?
+                .map(AccountId::from_string),
             created_at: r.try_get("created_at")?,
         }))
     }
@@ -259,7 +291,8 @@ impl ClientStore for SqlStore {
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<Grant>> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM sessions s WHERE s.id = $1 AND s.account_id = $2");
+        let sql =
+            format!("SELECT {GRANT_COLUMNS} FROM sessions s WHERE s.id = $1 AND s.account_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .bind(tenant.as_str())
@@ -285,7 +318,12 @@ impl SessionStore for SqlStore {
         }))
     }
 
-    async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool> {
+    async fn revoke_session(
+        &self,
+        id: &SessionId,
+        reason: RevocationReason,
+        now: UnixTime,
+    ) -> Result<bool> {
         let r = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(now)
             .bind(reason.as_str())
@@ -339,11 +377,19 @@ impl CodeStore for SqlStore {
             auth_time: r.try_get("auth_time")?,
             expires_at: r.try_get("expires_at")?,
             used_at: r.try_get("used_at")?,
-            session_id: r.try_get::<Option<String>, _>("session_id")?.map(SessionId::from_string),
+            session_id: r
+                .try_get::<Option<String>, _>("session_id")?
+                .map(SessionId::from_string),
         }))
     }
 
-    async fn redeem_code(&self, hash: &[u8], grant: &Grant, refresh: &RefreshToken, now: UnixTime) -> Result<bool> {
+    async fn redeem_code(
+        &self,
+        hash: &[u8],
+        grant: &Grant,
+        refresh: &RefreshToken,
+        now: UnixTime,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL",
@@ -371,7 +417,10 @@ impl RefreshTokenStore for SqlStore {
             "SELECT r.id, r.hash, r.session_id, r.client_id, r.scopes, r.expires_at, r.used_at, r.parent_id, r.created_at, {GRANT_COLUMNS} \
              FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(r) = row else { return Ok(None) };
         let token = RefreshToken {
             id: RefreshTokenId::from_string(r.try_get::<String, _>("id")?),
@@ -381,19 +430,27 @@ impl RefreshTokenStore for SqlStore {
             scopes: scopes_of(&r, "scopes")?,
             expires_at: r.try_get("expires_at")?,
             used_at: r.try_get("used_at")?,
-            parent_id: r.try_get::<Option<String>, _>("parent_id")?.map(RefreshTokenId::from_string),
+            parent_id: r
+                .try_get::<Option<String>, _>("parent_id")?
+                .map(RefreshTokenId::from_string),
             created_at: r.try_get("created_at")?,
         };
         Ok(Some((token, grant_from_row(&r)?)))
     }
 
-    async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool> {
+    async fn rotate_refresh_token(
+        &self,
+        old: &RefreshTokenId,
+        new: &RefreshToken,
+        now: UnixTime,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(old.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let r =
+            sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                .bind(now)
+                .bind(old.as_str())
+                .execute(&mut *tx)
+                .await?;
         if r.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
@@ -406,7 +463,12 @@ impl RefreshTokenStore for SqlStore {
 
 #[async_trait]
 impl ConsentStore for SqlStore {
-    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool> {
+    async fn has_consent(
+        &self,
+        tenant: &TenantId,
+        client: &ClientId,
+        scopes: &ScopeSet,
+    ) -> Result<bool> {
         let row = sqlx::query("SELECT 1 AS one FROM consents WHERE account_id = $1 AND client_id = $2 AND scopes = $3")
             .bind(tenant.as_str())
             .bind(client.as_str())
@@ -416,7 +478,13 @@ impl ConsentStore for SqlStore {
         Ok(row.is_some())
     }
 
-    async fn remember_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet, now: UnixTime) -> Result<()> {
+    async fn remember_consent(
+        &self,
+        tenant: &TenantId,
+        client: &ClientId,
+        scopes: &ScopeSet,
+        now: UnixTime,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO consents (account_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (account_id, client_id, scopes) DO UPDATE SET granted_at = excluded.granted_at",

@@ -41,7 +41,8 @@ impl WebState {
             ("home.html", include_str!("templates/home.html")),
         ] {
             // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
-            env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
+            env.add_template(name, src)
+                .unwrap_or_else(|e| panic!("template {name}: {e}"));
         }
         Self {
             auth,
@@ -57,11 +58,18 @@ impl WebState {
 
     /// Renders a template into an HTML response with the page security headers.
     pub(crate) fn page(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
-        match self.templates.get_template(name).and_then(|t| t.render(ctx)) {
+        match self
+            .templates
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+        {
             Ok(html) => html_response(status, html),
             Err(e) => {
                 tracing::error!(error = %e, template = name, "template rendering failed");
-                html_response(StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>Error</title><p>Internal error.</p>".into())
+                html_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Error</title><p>Internal error.</p>".into(),
+                )
             }
         }
     }
@@ -78,13 +86,19 @@ impl WebState {
 fn html_response(status: StatusCode, html: String) -> Response {
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
 /// Headers every page carries: no framing (clickjacking), no sniffing, no referrer (codes in URLs).
-pub async fn page_security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn page_security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -94,16 +108,28 @@ pub async fn page_security_headers(req: axum::extract::Request, next: axum::midd
             "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     res
 }
 
 async fn stylesheet() -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         include_str!("../static/bridgekeeper.css"),
     )
@@ -118,7 +144,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/logout", axum::routing::post(pages::logout))
         .route("/api/v1/auth/authorize", get(authorize::authorize))
         .route("/oauth/authorize", get(authorize::authorize))
-        .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))
+        .route(
+            "/consent",
+            get(authorize::consent_page).post(authorize::consent_decision),
+        )
         .route("/static/bridgekeeper.css", get(stylesheet))
         .layer(axum::middleware::from_fn(page_security_headers))
         .with_state(state)
@@ -130,14 +159,20 @@ pub(crate) fn see_other(location: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
 /// Only same-site relative paths may be a `next` target (no open redirect).
 pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.chars().any(|c| c.is_control()) => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.chars().any(|c| c.is_control()) =>
+        {
             n.to_owned()
         }
         _ => "/".to_owned(),

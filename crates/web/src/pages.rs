@@ -34,11 +34,16 @@ pub(crate) fn with_cookie(mut res: Response, value: HeaderValue) -> Response {
 }
 
 pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The signed-in account of a browser session, if the account still exists.
@@ -66,27 +71,67 @@ pub async fn home(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Res
         "home.html",
         context! { email, csrf_token => s.csrf_token(&state.keys), issuer => state.auth.issuer.clone() },
     );
-    if fresh { with_cookie(res, s.set_cookie(&state.keys)) } else { res }
+    if fresh {
+        with_cookie(res, s.set_cookie(&state.keys))
+    } else {
+        res
+    }
 }
 
-fn render_login(state: &WebState, s: &BrowserSession, status: StatusCode, next: &str, email: &str, error: Option<&str>) -> Response {
-    state.page(status, "login.html", context! { csrf_token => s.csrf_token(&state.keys), next, email, error })
+fn render_login(
+    state: &WebState,
+    s: &BrowserSession,
+    status: StatusCode,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    state.page(
+        status,
+        "login.html",
+        context! { csrf_token => s.csrf_token(&state.keys), next, email, error },
+    )
 }
 
-fn render_signup(state: &WebState, s: &BrowserSession, status: StatusCode, next: &str, email: &str, error: Option<&str>) -> Response {
-    state.page(status, "signup.html", context! { csrf_token => s.csrf_token(&state.keys), next, email, error })
+fn render_signup(
+    state: &WebState,
+    s: &BrowserSession,
+    status: StatusCode,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    state.page(
+        status,
+        "signup.html",
+        context! { csrf_token => s.csrf_token(&state.keys), next, email, error },
+    )
 }
 
-pub async fn login_form(State(state): State<Arc<WebState>>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+pub async fn login_form(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
     let res = render_login(&state, &s, StatusCode::OK, &next, "", None);
-    if fresh { with_cookie(res, s.set_cookie(&state.keys)) } else { res }
+    if fresh {
+        with_cookie(res, s.set_cookie(&state.keys))
+    } else {
+        res
+    }
 }
 
-pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else { return form_expired(&state) };
+    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else {
+        return form_expired(&state);
+    };
     let pairs = form_pairs(&body);
     if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
         return form_expired(&state);
@@ -95,14 +140,34 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
     let email = field(&pairs, "email").unwrap_or("").trim().to_lowercase();
     let password = field(&pairs, "password").unwrap_or("").to_owned();
     if email.is_empty() || password.is_empty() {
-        return render_login(&state, &s, StatusCode::BAD_REQUEST, &next, &email, Some("Enter your email and password."));
+        return render_login(
+            &state,
+            &s,
+            StatusCode::BAD_REQUEST,
+            &next,
+            &email,
+            Some("Enter your email and password."),
+        );
     }
     // Failed attempts are counted per account name (whether or not it exists, so the limit is no oracle).
     let now_ms = state.auth.clock.now_ms();
-    let wait = state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).retry_after(&email, now_ms);
+    let wait = state
+        .login_failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retry_after(&email, now_ms);
     if let Some(wait) = wait {
-        let msg = format!("Too many failed sign-in attempts for this account. Try again in {wait} seconds.");
-        let mut res = render_login(&state, &s, StatusCode::TOO_MANY_REQUESTS, &next, &email, Some(&msg));
+        let msg = format!(
+            "Too many failed sign-in attempts for this account. Try again in {wait} seconds."
+        );
+        let mut res = render_login(
+            &state,
+            &s,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            &email,
+            Some(&msg),
+        );
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -112,7 +177,11 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "account lookup failed");
-            return state.message(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The server could not sign you in right now.");
+            return state.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "The server could not sign you in right now.",
+            );
         }
     };
     let phc = account.as_ref().and_then(|a| a.password_hash.clone());
@@ -133,22 +202,46 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
             with_cookie(see_other(&next), fresh.set_cookie(&state.keys))
         }
         _ => {
-            state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).record(&email, now_ms);
+            state
+                .login_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(&email, now_ms);
             tracing::info!("sign-in failed");
-            render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some("Invalid email or password."))
+            render_login(
+                &state,
+                &s,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                &email,
+                Some("Invalid email or password."),
+            )
         }
     }
 }
 
-pub async fn signup_form(State(state): State<Arc<WebState>>, headers: HeaderMap, Query(q): Query<NextQuery>) -> Response {
+pub async fn signup_form(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
     let res = render_signup(&state, &s, StatusCode::OK, &next, "", None);
-    if fresh { with_cookie(res, s.set_cookie(&state.keys)) } else { res }
+    if fresh {
+        with_cookie(res, s.set_cookie(&state.keys))
+    } else {
+        res
+    }
 }
 
 /// Creates an account (shared by the sign-up page and the admin command).
-pub async fn create_account(store: &dyn bk_store::Store, email: &str, password: String, now: i64) -> Result<AccountId, String> {
+pub async fn create_account(
+    store: &dyn bk_store::Store,
+    email: &str,
+    password: String,
+    now: i64,
+) -> Result<AccountId, String> {
     let email = email.trim().to_lowercase();
     validate_email(&email)?;
     if password.chars().count() < 8 {
@@ -161,10 +254,17 @@ pub async fn create_account(store: &dyn bk_store::Store, email: &str, password: 
         .await
         .map_err(|_| "The server could not hash the password.".to_owned())?
         .map_err(|_| "The server could not hash the password.".to_owned())?;
-    let account = Account { id: AccountId::generate(), email, password_hash: Some(hash), created_at: now };
+    let account = Account {
+        id: AccountId::generate(),
+        email,
+        password_hash: Some(hash),
+        created_at: now,
+    };
     match store.create_account(&account).await {
         Ok(()) => Ok(account.id),
-        Err(StoreError::Conflict(_)) => Err("An account with this email already exists. Sign in instead.".into()),
+        Err(StoreError::Conflict(_)) => {
+            Err("An account with this email already exists. Sign in instead.".into())
+        }
         Err(e) => {
             tracing::error!(error = %e, "account creation failed");
             Err("The server could not create the account right now.".into())
@@ -174,14 +274,26 @@ pub async fn create_account(store: &dyn bk_store::Store, email: &str, password: 
 
 fn validate_email(email: &str) -> Result<(), String> {
     let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && email.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(()) } else { Err("Enter a valid email address.".into()) }
+    if ok {
+        Ok(())
+    } else {
+        Err("Enter a valid email address.".into())
+    }
 }
 
-pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn signup(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else { return form_expired(&state) };
+    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else {
+        return form_expired(&state);
+    };
     let pairs = form_pairs(&body);
     if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
         return form_expired(&state);
@@ -196,18 +308,31 @@ pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body
             with_cookie(see_other(&next), fresh.set_cookie(&state.keys))
         }
         Err(msg) => {
-            let status = if msg.contains("already exists") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+            let status = if msg.contains("already exists") {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             render_signup(&state, &s, status, &next, email.trim(), Some(&msg))
         }
     }
 }
 
-pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn logout(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else { return see_other("/login") };
+    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else {
+        return see_other("/login");
+    };
     let pairs = form_pairs(&body);
     if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
         return form_expired(&state);
     }
-    with_cookie(see_other("/login"), BrowserSession::clear_cookie(&state.keys))
+    with_cookie(
+        see_other("/login"),
+        BrowserSession::clear_cookie(&state.keys),
+    )
 }

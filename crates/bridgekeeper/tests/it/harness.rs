@@ -45,10 +45,20 @@ impl Server {
                 log2.lock().unwrap().push(line);
             }
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("server did not report listening within 60 s");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not report listening within 60 s");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-        let issuer = v["fields"]["issuer"].as_str().expect("issuer field").to_owned();
-        Server { child, base: issuer, dir, log }
+        let issuer = v["fields"]["issuer"]
+            .as_str()
+            .expect("issuer field")
+            .to_owned();
+        Server {
+            child,
+            base: issuer,
+            dir,
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -69,7 +79,10 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not stop within 20 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -89,4 +102,313 @@ pub fn client() -> reqwest::Client {
         .cookie_store(true)
         .build()
         .expect("client")
+}
+
+/// Values of `<input … name="N" … value="V">` in a page (values HTML-unescaped).
+pub fn form_inputs(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for tag in html.split("<input").skip(1) {
+        let tag = tag.split('>').next().unwrap_or("");
+        let attr = |name: &str| {
+            let key = format!("{name}=\"");
+            tag.find(&key).map(|i| {
+                let rest = &tag[i + key.len()..];
+                unescape(&rest[..rest.find('"').unwrap_or(rest.len())])
+            })
+        };
+        if let Some(n) = attr("name") {
+            out.push((n, attr("value").unwrap_or_default()));
+        }
+    }
+    out
+}
+
+pub fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+pub fn input(html: &str, name: &str) -> String {
+    form_inputs(html)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no input {name} in page:\n{html}"))
+}
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location header (status {})", res.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let u = url::Url::parse(url).unwrap();
+    u.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub const VERIFIER: &str = "test-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+pub fn challenge(verifier: &str) -> String {
+    use base64::Engine;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+}
+
+/// Decodes a JWT's header and payload without verifying (tests verify signatures separately).
+pub fn jwt_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
+    use base64::Engine;
+    let mut it = token.split('.');
+    let dec = |s: &str| {
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(s)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    (dec(it.next().unwrap()), dec(it.next().unwrap()))
+}
+
+/// A person with a browser (cookie jar) and an OAuth client, driving the server as a real client would.
+pub struct Flow {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub email: String,
+    pub password: String,
+}
+
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub scope: String,
+}
+
+impl Flow {
+    /// Signs up a new account through the sign-up page.
+    pub async fn signup(server: &Server, email: &str) -> Flow {
+        let http = client();
+        let page = http
+            .get(server.url("/signup"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let password = "correct horse battery staple".to_owned();
+        let res = http
+            .post(server.url("/signup"))
+            .form(&[
+                ("csrf_token", input(&page, "csrf_token")),
+                ("next", "/".into()),
+                ("email", email.into()),
+                ("password", password.clone()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "sign-up should answer 303");
+        Flow {
+            http,
+            base: server.base.clone(),
+            email: email.to_owned(),
+            password,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Registers a public client by DCR; returns its client_id.
+    pub async fn register(&self, redirect_uri: &str, scope: &str) -> String {
+        let res = reqwest::Client::new()
+            .post(self.url("/api/v1/auth/register"))
+            .json(&serde_json::json!({
+                "client_name": "Test client",
+                "redirect_uris": [redirect_uri],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+                "scope": scope,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let v: serde_json::Value = res.json().await.unwrap();
+        v["client_id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn authorize_url(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        scope: &str,
+        state: &str,
+    ) -> String {
+        let mut u = url::Url::parse(&self.url("/api/v1/auth/authorize")).unwrap();
+        u.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", scope)
+            .append_pair("state", state)
+            .append_pair("code_challenge", &challenge(VERIFIER))
+            .append_pair("code_challenge_method", "S256");
+        u.to_string()
+    }
+
+    /// Follows an authorization request through login and consent (approving); returns the final
+    /// redirect to the client (with `code`, `state` and `iss`).
+    pub async fn approve(&self, authorize_url: &str) -> String {
+        self.decide(authorize_url, "approve").await
+    }
+
+    pub async fn decide(&self, authorize_url: &str, decision: &str) -> String {
+        let mut url = authorize_url.to_owned();
+        for _ in 0..8 {
+            let res = self.http.get(&url).send().await.unwrap();
+            if res.status() == 200 {
+                let page = res.text().await.unwrap();
+                if page.contains("action=\"/login\"") {
+                    let r = self
+                        .http
+                        .post(self.url("/login"))
+                        .form(&[
+                            ("csrf_token", input(&page, "csrf_token")),
+                            ("next", input(&page, "next")),
+                            ("email", self.email.clone()),
+                            ("password", self.password.clone()),
+                        ])
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 303, "login should answer 303");
+                    url = self.url(&location(&r));
+                    continue;
+                }
+                assert!(
+                    page.contains("action=\"/consent\""),
+                    "expected the consent page:\n{page}"
+                );
+                let mut fields = form_inputs(&page);
+                fields.push(("decision".into(), decision.into()));
+                let r = self
+                    .http
+                    .post(self.url("/consent"))
+                    .form(&fields)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 303, "consent should answer 303");
+                return location(&r);
+            }
+            assert_eq!(
+                res.status(),
+                303,
+                "unexpected status {} at {url}",
+                res.status()
+            );
+            let loc = location(&res);
+            if loc.starts_with('/') {
+                url = self.url(&loc);
+            } else if loc.starts_with(&self.base) {
+                url = loc;
+            } else {
+                return loc;
+            }
+        }
+        panic!("too many redirects");
+    }
+
+    pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/api/v1/auth/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn exchange_code(&self, client_id: &str, redirect_uri: &str, code: &str) -> Tokens {
+        let res = self
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("client_id", client_id),
+                ("code_verifier", VERIFIER),
+            ])
+            .await;
+        assert_eq!(
+            res.status(),
+            200,
+            "code exchange failed: {}",
+            res.text().await.unwrap()
+        );
+        tokens(res).await
+    }
+
+    /// The whole flow: register, authorize, approve, exchange.
+    pub async fn login_client(&self, scope: &str) -> (String, Tokens) {
+        let redirect = "http://127.0.0.1:9/callback";
+        let client_id = self.register(redirect, scope).await;
+        let back = self
+            .approve(&self.authorize_url(&client_id, redirect, scope, "st"))
+            .await;
+        let code = query_param(&back, "code").expect("code in redirect");
+        (
+            client_id.clone(),
+            self.exchange_code(&client_id, redirect, &code).await,
+        )
+    }
+
+    pub async fn refresh(&self, client_id: &str, refresh: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", client_id),
+        ])
+        .await
+    }
+
+    /// A JSON-RPC request to /mcp with a bearer token.
+    pub async fn mcp(
+        &self,
+        token: &str,
+        method: &str,
+        params: serde_json::Value,
+    ) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/mcp"))
+            .bearer_auth(token)
+            .header("Accept", "application/json, text/event-stream")
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+            )
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn tokens(res: reqwest::Response) -> Tokens {
+    let v: serde_json::Value = res.json().await.unwrap();
+    Tokens {
+        access: v["access_token"].as_str().unwrap().to_owned(),
+        refresh: v["refresh_token"].as_str().unwrap().to_owned(),
+        scope: v["scope"].as_str().unwrap().to_owned(),
+    }
 }

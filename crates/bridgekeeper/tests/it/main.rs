@@ -1,5 +1,11 @@
 //! Integration tests: each starts the real `bridgekeeper` binary on an ephemeral port with a
 //! temporary SQLite database and talks to it over HTTP, as a client would.
 
+mod authorize;
+mod cli;
+mod discovery;
 mod harness;
 mod health;
+mod mcp;
+mod pages;
+mod token;
