@@ -9,6 +9,7 @@ cargo test --workspace --locked
 
 if [ -d e2e ] && [ -x e2e/run.sh ]; then
   echo "== e2e (real clients against the real binary)"
-  e2e/run.sh
+  cargo build --locked -p bridgekeeper
+  BK_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/bridgekeeper" e2e/run.sh
 fi
 echo "== all tests passed"

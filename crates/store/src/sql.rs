@@ -107,6 +107,14 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Runs one administrative statement (test set-up: schemas).
+    pub async fn execute_ddl(&self, sql: &str) -> Result<()> {
+        self.pool
+            .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+            .await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<()> {
         self.pool.execute("SELECT 1").await?;
         Ok(())

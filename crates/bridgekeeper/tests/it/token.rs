@@ -434,3 +434,144 @@ async fn oversized_body_is_413() {
         .unwrap();
     assert_eq!(res.status(), 413);
 }
+
+/// A confidential client registered by DCR, authenticating with Basic at the token endpoint.
+async fn confidential_login(flow: &Flow) -> (String, String, Tokens) {
+    let res = reqwest::Client::new()
+        .post(flow.url("/api/v1/auth/register"))
+        .json(&serde_json::json!({"client_name": "Backend", "redirect_uris": [CB], "token_endpoint_auth_method": "client_secret_basic", "scope": RW}))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    let (id, secret) = (
+        v["client_id"].as_str().unwrap().to_owned(),
+        v["client_secret"].as_str().unwrap().to_owned(),
+    );
+    let back = flow.approve(&flow.authorize_url(&id, CB, RW, "s")).await;
+    let code = query_param(&back, "code").unwrap();
+    // Without the secret: refused.
+    let res = flow
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("client_id", &id),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_eq!(error_of(res).await, (401, "invalid_client".into()));
+    let res = reqwest::Client::new()
+        .post(flow.url("/api/v1/auth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let t = tokens(res).await;
+    (id, secret, t)
+}
+
+use crate::harness::Tokens;
+
+#[tokio::test]
+async fn confidential_client_authenticates_with_basic_or_post() {
+    let server = Server::start();
+    let flow = Flow::signup(&server, "conf@example.com").await;
+    let (id, secret, t) = confidential_login(&flow).await;
+    // client_secret_post works too; a wrong secret is invalid_client with a Basic challenge.
+    let res = flow
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &t.refresh),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
+        .await;
+    assert_eq!(res.status(), 200);
+    let t2 = tokens(res).await;
+    let res = reqwest::Client::new()
+        .post(flow.url("/api/v1/auth/token"))
+        .basic_auth(&id, Some("bks_wrong"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t2.refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    assert_eq!(error_of(res).await, (401, "invalid_client".into()));
+}
+
+#[tokio::test]
+async fn introspection_for_authenticated_clients() {
+    let server = Server::start();
+    let flow = Flow::signup(&server, "intro@example.com").await;
+    let (id, secret, t) = confidential_login(&flow).await;
+    let introspect = |token: String| {
+        let (url, id, secret) = (
+            flow.url("/api/v1/auth/introspect"),
+            id.clone(),
+            secret.clone(),
+        );
+        async move {
+            let res = reqwest::Client::new()
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["cache-control"], "no-store");
+            res.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let v = introspect(t.access.clone()).await;
+    assert_eq!(v["active"], true);
+    assert_eq!(v["client_id"], id);
+    assert_eq!(v["scope"], RW);
+    assert_eq!(v["username"], "intro@example.com");
+    let v = introspect(t.refresh.clone()).await;
+    assert_eq!(v["active"], true);
+    assert_eq!(v["token_type"], "refresh_token");
+    assert_eq!(
+        introspect("garbage".into()).await,
+        serde_json::json!({"active": false})
+    );
+    // Public clients cannot introspect.
+    let (public_id, _) = flow.login_client(RW).await;
+    let res = reqwest::Client::new()
+        .post(flow.url("/api/v1/auth/introspect"))
+        .form(&[
+            ("token", t.access.as_str()),
+            ("client_id", public_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(res).await, (401, "invalid_client".into()));
+    // After revocation both are inactive.
+    reqwest::Client::new()
+        .post(flow.url("/api/v1/auth/revoke"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", t.refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(introspect(t.refresh.clone()).await["active"], false);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(introspect(t.access.clone()).await["active"], false);
+}

@@ -1,0 +1,85 @@
+//! One store test suite, run against every backend: the embedded SQLite always, and PostgreSQL when
+//! `BRIDGEKEEPER_TEST_POSTGRES_URL` is set (each run in a schema of its own; unreachable = failure).
+
+mod suite;
+
+use bridgekeeper_store::SqlStore;
+
+async fn sqlite() -> (SqlStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = SqlStore::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+/// A PostgreSQL store in a fresh schema (dropped with the guard), or None when no PostgreSQL URL is configured.
+async fn postgres() -> Option<(SqlStore, SchemaGuard)> {
+    let base = std::env::var("BRIDGEKEEPER_TEST_POSTGRES_URL").ok()?;
+    let schema = format!("bk_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = SqlStore::connect(&base, 1)
+        .await
+        .expect("BRIDGEKEEPER_TEST_POSTGRES_URL is set but unreachable");
+    admin
+        .execute_ddl(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let store = SqlStore::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    Some((store, SchemaGuard { admin, schema }))
+}
+
+struct SchemaGuard {
+    admin: SqlStore,
+    schema: String,
+}
+
+impl SchemaGuard {
+    async fn drop_schema(self) {
+        self.admin
+            .execute_ddl(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .await
+            .unwrap();
+    }
+}
+
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = crate::sqlite().await;
+                    crate::suite::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some((store, guard)) = crate::postgres().await {
+                        crate::suite::$name(&store).await;
+                        drop(store);
+                        guard.drop_schema().await;
+                    } else {
+                        eprintln!("BRIDGEKEEPER_TEST_POSTGRES_URL not set: PostgreSQL backend not exercised");
+                    }
+                }
+            )*
+        }
+    };
+}
+
+suite_tests!(
+    accounts_are_unique_by_email,
+    clients_round_trip,
+    code_redemption_is_compare_and_set,
+    refresh_rotation_is_compare_and_set_under_concurrency,
+    sessions_are_tenant_scoped,
+    revocation_is_idempotent_and_seen_by_status,
+    consent_is_per_account_client_and_scopes,
+    signing_keys_newest_first,
+);

@@ -1,0 +1,266 @@
+//! The storage contract, written once.
+
+use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
+use bk_domain::code::AuthorizationCode;
+use bk_domain::grant::{Grant, RevocationReason};
+use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId};
+use bk_domain::pkce::CodeChallenge;
+use bk_domain::refresh::RefreshToken;
+use bk_domain::scope::ScopeSet;
+use bridgekeeper_store::{
+    Account, AccountStore, ClientStore, CodeStore, ConsentStore, RefreshTokenStore, SessionStore,
+    SigningKeyStore, SqlStore, Store, StoreError, StoredSigningKey,
+};
+
+async fn account(store: &SqlStore, email: &str) -> AccountId {
+    let a = Account {
+        id: AccountId::generate(),
+        email: email.into(),
+        password_hash: Some("$argon2id$x".into()),
+        created_at: 1,
+    };
+    store.create_account(&a).await.unwrap();
+    a.id
+}
+
+async fn client(store: &SqlStore) -> ClientId {
+    let c = Client {
+        id: ClientId::generate(),
+        name: "c".into(),
+        client_type: ClientType::Confidential,
+        role: ClientRole::ThirdParty,
+        origin: ClientOrigin::Dynamic,
+        redirect_uris: vec!["https://a.example/cb".into(), "http://127.0.0.1/cb".into()],
+        allowed_scopes: ScopeSet::parse_lenient("universal-mcp-read account"),
+        secret_hash: Some(vec![1, 2, 3]),
+        owner: None,
+        created_at: 5,
+    };
+    store.insert_client(&c).await.unwrap();
+    c.id
+}
+
+fn grant(account: &AccountId, client: &ClientId) -> Grant {
+    Grant {
+        id: SessionId::generate(),
+        account_id: account.clone(),
+        client_id: client.clone(),
+        scopes: ScopeSet::parse_lenient("universal-mcp-read"),
+        resource: "http://x/mcp".into(),
+        auth_time: 10,
+        created_at: 10,
+        revoked_at: None,
+    }
+}
+
+fn refresh(session: &SessionId, client: &ClientId, hash: u8) -> RefreshToken {
+    RefreshToken {
+        id: RefreshTokenId::generate(),
+        hash: vec![hash; 32],
+        session_id: session.clone(),
+        client_id: client.clone(),
+        scopes: ScopeSet::parse_lenient("universal-mcp-read"),
+        expires_at: 1000,
+        used_at: None,
+        parent_id: None,
+        created_at: 10,
+    }
+}
+
+async fn session_with_token(store: &SqlStore) -> (AccountId, ClientId, Grant, RefreshToken) {
+    let a = account(
+        store,
+        &format!("{}@example.com", uuid::Uuid::new_v4().simple()),
+    )
+    .await;
+    let c = client(store).await;
+    let code = AuthorizationCode {
+        hash: vec![9; 32],
+        client_id: c.clone(),
+        account_id: a.clone(),
+        redirect_uri: "https://a.example/cb".into(),
+        challenge: CodeChallenge::from_stored("x".repeat(43)),
+        scopes: ScopeSet::parse_lenient("universal-mcp-read"),
+        resource: "http://x/mcp".into(),
+        nonce: None,
+        auth_time: 10,
+        expires_at: 70,
+        session_id: None,
+        used_at: None,
+    };
+    store.insert_code(&code).await.unwrap();
+    let g = grant(&a, &c);
+    let r = refresh(&g.id, &c, 1);
+    assert!(store.redeem_code(&code.hash, &g, &r, 11).await.unwrap());
+    (a, c, g, r)
+}
+
+pub async fn accounts_are_unique_by_email(store: &SqlStore) {
+    let id = account(store, "x@example.com").await;
+    let dup = Account {
+        id: AccountId::generate(),
+        email: "x@example.com".into(),
+        password_hash: None,
+        created_at: 2,
+    };
+    assert!(matches!(
+        store.create_account(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .account_by_email("x@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert_eq!(
+        store.account(&id).await.unwrap().unwrap().email,
+        "x@example.com"
+    );
+    assert!(
+        store
+            .account_by_email("y@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn clients_round_trip(store: &SqlStore) {
+    let id = client(store).await;
+    let c = store.client(&id).await.unwrap().unwrap();
+    assert_eq!(
+        c.redirect_uris,
+        vec![
+            "https://a.example/cb".to_owned(),
+            "http://127.0.0.1/cb".to_owned()
+        ]
+    );
+    assert_eq!(c.allowed_scopes.to_string(), "universal-mcp-read account");
+    assert_eq!(c.secret_hash, Some(vec![1, 2, 3]));
+    assert_eq!(
+        (c.client_type, c.role, c.origin),
+        (
+            ClientType::Confidential,
+            ClientRole::ThirdParty,
+            ClientOrigin::Dynamic
+        )
+    );
+    assert!(
+        store
+            .client(&ClientId::from_string("cli_none"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn code_redemption_is_compare_and_set(store: &SqlStore) {
+    let (a, c, g, _) = session_with_token(store).await;
+    // A second redemption changes nothing.
+    let g2 = grant(&a, &c);
+    assert!(
+        !store
+            .redeem_code(&[9; 32], &g2, &refresh(&g2.id, &c, 2), 12)
+            .await
+            .unwrap()
+    );
+    assert!(store.session(&a, &g2.id).await.unwrap().is_none());
+    let code = store.code(&[9; 32]).await.unwrap().unwrap();
+    assert_eq!(code.used_at, Some(11));
+    assert_eq!(code.session_id, Some(g.id));
+}
+
+pub async fn refresh_rotation_is_compare_and_set_under_concurrency(store: &SqlStore) {
+    let (_, c, g, r) = session_with_token(store).await;
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let (store, c, g, old) = (store.clone(), c.clone(), g.clone(), r.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let new = refresh(&g.id, &c, 100 + i);
+            store.rotate_refresh_token(&old, &new, 20).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "exactly one rotation wins");
+    let (old, _) = store.refresh_token(&r.hash).await.unwrap().unwrap();
+    assert_eq!(old.used_at, Some(20));
+}
+
+pub async fn sessions_are_tenant_scoped(store: &SqlStore) {
+    let (a, _, g, _) = session_with_token(store).await;
+    let other = account(store, "other-tenant@example.com").await;
+    assert!(store.session(&a, &g.id).await.unwrap().is_some());
+    assert!(
+        store.session(&other, &g.id).await.unwrap().is_none(),
+        "another tenant's session looks absent"
+    );
+}
+
+pub async fn revocation_is_idempotent_and_seen_by_status(store: &SqlStore) {
+    let (a, _, g, r) = session_with_token(store).await;
+    let st = store.session_status(&g.id).await.unwrap().unwrap();
+    assert!(st.active);
+    assert_eq!(st.account_id, a);
+    assert!(
+        store
+            .revoke_session(&g.id, RevocationReason::RefreshReplay, 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_session(&g.id, RevocationReason::RefreshReplay, 31)
+            .await
+            .unwrap()
+    );
+    assert!(!store.session_status(&g.id).await.unwrap().unwrap().active);
+    let (_, grant) = store.refresh_token(&r.hash).await.unwrap().unwrap();
+    assert_eq!(grant.revoked_at, Some(30));
+}
+
+pub async fn consent_is_per_account_client_and_scopes(store: &SqlStore) {
+    let a = account(store, "consent@example.com").await;
+    let c = client(store).await;
+    let s = ScopeSet::parse_lenient("universal-mcp-read account");
+    assert!(!store.has_consent(&a, &c, &s).await.unwrap());
+    store.remember_consent(&a, &c, &s, 1).await.unwrap();
+    store.remember_consent(&a, &c, &s, 2).await.unwrap();
+    assert!(store.has_consent(&a, &c, &s).await.unwrap());
+    assert!(
+        !store
+            .has_consent(&a, &c, &ScopeSet::parse_lenient("account"))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn signing_keys_newest_first(store: &SqlStore) {
+    for (kid, at, retire) in [
+        ("key_a", 1, None),
+        ("key_b", 2, None),
+        ("key_old", 0, Some(5)),
+    ] {
+        store
+            .insert_signing_key(&StoredSigningKey {
+                kid: KeyId::from_string(kid),
+                alg: "RS256".into(),
+                sealed_private_key: vec![7; 10],
+                created_at: at,
+                retire_after: retire,
+            })
+            .await
+            .unwrap();
+    }
+    let keys = store.signing_keys(10).await.unwrap();
+    let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, vec!["key_b", "key_a"]);
+    assert_eq!(keys[0].sealed_private_key, vec![7; 10]);
+    let _ = store.backend();
+}
