@@ -64,7 +64,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth = Arc::new(AuthServer {
         store: store.clone(),
         keys,
-        clock,
+        clock: clock.clone(),
         issuer: issuer.clone(),
         lifetimes: Lifetimes {
             access_token: config.tokens.access_token_ttl_secs,
@@ -84,6 +84,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let gateway = Arc::new(bk_gateway::Gateway::new(verifier, &issuer));
 
+    tokio::spawn(purge_periodically(store.clone(), clock.clone()));
+    let ready_store = store.clone();
+
     let app = Router::new()
         .merge(bk_oauth::router(auth))
         .merge(bk_web::router(web))
@@ -93,10 +96,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route(
-            "/ready",
-            get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
-        );
+        .route("/ready", get(move || ready(ready_store.clone())));
 
     tracing::info!(%addr, %issuer, "listening");
     axum::serve(
@@ -107,6 +107,37 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Ready when the database answers.
+async fn ready(store: Arc<dyn Store>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match store.ping().await {
+        Ok(()) => {
+            axum::Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: database unreachable");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "not ready", "database": "unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Removes expired codes and refresh tokens at start and hourly.
+async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match store.purge_expired(clock.now()).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired codes and refresh tokens"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -139,6 +139,7 @@ pub trait SigningKeyStore: Send + Sync {
 }
 
 /// Everything the server stores.
+#[async_trait]
 pub trait Store:
     AccountStore
     + ClientStore
@@ -149,4 +150,9 @@ pub trait Store:
     + SigningKeyStore
 {
     fn backend(&self) -> &'static str;
+    /// Is the database reachable? (readiness)
+    async fn ping(&self) -> Result<()>;
+    /// Deletes what can no longer be used: codes a day past expiry (kept that long so a late replay still
+    /// revokes), expired refresh tokens. Returns the number of rows deleted.
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
 }

@@ -115,11 +115,6 @@ impl SqlStore {
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<()> {
-        self.pool.execute("SELECT 1").await?;
-        Ok(())
-    }
-
     /// A write transaction. SQLite takes the write lock up front so two writers queue instead of
     /// deadlocking on a lock upgrade.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
@@ -543,11 +538,31 @@ impl SigningKeyStore for SqlStore {
     }
 }
 
+#[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
         }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64> {
+        let codes = sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+            .bind(now - 86_400)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(codes + tokens)
     }
 }

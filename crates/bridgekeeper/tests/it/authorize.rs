@@ -312,3 +312,49 @@ async fn consent_post_requires_csrf_token() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn client_name_is_escaped_on_the_consent_page() {
+    let server = Server::start();
+    let flow = Flow::signup(&server, "xss@example.com").await;
+    let res = reqwest::Client::new()
+        .post(flow.url("/api/v1/auth/register"))
+        .json(&serde_json::json!({
+            "client_name": "<script>alert(1)</script>\"><img src=x onerror=alert(2)>",
+            "redirect_uris": [CB],
+            "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let client_id = res.json::<serde_json::Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = flow
+        .http
+        .get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s\"><b>"))
+        .send()
+        .await
+        .unwrap();
+    let page = flow
+        .http
+        .get(flow.url(&location(&res)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("<script>alert(1)"), "{page}");
+    assert!(!page.contains("<img src=x"), "{page}");
+    assert!(!page.contains("\"><b>"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;"),
+        "shown as text: {page}"
+    );
+    assert!(
+        page.contains("registered itself"),
+        "DCR clients carry a warning"
+    );
+}

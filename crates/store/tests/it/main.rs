@@ -82,4 +82,5 @@ suite_tests!(
     revocation_is_idempotent_and_seen_by_status,
     consent_is_per_account_client_and_scopes,
     signing_keys_newest_first,
+    purge_removes_only_expired_rows,
 );

@@ -264,3 +264,13 @@ pub async fn signing_keys_newest_first(store: &SqlStore) {
     assert_eq!(keys[0].sealed_private_key, vec![7; 10]);
     let _ = store.backend();
 }
+
+pub async fn purge_removes_only_expired_rows(store: &SqlStore) {
+    let (_, _, _, r) = session_with_token(store).await; // refresh expires at 1000, code at 70
+    store.ping().await.unwrap();
+    assert_eq!(store.purge_expired(999).await.unwrap(), 0);
+    assert!(store.refresh_token(&r.hash).await.unwrap().is_some());
+    assert_eq!(store.purge_expired(70 + 86_401).await.unwrap(), 2);
+    assert!(store.refresh_token(&r.hash).await.unwrap().is_none());
+    assert!(store.code(&[9; 32]).await.unwrap().is_none());
+}
