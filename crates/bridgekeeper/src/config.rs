@@ -24,7 +24,32 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub tokens: TokenConfig,
     pub limits: LimitConfig,
+    pub mcp: McpConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Host header values (`host` or `host:port`) `/mcp` accepts besides the issuer's host and loopback.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`) `/mcp` accepts besides the issuer's origin and loopback origins.
+    pub allowed_origins: Vec<String>,
+    /// MCP requests per account per minute.
+    pub rate_limit_per_minute: u32,
+    /// How long an MCP session lives after `initialize`, in seconds.
+    pub session_ttl_secs: i64,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            rate_limit_per_minute: 600,
+            session_ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -98,6 +123,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             tokens: TokenConfig::default(),
             limits: LimitConfig::default(),
+            mcp: McpConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -191,6 +217,12 @@ impl Config {
             {
                 bail!("issuer must be an http(s) URL without query or fragment (RFC 8414 §2)");
             }
+        }
+        if self.mcp.rate_limit_per_minute == 0 {
+            bail!("mcp.rate_limit_per_minute must be at least 1");
+        }
+        if self.mcp.session_ttl_secs < 60 {
+            bail!("mcp.session_ttl_secs must be at least 60");
         }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             bail!("log.format must be json or text, not {:?}", self.log.format);

@@ -82,7 +82,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &master,
         config.limits.login_failures_per_minute,
     ));
-    let gateway = Arc::new(bk_gateway::Gateway::new(verifier, &issuer));
+    let gateway = Arc::new(bk_gateway::Gateway::new(
+        verifier,
+        store.clone(),
+        clock.clone(),
+        &issuer,
+        &bk_gateway::GatewayConfig {
+            allowed_hosts: config.mcp.allowed_hosts.clone(),
+            allowed_origins: config.mcp.allowed_origins.clone(),
+            rate_limit_per_minute: config.mcp.rate_limit_per_minute,
+            session_ttl_secs: config.mcp.session_ttl_secs,
+        },
+    ));
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone()));
     let ready_store = store.clone();

@@ -24,8 +24,8 @@ fn main() {
     let key = Arc::new(key);
     // A JWT-like signing input (base64url header "." base64url claims), about 300 bytes.
     let message: Arc<Vec<u8>> = Arc::new({
-        let header = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImtfMDFKQzNYWFhYWFhYWFhYWFhYWFhYWFhYWCIsInR5cCI6ImF0K2p3dCJ9";
-        let claims = "eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODAiLCJzdWIiOiJhY2N0XzAxSkMzWFhYWFhYWFhYWFhYWFhYWFhYWCIsImF1ZCI6Imh0dHA6Ly8xMjcuMC4wLjE6ODA4MC9tY3AiLCJleHAiOjE3MzIzOTAwMDAsImlhdCI6MTczMjM4OTEwMCwiY2xpZW50X2lkIjoiY2xpXzAxSkMzWFhYWFhYWFhYWFhYWFhYWFhYWCIsInNjb3BlIjoidW5pdmVyc2FsLW1jcC1yZWFkLXdyaXRlIn0";
+        let header = "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6IjAxSkMzWFhYWFhYWFhYWFhYWFhYWFhYWFhYIn0";
+        let claims = "eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xOjgwODAiLCJzdWIiOiIwMUpDM1hYWFhYWFhYWFhYWFhYWFhYWFhYWCIsImF1ZCI6Imh0dHA6Ly8xMjcuMC4wLjE6ODA4MC9tY3AiLCJleHAiOjE3MzIzOTAwMDAsInNjb3BlIjoidW5pdmVyc2FsLW1jcC1yZWFkLXdyaXRlIn0";
         format!("{header}.{claims}").into_bytes()
     });
     assert!(key.verify_rs256(&message, &key.sign_rs256(&message).expect("sign")));

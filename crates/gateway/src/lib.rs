@@ -1,18 +1,34 @@
-//! The MCP endpoint (`/mcp`, Streamable HTTP): bearer authentication, the request context, JSON-RPC
-//! dispatch and the tool registry. Policy is applied the same way to `tools/list` and `tools/call`.
+//! The MCP endpoint (`/mcp`, Streamable HTTP): host/origin checks, bearer authentication, the
+//! request context, MCP sessions, per-account limits, JSON-RPC dispatch and the tool registry.
+//! Policy is applied the same way to `tools/list` and `tools/call`.
 
 mod auth;
 pub mod context;
 mod mcp;
+mod origin;
+mod rate;
+pub mod schema;
+mod session;
 pub mod tools;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::post;
+use bk_domain::access::Clock;
 use bk_oauth::Verifier;
+use bk_store::Store;
 
 pub use context::RequestContext;
+
+/// What the operator configures for `/mcp`.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub rate_limit_per_minute: u32,
+    pub session_ttl_secs: i64,
+}
 
 pub struct Gateway {
     pub verifier: Arc<Verifier>,
@@ -21,15 +37,27 @@ pub struct Gateway {
     /// Where the RFC 9728 metadata for this resource lives (named in every 401).
     pub resource_metadata_url: String,
     pub tools: tools::ToolRegistry,
+    hosts: origin::HostPolicy,
+    sessions: session::McpSessions,
+    limiter: rate::AccountLimiter,
 }
 
 impl Gateway {
-    pub fn new(verifier: Arc<Verifier>, issuer: &str) -> Self {
+    pub fn new(
+        verifier: Arc<Verifier>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        issuer: &str,
+        config: &GatewayConfig,
+    ) -> Self {
         Self {
             verifier,
             resource: format!("{issuer}/mcp"),
             resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
             tools: tools::ToolRegistry::builtin(),
+            hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
+            sessions: session::McpSessions::new(store, clock, config.session_ttl_secs),
+            limiter: rate::AccountLimiter::per_minute(config.rate_limit_per_minute),
         }
     }
 }

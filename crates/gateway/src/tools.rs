@@ -77,7 +77,7 @@ impl ToolRegistry {
     }
 
     pub fn builtin() -> Self {
-        Self::new(vec![whoami()])
+        Self::new(vec![whoami(), list_connections()])
     }
 
     pub fn list_json(&self) -> &str {
@@ -93,14 +93,7 @@ struct Whoami;
 
 #[async_trait]
 impl ToolHandler for Whoami {
-    async fn call(&self, ctx: &RequestContext, args: &Value) -> Result<ToolOutput, ToolError> {
-        if let Some(obj) = args.as_object()
-            && let Some(k) = obj.keys().next()
-        {
-            return Err(ToolError::InvalidParams(format!(
-                "whoami takes no arguments; unexpected argument {k:?}"
-            )));
-        }
+    async fn call(&self, ctx: &RequestContext, _args: &Value) -> Result<ToolOutput, ToolError> {
         let v = json!({
             "account_id": ctx.account_id,
             "email": ctx.email,
@@ -134,5 +127,39 @@ fn whoami() -> Tool {
         })),
         access: Access::Read,
         handler: Box::new(Whoami),
+    }
+}
+
+struct ListConnections;
+
+#[async_trait]
+impl ToolHandler for ListConnections {
+    async fn call(&self, _ctx: &RequestContext, _args: &Value) -> Result<ToolOutput, ToolError> {
+        // No provider can be connected yet (connections arrive with the provider catalog), so every
+        // account's list is empty; the shape is the one `GET /api/v1/connections` will return.
+        let v = json!({"connections": [], "total": 0});
+        Ok(ToolOutput {
+            text: v.to_string(),
+            structured: Some(v),
+        })
+    }
+}
+
+fn list_connections() -> Tool {
+    Tool {
+        name: "list-connections",
+        title: "List connections",
+        description: "Lists the services (Google, Slack, Jira, …) this account has connected, with their status.",
+        input_schema: json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        output_schema: Some(json!({
+            "type": "object",
+            "properties": {
+                "connections": {"type": "array", "items": {"type": "object"}},
+                "total": {"type": "integer"}
+            },
+            "required": ["connections", "total"]
+        })),
+        access: Access::Read,
+        handler: Box::new(ListConnections),
     }
 }

@@ -138,6 +138,30 @@ pub trait SigningKeyStore: Send + Sync {
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<()>;
 }
 
+/// An MCP Streamable-HTTP session: created at `initialize`, bound to the account that created it.
+#[derive(Clone, Debug)]
+pub struct McpSession {
+    /// The `Mcp-Session-Id` (256 random bits).
+    pub id: String,
+    pub account_id: AccountId,
+    /// The grant whose token created it (informational: the session is bound to the account).
+    pub grant_id: SessionId,
+    pub protocol_version: String,
+    pub client_name: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub ended_at: Option<UnixTime>,
+}
+
+#[async_trait]
+pub trait McpSessionStore: Send + Sync {
+    async fn create_mcp_session(&self, session: &McpSession) -> Result<()>;
+    /// The session if it belongs to `tenant` (another tenant's session looks absent).
+    async fn mcp_session(&self, tenant: &TenantId, id: &str) -> Result<Option<McpSession>>;
+    /// Ends a session; false if it was not live (or not the tenant's).
+    async fn end_mcp_session(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<bool>;
+}
+
 /// Everything the server stores.
 #[async_trait]
 pub trait Store:
@@ -148,6 +172,7 @@ pub trait Store:
     + RefreshTokenStore
     + ConsentStore
     + SigningKeyStore
+    + McpSessionStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)

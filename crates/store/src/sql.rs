@@ -17,8 +17,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 use crate::{
-    Account, AccountStore, ClientStore, CodeStore, ConsentStore, RefreshTokenStore, Result,
-    SessionStatus, SessionStore, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore,
+    RefreshTokenStore, Result, SessionStatus, SessionStore, SigningKeyStore, Store, StoreError,
+    StoredSigningKey,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,16 +34,30 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "mcp sessions",
+        include_str!("../migrations/sqlite/0002_mcp_sessions.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "mcp sessions",
+        include_str!("../migrations/postgres/0002_mcp_sessions.sql"),
+    ),
+];
 
 fn migrator(backend: Backend) -> Migrator {
     let list = match backend {
@@ -539,6 +554,58 @@ impl SigningKeyStore for SqlStore {
 }
 
 #[async_trait]
+impl McpSessionStore for SqlStore {
+    async fn create_mcp_session(&self, s: &McpSession) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mcp_sessions (id, account_id, grant_id, protocol_version, client_name, created_at, expires_at, ended_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(&s.id)
+        .bind(s.account_id.as_str())
+        .bind(s.grant_id.as_str())
+        .bind(&s.protocol_version)
+        .bind(s.client_name.clone())
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mcp_session(&self, tenant: &TenantId, id: &str) -> Result<Option<McpSession>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, grant_id, protocol_version, client_name, created_at, expires_at, ended_at \
+             FROM mcp_sessions WHERE id = $1 AND account_id = $2",
+        )
+        .bind(id)
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(McpSession {
+            id: r.try_get("id")?,
+            account_id: AccountId::from_string(r.try_get::<String, _>("account_id")?),
+            grant_id: SessionId::from_string(r.try_get::<String, _>("grant_id")?),
+            protocol_version: r.try_get("protocol_version")?,
+            client_name: r.try_get("client_name")?,
+            created_at: r.try_get("created_at")?,
+            expires_at: r.try_get("expires_at")?,
+            ended_at: r.try_get("ended_at")?,
+        }))
+    }
+
+    async fn end_mcp_session(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<bool> {
+        let r = sqlx::query("UPDATE mcp_sessions SET ended_at = $1 WHERE id = $2 AND account_id = $3 AND ended_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .bind(tenant.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         match self.backend {
@@ -563,6 +630,11 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(codes + tokens)
+        let mcp = sqlx::query("DELETE FROM mcp_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(codes + tokens + mcp)
     }
 }

@@ -384,7 +384,7 @@ impl Flow {
         .await
     }
 
-    /// A JSON-RPC request to /mcp with a bearer token.
+    /// A one-shot JSON-RPC request to /mcp with a bearer token (`X-Response-Format: json`: no session needed).
     pub async fn mcp(
         &self,
         token: &str,
@@ -395,8 +395,50 @@ impl Flow {
             .post(self.url("/mcp"))
             .bearer_auth(token)
             .header("Accept", "application/json, text/event-stream")
+            .header("X-Response-Format", "json")
             .json(
                 &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+            )
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `initialize` as an MCP client does it; returns the `Mcp-Session-Id`.
+    pub async fn mcp_initialize(&self, token: &str, version: &str) -> String {
+        let res = reqwest::Client::new()
+            .post(self.url("/mcp"))
+            .bearer_auth(token)
+            .header("Accept", "application/json, text/event-stream")
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let sid = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["result"]["protocolVersion"], version);
+        sid
+    }
+
+    /// A request inside an MCP session, as the SDKs send it.
+    pub async fn mcp_in(
+        &self,
+        token: &str,
+        session: &str,
+        version: &str,
+        method: &str,
+        params: serde_json::Value,
+    ) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/mcp"))
+            .bearer_auth(token)
+            .header("Accept", "application/json, text/event-stream")
+            .header("Mcp-Session-Id", session)
+            .header("MCP-Protocol-Version", version)
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}),
             )
             .send()
             .await

@@ -7,5 +7,6 @@ mod discovery;
 mod harness;
 mod health;
 mod mcp;
+mod mcp_transport;
 mod pages;
 mod token;

@@ -208,6 +208,7 @@ async fn notifications_get_202_and_unknown_methods_an_error() {
     let res = reqwest::Client::new()
         .post(flow.url("/mcp"))
         .bearer_auth(&t.access)
+        .header("X-Response-Format", "json")
         .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         .send()
         .await

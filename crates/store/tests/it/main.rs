@@ -83,4 +83,5 @@ suite_tests!(
     consent_is_per_account_client_and_scopes,
     signing_keys_newest_first,
     purge_removes_only_expired_rows,
+    mcp_sessions_are_tenant_bound,
 );

@@ -8,8 +8,9 @@ use bk_domain::pkce::CodeChallenge;
 use bk_domain::refresh::RefreshToken;
 use bk_domain::scope::ScopeSet;
 use bridgekeeper_store::{
-    Account, AccountStore, ClientStore, CodeStore, ConsentStore, RefreshTokenStore, SessionStore,
-    SigningKeyStore, SqlStore, Store, StoreError, StoredSigningKey,
+    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore,
+    RefreshTokenStore, SessionStore, SigningKeyStore, SqlStore, Store, StoreError,
+    StoredSigningKey,
 };
 
 async fn account(store: &SqlStore, email: &str) -> AccountId {
@@ -273,4 +274,44 @@ pub async fn purge_removes_only_expired_rows(store: &SqlStore) {
     assert_eq!(store.purge_expired(70 + 86_401).await.unwrap(), 2);
     assert!(store.refresh_token(&r.hash).await.unwrap().is_none());
     assert!(store.code(&[9; 32]).await.unwrap().is_none());
+}
+
+pub async fn mcp_sessions_are_tenant_bound(store: &SqlStore) {
+    let a = account(store, "mcp-a@example.com").await;
+    let b = account(store, "mcp-b@example.com").await;
+    let s = McpSession {
+        id: "sess-1".into(),
+        account_id: a.clone(),
+        grant_id: SessionId::generate(),
+        protocol_version: "2025-11-25".into(),
+        client_name: Some("inspector".into()),
+        created_at: 1,
+        expires_at: 100,
+        ended_at: None,
+    };
+    store.create_mcp_session(&s).await.unwrap();
+    let got = store.mcp_session(&a, "sess-1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.protocol_version.as_str(), got.client_name.as_deref()),
+        ("2025-11-25", Some("inspector"))
+    );
+    assert!(
+        store.mcp_session(&b, "sess-1").await.unwrap().is_none(),
+        "another tenant's session looks absent"
+    );
+    assert!(
+        !store.end_mcp_session(&b, "sess-1", 5).await.unwrap(),
+        "another tenant cannot end it"
+    );
+    assert!(store.end_mcp_session(&a, "sess-1", 5).await.unwrap());
+    assert!(!store.end_mcp_session(&a, "sess-1", 6).await.unwrap());
+    assert_eq!(
+        store
+            .mcp_session(&a, "sess-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at,
+        Some(5)
+    );
 }
