@@ -30,7 +30,10 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct SqlStore {
+    /// Reads (several connections).
     pool: AnyPool,
+    /// Writes: the same pool on PostgreSQL, a single connection on SQLite.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -79,6 +82,27 @@ fn migrator(backend: Backend) -> Migrator {
     )
 }
 
+fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        // A broken connection surfaces as an error on use; a ping before every acquire would cost a
+        // round trip on every query.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the single writer; NORMAL sync is durable across
+                    // process crashes (not power loss) in WAL mode; wait for the write lock instead of failing.
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+}
+
 impl SqlStore {
     /// Connects (creating an SQLite file if needed) without migrating.
     pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore> {
@@ -98,33 +122,25 @@ impl SqlStore {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the single writer; NORMAL sync is durable across
-                        // process crashes (not power loss) in WAL mode; wait for the write lock instead of failing.
-                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;")
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
-        Ok(SqlStore { pool, backend })
+        let pool = pool_options(backend, max_connections).connect(&url).await?;
+        // SQLite allows one writer at a time. Writes go through a pool of exactly one connection, so
+        // they queue in the pool (cheap) instead of in SQLite's busy handler (sleep-and-retry).
+        let writer = match backend {
+            Backend::Sqlite => pool_options(backend, 1).connect(&url).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(SqlStore { pool, writer, backend })
     }
 
     /// Applies pending migrations (versioned, recorded in `_sqlx_migrations`).
     pub async fn migrate(&self) -> Result<()> {
-        migrator(self.backend).run(&self.pool).await?;
+        migrator(self.backend).run(&self.writer).await?;
         Ok(())
     }
 
     /// Runs one administrative statement (test set-up: schemas).
     pub async fn execute_ddl(&self, sql: &str) -> Result<()> {
-        self.pool
+        self.writer
             .execute(sqlx::AssertSqlSafe(sql.to_owned()))
             .await?;
         Ok(())
@@ -134,8 +150,8 @@ impl SqlStore {
     /// deadlocking on a lock upgrade.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 }
@@ -210,7 +226,7 @@ impl AccountStore for SqlStore {
         .bind(&a.email)
         .bind(a.password_hash.clone())
         .bind(a.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Ok(_) => Ok(()),
@@ -269,7 +285,7 @@ impl ClientStore for SqlStore {
         .bind(c.secret_hash.clone())
         .bind(c.owner.as_ref().map(|o| o.as_str().to_owned()))
         .bind(c.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -346,7 +362,7 @@ impl SessionStore for SqlStore {
             .bind(now)
             .bind(reason.as_str())
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -369,7 +385,7 @@ impl CodeStore for SqlStore {
         .bind(c.nonce.clone())
         .bind(c.auth_time)
         .bind(c.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -511,7 +527,7 @@ impl ConsentStore for SqlStore {
         .bind(client.as_str())
         .bind(scopes.to_string())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -547,7 +563,7 @@ impl SigningKeyStore for SqlStore {
             .bind(&k.sealed_private_key)
             .bind(k.created_at)
             .bind(k.retire_after)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -567,7 +583,7 @@ impl McpSessionStore for SqlStore {
         .bind(s.client_name.clone())
         .bind(s.created_at)
         .bind(s.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -599,7 +615,7 @@ impl McpSessionStore for SqlStore {
             .bind(now)
             .bind(id)
             .bind(tenant.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -622,17 +638,17 @@ impl Store for SqlStore {
     async fn purge_expired(&self, now: UnixTime) -> Result<u64> {
         let codes = sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
             .bind(now - 86_400)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         let mcp = sqlx::query("DELETE FROM mcp_sessions WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(codes + tokens + mcp)
