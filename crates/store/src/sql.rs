@@ -129,7 +129,11 @@ impl SqlStore {
             Backend::Sqlite => pool_options(backend, 1).connect(&url).await?,
             Backend::Postgres => pool.clone(),
         };
-        Ok(SqlStore { pool, writer, backend })
+        Ok(SqlStore {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Applies pending migrations (versioned, recorded in `_sqlx_migrations`).
@@ -146,13 +150,38 @@ impl SqlStore {
         Ok(())
     }
 
-    /// A write transaction. SQLite takes the write lock up front so two writers queue instead of
-    /// deadlocking on a lock upgrade.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        })
+    /// Runs one atomic compare-and-set write in one round trip and says whether it applied: on SQLite
+    /// a `BEGIN IMMEDIATE … COMMIT` batch whose `SELECT changes() AS applied` row reports the last
+    /// insert (rolled back if any statement fails); on PostgreSQL one statement's row count.
+    ///
+    /// It runs in a task of its own, so a request dropped half-way (a client hanging up) cannot leave
+    /// the batch half-executed on a pooled connection: the outcome is decided once it starts.
+    async fn cas_write(
+        &self,
+        q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<bool> {
+        let (writer, backend) = (self.writer.clone(), self.backend);
+        let task = tokio::spawn(async move {
+            let mut conn = writer.acquire().await?;
+            match backend {
+                Backend::Postgres => Ok(q.execute(&mut *conn).await?.rows_affected() > 0),
+                // fetch_all, not fetch_optional: the stream must run to the end so COMMIT executes.
+                Backend::Sqlite => match q.fetch_all(&mut *conn).await {
+                    Ok(rows) => Ok(rows
+                        .first()
+                        .map(|r| r.try_get::<i64, _>("applied"))
+                        .transpose()?
+                        .unwrap_or(0)
+                        > 0),
+                    Err(e) => {
+                        let _ = conn.execute("ROLLBACK").await;
+                        Err(StoreError::from(e))
+                    }
+                },
+            }
+        });
+        task.await
+            .map_err(|e| StoreError::Corrupt(format!("write task failed: {e}")))?
     }
 }
 
@@ -179,41 +208,6 @@ const GRANT_COLUMNS: &str = "s.id AS s_id, s.account_id AS s_account_id, s.clien
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-async fn insert_session(tx: &mut sqlx::AnyConnection, g: &Grant) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-    )
-    .bind(g.id.as_str())
-    .bind(g.account_id.as_str())
-    .bind(g.client_id.as_str())
-    .bind(g.scopes.to_string())
-    .bind(&g.resource)
-    .bind(g.auth_time)
-    .bind(g.created_at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_refresh(tx: &mut sqlx::AnyConnection, t: &RefreshToken) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)",
-    )
-    .bind(t.id.as_str())
-    .bind(&t.hash)
-    .bind(t.session_id.as_str())
-    .bind(t.client_id.as_str())
-    .bind(t.scopes.to_string())
-    .bind(t.expires_at)
-    .bind(t.parent_id.as_ref().map(|p| p.as_str().to_owned()))
-    .bind(t.created_at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 #[async_trait]
@@ -424,25 +418,63 @@ impl CodeStore for SqlStore {
         refresh: &RefreshToken,
         now: UnixTime,
     ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(grant.id.as_str())
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_session(&mut tx, grant).await?;
-        insert_refresh(&mut tx, refresh).await?;
-        tx.commit().await?;
-        Ok(true)
+        let sql = match self.backend {
+            Backend::Sqlite => REDEEM_SQLITE,
+            Backend::Postgres => REDEEM_POSTGRES,
+        };
+        let q = sqlx::query(sql)
+            .bind(now)
+            .bind(grant.id.as_str())
+            .bind(hash)
+            .bind(grant.account_id.as_str())
+            .bind(grant.client_id.as_str())
+            .bind(grant.scopes.to_string())
+            .bind(&grant.resource)
+            .bind(grant.auth_time)
+            .bind(grant.created_at)
+            .bind(refresh.id.as_str())
+            .bind(&refresh.hash)
+            .bind(refresh.scopes.to_string())
+            .bind(refresh.expires_at)
+            .bind(refresh.created_at);
+        self.cas_write(q).await
     }
 }
+
+// A code redemption is one compare-and-set: mark the code used, create the session and its first
+// refresh token — all or nothing. On SQLite it is one batch in one round trip to the database
+// thread (each INSERT runs only if the statement before it changed a row); on PostgreSQL one statement.
+const REDEEM_SQLITE: &str = "BEGIN IMMEDIATE;
+UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL;
+INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at)
+    SELECT $2, $4, $5, $6, $7, $8, $9, NULL WHERE changes() = 1;
+INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
+    SELECT $10, $11, $2, $5, $12, $13, NULL, NULL, $14 WHERE changes() = 1;
+SELECT changes() AS applied;
+COMMIT;";
+
+const REDEEM_POSTGRES: &str = "WITH c AS (
+    UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL RETURNING 1
+), s AS (
+    INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at)
+    SELECT $2, $4, $5, $6, $7, $8, $9, NULL FROM c RETURNING id
+)
+INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
+SELECT $10, $11, s.id, $5, $12, $13, NULL, NULL, $14 FROM s";
+
+// Rotation: mark the old token used and store its successor, only if the old one was unused.
+const ROTATE_SQLITE: &str = "BEGIN IMMEDIATE;
+UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL;
+INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
+    SELECT $3, $4, $5, $6, $7, $8, NULL, $2, $9 WHERE changes() = 1;
+SELECT changes() AS applied;
+COMMIT;";
+
+const ROTATE_POSTGRES: &str = "WITH u AS (
+    UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL RETURNING id
+)
+INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
+SELECT $3, $4, $5, $6, $7, $8, NULL, u.id, $9 FROM u";
 
 #[async_trait]
 impl RefreshTokenStore for SqlStore {
@@ -478,20 +510,26 @@ impl RefreshTokenStore for SqlStore {
         new: &RefreshToken,
         now: UnixTime,
     ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let r =
-            sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-                .bind(now)
-                .bind(old.as_str())
-                .execute(&mut *tx)
-                .await?;
-        if r.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
+        if new.parent_id.as_ref() != Some(old) {
+            return Err(StoreError::Corrupt(
+                "a rotated refresh token must name its parent".into(),
+            ));
         }
-        insert_refresh(&mut tx, new).await?;
-        tx.commit().await?;
-        Ok(true)
+        let sql = match self.backend {
+            Backend::Sqlite => ROTATE_SQLITE,
+            Backend::Postgres => ROTATE_POSTGRES,
+        };
+        let q = sqlx::query(sql)
+            .bind(now)
+            .bind(old.as_str())
+            .bind(new.id.as_str())
+            .bind(&new.hash)
+            .bind(new.session_id.as_str())
+            .bind(new.client_id.as_str())
+            .bind(new.scopes.to_string())
+            .bind(new.expires_at)
+            .bind(new.created_at);
+        self.cas_write(q).await
     }
 }
 

@@ -181,7 +181,8 @@ pub async fn refresh_rotation_is_compare_and_set_under_concurrency(store: &SqlSt
     for i in 0..16u8 {
         let (store, c, g, old) = (store.clone(), c.clone(), g.clone(), r.id.clone());
         tasks.push(tokio::spawn(async move {
-            let new = refresh(&g.id, &c, 100 + i);
+            let mut new = refresh(&g.id, &c, 100 + i);
+            new.parent_id = Some(old.clone());
             store.rotate_refresh_token(&old, &new, 20).await.unwrap()
         }));
     }
