@@ -39,4 +39,14 @@ if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-exec node --test --test-concurrency=1 ./*.test.mjs
+echo "== e2e: TypeScript SDK (OAuth flow, tools, refresh)"
+node --test --test-concurrency=1 ./*.test.mjs
+
+echo "== e2e: MCP conformance suite"
+"$here/conformance/run.sh"
+
+echo "== e2e: Python SDK (OAuth flow, scope step-up)"
+"$here/python/run.sh"
+
+echo "== e2e: MCP Inspector CLI"
+"$here/inspector/run.sh"
