@@ -4,16 +4,13 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use bk_store::OperatorTokenStore;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "bridgekeeper",
-    version,
-    about = "Multi-tenant OAuth 2.1 authorization server and MCP gateway"
-)]
+#[command(name = "bridgekeeper", version, about = "Multi-tenant OAuth 2.1 authorization server and MCP gateway")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -64,6 +61,22 @@ pub enum Admin {
         #[command(subcommand)]
         action: AccountAction,
     },
+    /// Operator API tokens (manage every client through /api/v1/auth-clients).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenAction {
+    /// Create an operator token; prints its id and the token (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke an operator token by id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,68 +91,72 @@ pub enum AccountAction {
     },
 }
 
-fn load(
-    cfg: &ConfigArgs,
-    listen: Option<String>,
-    issuer: Option<String>,
-) -> anyhow::Result<Config> {
-    Config::load(
-        cfg.config.as_deref(),
-        &Overrides {
-            listen,
-            issuer,
-            data_dir: cfg.data_dir.clone(),
-        },
-    )
+fn load(cfg: &ConfigArgs, listen: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
+    Config::load(cfg.config.as_deref(), &Overrides { listen, issuer, data_dir: cfg.data_dir.clone() })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve {
-            cfg,
-            listen,
-            issuer,
-        } => crate::serve::serve(load(&cfg, listen, issuer)?).await,
+        Command::Serve { cfg, listen, issuer } => crate::serve::serve(load(&cfg, listen, issuer)?).await,
         Command::Migrate { cfg } => {
             let config = load(&cfg, None, None)?;
             let (store, _) = crate::serve::open_store(&config).await?;
             drop(store);
-            println!(
-                "migrations applied to {}",
-                redact_url(&config.database_url())
-            );
+            println!("migrations applied to {}", redact_url(&config.database_url()));
             Ok(())
         }
-        Command::Admin {
-            cfg,
-            what:
-                Admin::Account {
-                    action:
-                        AccountAction::Create {
-                            email,
-                            password_stdin,
-                        },
-                },
-        } => {
+        Command::Admin { cfg, what: Admin::Account { action: AccountAction::Create { email, password_stdin } } } => {
             if !password_stdin {
                 bail!("--password-stdin is required");
             }
             let config = load(&cfg, None, None)?;
             let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("cannot read the password from standard input")?;
+            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let (store, _) = crate::serve::open_store(&config).await?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs() as i64;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
             match bk_web::create_account(&store, &email, password, now).await {
                 Ok(id) => {
                     println!("{id}");
                     Ok(())
                 }
                 Err(msg) => bail!("{msg}"),
+            }
+        }
+        Command::Admin { cfg, what: Admin::Token { action } } => {
+            let config = load(&cfg, None, None)?;
+            let (store, _) = crate::serve::open_store(&config).await?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+            match action {
+                TokenAction::Create { name } => {
+                    let name = name.trim().to_owned();
+                    if name.is_empty() || name.len() > 100 {
+                        bail!("--name must be 1 to 100 characters");
+                    }
+                    let token = bk_crypto::secret::new_token(bk_oauth::rest::OPERATOR_TOKEN_PREFIX);
+                    let id = format!("opt_{}", bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<9>()));
+                    store
+                        .create_operator_token(&bk_store::OperatorToken {
+                            id: id.clone(),
+                            name,
+                            hash: bk_crypto::secret::token_hash(token.expose()),
+                            created_at: now,
+                            revoked_at: None,
+                        })
+                        .await?;
+                    // The id on the first line, the token on the second: scripts read the last line.
+                    println!("{id}");
+                    println!("{}", token.expose());
+                    Ok(())
+                }
+                TokenAction::Revoke { id } => {
+                    if store.revoke_operator_token(&id, now).await? {
+                        println!("revoked {id}");
+                        Ok(())
+                    } else {
+                        bail!("no live operator token {id}")
+                    }
+                }
             }
         }
     }

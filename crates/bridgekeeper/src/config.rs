@@ -69,11 +69,7 @@ pub struct TokenConfig {
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self {
-            access_token_ttl_secs: 900,
-            refresh_token_ttl_secs: 7 * 24 * 3600,
-            code_ttl_secs: 60,
-        }
+        Self { access_token_ttl_secs: 900, refresh_token_ttl_secs: 7 * 24 * 3600, code_ttl_secs: 60 }
     }
 }
 
@@ -88,10 +84,7 @@ pub struct LimitConfig {
 
 impl Default for LimitConfig {
     fn default() -> Self {
-        Self {
-            registrations_per_minute: 5,
-            login_failures_per_minute: 5,
-        }
+        Self { registrations_per_minute: 5, login_failures_per_minute: 5 }
     }
 }
 
@@ -106,10 +99,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            format: "json".into(),
-            level: "info".into(),
-        }
+        Self { format: "json".into(), level: "info".into() }
     }
 }
 
@@ -172,10 +162,7 @@ impl Config {
                 continue;
             }
             if !rest.contains("__") && !FLAT_ENV.iter().any(|(k, _)| *k == rest) {
-                let known: Vec<String> = FLAT_ENV
-                    .iter()
-                    .map(|(k, _)| format!("BRIDGEKEEPER_{k}"))
-                    .collect();
+                let known: Vec<String> = FLAT_ENV.iter().map(|(k, _)| format!("BRIDGEKEEPER_{k}")).collect();
                 bail!(
                     "unknown environment variable {key}; known: {} (nested keys use __, e.g. BRIDGEKEEPER_TOKENS__CODE_TTL_SECS)",
                     known.join(", ")
@@ -183,11 +170,7 @@ impl Config {
             }
         }
         let env = Env::prefixed("BRIDGEKEEPER_")
-            .filter(|k| {
-                !RESERVED_ENV_PREFIXES
-                    .iter()
-                    .any(|p| k.as_str().to_ascii_uppercase().starts_with(p))
-            })
+            .filter(|k| !RESERVED_ENV_PREFIXES.iter().any(|p| k.as_str().to_ascii_uppercase().starts_with(p)))
             .map(|k| {
                 let upper = k.as_str().to_ascii_uppercase();
                 match FLAT_ENV.iter().find(|(e, _)| *e == upper) {
@@ -202,19 +185,12 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        self.listen.parse::<SocketAddr>().with_context(|| {
-            format!(
-                "listen: {:?} is not an address such as 127.0.0.1:8080",
-                self.listen
-            )
-        })?;
+        self.listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("listen: {:?} is not an address such as 127.0.0.1:8080", self.listen))?;
         if let Some(issuer) = &self.issuer {
-            let u = url::Url::parse(issuer)
-                .with_context(|| format!("issuer: {issuer:?} is not a URL"))?;
-            if !matches!(u.scheme(), "http" | "https")
-                || u.query().is_some()
-                || u.fragment().is_some()
-            {
+            let u = url::Url::parse(issuer).with_context(|| format!("issuer: {issuer:?} is not a URL"))?;
+            if !matches!(u.scheme(), "http" | "https") || u.query().is_some() || u.fragment().is_some() {
                 bail!("issuer must be an http(s) URL without query or fragment (RFC 8414 §2)");
             }
         }
@@ -237,12 +213,10 @@ impl Config {
     }
 
     pub fn database_url(&self) -> String {
-        self.database.url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}",
-                self.data_dir.join("bridgekeeper.db").display()
-            )
-        })
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("bridgekeeper.db").display()))
     }
 
     /// The issuer, given the address actually bound (so `--listen 127.0.0.1:0` works).

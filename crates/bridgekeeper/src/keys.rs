@@ -19,9 +19,7 @@ fn decode_key(s: &str) -> anyhow::Result<[u8; 32]> {
         .decode(s)
         .or_else(|_| URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')))
         .context("master key is not base64")?;
-    raw.try_into().map_err(|_| {
-        anyhow::anyhow!("master key must be exactly 32 bytes (base64 of 32 random bytes)")
-    })
+    raw.try_into().map_err(|_| anyhow::anyhow!("master key must be exactly 32 bytes (base64 of 32 random bytes)"))
 }
 
 fn master_from_bytes(raw: [u8; 32]) -> anyhow::Result<MasterKey> {
@@ -45,8 +43,7 @@ pub fn master_key(config: &Config, embedded: bool) -> anyhow::Result<MasterKey> 
     }
     let path = config.data_dir.join("master.key");
     if path.exists() {
-        let s = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let s = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         return master_from_bytes(decode_key(&s)?);
     }
     let raw = random_bytes::<32>();

@@ -6,13 +6,7 @@ use crate::config::LogConfig;
 
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
     // A second init (tests, admin commands after serve) is harmless: ignore "already set".
-    let _ = if cfg.format == "json" {
-        builder.json().flatten_event(false).try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = if cfg.format == "json" { builder.json().flatten_event(false).try_init() } else { builder.try_init() };
 }

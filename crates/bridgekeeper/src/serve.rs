@@ -1,14 +1,13 @@
 //! `bridgekeeper serve`: wiring and the HTTP server lifecycle.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use bk_domain::access::Clock;
-use bk_domain::rate_limit::SlidingWindow;
 use bk_oauth::{AuthServer, Lifetimes, SystemClock, Verifier};
 use bk_store::{SqlStore, Store};
 use tokio::net::TcpListener;
@@ -24,16 +23,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
     let url = config.database_url();
     let embedded = url.starts_with("sqlite:");
     if embedded {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     }
-    let store = SqlStore::connect(&url, if embedded { 8 } else { 16 })
-        .await
-        .context("cannot open the database")?;
+    let store = SqlStore::connect(&url, if embedded { 8 } else { 16 }).await.context("cannot open the database")?;
     store.migrate().await.context("database migration failed")?;
     Ok((store, embedded))
 }
@@ -49,39 +42,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(store);
     let keys = Arc::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?);
 
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let issuer = config.issuer_for(addr);
 
-    let verifier = Arc::new(Verifier::new(
-        keys.clone(),
+    let verifier = Arc::new(Verifier::new(keys.clone(), store.clone(), clock.clone(), issuer.clone()));
+    let auth = Arc::new(AuthServer::new(
         store.clone(),
+        keys,
         clock.clone(),
         issuer.clone(),
-    ));
-    let auth = Arc::new(AuthServer {
-        store: store.clone(),
-        keys,
-        clock: clock.clone(),
-        issuer: issuer.clone(),
-        lifetimes: Lifetimes {
+        Lifetimes {
             access_token: config.tokens.access_token_ttl_secs,
             refresh_token: config.tokens.refresh_token_ttl_secs,
             code: config.tokens.code_ttl_secs,
         },
-        registrations: Mutex::new(SlidingWindow::new(
-            config.limits.registrations_per_minute,
-            60,
-        )),
-        verifier: verifier.clone(),
-    });
-    let web = Arc::new(bk_web::WebState::new(
-        auth.clone(),
-        &master,
-        config.limits.login_failures_per_minute,
+        config.limits.registrations_per_minute,
+        verifier.clone(),
+        Arc::new(master),
     ));
+    let web = Arc::new(bk_web::WebState::new(auth.clone(), config.limits.login_failures_per_minute));
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
         store.clone(),
@@ -103,19 +84,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .merge(bk_web::router(web))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", get(move || ready(ready_store.clone())));
 
     tracing::info!(%addr, %issuer, "listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -124,9 +99,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 async fn ready(store: Arc<dyn Store>) -> axum::response::Response {
     use axum::response::IntoResponse;
     match store.ping().await {
-        Ok(()) => {
-            axum::Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response()
-        }
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
             (

@@ -12,13 +12,8 @@ use std::time::{Duration, Instant};
 use bridgekeeper_crypto::keyring::SigningKey;
 
 fn main() {
-    let seconds: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let seconds: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
 
     let (key, _der) = SigningKey::generate().expect("generate RSA-2048 key");
     let key = Arc::new(key);

@@ -21,13 +21,8 @@ impl MasterKey {
         if id.is_empty() || id.len() > 64 {
             return Err(CryptoError::BadKey("master key id must be 1 to 64 bytes"));
         }
-        let unbound =
-            UnboundKey::new(&AES_256_GCM, &raw).map_err(|_| CryptoError::BadKey("AES-256 key"))?;
-        Ok(Self {
-            id,
-            raw,
-            aead: LessSafeKey::new(unbound),
-        })
+        let unbound = UnboundKey::new(&AES_256_GCM, &raw).map_err(|_| CryptoError::BadKey("AES-256 key"))?;
+        Ok(Self { id, raw, aead: LessSafeKey::new(unbound) })
     }
 
     pub fn id(&self) -> &str {
@@ -48,11 +43,7 @@ impl MasterKey {
         out.extend_from_slice(&nonce_bytes);
         let mut body = plaintext.to_vec();
         self.aead
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(aad),
-                &mut body,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut body)
             .map_err(|_| CryptoError::Sign)?;
         out.extend_from_slice(&body);
         Ok(out)
@@ -71,10 +62,7 @@ impl MasterKey {
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
         let mut buf = body.to_vec();
-        let plain = self
-            .aead
-            .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .map_err(|_| CryptoError::Decrypt)?;
+        let plain = self.aead.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| CryptoError::Decrypt)?;
         Ok(plain.to_vec())
     }
 }

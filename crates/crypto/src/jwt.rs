@@ -17,12 +17,8 @@ struct Header<'a> {
 
 /// Signs `claims` as a JWT with header `typ` (e.g. `at+jwt` per RFC 9068, or `JWT`).
 pub fn sign<C: Serialize>(key: &SigningKey, typ: &str, claims: &C) -> Result<String, CryptoError> {
-    let header = serde_json::to_vec(&Header {
-        alg: "RS256",
-        typ: Some(typ),
-        kid: key.kid().as_str(),
-    })
-    .map_err(|_| CryptoError::Sign)?;
+    let header = serde_json::to_vec(&Header { alg: "RS256", typ: Some(typ), kid: key.kid().as_str() })
+        .map_err(|_| CryptoError::Sign)?;
     let payload = serde_json::to_vec(claims).map_err(|_| CryptoError::Sign)?;
     let mut out = String::with_capacity(600);
     out.push_str(&b64url(&header));
@@ -49,11 +45,7 @@ pub enum JwtError {
 }
 
 /// Verifies the signature and `typ`, then decodes the claims. Claim checks (iss, aud, exp) are the caller's.
-pub fn verify<C: DeserializeOwned>(
-    ring: &KeyRing,
-    token: &str,
-    expected_typ: &str,
-) -> Result<C, JwtError> {
+pub fn verify<C: DeserializeOwned>(ring: &KeyRing, token: &str, expected_typ: &str) -> Result<C, JwtError> {
     let mut parts = token.splitn(3, '.');
     let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
@@ -62,14 +54,12 @@ pub fn verify<C: DeserializeOwned>(
         return Err(JwtError::Malformed);
     }
     let header_bytes = b64url_decode(h).ok_or(JwtError::Malformed)?;
-    let header: Header<'_> =
-        serde_json::from_slice(&header_bytes).map_err(|_| JwtError::Malformed)?;
+    let header: Header<'_> = serde_json::from_slice(&header_bytes).map_err(|_| JwtError::Malformed)?;
     if header.alg != "RS256" {
         return Err(JwtError::Algorithm);
     }
     if !header.typ.is_some_and(|t| {
-        t.eq_ignore_ascii_case(expected_typ)
-            || t.eq_ignore_ascii_case(&format!("application/{expected_typ}"))
+        t.eq_ignore_ascii_case(expected_typ) || t.eq_ignore_ascii_case(&format!("application/{expected_typ}"))
     }) {
         return Err(JwtError::Type);
     }
@@ -101,9 +91,6 @@ mod tests {
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = b64url(br#"{"sub":"acc_2"}"#);
         parts[1] = &forged;
-        assert_eq!(
-            verify::<Value>(&ring, &parts.join("."), "at+jwt"),
-            Err(JwtError::Signature)
-        );
+        assert_eq!(verify::<Value>(&ring, &parts.join("."), "at+jwt"), Err(JwtError::Signature));
     }
 }

@@ -23,13 +23,8 @@ impl SigningKey {
     /// Generates a new RSA-2048 key; returns it with its PKCS#8 DER for sealing at rest.
     /// Key generation takes tens of milliseconds: call it from a blocking thread.
     pub fn generate() -> Result<(Self, Vec<u8>), CryptoError> {
-        let pair = KeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| CryptoError::BadKey("RSA key generation"))?;
-        let der = pair
-            .as_der()
-            .map_err(|_| CryptoError::BadKey("PKCS#8 encoding"))?
-            .as_ref()
-            .to_vec();
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| CryptoError::BadKey("RSA key generation"))?;
+        let der = pair.as_der().map_err(|_| CryptoError::BadKey("PKCS#8 encoding"))?.as_ref().to_vec();
         let key = Self::from_pkcs8(KeyId::generate(), &der)?;
         Ok((key, der))
     }
@@ -48,12 +43,7 @@ impl SigningKey {
             "n": b64url(&components.n),
             "e": b64url(&components.e),
         });
-        Ok(Self {
-            kid,
-            pair,
-            public,
-            jwk,
-        })
+        Ok(Self { kid, pair, public, jwk })
     }
 
     pub fn kid(&self) -> &KeyId {
@@ -68,9 +58,7 @@ impl SigningKey {
     pub fn sign_rs256(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        self.pair
-            .sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
-            .map_err(|_| CryptoError::Sign)?;
+        self.pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig).map_err(|_| CryptoError::Sign)?;
         Ok(sig)
     }
 
@@ -90,12 +78,8 @@ impl KeyRing {
     /// `keys` must be non-empty; the first is the active signing key.
     pub fn new(keys: Vec<SigningKey>) -> Result<Self, CryptoError> {
         let all: Vec<Arc<SigningKey>> = keys.into_iter().map(Arc::new).collect();
-        let active = all
-            .first()
-            .cloned()
-            .ok_or(CryptoError::BadKey("no signing key"))?;
-        let jwks =
-            json!({ "keys": all.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }).to_string();
+        let active = all.first().cloned().ok_or(CryptoError::BadKey("no signing key"))?;
+        let jwks = json!({ "keys": all.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }).to_string();
         Ok(Self { active, all, jwks })
     }
 
@@ -104,10 +88,7 @@ impl KeyRing {
     }
 
     pub fn find(&self, kid: &str) -> Option<&SigningKey> {
-        self.all
-            .iter()
-            .find(|k| k.kid.as_str() == kid)
-            .map(|k| k.as_ref())
+        self.all.iter().find(|k| k.kid.as_str() == kid).map(|k| k.as_ref())
     }
 
     /// The JWKS document, serialized once.

@@ -1,6 +1,7 @@
 //! Key material and the operations on it: signing keys (parsed once, cached by `kid`), JWS/JWT,
 //! AES-256-GCM envelopes under the master key, token hashing, HMAC and password hashing.
 
+pub mod client_secret;
 pub mod envelope;
 pub mod jwt;
 pub mod keyring;

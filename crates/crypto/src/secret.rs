@@ -26,8 +26,7 @@ impl std::fmt::Debug for Secret {
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     // The system RNG failing is unrecoverable; aws-lc aborts internally in that case anyway.
-    aws_lc_rs::rand::fill(&mut b)
-        .unwrap_or_else(|_| panic!("system random number generator failed"));
+    aws_lc_rs::rand::fill(&mut b).unwrap_or_else(|_| panic!("system random number generator failed"));
     b
 }
 

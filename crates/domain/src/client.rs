@@ -29,9 +29,7 @@ impl ClientRole {
     pub fn scope_ceiling(self) -> ScopeSet {
         match self {
             ClientRole::WhitelabelCustomer => ScopeSet::all(),
-            ClientRole::ThirdParty => {
-                ScopeSet::from_scopes(Scope::ALL.into_iter().filter(|s| *s != Scope::AgentsAll))
-            }
+            ClientRole::ThirdParty => ScopeSet::from_scopes(Scope::ALL.into_iter().filter(|s| *s != Scope::AgentsAll)),
         }
     }
 }
@@ -82,6 +80,25 @@ impl ClientOrigin {
     }
 }
 
+/// How a white-label client presents itself on the login and consent pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Branding {
+    /// A `data:image/(png|jpeg|svg+xml|webp);base64,…` URI.
+    pub logo: Option<String>,
+    pub description: Option<String>,
+    /// `#RRGGBB`.
+    pub brand_color: Option<String>,
+}
+
+/// A confidential client's secret at rest: a bcrypt hash for verification and an AES-256-GCM sealed
+/// copy (bound to the client id) so the operator can recover it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub bcrypt: String,
+    pub sealed: Vec<u8>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Client {
     pub id: ClientId,
@@ -92,26 +109,53 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Scopes this client may request (already capped by its role).
     pub allowed_scopes: ScopeSet,
-    /// SHA-256 of the secret for confidential clients.
-    pub secret_hash: Option<Vec<u8>>,
+    /// Provider ids this client may reach; `None` = all.
+    pub allowed_providers: Option<Vec<String>>,
+    /// Domains a white-label client owns; its redirect URIs must be on them.
+    pub domains: Vec<String>,
+    pub branding: Option<Branding>,
+    pub secret: Option<StoredSecret>,
     pub owner: Option<AccountId>,
     pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+/// Is `host` one of `domains` or a subdomain of one?
+pub fn host_on_domains(host: &str, domains: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    domains.iter().any(|d| {
+        let d = d.to_ascii_lowercase();
+        host == d || host.ends_with(&format!(".{d}"))
+    })
+}
+
+/// A white-label client must name its domains, and every redirect URI must be on one (loopback excepted).
+pub fn check_whitelabel_redirects(domains: &[String], redirect_uris: &[String]) -> Result<(), String> {
+    if domains.is_empty() {
+        return Err("domains: a white-label client must name at least one domain".into());
+    }
+    for uri in redirect_uris {
+        let url = url::Url::parse(uri).map_err(|_| format!("redirectUris: {uri} is not a URL"))?;
+        if redirect::is_loopback(&url) {
+            continue;
+        }
+        let host = url.host_str().unwrap_or("");
+        if !host_on_domains(host, domains) {
+            return Err(format!("redirectUris: {uri} is not on one of the client's domains"));
+        }
+    }
+    Ok(())
 }
 
 impl Client {
     pub fn redirect_uri_allowed(&self, requested: &str) -> bool {
-        self.redirect_uris
-            .iter()
-            .any(|r| redirect::matches(r, requested))
+        self.redirect_uris.iter().any(|r| redirect::matches(r, requested))
     }
 
     /// The scope a request may obtain: requested ∩ allowed ∩ role ceiling. `None` requested means
     /// everything the client is allowed.
     pub fn grantable_scope(&self, requested: Option<&str>) -> ScopeSet {
-        let ceiling = self
-            .allowed_scopes
-            .with_implied()
-            .intersect(&self.role.scope_ceiling());
+        let ceiling = self.allowed_scopes.with_implied().intersect(&self.role.scope_ceiling());
         match requested {
             Some(r) if !r.trim().is_empty() => ScopeSet::parse_lenient(r).intersect(&ceiling),
             _ => ceiling,
@@ -132,23 +176,44 @@ mod tests {
             origin: ClientOrigin::Dynamic,
             redirect_uris: vec!["http://127.0.0.1/cb".into()],
             allowed_scopes: ScopeSet::all(),
-            secret_hash: None,
+            allowed_providers: None,
+            domains: vec![],
+            branding: None,
+            secret: None,
             owner: None,
             created_at: 0,
+            updated_at: 0,
         }
     }
 
     #[test]
     fn third_party_never_gets_agents_all() {
         let c = client(ClientRole::ThirdParty);
-        assert!(
-            !c.grantable_scope(Some("agents-all universal-mcp-read"))
-                .contains(Scope::AgentsAll)
-        );
+        assert!(!c.grantable_scope(Some("agents-all universal-mcp-read")).contains(Scope::AgentsAll));
         let w = client(ClientRole::WhitelabelCustomer);
+        assert!(w.grantable_scope(Some("agents-all")).contains(Scope::AgentsAll));
+    }
+}
+
+#[cfg(test)]
+mod whitelabel_tests {
+    use super::*;
+
+    #[test]
+    fn whitelabel_redirects_must_be_on_domains() {
+        let d = vec!["yourapp.com".to_owned()];
         assert!(
-            w.grantable_scope(Some("agents-all"))
-                .contains(Scope::AgentsAll)
+            check_whitelabel_redirects(
+                &d,
+                &[
+                    "https://yourapp.com/cb".into(),
+                    "https://app.yourapp.com/cb".into(),
+                    "http://127.0.0.1:3000/cb".into()
+                ]
+            )
+            .is_ok()
         );
+        assert!(check_whitelabel_redirects(&d, &["https://evilyourapp.com/cb".into()]).is_err());
+        assert!(check_whitelabel_redirects(&[], &["https://yourapp.com/cb".into()]).is_err());
     }
 }

@@ -3,6 +3,7 @@
 use crate::UnixTime;
 use crate::ids::{AccountId, ClientId, SessionId};
 use crate::pkce::{CodeChallenge, PkceError};
+use crate::restrictions::Restrictions;
 use crate::scope::ScopeSet;
 
 /// A code as stored (the code itself is only ever held as a hash).
@@ -14,6 +15,7 @@ pub struct AuthorizationCode {
     pub redirect_uri: String,
     pub challenge: CodeChallenge,
     pub scopes: ScopeSet,
+    pub restrictions: Restrictions,
     pub resource: String,
     pub nonce: Option<String>,
     pub auth_time: UnixTime,
@@ -55,9 +57,7 @@ impl AuthorizationCode {
         match r.redirect_uri {
             Some(uri) if uri == self.redirect_uri => {}
             Some(_) => {
-                return CodeDecision::Refuse(
-                    "redirect_uri does not match the authorization request",
-                );
+                return CodeDecision::Refuse("redirect_uri does not match the authorization request");
             }
             None => return CodeDecision::Refuse("redirect_uri is required"),
         }

@@ -2,6 +2,7 @@
 
 use crate::UnixTime;
 use crate::ids::{AccountId, ClientId, SessionId};
+use crate::restrictions::Restrictions;
 use crate::scope::ScopeSet;
 
 #[derive(Clone, Debug)]
@@ -10,6 +11,9 @@ pub struct Grant {
     pub account_id: AccountId,
     pub client_id: ClientId,
     pub scopes: ScopeSet,
+    pub restrictions: Restrictions,
+    /// How the grant was made: an OAuth authorization, or a personal access token.
+    pub kind: GrantKind,
     /// RFC 8707 resource the access tokens are for (their `aud`).
     pub resource: String,
     /// When the person authenticated (OIDC `auth_time`).
@@ -40,6 +44,28 @@ impl RevocationReason {
             RevocationReason::RefreshReplay => "refresh_replay",
             RevocationReason::RevokedByClient => "revoked_by_client",
             RevocationReason::RevokedByUser => "revoked_by_user",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantKind {
+    OAuth,
+    PersonalAccessToken,
+}
+
+impl GrantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::OAuth => "oauth",
+            GrantKind::PersonalAccessToken => "pat",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "oauth" => Some(GrantKind::OAuth),
+            "pat" => Some(GrantKind::PersonalAccessToken),
+            _ => None,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod pkce;
 pub mod rate_limit;
 pub mod redirect;
 pub mod refresh;
+pub mod restrictions;
 pub mod scope;
 
 /// Seconds since the Unix epoch. Every rule takes `now` as an argument so tests are deterministic.

@@ -30,22 +30,16 @@ pub struct CodeChallenge(String);
 impl CodeChallenge {
     /// Validates the pair of authorization-request parameters.
     pub fn from_request(challenge: Option<&str>, method: Option<&str>) -> Result<Self, PkceError> {
-        let challenge = challenge
-            .filter(|c| !c.is_empty())
-            .ok_or(PkceError::MissingChallenge)?;
+        let challenge = challenge.filter(|c| !c.is_empty()).ok_or(PkceError::MissingChallenge)?;
         match method {
             None | Some("") => return Err(PkceError::MissingMethod),
             Some("S256") => {}
             Some(other) => {
-                return Err(PkceError::UnsupportedMethod(
-                    other.chars().take(20).collect(),
-                ));
+                return Err(PkceError::UnsupportedMethod(other.chars().take(20).collect()));
             }
         }
-        let ok = challenge.len() == 43
-            && challenge
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok =
+            challenge.len() == 43 && challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(PkceError::MalformedChallenge);
         }
@@ -63,22 +57,14 @@ impl CodeChallenge {
 
     /// Checks a `code_verifier` against this challenge in constant time.
     pub fn verify(&self, verifier: Option<&str>) -> Result<(), PkceError> {
-        let verifier = verifier
-            .filter(|v| !v.is_empty())
-            .ok_or(PkceError::MissingVerifier)?;
+        let verifier = verifier.filter(|v| !v.is_empty()).ok_or(PkceError::MissingVerifier)?;
         let ok = (43..=128).contains(&verifier.len())
-            && verifier
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
         if !ok {
             return Err(PkceError::MalformedVerifier);
         }
         let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        if bool::from(digest.as_bytes().ct_eq(self.0.as_bytes())) {
-            Ok(())
-        } else {
-            Err(PkceError::Mismatch)
-        }
+        if bool::from(digest.as_bytes().ct_eq(self.0.as_bytes())) { Ok(()) } else { Err(PkceError::Mismatch) }
     }
 }
 
@@ -94,16 +80,9 @@ mod tests {
 
     #[test]
     fn rfc7636_example_verifies() {
-        let c = CodeChallenge::from_request(
-            Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
-            Some("S256"),
-        )
-        .unwrap();
+        let c = CodeChallenge::from_request(Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"), Some("S256")).unwrap();
         assert_eq!(c.verify(Some(V)), Ok(()));
-        assert_eq!(
-            c.verify(Some(&V.replace('d', "e"))),
-            Err(PkceError::Mismatch)
-        );
+        assert_eq!(c.verify(Some(&V.replace('d', "e"))), Err(PkceError::Mismatch));
     }
 
     #[test]
@@ -116,14 +95,8 @@ mod tests {
 
     #[test]
     fn pkce_missing_challenge_or_method_rejected() {
-        assert_eq!(
-            CodeChallenge::from_request(None, Some("S256")),
-            Err(PkceError::MissingChallenge)
-        );
-        assert_eq!(
-            CodeChallenge::from_request(Some(&s256(V)), None),
-            Err(PkceError::MissingMethod)
-        );
+        assert_eq!(CodeChallenge::from_request(None, Some("S256")), Err(PkceError::MissingChallenge));
+        assert_eq!(CodeChallenge::from_request(Some(&s256(V)), None), Err(PkceError::MissingMethod));
     }
 
     #[test]

@@ -13,11 +13,7 @@ pub struct SlidingWindow {
 
 impl SlidingWindow {
     pub fn new(limit: u32, window_secs: u32) -> Self {
-        Self {
-            limit: limit as usize,
-            window_ms: i64::from(window_secs) * 1000,
-            events: HashMap::new(),
-        }
+        Self { limit: limit as usize, window_ms: i64::from(window_secs) * 1000, events: HashMap::new() }
     }
 
     fn prune(&mut self, key: &str, now_ms: i64) -> usize {
@@ -42,30 +38,18 @@ impl SlidingWindow {
         if self.prune(key, now_ms) < self.limit {
             return None;
         }
-        let oldest = self
-            .events
-            .get(key)
-            .and_then(|q| q.front().copied())
-            .unwrap_or(now_ms);
-        Some(
-            ((oldest + self.window_ms - now_ms) as f64 / 1000.0)
-                .ceil()
-                .max(1.0) as UnixTime,
-        )
+        let oldest = self.events.get(key).and_then(|q| q.front().copied()).unwrap_or(now_ms);
+        Some(((oldest + self.window_ms - now_ms) as f64 / 1000.0).ceil().max(1.0) as UnixTime)
     }
 
     /// Records an event.
     pub fn record(&mut self, key: &str, now_ms: i64) {
         self.prune(key, now_ms);
-        self.events
-            .entry(key.to_owned())
-            .or_default()
-            .push_back(now_ms);
+        self.events.entry(key.to_owned()).or_default().push_back(now_ms);
         // Bound memory: forget idle keys now and then.
         if self.events.len() > 100_000 {
             let window = self.window_ms;
-            self.events
-                .retain(|_, q| q.back().is_some_and(|t| now_ms - *t < window));
+            self.events.retain(|_, q| q.back().is_some_and(|t| now_ms - *t < window));
         }
     }
 

@@ -38,9 +38,7 @@ pub fn validate_registration(uri: &str) -> Result<Url, RedirectUriError> {
         "javascript" | "data" | "file" | "vbscript" | "about" | "blob" | "ws" | "wss" => {
             Err(RedirectUriError::InsecureScheme(clip(uri)))
         }
-        _ if url.cannot_be_a_base() && !uri.contains(":/") => {
-            Err(RedirectUriError::NotAbsolute(clip(uri)))
-        }
+        _ if url.cannot_be_a_base() && !uri.contains(":/") => Err(RedirectUriError::NotAbsolute(clip(uri))),
         _ => Ok(url),
     }
 }
@@ -59,8 +57,7 @@ pub fn matches(registered: &str, requested: &str) -> bool {
             || matches!(u.host(), Some(Host::Ipv6(ip)) if ip.is_loopback())
             || matches!(u.host(), Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost"))
     };
-    if reg.scheme() != "http" || req.scheme() != "http" || !loopback_ip(&reg) || !loopback_ip(&req)
-    {
+    if reg.scheme() != "http" || req.scheme() != "http" || !loopback_ip(&reg) || !loopback_ip(&req) {
         return false;
     }
     reg.host() == req.host()
@@ -82,39 +79,18 @@ mod tests {
     #[test]
     fn exact_match_required() {
         assert!(matches("https://app.example/cb", "https://app.example/cb"));
-        assert!(!matches(
-            "https://app.example/cb",
-            "https://app.example/cb/"
-        ));
-        assert!(!matches(
-            "https://app.example/cb",
-            "https://app.example/cb?x=1"
-        ));
-        assert!(!matches(
-            "https://app.example/cb",
-            "https://APP.example.evil/cb"
-        ));
+        assert!(!matches("https://app.example/cb", "https://app.example/cb/"));
+        assert!(!matches("https://app.example/cb", "https://app.example/cb?x=1"));
+        assert!(!matches("https://app.example/cb", "https://APP.example.evil/cb"));
     }
 
     #[test]
     fn loopback_port_may_vary() {
         assert!(matches("http://127.0.0.1/cb", "http://127.0.0.1:53111/cb"));
-        assert!(matches(
-            "http://127.0.0.1:3000/cb",
-            "http://127.0.0.1:53111/cb"
-        ));
-        assert!(matches(
-            "http://localhost:3000/cb",
-            "http://localhost:9999/cb"
-        ));
-        assert!(!matches(
-            "http://127.0.0.1:3000/cb",
-            "http://127.0.0.1:53111/other"
-        ));
-        assert!(!matches(
-            "https://example.com:443/cb",
-            "https://example.com:8443/cb"
-        ));
+        assert!(matches("http://127.0.0.1:3000/cb", "http://127.0.0.1:53111/cb"));
+        assert!(matches("http://localhost:3000/cb", "http://localhost:9999/cb"));
+        assert!(!matches("http://127.0.0.1:3000/cb", "http://127.0.0.1:53111/other"));
+        assert!(!matches("https://example.com:443/cb", "https://example.com:8443/cb"));
     }
 
     #[test]

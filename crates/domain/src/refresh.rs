@@ -88,35 +88,21 @@ mod tests {
         let c = ClientId::from_string("c1");
         assert_eq!(
             t.decide(&c, true, Some("universal-mcp-read"), 10),
-            RefreshDecision::Rotate {
-                scopes: ScopeSet::parse_lenient("universal-mcp-read")
-            }
+            RefreshDecision::Rotate { scopes: ScopeSet::parse_lenient("universal-mcp-read") }
         );
-        assert_eq!(
-            t.decide(&c, true, Some("universal-mcp-read-write"), 10),
-            RefreshDecision::InvalidScope
-        );
+        assert_eq!(t.decide(&c, true, Some("universal-mcp-read-write"), 10), RefreshDecision::InvalidScope);
     }
 
     #[test]
     fn used_token_is_replay_and_other_client_refused() {
         let mut t = token();
-        assert!(matches!(
-            t.decide(&ClientId::from_string("c2"), true, None, 10),
-            RefreshDecision::Refuse(_)
-        ));
+        assert!(matches!(t.decide(&ClientId::from_string("c2"), true, None, 10), RefreshDecision::Refuse(_)));
         t.used_at = Some(5);
-        assert_eq!(
-            t.decide(&ClientId::from_string("c1"), true, None, 10),
-            RefreshDecision::Replay
-        );
+        assert_eq!(t.decide(&ClientId::from_string("c1"), true, None, 10), RefreshDecision::Replay);
     }
 
     #[test]
     fn expired_refused() {
-        assert!(matches!(
-            token().decide(&ClientId::from_string("c1"), true, None, 100),
-            RefreshDecision::Refuse(_)
-        ));
+        assert!(matches!(token().decide(&ClientId::from_string("c1"), true, None, 100), RefreshDecision::Refuse(_)));
     }
 }

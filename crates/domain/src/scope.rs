@@ -120,13 +120,7 @@ impl ScopeSet {
     }
 
     pub fn intersect(&self, other: &ScopeSet) -> ScopeSet {
-        ScopeSet(
-            self.0
-                .iter()
-                .copied()
-                .filter(|s| other.contains(*s))
-                .collect(),
-        )
+        ScopeSet(self.0.iter().copied().filter(|s| other.contains(*s)).collect())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {

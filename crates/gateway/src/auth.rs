@@ -13,16 +13,13 @@ pub async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<RequestCo
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
         return Err(unauthorized(gw, None));
     };
-    match gw.verifier.verify(token, &gw.resource).await {
+    match gw.verifier.verify_bearer(token, &[gw.resource.as_str()]).await {
         Ok(ctx) => Ok(ctx.into()),
         Err(bk_oauth::VerifyError::Unavailable) => Err((
             StatusCode::SERVICE_UNAVAILABLE,
@@ -37,10 +34,7 @@ pub async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<RequestCo
 fn unauthorized(gw: &Gateway, error: Option<&str>) -> Response {
     let scope = Scope::McpReadWrite.as_str();
     let challenge = match error {
-        None => format!(
-            "Bearer resource_metadata=\"{}\", scope=\"{scope}\"",
-            gw.resource_metadata_url
-        ),
+        None => format!("Bearer resource_metadata=\"{}\", scope=\"{scope}\"", gw.resource_metadata_url),
         Some(desc) => format!(
             "Bearer error=\"invalid_token\", error_description=\"{desc}\", resource_metadata=\"{}\", scope=\"{scope}\"",
             gw.resource_metadata_url

@@ -63,7 +63,5 @@ impl Gateway {
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete))
-        .with_state(gateway)
+    Router::new().route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete)).with_state(gateway)
 }

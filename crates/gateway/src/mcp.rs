@@ -27,16 +27,7 @@ const LATEST: &str = "2025-11-25";
 /// Assumed when a client sends no `MCP-Protocol-Version` (spec: backwards compatibility).
 const DEFAULT_VERSION: &str = "2025-03-26";
 const SESSION_HEADER: &str = "mcp-session-id";
-const LOG_LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+const LOG_LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
 
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -53,36 +44,22 @@ enum Framing {
 
 fn json_body(status: StatusCode, body: String) -> Response {
     let mut res = (status, body).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
 
 /// A transport-level refusal (no JSON-RPC id to answer to).
 fn refuse(status: StatusCode, code: i64, message: &str) -> Response {
-    json_body(
-        status,
-        json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})
-            .to_string(),
-    )
+    json_body(status, json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}).to_string())
 }
 
 fn message_response(framing: Framing, message: String) -> Response {
     match framing {
         Framing::Json => json_body(StatusCode::OK, message),
         Framing::Sse => {
-            let mut res = (
-                StatusCode::OK,
-                format!("event: message\ndata: {message}\n\n"),
-            )
-                .into_response();
+            let mut res = (StatusCode::OK, format!("event: message\ndata: {message}\n\n")).into_response();
             let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             res
         }
@@ -96,27 +73,17 @@ fn id_json(id: &Value) -> String {
 fn rpc_error(framing: Framing, id: &Value, code: i64, message: &str) -> Response {
     message_response(
         framing,
-        json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-            .to_string(),
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string(),
     )
 }
 
 /// A result whose JSON is already serialized (the tool list) is spliced in without re-encoding.
 fn rpc_result_raw(framing: Framing, id: &Value, result_json: &str) -> Response {
-    message_response(
-        framing,
-        format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{result_json}}}",
-            id_json(id)
-        ),
-    )
+    message_response(framing, format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{result_json}}}", id_json(id)))
 }
 
 fn rpc_result(framing: Framing, id: &Value, result: Value) -> Response {
-    message_response(
-        framing,
-        json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
-    )
+    message_response(framing, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -140,11 +107,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<RequestContext, Response> {
     if let Err(why) = gw.hosts.check(headers, uri) {
         tracing::warn!(reason = %why, "refused /mcp request (DNS-rebinding protection)");
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            INVALID_REQUEST,
-            &format!("forbidden: {why}"),
-        ));
+        return Err(refuse(StatusCode::FORBIDDEN, INVALID_REQUEST, &format!("forbidden: {why}")));
     }
     let ctx = authenticate(gw, headers).await?;
     if let Err(wait) = gw.limiter.check(&ctx.account_id) {
@@ -185,11 +148,9 @@ async fn session_of(
     };
     match gw.sessions.find(ctx, id).await {
         Ok(Lookup::Live(s)) => Ok(Some(s)),
-        Ok(Lookup::NotFound) => Err(refuse(
-            StatusCode::NOT_FOUND,
-            INVALID_REQUEST,
-            "session not found; initialize a new one",
-        )),
+        Ok(Lookup::NotFound) => {
+            Err(refuse(StatusCode::NOT_FOUND, INVALID_REQUEST, "session not found; initialize a new one"))
+        }
         Err(e) => {
             tracing::error!(error = %e, "MCP session lookup failed");
             Err(refuse(
@@ -201,12 +162,7 @@ async fn session_of(
     }
 }
 
-pub async fn post(
-    State(gw): State<Arc<Gateway>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let ctx = match admit(&gw, &headers, &uri).await {
         Ok(c) => c,
         Err(res) => return res,
@@ -215,11 +171,7 @@ pub async fn post(
     if let Some(ct) = header_str(&headers, "content-type")
         && !ct.to_ascii_lowercase().starts_with("application/json")
     {
-        return refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            INVALID_REQUEST,
-            "the body must be application/json",
-        );
+        return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID_REQUEST, "the body must be application/json");
     }
     if !plain_json
         && headers.contains_key(header::ACCEPT)
@@ -235,11 +187,7 @@ pub async fn post(
     let msg: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                PARSE_ERROR,
-                &format!("the body is not JSON: {e}"),
-            );
+            return refuse(StatusCode::BAD_REQUEST, PARSE_ERROR, &format!("the body is not JSON: {e}"));
         }
     };
     let Some(obj) = msg.as_object() else {
@@ -250,33 +198,18 @@ pub async fn post(
         );
     };
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "jsonrpc must be \"2.0\"",
-        );
+        return refuse(StatusCode::BAD_REQUEST, INVALID_REQUEST, "jsonrpc must be \"2.0\"");
     }
     let method = obj.get("method").and_then(Value::as_str);
-    let id = obj
-        .get("id")
-        .cloned()
-        .filter(|i| i.is_string() || i.is_number());
+    let id = obj.get("id").cloned().filter(|i| i.is_string() || i.is_number());
     if obj.contains_key("id") && id.is_none() {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "id must be a string or a number",
-        );
+        return refuse(StatusCode::BAD_REQUEST, INVALID_REQUEST, "id must be a string or a number");
     }
     let params = obj.get("params").cloned().unwrap_or(Value::Null);
 
     if method == Some("initialize") {
         let Some(id) = id else {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                INVALID_REQUEST,
-                "initialize is a request: it needs an id",
-            );
+            return refuse(StatusCode::BAD_REQUEST, INVALID_REQUEST, "initialize is a request: it needs an id");
         };
         return initialize(&gw, &ctx, &id, &params).await;
     }
@@ -300,8 +233,7 @@ pub async fn post(
         .map(|s| s.protocol_version.as_str())
         .or_else(|| header_str(&headers, "mcp-protocol-version"))
         .unwrap_or(DEFAULT_VERSION);
-    let framing = if method == "tools/call" && !plain_json && accepts(&headers, "text/event-stream")
-    {
+    let framing = if method == "tools/call" && !plain_json && accepts(&headers, "text/event-stream") {
         Framing::Sse
     } else {
         Framing::Json
@@ -313,19 +245,9 @@ async fn initialize(gw: &Gateway, ctx: &RequestContext, id: &Value, params: &Val
     if !ctx.scopes.allows_mcp_read() {
         return insufficient_scope(gw, Scope::McpRead);
     }
-    let asked = params
-        .get("protocolVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(LATEST);
-    let version = if SUPPORTED_VERSIONS.contains(&asked) {
-        asked
-    } else {
-        LATEST
-    };
-    let client_name = params
-        .pointer("/clientInfo/name")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(LATEST);
+    let version = if SUPPORTED_VERSIONS.contains(&asked) { asked } else { LATEST };
+    let client_name = params.pointer("/clientInfo/name").and_then(Value::as_str).map(str::to_owned);
     let session = match gw.sessions.create(ctx, version, client_name).await {
         Ok(s) => s,
         Err(e) => {
@@ -387,20 +309,13 @@ async fn dispatch(
             framing,
             id,
             METHOD_NOT_FOUND,
-            &format!(
-                "method {} is not supported",
-                method.chars().take(80).collect::<String>()
-            ),
+            &format!("method {} is not supported", method.chars().take(80).collect::<String>()),
         ),
     }
 }
 
 fn tool_error_result(framing: Framing, id: &Value, message: &str) -> Response {
-    rpc_result(
-        framing,
-        id,
-        json!({"content": [{"type": "text", "text": message}], "isError": true}),
-    )
+    rpc_result(framing, id, json!({"content": [{"type": "text", "text": message}], "isError": true}))
 }
 
 async fn call_tool(
@@ -412,12 +327,7 @@ async fn call_tool(
     params: &Value,
 ) -> Response {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
-        return rpc_error(
-            framing,
-            id,
-            INVALID_PARAMS,
-            "params.name (the tool name) is required",
-        );
+        return rpc_error(framing, id, INVALID_PARAMS, "params.name (the tool name) is required");
     };
     let Some(tool) = gw.tools.get(name) else {
         return rpc_error(
@@ -437,12 +347,7 @@ async fn call_tool(
         if version >= "2025-11-25" {
             tool_error_result(framing, id, &format!("invalid arguments: {message}"))
         } else {
-            rpc_error(
-                framing,
-                id,
-                INVALID_PARAMS,
-                &format!("invalid arguments: {message}"),
-            )
+            rpc_error(framing, id, INVALID_PARAMS, &format!("invalid arguments: {message}"))
         }
     };
     if let Err(why) = crate::schema::validate(&tool.input_schema, &args) {
@@ -453,8 +358,7 @@ async fn call_tool(
     tracing::info!(tool = name, account = %ctx.account_id, ok = outcome.is_ok(), micros = started.elapsed().as_micros() as u64, "tools/call");
     match outcome {
         Ok(out) => {
-            let mut result =
-                json!({"content": [{"type": "text", "text": out.text}], "isError": false});
+            let mut result = json!({"content": [{"type": "text", "text": out.text}], "isError": false});
             if let Some(s) = out.structured {
                 result["structuredContent"] = s;
             }
@@ -470,13 +374,8 @@ pub async fn get(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -
     if let Err(res) = admit(&gw, &headers, &uri).await {
         return res;
     }
-    let mut res = refuse(
-        StatusCode::METHOD_NOT_ALLOWED,
-        INVALID_REQUEST,
-        "this server offers no GET stream; use POST",
-    );
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+    let mut res = refuse(StatusCode::METHOD_NOT_ALLOWED, INVALID_REQUEST, "this server offers no GET stream; use POST");
+    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
     res
 }
 
@@ -487,22 +386,14 @@ pub async fn delete(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap
         Err(res) => return res,
     };
     let Some(id) = header_str(&headers, SESSION_HEADER) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "Mcp-Session-Id header is required",
-        );
+        return refuse(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Mcp-Session-Id header is required");
     };
     match gw.sessions.end(&ctx, id).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => refuse(StatusCode::NOT_FOUND, INVALID_REQUEST, "session not found"),
         Err(e) => {
             tracing::error!(error = %e, "ending an MCP session failed");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                INTERNAL_ERROR,
-                "the server could not end the session; retry",
-            )
+            refuse(StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR, "the server could not end the session; retry")
         }
     }
 }

@@ -44,17 +44,12 @@ impl HostPolicy {
             })
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let issuer_origin = url
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default();
+        let issuer_origin = url.map(|u| u.origin().ascii_serialization()).unwrap_or_default();
         Self {
             issuer_host,
             issuer_origin,
             hosts: extra_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-            origins: extra_origins
-                .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-                .collect(),
+            origins: extra_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
         }
     }
 
@@ -76,9 +71,9 @@ impl HostPolicy {
             return true;
         }
         match url::Url::parse(&origin) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => u
-                .host_str()
-                .is_some_and(|h| is_loopback_host(&h.to_ascii_lowercase())),
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                u.host_str().is_some_and(|h| is_loopback_host(&h.to_ascii_lowercase()))
+            }
             _ => false,
         }
     }
@@ -93,20 +88,14 @@ impl HostPolicy {
         match authority {
             Some(a) if self.host_allowed(&a) => {}
             Some(a) => {
-                return Err(format!(
-                    "host {} is not served here",
-                    a.chars().take(100).collect::<String>()
-                ));
+                return Err(format!("host {} is not served here", a.chars().take(100).collect::<String>()));
             }
             None => return Err("the request has no Host".into()),
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let o = origin.to_str().unwrap_or("");
             if !self.origin_allowed(o) {
-                return Err(format!(
-                    "origin {} is not allowed",
-                    o.chars().take(100).collect::<String>()
-                ));
+                return Err(format!("origin {} is not allowed", o.chars().take(100).collect::<String>()));
             }
         }
         Ok(())
@@ -129,22 +118,15 @@ mod tests {
 
     #[test]
     fn rebinding_refused_loopback_and_issuer_allowed() {
-        let p = HostPolicy::new(
-            "https://bk.example.com",
-            &["internal.lb:8080".into()],
-            &["https://app.example".into()],
-        );
+        let p =
+            HostPolicy::new("https://bk.example.com", &["internal.lb:8080".into()], &["https://app.example".into()]);
         assert!(check(&p, "bk.example.com", None));
         assert!(check(&p, "localhost:1234", Some("http://localhost:5173")));
         assert!(check(&p, "127.0.0.1:8080", None));
         assert!(check(&p, "[::1]:8080", None));
         assert!(check(&p, "internal.lb:8080", Some("https://app.example")));
         assert!(!check(&p, "evil.example.com", None));
-        assert!(!check(
-            &p,
-            "localhost:8080",
-            Some("http://evil.example.com")
-        ));
+        assert!(!check(&p, "localhost:8080", Some("http://evil.example.com")));
         assert!(!check(&p, "bk.example.com", Some("null")));
         assert!(!check(&p, "internal.lb:9999", None));
     }

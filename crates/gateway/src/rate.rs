@@ -15,10 +15,7 @@ pub struct AccountLimiter {
 impl AccountLimiter {
     pub fn per_minute(n: u32) -> Self {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        Self {
-            limiter: RateLimiter::keyed(Quota::per_minute(n)),
-            clock: DefaultClock::default(),
-        }
+        Self { limiter: RateLimiter::keyed(Quota::per_minute(n)), clock: DefaultClock::default() }
     }
 
     /// `Err(seconds to wait)` when the account is over its limit.

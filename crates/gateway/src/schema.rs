@@ -103,22 +103,10 @@ mod tests {
         let s = json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 3}, "n": {"type": "integer", "minimum": 1},
             "tags": {"type": "array", "items": {"type": "string"}}, "mode": {"enum": ["a", "b"]}}, "required": ["name"], "additionalProperties": false});
         assert_eq!(validate(&s, &json!({"name": "abc"})), Ok(()));
-        assert_eq!(
-            validate(&s, &json!({})),
-            Err("arguments.name is required".into())
-        );
-        assert_eq!(
-            validate(&s, &json!({"name": 5})),
-            Err("arguments.name must be of type string, not integer".into())
-        );
-        assert_eq!(
-            validate(&s, &json!({"name": "abcd"})),
-            Err("arguments.name must be at most 3 characters".into())
-        );
-        assert_eq!(
-            validate(&s, &json!({"name": "a", "n": 0})),
-            Err("arguments.n must be at least 1".into())
-        );
+        assert_eq!(validate(&s, &json!({})), Err("arguments.name is required".into()));
+        assert_eq!(validate(&s, &json!({"name": 5})), Err("arguments.name must be of type string, not integer".into()));
+        assert_eq!(validate(&s, &json!({"name": "abcd"})), Err("arguments.name must be at most 3 characters".into()));
+        assert_eq!(validate(&s, &json!({"name": "a", "n": 0})), Err("arguments.n must be at least 1".into()));
         assert_eq!(
             validate(&s, &json!({"name": "a", "tags": ["x", 1]})),
             Err("arguments.tags[1] must be of type string, not integer".into())
@@ -127,9 +115,6 @@ mod tests {
             validate(&s, &json!({"name": "a", "mode": "c"})),
             Err("arguments.mode must be one of \"a\", \"b\"".into())
         );
-        assert_eq!(
-            validate(&s, &json!({"name": "a", "x": 1})),
-            Err("arguments.x is not a known argument".into())
-        );
+        assert_eq!(validate(&s, &json!({"name": "a", "x": 1})), Err("arguments.x is not a known argument".into()));
     }
 }

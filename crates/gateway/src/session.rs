@@ -33,12 +33,7 @@ pub enum Lookup {
 
 impl McpSessions {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl_secs: i64) -> Self {
-        Self {
-            store,
-            clock,
-            ttl_secs,
-            cache: Mutex::default(),
-        }
+        Self { store, clock, ttl_secs, cache: Mutex::default() }
     }
 
     pub async fn create(
@@ -53,8 +48,7 @@ impl McpSessions {
             account_id: ctx.account_id.clone(),
             grant_id: ctx.session_id.clone(),
             protocol_version: protocol_version.to_owned(),
-            client_name: client_name
-                .map(|n| n.chars().filter(|c| !c.is_control()).take(100).collect()),
+            client_name: client_name.map(|n| n.chars().filter(|c| !c.is_control()).take(100).collect()),
             created_at: now,
             expires_at: now + self.ttl_secs,
             ended_at: None,
@@ -94,10 +88,7 @@ impl McpSessions {
 
     /// Ends the caller's session; false if there was no live one.
     pub async fn end(&self, ctx: &RequestContext, id: &str) -> Result<bool, StoreError> {
-        let ended = self
-            .store
-            .end_mcp_session(&ctx.account_id, id, self.clock.now())
-            .await?;
+        let ended = self.store.end_mcp_session(&ctx.account_id, id, self.clock.now()).await?;
         self.lock().remove(id);
         Ok(ended)
     }

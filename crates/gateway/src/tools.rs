@@ -70,10 +70,7 @@ pub struct ToolRegistry {
 impl ToolRegistry {
     pub fn new(tools: Vec<Tool>) -> Self {
         let list = json!({ "tools": tools.iter().map(Tool::descriptor).collect::<Vec<_>>() });
-        Self {
-            list_json: list.to_string(),
-            tools,
-        }
+        Self { list_json: list.to_string(), tools }
     }
 
     pub fn builtin() -> Self {
@@ -100,11 +97,13 @@ impl ToolHandler for Whoami {
             "client_id": ctx.client_id,
             "session_id": ctx.session_id,
             "scopes": ctx.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "credential": ctx.kind.as_str(),
+            "provider_permissions": ctx.restrictions.provider_permissions,
+            "default_provider_permission": ctx.restrictions.default_provider_permission,
+            "agent_ids": ctx.restrictions.allowed_agent_ids,
+            "knowledge_base_ids": ctx.restrictions.allowed_knowledge_base_ids,
         });
-        Ok(ToolOutput {
-            text: v.to_string(),
-            structured: Some(v),
-        })
+        Ok(ToolOutput { text: v.to_string(), structured: Some(v) })
     }
 }
 
@@ -121,7 +120,12 @@ fn whoami() -> Tool {
                 "email": {"type": "string"},
                 "client_id": {"type": "string"},
                 "session_id": {"type": "string"},
-                "scopes": {"type": "array", "items": {"type": "string"}}
+                "scopes": {"type": "array", "items": {"type": "string"}},
+                "credential": {"type": "string", "enum": ["oauth", "pat"]},
+                "provider_permissions": {"type": "object", "additionalProperties": {"type": "string"}},
+                "default_provider_permission": {"type": "string"},
+                "agent_ids": {"type": ["array", "null"], "items": {"type": "string"}},
+                "knowledge_base_ids": {"type": ["array", "null"], "items": {"type": "string"}}
             },
             "required": ["account_id", "email", "client_id", "session_id", "scopes"]
         })),
@@ -138,10 +142,7 @@ impl ToolHandler for ListConnections {
         // No provider can be connected yet (connections arrive with the provider catalog), so every
         // account's list is empty; the shape is the one `GET /api/v1/connections` will return.
         let v = json!({"connections": [], "total": 0});
-        Ok(ToolOutput {
-            text: v.to_string(),
-            structured: Some(v),
-        })
+        Ok(ToolOutput { text: v.to_string(), structured: Some(v) })
     }
 }
 

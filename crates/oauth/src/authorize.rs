@@ -12,6 +12,7 @@ use bk_domain::client::Client;
 use bk_domain::code::AuthorizationCode;
 use bk_domain::ids::{AccountId, ClientId};
 use bk_domain::pkce::CodeChallenge;
+use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
 use url::Url;
 
@@ -30,6 +31,10 @@ pub const PARAMS: &[&str] = &[
     "resource",
     "nonce",
     "prompt",
+    "provider_permissions",
+    "default_provider_permission",
+    "agent_ids",
+    "knowledge_base_ids",
 ];
 
 /// A validated authorization request.
@@ -43,6 +48,8 @@ pub struct AuthorizeRequest {
     pub resource: String,
     pub nonce: Option<String>,
     pub prompt: Option<String>,
+    /// Provider permissions and agent / knowledge-base restrictions, within the client's allow-list.
+    pub restrictions: Restrictions,
     /// The parameters as received, to carry through login and consent.
     pub raw: Vec<(String, String)>,
 }
@@ -57,10 +64,7 @@ pub enum AuthorizeError {
 
 impl AuthServer {
     /// Validates raw authorization-request parameters.
-    pub async fn validate_authorize(
-        &self,
-        params: &[(String, String)],
-    ) -> Result<AuthorizeRequest, AuthorizeError> {
+    pub async fn validate_authorize(&self, params: &[(String, String)]) -> Result<AuthorizeRequest, AuthorizeError> {
         let mut map: HashMap<&str, &str> = HashMap::new();
         for (k, v) in params {
             if v.is_empty() {
@@ -68,14 +72,9 @@ impl AuthServer {
             }
             if map.insert(k.as_str(), v.as_str()).is_some() {
                 if matches!(k.as_str(), "client_id" | "redirect_uri") {
-                    return Err(AuthorizeError::Page(format!(
-                        "The parameter {k} is repeated."
-                    )));
+                    return Err(AuthorizeError::Page(format!("The parameter {k} is repeated.")));
                 }
-                let redirect = self
-                    .redirect_target(&map)
-                    .await
-                    .map_err(AuthorizeError::Page)?;
+                let redirect = self.redirect_target(&map).await.map_err(AuthorizeError::Page)?;
                 return Err(self.error_redirect(
                     &redirect,
                     &map,
@@ -84,18 +83,13 @@ impl AuthServer {
                 ));
             }
         }
-        let redirect_uri = self
-            .redirect_target(&map)
-            .await
-            .map_err(AuthorizeError::Page)?;
+        let redirect_uri = self.redirect_target(&map).await.map_err(AuthorizeError::Page)?;
         let client_id = ClientId::from_string(map.get("client_id").copied().unwrap_or_default());
         let client = self
             .store
             .client(&client_id)
             .await
-            .map_err(|_| {
-                AuthorizeError::Page("The server could not look up the application.".into())
-            })?
+            .map_err(|_| AuthorizeError::Page("The server could not look up the application.".into()))?
             .ok_or_else(|| AuthorizeError::Page("Unknown application (client_id).".into()))?;
         let fail = |code: &str, desc: &str| self.error_redirect(&redirect_uri, &map, code, desc);
 
@@ -103,53 +97,43 @@ impl AuthServer {
             Some("code") => {}
             None => return Err(fail("invalid_request", "response_type is required")),
             Some(_) => {
-                return Err(fail(
-                    "unsupported_response_type",
-                    "only response_type=code is supported",
-                ));
+                return Err(fail("unsupported_response_type", "only response_type=code is supported"));
             }
         }
-        let challenge = CodeChallenge::from_request(
-            map.get("code_challenge").copied(),
-            map.get("code_challenge_method").copied(),
-        )
-        .map_err(|e| fail("invalid_request", &e.to_string()))?;
+        let challenge =
+            CodeChallenge::from_request(map.get("code_challenge").copied(), map.get("code_challenge_method").copied())
+                .map_err(|e| fail("invalid_request", &e.to_string()))?;
         let scopes = client.grantable_scope(map.get("scope").copied());
         if scopes.is_empty() {
-            return Err(fail(
-                "invalid_scope",
-                "none of the requested scopes is available to this application",
-            ));
+            return Err(fail("invalid_scope", "none of the requested scopes is available to this application"));
         }
         let resource = match map.get("resource").copied() {
             None => self.mcp_resource(),
             Some(r) if self.resource_allowed(r) => r.trim_end_matches('/').to_owned(),
             Some(_) => {
-                return Err(fail(
-                    "invalid_target",
-                    "the requested resource is not served by this server",
-                ));
+                return Err(fail("invalid_target", "the requested resource is not served by this server"));
             }
         };
         let prompt = map.get("prompt").map(|p| p.to_string());
         if let Some(p) = &prompt
-            && p.split(' ')
-                .any(|v| !matches!(v, "none" | "login" | "consent" | "select_account"))
+            && p.split(' ').any(|v| !matches!(v, "none" | "login" | "consent" | "select_account"))
         {
-            return Err(fail(
-                "invalid_request",
-                "prompt must be none, login, consent or select_account",
-            ));
+            return Err(fail("invalid_request", "prompt must be none, login, consent or select_account"));
         }
+        let restrictions = Restrictions::from_params(
+            map.get("provider_permissions").copied(),
+            map.get("default_provider_permission").copied(),
+            map.get("agent_ids").copied(),
+            map.get("knowledge_base_ids").copied(),
+        )
+        .map_err(|m| fail("invalid_request", &m))?
+        .within_client(client.allowed_providers.as_deref());
         Ok(AuthorizeRequest {
             state: map.get("state").map(|s| s.to_string()),
             nonce: map.get("nonce").map(|s| s.to_string()),
             prompt,
-            raw: params
-                .iter()
-                .filter(|(k, _)| PARAMS.contains(&k.as_str()))
-                .cloned()
-                .collect(),
+            restrictions,
+            raw: params.iter().filter(|(k, _)| PARAMS.contains(&k.as_str())).cloned().collect(),
             client,
             redirect_uri,
             challenge,
@@ -177,13 +161,7 @@ impl AuthServer {
         }
     }
 
-    fn error_redirect(
-        &self,
-        redirect_uri: &str,
-        map: &HashMap<&str, &str>,
-        code: &str,
-        desc: &str,
-    ) -> AuthorizeError {
+    fn error_redirect(&self, redirect_uri: &str, map: &HashMap<&str, &str>, code: &str, desc: &str) -> AuthorizeError {
         let mut pairs: Vec<(&str, &str)> = vec![("error", code), ("error_description", desc)];
         if let Some(s) = map.get("state") {
             pairs.push(("state", s));
@@ -210,10 +188,7 @@ impl AuthServer {
 
     /// The error response for a person who denied access.
     pub fn denied_url(&self, req: &AuthorizeRequest) -> String {
-        let mut pairs = vec![
-            ("error", "access_denied"),
-            ("error_description", "the person denied the request"),
-        ];
+        let mut pairs = vec![("error", "access_denied"), ("error_description", "the person denied the request")];
         if let Some(s) = &req.state {
             pairs.push(("state", s));
         }
@@ -237,6 +212,7 @@ impl AuthServer {
                 redirect_uri: req.redirect_uri.clone(),
                 challenge: req.challenge.clone(),
                 scopes: req.scopes.clone(),
+                restrictions: req.restrictions.clone(),
                 resource: req.resource.clone(),
                 nonce: req.nonce.clone(),
                 auth_time,

@@ -4,13 +4,13 @@
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bk_crypto::secret::{ct_eq, token_hash};
 use bk_domain::client::{Client, ClientType};
 use bk_domain::ids::ClientId;
 
 use crate::AuthServer;
 use crate::error::OAuthError;
 use crate::form::Params;
+use crate::secrets::SecretCheck;
 
 /// How the client proved who it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,51 +35,38 @@ pub async fn authenticate(
         }
         (Some((id, secret)), None) => {
             if params.get("client_id").is_some_and(|p| p != id) {
-                return Err(OAuthError::invalid_request(
-                    "client_id does not match the Basic credentials",
-                ));
+                return Err(OAuthError::invalid_request("client_id does not match the Basic credentials"));
             }
             (id.clone(), Some(secret.clone()), Method::Basic)
         }
-        (None, Some(secret)) => (
-            params.require("client_id")?.to_owned(),
-            Some(secret.to_owned()),
-            Method::Post,
-        ),
+        (None, Some(secret)) => (params.require("client_id")?.to_owned(), Some(secret.to_owned()), Method::Post),
         (None, None) => (params.require("client_id")?.to_owned(), None, Method::None),
     };
     let fail = |m: &str| {
         let e = OAuthError::invalid_client(m.to_owned());
-        if method == Method::Basic {
-            e.with_basic_challenge()
-        } else {
-            e
-        }
+        if method == Method::Basic { e.with_basic_challenge() } else { e }
     };
-    let Some(client) = server
-        .store
-        .client(&ClientId::from_string(client_id))
-        .await?
-    else {
+    let Some(client) = server.store.client(&ClientId::from_string(client_id)).await? else {
         return Err(fail("unknown client"));
     };
     match (client.client_type, secret) {
         (ClientType::Public, None) => Ok((client, method)),
-        (ClientType::Public, Some(_)) => {
-            Err(fail("this is a public client: it has no secret to send"))
-        }
-        (ClientType::Confidential, None) => Err(fail(
-            "client authentication is required for a confidential client",
-        )),
+        (ClientType::Public, Some(_)) => Err(fail("this is a public client: it has no secret to send")),
+        (ClientType::Confidential, None) => Err(fail("client authentication is required for a confidential client")),
         (ClientType::Confidential, Some(secret)) => {
-            let ok = client
-                .secret_hash
-                .as_deref()
-                .is_some_and(|h| ct_eq(h, &token_hash(&secret)));
-            if ok {
-                Ok((client, method))
-            } else {
-                Err(fail("client authentication failed"))
+            let Some(stored) = client.secret.clone() else {
+                return Err(fail("client authentication failed"));
+            };
+            match server.secrets.check(&client.id, &secret, &stored, server.clock.now_ms()).await {
+                SecretCheck::Valid => Ok((client, method)),
+                SecretCheck::Invalid => {
+                    tracing::info!(client = %client.id, "client authentication failed");
+                    Err(fail("client authentication failed"))
+                }
+                SecretCheck::Throttled(wait) => Err(OAuthError::too_many_requests(
+                    format!("too many failed authentications for this client; retry in {wait} s"),
+                    wait,
+                )),
             }
         }
     }
@@ -90,24 +77,15 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let v = v
-        .to_str()
-        .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
-    let Some(b64) = v
-        .strip_prefix("Basic ")
-        .or_else(|| v.strip_prefix("basic "))
-    else {
+    let v = v.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
+    let Some(b64) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) else {
         return Ok(None);
     };
     let bad = || OAuthError::invalid_client("malformed Basic credentials").with_basic_challenge();
     let raw = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
-    let decode = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
+    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
     match (decode(id), decode(secret)) {
         (Some(id), Some(secret)) if !id.is_empty() => Ok(Some((id, secret))),
         _ => Err(bad()),

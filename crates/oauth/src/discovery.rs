@@ -42,14 +42,8 @@ fn metadata(s: &AuthServer) -> Value {
 
 fn cached_json(v: Value) -> Response {
     let mut res = Json(v).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    res.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     res
 }
 
@@ -61,14 +55,25 @@ pub async fn openid_configuration(State(s): State<Arc<AuthServer>>) -> Response 
     let mut m = metadata(&s);
     if let Some(o) = m.as_object_mut() {
         o.insert("subject_types_supported".into(), json!(["public"]));
-        o.insert(
-            "id_token_signing_alg_values_supported".into(),
-            json!(["RS256"]),
-        );
+        o.insert("id_token_signing_alg_values_supported".into(), json!(["RS256"]));
         o.insert(
             "claims_supported".into(),
-            json!(["sub", "iss", "aud", "exp", "iat", "auth_time"]),
+            json!([
+                "sub",
+                "iss",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
+                "email",
+                "email_verified",
+                "name",
+                "preferred_username"
+            ]),
         );
+        o.insert("userinfo_endpoint".into(), json!(format!("{}/api/v1/auth/userinfo", s.issuer)));
     }
     cached_json(m)
 }
@@ -85,21 +90,10 @@ pub async fn protected_resource(State(s): State<Arc<AuthServer>>) -> Response {
 }
 
 pub async fn jwks(State(s): State<Arc<AuthServer>>) -> Response {
-    let mut res = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        s.keys.jwks_json().to_owned(),
-    )
-        .into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    res.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    let mut res =
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], s.keys.jwks_json().to_owned())
+            .into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     res
 }

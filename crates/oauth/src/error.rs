@@ -17,13 +17,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            description: description.into(),
-            basic_challenge: false,
-            retry_after: None,
-        }
+        Self { status, code, description: description.into(), basic_challenge: false, retry_after: None }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
@@ -61,11 +55,7 @@ impl OAuthError {
         e
     }
     pub fn server_error() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "the server could not complete the request",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the server could not complete the request")
     }
     pub fn with_basic_challenge(mut self) -> Self {
         self.basic_challenge = true;
@@ -82,19 +72,13 @@ impl From<bk_store::StoreError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut res = (
-            self.status,
-            Json(json!({ "error": self.code, "error_description": self.description })),
-        )
-            .into_response();
+        let mut res =
+            (self.status, Json(json!({ "error": self.code, "error_description": self.description }))).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.basic_challenge {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"bridgekeeper\""),
-            );
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"bridgekeeper\""));
         }
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())

@@ -11,17 +11,9 @@ pub struct Params(HashMap<String, String>);
 
 impl Params {
     pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthError> {
-        let ct = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !ct
-            .to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-        {
-            return Err(OAuthError::invalid_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
+            return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
         }
         let mut map = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
@@ -29,9 +21,7 @@ impl Params {
                 continue;
             }
             if map.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {k} is repeated"
-                )));
+                return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
             }
         }
         Ok(Params(map))
@@ -42,7 +32,6 @@ impl Params {
     }
 
     pub fn require(&self, k: &str) -> Result<&str, OAuthError> {
-        self.get(k)
-            .ok_or_else(|| OAuthError::invalid_request(format!("{k} is required")))
+        self.get(k).ok_or_else(|| OAuthError::invalid_request(format!("{k} is required")))
     }
 }

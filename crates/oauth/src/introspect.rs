@@ -24,21 +24,14 @@ pub async fn introspect(
     let params = Params::parse(&headers, &body)?;
     let (client, method) = client_auth::authenticate(&server, &headers, &params).await?;
     if method == Method::None {
-        return Err(OAuthError::invalid_client(
-            "introspection requires an authenticated (confidential) client",
-        ));
+        return Err(OAuthError::invalid_client("introspection requires an authenticated (confidential) client"));
     }
     let token = params.require("token")?;
     let now = server.clock.now();
     let inactive = json!({ "active": false });
     let answer = if token.starts_with(REFRESH_TOKEN_PREFIX) {
         match server.store.refresh_token(&token_hash(token)).await? {
-            Some((t, g))
-                if t.client_id == client.id
-                    && t.used_at.is_none()
-                    && t.expires_at > now
-                    && g.is_active() =>
-            {
+            Some((t, g)) if t.client_id == client.id && t.used_at.is_none() && t.expires_at > now && g.is_active() => {
                 json!({
                     "active": true,
                     "token_type": "refresh_token",
@@ -54,33 +47,32 @@ pub async fn introspect(
             _ => inactive,
         }
     } else {
-        let aud = server
-            .verifier
-            .decode_unchecked_expiry(token)
-            .map(|c| c.aud);
+        let aud = server.verifier.decode_unchecked_expiry(token).map(|c| c.aud);
         match aud {
             Some(aud) => match server.verifier.verify(token, &aud).await {
-                Ok(ctx) => json!({
-                    "active": true,
-                    "token_type": "Bearer",
-                    "scope": ctx.claims.scope,
-                    "client_id": ctx.claims.client_id,
-                    "sub": ctx.claims.sub,
-                    "aud": ctx.claims.aud,
-                    "iss": ctx.claims.iss,
-                    "exp": ctx.claims.exp,
-                    "iat": ctx.claims.iat,
-                    "jti": ctx.claims.jti,
-                    "sid": ctx.claims.sid,
-                    "username": ctx.email,
-                }),
+                Ok(ctx) => match &ctx.claims {
+                    Some(c) => json!({
+                        "active": true,
+                        "token_type": "Bearer",
+                        "scope": c.scope,
+                        "client_id": c.client_id,
+                        "sub": c.sub,
+                        "aud": c.aud,
+                        "iss": c.iss,
+                        "exp": c.exp,
+                        "iat": c.iat,
+                        "jti": c.jti,
+                        "sid": c.sid,
+                        "username": ctx.email,
+                    }),
+                    None => inactive,
+                },
                 Err(_) => inactive,
             },
             None => inactive,
         }
     };
     let mut res = Json(answer).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

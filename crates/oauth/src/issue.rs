@@ -9,7 +9,7 @@ use bk_domain::access::AccessTokenClaims;
 use bk_domain::grant::Grant;
 use bk_domain::ids::{ClientId, RefreshTokenId, SessionId};
 use bk_domain::refresh::RefreshToken;
-use bk_domain::scope::ScopeSet;
+use bk_domain::scope::{Scope, ScopeSet};
 use serde_json::json;
 
 use crate::AuthServer;
@@ -71,18 +71,65 @@ pub fn token_response(
     access: String,
     refresh: Secret,
     scopes: &ScopeSet,
+    id_token: Option<String>,
 ) -> Response {
-    let mut res = Json(json!({
+    let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": server.lifetimes.access_token,
         "refresh_token": refresh.into_string(),
         "scope": scopes.to_string(),
-    }))
-    .into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    });
+    if let Some(t) = id_token {
+        body["id_token"] = json!(t);
+    }
+    let mut res = Json(body).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     res
+}
+
+/// An OpenID Connect ID token (RS256) for grants with scope `openid`; `None` otherwise.
+pub async fn id_token(
+    server: &AuthServer,
+    grant: &Grant,
+    scopes: &ScopeSet,
+    access_token: &str,
+    nonce: Option<&str>,
+    now: UnixTime,
+) -> Result<Option<String>, OAuthError> {
+    if !scopes.contains(Scope::OpenId) {
+        return Ok(None);
+    }
+    let email = match server.store.account(&grant.account_id).await? {
+        Some(a) => a.email,
+        None => return Err(OAuthError::invalid_grant("the account no longer exists")),
+    };
+    let digest = bk_crypto::secret::sha256(access_token.as_bytes());
+    let mut claims = json!({
+        "iss": server.issuer,
+        "sub": grant.account_id,
+        "aud": grant.client_id,
+        "azp": grant.client_id,
+        "iat": now,
+        "exp": now + server.lifetimes.access_token,
+        "auth_time": grant.auth_time,
+        "at_hash": b64url(&digest[..16]),
+        "sid": grant.id,
+    });
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    if scopes.contains(Scope::Email) {
+        claims["email"] = json!(email);
+        claims["email_verified"] = json!(false);
+    }
+    if scopes.contains(Scope::Profile) {
+        claims["preferred_username"] = json!(email);
+        claims["name"] = json!(email);
+    }
+    bk_crypto::jwt::sign(server.keys.active(), "JWT", &claims).map(Some).map_err(|e| {
+        tracing::error!(error = %e, "signing an ID token failed");
+        OAuthError::server_error()
+    })
 }

@@ -1,25 +1,36 @@
 //! The authorization server's HTTP face: discovery, JWKS, token (one file per grant type),
-//! revocation, introspection and dynamic client registration. Handlers are thin: they parse,
-//! authenticate the client, ask the domain rule, and apply the outcome through the store.
+//! revocation, introspection, dynamic client registration, OpenID Connect userinfo, and the JSON
+//! APIs around grants (auth clients, personal access tokens, account, sessions). Handlers are thin:
+//! they parse, authenticate the caller, ask the domain rule, and apply the outcome through the store.
 
+mod account;
 pub mod authorize;
+pub mod browser_session;
 mod client_auth;
+mod clients_api;
 mod discovery;
 pub mod error;
 mod form;
 mod grant_types;
 mod introspect;
 mod issue;
+mod pat;
 mod register;
+pub mod rest;
 mod revoke;
+mod secrets;
 mod token;
+mod userinfo;
+mod validate;
 pub mod verify;
 
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::{get, post};
+use bk_crypto::envelope::MasterKey;
 use bk_crypto::keyring::KeyRing;
+use bk_crypto::mac::MacKey;
 use bk_domain::access::Clock;
 use bk_domain::rate_limit::SlidingWindow;
 use bk_store::Store;
@@ -44,9 +55,48 @@ pub struct AuthServer {
     pub lifetimes: Lifetimes,
     pub registrations: Mutex<SlidingWindow>,
     pub verifier: Arc<Verifier>,
+    /// Seals client secrets; derives the cookie and CSRF keys.
+    pub master: Arc<MasterKey>,
+    pub secrets: secrets::SecretVerifier,
+    pub cookie_keys: browser_session::CookieKeys,
 }
 
 impl AuthServer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        issuer: String,
+        lifetimes: Lifetimes,
+        registrations_per_minute: u32,
+        verifier: Arc<Verifier>,
+        master: Arc<MasterKey>,
+    ) -> Self {
+        let cookie_keys = browser_session::CookieKeys {
+            cookie: MacKey::derive(master.raw(), "browser-session-cookie"),
+            csrf: MacKey::derive(master.raw(), "csrf"),
+            secure: issuer.starts_with("https://"),
+        };
+        Self {
+            secrets: secrets::SecretVerifier::new(MacKey::derive(master.raw(), "client-secret-fast-path")),
+            registrations: Mutex::new(SlidingWindow::new(registrations_per_minute, 60)),
+            store,
+            keys,
+            clock,
+            issuer,
+            lifetimes,
+            verifier,
+            master,
+            cookie_keys,
+        }
+    }
+
+    /// `scheme://host[:port]` of the issuer.
+    pub fn issuer_origin(&self) -> String {
+        url::Url::parse(&self.issuer).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+
     /// The default (and for now only) resource: the MCP endpoint.
     pub fn mcp_resource(&self) -> String {
         format!("{}/mcp", self.issuer)
@@ -64,40 +114,43 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 }
 
 /// Routes of the OAuth protocol endpoints (the browser-facing authorize step lives in the web crate).
 pub fn router(server: Arc<AuthServer>) -> Router {
     Router::new()
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(discovery::authorization_server),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server/{*rest}",
-            get(discovery::authorization_server),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration),
-        )
-        .route(
-            "/.well-known/oauth-protected-resource",
-            get(discovery::protected_resource),
-        )
-        .route(
-            "/.well-known/oauth-protected-resource/{*rest}",
-            get(discovery::protected_resource),
-        )
+        .route("/.well-known/oauth-authorization-server", get(discovery::authorization_server))
+        .route("/.well-known/oauth-authorization-server/{*rest}", get(discovery::authorization_server))
+        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/.well-known/oauth-protected-resource", get(discovery::protected_resource))
+        .route("/.well-known/oauth-protected-resource/{*rest}", get(discovery::protected_resource))
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route("/api/v1/auth/token", post(token::token))
         .route("/api/v1/auth/revoke", post(revoke::revoke))
         .route("/api/v1/auth/introspect", post(introspect::introspect))
         .route("/api/v1/auth/register", post(register::register))
+        .route("/api/v1/auth/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
+        .route("/api/v1/auth/validate", get(validate::validate))
+        .route("/api/v1/auth/pat", post(pat::create).get(pat::list))
+        .route("/api/v1/auth/pat/{id}", axum::routing::delete(pat::revoke))
+        .route("/api/v1/account", get(account::account))
+        .route("/api/v1/sessions", get(account::sessions))
+        .route("/api/v1/sessions/{id}", axum::routing::delete(account::revoke_session))
+        .route(
+            "/api/v1/auth-clients",
+            post(clients_api::create)
+                .get(clients_api::list)
+                .layer(axum::extract::DefaultBodyLimit::max(clients_api::BODY_LIMIT)),
+        )
+        .route(
+            "/api/v1/auth-clients/{id}",
+            get(clients_api::get)
+                .put(clients_api::update)
+                .delete(clients_api::delete)
+                .layer(axum::extract::DefaultBodyLimit::max(clients_api::BODY_LIMIT)),
+        )
+        .route("/api/v1/auth-clients/{id}/secret", axum::routing::put(clients_api::rotate_secret))
         .with_state(server)
 }

@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bk_crypto::secret::{new_token, token_hash};
 use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
 use bk_domain::ids::ClientId;
 use bk_domain::redirect;
@@ -38,10 +37,7 @@ pub async fn register(
 ) -> Result<Response, OAuthError> {
     let now_ms = server.clock.now_ms();
     {
-        let mut limiter = server
-            .registrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut limiter = server.registrations.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(wait) = limiter.try_acquire(&peer.ip().to_string(), now_ms) {
             tracing::warn!(ip = %peer.ip(), "dynamic client registration rate limit reached");
             return Err(OAuthError::too_many_requests(
@@ -50,38 +46,25 @@ pub async fn register(
             ));
         }
     }
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ct.to_ascii_lowercase().starts_with("application/json") {
-        return Err(OAuthError::invalid_client_metadata(
-            "the registration request must be application/json",
-        ));
+        return Err(OAuthError::invalid_client_metadata("the registration request must be application/json"));
     }
     let meta: Metadata = serde_json::from_slice(&body).map_err(|e| {
-        OAuthError::invalid_client_metadata(format!(
-            "the registration request is not valid client metadata: {e}"
-        ))
+        OAuthError::invalid_client_metadata(format!("the registration request is not valid client metadata: {e}"))
     })?;
 
     let uris = meta.redirect_uris.unwrap_or_default();
     if uris.is_empty() {
-        return Err(OAuthError::invalid_redirect_uri(
-            "redirect_uris is required and must not be empty",
-        ));
+        return Err(OAuthError::invalid_redirect_uri("redirect_uris is required and must not be empty"));
     }
     if uris.len() > 20 {
         return Err(OAuthError::invalid_redirect_uri("at most 20 redirect_uris"));
     }
     for u in &uris {
-        redirect::validate_registration(u)
-            .map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
+        redirect::validate_registration(u).map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
     }
-    let method = meta
-        .token_endpoint_auth_method
-        .as_deref()
-        .unwrap_or("client_secret_basic");
+    let method = meta.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic");
     let client_type = match method {
         "none" => ClientType::Public,
         "client_secret_basic" | "client_secret_post" => ClientType::Confidential,
@@ -92,13 +75,8 @@ pub async fn register(
             )));
         }
     };
-    let grant_types = meta
-        .grant_types
-        .unwrap_or_else(|| vec!["authorization_code".into()]);
-    if let Some(g) = grant_types
-        .iter()
-        .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
-    {
+    let grant_types = meta.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]);
+    if let Some(g) = grant_types.iter().find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token")) {
         return Err(OAuthError::invalid_client_metadata(format!(
             "grant type {} is not supported; use authorization_code and refresh_token",
             g.chars().take(40).collect::<String>()
@@ -106,45 +84,52 @@ pub async fn register(
     }
     let response_types = meta.response_types.unwrap_or_else(|| vec!["code".into()]);
     if response_types.iter().any(|r| r != "code") {
-        return Err(OAuthError::invalid_client_metadata(
-            "only the response type code is supported",
-        ));
+        return Err(OAuthError::invalid_client_metadata("only the response type code is supported"));
     }
-    let name = meta
-        .client_name
-        .unwrap_or_else(|| "Unnamed application".into());
+    let name = meta.client_name.unwrap_or_else(|| "Unnamed application".into());
     let name: String = name.chars().filter(|c| !c.is_control()).take(100).collect();
     if name.trim().is_empty() {
-        return Err(OAuthError::invalid_client_metadata(
-            "client_name must not be blank",
-        ));
+        return Err(OAuthError::invalid_client_metadata("client_name must not be blank"));
     }
     let role = ClientRole::ThirdParty;
     let allowed_scopes = match meta.scope.as_deref() {
-        Some(s) if !s.trim().is_empty() => {
-            ScopeSet::parse_lenient(s).intersect(&role.scope_ceiling())
-        }
+        Some(s) if !s.trim().is_empty() => ScopeSet::parse_lenient(s).intersect(&role.scope_ceiling()),
         _ => role.scope_ceiling(),
     };
     if allowed_scopes.is_empty() {
-        return Err(OAuthError::invalid_client_metadata(
-            "none of the requested scopes is available to this client",
-        ));
+        return Err(OAuthError::invalid_client_metadata("none of the requested scopes is available to this client"));
     }
 
-    let secret = (client_type == ClientType::Confidential).then(|| new_token("bks_"));
     let now = now_ms.div_euclid(1000);
+    let id = ClientId::generate();
+    let (secret, stored) = match client_type {
+        ClientType::Confidential => {
+            let secret = bk_crypto::client_secret::generate().into_string();
+            let (master, cid, s) = (server.master.clone(), id.to_string(), secret.clone());
+            // bcrypt runs off the async threads.
+            let stored = tokio::task::spawn_blocking(move || bk_crypto::client_secret::protect(&master, &cid, &s))
+                .await
+                .map_err(|_| OAuthError::server_error())?
+                .map_err(|_| OAuthError::server_error())?;
+            (Some(secret), Some(stored))
+        }
+        ClientType::Public => (None, None),
+    };
     let client = Client {
-        id: ClientId::generate(),
+        id,
         name,
         client_type,
         role,
         origin: ClientOrigin::Dynamic,
         redirect_uris: uris,
         allowed_scopes,
-        secret_hash: secret.as_ref().map(|s| token_hash(s.expose())),
+        allowed_providers: None,
+        domains: Vec::new(),
+        branding: None,
+        secret: stored,
         owner: None,
         created_at: now,
+        updated_at: now,
     };
     server.store.insert_client(&client).await?;
     tracing::info!(client = %client.id, ip = %peer.ip(), kind = client_type.as_str(), "client registered dynamically");
@@ -160,11 +145,10 @@ pub async fn register(
         "scope": client.allowed_scopes.to_string(),
     });
     if let Some(s) = secret {
-        body["client_secret"] = json!(s.into_string());
+        body["client_secret"] = json!(s);
         body["client_secret_expires_at"] = json!(0);
     }
     let mut res = (StatusCode::CREATED, Json(body)).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

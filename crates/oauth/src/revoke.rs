@@ -49,11 +49,7 @@ pub async fn revoke(
             .map(|c| SessionId::from_string(c.sid))
     };
     if let Some(sid) = session {
-        if server
-            .store
-            .revoke_session(&sid, RevocationReason::RevokedByClient, server.clock.now())
-            .await?
-        {
+        if server.store.revoke_session(&sid, RevocationReason::RevokedByClient, server.clock.now()).await? {
             tracing::info!(session = %sid, client = %client.id, "session revoked by its client");
         }
         server.verifier.forget_session(&sid);

@@ -22,14 +22,10 @@ pub async fn token(
     match grant_type {
         "authorization_code" | "refresh_token" => {}
         "password" => {
-            return Err(OAuthError::unsupported_grant_type(
-                "the password grant is not supported (OAuth 2.1)",
-            ));
+            return Err(OAuthError::unsupported_grant_type("the password grant is not supported (OAuth 2.1)"));
         }
         "implicit" | "token" => {
-            return Err(OAuthError::unsupported_grant_type(
-                "the implicit grant is not supported (OAuth 2.1)",
-            ));
+            return Err(OAuthError::unsupported_grant_type("the implicit grant is not supported (OAuth 2.1)"));
         }
         other => {
             return Err(OAuthError::unsupported_grant_type(format!(

@@ -1,24 +1,30 @@
-//! Access-token verification for resource servers (the MCP gateway) and introspection:
-//! signature by `kid` (keys parsed once), RFC 9068 claims, audience, and a live session.
+//! Bearer verification for resource servers (the MCP gateway, the REST API) and introspection.
 //!
-//! Two bounded caches keep this cheap: verified tokens by digest (so the RSA verification runs once
-//! per token, not per request) and session status by id for at most `SESSION_TTL_MS`, which bounds
-//! how long a revoked session's tokens keep working (within one second, on every instance).
+//! Access tokens (RS256 JWTs): signature by `kid` (keys parsed once), RFC 9068 claims, audience,
+//! and a live session. Personal access tokens (`bkp_…`): looked up by digest, with their session.
+//!
+//! Bounded caches keep this cheap: verified JWTs by digest (the RSA verification runs once per token,
+//! not per request), and session status / PAT lookups for at most `LIVE_TTL_MS`, which bounds how
+//! long a revoked session's tokens keep working (within one second, on every instance).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use bk_crypto::keyring::KeyRing;
-use bk_crypto::secret::sha256;
+use bk_crypto::secret::{sha256, token_hash};
 use bk_domain::access::{AccessTokenClaims, Clock};
+use bk_domain::grant::GrantKind;
 use bk_domain::ids::{AccountId, ClientId, SessionId};
+use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
 use bk_store::{SessionStatus, Store};
 
-const SESSION_TTL_MS: i64 = 500;
+const LIVE_TTL_MS: i64 = 500;
 const MAX_CACHED: usize = 50_000;
+pub const PAT_PREFIX: &str = "bkp_";
 
-/// Who is calling, established once per request and carried in its extensions.
+/// Who is calling and what they were granted, established once per request.
 #[derive(Clone, Debug)]
 pub struct AccessContext {
     pub account_id: AccountId,
@@ -26,7 +32,10 @@ pub struct AccessContext {
     pub client_id: ClientId,
     pub session_id: SessionId,
     pub scopes: ScopeSet,
-    pub claims: Arc<AccessTokenClaims>,
+    pub restrictions: Restrictions,
+    pub kind: GrantKind,
+    /// The JWT's claims (absent for personal access tokens).
+    pub claims: Option<Arc<AccessTokenClaims>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -50,34 +59,77 @@ struct VerifiedToken {
     scopes: ScopeSet,
 }
 
+/// A PAT as found in the store, reduced to what requests need.
+#[derive(Clone)]
+struct LivePat {
+    context: AccessContext,
+    expires_at: Option<i64>,
+}
+
+/// A small map whose entries are trusted for `LIVE_TTL_MS`.
+struct LiveCache<K, V>(Mutex<HashMap<K, (i64, V)>>);
+
+impl<K: Hash + Eq + Clone, V: Clone> LiveCache<K, V> {
+    fn new() -> Self {
+        Self(Mutex::default())
+    }
+    fn get(&self, k: &K, now_ms: i64) -> Option<V> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(k).filter(|(at, _)| now_ms - at < LIVE_TTL_MS).map(|(_, v)| v.clone())
+    }
+    fn put(&self, k: K, v: V, now_ms: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CACHED {
+            map.retain(|_, (at, _)| now_ms - *at < LIVE_TTL_MS);
+        }
+        map.insert(k, (now_ms, v));
+    }
+    fn remove(&self, k: &K) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+    }
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 pub struct Verifier {
     keys: Arc<KeyRing>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     issuer: String,
     tokens: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
-    sessions: Mutex<HashMap<SessionId, (i64, Option<SessionStatus>)>>,
+    sessions: LiveCache<SessionId, Option<SessionStatus>>,
+    pats: LiveCache<[u8; 32], Option<LivePat>>,
 }
 
 impl Verifier {
-    pub fn new(
-        keys: Arc<KeyRing>,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        issuer: String,
-    ) -> Self {
+    pub fn new(keys: Arc<KeyRing>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, issuer: String) -> Self {
         Self {
             keys,
             store,
             clock,
             issuer,
             tokens: Mutex::default(),
-            sessions: Mutex::default(),
+            sessions: LiveCache::new(),
+            pats: LiveCache::new(),
         }
     }
 
-    /// Verifies a bearer access token for `audience` and checks that its session is live.
+    /// Verifies a bearer credential (access token or PAT) meant for one of `audiences`.
+    /// PATs are not audience-bound: they act for their account wherever scopes allow.
+    pub async fn verify_bearer(&self, token: &str, audiences: &[&str]) -> Result<AccessContext, VerifyError> {
+        if token.starts_with(PAT_PREFIX) {
+            return self.verify_pat(token).await;
+        }
+        self.verify_jwt(token, audiences).await
+    }
+
+    /// Verifies an access token for `audience` and checks that its session is live.
     pub async fn verify(&self, token: &str, audience: &str) -> Result<AccessContext, VerifyError> {
+        self.verify_jwt(token, &[audience]).await
+    }
+
+    async fn verify_jwt(&self, token: &str, audiences: &[&str]) -> Result<AccessContext, VerifyError> {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         let verified = self.verified_token(token)?;
@@ -88,27 +140,62 @@ impl Verifier {
         if c.iss != self.issuer {
             return Err(VerifyError::WrongIssuer);
         }
-        if c.aud.trim_end_matches('/') != audience.trim_end_matches('/') {
+        let aud = c.aud.trim_end_matches('/');
+        if !audiences.iter().any(|a| a.trim_end_matches('/') == aud) {
             return Err(VerifyError::WrongAudience);
         }
         let sid = SessionId::from_string(c.sid.clone());
         let status = self.session_status(&sid, now_ms).await?;
         match status {
-            Some(s)
-                if s.active
-                    && s.account_id.as_str() == c.sub
-                    && s.client_id.as_str() == c.client_id =>
-            {
+            Some(s) if s.active && s.account_id.as_str() == c.sub && s.client_id.as_str() == c.client_id => {
                 Ok(AccessContext {
                     account_id: s.account_id,
                     email: s.email,
                     client_id: s.client_id,
                     session_id: sid,
                     scopes: verified.scopes.clone(),
-                    claims: c.clone(),
+                    restrictions: s.restrictions,
+                    kind: GrantKind::OAuth,
+                    claims: Some(c.clone()),
                 })
             }
             _ => Err(VerifyError::Revoked),
+        }
+    }
+
+    async fn verify_pat(&self, token: &str) -> Result<AccessContext, VerifyError> {
+        let now_ms = self.clock.now_ms();
+        let key = sha256(token.as_bytes());
+        let live = match self.pats.get(&key, now_ms) {
+            Some(p) => p,
+            None => {
+                let found = self.store.pat_by_hash(&token_hash(token)).await.map_err(|e| {
+                    tracing::error!(error = %e, "PAT lookup failed");
+                    VerifyError::Unavailable
+                })?;
+                let live = found.and_then(|(pat, grant, email)| {
+                    (pat.revoked_at.is_none() && grant.is_active()).then(|| LivePat {
+                        expires_at: pat.expires_at,
+                        context: AccessContext {
+                            account_id: grant.account_id.clone(),
+                            email,
+                            client_id: grant.client_id.clone(),
+                            session_id: grant.id.clone(),
+                            scopes: grant.scopes.clone(),
+                            restrictions: grant.restrictions.clone(),
+                            kind: GrantKind::PersonalAccessToken,
+                            claims: None,
+                        },
+                    })
+                });
+                self.pats.put(key, live.clone(), now_ms);
+                live
+            }
+        };
+        match live {
+            Some(p) if p.expires_at.is_none_or(|e| e > now_ms.div_euclid(1000)) => Ok(p.context),
+            Some(_) => Err(VerifyError::Expired),
+            None => Err(VerifyError::Invalid),
         }
     }
 
@@ -118,12 +205,9 @@ impl Verifier {
         if let Some(v) = self.lock_tokens().get(&key) {
             return Ok(v.clone());
         }
-        let claims: AccessTokenClaims = bk_crypto::jwt::verify(&self.keys, token, "at+jwt")
-            .map_err(|_| VerifyError::Invalid)?;
-        let v = Arc::new(VerifiedToken {
-            scopes: ScopeSet::parse_lenient(&claims.scope),
-            claims: Arc::new(claims),
-        });
+        let claims: AccessTokenClaims =
+            bk_crypto::jwt::verify(&self.keys, token, "at+jwt").map_err(|_| VerifyError::Invalid)?;
+        let v = Arc::new(VerifiedToken { scopes: ScopeSet::parse_lenient(&claims.scope), claims: Arc::new(claims) });
         let mut cache = self.lock_tokens();
         if cache.len() >= MAX_CACHED {
             let now = self.clock.now();
@@ -136,31 +220,23 @@ impl Verifier {
         Ok(v)
     }
 
-    async fn session_status(
-        &self,
-        sid: &SessionId,
-        now_ms: i64,
-    ) -> Result<Option<SessionStatus>, VerifyError> {
-        if let Some((at, status)) = self.lock_sessions().get(sid)
-            && now_ms - at < SESSION_TTL_MS
-        {
-            return Ok(status.clone());
+    async fn session_status(&self, sid: &SessionId, now_ms: i64) -> Result<Option<SessionStatus>, VerifyError> {
+        if let Some(status) = self.sessions.get(sid, now_ms) {
+            return Ok(status);
         }
         let status = self.store.session_status(sid).await.map_err(|e| {
             tracing::error!(error = %e, "session lookup failed");
             VerifyError::Unavailable
         })?;
-        let mut cache = self.lock_sessions();
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, (at, _)| now_ms - *at < SESSION_TTL_MS);
-        }
-        cache.insert(sid.clone(), (now_ms, status.clone()));
+        self.sessions.put(sid.clone(), status.clone(), now_ms);
         Ok(status)
     }
 
-    /// Drops a cached session status so a revocation on this instance is seen at once.
+    /// Drops cached state of a session so a revocation on this instance is seen at once.
     pub fn forget_session(&self, sid: &SessionId) {
-        self.lock_sessions().remove(sid);
+        self.sessions.remove(sid);
+        // PAT entries are keyed by token digest; a revoked PAT session is rare enough to drop them all.
+        self.pats.clear();
     }
 
     /// Decodes a token signed by us without checking expiry or session (revocation needs the `sid`
@@ -171,11 +247,5 @@ impl Verifier {
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<VerifiedToken>>> {
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock_sessions(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, (i64, Option<SessionStatus>)>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

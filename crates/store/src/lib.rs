@@ -8,6 +8,7 @@ use bk_domain::code::AuthorizationCode;
 use bk_domain::grant::{Grant, RevocationReason};
 use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId, TenantId};
 use bk_domain::refresh::RefreshToken;
+use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
 
 mod sql;
@@ -45,6 +46,37 @@ pub struct SessionStatus {
     pub email: String,
     pub client_id: ClientId,
     pub active: bool,
+    pub restrictions: Restrictions,
+}
+
+/// A session as the account's "authorized apps" list shows it.
+#[derive(Clone, Debug)]
+pub struct SessionSummary {
+    pub grant: Grant,
+    pub client_name: String,
+}
+
+/// A personal access token: hashed at rest; it owns a session of its own.
+#[derive(Clone, Debug)]
+pub struct PersonalAccessToken {
+    pub id: String,
+    pub account_id: AccountId,
+    pub session_id: SessionId,
+    pub name: String,
+    pub hash: Vec<u8>,
+    pub created_at: UnixTime,
+    pub expires_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// An operator API token (`bridgekeeper admin token create`), hashed at rest.
+#[derive(Clone, Debug)]
+pub struct OperatorToken {
+    pub id: String,
+    pub name: String,
+    pub hash: Vec<u8>,
+    pub created_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
 }
 
 /// A signing key as stored: the PKCS#8 private key sealed under the master key.
@@ -68,7 +100,14 @@ pub trait AccountStore: Send + Sync {
 #[async_trait]
 pub trait ClientStore: Send + Sync {
     async fn insert_client(&self, client: &Client) -> Result<()>;
+    /// A live (not deleted) client.
     async fn client(&self, id: &ClientId) -> Result<Option<Client>>;
+    /// Clients owned by `owner`, or every client (operators) when `None`.
+    async fn list_clients(&self, owner: Option<&AccountId>) -> Result<Vec<Client>>;
+    /// Updates name, redirect URIs, scopes, providers, domains, branding, secret; false if absent.
+    async fn update_client(&self, client: &Client) -> Result<bool>;
+    /// Deletes a client and revokes every session it holds; false if absent.
+    async fn delete_client(&self, id: &ClientId, now: UnixTime) -> Result<bool>;
 }
 
 #[async_trait]
@@ -76,13 +115,10 @@ pub trait SessionStore: Send + Sync {
     async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<Grant>>;
     /// The hot-path check behind every bearer request. Keyed by the session id of a verified token.
     async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>>;
+    /// The tenant's live sessions (authorized apps and PATs), newest first.
+    async fn list_sessions(&self, tenant: &TenantId) -> Result<Vec<SessionSummary>>;
     /// Revokes a session (idempotent). Returns true if it was active.
-    async fn revoke_session(
-        &self,
-        id: &SessionId,
-        reason: RevocationReason,
-        now: UnixTime,
-    ) -> Result<bool>;
+    async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool>;
 }
 
 #[async_trait]
@@ -91,13 +127,7 @@ pub trait CodeStore: Send + Sync {
     async fn code(&self, hash: &[u8]) -> Result<Option<AuthorizationCode>>;
     /// Atomically marks the code used (compare-and-set) and creates the session and its first refresh
     /// token. Returns false, changing nothing, if the code was already used.
-    async fn redeem_code(
-        &self,
-        hash: &[u8],
-        grant: &Grant,
-        refresh: &RefreshToken,
-        now: UnixTime,
-    ) -> Result<bool>;
+    async fn redeem_code(&self, hash: &[u8], grant: &Grant, refresh: &RefreshToken, now: UnixTime) -> Result<bool>;
 }
 
 #[async_trait]
@@ -106,22 +136,12 @@ pub trait RefreshTokenStore: Send + Sync {
     async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshToken, Grant)>>;
     /// Atomically marks `old` used (compare-and-set) and stores `new`. Returns false, changing
     /// nothing, if `old` was already used (a concurrent exchange won).
-    async fn rotate_refresh_token(
-        &self,
-        old: &RefreshTokenId,
-        new: &RefreshToken,
-        now: UnixTime,
-    ) -> Result<bool>;
+    async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool>;
 }
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    async fn has_consent(
-        &self,
-        tenant: &TenantId,
-        client: &ClientId,
-        scopes: &ScopeSet,
-    ) -> Result<bool>;
+    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool>;
     async fn remember_consent(
         &self,
         tenant: &TenantId,
@@ -162,6 +182,24 @@ pub trait McpSessionStore: Send + Sync {
     async fn end_mcp_session(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<bool>;
 }
 
+#[async_trait]
+pub trait PatStore: Send + Sync {
+    /// Creates the token and the session it owns, atomically.
+    async fn create_pat(&self, pat: &PersonalAccessToken, grant: &Grant) -> Result<()>;
+    /// The token, its session and the account's email.
+    async fn pat_by_hash(&self, hash: &[u8]) -> Result<Option<(PersonalAccessToken, Grant, String)>>;
+    async fn list_pats(&self, tenant: &TenantId) -> Result<Vec<(PersonalAccessToken, Grant)>>;
+    /// Revokes the token and its session; the session id if there was a live token.
+    async fn revoke_pat(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<Option<SessionId>>;
+}
+
+#[async_trait]
+pub trait OperatorTokenStore: Send + Sync {
+    async fn create_operator_token(&self, token: &OperatorToken) -> Result<()>;
+    async fn operator_token_by_hash(&self, hash: &[u8]) -> Result<Option<OperatorToken>>;
+    async fn revoke_operator_token(&self, id: &str, now: UnixTime) -> Result<bool>;
+}
+
 /// Everything the server stores.
 #[async_trait]
 pub trait Store:
@@ -173,6 +211,8 @@ pub trait Store:
     + ConsentStore
     + SigningKeyStore
     + McpSessionStore
+    + PatStore
+    + OperatorTokenStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)

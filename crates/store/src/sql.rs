@@ -5,21 +5,22 @@ use std::borrow::Cow;
 
 use async_trait::async_trait;
 use bk_domain::UnixTime;
-use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
+use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType, StoredSecret};
 use bk_domain::code::AuthorizationCode;
-use bk_domain::grant::{Grant, RevocationReason};
+use bk_domain::grant::{Grant, GrantKind, RevocationReason};
 use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId, TenantId};
 use bk_domain::pkce::CodeChallenge;
 use bk_domain::refresh::RefreshToken;
+use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 use crate::{
-    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore,
-    RefreshTokenStore, Result, SessionStatus, SessionStore, SigningKeyStore, Store, StoreError,
-    StoredSigningKey,
+    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore, OperatorToken,
+    OperatorTokenStore, PatStore, PersonalAccessToken, RefreshTokenStore, Result, SessionStatus, SessionStore,
+    SessionSummary, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,28 +39,14 @@ pub struct SqlStore {
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "mcp sessions",
-        include_str!("../migrations/sqlite/0002_mcp_sessions.sql"),
-    ),
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "mcp sessions", include_str!("../migrations/sqlite/0002_mcp_sessions.sql")),
+    (3, "clients, restrictions, tokens", include_str!("../migrations/sqlite/0003_clients_restrictions_tokens.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "mcp sessions",
-        include_str!("../migrations/postgres/0002_mcp_sessions.sql"),
-    ),
+    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+    (2, "mcp sessions", include_str!("../migrations/postgres/0002_mcp_sessions.sql")),
+    (3, "clients, restrictions, tokens", include_str!("../migrations/postgres/0003_clients_restrictions_tokens.sql")),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
@@ -69,15 +56,7 @@ fn migrator(backend: Backend) -> Migrator {
     };
     Migrator::with_migrations(
         list.iter()
-            .map(|(v, d, sql)| {
-                Migration::new(
-                    *v,
-                    Cow::Borrowed(*d),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
+            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
             .collect(),
     )
 }
@@ -110,11 +89,7 @@ impl SqlStore {
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let mut u = format!("sqlite:{rest}");
             if !u.contains("mode=") {
-                u.push_str(if u.contains('?') {
-                    "&mode=rwc"
-                } else {
-                    "?mode=rwc"
-                });
+                u.push_str(if u.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
             }
             (Backend::Sqlite, u)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -129,11 +104,7 @@ impl SqlStore {
             Backend::Sqlite => pool_options(backend, 1).connect(&url).await?,
             Backend::Postgres => pool.clone(),
         };
-        Ok(SqlStore {
-            pool,
-            writer,
-            backend,
-        })
+        Ok(SqlStore { pool, writer, backend })
     }
 
     /// Applies pending migrations (versioned, recorded in `_sqlx_migrations`).
@@ -144,9 +115,7 @@ impl SqlStore {
 
     /// Runs one administrative statement (test set-up: schemas).
     pub async fn execute_ddl(&self, sql: &str) -> Result<()> {
-        self.writer
-            .execute(sqlx::AssertSqlSafe(sql.to_owned()))
-            .await?;
+        self.writer.execute(sqlx::AssertSqlSafe(sql.to_owned())).await?;
         Ok(())
     }
 
@@ -156,10 +125,7 @@ impl SqlStore {
     ///
     /// It runs in a task of its own, so a request dropped half-way (a client hanging up) cannot leave
     /// the batch half-executed on a pooled connection: the outcome is decided once it starts.
-    async fn cas_write(
-        &self,
-        q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> Result<bool> {
+    async fn cas_write(&self, q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>) -> Result<bool> {
         let (writer, backend) = (self.writer.clone(), self.backend);
         let task = tokio::spawn(async move {
             let mut conn = writer.acquire().await?;
@@ -167,12 +133,7 @@ impl SqlStore {
                 Backend::Postgres => Ok(q.execute(&mut *conn).await?.rows_affected() > 0),
                 // fetch_all, not fetch_optional: the stream must run to the end so COMMIT executes.
                 Backend::Sqlite => match q.fetch_all(&mut *conn).await {
-                    Ok(rows) => Ok(rows
-                        .first()
-                        .map(|r| r.try_get::<i64, _>("applied"))
-                        .transpose()?
-                        .unwrap_or(0)
-                        > 0),
+                    Ok(rows) => Ok(rows.first().map(|r| r.try_get::<i64, _>("applied")).transpose()?.unwrap_or(0) > 0),
                     Err(e) => {
                         let _ = conn.execute("ROLLBACK").await;
                         Err(StoreError::from(e))
@@ -180,8 +141,7 @@ impl SqlStore {
                 },
             }
         });
-        task.await
-            .map_err(|e| StoreError::Corrupt(format!("write task failed: {e}")))?
+        task.await.map_err(|e| StoreError::Corrupt(format!("write task failed: {e}")))?
     }
 }
 
@@ -195,6 +155,9 @@ fn grant_from_row(row: &AnyRow) -> Result<Grant> {
         account_id: AccountId::from_string(row.try_get::<String, _>("s_account_id")?),
         client_id: ClientId::from_string(row.try_get::<String, _>("s_client_id")?),
         scopes: scopes_of(row, "s_scopes")?,
+        restrictions: restrictions_of(row, "s_restrictions")?,
+        kind: GrantKind::parse(&row.try_get::<String, _>("s_kind")?)
+            .ok_or_else(|| StoreError::Corrupt("bad session kind".into()))?,
         resource: row.try_get("s_resource")?,
         auth_time: row.try_get("s_auth_time")?,
         created_at: row.try_get("s_created_at")?,
@@ -204,7 +167,11 @@ fn grant_from_row(row: &AnyRow) -> Result<Grant> {
 
 const GRANT_COLUMNS: &str = "s.id AS s_id, s.account_id AS s_account_id, s.client_id AS s_client_id, \
      s.scopes AS s_scopes, s.resource AS s_resource, s.auth_time AS s_auth_time, \
-     s.created_at AS s_created_at, s.revoked_at AS s_revoked_at";
+     s.created_at AS s_created_at, s.revoked_at AS s_revoked_at, s.restrictions AS s_restrictions, s.kind AS s_kind";
+
+fn restrictions_of(row: &AnyRow, col: &str) -> Result<Restrictions> {
+    Restrictions::from_json(&row.try_get::<String, _>(col)?).ok_or_else(|| StoreError::Corrupt(format!("bad {col}")))
+}
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -213,40 +180,33 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn create_account(&self, a: &Account) -> Result<()> {
-        let r = sqlx::query(
-            "INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(a.id.as_str())
-        .bind(&a.email)
-        .bind(a.password_hash.clone())
-        .bind(a.created_at)
-        .execute(&self.writer)
-        .await;
+        let r = sqlx::query("INSERT INTO accounts (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(a.id.as_str())
+            .bind(&a.email)
+            .bind(a.password_hash.clone())
+            .bind(a.created_at)
+            .execute(&self.writer)
+            .await;
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict("an account with this email"))
-            }
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("an account with this email")),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
-        let row = sqlx::query(
-            "SELECT id, email, password_hash, created_at FROM accounts WHERE email = $1",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| account_from_row(&r)).transpose()
     }
 
     async fn account(&self, id: &AccountId) -> Result<Option<Account>> {
-        let row =
-            sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query("SELECT id, email, password_hash, created_at FROM accounts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| account_from_row(&r)).transpose()
     }
 }
@@ -260,67 +220,144 @@ fn account_from_row(r: &AnyRow) -> Result<Account> {
     })
 }
 
+const CLIENT_COLUMNS: &str = "id, name, client_type, role, origin, redirect_uris, allowed_scopes, allowed_providers, \
+     domains, branding, secret_bcrypt, secret_sealed, owner_account_id, created_at, updated_at";
+
+fn json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<T> {
+    serde_json::from_str(&r.try_get::<String, _>(col)?).map_err(|_| StoreError::Corrupt(format!("bad JSON in {col}")))
+}
+
+fn opt_json_col<T: serde::de::DeserializeOwned>(r: &AnyRow, col: &str) -> Result<Option<T>> {
+    match r.try_get::<Option<String>, _>(col)? {
+        Some(s) => serde_json::from_str(&s).map(Some).map_err(|_| StoreError::Corrupt(format!("bad JSON in {col}"))),
+        None => Ok(None),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn client_from_row(r: &AnyRow) -> Result<Client> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("client: bad {what}"));
+    let bcrypt: Option<String> = r.try_get("secret_bcrypt")?;
+    let sealed: Option<Vec<u8>> = r.try_get("secret_sealed")?;
+    Ok(Client {
+        id: ClientId::from_string(r.try_get::<String, _>("id")?),
+        name: r.try_get("name")?,
+        client_type: ClientType::parse(&r.try_get::<String, _>("client_type")?).ok_or_else(|| corrupt("type"))?,
+        role: ClientRole::parse(&r.try_get::<String, _>("role")?).ok_or_else(|| corrupt("role"))?,
+        origin: ClientOrigin::parse(&r.try_get::<String, _>("origin")?).ok_or_else(|| corrupt("origin"))?,
+        redirect_uris: json_col(r, "redirect_uris")?,
+        allowed_scopes: scopes_of(r, "allowed_scopes")?,
+        allowed_providers: opt_json_col(r, "allowed_providers")?,
+        domains: json_col(r, "domains")?,
+        branding: opt_json_col(r, "branding")?,
+        secret: match (bcrypt, sealed) {
+            (Some(bcrypt), Some(sealed)) => Some(StoredSecret { bcrypt, sealed }),
+            _ => None,
+        },
+        owner: r.try_get::<Option<String>, _>("owner_account_id")?.map(AccountId::from_string),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
 #[async_trait]
 impl ClientStore for SqlStore {
     async fn insert_client(&self, c: &Client) -> Result<()> {
-        let uris = serde_json::to_string(&c.redirect_uris)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO clients (id, name, client_type, role, origin, redirect_uris, allowed_scopes, secret_hash, owner_account_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO clients (id, name, client_type, role, origin, redirect_uris, allowed_scopes, allowed_providers, \
+             domains, branding, secret_bcrypt, secret_sealed, owner_account_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(c.id.as_str())
         .bind(&c.name)
         .bind(c.client_type.as_str())
         .bind(c.role.as_str())
         .bind(c.origin.as_str())
-        .bind(uris)
+        .bind(to_json(&c.redirect_uris)?)
         .bind(c.allowed_scopes.to_string())
-        .bind(c.secret_hash.clone())
+        .bind(c.allowed_providers.as_ref().map(to_json).transpose()?)
+        .bind(to_json(&c.domains)?)
+        .bind(c.branding.as_ref().map(to_json).transpose()?)
+        .bind(c.secret.as_ref().map(|s| s.bcrypt.clone()))
+        .bind(c.secret.as_ref().map(|s| s.sealed.clone()))
         .bind(c.owner.as_ref().map(|o| o.as_str().to_owned()))
         .bind(c.created_at)
+        .bind(c.updated_at)
         .execute(&self.writer)
         .await?;
         Ok(())
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>> {
-        let row = sqlx::query(
-            "SELECT id, name, client_type, role, origin, redirect_uris, allowed_scopes, secret_hash, owner_account_id, created_at \
-             FROM clients WHERE id = $1",
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1 AND deleted_at IS NULL");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.pool).await?;
+        row.map(|r| client_from_row(&r)).transpose()
+    }
+
+    async fn list_clients(&self, owner: Option<&AccountId>) -> Result<Vec<Client>> {
+        let rows = match owner {
+            Some(o) => {
+                let sql = format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE owner_account_id = $1 AND deleted_at IS NULL ORDER BY created_at, id"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(o.as_str()).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE deleted_at IS NULL AND id <> 'cli_personal_access_token' \
+                     ORDER BY created_at, id"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(client_from_row).collect()
+    }
+
+    async fn update_client(&self, c: &Client) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE clients SET name = $2, redirect_uris = $3, allowed_scopes = $4, allowed_providers = $5, domains = $6, \
+             branding = $7, secret_bcrypt = $8, secret_sealed = $9, updated_at = $10 WHERE id = $1 AND deleted_at IS NULL",
         )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(to_json(&c.redirect_uris)?)
+        .bind(c.allowed_scopes.to_string())
+        .bind(c.allowed_providers.as_ref().map(to_json).transpose()?)
+        .bind(to_json(&c.domains)?)
+        .bind(c.branding.as_ref().map(to_json).transpose()?)
+        .bind(c.secret.as_ref().map(|s| s.bcrypt.clone()))
+        .bind(c.secret.as_ref().map(|s| s.sealed.clone()))
+        .bind(c.updated_at)
+        .execute(&self.writer)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let corrupt = |what: &str| StoreError::Corrupt(format!("client {id}: bad {what}"));
-        let uris: Vec<String> = serde_json::from_str(&r.try_get::<String, _>("redirect_uris")?)
-            .map_err(|_| corrupt("redirect_uris"))?;
-        Ok(Some(Client {
-            id: ClientId::from_string(r.try_get::<String, _>("id")?),
-            name: r.try_get("name")?,
-            client_type: ClientType::parse(&r.try_get::<String, _>("client_type")?)
-                .ok_or_else(|| corrupt("type"))?,
-            role: ClientRole::parse(&r.try_get::<String, _>("role")?)
-                .ok_or_else(|| corrupt("role"))?,
-            origin: ClientOrigin::parse(&r.try_get::<String, _>("origin")?)
-                .ok_or_else(|| corrupt("origin"))?,
-            redirect_uris: uris,
-            allowed_scopes: scopes_of(&r, "allowed_scopes")?,
-            secret_hash: r.try_get("secret_hash")?,
-            owner: r
-                .try_get::<Option<String>, _>("owner_account_id")?
-                .map(AccountId::from_string),
-            created_at: r.try_get("created_at")?,
-        }))
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn delete_client(&self, id: &ClientId, now: UnixTime) -> Result<bool> {
+        let r = sqlx::query("UPDATE clients SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
+        // Everything the client was granted goes with it.
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_deleted' WHERE client_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 }
 
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<Grant>> {
-        let sql =
-            format!("SELECT {GRANT_COLUMNS} FROM sessions s WHERE s.id = $1 AND s.account_id = $2");
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM sessions s WHERE s.id = $1 AND s.account_id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .bind(tenant.as_str())
@@ -331,7 +368,7 @@ impl SessionStore for SqlStore {
 
     async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>> {
         let row = sqlx::query(
-            "SELECT s.account_id, a.email, s.client_id, s.revoked_at FROM sessions s \
+            "SELECT s.account_id, a.email, s.client_id, s.revoked_at, s.restrictions FROM sessions s \
              JOIN accounts a ON a.id = s.account_id WHERE s.id = $1",
         )
         .bind(id.as_str())
@@ -343,21 +380,30 @@ impl SessionStore for SqlStore {
             email: r.try_get("email")?,
             client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
             active: r.try_get::<Option<i64>, _>("revoked_at")?.is_none(),
+            restrictions: restrictions_of(&r, "restrictions")?,
         }))
     }
 
-    async fn revoke_session(
-        &self,
-        id: &SessionId,
-        reason: RevocationReason,
-        now: UnixTime,
-    ) -> Result<bool> {
-        let r = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(reason.as_str())
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await?;
+    async fn list_sessions(&self, tenant: &TenantId) -> Result<Vec<SessionSummary>> {
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS}, c.name AS client_name FROM sessions s JOIN clients c ON c.id = s.client_id \
+             WHERE s.account_id = $1 AND s.revoked_at IS NULL ORDER BY s.created_at DESC, s.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str()).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(SessionSummary { grant: grant_from_row(r)?, client_name: r.try_get("client_name")? }))
+            .collect()
+    }
+
+    async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 }
@@ -366,8 +412,8 @@ impl SessionStore for SqlStore {
 impl CodeStore for SqlStore {
     async fn insert_code(&self, c: &AuthorizationCode) -> Result<()> {
         sqlx::query(
-            "INSERT INTO authorization_codes (hash, client_id, account_id, redirect_uri, code_challenge, scopes, resource, nonce, auth_time, expires_at, used_at, session_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)",
+            "INSERT INTO authorization_codes (hash, client_id, account_id, redirect_uri, code_challenge, scopes, resource, nonce, auth_time, expires_at, used_at, session_id, restrictions) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11)",
         )
         .bind(&c.hash)
         .bind(c.client_id.as_str())
@@ -379,6 +425,7 @@ impl CodeStore for SqlStore {
         .bind(c.nonce.clone())
         .bind(c.auth_time)
         .bind(c.expires_at)
+        .bind(c.restrictions.to_json())
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -386,7 +433,7 @@ impl CodeStore for SqlStore {
 
     async fn code(&self, hash: &[u8]) -> Result<Option<AuthorizationCode>> {
         let row = sqlx::query(
-            "SELECT hash, client_id, account_id, redirect_uri, code_challenge, scopes, resource, nonce, auth_time, expires_at, used_at, session_id \
+            "SELECT hash, client_id, account_id, redirect_uri, code_challenge, scopes, resource, nonce, auth_time, expires_at, used_at, session_id, restrictions \
              FROM authorization_codes WHERE hash = $1",
         )
         .bind(hash)
@@ -400,24 +447,17 @@ impl CodeStore for SqlStore {
             redirect_uri: r.try_get("redirect_uri")?,
             challenge: CodeChallenge::from_stored(r.try_get("code_challenge")?),
             scopes: scopes_of(&r, "scopes")?,
+            restrictions: restrictions_of(&r, "restrictions")?,
             resource: r.try_get("resource")?,
             nonce: r.try_get("nonce")?,
             auth_time: r.try_get("auth_time")?,
             expires_at: r.try_get("expires_at")?,
             used_at: r.try_get("used_at")?,
-            session_id: r
-                .try_get::<Option<String>, _>("session_id")?
-                .map(SessionId::from_string),
+            session_id: r.try_get::<Option<String>, _>("session_id")?.map(SessionId::from_string),
         }))
     }
 
-    async fn redeem_code(
-        &self,
-        hash: &[u8],
-        grant: &Grant,
-        refresh: &RefreshToken,
-        now: UnixTime,
-    ) -> Result<bool> {
+    async fn redeem_code(&self, hash: &[u8], grant: &Grant, refresh: &RefreshToken, now: UnixTime) -> Result<bool> {
         let sql = match self.backend {
             Backend::Sqlite => REDEEM_SQLITE,
             Backend::Postgres => REDEEM_POSTGRES,
@@ -436,7 +476,9 @@ impl CodeStore for SqlStore {
             .bind(&refresh.hash)
             .bind(refresh.scopes.to_string())
             .bind(refresh.expires_at)
-            .bind(refresh.created_at);
+            .bind(refresh.created_at)
+            .bind(grant.restrictions.to_json())
+            .bind(grant.kind.as_str());
         self.cas_write(q).await
     }
 }
@@ -446,8 +488,8 @@ impl CodeStore for SqlStore {
 // thread (each INSERT runs only if the statement before it changed a row); on PostgreSQL one statement.
 const REDEEM_SQLITE: &str = "BEGIN IMMEDIATE;
 UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL;
-INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at)
-    SELECT $2, $4, $5, $6, $7, $8, $9, NULL WHERE changes() = 1;
+INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind)
+    SELECT $2, $4, $5, $6, $7, $8, $9, NULL, $15, $16 WHERE changes() = 1;
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
     SELECT $10, $11, $2, $5, $12, $13, NULL, NULL, $14 WHERE changes() = 1;
 SELECT changes() AS applied;
@@ -456,8 +498,8 @@ COMMIT;";
 const REDEEM_POSTGRES: &str = "WITH c AS (
     UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL RETURNING 1
 ), s AS (
-    INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at)
-    SELECT $2, $4, $5, $6, $7, $8, $9, NULL FROM c RETURNING id
+    INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind)
+    SELECT $2, $4, $5, $6, $7, $8, $9, NULL, $15, $16 FROM c RETURNING id
 )
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
 SELECT $10, $11, s.id, $5, $12, $13, NULL, NULL, $14 FROM s";
@@ -483,10 +525,7 @@ impl RefreshTokenStore for SqlStore {
             "SELECT r.id, r.hash, r.session_id, r.client_id, r.scopes, r.expires_at, r.used_at, r.parent_id, r.created_at, {GRANT_COLUMNS} \
              FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(&self.pool).await?;
         let Some(r) = row else { return Ok(None) };
         let token = RefreshToken {
             id: RefreshTokenId::from_string(r.try_get::<String, _>("id")?),
@@ -496,24 +535,15 @@ impl RefreshTokenStore for SqlStore {
             scopes: scopes_of(&r, "scopes")?,
             expires_at: r.try_get("expires_at")?,
             used_at: r.try_get("used_at")?,
-            parent_id: r
-                .try_get::<Option<String>, _>("parent_id")?
-                .map(RefreshTokenId::from_string),
+            parent_id: r.try_get::<Option<String>, _>("parent_id")?.map(RefreshTokenId::from_string),
             created_at: r.try_get("created_at")?,
         };
         Ok(Some((token, grant_from_row(&r)?)))
     }
 
-    async fn rotate_refresh_token(
-        &self,
-        old: &RefreshTokenId,
-        new: &RefreshToken,
-        now: UnixTime,
-    ) -> Result<bool> {
+    async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool> {
         if new.parent_id.as_ref() != Some(old) {
-            return Err(StoreError::Corrupt(
-                "a rotated refresh token must name its parent".into(),
-            ));
+            return Err(StoreError::Corrupt("a rotated refresh token must name its parent".into()));
         }
         let sql = match self.backend {
             Backend::Sqlite => ROTATE_SQLITE,
@@ -535,12 +565,7 @@ impl RefreshTokenStore for SqlStore {
 
 #[async_trait]
 impl ConsentStore for SqlStore {
-    async fn has_consent(
-        &self,
-        tenant: &TenantId,
-        client: &ClientId,
-        scopes: &ScopeSet,
-    ) -> Result<bool> {
+    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool> {
         let row = sqlx::query("SELECT 1 AS one FROM consents WHERE account_id = $1 AND client_id = $2 AND scopes = $3")
             .bind(tenant.as_str())
             .bind(client.as_str())
@@ -595,14 +620,16 @@ impl SigningKeyStore for SqlStore {
     }
 
     async fn insert_signing_key(&self, k: &StoredSigningKey) -> Result<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, created_at, retire_after) VALUES ($1, $2, $3, $4, $5)")
-            .bind(k.kid.as_str())
-            .bind(&k.alg)
-            .bind(&k.sealed_private_key)
-            .bind(k.created_at)
-            .bind(k.retire_after)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key, created_at, retire_after) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(k.kid.as_str())
+        .bind(&k.alg)
+        .bind(&k.sealed_private_key)
+        .bind(k.created_at)
+        .bind(k.retire_after)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 }
@@ -649,10 +676,153 @@ impl McpSessionStore for SqlStore {
     }
 
     async fn end_mcp_session(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<bool> {
-        let r = sqlx::query("UPDATE mcp_sessions SET ended_at = $1 WHERE id = $2 AND account_id = $3 AND ended_at IS NULL")
+        let r =
+            sqlx::query("UPDATE mcp_sessions SET ended_at = $1 WHERE id = $2 AND account_id = $3 AND ended_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .bind(tenant.as_str())
+                .execute(&self.writer)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+const PAT_COLUMNS: &str = "p.id AS p_id, p.account_id AS p_account_id, p.session_id AS p_session_id, p.name AS p_name, \
+     p.hash AS p_hash, p.created_at AS p_created_at, p.expires_at AS p_expires_at, p.revoked_at AS p_revoked_at";
+
+fn pat_from_row(r: &AnyRow) -> Result<PersonalAccessToken> {
+    Ok(PersonalAccessToken {
+        id: r.try_get("p_id")?,
+        account_id: AccountId::from_string(r.try_get::<String, _>("p_account_id")?),
+        session_id: SessionId::from_string(r.try_get::<String, _>("p_session_id")?),
+        name: r.try_get("p_name")?,
+        hash: r.try_get("p_hash")?,
+        created_at: r.try_get("p_created_at")?,
+        expires_at: r.try_get("p_expires_at")?,
+        revoked_at: r.try_get("p_revoked_at")?,
+    })
+}
+
+#[async_trait]
+impl PatStore for SqlStore {
+    async fn create_pat(&self, pat: &PersonalAccessToken, grant: &Grant) -> Result<()> {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9)",
+        )
+        .bind(grant.id.as_str())
+        .bind(grant.account_id.as_str())
+        .bind(grant.client_id.as_str())
+        .bind(grant.scopes.to_string())
+        .bind(&grant.resource)
+        .bind(grant.auth_time)
+        .bind(grant.created_at)
+        .bind(grant.restrictions.to_json())
+        .bind(grant.kind.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO personal_access_tokens (id, account_id, session_id, name, hash, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+        )
+        .bind(&pat.id)
+        .bind(pat.account_id.as_str())
+        .bind(pat.session_id.as_str())
+        .bind(&pat.name)
+        .bind(&pat.hash)
+        .bind(pat.created_at)
+        .bind(pat.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pat_by_hash(&self, hash: &[u8]) -> Result<Option<(PersonalAccessToken, Grant, String)>> {
+        let sql = format!(
+            "SELECT {PAT_COLUMNS}, {GRANT_COLUMNS}, a.email AS a_email FROM personal_access_tokens p \
+             JOIN sessions s ON s.id = p.session_id JOIN accounts a ON a.id = p.account_id WHERE p.hash = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(&self.pool).await?;
+        row.map(|r| Ok((pat_from_row(&r)?, grant_from_row(&r)?, r.try_get("a_email")?))).transpose()
+    }
+
+    async fn list_pats(&self, tenant: &TenantId) -> Result<Vec<(PersonalAccessToken, Grant)>> {
+        let sql = format!(
+            "SELECT {PAT_COLUMNS}, {GRANT_COLUMNS} FROM personal_access_tokens p JOIN sessions s ON s.id = p.session_id \
+             WHERE p.account_id = $1 AND p.revoked_at IS NULL ORDER BY p.created_at DESC, p.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((pat_from_row(r)?, grant_from_row(r)?))).collect()
+    }
+
+    async fn revoke_pat(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<Option<SessionId>> {
+        let row = sqlx::query(
+            "SELECT session_id FROM personal_access_tokens WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(tenant.as_str())
+        .fetch_optional(&self.writer)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let sid = SessionId::from_string(r.try_get::<String, _>("session_id")?);
+        sqlx::query("UPDATE personal_access_tokens SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL")
             .bind(now)
             .bind(id)
             .bind(tenant.as_str())
+            .execute(&self.writer)
+            .await?;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'pat_revoked' WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(sid.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(Some(sid))
+    }
+}
+
+#[async_trait]
+impl OperatorTokenStore for SqlStore {
+    async fn create_operator_token(&self, t: &OperatorToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO operator_tokens (id, name, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(&t.hash)
+        .bind(t.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn operator_token_by_hash(&self, hash: &[u8]) -> Result<Option<OperatorToken>> {
+        let row = sqlx::query("SELECT id, name, hash, created_at, revoked_at FROM operator_tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(OperatorToken {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                hash: r.try_get("hash")?,
+                created_at: r.try_get("created_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_operator_token(&self, id: &str, now: UnixTime) -> Result<bool> {
+        let r = sqlx::query("UPDATE operator_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
             .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)

@@ -14,9 +14,9 @@ use minijinja::context;
 use serde::Serialize;
 
 use crate::WebState;
-use crate::browser_session::BrowserSession;
 use crate::pages::{field, form_pairs, session_of, signed_in, with_cookie};
 use crate::see_other;
+use bk_oauth::browser_session::BrowserSession;
 
 fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
     form_pairs(q.unwrap_or("").as_bytes())
@@ -30,28 +30,15 @@ fn encode(pairs: &[(String, String)]) -> String {
     s.finish()
 }
 
-async fn validate(
-    state: &WebState,
-    pairs: &[(String, String)],
-) -> Result<AuthorizeRequest, Response> {
-    state
-        .auth
-        .validate_authorize(pairs)
-        .await
-        .map_err(|e| match e {
-            AuthorizeError::Page(msg) => state.message(
-                StatusCode::BAD_REQUEST,
-                "This sign-in link is not valid",
-                &msg,
-            ),
-            AuthorizeError::Redirect(url) => see_other(&url),
-        })
+async fn validate(state: &WebState, pairs: &[(String, String)]) -> Result<AuthorizeRequest, Response> {
+    state.auth.validate_authorize(pairs).await.map_err(|e| match e {
+        AuthorizeError::Page(msg) => state.message(StatusCode::BAD_REQUEST, "This sign-in link is not valid", &msg),
+        AuthorizeError::Redirect(url) => see_other(&url),
+    })
 }
 
 fn has_prompt(req: &AuthorizeRequest, value: &str) -> bool {
-    req.prompt
-        .as_deref()
-        .is_some_and(|p| p.split(' ').any(|v| v == value))
+    req.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == value))
 }
 
 fn error_to_client(state: &WebState, req: &AuthorizeRequest, code: &str, desc: &str) -> Response {
@@ -63,11 +50,7 @@ fn error_to_client(state: &WebState, req: &AuthorizeRequest, code: &str, desc: &
 }
 
 /// `GET /api/v1/auth/authorize` (and `/oauth/authorize`).
-pub async fn authorize(
-    State(state): State<Arc<WebState>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub async fn authorize(State(state): State<Arc<WebState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let pairs = query_pairs(q.as_deref());
     let req = match validate(&state, &pairs).await {
         Ok(r) => r,
@@ -76,27 +59,13 @@ pub async fn authorize(
     let (s, fresh) = session_of(&state, &headers);
     let Some((account, auth_time)) = signed_in(&state, &s).await else {
         if has_prompt(&req, "none") {
-            return error_to_client(
-                &state,
-                &req,
-                "login_required",
-                "the person is not signed in",
-            );
+            return error_to_client(&state, &req, "login_required", "the person is not signed in");
         }
         let next = format!("/api/v1/auth/authorize?{}", encode(&req.raw));
         let res = see_other(&format!("/login?{}", encode(&[("next".into(), next)])));
-        return if fresh {
-            with_cookie(res, s.set_cookie(&state.keys))
-        } else {
-            res
-        };
+        return if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res };
     };
-    let remembered = match state
-        .auth
-        .store
-        .has_consent(&account.id, &req.client.id, &req.scopes)
-        .await
-    {
+    let remembered = match state.auth.store.has_consent(&account.id, &req.client.id, &req.scopes).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "consent lookup failed");
@@ -109,12 +78,7 @@ pub async fn authorize(
     };
     if !remembered || has_prompt(&req, "consent") {
         if has_prompt(&req, "none") {
-            return error_to_client(
-                &state,
-                &req,
-                "consent_required",
-                "the person has not approved this application",
-            );
+            return error_to_client(&state, &req, "consent_required", "the person has not approved this application");
         }
         return see_other(&format!("/consent?{}", encode(&req.raw)));
     }
@@ -131,12 +95,7 @@ async fn issue(
         Ok(url) => see_other(&url),
         Err(e) => {
             tracing::error!(error = %e, "issuing an authorization code failed");
-            error_to_client(
-                state,
-                req,
-                "server_error",
-                "the server could not issue a code",
-            )
+            error_to_client(state, req, "server_error", "the server could not issue a code")
         }
     }
 }
@@ -148,11 +107,7 @@ struct ScopeLine {
 }
 
 /// `GET /consent`: names the client and lists the requested scopes in plain words.
-pub async fn consent_page(
-    State(state): State<Arc<WebState>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub async fn consent_page(State(state): State<Arc<WebState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let pairs = query_pairs(q.as_deref());
     let req = match validate(&state, &pairs).await {
         Ok(r) => r,
@@ -163,21 +118,11 @@ pub async fn consent_page(
         let next = format!("/consent?{}", encode(&req.raw));
         return see_other(&format!("/login?{}", encode(&[("next".into(), next)])));
     };
-    let scopes: Vec<ScopeLine> = req
-        .scopes
-        .iter()
-        .map(|sc| ScopeLine {
-            name: sc.as_str(),
-            description: sc.describe(),
-        })
-        .collect();
+    let scopes: Vec<ScopeLine> =
+        req.scopes.iter().map(|sc| ScopeLine { name: sc.as_str(), description: sc.describe() }).collect();
     let redirect_host = url::Url::parse(&req.redirect_uri)
         .ok()
-        .map(|u| {
-            u.host_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| u.scheme().to_owned())
-        })
+        .map(|u| u.host_str().map(str::to_owned).unwrap_or_else(|| u.scheme().to_owned()))
         .unwrap_or_default();
     state.page(
         StatusCode::OK,
@@ -189,38 +134,30 @@ pub async fn consent_page(
             scopes => minijinja::Value::from(minijinja::value::Serde(scopes)),
             redirect_host,
             params => req.raw,
-            csrf_token => s.csrf_token(&state.keys),
+            csrf_token => s.csrf_token(&state.auth.cookie_keys),
         },
     )
 }
 
 /// `POST /consent` with `decision=approve|deny`.
-pub async fn consent_decision(
-    State(state): State<Arc<WebState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn consent_decision(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.auth.clock.now();
     let form = form_pairs(&body);
-    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else {
+    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
         return state.message(
             StatusCode::BAD_REQUEST,
             "This form has expired",
             "Go back to the application and start again.",
         );
     };
-    if !field(&form, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
+    if !field(&form, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
         return state.message(
             StatusCode::BAD_REQUEST,
             "This form has expired",
             "Go back to the application and start again.",
         );
     }
-    let pairs: Vec<(String, String)> = form
-        .iter()
-        .filter(|(k, _)| PARAMS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+    let pairs: Vec<(String, String)> = form.iter().filter(|(k, _)| PARAMS.contains(&k.as_str())).cloned().collect();
     let req = match validate(&state, &pairs).await {
         Ok(r) => r,
         Err(res) => return res,
@@ -231,12 +168,7 @@ pub async fn consent_decision(
     };
     match field(&form, "decision") {
         Some("approve") => {
-            if let Err(e) = state
-                .auth
-                .store
-                .remember_consent(&account.id, &req.client.id, &req.scopes, now)
-                .await
-            {
+            if let Err(e) = state.auth.store.remember_consent(&account.id, &req.client.id, &req.scopes, now).await {
                 tracing::error!(error = %e, "remembering consent failed");
             }
             tracing::info!(account = %account.id, client = %req.client.id, scopes = %req.scopes, "consent granted");
@@ -246,10 +178,6 @@ pub async fn consent_decision(
             tracing::info!(account = %account.id, client = %req.client.id, "consent denied");
             see_other(&state.auth.denied_url(&req))
         }
-        _ => state.message(
-            StatusCode::BAD_REQUEST,
-            "No decision",
-            "Choose Approve or Deny.",
-        ),
+        _ => state.message(StatusCode::BAD_REQUEST, "No decision", "Choose Approve or Deny."),
     }
 }

@@ -3,7 +3,6 @@
 //! every page unframeable.
 
 mod authorize;
-mod browser_session;
 pub mod pages;
 
 use std::sync::{Arc, Mutex};
@@ -12,25 +11,21 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bk_crypto::envelope::MasterKey;
-use bk_crypto::mac::MacKey;
 use bk_domain::rate_limit::SlidingWindow;
 use bk_oauth::AuthServer;
 use minijinja::Environment;
 
-pub use browser_session::{BrowserSession, CookieKeys};
+pub use bk_oauth::browser_session::{BrowserSession, CookieKeys};
 pub use pages::create_account;
 
 pub struct WebState {
     pub auth: Arc<AuthServer>,
-    pub keys: CookieKeys,
     pub templates: Environment<'static>,
     pub login_failures: Mutex<SlidingWindow>,
 }
 
 impl WebState {
-    pub fn new(auth: Arc<AuthServer>, master: &MasterKey, login_failures_per_minute: u32) -> Self {
-        let secure = auth.issuer.starts_with("https://");
+    pub fn new(auth: Arc<AuthServer>, login_failures_per_minute: u32) -> Self {
         let mut env = Environment::new();
         for (name, src) in [
             ("base.html", include_str!("templates/base.html")),
@@ -41,28 +36,14 @@ impl WebState {
             ("home.html", include_str!("templates/home.html")),
         ] {
             // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
-            env.add_template(name, src)
-                .unwrap_or_else(|e| panic!("template {name}: {e}"));
+            env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
         }
-        Self {
-            auth,
-            keys: CookieKeys {
-                cookie: MacKey::derive(master.raw(), "browser-session-cookie"),
-                csrf: MacKey::derive(master.raw(), "csrf"),
-                secure,
-            },
-            templates: env,
-            login_failures: Mutex::new(SlidingWindow::new(login_failures_per_minute, 60)),
-        }
+        Self { auth, templates: env, login_failures: Mutex::new(SlidingWindow::new(login_failures_per_minute, 60)) }
     }
 
     /// Renders a template into an HTML response with the page security headers.
     pub(crate) fn page(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
-        match self
-            .templates
-            .get_template(name)
-            .and_then(|t| t.render(ctx))
-        {
+        match self.templates.get_template(name).and_then(|t| t.render(ctx)) {
             Ok(html) => html_response(status, html),
             Err(e) => {
                 tracing::error!(error = %e, template = name, "template rendering failed");
@@ -86,19 +67,13 @@ impl WebState {
 fn html_response(status: StatusCode, html: String) -> Response {
     let mut res = (status, html).into_response();
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
 /// Headers every page carries: no framing (clickjacking), no sniffing, no referrer (codes in URLs).
-pub async fn page_security_headers(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub async fn page_security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -108,28 +83,16 @@ pub async fn page_security_headers(
             "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     res
 }
 
 async fn stylesheet() -> Response {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/css; charset=utf-8"),
-            ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=3600"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
         ],
         include_str!("../static/bridgekeeper.css"),
     )
@@ -144,10 +107,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/logout", axum::routing::post(pages::logout))
         .route("/api/v1/auth/authorize", get(authorize::authorize))
         .route("/oauth/authorize", get(authorize::authorize))
-        .route(
-            "/consent",
-            get(authorize::consent_page).post(authorize::consent_decision),
-        )
+        .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))
         .route("/static/bridgekeeper.css", get(stylesheet))
         .layer(axum::middleware::from_fn(page_security_headers))
         .with_state(state)
@@ -159,8 +119,7 @@ pub(crate) fn see_other(location: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, v);
     }
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 

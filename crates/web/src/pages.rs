@@ -11,8 +11,8 @@ use bk_store::{Account, StoreError};
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::browser_session::BrowserSession;
 use crate::{WebState, safe_next, see_other};
+use bk_oauth::browser_session::BrowserSession;
 
 #[derive(Deserialize)]
 pub struct NextQuery {
@@ -22,7 +22,7 @@ pub struct NextQuery {
 /// The browser session of the request, or a new anonymous one (and whether it must be set).
 pub(crate) fn session_of(state: &WebState, headers: &HeaderMap) -> (BrowserSession, bool) {
     let now = state.auth.clock.now();
-    match BrowserSession::read(headers, &state.keys, now) {
+    match BrowserSession::read(headers, &state.auth.cookie_keys, now) {
         Some(s) => (s, false),
         None => (BrowserSession::anonymous(now), true),
     }
@@ -34,16 +34,11 @@ pub(crate) fn with_cookie(mut res: Response, value: HeaderValue) -> Response {
 }
 
 pub(crate) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// The signed-in account of a browser session, if the account still exists.
@@ -69,13 +64,9 @@ pub async fn home(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Res
     let res = state.page(
         StatusCode::OK,
         "home.html",
-        context! { email, csrf_token => s.csrf_token(&state.keys), issuer => state.auth.issuer.clone() },
+        context! { email, csrf_token => s.csrf_token(&state.auth.cookie_keys), issuer => state.auth.issuer.clone() },
     );
-    if fresh {
-        with_cookie(res, s.set_cookie(&state.keys))
-    } else {
-        res
-    }
+    if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
 fn render_login(
@@ -89,7 +80,7 @@ fn render_login(
     state.page(
         status,
         "login.html",
-        context! { csrf_token => s.csrf_token(&state.keys), next, email, error },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error },
     )
 }
 
@@ -104,7 +95,7 @@ fn render_signup(
     state.page(
         status,
         "signup.html",
-        context! { csrf_token => s.csrf_token(&state.keys), next, email, error },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error },
     )
 }
 
@@ -116,24 +107,16 @@ pub async fn login_form(
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
     let res = render_login(&state, &s, StatusCode::OK, &next, "", None);
-    if fresh {
-        with_cookie(res, s.set_cookie(&state.keys))
-    } else {
-        res
-    }
+    if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
-pub async fn login(
-    State(state): State<Arc<WebState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else {
+    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
         return form_expired(&state);
     };
     let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
+    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
         return form_expired(&state);
     }
     let next = safe_next(field(&pairs, "next"));
@@ -151,23 +134,10 @@ pub async fn login(
     }
     // Failed attempts are counted per account name (whether or not it exists, so the limit is no oracle).
     let now_ms = state.auth.clock.now_ms();
-    let wait = state
-        .login_failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retry_after(&email, now_ms);
+    let wait = state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).retry_after(&email, now_ms);
     if let Some(wait) = wait {
-        let msg = format!(
-            "Too many failed sign-in attempts for this account. Try again in {wait} seconds."
-        );
-        let mut res = render_login(
-            &state,
-            &s,
-            StatusCode::TOO_MANY_REQUESTS,
-            &next,
-            &email,
-            Some(&msg),
-        );
+        let msg = format!("Too many failed sign-in attempts for this account. Try again in {wait} seconds.");
+        let mut res = render_login(&state, &s, StatusCode::TOO_MANY_REQUESTS, &next, &email, Some(&msg));
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -199,23 +169,12 @@ pub async fn login(
         Some(a) if ok => {
             tracing::info!(account = %a.id, "signed in");
             let fresh = BrowserSession::signed_in(a.id, now);
-            with_cookie(see_other(&next), fresh.set_cookie(&state.keys))
+            with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }
         _ => {
-            state
-                .login_failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(&email, now_ms);
+            state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).record(&email, now_ms);
             tracing::info!("sign-in failed");
-            render_login(
-                &state,
-                &s,
-                StatusCode::UNAUTHORIZED,
-                &next,
-                &email,
-                Some("Invalid email or password."),
-            )
+            render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some("Invalid email or password."))
         }
     }
 }
@@ -228,11 +187,7 @@ pub async fn signup_form(
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
     let res = render_signup(&state, &s, StatusCode::OK, &next, "", None);
-    if fresh {
-        with_cookie(res, s.set_cookie(&state.keys))
-    } else {
-        res
-    }
+    if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
 /// Creates an account (shared by the sign-up page and the admin command).
@@ -254,17 +209,10 @@ pub async fn create_account(
         .await
         .map_err(|_| "The server could not hash the password.".to_owned())?
         .map_err(|_| "The server could not hash the password.".to_owned())?;
-    let account = Account {
-        id: AccountId::generate(),
-        email,
-        password_hash: Some(hash),
-        created_at: now,
-    };
+    let account = Account { id: AccountId::generate(), email, password_hash: Some(hash), created_at: now };
     match store.create_account(&account).await {
         Ok(()) => Ok(account.id),
-        Err(StoreError::Conflict(_)) => {
-            Err("An account with this email already exists. Sign in instead.".into())
-        }
+        Err(StoreError::Conflict(_)) => Err("An account with this email already exists. Sign in instead.".into()),
         Err(e) => {
             tracing::error!(error = %e, "account creation failed");
             Err("The server could not create the account right now.".into())
@@ -274,28 +222,20 @@ pub async fn create_account(
 
 fn validate_email(email: &str) -> Result<(), String> {
     let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
-        })
+        && email
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(())
-    } else {
-        Err("Enter a valid email address.".into())
-    }
+    if ok { Ok(()) } else { Err("Enter a valid email address.".into()) }
 }
 
-pub async fn signup(
-    State(state): State<Arc<WebState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else {
+    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
         return form_expired(&state);
     };
     let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
+    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
         return form_expired(&state);
     }
     let next = safe_next(field(&pairs, "next"));
@@ -305,34 +245,23 @@ pub async fn signup(
         Ok(id) => {
             tracing::info!(account = %id, "account created by sign-up");
             let fresh = BrowserSession::signed_in(id, now);
-            with_cookie(see_other(&next), fresh.set_cookie(&state.keys))
+            with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }
         Err(msg) => {
-            let status = if msg.contains("already exists") {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_REQUEST
-            };
+            let status = if msg.contains("already exists") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
             render_signup(&state, &s, status, &next, email.trim(), Some(&msg))
         }
     }
 }
 
-pub async fn logout(
-    State(state): State<Arc<WebState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.keys, now) else {
+    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
         return see_other("/login");
     };
     let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.keys, t)) {
+    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
         return form_expired(&state);
     }
-    with_cookie(
-        see_other("/login"),
-        BrowserSession::clear_cookie(&state.keys),
-    )
+    with_cookie(see_other("/login"), BrowserSession::clear_cookie(&state.auth.cookie_keys))
 }

@@ -23,28 +23,15 @@ fn url_with(flow: &Flow, pairs: &[(&str, &str)]) -> String {
 async fn exact_redirect_match_required_but_loopback_port_may_vary() {
     let (_s, flow, client_id) = setup("a@example.com").await;
     // Different path: refused with an error page, not redirected.
-    let bad = flow.authorize_url(
-        &client_id,
-        "http://127.0.0.1:9/callback/evil",
-        "universal-mcp-read",
-        "s",
-    );
+    let bad = flow.authorize_url(&client_id, "http://127.0.0.1:9/callback/evil", "universal-mcp-read", "s");
     let res = flow.http.get(&bad).send().await.unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
     // Other port on loopback (RFC 8252 §7.3): accepted, and the code is sent to that port.
     let back = flow
-        .approve(&flow.authorize_url(
-            &client_id,
-            "http://127.0.0.1:45678/callback",
-            "universal-mcp-read",
-            "s",
-        ))
+        .approve(&flow.authorize_url(&client_id, "http://127.0.0.1:45678/callback", "universal-mcp-read", "s"))
         .await;
-    assert!(
-        back.starts_with("http://127.0.0.1:45678/callback?"),
-        "{back}"
-    );
+    assert!(back.starts_with("http://127.0.0.1:45678/callback?"), "{back}");
     assert!(query_param(&back, "code").is_some());
 }
 
@@ -53,20 +40,12 @@ async fn no_redirect_on_bad_client_or_redirect_uri() {
     let (_s, flow, client_id) = setup("b@example.com").await;
     for url in [
         flow.authorize_url("cli_unknown", CB, "universal-mcp-read", "s"),
-        flow.authorize_url(
-            &client_id,
-            "https://attacker.example/cb",
-            "universal-mcp-read",
-            "s",
-        ),
+        flow.authorize_url(&client_id, "https://attacker.example/cb", "universal-mcp-read", "s"),
         url_with(&flow, &[("response_type", "code"), ("redirect_uri", CB)]),
     ] {
         let res = flow.http.get(&url).send().await.unwrap();
         assert_eq!(res.status(), 400, "{url}");
-        assert!(
-            res.headers().get("location").is_none(),
-            "must never redirect: {url}"
-        );
+        assert!(res.headers().get("location").is_none(), "must never redirect: {url}");
         let body = res.text().await.unwrap();
         assert!(body.contains("not valid"), "an error page explains: {body}");
     }
@@ -89,34 +68,20 @@ async fn implicit_grant_refused() {
     let res = flow.http.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let loc = location(&res);
-    assert_eq!(
-        query_param(&loc, "error").as_deref(),
-        Some("unsupported_response_type")
-    );
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("unsupported_response_type"));
     assert_eq!(query_param(&loc, "state").as_deref(), Some("xyz"));
-    assert_eq!(
-        query_param(&loc, "iss").as_deref(),
-        Some(flow.base.as_str())
-    );
+    assert_eq!(query_param(&loc, "iss").as_deref(), Some(flow.base.as_str()));
     assert!(!loc.contains("access_token"));
 }
 
 async fn pkce_error(flow: &Flow, client_id: &str, extra: &[(&str, &str)]) -> String {
-    let mut pairs = vec![
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", CB),
-        ("state", "s1"),
-    ];
+    let mut pairs = vec![("response_type", "code"), ("client_id", client_id), ("redirect_uri", CB), ("state", "s1")];
     pairs.extend_from_slice(extra);
     let res = flow.http.get(url_with(flow, &pairs)).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let loc = location(&res);
     assert!(loc.starts_with(CB), "{loc}");
-    assert_eq!(
-        query_param(&loc, "iss").as_deref(),
-        Some(flow.base.as_str())
-    );
+    assert_eq!(query_param(&loc, "iss").as_deref(), Some(flow.base.as_str()));
     assert!(query_param(&loc, "code").is_none());
     query_param(&loc, "error").unwrap()
 }
@@ -125,10 +90,7 @@ async fn pkce_error(flow: &Flow, client_id: &str, extra: &[(&str, &str)]) -> Str
 async fn pkce_missing_challenge_refused() {
     let (_s, flow, client_id) = setup("d@example.com").await;
     assert_eq!(pkce_error(&flow, &client_id, &[]).await, "invalid_request");
-    assert_eq!(
-        pkce_error(&flow, &client_id, &[("code_challenge_method", "S256")]).await,
-        "invalid_request"
-    );
+    assert_eq!(pkce_error(&flow, &client_id, &[("code_challenge_method", "S256")]).await, "invalid_request");
 }
 
 #[tokio::test]
@@ -136,12 +98,7 @@ async fn pkce_plain_refused() {
     let (_s, flow, client_id) = setup("e@example.com").await;
     let c = challenge(VERIFIER);
     assert_eq!(
-        pkce_error(
-            &flow,
-            &client_id,
-            &[("code_challenge", &c), ("code_challenge_method", "plain")]
-        )
-        .await,
+        pkce_error(&flow, &client_id, &[("code_challenge", &c), ("code_challenge_method", "plain")]).await,
         "invalid_request"
     );
 }
@@ -150,34 +107,18 @@ async fn pkce_plain_refused() {
 async fn pkce_absent_method_refused() {
     let (_s, flow, client_id) = setup("f@example.com").await;
     let c = challenge(VERIFIER);
-    assert_eq!(
-        pkce_error(&flow, &client_id, &[("code_challenge", &c)]).await,
-        "invalid_request"
-    );
+    assert_eq!(pkce_error(&flow, &client_id, &[("code_challenge", &c)]).await, "invalid_request");
 }
 
 #[tokio::test]
 async fn iss_on_every_authorization_response() {
     let (_s, flow, client_id) = setup("g@example.com").await;
-    let ok = flow
-        .approve(&flow.authorize_url(&client_id, CB, "universal-mcp-read", "s-ok"))
-        .await;
+    let ok = flow.approve(&flow.authorize_url(&client_id, CB, "universal-mcp-read", "s-ok")).await;
     assert_eq!(query_param(&ok, "iss").as_deref(), Some(flow.base.as_str()));
     assert_eq!(query_param(&ok, "state").as_deref(), Some("s-ok"));
-    let denied = flow
-        .decide(
-            &flow.authorize_url(&client_id, CB, "universal-mcp-read-write", "s-no"),
-            "deny",
-        )
-        .await;
-    assert_eq!(
-        query_param(&denied, "error").as_deref(),
-        Some("access_denied")
-    );
-    assert_eq!(
-        query_param(&denied, "iss").as_deref(),
-        Some(flow.base.as_str())
-    );
+    let denied = flow.decide(&flow.authorize_url(&client_id, CB, "universal-mcp-read-write", "s-no"), "deny").await;
+    assert_eq!(query_param(&denied, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query_param(&denied, "iss").as_deref(), Some(flow.base.as_str()));
     assert_eq!(query_param(&denied, "state").as_deref(), Some("s-no"));
     assert!(query_param(&denied, "code").is_none());
 }
@@ -188,13 +129,8 @@ async fn posts_answer_303() {
     let flow = Flow::signup(&server, "h@example.com").await; // asserts 303 on sign-up
     let client_id = flow.register(CB, "universal-mcp-read").await;
     // login (fresh browser) and consent are asserted to be 303 inside decide().
-    let fresh = Flow {
-        http: crate::harness::client(),
-        ..flow
-    };
-    let back = fresh
-        .approve(&fresh.authorize_url(&client_id, CB, "universal-mcp-read", "s"))
-        .await;
+    let fresh = Flow { http: crate::harness::client(), ..flow };
+    let back = fresh.approve(&fresh.authorize_url(&client_id, CB, "universal-mcp-read", "s")).await;
     assert!(query_param(&back, "code").is_some());
 }
 
@@ -202,114 +138,50 @@ async fn posts_answer_303() {
 async fn pages_refuse_framing() {
     let server = Server::start();
     for path in ["/login", "/signup", "/"] {
-        let res = crate::harness::client()
-            .get(server.url(path))
-            .send()
-            .await
-            .unwrap();
+        let res = crate::harness::client().get(server.url(path)).send().await.unwrap();
         assert_eq!(res.headers()["x-frame-options"], "DENY", "{path}");
         let csp = res.headers()["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
     }
     let flow = Flow::signup(&server, "i@example.com").await;
     let client_id = flow.register(CB, "universal-mcp-read").await;
-    let res = flow
-        .http
-        .get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s"))
-        .send()
-        .await
-        .unwrap();
-    let consent = flow
-        .http
-        .get(flow.url(&location(&res)))
-        .send()
-        .await
-        .unwrap();
+    let res = flow.http.get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).send().await.unwrap();
+    let consent = flow.http.get(flow.url(&location(&res))).send().await.unwrap();
     assert_eq!(consent.status(), 200);
     assert_eq!(consent.headers()["x-frame-options"], "DENY");
-    assert!(
-        consent.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'none'")
-    );
+    assert!(consent.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
 }
 
 #[tokio::test]
 async fn consent_is_remembered_per_client_and_scopes() {
     let (_s, flow, client_id) = setup("j@example.com").await;
     // First time: the DCR client is asked.
-    let first = flow
-        .http
-        .get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s"))
-        .send()
-        .await
-        .unwrap();
+    let first = flow.http.get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).send().await.unwrap();
     assert!(location(&first).starts_with("/consent?"));
-    flow.approve(&flow.authorize_url(&client_id, CB, "universal-mcp-read", "s"))
-        .await;
+    flow.approve(&flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).await;
     // Same scopes again: straight back with a code.
-    let again = flow
-        .http
-        .get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s2"))
-        .send()
-        .await
-        .unwrap();
+    let again = flow.http.get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s2")).send().await.unwrap();
     let loc = location(&again);
-    assert!(
-        loc.starts_with(CB) && query_param(&loc, "code").is_some(),
-        "{loc}"
-    );
+    assert!(loc.starts_with(CB) && query_param(&loc, "code").is_some(), "{loc}");
     // More scopes: asked again.
-    let more = flow
-        .http
-        .get(flow.authorize_url(&client_id, CB, "universal-mcp-read-write", "s3"))
-        .send()
-        .await
-        .unwrap();
+    let more =
+        flow.http.get(flow.authorize_url(&client_id, CB, "universal-mcp-read-write", "s3")).send().await.unwrap();
     assert!(location(&more).starts_with("/consent?"));
 }
 
 #[tokio::test]
 async fn consent_post_requires_csrf_token() {
     let (_s, flow, client_id) = setup("k@example.com").await;
-    let res = flow
-        .http
-        .get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s"))
-        .send()
-        .await
-        .unwrap();
-    let page = flow
-        .http
-        .get(flow.url(&location(&res)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut fields: Vec<(String, String)> = crate::harness::form_inputs(&page)
-        .into_iter()
-        .filter(|(k, _)| k != "csrf_token")
-        .collect();
+    let res = flow.http.get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).send().await.unwrap();
+    let page = flow.http.get(flow.url(&location(&res))).send().await.unwrap().text().await.unwrap();
+    let mut fields: Vec<(String, String)> =
+        crate::harness::form_inputs(&page).into_iter().filter(|(k, _)| k != "csrf_token").collect();
     fields.push(("decision".into(), "approve".into()));
-    let r = flow
-        .http
-        .post(flow.url("/consent"))
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
+    let r = flow.http.post(flow.url("/consent")).form(&fields).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());
     fields.push(("csrf_token".into(), "forged".into()));
-    let r = flow
-        .http
-        .post(flow.url("/consent"))
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
+    let r = flow.http.post(flow.url("/consent")).form(&fields).send().await.unwrap();
     assert_eq!(r.status(), 400);
 }
 
@@ -327,34 +199,12 @@ async fn client_name_is_escaped_on_the_consent_page() {
         .send()
         .await
         .unwrap();
-    let client_id = res.json::<serde_json::Value>().await.unwrap()["client_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = flow
-        .http
-        .get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s\"><b>"))
-        .send()
-        .await
-        .unwrap();
-    let page = flow
-        .http
-        .get(flow.url(&location(&res)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let client_id = res.json::<serde_json::Value>().await.unwrap()["client_id"].as_str().unwrap().to_owned();
+    let res = flow.http.get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s\"><b>")).send().await.unwrap();
+    let page = flow.http.get(flow.url(&location(&res))).send().await.unwrap().text().await.unwrap();
     assert!(!page.contains("<script>alert(1)"), "{page}");
     assert!(!page.contains("<img src=x"), "{page}");
     assert!(!page.contains("\"><b>"), "{page}");
-    assert!(
-        page.contains("&lt;script&gt;alert(1)&lt;"),
-        "shown as text: {page}"
-    );
-    assert!(
-        page.contains("registered itself"),
-        "DCR clients carry a warning"
-    );
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;"), "shown as text: {page}");
+    assert!(page.contains("registered itself"), "DCR clients carry a warning");
 }

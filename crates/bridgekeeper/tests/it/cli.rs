@@ -9,45 +9,21 @@ use crate::harness::{Server, bin, client, input};
 async fn admin_account_create_prints_id_and_the_account_can_sign_in() {
     let server = Server::start();
     let mut child = Command::new(bin())
-        .args([
-            "admin",
-            "account",
-            "create",
-            "--email",
-            "Admin@Example.com",
-            "--password-stdin",
-            "--data-dir",
-        ])
+        .args(["admin", "account", "create", "--email", "Admin@Example.com", "--password-stdin", "--data-dir"])
         .arg(server.dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(id.starts_with("acc_"), "{id}");
 
     let http = client();
-    let page = http
-        .get(server.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = http.get(server.url("/login")).send().await.unwrap().text().await.unwrap();
     let res = http
         .post(server.url("/login"))
         .form(&[
@@ -60,14 +36,7 @@ async fn admin_account_create_prints_id_and_the_account_can_sign_in() {
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let home = http
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = http.get(server.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(home.contains("admin@example.com"));
 }
 
@@ -84,28 +53,12 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 fn unknown_config_keys_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bk.toml");
-    std::fs::write(
-        &file,
-        "listen = \"127.0.0.1:0\"\nlisten_adress = \"oops\"\n",
-    )
-    .unwrap();
-    let out = run(
-        &[
-            "serve",
-            "--config",
-            file.to_str().unwrap(),
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nlisten_adress = \"oops\"\n").unwrap();
+    let out = run(&["serve", "--config", file.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen_adress"), "{err}");
-    let out = run(
-        &["serve", "--data-dir", dir.path().to_str().unwrap()],
-        &[("BRIDGEKEEPER_LISTN", "127.0.0.1:0")],
-    );
+    let out = run(&["serve", "--data-dir", dir.path().to_str().unwrap()], &[("BRIDGEKEEPER_LISTN", "127.0.0.1:0")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("BRIDGEKEEPER_LISTN"));
 }
@@ -113,34 +66,17 @@ fn unknown_config_keys_are_errors() {
 #[test]
 fn migrate_creates_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        &["migrate", "--data-dir", dir.path().to_str().unwrap()],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&["migrate", "--data-dir", dir.path().to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.path().join("bridgekeeper.db").exists());
     // Idempotent.
-    assert!(
-        run(
-            &["migrate", "--data-dir", dir.path().to_str().unwrap()],
-            &[]
-        )
-        .status
-        .success()
-    );
+    assert!(run(&["migrate", "--data-dir", dir.path().to_str().unwrap()], &[]).status.success());
 }
 
 #[test]
 fn environment_configures_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        &["serve", "--data-dir", dir.path().to_str().unwrap()],
-        &[("BRIDGEKEEPER_LISTEN", "not-an-address")],
-    );
+    let out = run(&["serve", "--data-dir", dir.path().to_str().unwrap()], &[("BRIDGEKEEPER_LISTEN", "not-an-address")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
 }

@@ -45,20 +45,10 @@ impl Server {
                 log2.lock().unwrap().push(line);
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server did not report listening within 60 s");
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("server did not report listening within 60 s");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-        let issuer = v["fields"]["issuer"]
-            .as_str()
-            .expect("issuer field")
-            .to_owned();
-        Server {
-            child,
-            base: issuer,
-            dir,
-            log,
-        }
+        let issuer = v["fields"]["issuer"].as_str().expect("issuer field").to_owned();
+        Server { child, base: issuer, dir, log }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -79,10 +69,7 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop within 20 s of SIGTERM"
-            );
+            assert!(Instant::now() < deadline, "server did not stop within 20 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -97,11 +84,7 @@ impl Drop for Server {
 
 /// An HTTP client that never follows redirects (tests look at every hop) and keeps cookies.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .expect("client")
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().expect("client")
 }
 
 /// Values of `<input … name="N" … value="V">` in a page (values HTML-unescaped).
@@ -152,9 +135,7 @@ pub fn location(res: &reqwest::Response) -> String {
 
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     let u = url::Url::parse(url).unwrap();
-    u.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    u.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 pub const VERIFIER: &str = "test-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
@@ -169,14 +150,8 @@ pub fn challenge(verifier: &str) -> String {
 pub fn jwt_parts(token: &str) -> (serde_json::Value, serde_json::Value) {
     use base64::Engine;
     let mut it = token.split('.');
-    let dec = |s: &str| {
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(s)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let dec =
+        |s: &str| serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()).unwrap();
     (dec(it.next().unwrap()), dec(it.next().unwrap()))
 }
 
@@ -198,14 +173,7 @@ impl Flow {
     /// Signs up a new account through the sign-up page.
     pub async fn signup(server: &Server, email: &str) -> Flow {
         let http = client();
-        let page = http
-            .get(server.url("/signup"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = http.get(server.url("/signup")).send().await.unwrap().text().await.unwrap();
         let password = "correct horse battery staple".to_owned();
         let res = http
             .post(server.url("/signup"))
@@ -219,12 +187,7 @@ impl Flow {
             .await
             .unwrap();
         assert_eq!(res.status(), 303, "sign-up should answer 303");
-        Flow {
-            http,
-            base: server.base.clone(),
-            email: email.to_owned(),
-            password,
-        }
+        Flow { http, base: server.base.clone(), email: email.to_owned(), password }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -251,13 +214,7 @@ impl Flow {
         v["client_id"].as_str().unwrap().to_owned()
     }
 
-    pub fn authorize_url(
-        &self,
-        client_id: &str,
-        redirect_uri: &str,
-        scope: &str,
-        state: &str,
-    ) -> String {
+    pub fn authorize_url(&self, client_id: &str, redirect_uri: &str, scope: &str, state: &str) -> String {
         let mut u = url::Url::parse(&self.url("/api/v1/auth/authorize")).unwrap();
         u.query_pairs_mut()
             .append_pair("response_type", "code")
@@ -299,28 +256,14 @@ impl Flow {
                     url = self.url(&location(&r));
                     continue;
                 }
-                assert!(
-                    page.contains("action=\"/consent\""),
-                    "expected the consent page:\n{page}"
-                );
+                assert!(page.contains("action=\"/consent\""), "expected the consent page:\n{page}");
                 let mut fields = form_inputs(&page);
                 fields.push(("decision".into(), decision.into()));
-                let r = self
-                    .http
-                    .post(self.url("/consent"))
-                    .form(&fields)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = self.http.post(self.url("/consent")).form(&fields).send().await.unwrap();
                 assert_eq!(r.status(), 303, "consent should answer 303");
                 return location(&r);
             }
-            assert_eq!(
-                res.status(),
-                303,
-                "unexpected status {} at {url}",
-                res.status()
-            );
+            assert_eq!(res.status(), 303, "unexpected status {} at {url}", res.status());
             let loc = location(&res);
             if loc.starts_with('/') {
                 url = self.url(&loc);
@@ -334,12 +277,7 @@ impl Flow {
     }
 
     pub async fn token(&self, form: &[(&str, &str)]) -> reqwest::Response {
-        reqwest::Client::new()
-            .post(self.url("/api/v1/auth/token"))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+        reqwest::Client::new().post(self.url("/api/v1/auth/token")).form(form).send().await.unwrap()
     }
 
     pub async fn exchange_code(&self, client_id: &str, redirect_uri: &str, code: &str) -> Tokens {
@@ -352,12 +290,7 @@ impl Flow {
                 ("code_verifier", VERIFIER),
             ])
             .await;
-        assert_eq!(
-            res.status(),
-            200,
-            "code exchange failed: {}",
-            res.text().await.unwrap()
-        );
+        assert_eq!(res.status(), 200, "code exchange failed: {}", res.text().await.unwrap());
         tokens(res).await
     }
 
@@ -365,40 +298,23 @@ impl Flow {
     pub async fn login_client(&self, scope: &str) -> (String, Tokens) {
         let redirect = "http://127.0.0.1:9/callback";
         let client_id = self.register(redirect, scope).await;
-        let back = self
-            .approve(&self.authorize_url(&client_id, redirect, scope, "st"))
-            .await;
+        let back = self.approve(&self.authorize_url(&client_id, redirect, scope, "st")).await;
         let code = query_param(&back, "code").expect("code in redirect");
-        (
-            client_id.clone(),
-            self.exchange_code(&client_id, redirect, &code).await,
-        )
+        (client_id.clone(), self.exchange_code(&client_id, redirect, &code).await)
     }
 
     pub async fn refresh(&self, client_id: &str, refresh: &str) -> reqwest::Response {
-        self.token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh),
-            ("client_id", client_id),
-        ])
-        .await
+        self.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client_id)]).await
     }
 
     /// A one-shot JSON-RPC request to /mcp with a bearer token (`X-Response-Format: json`: no session needed).
-    pub async fn mcp(
-        &self,
-        token: &str,
-        method: &str,
-        params: serde_json::Value,
-    ) -> reqwest::Response {
+    pub async fn mcp(&self, token: &str, method: &str, params: serde_json::Value) -> reqwest::Response {
         reqwest::Client::new()
             .post(self.url("/mcp"))
             .bearer_auth(token)
             .header("Accept", "application/json, text/event-stream")
             .header("X-Response-Format", "json")
-            .json(
-                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-            )
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
             .send()
             .await
             .unwrap()
@@ -437,9 +353,7 @@ impl Flow {
             .header("Accept", "application/json, text/event-stream")
             .header("Mcp-Session-Id", session)
             .header("MCP-Protocol-Version", version)
-            .json(
-                &serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}),
-            )
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}))
             .send()
             .await
             .unwrap()

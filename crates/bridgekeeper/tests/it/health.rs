@@ -7,14 +7,7 @@ async fn health_answers_and_sigterm_stops_cleanly() {
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "ok");
-    let ready: serde_json::Value = client()
-        .get(server.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = client().get(server.url("/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["database"], "ok");
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");

@@ -15,10 +15,7 @@ async fn signed_in(server: &Server, email: &str) -> (Flow, String, crate::harnes
 
 /// Parses an SSE body into its `data:` JSON messages.
 fn sse_messages(body: &str) -> Vec<Value> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(|d| serde_json::from_str(d.trim()).unwrap())
-        .collect()
+    body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| serde_json::from_str(d.trim()).unwrap()).collect()
 }
 
 #[tokio::test]
@@ -37,15 +34,8 @@ async fn session_required_after_initialize_and_unknown_session_404() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    assert_eq!(
-        flow.mcp_in(&t.access, "no-such-session", V, "tools/list", json!({}))
-            .await
-            .status(),
-        404
-    );
-    let res = flow
-        .mcp_in(&t.access, &sid, V, "tools/list", json!({}))
-        .await;
+    assert_eq!(flow.mcp_in(&t.access, "no-such-session", V, "tools/list", json!({})).await.status(), 404);
+    let res = flow.mcp_in(&t.access, &sid, V, "tools/list", json!({})).await;
     assert_eq!(res.status(), 200);
     assert!(res.json::<Value>().await.unwrap()["result"]["tools"].is_array());
     // Notifications inside the session: 202.
@@ -68,12 +58,8 @@ async fn session_bound_to_account() {
     let (_bob, _, tb) = signed_in(&server, "bob@example.com").await;
     let sid = alice.mcp_initialize(&ta.access, V).await;
     // Bob presenting Alice's session id gets exactly what an unknown id gets.
-    let theirs = alice
-        .mcp_in(&tb.access, &sid, V, "tools/list", json!({}))
-        .await;
-    let unknown = alice
-        .mcp_in(&tb.access, "unknown-session-id", V, "tools/list", json!({}))
-        .await;
+    let theirs = alice.mcp_in(&tb.access, &sid, V, "tools/list", json!({})).await;
+    let unknown = alice.mcp_in(&tb.access, "unknown-session-id", V, "tools/list", json!({})).await;
     assert_eq!(theirs.status(), 404);
     assert_eq!(unknown.status(), 404);
     assert_eq!(theirs.text().await.unwrap(), unknown.text().await.unwrap());
@@ -86,13 +72,7 @@ async fn session_bound_to_account() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    assert_eq!(
-        alice
-            .mcp_in(&ta.access, &sid, V, "ping", json!({}))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(alice.mcp_in(&ta.access, &sid, V, "ping", json!({})).await.status(), 200);
 }
 
 #[tokio::test]
@@ -101,12 +81,7 @@ async fn session_survives_refresh_and_delete_ends_it() {
     let (flow, client_id, t1) = signed_in(&server, "s3@example.com").await;
     let sid = flow.mcp_initialize(&t1.access, V).await;
     let t2 = tokens(flow.refresh(&client_id, &t1.refresh).await).await;
-    assert_eq!(
-        flow.mcp_in(&t2.access, &sid, V, "tools/list", json!({}))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(flow.mcp_in(&t2.access, &sid, V, "tools/list", json!({})).await.status(), 200);
     let res = reqwest::Client::new()
         .delete(flow.url("/mcp"))
         .bearer_auth(&t2.access)
@@ -115,18 +90,8 @@ async fn session_survives_refresh_and_delete_ends_it() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert_eq!(
-        flow.mcp_in(&t2.access, &sid, V, "tools/list", json!({}))
-            .await
-            .status(),
-        404
-    );
-    let res = reqwest::Client::new()
-        .delete(flow.url("/mcp"))
-        .bearer_auth(&t2.access)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(flow.mcp_in(&t2.access, &sid, V, "tools/list", json!({})).await.status(), 404);
+    let res = reqwest::Client::new().delete(flow.url("/mcp")).bearer_auth(&t2.access).send().await.unwrap();
     assert_eq!(res.status(), 400, "DELETE without a session id");
 }
 
@@ -135,22 +100,17 @@ async fn bad_protocol_version_400() {
     let server = Server::start();
     let (flow, _, t) = signed_in(&server, "v@example.com").await;
     let sid = flow.mcp_initialize(&t.access, "2025-06-18").await;
-    let res = flow
-        .mcp_in(&t.access, &sid, "1999-01-01", "tools/list", json!({}))
-        .await;
+    let res = flow.mcp_in(&t.access, &sid, "1999-01-01", "tools/list", json!({})).await;
     assert_eq!(res.status(), 400);
-    assert!(
-        res.text().await.unwrap().contains("2025-11-25"),
-        "the error lists what is supported"
-    );
-    assert_eq!(
-        flow.mcp_in(&t.access, &sid, "2025-06-18", "tools/list", json!({}))
-            .await
-            .status(),
-        200
-    );
+    assert!(res.text().await.unwrap().contains("2025-11-25"), "the error lists what is supported");
+    assert_eq!(flow.mcp_in(&t.access, &sid, "2025-06-18", "tools/list", json!({})).await.status(), 200);
     // An unknown version asked at initialize is answered with the latest one.
-    let res: Value = flow.mcp(&t.access, "initialize", json!({"protocolVersion": "2099-01-01", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}))
+    let res: Value = flow
+        .mcp(
+            &t.access,
+            "initialize",
+            json!({"protocolVersion": "2099-01-01", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}),
+        )
         .await
         .json()
         .await
@@ -194,10 +154,7 @@ async fn bad_origin_or_host_403() {
 
 #[tokio::test]
 async fn allowed_origins_are_configurable() {
-    let server = Server::start_with(&[(
-        "BRIDGEKEEPER_MCP__ALLOWED_ORIGINS",
-        "[\"https://app.example\"]",
-    )]);
+    let server = Server::start_with(&[("BRIDGEKEEPER_MCP__ALLOWED_ORIGINS", "[\"https://app.example\"]")]);
     let (flow, _, t) = signed_in(&server, "cfg@example.com").await;
     let status = |origin: &'static str| {
         let (url, token) = (flow.url("/mcp"), t.access.clone());
@@ -225,21 +182,10 @@ async fn x_response_format_json_forces_plain_json() {
     let (flow, _, t) = signed_in(&server, "fmt@example.com").await;
     let sid = flow.mcp_initialize(&t.access, V).await;
     // A client that accepts SSE gets its tool call as an SSE stream…
-    let res = flow
-        .mcp_in(
-            &t.access,
-            &sid,
-            V,
-            "tools/call",
-            json!({"name": "whoami", "arguments": {}}),
-        )
-        .await;
+    let res = flow.mcp_in(&t.access, &sid, V, "tools/call", json!({"name": "whoami", "arguments": {}})).await;
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let msgs = sse_messages(&res.text().await.unwrap());
-    assert_eq!(
-        msgs.last().unwrap()["result"]["structuredContent"]["email"],
-        "fmt@example.com"
-    );
+    assert_eq!(msgs.last().unwrap()["result"]["structuredContent"]["email"], "fmt@example.com");
     // …unless it asks for plain JSON.
     let res = reqwest::Client::new()
         .post(flow.url("/mcp"))
@@ -247,15 +193,14 @@ async fn x_response_format_json_forces_plain_json() {
         .header("Accept", "application/json, text/event-stream")
         .header("Mcp-Session-Id", &sid)
         .header("X-Response-Format", "json")
-        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(res.headers()["content-type"], "application/json");
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["result"]["structuredContent"]["email"],
-        "fmt@example.com"
-    );
+    assert_eq!(res.json::<Value>().await.unwrap()["result"]["structuredContent"]["email"], "fmt@example.com");
     // The reference-000 backend call: no session, no Accept, X-Response-Format: json.
     let res = reqwest::Client::new()
         .post(flow.url("/mcp"))
@@ -269,10 +214,7 @@ async fn x_response_format_json_forces_plain_json() {
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["id"], "1");
-    assert_eq!(
-        v["result"]["structuredContent"],
-        json!({"connections": [], "total": 0})
-    );
+    assert_eq!(v["result"]["structuredContent"], json!({"connections": [], "total": 0}));
 }
 
 #[tokio::test]
@@ -292,13 +234,7 @@ async fn invalid_tool_arguments_name_the_field() {
         .unwrap();
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["result"]["isError"], true, "{v}");
-    assert!(
-        v["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("arguments.account_id"),
-        "{v}"
-    );
+    assert!(v["result"]["content"][0]["text"].as_str().unwrap().contains("arguments.account_id"), "{v}");
     // 2025-06-18: a JSON-RPC invalid-params error.
     let old = flow.mcp_initialize(&t.access, "2025-06-18").await;
     let res = reqwest::Client::new()
@@ -312,23 +248,10 @@ async fn invalid_tool_arguments_name_the_field() {
         .unwrap();
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32602);
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("arguments.account_id")
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("arguments.account_id"));
     // Unknown tools are protocol errors in every version.
-    let v: Value = flow
-        .mcp(
-            &t.access,
-            "tools/call",
-            json!({"name": "nope", "arguments": {}}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value =
+        flow.mcp(&t.access, "tools/call", json!({"name": "nope", "arguments": {}})).await.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32602);
 }
 
@@ -340,27 +263,12 @@ async fn rate_limit_429() {
     for _ in 0..8 {
         let res = flow.mcp(&t.access, "ping", json!({})).await;
         if res.status() == 429 {
-            assert!(
-                res.headers()["retry-after"]
-                    .to_str()
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap()
-                    >= 1
-            );
+            assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
         }
         statuses.push(res.status().as_u16());
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        5,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 429).count(),
-        3,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
     // Per account: another account is unaffected.
     let (other, _, t2) = signed_in(&server, "rl2@example.com").await;
     assert_eq!(other.mcp(&t2.access, "ping", json!({})).await.status(), 200);
@@ -392,10 +300,8 @@ async fn transport_edges() {
         .unwrap();
     assert_eq!(res.status(), 406);
     // Bodies over 1 MiB.
-    let big = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
-        "a".repeat(1024 * 1024 + 10)
-    );
+    let big =
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "a".repeat(1024 * 1024 + 10));
     let res = reqwest::Client::new()
         .post(flow.url("/mcp"))
         .bearer_auth(&t.access)
@@ -407,30 +313,10 @@ async fn transport_edges() {
         .unwrap();
     assert_eq!(res.status(), 413);
     // Logging level: accepted when valid, invalid params otherwise.
-    let ok: Value = flow
-        .mcp_in(
-            &t.access,
-            &sid,
-            V,
-            "logging/setLevel",
-            json!({"level": "info"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ok: Value =
+        flow.mcp_in(&t.access, &sid, V, "logging/setLevel", json!({"level": "info"})).await.json().await.unwrap();
     assert_eq!(ok["result"], json!({}));
-    let bad: Value = flow
-        .mcp_in(
-            &t.access,
-            &sid,
-            V,
-            "logging/setLevel",
-            json!({"level": "loud"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let bad: Value =
+        flow.mcp_in(&t.access, &sid, V, "logging/setLevel", json!({"level": "loud"})).await.json().await.unwrap();
     assert_eq!(bad["error"]["code"], -32602);
 }

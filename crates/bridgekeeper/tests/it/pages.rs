@@ -9,14 +9,7 @@ async fn try_login(
     password: &str,
     next: &str,
 ) -> reqwest::Response {
-    let page = http
-        .get(server.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = http.get(server.url("/login")).send().await.unwrap().text().await.unwrap();
     http.post(server.url("/login"))
         .form(&[
             ("csrf_token", input(&page, "csrf_token").as_str()),
@@ -40,11 +33,7 @@ async fn wrong_password_and_unknown_email_get_the_same_error() {
     assert_eq!(b.status(), 401);
     let (ta, tb) = (a.text().await.unwrap(), b.text().await.unwrap());
     assert!(ta.contains("Invalid email or password."));
-    assert_eq!(
-        ta.replace("known@", "X@"),
-        tb.replace("nobody@", "X@"),
-        "pages differ only in the echoed email"
-    );
+    assert_eq!(ta.replace("known@", "X@"), tb.replace("nobody@", "X@"), "pages differ only in the echoed email");
 }
 
 #[tokio::test]
@@ -53,12 +42,7 @@ async fn login_failures_are_slowed_down_per_account() {
     let flow = Flow::signup(&server, "victim@example.com").await;
     let http = client();
     for _ in 0..5 {
-        assert_eq!(
-            try_login(&server, &http, "victim@example.com", "guess guess", "/")
-                .await
-                .status(),
-            401
-        );
+        assert_eq!(try_login(&server, &http, "victim@example.com", "guess guess", "/").await.status(), 401);
     }
     // The sixth attempt within the minute is refused even with the right password.
     let res = try_login(&server, &http, "victim@example.com", &flow.password, "/").await;
@@ -78,20 +62,12 @@ async fn login_requires_csrf_token_and_redirects_only_locally() {
     http.get(server.url("/login")).send().await.unwrap();
     let res = http
         .post(server.url("/login"))
-        .form(&[
-            ("email", "csrf@example.com"),
-            ("password", flow.password.as_str()),
-            ("next", "/"),
-        ])
+        .form(&[("email", "csrf@example.com"), ("password", flow.password.as_str()), ("next", "/")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    for evil in [
-        "https://evil.example/",
-        "//evil.example/",
-        "/\\evil.example",
-    ] {
+    for evil in ["https://evil.example/", "//evil.example/", "/\\evil.example"] {
         let res = try_login(&server, &client(), "csrf@example.com", &flow.password, evil).await;
         assert_eq!(res.status(), 303);
         assert_eq!(location(&res), "/", "next={evil}");
@@ -104,21 +80,11 @@ async fn session_cookie_is_httponly_samesite_lax() {
     let res = client().get(server.url("/login")).send().await.unwrap();
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("bk_session="));
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
-        "{cookie}"
-    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
     // A tampered cookie is ignored (treated as signed out).
     let page = client()
         .get(server.url("/"))
-        .header(
-            "cookie",
-            cookie
-                .split(';')
-                .next()
-                .unwrap()
-                .replace("bk_session=", "bk_session=x"),
-        )
+        .header("cookie", cookie.split(';').next().unwrap().replace("bk_session=", "bk_session=x"))
         .send()
         .await
         .unwrap()
@@ -133,25 +99,13 @@ async fn signup_validates_and_refuses_duplicates() {
     let server = Server::start();
     Flow::signup(&server, "dup@example.com").await;
     let http = client();
-    let page = http
-        .get(server.url("/signup"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = http.get(server.url("/signup")).send().await.unwrap().text().await.unwrap();
     let csrf = input(&page, "csrf_token");
     let post = |email: &'static str, pw: &'static str| {
         let (http, url, csrf) = (http.clone(), server.url("/signup"), csrf.clone());
         async move {
             http.post(url)
-                .form(&[
-                    ("csrf_token", csrf.as_str()),
-                    ("email", email),
-                    ("password", pw),
-                    ("next", "/"),
-                ])
+                .form(&[("csrf_token", csrf.as_str()), ("email", email), ("password", pw), ("next", "/")])
                 .send()
                 .await
                 .unwrap()

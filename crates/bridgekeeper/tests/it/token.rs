@@ -9,24 +9,12 @@ async fn error_of(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
     assert_eq!(res.headers()["cache-control"], "no-store");
     let v: serde_json::Value = res.json().await.unwrap();
-    assert!(
-        v["error_description"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty()),
-        "errors carry a description: {v}"
-    );
+    assert!(v["error_description"].as_str().is_some_and(|d| !d.is_empty()), "errors carry a description: {v}");
     (status, v["error"].as_str().unwrap().to_owned())
 }
 
 async fn whoami_status(flow: &Flow, access: &str) -> u16 {
-    flow.mcp(
-        access,
-        "tools/call",
-        serde_json::json!({"name": "whoami", "arguments": {}}),
-    )
-    .await
-    .status()
-    .as_u16()
+    flow.mcp(access, "tools/call", serde_json::json!({"name": "whoami", "arguments": {}})).await.status().as_u16()
 }
 
 #[tokio::test]
@@ -43,12 +31,7 @@ async fn password_and_other_grants_refused() {
         ])
         .await;
     assert_eq!(error_of(res).await, (400, "unsupported_grant_type".into()));
-    let res = flow
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &client_id),
-        ])
-        .await;
+    let res = flow.token(&[("grant_type", "client_credentials"), ("client_id", &client_id)]).await;
     assert_eq!(error_of(res).await, (400, "unsupported_grant_type".into()));
     let res = flow.token(&[("client_id", &client_id)]).await;
     assert_eq!(error_of(res).await, (400, "invalid_request".into()));
@@ -59,9 +42,7 @@ async fn pkce_downgrade_refused() {
     let server = Server::start();
     let flow = Flow::signup(&server, "b@example.com").await;
     let client_id = flow.register(CB, RW).await;
-    let back = flow
-        .approve(&flow.authorize_url(&client_id, CB, RW, "s"))
-        .await;
+    let back = flow.approve(&flow.authorize_url(&client_id, CB, RW, "s")).await;
     let code = query_param(&back, "code").unwrap();
     // No verifier at all (a downgrade to no-PKCE), then a wrong one.
     let res = flow
@@ -91,9 +72,7 @@ async fn code_replay_revokes_tokens() {
     let server = Server::start();
     let flow = Flow::signup(&server, "c@example.com").await;
     let client_id = flow.register(CB, RW).await;
-    let back = flow
-        .approve(&flow.authorize_url(&client_id, CB, RW, "s"))
-        .await;
+    let back = flow.approve(&flow.authorize_url(&client_id, CB, RW, "s")).await;
     let code = query_param(&back, "code").unwrap();
     let t = flow.exchange_code(&client_id, CB, &code).await;
     assert_eq!(whoami_status(&flow, &t.access).await, 200);
@@ -104,15 +83,9 @@ async fn code_replay_revokes_tokens() {
         ("client_id", &client_id),
         ("code_verifier", VERIFIER),
     ];
-    assert_eq!(
-        error_of(flow.token(&form).await).await,
-        (400, "invalid_grant".into())
-    );
+    assert_eq!(error_of(flow.token(&form).await).await, (400, "invalid_grant".into()));
     // Everything issued from the code is dead: the refresh token at once, the access token within a second.
-    assert_eq!(
-        error_of(flow.refresh(&client_id, &t.refresh).await).await.1,
-        "invalid_grant"
-    );
+    assert_eq!(error_of(flow.refresh(&client_id, &t.refresh).await).await.1, "invalid_grant");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(whoami_status(&flow, &t.access).await, 401);
 }
@@ -123,9 +96,7 @@ async fn code_bound_to_client_and_redirect() {
     let flow = Flow::signup(&server, "d@example.com").await;
     let client_id = flow.register(CB, RW).await;
     let other = flow.register(CB, RW).await;
-    let back = flow
-        .approve(&flow.authorize_url(&client_id, CB, RW, "s"))
-        .await;
+    let back = flow.approve(&flow.authorize_url(&client_id, CB, RW, "s")).await;
     let code = query_param(&back, "code").unwrap();
     let res = flow
         .token(&[
@@ -175,24 +146,12 @@ async fn refresh_replay_revokes_whole_session() {
     let (client_id, t1) = flow.login_client(RW).await;
     let t2 = tokens(flow.refresh(&client_id, &t1.refresh).await).await;
     // Replay the first refresh token: refused, and the whole session goes with it.
-    assert_eq!(
-        error_of(flow.refresh(&client_id, &t1.refresh).await).await,
-        (400, "invalid_grant".into())
-    );
-    assert_eq!(
-        error_of(flow.refresh(&client_id, &t2.refresh).await).await,
-        (400, "invalid_grant".into())
-    );
+    assert_eq!(error_of(flow.refresh(&client_id, &t1.refresh).await).await, (400, "invalid_grant".into()));
+    assert_eq!(error_of(flow.refresh(&client_id, &t2.refresh).await).await, (400, "invalid_grant".into()));
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(whoami_status(&flow, &t2.access).await, 401);
-    assert!(
-        server.logs().contains("refresh token replayed"),
-        "the replay is logged"
-    );
-    assert!(
-        !server.logs().contains(&t1.refresh),
-        "the token itself never reaches the log"
-    );
+    assert!(server.logs().contains("refresh token replayed"), "the replay is logged");
+    assert!(!server.logs().contains(&t1.refresh), "the token itself never reaches the log");
 }
 
 #[tokio::test]
@@ -202,11 +161,7 @@ async fn concurrent_refresh_exactly_one_succeeds() {
     let (client_id, t1) = flow.login_client(RW).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
-        let (url, client_id, refresh) = (
-            flow.url("/api/v1/auth/token"),
-            client_id.clone(),
-            t1.refresh.clone(),
-        );
+        let (url, client_id, refresh) = (flow.url("/api/v1/auth/token"), client_id.clone(), t1.refresh.clone());
         tasks.push(tokio::spawn(async move {
             reqwest::Client::new()
                 .post(url)
@@ -237,10 +192,7 @@ async fn refresh_bound_to_client() {
     let flow = Flow::signup(&server, "h@example.com").await;
     let (client_id, t1) = flow.login_client(RW).await;
     let other = flow.register(CB, RW).await;
-    assert_eq!(
-        error_of(flow.refresh(&other, &t1.refresh).await).await,
-        (400, "invalid_grant".into())
-    );
+    assert_eq!(error_of(flow.refresh(&other, &t1.refresh).await).await, (400, "invalid_grant".into()));
     // Not consumed by the other client's attempt.
     assert_eq!(flow.refresh(&client_id, &t1.refresh).await.status(), 200);
 }
@@ -296,18 +248,9 @@ async fn revoke_revokes_family_and_unknown_is_200() {
     assert_eq!(revoke("not-a-token".into()).await.status(), 200);
     assert_eq!(whoami_status(&flow, &t2.access).await, 200);
     assert_eq!(revoke(t2.refresh.clone()).await.status(), 200);
-    assert_eq!(
-        error_of(flow.refresh(&client_id, &t2.refresh).await)
-            .await
-            .1,
-        "invalid_grant"
-    );
+    assert_eq!(error_of(flow.refresh(&client_id, &t2.refresh).await).await.1, "invalid_grant");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(
-        whoami_status(&flow, &t2.access).await,
-        401,
-        "the family's access tokens die too"
-    );
+    assert_eq!(whoami_status(&flow, &t2.access).await, 401, "the family's access tokens die too");
 }
 
 #[tokio::test]
@@ -317,21 +260,12 @@ async fn revoking_access_token_revokes_session() {
     let (client_id, t1) = flow.login_client(RW).await;
     let res = reqwest::Client::new()
         .post(flow.url("/api/v1/auth/revoke"))
-        .form(&[
-            ("token", t1.access.as_str()),
-            ("client_id", client_id.as_str()),
-            ("token_type_hint", "access_token"),
-        ])
+        .form(&[("token", t1.access.as_str()), ("client_id", client_id.as_str()), ("token_type_hint", "access_token")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        error_of(flow.refresh(&client_id, &t1.refresh).await)
-            .await
-            .1,
-        "invalid_grant"
-    );
+    assert_eq!(error_of(flow.refresh(&client_id, &t1.refresh).await).await.1, "invalid_grant");
 }
 
 #[tokio::test]
@@ -350,58 +284,28 @@ async fn access_token_has_rfc9068_claims_and_jwks_serves_its_key() {
     assert!(claims["sub"].as_str().unwrap().starts_with("acc_"));
     assert!(claims["sid"].as_str().unwrap().starts_with("ses_"));
     assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
-    let (iat, exp) = (
-        claims["iat"].as_i64().unwrap(),
-        claims["exp"].as_i64().unwrap(),
-    );
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
     assert_eq!(exp - iat, 900);
     // The signature verifies with the key JWKS publishes under that kid.
-    let jwks: serde_json::Value = reqwest::get(flow.url("/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .expect("kid in JWKS");
+    let jwks: serde_json::Value = reqwest::get(flow.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid).expect("kid in JWKS");
     use base64::Engine;
-    let b = |s: &str| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .unwrap()
-    };
+    let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap();
     let key = aws_lc_rs::signature::RsaPublicKeyComponents {
         n: b(jwk["n"].as_str().unwrap()),
         e: b(jwk["e"].as_str().unwrap()),
     };
     let (signed, sig) = t.access.rsplit_once('.').unwrap();
-    key.verify(
-        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-        signed.as_bytes(),
-        &b(sig),
-    )
-    .expect("signature verifies");
-    assert!(
-        jwk.get("d").is_none() && jwk.get("p").is_none(),
-        "no private parts in JWKS"
-    );
+    key.verify(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &b(sig))
+        .expect("signature verifies");
+    assert!(jwk.get("d").is_none() && jwk.get("p").is_none(), "no private parts in JWKS");
 }
 
 #[tokio::test]
 async fn token_endpoint_errors_are_specific_and_not_stored() {
     let server = Server::start();
     let flow = Flow::signup(&server, "m@example.com").await;
-    let res = flow
-        .token(&[
-            ("grant_type", "authorization_code"),
-            ("code", "bkc_x"),
-            ("client_id", "cli_nope"),
-        ])
-        .await;
+    let res = flow.token(&[("grant_type", "authorization_code"), ("code", "bkc_x"), ("client_id", "cli_nope")]).await;
     assert_eq!(error_of(res).await, (401, "invalid_client".into()));
     let res = reqwest::Client::new()
         .post(flow.url("/api/v1/auth/token"))
@@ -444,10 +348,7 @@ async fn confidential_login(flow: &Flow) -> (String, String, Tokens) {
         .await
         .unwrap();
     let v: serde_json::Value = res.json().await.unwrap();
-    let (id, secret) = (
-        v["client_id"].as_str().unwrap().to_owned(),
-        v["client_secret"].as_str().unwrap().to_owned(),
-    );
+    let (id, secret) = (v["client_id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned());
     let back = flow.approve(&flow.authorize_url(&id, CB, RW, "s")).await;
     let code = query_param(&back, "code").unwrap();
     // Without the secret: refused.
@@ -499,19 +400,11 @@ async fn confidential_client_authenticates_with_basic_or_post() {
     let res = reqwest::Client::new()
         .post(flow.url("/api/v1/auth/token"))
         .basic_auth(&id, Some("bks_wrong"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t2.refresh.as_str()),
-        ])
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", t2.refresh.as_str())])
         .send()
         .await
         .unwrap();
-    assert!(
-        res.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic")
-    );
+    assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
     assert_eq!(error_of(res).await, (401, "invalid_client".into()));
 }
 
@@ -521,11 +414,7 @@ async fn introspection_for_authenticated_clients() {
     let flow = Flow::signup(&server, "intro@example.com").await;
     let (id, secret, t) = confidential_login(&flow).await;
     let introspect = |token: String| {
-        let (url, id, secret) = (
-            flow.url("/api/v1/auth/introspect"),
-            id.clone(),
-            secret.clone(),
-        );
+        let (url, id, secret) = (flow.url("/api/v1/auth/introspect"), id.clone(), secret.clone());
         async move {
             let res = reqwest::Client::new()
                 .post(url)
@@ -547,18 +436,12 @@ async fn introspection_for_authenticated_clients() {
     let v = introspect(t.refresh.clone()).await;
     assert_eq!(v["active"], true);
     assert_eq!(v["token_type"], "refresh_token");
-    assert_eq!(
-        introspect("garbage".into()).await,
-        serde_json::json!({"active": false})
-    );
+    assert_eq!(introspect("garbage".into()).await, serde_json::json!({"active": false}));
     // Public clients cannot introspect.
     let (public_id, _) = flow.login_client(RW).await;
     let res = reqwest::Client::new()
         .post(flow.url("/api/v1/auth/introspect"))
-        .form(&[
-            ("token", t.access.as_str()),
-            ("client_id", public_id.as_str()),
-        ])
+        .form(&[("token", t.access.as_str()), ("client_id", public_id.as_str())])
         .send()
         .await
         .unwrap();

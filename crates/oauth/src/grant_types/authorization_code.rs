@@ -5,25 +5,19 @@ use axum::response::Response;
 use bk_crypto::secret::token_hash;
 use bk_domain::client::Client;
 use bk_domain::code::{CodeDecision, CodeRedemption};
-use bk_domain::grant::{Grant, RevocationReason};
+use bk_domain::grant::{Grant, GrantKind, RevocationReason};
 use bk_domain::ids::SessionId;
 
 use crate::error::OAuthError;
 use crate::form::Params;
 use crate::{AuthServer, issue};
 
-pub async fn exchange(
-    server: &AuthServer,
-    client: &Client,
-    params: &Params,
-) -> Result<Response, OAuthError> {
+pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> Result<Response, OAuthError> {
     let now = server.clock.now();
     let code = params.require("code")?;
     let hash = token_hash(code);
     let Some(stored) = server.store.code(&hash).await? else {
-        return Err(OAuthError::invalid_grant(
-            "the authorization code is unknown",
-        ));
+        return Err(OAuthError::invalid_grant("the authorization code is unknown"));
     };
     let redemption = CodeRedemption {
         client_id: &client.id,
@@ -39,54 +33,36 @@ pub async fn exchange(
     if let Some(resource) = params.get("resource")
         && resource.trim_end_matches('/') != stored.resource.trim_end_matches('/')
     {
-        return Err(OAuthError::invalid_target(
-            "resource differs from the one in the authorization request",
-        ));
+        return Err(OAuthError::invalid_target("resource differs from the one in the authorization request"));
     }
     let grant = Grant {
         id: SessionId::generate(),
         account_id: stored.account_id.clone(),
         client_id: client.id.clone(),
         scopes: stored.scopes.clone(),
+        restrictions: stored.restrictions.clone(),
+        kind: GrantKind::OAuth,
         resource: stored.resource.clone(),
         auth_time: stored.auth_time,
         created_at: now,
         revoked_at: None,
     };
-    let (refresh, record) =
-        issue::refresh_token(server, &grant.id, &client.id, &grant.scopes, None, now);
-    if !server
-        .store
-        .redeem_code(&hash, &grant, &record, now)
-        .await?
-    {
+    let (refresh, record) = issue::refresh_token(server, &grant.id, &client.id, &grant.scopes, None, now);
+    if !server.store.redeem_code(&hash, &grant, &record, now).await? {
         // A concurrent redemption won the compare-and-set: this one is the replay.
         let session = server.store.code(&hash).await?.and_then(|c| c.session_id);
         return Err(replay(server, &hash, session, now).await);
     }
     let access = issue::access_token(server, &grant, &grant.scopes, now)?;
     tracing::info!(session = %grant.id, client = %client.id, account = %grant.account_id, "authorization code redeemed");
-    Ok(issue::token_response(
-        server,
-        access,
-        refresh,
-        &grant.scopes,
-    ))
+    let id_token = issue::id_token(server, &grant, &grant.scopes, &access, stored.nonce.as_deref(), now).await?;
+    Ok(issue::token_response(server, access, refresh, &grant.scopes, id_token))
 }
 
 /// Revokes everything issued from a replayed code. The revocation is committed although the request fails.
-async fn replay(
-    server: &AuthServer,
-    _hash: &[u8],
-    session: Option<SessionId>,
-    now: i64,
-) -> OAuthError {
+async fn replay(server: &AuthServer, _hash: &[u8], session: Option<SessionId>, now: i64) -> OAuthError {
     if let Some(sid) = session {
-        match server
-            .store
-            .revoke_session(&sid, RevocationReason::CodeReplay, now)
-            .await
-        {
+        match server.store.revoke_session(&sid, RevocationReason::CodeReplay, now).await {
             Ok(_) => {
                 server.verifier.forget_session(&sid);
                 tracing::warn!(session = %sid, "authorization code replayed: session revoked");
@@ -96,7 +72,5 @@ async fn replay(
             }
         }
     }
-    OAuthError::invalid_grant(
-        "the authorization code was already used; every token issued from it is revoked",
-    )
+    OAuthError::invalid_grant("the authorization code was already used; every token issued from it is revoked")
 }

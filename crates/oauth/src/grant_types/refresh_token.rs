@@ -12,11 +12,7 @@ use crate::error::OAuthError;
 use crate::form::Params;
 use crate::{AuthServer, issue};
 
-pub async fn exchange(
-    server: &AuthServer,
-    client: &Client,
-    params: &Params,
-) -> Result<Response, OAuthError> {
+pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> Result<Response, OAuthError> {
     let now = server.clock.now();
     let presented = params.require("refresh_token")?;
     let hash = token_hash(presented);
@@ -28,45 +24,28 @@ pub async fn exchange(
         RefreshDecision::Replay => return Err(replay(server, &token.session_id, now).await),
         RefreshDecision::Refuse(why) => return Err(OAuthError::invalid_grant(why)),
         RefreshDecision::InvalidScope => {
-            return Err(OAuthError::invalid_scope(
-                "the requested scope is not within the scope of the grant",
-            ));
+            return Err(OAuthError::invalid_scope("the requested scope is not within the scope of the grant"));
         }
     };
     if let Some(resource) = params.get("resource")
         && resource.trim_end_matches('/') != grant.resource.trim_end_matches('/')
     {
-        return Err(OAuthError::invalid_target(
-            "resource differs from the one the session was granted for",
-        ));
+        return Err(OAuthError::invalid_target("resource differs from the one the session was granted for"));
     }
     // RFC 6749 §6: the new refresh token keeps the scope of the old one; only the access token narrows.
-    let (refresh, record) = issue::refresh_token(
-        server,
-        &token.session_id,
-        &client.id,
-        &token.scopes,
-        Some(token.id.clone()),
-        now,
-    );
-    if !server
-        .store
-        .rotate_refresh_token(&token.id, &record, now)
-        .await?
-    {
+    let (refresh, record) =
+        issue::refresh_token(server, &token.session_id, &client.id, &token.scopes, Some(token.id.clone()), now);
+    if !server.store.rotate_refresh_token(&token.id, &record, now).await? {
         // Another exchange of the same token won the compare-and-set: this one is a replay.
         return Err(replay(server, &token.session_id, now).await);
     }
     let access = issue::access_token(server, &grant, &scopes, now)?;
-    Ok(issue::token_response(server, access, refresh, &scopes))
+    let id_token = issue::id_token(server, &grant, &scopes, &access, None, now).await?;
+    Ok(issue::token_response(server, access, refresh, &scopes, id_token))
 }
 
 async fn replay(server: &AuthServer, session: &SessionId, now: i64) -> OAuthError {
-    match server
-        .store
-        .revoke_session(session, RevocationReason::RefreshReplay, now)
-        .await
-    {
+    match server.store.revoke_session(session, RevocationReason::RefreshReplay, now).await {
         Ok(_) => {
             server.verifier.forget_session(session);
             tracing::warn!(session = %session, "refresh token replayed: session revoked");

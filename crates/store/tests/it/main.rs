@@ -17,13 +17,8 @@ async fn sqlite() -> (SqlStore, tempfile::TempDir) {
 async fn postgres() -> Option<(SqlStore, SchemaGuard)> {
     let base = std::env::var("BRIDGEKEEPER_TEST_POSTGRES_URL").ok()?;
     let schema = format!("bk_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = SqlStore::connect(&base, 1)
-        .await
-        .expect("BRIDGEKEEPER_TEST_POSTGRES_URL is set but unreachable");
-    admin
-        .execute_ddl(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
+    let admin = SqlStore::connect(&base, 1).await.expect("BRIDGEKEEPER_TEST_POSTGRES_URL is set but unreachable");
+    admin.execute_ddl(&format!("CREATE SCHEMA {schema}")).await.unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     let store = SqlStore::connect(&url, 4).await.unwrap();
@@ -38,10 +33,7 @@ struct SchemaGuard {
 
 impl SchemaGuard {
     async fn drop_schema(self) {
-        self.admin
-            .execute_ddl(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .await
-            .unwrap();
+        self.admin.execute_ddl(&format!("DROP SCHEMA {} CASCADE", self.schema)).await.unwrap();
     }
 }
 

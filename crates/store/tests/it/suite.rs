@@ -1,16 +1,16 @@
 //! The storage contract, written once.
 
-use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
+use bk_domain::client::{Branding, Client, ClientOrigin, ClientRole, ClientType, StoredSecret};
 use bk_domain::code::AuthorizationCode;
-use bk_domain::grant::{Grant, RevocationReason};
+use bk_domain::grant::{Grant, GrantKind, RevocationReason};
 use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId};
 use bk_domain::pkce::CodeChallenge;
 use bk_domain::refresh::RefreshToken;
+use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
 use bridgekeeper_store::{
-    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore,
-    RefreshTokenStore, SessionStore, SigningKeyStore, SqlStore, Store, StoreError,
-    StoredSigningKey,
+    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore, RefreshTokenStore,
+    SessionStore, SigningKeyStore, SqlStore, Store, StoreError, StoredSigningKey,
 };
 
 async fn account(store: &SqlStore, email: &str) -> AccountId {
@@ -33,9 +33,13 @@ async fn client(store: &SqlStore) -> ClientId {
         origin: ClientOrigin::Dynamic,
         redirect_uris: vec!["https://a.example/cb".into(), "http://127.0.0.1/cb".into()],
         allowed_scopes: ScopeSet::parse_lenient("universal-mcp-read account"),
-        secret_hash: Some(vec![1, 2, 3]),
+        allowed_providers: Some(vec!["google".into()]),
+        domains: vec!["a.example".into()],
+        branding: Some(Branding { logo: None, description: Some("d".into()), brand_color: Some("#112233".into()) }),
+        secret: Some(StoredSecret { bcrypt: "$2b$10$x".into(), sealed: vec![1, 2, 3] }),
         owner: None,
         created_at: 5,
+        updated_at: 5,
     };
     store.insert_client(&c).await.unwrap();
     c.id
@@ -47,6 +51,8 @@ fn grant(account: &AccountId, client: &ClientId) -> Grant {
         account_id: account.clone(),
         client_id: client.clone(),
         scopes: ScopeSet::parse_lenient("universal-mcp-read"),
+        restrictions: Restrictions::from_params(Some(r#"{"google":"read"}"#), None, Some(r#"["a1"]"#), None).unwrap(),
+        kind: GrantKind::OAuth,
         resource: "http://x/mcp".into(),
         auth_time: 10,
         created_at: 10,
@@ -69,11 +75,7 @@ fn refresh(session: &SessionId, client: &ClientId, hash: u8) -> RefreshToken {
 }
 
 async fn session_with_token(store: &SqlStore) -> (AccountId, ClientId, Grant, RefreshToken) {
-    let a = account(
-        store,
-        &format!("{}@example.com", uuid::Uuid::new_v4().simple()),
-    )
-    .await;
+    let a = account(store, &format!("{}@example.com", uuid::Uuid::new_v4().simple())).await;
     let c = client(store).await;
     let code = AuthorizationCode {
         hash: vec![9; 32],
@@ -82,6 +84,7 @@ async fn session_with_token(store: &SqlStore) -> (AccountId, ClientId, Grant, Re
         redirect_uri: "https://a.example/cb".into(),
         challenge: CodeChallenge::from_stored("x".repeat(43)),
         scopes: ScopeSet::parse_lenient("universal-mcp-read"),
+        restrictions: Restrictions::from_params(Some(r#"{"google":"read"}"#), None, Some(r#"["a1"]"#), None).unwrap(),
         resource: "http://x/mcp".into(),
         nonce: None,
         auth_time: 10,
@@ -98,77 +101,33 @@ async fn session_with_token(store: &SqlStore) -> (AccountId, ClientId, Grant, Re
 
 pub async fn accounts_are_unique_by_email(store: &SqlStore) {
     let id = account(store, "x@example.com").await;
-    let dup = Account {
-        id: AccountId::generate(),
-        email: "x@example.com".into(),
-        password_hash: None,
-        created_at: 2,
-    };
-    assert!(matches!(
-        store.create_account(&dup).await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(
-        store
-            .account_by_email("x@example.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        id
-    );
-    assert_eq!(
-        store.account(&id).await.unwrap().unwrap().email,
-        "x@example.com"
-    );
-    assert!(
-        store
-            .account_by_email("y@example.com")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let dup = Account { id: AccountId::generate(), email: "x@example.com".into(), password_hash: None, created_at: 2 };
+    assert!(matches!(store.create_account(&dup).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.account_by_email("x@example.com").await.unwrap().unwrap().id, id);
+    assert_eq!(store.account(&id).await.unwrap().unwrap().email, "x@example.com");
+    assert!(store.account_by_email("y@example.com").await.unwrap().is_none());
 }
 
 pub async fn clients_round_trip(store: &SqlStore) {
     let id = client(store).await;
     let c = store.client(&id).await.unwrap().unwrap();
-    assert_eq!(
-        c.redirect_uris,
-        vec![
-            "https://a.example/cb".to_owned(),
-            "http://127.0.0.1/cb".to_owned()
-        ]
-    );
+    assert_eq!(c.redirect_uris, vec!["https://a.example/cb".to_owned(), "http://127.0.0.1/cb".to_owned()]);
     assert_eq!(c.allowed_scopes.to_string(), "universal-mcp-read account");
-    assert_eq!(c.secret_hash, Some(vec![1, 2, 3]));
+    assert_eq!(c.secret, Some(StoredSecret { bcrypt: "$2b$10$x".into(), sealed: vec![1, 2, 3] }));
+    assert_eq!(c.allowed_providers, Some(vec!["google".to_owned()]));
+    assert_eq!(c.branding.unwrap().brand_color.as_deref(), Some("#112233"));
     assert_eq!(
         (c.client_type, c.role, c.origin),
-        (
-            ClientType::Confidential,
-            ClientRole::ThirdParty,
-            ClientOrigin::Dynamic
-        )
+        (ClientType::Confidential, ClientRole::ThirdParty, ClientOrigin::Dynamic)
     );
-    assert!(
-        store
-            .client(&ClientId::from_string("cli_none"))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.client(&ClientId::from_string("cli_none")).await.unwrap().is_none());
 }
 
 pub async fn code_redemption_is_compare_and_set(store: &SqlStore) {
     let (a, c, g, _) = session_with_token(store).await;
     // A second redemption changes nothing.
     let g2 = grant(&a, &c);
-    assert!(
-        !store
-            .redeem_code(&[9; 32], &g2, &refresh(&g2.id, &c, 2), 12)
-            .await
-            .unwrap()
-    );
+    assert!(!store.redeem_code(&[9; 32], &g2, &refresh(&g2.id, &c, 2), 12).await.unwrap());
     assert!(store.session(&a, &g2.id).await.unwrap().is_none());
     let code = store.code(&[9; 32]).await.unwrap().unwrap();
     assert_eq!(code.used_at, Some(11));
@@ -199,29 +158,17 @@ pub async fn sessions_are_tenant_scoped(store: &SqlStore) {
     let (a, _, g, _) = session_with_token(store).await;
     let other = account(store, "other-tenant@example.com").await;
     assert!(store.session(&a, &g.id).await.unwrap().is_some());
-    assert!(
-        store.session(&other, &g.id).await.unwrap().is_none(),
-        "another tenant's session looks absent"
-    );
+    assert!(store.session(&other, &g.id).await.unwrap().is_none(), "another tenant's session looks absent");
 }
 
 pub async fn revocation_is_idempotent_and_seen_by_status(store: &SqlStore) {
     let (a, _, g, r) = session_with_token(store).await;
     let st = store.session_status(&g.id).await.unwrap().unwrap();
     assert!(st.active);
+    assert_eq!(st.restrictions, g.restrictions, "restrictions survive the code redemption");
     assert_eq!(st.account_id, a);
-    assert!(
-        store
-            .revoke_session(&g.id, RevocationReason::RefreshReplay, 30)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .revoke_session(&g.id, RevocationReason::RefreshReplay, 31)
-            .await
-            .unwrap()
-    );
+    assert!(store.revoke_session(&g.id, RevocationReason::RefreshReplay, 30).await.unwrap());
+    assert!(!store.revoke_session(&g.id, RevocationReason::RefreshReplay, 31).await.unwrap());
     assert!(!store.session_status(&g.id).await.unwrap().unwrap().active);
     let (_, grant) = store.refresh_token(&r.hash).await.unwrap().unwrap();
     assert_eq!(grant.revoked_at, Some(30));
@@ -235,20 +182,11 @@ pub async fn consent_is_per_account_client_and_scopes(store: &SqlStore) {
     store.remember_consent(&a, &c, &s, 1).await.unwrap();
     store.remember_consent(&a, &c, &s, 2).await.unwrap();
     assert!(store.has_consent(&a, &c, &s).await.unwrap());
-    assert!(
-        !store
-            .has_consent(&a, &c, &ScopeSet::parse_lenient("account"))
-            .await
-            .unwrap()
-    );
+    assert!(!store.has_consent(&a, &c, &ScopeSet::parse_lenient("account")).await.unwrap());
 }
 
 pub async fn signing_keys_newest_first(store: &SqlStore) {
-    for (kid, at, retire) in [
-        ("key_a", 1, None),
-        ("key_b", 2, None),
-        ("key_old", 0, Some(5)),
-    ] {
+    for (kid, at, retire) in [("key_a", 1, None), ("key_b", 2, None), ("key_old", 0, Some(5))] {
         store
             .insert_signing_key(&StoredSigningKey {
                 kid: KeyId::from_string(kid),
@@ -292,27 +230,10 @@ pub async fn mcp_sessions_are_tenant_bound(store: &SqlStore) {
     };
     store.create_mcp_session(&s).await.unwrap();
     let got = store.mcp_session(&a, "sess-1").await.unwrap().unwrap();
-    assert_eq!(
-        (got.protocol_version.as_str(), got.client_name.as_deref()),
-        ("2025-11-25", Some("inspector"))
-    );
-    assert!(
-        store.mcp_session(&b, "sess-1").await.unwrap().is_none(),
-        "another tenant's session looks absent"
-    );
-    assert!(
-        !store.end_mcp_session(&b, "sess-1", 5).await.unwrap(),
-        "another tenant cannot end it"
-    );
+    assert_eq!((got.protocol_version.as_str(), got.client_name.as_deref()), ("2025-11-25", Some("inspector")));
+    assert!(store.mcp_session(&b, "sess-1").await.unwrap().is_none(), "another tenant's session looks absent");
+    assert!(!store.end_mcp_session(&b, "sess-1", 5).await.unwrap(), "another tenant cannot end it");
     assert!(store.end_mcp_session(&a, "sess-1", 5).await.unwrap());
     assert!(!store.end_mcp_session(&a, "sess-1", 6).await.unwrap());
-    assert_eq!(
-        store
-            .mcp_session(&a, "sess-1")
-            .await
-            .unwrap()
-            .unwrap()
-            .ended_at,
-        Some(5)
-    );
+    assert_eq!(store.mcp_session(&a, "sess-1").await.unwrap().unwrap().ended_at, Some(5));
 }

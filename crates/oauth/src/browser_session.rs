@@ -26,20 +26,12 @@ pub struct CookieKeys {
 
 impl BrowserSession {
     pub fn anonymous(now: UnixTime) -> Self {
-        Self {
-            sid: b64url(&random_bytes::<18>()),
-            account: None,
-            expires_at: now + LIFETIME_SECS,
-        }
+        Self { sid: b64url(&random_bytes::<18>()), account: None, expires_at: now + LIFETIME_SECS }
     }
 
     /// A fresh session id on sign-in, so a session id planted before sign-in is worthless.
     pub fn signed_in(account: AccountId, now: UnixTime) -> Self {
-        Self {
-            sid: b64url(&random_bytes::<18>()),
-            account: Some((account, now)),
-            expires_at: now + LIFETIME_SECS,
-        }
+        Self { sid: b64url(&random_bytes::<18>()), account: Some((account, now)), expires_at: now + LIFETIME_SECS }
     }
 
     pub fn read(headers: &HeaderMap, keys: &CookieKeys, now: UnixTime) -> Option<Self> {
@@ -74,16 +66,8 @@ impl BrowserSession {
         if expires_at <= now {
             return None;
         }
-        let account = if acc.is_empty() {
-            None
-        } else {
-            Some((AccountId::from_string(acc), at.parse().ok()?))
-        };
-        Some(Self {
-            sid: sid.to_owned(),
-            account,
-            expires_at,
-        })
+        let account = if acc.is_empty() { None } else { Some((AccountId::from_string(acc), at.parse().ok()?)) };
+        Some(Self { sid: sid.to_owned(), account, expires_at })
     }
 
     pub fn set_cookie(&self, keys: &CookieKeys) -> HeaderValue {
@@ -91,23 +75,18 @@ impl BrowserSession {
             Some((a, t)) => (a.as_str().to_owned(), t.to_string()),
             None => (String::new(), String::new()),
         };
-        let payload =
-            b64url(format!("v1|{}|{}|{}|{}", self.sid, acc, at, self.expires_at).as_bytes());
+        let payload = b64url(format!("v1|{}|{}|{}|{}", self.sid, acc, at, self.expires_at).as_bytes());
         let tag = b64url(&keys.cookie.sign(payload.as_bytes()));
         let secure = if keys.secure { "; Secure" } else { "" };
-        let cookie = format!(
-            "{COOKIE}={payload}.{tag}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME_SECS}{secure}"
-        );
-        HeaderValue::from_str(&cookie)
-            .unwrap_or_else(|_| HeaderValue::from_static("bk_session=; Path=/"))
+        let cookie =
+            format!("{COOKIE}={payload}.{tag}; Path=/; HttpOnly; SameSite=Lax; Max-Age={LIFETIME_SECS}{secure}");
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("bk_session=; Path=/"))
     }
 
     pub fn clear_cookie(keys: &CookieKeys) -> HeaderValue {
         let secure = if keys.secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
-            "{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static("bk_session=; Path=/; Max-Age=0"))
+        HeaderValue::from_str(&format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("bk_session=; Path=/; Max-Age=0"))
     }
 
     pub fn csrf_token(&self, keys: &CookieKeys) -> String {
@@ -116,10 +95,7 @@ impl BrowserSession {
 
     pub fn csrf_ok(&self, keys: &CookieKeys, presented: &str) -> bool {
         match b64url_decode(presented) {
-            Some(tag) => ct_eq(
-                &keys.csrf.sign(format!("csrf|{}", self.sid).as_bytes()),
-                &tag,
-            ),
+            Some(tag) => ct_eq(&keys.csrf.sign(format!("csrf|{}", self.sid).as_bytes()), &tag),
             None => false,
         }
     }

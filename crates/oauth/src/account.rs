@@ -1,0 +1,64 @@
+//! `/api/v1/account` and `/api/v1/sessions`: the caller's account and the apps it authorized
+//! (each revocable; its tokens stop working within a second).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bk_domain::grant::RevocationReason;
+use bk_domain::ids::SessionId;
+use bk_domain::scope::Scope;
+use serde_json::json;
+
+use crate::AuthServer;
+use crate::rest::{Problem, caller};
+
+pub async fn account(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, false).await?;
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    let a = server.store.account(account_id).await?.ok_or_else(|| Problem::not_found("account"))?;
+    Ok(Json(json!({"id": a.id, "email": a.email, "createdAt": a.created_at})).into_response())
+}
+
+pub async fn sessions(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, false).await?;
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    let list = server.store.list_sessions(account_id).await?;
+    let out: Vec<_> = list
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.grant.id,
+                "clientId": s.grant.client_id,
+                "clientName": s.client_name,
+                "kind": s.grant.kind.as_str(),
+                "scopes": s.grant.scopes.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+                "restrictions": s.grant.restrictions,
+                "createdAt": s.grant.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"sessions": out})).into_response())
+}
+
+pub async fn revoke_session(
+    State(server): State<Arc<AuthServer>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, true).await?;
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    let sid = SessionId::from_string(id);
+    // Tenant-scoped lookup first: another account's session is indistinguishable from none.
+    match server.store.session(account_id, &sid).await? {
+        Some(g) if g.is_active() => {
+            server.store.revoke_session(&sid, RevocationReason::RevokedByUser, server.clock.now()).await?;
+            server.verifier.forget_session(&sid);
+            tracing::info!(account = %account_id, session = %sid, "session revoked by its account");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(Problem::not_found("session")),
+    }
+}

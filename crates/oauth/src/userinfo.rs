@@ -1,0 +1,55 @@
+//! `GET|POST /api/v1/auth/userinfo` (OpenID Connect Core §5.3): claims about the token's subject,
+//! as far as its scopes allow.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bk_domain::scope::Scope;
+use serde_json::json;
+
+use crate::AuthServer;
+
+fn challenge(status: StatusCode, error: &str, desc: &str) -> Response {
+    let h = format!("Bearer error=\"{error}\", error_description=\"{desc}\"");
+    let mut res = (status, Json(json!({"error": error, "error_description": desc}))).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&h) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+pub async fn userinfo(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Response {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    else {
+        let mut res = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"}))).into_response();
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return res;
+    };
+    let mcp = server.mcp_resource();
+    let ctx = match server.verifier.verify_bearer(token.trim(), &[server.issuer.as_str(), &mcp]).await {
+        Ok(c) => c,
+        Err(e) => return challenge(StatusCode::UNAUTHORIZED, "invalid_token", &e.to_string()),
+    };
+    if !ctx.scopes.contains(Scope::OpenId) {
+        return challenge(StatusCode::FORBIDDEN, "insufficient_scope", "userinfo needs the scope openid");
+    }
+    let mut claims = json!({"sub": ctx.account_id});
+    if ctx.scopes.contains(Scope::Email) {
+        claims["email"] = json!(ctx.email);
+        // Bridgekeeper does not verify email addresses (yet): say so rather than imply it.
+        claims["email_verified"] = json!(false);
+    }
+    if ctx.scopes.contains(Scope::Profile) {
+        claims["preferred_username"] = json!(ctx.email);
+        claims["name"] = json!(ctx.email);
+    }
+    let mut res = Json(claims).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    res
+}
