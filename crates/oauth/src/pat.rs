@@ -99,7 +99,10 @@ pub async fn create(
         None => None,
         Some(s) if (60..=MAX_LIFETIME_SECS).contains(&s) => Some(s),
         Some(_) => {
-            return Err(Problem::invalid("expires_in", format!("expires_in must be 60 to {MAX_LIFETIME_SECS} seconds")));
+            return Err(Problem::invalid(
+                "expires_in",
+                format!("expires_in must be 60 to {MAX_LIFETIME_SECS} seconds"),
+            ));
         }
     };
     let now = server.clock.now();

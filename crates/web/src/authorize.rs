@@ -128,12 +128,14 @@ pub async fn consent_page(State(state): State<Arc<WebState>>, headers: HeaderMap
         StatusCode::OK,
         "consent.html",
         context! {
-            client_name => req.client.name,
+            client_name => req.client.name.clone(),
             dynamic => req.client.origin == ClientOrigin::Dynamic,
             email => account.email,
             scopes => minijinja::Value::from(minijinja::value::Serde(scopes)),
             redirect_host,
             params => req.raw,
+            brand => crate::brand_of(&req.client),
+            restrictions => restrictions_view(&req.restrictions),
             csrf_token => s.csrf_token(&state.auth.cookie_keys),
         },
     )
@@ -180,4 +182,19 @@ pub async fn consent_decision(State(state): State<Arc<WebState>>, headers: Heade
         }
         _ => state.message(StatusCode::BAD_REQUEST, "No decision", "Choose Approve or Deny."),
     }
+}
+
+/// The consent page's description of a grant's restrictions, or nothing when it has none.
+fn restrictions_view(r: &bk_domain::restrictions::Restrictions) -> Option<minijinja::Value> {
+    if *r == bk_domain::restrictions::Restrictions::unrestricted() {
+        return None;
+    }
+    let providers: Vec<(String, &'static str)> =
+        r.provider_permissions.iter().map(|(p, perm)| (p.clone(), perm.as_str())).collect();
+    Some(minijinja::context! {
+        providers,
+        default => r.default_provider_permission.as_str(),
+        agents => r.allowed_agent_ids.clone(),
+        knowledge_bases => r.allowed_knowledge_base_ids.clone(),
+    })
 }

@@ -99,6 +99,56 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// The page brand of a white-label client (logo, name, description, colour), for the templates.
+pub(crate) fn brand_of(client: &bk_domain::client::Client) -> Option<minijinja::Value> {
+    if client.role != bk_domain::client::ClientRole::WhitelabelCustomer {
+        return None;
+    }
+    let b = client.branding.clone().unwrap_or_default();
+    Some(minijinja::context! {
+        client_id => client.id.to_string(),
+        name => client.name.clone(),
+        logo => b.logo,
+        description => b.description,
+    })
+}
+
+/// The white-label client an authorization hop (`next` of the login page) is for.
+pub(crate) async fn client_of_next(state: &WebState, next: &str) -> Option<bk_domain::client::Client> {
+    let url = url::Url::parse(&format!("{}{}", state.auth.issuer, next)).ok()?;
+    if !matches!(url.path(), "/api/v1/auth/authorize" | "/oauth/authorize" | "/consent") {
+        return None;
+    }
+    let id = url.query_pairs().find(|(k, _)| k == "client_id").map(|(_, v)| v.into_owned())?;
+    state.auth.store.client(&bk_domain::ids::ClientId::from_string(id)).await.ok().flatten()
+}
+
+/// `/static/brand/{client_id}.css`: a white-label client's colour as a CSS variable (a stylesheet,
+/// so the pages' CSP needs no inline styles).
+async fn brand_stylesheet(
+    axum::extract::State(state): axum::extract::State<Arc<WebState>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let Some(id) = file.strip_suffix(".css") else { return StatusCode::NOT_FOUND.into_response() };
+    let client = state.auth.store.client(&bk_domain::ids::ClientId::from_string(id)).await.ok().flatten();
+    let color = client
+        .filter(|c| c.role == bk_domain::client::ClientRole::WhitelabelCustomer)
+        .and_then(|c| c.branding)
+        .and_then(|b| b.brand_color)
+        .filter(|c| c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|x| x.is_ascii_hexdigit()));
+    match color {
+        Some(c) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            format!(":root {{ --brand: {c}; }}\n"),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(pages::home))
@@ -109,6 +159,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))
         .route("/static/bridgekeeper.css", get(stylesheet))
+        .route("/static/brand/{file}", get(brand_stylesheet))
         .layer(axum::middleware::from_fn(page_security_headers))
         .with_state(state)
 }

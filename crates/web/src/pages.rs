@@ -76,11 +76,12 @@ fn render_login(
     next: &str,
     email: &str,
     error: Option<&str>,
+    brand: Option<minijinja::Value>,
 ) -> Response {
     state.page(
         status,
         "login.html",
-        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error, brand },
     )
 }
 
@@ -106,7 +107,8 @@ pub async fn login_form(
 ) -> Response {
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
-    let res = render_login(&state, &s, StatusCode::OK, &next, "", None);
+    let brand = crate::client_of_next(&state, &next).await.as_ref().and_then(crate::brand_of);
+    let res = render_login(&state, &s, StatusCode::OK, &next, "", None, brand);
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
@@ -120,24 +122,19 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
         return form_expired(&state);
     }
     let next = safe_next(field(&pairs, "next"));
+    let brand = crate::client_of_next(&state, &next).await.as_ref().and_then(crate::brand_of);
     let email = field(&pairs, "email").unwrap_or("").trim().to_lowercase();
     let password = field(&pairs, "password").unwrap_or("").to_owned();
     if email.is_empty() || password.is_empty() {
-        return render_login(
-            &state,
-            &s,
-            StatusCode::BAD_REQUEST,
-            &next,
-            &email,
-            Some("Enter your email and password."),
-        );
+        let msg = "Enter your email and password.";
+        return render_login(&state, &s, StatusCode::BAD_REQUEST, &next, &email, Some(msg), brand);
     }
     // Failed attempts are counted per account name (whether or not it exists, so the limit is no oracle).
     let now_ms = state.auth.clock.now_ms();
     let wait = state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).retry_after(&email, now_ms);
     if let Some(wait) = wait {
         let msg = format!("Too many failed sign-in attempts for this account. Try again in {wait} seconds.");
-        let mut res = render_login(&state, &s, StatusCode::TOO_MANY_REQUESTS, &next, &email, Some(&msg));
+        let mut res = render_login(&state, &s, StatusCode::TOO_MANY_REQUESTS, &next, &email, Some(&msg), brand);
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -174,7 +171,8 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
         _ => {
             state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).record(&email, now_ms);
             tracing::info!("sign-in failed");
-            render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some("Invalid email or password."))
+            let msg = "Invalid email or password.";
+            render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some(msg), brand)
         }
     }
 }

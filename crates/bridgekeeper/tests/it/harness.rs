@@ -368,3 +368,69 @@ pub async fn tokens(res: reqwest::Response) -> Tokens {
         scope: v["scope"].as_str().unwrap().to_owned(),
     }
 }
+
+/// Creates an operator token with the CLI (same data directory as the server).
+pub fn operator_token(server: &Server) -> String {
+    let out = Command::new(bin())
+        .args(["admin", "token", "create", "--name", "test-operator", "--data-dir"])
+        .arg(server.dir.path())
+        .output()
+        .expect("run admin token create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text.lines().last().unwrap().trim().to_owned();
+    assert!(token.starts_with("bko_"), "{text}");
+    token
+}
+
+/// A tiny real PNG (1x1), as a data URI.
+pub const PNG_DATA_URI: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+impl Flow {
+    /// Authorizes `client_id` with extra authorize parameters, approves, and exchanges the code
+    /// (with HTTP Basic when a secret is given).
+    pub async fn login_with(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+        redirect_uri: &str,
+        scope: &str,
+        extra: &[(&str, &str)],
+    ) -> serde_json::Value {
+        let mut u = url::Url::parse(&self.authorize_url(client_id, redirect_uri, scope, "st")).unwrap();
+        for (k, v) in extra {
+            u.query_pairs_mut().append_pair(k, v);
+        }
+        let back = self.approve(u.as_str()).await;
+        let code = query_param(&back, "code").unwrap_or_else(|| panic!("no code in {back}"));
+        let mut req = reqwest::Client::new().post(self.url("/api/v1/auth/token"));
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", redirect_uri.to_owned()),
+            ("code_verifier", VERIFIER.to_owned()),
+        ];
+        match secret {
+            Some(s) => req = req.basic_auth(client_id, Some(s)),
+            None => form.push(("client_id", client_id.to_owned())),
+        }
+        let res = req.form(&form).send().await.unwrap();
+        assert_eq!(res.status(), 200, "token exchange failed");
+        res.json().await.unwrap()
+    }
+}
+
+/// `whoami` through /mcp with any bearer credential; the structured result.
+pub async fn whoami(base: &str, token: &str) -> (u16, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("X-Response-Format", "json")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let v: serde_json::Value = res.json().await.unwrap_or_default();
+    (status, v["result"]["structuredContent"].clone())
+}

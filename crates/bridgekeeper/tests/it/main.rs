@@ -3,10 +3,13 @@
 
 mod authorize;
 mod cli;
+mod clients;
 mod discovery;
 mod harness;
 mod health;
 mod mcp;
 mod mcp_transport;
+mod oidc;
 mod pages;
+mod pat;
 mod token;
