@@ -1,7 +1,11 @@
 -- wrk script: refresh-token grants at POST /api/v1/auth/token.
 --
---   wrk -t T -c C -d 10s -s bench/refresh.lua URL -- SEEDS_FILE T
+--   wrk -t T -c C -d 10s -s bench/refresh.lua URL -- SEEDS_FILE T [BASIC_AUTH_FILE]
 --
+-- Public clients (no BASIC_AUTH_FILE): the form carries client_id (token_endpoint_auth_method none).
+-- Confidential clients (client_secret_basic): BASIC_AUTH_FILE holds the Authorization header value
+-- ("Basic base64(client_id:client_secret)", one line); it is the same for every request of the run,
+-- so it is set once in init and the form has no client_id. All seeds must belong to that client.
 -- SEEDS_FILE has one "client_id refresh_token" line per session (bench/setup_tokens.py writes it).
 -- Lines are split round-robin between wrk threads; each thread needs at least as many sessions as
 -- it has connections. A refresh token is single use and each exchange returns a new one, so each
@@ -27,6 +31,8 @@ ok, bad, starved, unparsed, sent, seeded = 0, 0, 0, 0, 0, 0
 statuses = {}
 first_error = ""
 local in_flight_client = nil
+local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+basic = false -- client_secret_basic (Authorization header) instead of client_id in the form
 
 local function urlencode(s)
   return (s:gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", string.byte(ch)) end))
@@ -50,6 +56,20 @@ function init(args)
   if not path then error("refresh.lua: pass the seeds file after --") end
   local nthreads = tonumber(args[2] or "")
   if not nthreads then error("refresh.lua: pass the wrk thread count after the seeds file") end
+  local auth_file = args[3]
+  if auth_file and auth_file ~= "" then
+    local ah = assert(io.open(auth_file, "r"))
+    local value = ah:read("*l")
+    ah:close()
+    if not value or not value:match("^Basic %S+$") then
+      error("refresh.lua: " .. auth_file .. " must hold one 'Basic <base64>' line")
+    end
+    -- request() passes its own header table to wrk.format (which then ignores wrk.headers), so the
+    -- header goes into that table; wrk.headers is set too for anything formatted without one.
+    headers["Authorization"] = value
+    wrk.headers["Authorization"] = value
+    basic = true
+  end
   local i = 0
   local fh = assert(io.open(path, "r"))
   for line in fh:lines() do
@@ -71,8 +91,6 @@ function init(args)
   fh:close()
 end
 
-local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
-
 function request()
   local item = pop()
   if not item then
@@ -80,8 +98,8 @@ function request()
     return wrk.format("GET", "/health", {}, nil)
   end
   sent = sent + 1
-  local body = "grant_type=refresh_token&refresh_token=" .. urlencode(item[2]) ..
-               "&client_id=" .. urlencode(item[1])
+  local body = "grant_type=refresh_token&refresh_token=" .. urlencode(item[2])
+  if not basic then body = body .. "&client_id=" .. urlencode(item[1]) end
   return wrk.format("POST", "/api/v1/auth/token", headers, body)
 end
 
@@ -116,6 +134,7 @@ function done(summary, latency, requests)
   local e = summary.errors
   local status_list = {}
   for s, n in pairs(all_status) do table.insert(status_list, s .. ":" .. n) end
+  io.write(string.format("refresh_client_auth=%s\n", threads[1] and threads[1]:get("basic") and "client_secret_basic" or "none"))
   io.write(string.format("refresh_seeded=%d\n", t_seeded))
   io.write(string.format("refresh_ok=%d\n", t_ok))
   io.write(string.format("refresh_grants_per_s=%.1f\n", t_ok / secs))

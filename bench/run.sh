@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Bridgekeeper throughput bench. Run from the repository root:   bash bench/run.sh
 #
-# Prints the machine's RS256 signing rate, refresh-token grants/s at the real token endpoint,
-# their ratio, and authenticated MCP tools/list requests/s, then a summary block. See bench/README.md.
+# Prints the machine's RS256 signing rate, refresh-token grants/s at the real token endpoint for a
+# public client and for a confidential client (client_secret_basic), the ratios refresh/sign and
+# confidential/public, and authenticated MCP tools/list requests/s, then a summary block.
+# See bench/README.md.
 #
 # Environment knobs (all optional):
 #   BENCH_DURATION=10        seconds per wrk run
 #   BENCH_THREADS=<cores>    wrk threads
 #   BENCH_CONNS="16 64"      connection counts to try (each refresh run gets its own fresh sessions)
 #   BENCH_SIGN_SECONDS=3     duration of the signing-rate measurement
-#   BENCH_SKIP_BUILD=1       use the existing release binary as is
+#   BENCH_SKIP_BUILD=1       use the existing release binaries (server and sign_rate example) as is
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -75,7 +77,12 @@ fi
 log "RS256 signing rate (RSA-2048, aws-lc-rs, $CORES threads, ${SIGN_SECONDS}s)"
 check_background "the signing-rate run" | tee "$WORK/bg.txt"
 R[background_busy_pct]=$(val background_busy_pct "$WORK/bg.txt")
-cargo run --quiet --release -p bridgekeeper-crypto --example sign_rate -- "$SIGN_SECONDS" | tee "$WORK/sign.txt"
+SIGN_BIN=$TARGET_DIR/release/examples/sign_rate
+if [[ -n ${BENCH_SKIP_BUILD:-} && -x $SIGN_BIN ]]; then # as built: no cargo (the tree may not build now)
+  "$SIGN_BIN" "$SIGN_SECONDS" | tee "$WORK/sign.txt"
+else
+  cargo run --quiet --release -p bridgekeeper-crypto --example sign_rate -- "$SIGN_SECONDS" | tee "$WORK/sign.txt"
+fi
 R[sign_rate_per_s]=$(val sign_rate_per_s "$WORK/sign.txt")
 
 # ---------------------------------------------------------------------------------------------
@@ -113,8 +120,17 @@ echo "server pid $SERVER_PID at $BASE (data and log in $WORK)"
 # 2 sessions per connection, so every thread holds more sessions than it has connections.
 SESSIONS=0
 for c in "${CONNS[@]}"; do SESSIONS=$((SESSIONS + 2 * c)); done
-log "setting up $SESSIONS sessions (sign-up, DCR, authorization code + PKCE, code exchange)"
-python3 bench/setup_tokens.py "$BASE" "$WORK" "$SESSIONS"
+log "creating an operator token (admin token create, same data dir as the server)"
+"$BIN" admin token create --name bench --data-dir "$WORK/data" >"$WORK/operator_token.out" 2>&1 ||
+  { cat "$WORK/operator_token.out" >&2; echo "bench: admin token create failed" >&2; exit 1; }
+tail -1 "$WORK/operator_token.out" | tr -d '[:space:]' >"$WORK/operator_token.txt"
+grep -q '^bko_' "$WORK/operator_token.txt" ||
+  { cat "$WORK/operator_token.out" >&2; echo "bench: no bko_ token on the last line" >&2; exit 1; }
+echo "operator token id $(head -1 "$WORK/operator_token.out")"
+
+log "setting up $SESSIONS public + $SESSIONS confidential sessions (sign-up, DCR / operator API, authorization code + PKCE, code exchange)"
+python3 bench/setup_tokens.py "$BASE" "$WORK" "$SESSIONS" \
+  --confidential "$SESSIONS" --operator-token-file "$WORK/operator_token.txt"
 
 log "opening an MCP session and checking one tools/list call"
 python3 - "$BASE" "$WORK/access_token.txt" "$WORK/mcp_session.txt" <<'EOF'
@@ -181,22 +197,35 @@ run_wrk() {
 CPU_KEYS="server_cpu_cores wrk_cpu_cores other_cpu_cores machine_busy_pct server_cpu_us_per_req server_ctx_switches_per_req"
 
 # ---------------------------------------------------------------------------------------------
+# refresh_run PREFIX C SEEDS [BASIC_AUTH_FILE]: one refresh wrk run, results into R[PREFIX_cC_*].
+REFRESH_KEYS="grants_per_s latency_p50_ms latency_p99_ms non200 non200_statuses starved 200_without_token socket_errors first_error"
+refresh_run() {
+  local p=$1 c=$2 seeds=$3 k; shift 3
+  run_wrk "${p}_c$c" bench/refresh.lua "$BASE/api/v1/auth/token" "$c" "$seeds" "$THREADS" "$@"
+  local f=$WORK/${p}_c$c.txt
+  for k in $REFRESH_KEYS; do R[${p}_c${c}_$k]=$(val "refresh_$k" "$f"); done
+  for k in $CPU_KEYS; do R[${p}_c${c}_$k]=$(val "${p}_c${c}_$k" "$f"); done
+}
 line=1
 best_refresh=0 best_refresh_c=""
+best_conf=0 best_conf_c=""
 for c in "${CONNS[@]}"; do
   n=$((2 * c))
   sed -n "${line},$((line + n - 1))p" "$WORK/seeds.txt" >"$WORK/seeds_c$c.txt"
+  sed -n "${line},$((line + n - 1))p" "$WORK/seeds_confidential.txt" >"$WORK/seeds_confidential_c$c.txt"
   line=$((line + n))
-  log "refresh-token grants: wrk -t$THREADS -c$c -d${DURATION}s ($n sessions)"
-  run_wrk "refresh_c$c" bench/refresh.lua "$BASE/api/v1/auth/token" "$c" "$WORK/seeds_c$c.txt" "$THREADS"
-  f=$WORK/refresh_c$c.txt
-  for k in grants_per_s latency_p50_ms latency_p99_ms non200 non200_statuses starved 200_without_token socket_errors first_error; do
-    R[refresh_c${c}_$k]=$(val "refresh_$k" "$f")
-  done
-  for k in $CPU_KEYS; do R[refresh_c${c}_$k]=$(val "refresh_c${c}_$k" "$f"); done
+  log "refresh-token grants, public client: wrk -t$THREADS -c$c -d${DURATION}s ($n sessions)"
+  refresh_run refresh "$c" "$WORK/seeds_c$c.txt"
   if awk -v a="${R[refresh_c${c}_grants_per_s]}" -v b="$best_refresh" 'BEGIN{exit !(a > b)}'; then
     best_refresh=${R[refresh_c${c}_grants_per_s]} best_refresh_c=$c
   fi
+  log "refresh-token grants, confidential client (client_secret_basic): wrk -t$THREADS -c$c -d${DURATION}s ($n sessions)"
+  refresh_run refresh_conf "$c" "$WORK/seeds_confidential_c$c.txt" "$WORK/basic_auth.txt"
+  if awk -v a="${R[refresh_conf_c${c}_grants_per_s]}" -v b="$best_conf" 'BEGIN{exit !(a > b)}'; then
+    best_conf=${R[refresh_conf_c${c}_grants_per_s]} best_conf_c=$c
+  fi
+  R[refresh_conf_c${c}_vs_public_ratio]=$(awk -v a="${R[refresh_conf_c${c}_grants_per_s]}" \
+    -v b="${R[refresh_c${c}_grants_per_s]}" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}')
 done
 
 best_tl=0 best_tl_c=""
@@ -225,10 +254,16 @@ fi
 # ---------------------------------------------------------------------------------------------
 ratio=$(awk -v a="$best_refresh" -v b="${R[sign_rate_per_s]}" 'BEGIN{printf "%.3f", a/b}')
 ratio_ok=$(awk -v r="$ratio" 'BEGIN{print (r >= 0.8) ? "yes" : "no"}')
+conf_ratio=$(awk -v a="$best_conf" -v b="$best_refresh" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}')
+conf_ratio_ok=$(awk -v r="$conf_ratio" 'BEGIN{print (r >= 0.7) ? "yes" : "no"}')
 tl_ok=$(awk -v a="$best_tl" 'BEGIN{print (a >= 20000) ? "yes" : "no"}')
 refresh_failures=0
 for c in "${CONNS[@]}"; do
   refresh_failures=$((refresh_failures + ${R[refresh_c${c}_non200]:-0} + ${R[refresh_c${c}_200_without_token]:-0}))
+done
+conf_failures=0
+for c in "${CONNS[@]}"; do
+  conf_failures=$((conf_failures + ${R[refresh_conf_c${c}_non200]:-0} + ${R[refresh_conf_c${c}_200_without_token]:-0}))
 done
 
 echo
@@ -245,6 +280,12 @@ for c in "${CONNS[@]}"; do
   [[ -n ${R[refresh_c${c}_first_error]} ]] && echo "refresh_c${c}_first_error=${R[refresh_c${c}_first_error]}"
 done
 for c in "${CONNS[@]}"; do
+  for k in grants_per_s vs_public_ratio latency_p50_ms latency_p99_ms non200 non200_statuses starved socket_errors $CPU_KEYS; do
+    echo "refresh_conf_c${c}_$k=${R[refresh_conf_c${c}_$k]}"
+  done
+  [[ -n ${R[refresh_conf_c${c}_first_error]} ]] && echo "refresh_conf_c${c}_first_error=${R[refresh_conf_c${c}_first_error]}"
+done
+for c in "${CONNS[@]}"; do
   for k in per_s latency_p50_ms latency_p99_ms http_errors socket_errors $CPU_KEYS; do
     echo "tools_list_c${c}_$k=${R[tools_list_c${c}_$k]}"
   done
@@ -255,5 +296,8 @@ echo "--- headline (best connection count) ---"
 echo "refresh_grants_per_s=$best_refresh (c=$best_refresh_c)"
 echo "refresh_failures=$refresh_failures"
 echo "refresh_vs_sign_ratio=$ratio (target >= 0.8: $ratio_ok)"
+echo "refresh_confidential_grants_per_s=$best_conf (c=$best_conf_c; client_secret_basic)"
+echo "refresh_confidential_failures=$conf_failures"
+echo "refresh_confidential_vs_public_ratio=$conf_ratio (target >= 0.70: $conf_ratio_ok)"
 echo "tools_list_per_s=$best_tl (c=$best_tl_c; target >= 20000: $tl_ok)"
 echo "======================================================="

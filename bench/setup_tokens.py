@@ -4,11 +4,18 @@
 Signs up one account through the HTML form, registers one public client by dynamic client
 registration, runs the authorization-code flow (PKCE S256) N times and exchanges each code.
 
-Writes to OUT_DIR:
-  seeds.txt         one "client_id refresh_token" line per session (wrk refresh seeds)
-  access_token.txt  one access token (for the MCP tools/list run)
+With --confidential M --operator-token-file FILE it also creates one confidential client through
+the operator API (POST /api/v1/auth-clients, Bearer operator token), runs the same flow M times
+for it as the same signed-in user and exchanges each code with client_secret_basic
+(Authorization: Basic base64(urlencode(id):urlencode(secret)), no client_id in the form).
 
-Usage: setup_tokens.py BASE_URL OUT_DIR [SESSIONS]
+Writes to OUT_DIR:
+  seeds.txt                 one "client_id refresh_token" line per session (wrk refresh seeds)
+  access_token.txt          one access token (for the MCP tools/list run)
+  seeds_confidential.txt    (--confidential) the same for the confidential client
+  basic_auth.txt            (--confidential) the Authorization header value "Basic …"
+
+Usage: setup_tokens.py BASE_URL OUT_DIR [SESSIONS] [--confidential M --operator-token-file FILE]
 Any unexpected response aborts with the exact request and response on stderr.
 """
 
@@ -106,11 +113,62 @@ def code_from(loc, what, res):
     return q["code"][0]
 
 
+def code_flows(c, client_id, sessions, auth_headers, form_client_id):
+    """Runs `sessions` authorization-code flows (PKCE S256) for client_id as the signed-in user of
+    `c`; exchanges each code with the given extra headers (client authentication) and, when
+    form_client_id is set, client_id in the form. Returns ([(client_id, refresh_token)], access)."""
+    seeds, access = [], None
+    for i in range(sessions):
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        qs = urllib.parse.urlencode({
+            "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
+            "scope": SCOPE, "state": "x", "code_challenge": challenge, "code_challenge_method": "S256",
+        })
+        res = c.request("GET", "/api/v1/auth/authorize?" + qs)
+        _, loc, _ = expect(res, {302, 303}, "GET /api/v1/auth/authorize")
+        if loc and loc.startswith("/consent"):
+            if i > 0:
+                print(f"note: authorize #{i} asked for consent again (consent not remembered)", file=sys.stderr)
+            _, _, page = expect(c.request("GET", loc), {200}, "GET " + loc)
+            form = hidden_inputs(page) + [("decision", "approve")]
+            res = c.request("POST", "/consent", urllib.parse.urlencode(form),
+                            {"Content-Type": "application/x-www-form-urlencoded"})
+            _, loc, _ = expect(res, {302, 303}, "POST /consent")
+        code = code_from(loc, f"authorize #{i}", res)
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier}
+        if form_client_id:
+            form["client_id"] = form_client_id
+        _, _, data = expect(
+            c.request("POST", "/api/v1/auth/token", form, dict(auth_headers)),
+            {200}, "POST /api/v1/auth/token (authorization_code)",
+        )
+        tok = json.loads(data)
+        if "refresh_token" not in tok or "access_token" not in tok:
+            raise Fail(f"token response lacks access_token/refresh_token: {data[:500]!r}")
+        seeds.append((client_id, tok["refresh_token"]))
+        access = access or tok["access_token"]
+    return seeds, access
+
+
 def main():
-    if len(sys.argv) < 3:
+    args, conf_sessions, operator_token = [], 0, None
+    argv = sys.argv[1:]
+    while argv:
+        a = argv.pop(0)
+        if a == "--confidential" and argv:
+            conf_sessions = int(argv.pop(0))
+        elif a == "--operator-token-file" and argv:
+            operator_token = open(argv.pop(0)).read().strip().splitlines()[-1].strip()
+        elif a.startswith("--"):
+            sys.exit(__doc__)
+        else:
+            args.append(a)
+    if len(args) < 2 or (conf_sessions and not operator_token):
         sys.exit(__doc__)
-    base, out_dir = sys.argv[1].rstrip("/"), sys.argv[2]
-    sessions = int(sys.argv[3]) if len(sys.argv) > 3 else 128
+    base, out_dir = args[0].rstrip("/"), args[1]
+    sessions = int(args[2]) if len(args) > 2 else 128
     c = Client(base)
 
     # 1. Sign up through the HTML form.
@@ -142,37 +200,27 @@ def main():
     client_id = json.loads(data)["client_id"]
 
     # 3. N authorization-code flows, each exchanged for a token pair.
-    seeds, access = [], None
-    for i in range(sessions):
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        qs = urllib.parse.urlencode({
-            "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
-            "scope": SCOPE, "state": "x", "code_challenge": challenge, "code_challenge_method": "S256",
-        })
-        res = c.request("GET", "/api/v1/auth/authorize?" + qs)
-        _, loc, _ = expect(res, {302, 303}, "GET /api/v1/auth/authorize")
-        if loc and loc.startswith("/consent"):
-            if i > 0:
-                print(f"note: authorize #{i} asked for consent again (consent not remembered)", file=sys.stderr)
-            _, _, page = expect(c.request("GET", loc), {200}, "GET " + loc)
-            form = hidden_inputs(page) + [("decision", "approve")]
-            res = c.request("POST", "/consent", urllib.parse.urlencode(form),
-                            {"Content-Type": "application/x-www-form-urlencoded"})
-            _, loc, _ = expect(res, {302, 303}, "POST /consent")
-        code = code_from(loc, f"authorize #{i}", res)
+    seeds, access = code_flows(c, client_id, sessions, auth_headers={}, form_client_id=client_id)
+
+    conf_seeds, conf_id = [], None
+    if conf_sessions:
+        # 4. One confidential client through the operator API, M flows exchanged with Basic auth.
+        body = {
+            "name": "bench-confidential", "type": "confidential", "roles": ["third-party"],
+            "redirectUris": [REDIRECT_URI], "allowedScopes": [SCOPE],
+        }
+        op = Client(base)  # no session cookie: operator-token authentication only
         _, _, data = expect(
-            c.request("POST", "/api/v1/auth/token", {
-                "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-                "client_id": client_id, "code_verifier": verifier,
-            }),
-            {200}, "POST /api/v1/auth/token (authorization_code)",
+            op.request("POST", "/api/v1/auth-clients", json.dumps(body),
+                       {"Content-Type": "application/json", "Authorization": "Bearer " + operator_token}),
+            {201}, "POST /api/v1/auth-clients",
         )
-        tok = json.loads(data)
-        if "refresh_token" not in tok or "access_token" not in tok:
-            raise Fail(f"token response lacks access_token/refresh_token: {data[:500]!r}")
-        seeds.append((client_id, tok["refresh_token"]))
-        access = access or tok["access_token"]
+        created = json.loads(data)
+        conf_id, conf_secret = created["clientId"], created["clientSecret"]
+        q = urllib.parse.quote
+        basic = "Basic " + base64.b64encode(f"{q(conf_id, safe='')}:{q(conf_secret, safe='')}".encode()).decode()
+        conf_seeds, _ = code_flows(c, conf_id, conf_sessions, auth_headers={"Authorization": basic},
+                                   form_client_id=None)
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "seeds.txt"), "w") as f:
@@ -181,6 +229,13 @@ def main():
     with open(os.path.join(out_dir, "access_token.txt"), "w") as f:
         f.write(access + "\n")
     print(f"setup: account {email}, client {client_id}, {len(seeds)} sessions")
+    if conf_sessions:
+        with open(os.path.join(out_dir, "seeds_confidential.txt"), "w") as f:
+            for cid, rt in conf_seeds:
+                f.write(f"{cid} {rt}\n")
+        with open(os.path.join(out_dir, "basic_auth.txt"), "w") as f:
+            f.write(basic + "\n")
+        print(f"setup: confidential client {conf_id}, {len(conf_seeds)} sessions (client_secret_basic)")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,9 @@ echo "== e2e: Python SDK (OAuth flow, scope step-up)"
 
 echo "== e2e: MCP Inspector CLI"
 "$here/inspector/run.sh"
+
+echo "== e2e: openid-client (confidential white-label client, ID token, userinfo)"
+"$here/oidc/run.sh"
+
+echo "== e2e: Chromium on the white-label login and consent pages"
+"$here/browser/run.sh"

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use bk_store::OperatorTokenStore;
+use bk_store::{AuditStore, OperatorTokenStore};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
@@ -66,6 +66,31 @@ pub enum Admin {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Print audit events, oldest first.
+    Tail {
+        /// Only this account's events.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only events of the last N minutes.
+        #[arg(long)]
+        since_mins: Option<i64>,
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
+    /// Walk the hash chain and report the first broken link (exit status 1 if any).
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +146,60 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Err(msg) => bail!("{msg}"),
+            }
+        }
+        Command::Admin { cfg, what: Admin::Audit { action } } => {
+            let config = load(&cfg, None, None)?;
+            let (store, _) = crate::serve::open_store(&config).await?;
+            match action {
+                AuditAction::Tail { account, since_mins, format, limit } => {
+                    if !(1..=100_000).contains(&limit) {
+                        bail!("--limit must be 1 to 100000");
+                    }
+                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+                    let q = bk_store::AuditQuery {
+                        since_ms: since_mins.map(|m| now_ms - m.max(0) * 60_000),
+                        limit,
+                        ..Default::default()
+                    };
+                    let tenant = account.map(bk_domain::ids::AccountId::from_string);
+                    let rows = store.query_audit(tenant.as_ref(), &q).await?;
+                    if format == "json" {
+                        println!("{}", serde_json::to_string_pretty(&rows)?);
+                    } else {
+                        for r in rows {
+                            let e = &r.event;
+                            println!(
+                                "{seq:>6} {at} {kind:<22} {outcome:<8} account={account} client={client} target={target} {details}",
+                                seq = r.seq,
+                                at = e.at_ms,
+                                kind = e.kind,
+                                outcome = e.outcome.as_str(),
+                                account = e.account_id.as_ref().map(|a| a.as_str()).unwrap_or("-"),
+                                client = e.actor.client_id.as_deref().unwrap_or("-"),
+                                target = e.target.as_deref().unwrap_or("-"),
+                                details = e.details,
+                            );
+                        }
+                    }
+                    Ok(())
+                }
+                AuditAction::Verify => {
+                    let v = bk_audit::verify(&store).await?;
+                    match v.broken {
+                        None => {
+                            println!(
+                                "audit chain intact: {} rows checked (anchor {}, head {})",
+                                v.checked, v.anchor_seq, v.head_seq
+                            );
+                            Ok(())
+                        }
+                        Some((seq, why)) => {
+                            println!("audit chain BROKEN at row {seq}: {why} ({} rows verified before it)", v.checked);
+                            std::process::exit(1);
+                        }
+                    }
+                }
             }
         }
         Command::Admin { cfg, what: Admin::Token { action } } => {

@@ -25,7 +25,38 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub limits: LimitConfig,
     pub mcp: McpConfig,
+    pub audit: AuditSection,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Delete audit rows older than this many days (0 = keep forever).
+    pub retention_days: u32,
+    /// Keep at most this many audit rows (0 = no limit).
+    pub max_rows: i64,
+    /// Extra redaction patterns (regular expressions) applied before anything is stored or streamed.
+    pub redact: Vec<String>,
+    /// Events waiting to be written before new ones are dropped (counted and logged).
+    pub buffer: usize,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self { retention_days: 365, max_rows: 0, redact: Vec::new(), buffer: 10_000 }
+    }
+}
+
+impl AuditSection {
+    pub fn to_config(&self) -> bk_audit::AuditConfig {
+        bk_audit::AuditConfig {
+            retention_days: (self.retention_days > 0).then_some(self.retention_days),
+            max_rows: (self.max_rows > 0).then_some(self.max_rows),
+            redact: self.redact.clone(),
+            buffer: self.buffer,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +145,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             limits: LimitConfig::default(),
             mcp: McpConfig::default(),
+            audit: AuditSection::default(),
             log: LogConfig::default(),
         }
     }

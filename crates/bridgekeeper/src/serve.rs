@@ -47,6 +47,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let issuer = config.issuer_for(addr);
 
+    let audit_config = config.audit.to_config();
+    let audit = bk_audit::AuditLog::start(store.clone(), &audit_config)?;
     let verifier = Arc::new(Verifier::new(keys.clone(), store.clone(), clock.clone(), issuer.clone()));
     let auth = Arc::new(AuthServer::new(
         store.clone(),
@@ -61,6 +63,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.limits.registrations_per_minute,
         verifier.clone(),
         Arc::new(master),
+        audit.clone(),
     ));
     let web = Arc::new(bk_web::WebState::new(auth.clone(), config.limits.login_failures_per_minute));
     let gateway = Arc::new(bk_gateway::Gateway::new(
@@ -74,9 +77,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             rate_limit_per_minute: config.mcp.rate_limit_per_minute,
             session_ttl_secs: config.mcp.session_ttl_secs,
         },
+        audit.clone(),
     ));
 
-    tokio::spawn(purge_periodically(store.clone(), clock.clone()));
+    tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
     let ready_store = store.clone();
 
     let app = Router::new()
@@ -89,9 +93,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tracing::info!(%addr, %issuer, "listening");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown({
+            let audit = audit.clone();
+            async move {
+                shutdown_signal().await;
+                audit.close_streams();
+            }
+        })
         .await?;
-    tracing::info!("stopped");
+    // Every event recorded by the requests that just finished is written before we exit.
+    audit.flush().await;
+    tracing::info!(audit_events_written = audit.written(), audit_events_dropped = audit.dropped(), "stopped");
     Ok(())
 }
 
@@ -111,11 +123,16 @@ async fn ready(store: Arc<dyn Store>) -> axum::response::Response {
     }
 }
 
-/// Removes expired codes and refresh tokens at start and hourly.
-async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+/// Removes expired codes and refresh tokens, and applies audit retention, at start and hourly.
+async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit: bk_audit::AuditConfig) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
+        match bk_audit::enforce_retention(store.as_ref(), &audit, clock.now_ms()).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "audit retention: pruned rows"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+        }
         match store.purge_expired(clock.now()).await {
             Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired codes and refresh tokens"),
             Ok(_) => {}

@@ -2,6 +2,7 @@
 //! state machines of authorization codes and refresh tokens. No I/O: time is always passed in.
 
 pub mod access;
+pub mod audit;
 pub mod client;
 pub mod code;
 pub mod grant;

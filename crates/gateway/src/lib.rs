@@ -16,6 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::post;
 use bk_domain::access::Clock;
+use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_oauth::Verifier;
 use bk_store::Store;
 
@@ -40,6 +41,8 @@ pub struct Gateway {
     hosts: origin::HostPolicy,
     sessions: session::McpSessions,
     limiter: rate::AccountLimiter,
+    audit: Arc<dyn AuditSink>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Gateway {
@@ -49,6 +52,7 @@ impl Gateway {
         clock: Arc<dyn Clock>,
         issuer: &str,
         config: &GatewayConfig,
+        audit: Arc<dyn AuditSink>,
     ) -> Self {
         Self {
             verifier,
@@ -56,9 +60,22 @@ impl Gateway {
             resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
             tools: tools::ToolRegistry::builtin(),
             hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
-            sessions: session::McpSessions::new(store, clock, config.session_ttl_secs),
+            sessions: session::McpSessions::new(store, clock.clone(), config.session_ttl_secs),
             limiter: rate::AccountLimiter::per_minute(config.rate_limit_per_minute),
+            audit,
+            clock,
         }
+    }
+
+    pub(crate) fn event(&self, kind: &str, outcome: Outcome, ctx: &RequestContext) -> AuditEvent {
+        AuditEvent::new(kind, outcome, self.clock.now_ms())
+            .account(&ctx.account_id)
+            .client(&ctx.client_id)
+            .session(&ctx.session_id)
+    }
+
+    pub(crate) fn emit(&self, e: AuditEvent) {
+        self.audit.record(e);
     }
 }
 

@@ -111,6 +111,7 @@ async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<RequestCo
     }
     let ctx = authenticate(gw, headers).await?;
     if let Err(wait) = gw.limiter.check(&ctx.account_id) {
+        gw.emit(gw.event("ratelimit.refused", bk_domain::audit::Outcome::Denied, &ctx).detail("limit", "mcp_requests"));
         let mut res = refuse(
             StatusCode::TOO_MANY_REQUESTS,
             INVALID_REQUEST,
@@ -355,7 +356,24 @@ async fn call_tool(
     }
     let started = std::time::Instant::now();
     let outcome = tool.handler.call(ctx, &args).await;
-    tracing::info!(tool = name, account = %ctx.account_id, ok = outcome.is_ok(), micros = started.elapsed().as_micros() as u64, "tools/call");
+    let micros = started.elapsed().as_micros() as u64;
+    let (result, reason) = match &outcome {
+        Ok(_) => (bk_domain::audit::Outcome::Success, None),
+        Err(ToolError::InvalidParams(m)) | Err(ToolError::Failed(m)) => {
+            (bk_domain::audit::Outcome::Failure, Some(m.clone()))
+        }
+    };
+    let mut event = gw
+        .event("mcp.tools_call", result, ctx)
+        .target(name)
+        .latency_ms((micros / 1000) as i64)
+        .detail("tool", name)
+        .detail("provider", "bridgekeeper")
+        .detail("latency_us", micros);
+    if let Some(r) = reason {
+        event = event.detail("error", r);
+    }
+    gw.emit(event);
     match outcome {
         Ok(out) => {
             let mut result = json!({"content": [{"type": "text", "text": out.text}], "isError": false});

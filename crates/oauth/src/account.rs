@@ -57,6 +57,7 @@ pub async fn revoke_session(
             server.store.revoke_session(&sid, RevocationReason::RevokedByUser, server.clock.now()).await?;
             server.verifier.forget_session(&sid);
             tracing::info!(account = %account_id, session = %sid, "session revoked by its account");
+            server.emit(who.stamp(server.event("session.revoked", bk_domain::audit::Outcome::Success)).target(&sid));
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(Problem::not_found("session")),

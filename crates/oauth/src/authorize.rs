@@ -221,6 +221,12 @@ impl AuthServer {
                 used_at: None,
             })
             .await?;
+        self.emit(
+            self.event("auth.code_issued", bk_domain::audit::Outcome::Success)
+                .account(account)
+                .client(&req.client.id)
+                .detail("scope", req.scopes.to_string()),
+        );
         let mut pairs = vec![("code", code.expose())];
         if let Some(s) = &req.state {
             pairs.push(("state", s));

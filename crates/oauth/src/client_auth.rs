@@ -46,7 +46,7 @@ pub async fn authenticate(
         let e = OAuthError::invalid_client(m.to_owned());
         if method == Method::Basic { e.with_basic_challenge() } else { e }
     };
-    let Some(client) = server.store.client(&ClientId::from_string(client_id)).await? else {
+    let Some(client) = server.client(&ClientId::from_string(client_id)).await? else {
         return Err(fail("unknown client"));
     };
     match (client.client_type, secret) {
@@ -61,12 +61,23 @@ pub async fn authenticate(
                 SecretCheck::Valid => Ok((client, method)),
                 SecretCheck::Invalid => {
                     tracing::info!(client = %client.id, "client authentication failed");
+                    server.emit(
+                        server.event("client.auth_failed", bk_domain::audit::Outcome::Failure).client(&client.id),
+                    );
                     Err(fail("client authentication failed"))
                 }
-                SecretCheck::Throttled(wait) => Err(OAuthError::too_many_requests(
-                    format!("too many failed authentications for this client; retry in {wait} s"),
-                    wait,
-                )),
+                SecretCheck::Throttled(wait) => Err({
+                    server.emit(
+                        server
+                            .event("ratelimit.refused", bk_domain::audit::Outcome::Denied)
+                            .client(&client.id)
+                            .detail("limit", "client_authentication_failures"),
+                    );
+                    OAuthError::too_many_requests(
+                        format!("too many failed authentications for this client; retry in {wait} s"),
+                        wait,
+                    )
+                }),
             }
         }
     }

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use bk_domain::audit::Outcome;
 use bk_domain::client::{Branding, Client, ClientOrigin, ClientRole, ClientType, check_whitelabel_redirects};
 use bk_domain::ids::ClientId;
 use bk_domain::redirect;
@@ -283,6 +284,7 @@ pub async fn create(
     };
     server.store.insert_client(&client).await?;
     tracing::info!(client = %client.id, role = role.as_str(), "client created");
+    server.emit(who.stamp(server.event("client.created", Outcome::Success)).target(&client.id));
     let mut out = json!({"clientId": client.id, "client": view(&client)});
     if let Some(s) = secret {
         out["clientSecret"] = json!(s);
@@ -335,7 +337,9 @@ pub async fn update(
     if !server.store.update_client(&client).await? {
         return Err(Problem::not_found("client"));
     }
+    server.forget_client(&client.id);
     tracing::info!(client = %client.id, "client updated");
+    server.emit(who.stamp(server.event("client.updated", Outcome::Success)).target(&client.id));
     Ok(Json(view(&client)).into_response())
 }
 
@@ -348,8 +352,9 @@ pub async fn delete(
     require_manager(&who)?;
     let client = manageable(&server, &who, &id).await?;
     server.store.delete_client(&client.id, server.clock.now()).await?;
-    server.secrets.forget_client(&client.id);
+    server.forget_client(&client.id);
     tracing::info!(client = %client.id, "client deleted");
+    server.emit(who.stamp(server.event("client.deleted", Outcome::Success)).target(&client.id));
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -368,8 +373,9 @@ pub async fn rotate_secret(
     client.secret = Some(stored);
     client.updated_at = server.clock.now();
     server.store.update_client(&client).await?;
-    server.secrets.forget_client(&client.id);
+    server.forget_client(&client.id);
     tracing::info!(client = %client.id, "client secret rotated");
+    server.emit(who.stamp(server.event("client.secret_rotated", Outcome::Success)).target(&client.id));
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(json!({"clientId": client.id, "clientSecret": secret})),

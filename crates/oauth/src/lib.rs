@@ -4,6 +4,7 @@
 //! they parse, authenticate the caller, ask the domain rule, and apply the outcome through the store.
 
 mod account;
+mod audit_api;
 pub mod authorize;
 pub mod browser_session;
 mod client_auth;
@@ -20,6 +21,7 @@ pub mod rest;
 mod revoke;
 mod secrets;
 mod token;
+mod ttl_cache;
 mod userinfo;
 mod validate;
 pub mod verify;
@@ -59,6 +61,11 @@ pub struct AuthServer {
     pub master: Arc<MasterKey>,
     pub secrets: secrets::SecretVerifier,
     pub cookie_keys: browser_session::CookieKeys,
+    /// Clients by id for at most a second (every token request names one); changes made through
+    /// this instance drop the entry at once.
+    clients: ttl_cache::TtlCache<bk_domain::ids::ClientId, Option<bk_domain::client::Client>>,
+    /// The audit log every handler records to.
+    pub audit: Arc<bk_audit::AuditLog>,
 }
 
 impl AuthServer {
@@ -72,6 +79,7 @@ impl AuthServer {
         registrations_per_minute: u32,
         verifier: Arc<Verifier>,
         master: Arc<MasterKey>,
+        audit: Arc<bk_audit::AuditLog>,
     ) -> Self {
         let cookie_keys = browser_session::CookieKeys {
             cookie: MacKey::derive(master.raw(), "browser-session-cookie"),
@@ -89,7 +97,40 @@ impl AuthServer {
             verifier,
             master,
             cookie_keys,
+            clients: ttl_cache::TtlCache::new(1000, 10_000),
+            audit,
         }
+    }
+
+    /// Records an audit event (non-blocking; redacted before it is stored or streamed).
+    pub fn emit(&self, event: bk_domain::audit::AuditEvent) {
+        use bk_domain::audit::AuditSink;
+        self.audit.record(event);
+    }
+
+    /// A new audit event stamped now.
+    pub fn event(&self, kind: &str, outcome: bk_domain::audit::Outcome) -> bk_domain::audit::AuditEvent {
+        bk_domain::audit::AuditEvent::new(kind, outcome, self.clock.now_ms())
+    }
+
+    /// A live client, through the one-second cache.
+    pub async fn client(
+        &self,
+        id: &bk_domain::ids::ClientId,
+    ) -> Result<Option<bk_domain::client::Client>, bk_store::StoreError> {
+        let now_ms = self.clock.now_ms();
+        if let Some(c) = self.clients.get(id, now_ms) {
+            return Ok(c);
+        }
+        let c = self.store.client(id).await?;
+        self.clients.put(id.clone(), c.clone(), now_ms);
+        Ok(c)
+    }
+
+    /// Forgets a cached client after it changed on this instance.
+    pub fn forget_client(&self, id: &bk_domain::ids::ClientId) {
+        self.clients.remove(id);
+        self.secrets.forget_client(id);
     }
 
     /// `scheme://host[:port]` of the issuer.
@@ -136,6 +177,9 @@ pub fn router(server: Arc<AuthServer>) -> Router {
         .route("/api/v1/auth/pat", post(pat::create).get(pat::list))
         .route("/api/v1/auth/pat/{id}", axum::routing::delete(pat::revoke))
         .route("/api/v1/account", get(account::account))
+        .route("/api/v1/audit", get(audit_api::tenant_audit))
+        .route("/api/v1/admin/audit", get(audit_api::admin_audit))
+        .route("/api/v1/events", get(audit_api::events))
         .route("/api/v1/sessions", get(account::sessions))
         .route("/api/v1/sessions/{id}", axum::routing::delete(account::revoke_session))
         .route(

@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bk_crypto::secret::{new_token, token_hash};
+use bk_domain::audit::Outcome;
 use bk_domain::client::ClientRole;
 use bk_domain::grant::{Grant, GrantKind};
 use bk_domain::ids::{ClientId, SessionId};
@@ -131,6 +132,12 @@ pub async fn create(
     };
     server.store.create_pat(&pat, &grant).await?;
     tracing::info!(account = %pat.account_id, pat = %pat.id, "personal access token created");
+    server.emit(
+        who.stamp(server.event("pat.created", Outcome::Success))
+            .pat(&pat.id)
+            .target(&pat.id)
+            .detail("scope", grant.scopes.to_string()),
+    );
     let mut out = pat_view(&pat, &grant);
     out["token"] = json!(token.into_string());
     out["expires_in"] = json!(expires_in);
@@ -158,6 +165,7 @@ pub async fn revoke(
         Some(sid) => {
             server.verifier.forget_session(&sid);
             tracing::info!(account = %account_id, pat = %id, "personal access token revoked");
+            server.emit(who.stamp(server.event("pat.revoked", Outcome::Success)).pat(&id).target(&id));
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         None => Err(Problem::not_found("personal access token")),

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bk_domain::audit::Outcome;
 use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
 use bk_domain::ids::ClientId;
 use bk_domain::redirect;
@@ -40,6 +41,9 @@ pub async fn register(
         let mut limiter = server.registrations.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(wait) = limiter.try_acquire(&peer.ip().to_string(), now_ms) {
             tracing::warn!(ip = %peer.ip(), "dynamic client registration rate limit reached");
+            server.emit(
+                server.event("ratelimit.refused", Outcome::Denied).ip(peer.ip()).detail("limit", "client_registration"),
+            );
             return Err(OAuthError::too_many_requests(
                 format!("too many client registrations from this address; try again in {wait} s"),
                 wait,
@@ -133,6 +137,15 @@ pub async fn register(
     };
     server.store.insert_client(&client).await?;
     tracing::info!(client = %client.id, ip = %peer.ip(), kind = client_type.as_str(), "client registered dynamically");
+    server.emit(
+        server
+            .event("client.registered", Outcome::Success)
+            .client(&client.id)
+            .target(&client.id)
+            .ip(peer.ip())
+            .detail("name", client.name.clone())
+            .detail("type", client_type.as_str()),
+    );
 
     let mut body = json!({
         "client_id": client.id,

@@ -126,6 +126,15 @@ impl Caller {
         }
     }
 
+    /// Stamps an audit event with who acted.
+    pub fn stamp(&self, e: bk_domain::audit::AuditEvent) -> bk_domain::audit::AuditEvent {
+        match self {
+            Caller::Operator { token_id } => e.operator(token_id),
+            Caller::Token(c) => e.account(&c.account_id).client(&c.client_id).session(&c.session_id),
+            Caller::Browser { account_id, .. } => e.account(account_id).detail("via", "browser"),
+        }
+    }
+
     pub fn is_pat(&self) -> bool {
         matches!(self, Caller::Token(c) if c.kind == GrantKind::PersonalAccessToken)
     }

@@ -51,6 +51,9 @@ pub async fn revoke(
     if let Some(sid) = session {
         if server.store.revoke_session(&sid, RevocationReason::RevokedByClient, server.clock.now()).await? {
             tracing::info!(session = %sid, client = %client.id, "session revoked by its client");
+            server.emit(
+                server.event("token.revoked", bk_domain::audit::Outcome::Success).client(&client.id).session(&sid),
+            );
         }
         server.verifier.forget_session(&sid);
     }

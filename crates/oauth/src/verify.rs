@@ -8,7 +8,6 @@
 //! long a revoked session's tokens keep working (within one second, on every instance).
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use bk_crypto::keyring::KeyRing;
@@ -19,6 +18,8 @@ use bk_domain::ids::{AccountId, ClientId, SessionId};
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
 use bk_store::{SessionStatus, Store};
+
+use crate::ttl_cache::TtlCache;
 
 const LIVE_TTL_MS: i64 = 500;
 const MAX_CACHED: usize = 50_000;
@@ -66,40 +67,14 @@ struct LivePat {
     expires_at: Option<i64>,
 }
 
-/// A small map whose entries are trusted for `LIVE_TTL_MS`.
-struct LiveCache<K, V>(Mutex<HashMap<K, (i64, V)>>);
-
-impl<K: Hash + Eq + Clone, V: Clone> LiveCache<K, V> {
-    fn new() -> Self {
-        Self(Mutex::default())
-    }
-    fn get(&self, k: &K, now_ms: i64) -> Option<V> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(k).filter(|(at, _)| now_ms - at < LIVE_TTL_MS).map(|(_, v)| v.clone())
-    }
-    fn put(&self, k: K, v: V, now_ms: i64) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CACHED {
-            map.retain(|_, (at, _)| now_ms - *at < LIVE_TTL_MS);
-        }
-        map.insert(k, (now_ms, v));
-    }
-    fn remove(&self, k: &K) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
-    }
-    fn clear(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
-
 pub struct Verifier {
     keys: Arc<KeyRing>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     issuer: String,
     tokens: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
-    sessions: LiveCache<SessionId, Option<SessionStatus>>,
-    pats: LiveCache<[u8; 32], Option<LivePat>>,
+    sessions: TtlCache<SessionId, Option<SessionStatus>>,
+    pats: TtlCache<[u8; 32], Option<LivePat>>,
 }
 
 impl Verifier {
@@ -110,8 +85,8 @@ impl Verifier {
             clock,
             issuer,
             tokens: Mutex::default(),
-            sessions: LiveCache::new(),
-            pats: LiveCache::new(),
+            sessions: TtlCache::new(LIVE_TTL_MS, MAX_CACHED),
+            pats: TtlCache::new(LIVE_TTL_MS, MAX_CACHED),
         }
     }
 

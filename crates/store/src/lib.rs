@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use bk_domain::UnixTime;
+use bk_domain::audit::{AuditEvent, StoredAuditEvent};
 use bk_domain::client::Client;
 use bk_domain::code::AuthorizationCode;
 use bk_domain::grant::{Grant, RevocationReason};
@@ -200,6 +201,43 @@ pub trait OperatorTokenStore: Send + Sync {
     async fn revoke_operator_token(&self, id: &str, now: UnixTime) -> Result<bool>;
 }
 
+/// A filter on the audit log. `tenant` None = every account (operators only).
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub kind: Option<String>,
+    /// Rows after this sequence number (the cursor of the previous page).
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// Where the chain stands: its last row, and the anchor left by pruning (verification starts there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainState {
+    pub head_seq: i64,
+    pub head_hash: String,
+    pub anchor_seq: i64,
+    pub anchor_hash: String,
+}
+
+/// Computes a row's hash from the previous hash, its sequence number and the event.
+pub type ChainLink = dyn Fn(&str, i64, &AuditEvent) -> String + Send + Sync;
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends events at the head of the chain, atomically (one writer at a time, on every instance).
+    async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<StoredAuditEvent>>;
+    /// Rows of one tenant (`Some`) or of everyone (`None`, operators), oldest first.
+    async fn query_audit(&self, tenant: Option<&TenantId>, q: &AuditQuery) -> Result<Vec<StoredAuditEvent>>;
+    async fn audit_chain_state(&self) -> Result<ChainState>;
+    /// Every row after `after_seq`, in chain order (for verification).
+    async fn audit_range(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredAuditEvent>>;
+    /// Deletes rows older than `before_ms` and beyond the newest `max_rows`, keeping the chain
+    /// verifiable (the last deleted row becomes the anchor). Returns rows deleted.
+    async fn prune_audit(&self, before_ms: Option<i64>, max_rows: Option<i64>) -> Result<u64>;
+}
+
 /// Everything the server stores.
 #[async_trait]
 pub trait Store:
@@ -213,6 +251,7 @@ pub trait Store:
     + McpSessionStore
     + PatStore
     + OperatorTokenStore
+    + AuditStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use async_trait::async_trait;
 use bk_domain::UnixTime;
+use bk_domain::audit::{AuditEvent, Outcome, StoredAuditEvent};
 use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType, StoredSecret};
 use bk_domain::code::AuthorizationCode;
 use bk_domain::grant::{Grant, GrantKind, RevocationReason};
@@ -18,9 +19,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 use crate::{
-    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore, OperatorToken,
-    OperatorTokenStore, PatStore, PersonalAccessToken, RefreshTokenStore, Result, SessionStatus, SessionStore,
-    SessionSummary, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    Account, AccountStore, AuditQuery, AuditStore, ChainLink, ChainState, ClientStore, CodeStore, ConsentStore,
+    McpSession, McpSessionStore, OperatorToken, OperatorTokenStore, PatStore, PersonalAccessToken, RefreshTokenStore,
+    Result, SessionStatus, SessionStore, SessionSummary, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,11 +43,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "mcp sessions", include_str!("../migrations/sqlite/0002_mcp_sessions.sql")),
     (3, "clients, restrictions, tokens", include_str!("../migrations/sqlite/0003_clients_restrictions_tokens.sql")),
+    (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "mcp sessions", include_str!("../migrations/postgres/0002_mcp_sessions.sql")),
     (3, "clients, restrictions, tokens", include_str!("../migrations/postgres/0003_clients_restrictions_tokens.sql")),
+    (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
@@ -826,6 +829,170 @@ impl OperatorTokenStore for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(r.rows_affected() == 1)
+    }
+}
+
+const AUDIT_COLUMNS: &str =
+    "seq, id, at_ms, account_id, actor, kind, target, outcome, latency_ms, request_id, ip, details, prev_hash, hash";
+
+fn audit_from_row(r: &AnyRow) -> Result<StoredAuditEvent> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("audit row: bad {what}"));
+    Ok(StoredAuditEvent {
+        seq: r.try_get("seq")?,
+        event: AuditEvent {
+            id: r.try_get("id")?,
+            at_ms: r.try_get("at_ms")?,
+            account_id: r.try_get::<Option<String>, _>("account_id")?.map(AccountId::from_string),
+            actor: json_col(r, "actor")?,
+            kind: r.try_get("kind")?,
+            target: r.try_get("target")?,
+            outcome: Outcome::parse(&r.try_get::<String, _>("outcome")?).ok_or_else(|| corrupt("outcome"))?,
+            latency_ms: r.try_get("latency_ms")?,
+            request_id: r.try_get("request_id")?,
+            ip: r.try_get("ip")?,
+            details: json_col(r, "details")?,
+        },
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqlStore {
+    async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<StoredAuditEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
+        let head_sql = match self.backend {
+            Backend::Sqlite => "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1",
+            // Row lock: appends from several instances queue here, so the chain never forks.
+            Backend::Postgres => "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1 FOR UPDATE",
+        };
+        let head = sqlx::query(head_sql).fetch_one(&mut *tx).await?;
+        let mut seq: i64 = head.try_get("head_seq")?;
+        let mut prev: String = head.try_get("head_hash")?;
+        let mut stored = Vec::with_capacity(events.len());
+        for e in events {
+            seq += 1;
+            let hash = link(&prev, seq, e);
+            sqlx::query(
+                "INSERT INTO audit_events (seq, id, at_ms, account_id, actor, kind, target, outcome, latency_ms, request_id, ip, details, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(seq)
+            .bind(&e.id)
+            .bind(e.at_ms)
+            .bind(e.account_id.as_ref().map(|a| a.as_str().to_owned()))
+            .bind(to_json(&e.actor)?)
+            .bind(&e.kind)
+            .bind(e.target.clone())
+            .bind(e.outcome.as_str())
+            .bind(e.latency_ms)
+            .bind(e.request_id.clone())
+            .bind(e.ip.clone())
+            .bind(to_json(&e.details)?)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+            stored.push(StoredAuditEvent { seq, event: e.clone(), prev_hash: prev.clone(), hash: hash.clone() });
+            prev = hash;
+        }
+        sqlx::query("UPDATE audit_chain SET head_seq = $1, head_hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(&prev)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn query_audit(&self, tenant: Option<&TenantId>, q: &AuditQuery) -> Result<Vec<StoredAuditEvent>> {
+        // One statement for every filter combination: unused filters compare against NULL.
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE \
+             ($1 IS NULL OR account_id = $1) AND ($2 IS NULL OR at_ms >= $2) AND ($3 IS NULL OR at_ms < $3) \
+             AND ($4 IS NULL OR kind = $4) AND ($5 IS NULL OR seq > $5) ORDER BY seq LIMIT $6"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.map(|t| t.as_str().to_owned()))
+            .bind(q.since_ms)
+            .bind(q.until_ms)
+            .bind(q.kind.clone())
+            .bind(q.after_seq)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_chain_state(&self) -> Result<ChainState> {
+        let r = sqlx::query("SELECT head_seq, head_hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ChainState {
+            head_seq: r.try_get("head_seq")?,
+            head_hash: r.try_get("head_hash")?,
+            anchor_seq: r.try_get("anchor_seq")?,
+            anchor_hash: r.try_get("anchor_hash")?,
+        })
+    }
+
+    async fn audit_range(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredAuditEvent>> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn prune_audit(&self, before_ms: Option<i64>, max_rows: Option<i64>) -> Result<u64> {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
+        let head_sql = match self.backend {
+            Backend::Sqlite => "SELECT head_seq, anchor_seq FROM audit_chain WHERE id = 1",
+            Backend::Postgres => "SELECT head_seq, anchor_seq FROM audit_chain WHERE id = 1 FOR UPDATE",
+        };
+        let head = sqlx::query(head_sql).fetch_one(&mut *tx).await?;
+        let head_seq: i64 = head.try_get("head_seq")?;
+        let mut cutoff: i64 = head.try_get("anchor_seq")?;
+        if let Some(max) = max_rows {
+            cutoff = cutoff.max(head_seq - max.max(0));
+        }
+        if let Some(before) = before_ms {
+            let r = sqlx::query("SELECT MAX(seq) AS s FROM audit_events WHERE at_ms < $1")
+                .bind(before)
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Some(s) = r.try_get::<Option<i64>, _>("s")? {
+                cutoff = cutoff.max(s);
+            }
+        }
+        let anchor = sqlx::query("SELECT seq, hash FROM audit_events WHERE seq <= $1 ORDER BY seq DESC LIMIT 1")
+            .bind(cutoff)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(anchor) = anchor else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        let (anchor_seq, anchor_hash): (i64, String) = (anchor.try_get("seq")?, anchor.try_get("hash")?);
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+            .bind(anchor_seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("UPDATE audit_chain SET anchor_seq = $1, anchor_hash = $2 WHERE id = 1")
+            .bind(anchor_seq)
+            .bind(&anchor_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 }
 

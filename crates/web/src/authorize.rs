@@ -174,10 +174,25 @@ pub async fn consent_decision(State(state): State<Arc<WebState>>, headers: Heade
                 tracing::error!(error = %e, "remembering consent failed");
             }
             tracing::info!(account = %account.id, client = %req.client.id, scopes = %req.scopes, "consent granted");
+            state.auth.emit(
+                state
+                    .auth
+                    .event("auth.consent", bk_domain::audit::Outcome::Success)
+                    .account(&account.id)
+                    .client(&req.client.id)
+                    .detail("scope", req.scopes.to_string()),
+            );
             issue(&state, &req, &account.id, auth_time).await
         }
         Some("deny") => {
             tracing::info!(account = %account.id, client = %req.client.id, "consent denied");
+            state.auth.emit(
+                state
+                    .auth
+                    .event("auth.consent", bk_domain::audit::Outcome::Denied)
+                    .account(&account.id)
+                    .client(&req.client.id),
+            );
             see_other(&state.auth.denied_url(&req))
         }
         _ => state.message(StatusCode::BAD_REQUEST, "No decision", "Choose Approve or Deny."),

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use bk_domain::audit::Outcome;
 use bk_domain::ids::AccountId;
 use bk_store::{Account, StoreError};
 use minijinja::context;
@@ -138,6 +139,13 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             res.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        state.auth.emit(
+            state
+                .auth
+                .event("ratelimit.refused", Outcome::Denied)
+                .detail("limit", "sign_in_failures")
+                .detail("email", email.clone()),
+        );
         return res;
     }
     let account = match state.auth.store.account_by_email(&email).await {
@@ -165,12 +173,18 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
     match account {
         Some(a) if ok => {
             tracing::info!(account = %a.id, "signed in");
+            state.auth.emit(state.auth.event("auth.signin", Outcome::Success).account(&a.id));
             let fresh = BrowserSession::signed_in(a.id, now);
             with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }
         _ => {
             state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).record(&email, now_ms);
             tracing::info!("sign-in failed");
+            let mut event = state.auth.event("auth.signin", Outcome::Failure).detail("email", email.clone());
+            if let Some(a) = &account {
+                event = event.account(&a.id);
+            }
+            state.auth.emit(event);
             let msg = "Invalid email or password.";
             render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some(msg), brand)
         }
@@ -242,6 +256,7 @@ pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body
     match create_account(state.auth.store.as_ref(), &email, password, now).await {
         Ok(id) => {
             tracing::info!(account = %id, "account created by sign-up");
+            state.auth.emit(state.auth.event("account.signup", Outcome::Success).account(&id));
             let fresh = BrowserSession::signed_in(id, now);
             with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }

@@ -3,9 +3,12 @@
 
 use axum::response::Response;
 use bk_crypto::secret::token_hash;
+use bk_domain::audit::Outcome;
 use bk_domain::client::Client;
+use bk_domain::code::AuthorizationCode;
 use bk_domain::code::{CodeDecision, CodeRedemption};
 use bk_domain::grant::{Grant, GrantKind, RevocationReason};
+use bk_domain::ids::ClientId;
 use bk_domain::ids::SessionId;
 
 use crate::error::OAuthError;
@@ -26,7 +29,7 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
     };
     match stored.decide(&redemption, now) {
         CodeDecision::Redeem => {}
-        CodeDecision::Replay => return Err(replay(server, &hash, stored.session_id, now).await),
+        CodeDecision::Replay => return Err(replay(server, &stored, &client.id, stored.session_id.clone(), now).await),
         CodeDecision::Refuse(why) => return Err(OAuthError::invalid_grant(why)),
         CodeDecision::Pkce(e) => return Err(OAuthError::invalid_grant(e.to_string())),
     }
@@ -51,16 +54,48 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
     if !server.store.redeem_code(&hash, &grant, &record, now).await? {
         // A concurrent redemption won the compare-and-set: this one is the replay.
         let session = server.store.code(&hash).await?.and_then(|c| c.session_id);
-        return Err(replay(server, &hash, session, now).await);
+        return Err(replay(server, &stored, &client.id, session, now).await);
     }
     let access = issue::access_token(server, &grant, &grant.scopes, now)?;
     tracing::info!(session = %grant.id, client = %client.id, account = %grant.account_id, "authorization code redeemed");
+    server.emit(
+        server
+            .event("auth.code_redeemed", Outcome::Success)
+            .account(&grant.account_id)
+            .client(&client.id)
+            .session(&grant.id),
+    );
+    server.emit(
+        server
+            .event("token.issued", Outcome::Success)
+            .account(&grant.account_id)
+            .client(&client.id)
+            .session(&grant.id)
+            .detail("grant_type", "authorization_code")
+            .detail("scope", grant.scopes.to_string()),
+    );
     let id_token = issue::id_token(server, &grant, &grant.scopes, &access, stored.nonce.as_deref(), now).await?;
     Ok(issue::token_response(server, access, refresh, &grant.scopes, id_token))
 }
 
 /// Revokes everything issued from a replayed code. The revocation is committed although the request fails.
-async fn replay(server: &AuthServer, _hash: &[u8], session: Option<SessionId>, now: i64) -> OAuthError {
+async fn replay(
+    server: &AuthServer,
+    code: &AuthorizationCode,
+    presenter: &ClientId,
+    session: Option<SessionId>,
+    now: i64,
+) -> OAuthError {
+    let mut event = server
+        .event("auth.code_replay", Outcome::Failure)
+        .account(&code.account_id)
+        .client(presenter)
+        .detail("issued_to", code.client_id.to_string())
+        .detail("session_revoked", session.is_some());
+    if let Some(sid) = &session {
+        event = event.session(sid);
+    }
+    server.emit(event);
     if let Some(sid) = session {
         match server.store.revoke_session(&sid, RevocationReason::CodeReplay, now).await {
             Ok(_) => {

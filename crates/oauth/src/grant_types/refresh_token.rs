@@ -3,9 +3,11 @@
 
 use axum::response::Response;
 use bk_crypto::secret::token_hash;
+use bk_domain::audit::Outcome;
 use bk_domain::client::Client;
+use bk_domain::grant::Grant;
 use bk_domain::grant::RevocationReason;
-use bk_domain::ids::SessionId;
+use bk_domain::ids::ClientId;
 use bk_domain::refresh::RefreshDecision;
 
 use crate::error::OAuthError;
@@ -21,7 +23,7 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
     };
     let scopes = match token.decide(&client.id, grant.is_active(), params.get("scope"), now) {
         RefreshDecision::Rotate { scopes } => scopes,
-        RefreshDecision::Replay => return Err(replay(server, &token.session_id, now).await),
+        RefreshDecision::Replay => return Err(replay(server, &grant, &client.id, now).await),
         RefreshDecision::Refuse(why) => return Err(OAuthError::invalid_grant(why)),
         RefreshDecision::InvalidScope => {
             return Err(OAuthError::invalid_scope("the requested scope is not within the scope of the grant"));
@@ -37,14 +39,31 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
         issue::refresh_token(server, &token.session_id, &client.id, &token.scopes, Some(token.id.clone()), now);
     if !server.store.rotate_refresh_token(&token.id, &record, now).await? {
         // Another exchange of the same token won the compare-and-set: this one is a replay.
-        return Err(replay(server, &token.session_id, now).await);
+        return Err(replay(server, &grant, &client.id, now).await);
     }
     let access = issue::access_token(server, &grant, &scopes, now)?;
     let id_token = issue::id_token(server, &grant, &scopes, &access, None, now).await?;
+    server.emit(
+        server
+            .event("token.refreshed", Outcome::Success)
+            .account(&grant.account_id)
+            .client(&client.id)
+            .session(&grant.id)
+            .detail("scope", scopes.to_string()),
+    );
     Ok(issue::token_response(server, access, refresh, &scopes, id_token))
 }
 
-async fn replay(server: &AuthServer, session: &SessionId, now: i64) -> OAuthError {
+async fn replay(server: &AuthServer, grant: &Grant, presenter: &ClientId, now: i64) -> OAuthError {
+    let session = &grant.id;
+    server.emit(
+        server
+            .event("token.refresh_replay", Outcome::Failure)
+            .account(&grant.account_id)
+            .client(presenter)
+            .session(session)
+            .detail("session_revoked", true),
+    );
     match server.store.revoke_session(session, RevocationReason::RefreshReplay, now).await {
         Ok(_) => {
             server.verifier.forget_session(session);

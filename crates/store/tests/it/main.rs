@@ -76,4 +76,5 @@ suite_tests!(
     signing_keys_newest_first,
     purge_removes_only_expired_rows,
     mcp_sessions_are_tenant_bound,
+    audit_append_query_prune,
 );

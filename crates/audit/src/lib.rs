@@ -1,0 +1,248 @@
+//! The audit log: every auth event and tool call, redacted before anything is persisted or streamed,
+//! written asynchronously in batches (a full buffer is counted and logged, never blocks a request),
+//! hash-chained so an edited or deleted row is detected, retained by days and rows, and streamed live.
+
+pub mod redact;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bk_crypto::secret::sha256;
+use bk_domain::audit::{AuditEvent, AuditSink, StoredAuditEvent};
+use bk_store::{ChainState, Store};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use redact::Redactor;
+
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// Rows older than this many days are deleted (at start and hourly).
+    pub retention_days: Option<u32>,
+    /// At most this many rows are kept.
+    pub max_rows: Option<i64>,
+    /// Extra redaction patterns (regular expressions).
+    pub redact: Vec<String>,
+    /// Events waiting to be written; beyond this they are dropped, counted and logged.
+    pub buffer: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: Some(365), max_rows: None, redact: Vec::new(), buffer: 10_000 }
+    }
+}
+
+enum Msg {
+    Event(Box<AuditEvent>),
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    redactor: Redactor,
+    dropped: AtomicU64,
+    written: Arc<AtomicU64>,
+    stream: broadcast::Sender<Arc<StoredAuditEvent>>,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// The hash linking a row to its predecessor: SHA-256 over the previous hash, the sequence number
+/// and the event's canonical JSON.
+pub fn link(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
+    let body = serde_json::to_string(event).unwrap_or_default();
+    let digest = sha256(format!("{prev_hash}\n{seq}\n{body}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const BATCH: usize = 256;
+
+impl AuditLog {
+    /// Starts the writer task. Fails only on an invalid redaction pattern.
+    pub fn start(store: Arc<dyn Store>, config: &AuditConfig) -> Result<Arc<AuditLog>, redact::PatternError> {
+        let redactor = Redactor::new(&config.redact)?;
+        let (tx, rx) = mpsc::channel(config.buffer.max(16));
+        let (stream, _) = broadcast::channel(1024);
+        let written = Arc::new(AtomicU64::new(0));
+        let (closing, _) = tokio::sync::watch::channel(false);
+        let log = Arc::new(AuditLog {
+            tx,
+            redactor,
+            dropped: AtomicU64::new(0),
+            written: written.clone(),
+            stream: stream.clone(),
+            closing,
+        });
+        tokio::spawn(writer(store, rx, stream, written));
+        Ok(log)
+    }
+
+    /// A live feed of stored events (already redacted).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredAuditEvent>> {
+        self.stream.subscribe()
+    }
+
+    /// Resolves when live streams must end (the server is shutting down).
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Ends every live stream so a graceful shutdown does not wait on them.
+    pub fn close_streams(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    /// Events dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every event recorded before this call is stored.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Applies the redactor to an event (also used for anything else about to be persisted).
+    pub fn redact(&self, e: &mut AuditEvent) {
+        if let Some(t) = &e.target {
+            e.target = Some(self.redactor.redact_str(t));
+        }
+        self.redactor.redact_value(&mut e.details);
+    }
+}
+
+impl AuditSink for AuditLog {
+    fn record(&self, mut event: AuditEvent) {
+        self.redact(&mut event);
+        if let Err(e) = self.tx.try_send(Msg::Event(Box::new(event))) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            // Logged, not silent; throttled so a flood cannot flood the log too.
+            if n.is_power_of_two() {
+                tracing::error!(dropped_total = n, reason = %e, "audit buffer full: event dropped");
+            }
+        }
+    }
+}
+
+async fn writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Msg>,
+    stream: broadcast::Sender<Arc<StoredAuditEvent>>,
+    written: Arc<AtomicU64>,
+) {
+    let mut batch: Vec<AuditEvent> = Vec::with_capacity(BATCH);
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Event(e) => batch.push(*e),
+                Msg::Flush(done) => flushes.push(done),
+            }
+            if batch.len() < BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            let mut delay = Duration::from_millis(50);
+            let mut attempts = 0;
+            loop {
+                match store.append_audit(&batch, &link).await {
+                    Ok(stored) => {
+                        written.fetch_add(stored.len() as u64, Ordering::Relaxed);
+                        for s in stored {
+                            let _ = stream.send(Arc::new(s));
+                        }
+                        break;
+                    }
+                    Err(e) if attempts < 5 => {
+                        attempts += 1;
+                        tracing::warn!(error = %e, attempt = attempts, "writing audit events failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, lost = batch.len(), "writing audit events failed; events lost");
+                        break;
+                    }
+                }
+            }
+            batch.clear();
+        }
+        for f in flushes.drain(..) {
+            let _ = f.send(());
+        }
+    }
+}
+
+/// The result of walking the chain.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub checked: u64,
+    pub anchor_seq: i64,
+    pub head_seq: i64,
+    /// The first broken link: its sequence number and what is wrong.
+    pub broken: Option<(i64, String)>,
+}
+
+/// Walks the chain from its anchor and reports the first broken link.
+pub async fn verify(store: &dyn Store) -> Result<Verification, bk_store::StoreError> {
+    let ChainState { head_seq, head_hash, anchor_seq, anchor_hash } = store.audit_chain_state().await?;
+    let (mut prev, mut expect_seq, mut checked) = (anchor_hash, anchor_seq + 1, 0u64);
+    let mut after = anchor_seq;
+    loop {
+        let rows = store.audit_range(after, 1000).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            let problem = if r.seq != expect_seq {
+                Some(format!("row {expect_seq} is missing (next row is {})", r.seq))
+            } else if r.prev_hash != prev {
+                Some("its prev_hash does not match the previous row's hash".to_owned())
+            } else if link(&r.prev_hash, r.seq, &r.event) != r.hash {
+                Some("its content does not match its hash (the row was edited)".to_owned())
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                return Ok(Verification { checked, anchor_seq, head_seq, broken: Some((expect_seq.min(r.seq), p)) });
+            }
+            prev = r.hash.clone();
+            expect_seq += 1;
+            checked += 1;
+            after = r.seq;
+        }
+    }
+    let broken = if expect_seq - 1 != head_seq {
+        Some((expect_seq, format!("the chain ends at {} but its head says {head_seq}", expect_seq - 1)))
+    } else if prev != head_hash {
+        Some((head_seq, "the last row's hash does not match the chain head".to_owned()))
+    } else {
+        None
+    };
+    Ok(Verification { checked, anchor_seq, head_seq, broken })
+}
+
+/// Applies retention once.
+pub async fn enforce_retention(
+    store: &dyn Store,
+    config: &AuditConfig,
+    now_ms: i64,
+) -> Result<u64, bk_store::StoreError> {
+    let before = config.retention_days.map(|d| now_ms - i64::from(d) * 86_400_000);
+    if before.is_none() && config.max_rows.is_none() {
+        return Ok(0);
+    }
+    store.prune_audit(before, config.max_rows).await
+}
