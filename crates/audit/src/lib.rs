@@ -17,6 +17,8 @@ pub use redact::Redactor;
 
 #[derive(Clone, Debug)]
 pub struct AuditConfig {
+    /// Off: events are discarded (for measuring the audit log's cost; never in production).
+    pub enabled: bool,
     /// Rows older than this many days are deleted (at start and hourly).
     pub retention_days: Option<u32>,
     /// At most this many rows are kept.
@@ -29,7 +31,7 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { retention_days: Some(365), max_rows: None, redact: Vec::new(), buffer: 10_000 }
+        Self { enabled: true, retention_days: Some(365), max_rows: None, redact: Vec::new(), buffer: 10_000 }
     }
 }
 
@@ -39,6 +41,7 @@ enum Msg {
 }
 
 pub struct AuditLog {
+    enabled: bool,
     tx: mpsc::Sender<Msg>,
     redactor: Redactor,
     dropped: AtomicU64,
@@ -65,7 +68,11 @@ impl AuditLog {
         let (stream, _) = broadcast::channel(1024);
         let written = Arc::new(AtomicU64::new(0));
         let (closing, _) = tokio::sync::watch::channel(false);
+        if !config.enabled {
+            tracing::warn!("the audit log is disabled (audit.enabled = false): no event is recorded");
+        }
         let log = Arc::new(AuditLog {
+            enabled: config.enabled,
             tx,
             redactor,
             dropped: AtomicU64::new(0),
@@ -112,6 +119,11 @@ impl AuditLog {
         }
     }
 
+    /// Applies the redactor to free text about to be persisted elsewhere (client names, descriptions).
+    pub fn redact_text(&self, s: &str) -> String {
+        self.redactor.redact_str(s)
+    }
+
     /// Applies the redactor to an event (also used for anything else about to be persisted).
     pub fn redact(&self, e: &mut AuditEvent) {
         if let Some(t) = &e.target {
@@ -123,6 +135,9 @@ impl AuditLog {
 
 impl AuditSink for AuditLog {
     fn record(&self, mut event: AuditEvent) {
+        if !self.enabled {
+            return;
+        }
         self.redact(&mut event);
         if let Err(e) = self.tx.try_send(Msg::Event(Box::new(event))) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;

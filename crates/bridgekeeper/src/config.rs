@@ -32,6 +32,8 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSection {
+    /// Record audit events (turn off only to measure the audit log's cost).
+    pub enabled: bool,
     /// Delete audit rows older than this many days (0 = keep forever).
     pub retention_days: u32,
     /// Keep at most this many audit rows (0 = no limit).
@@ -44,13 +46,14 @@ pub struct AuditSection {
 
 impl Default for AuditSection {
     fn default() -> Self {
-        Self { retention_days: 365, max_rows: 0, redact: Vec::new(), buffer: 10_000 }
+        Self { enabled: true, retention_days: 365, max_rows: 0, redact: Vec::new(), buffer: 10_000 }
     }
 }
 
 impl AuditSection {
     pub fn to_config(&self) -> bk_audit::AuditConfig {
         bk_audit::AuditConfig {
+            enabled: self.enabled,
             retention_days: (self.retention_days > 0).then_some(self.retention_days),
             max_rows: (self.max_rows > 0).then_some(self.max_rows),
             redact: self.redact.clone(),

@@ -143,8 +143,9 @@ struct Validated {
     branding: Option<Branding>,
 }
 
-fn validate(body: ClientBody, role: ClientRole) -> Result<Validated, Problem> {
-    let name: String = body.name.trim().to_owned();
+fn validate(server: &AuthServer, body: ClientBody, role: ClientRole) -> Result<Validated, Problem> {
+    // Free text is stored and shown to people: secrets pasted into it are redacted first.
+    let name: String = server.audit.redact_text(body.name.trim());
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(Problem::invalid("name", "name must be 1 to 100 printable characters"));
     }
@@ -186,7 +187,10 @@ fn validate(body: ClientBody, role: ClientRole) -> Result<Validated, Problem> {
         redirect_uris: body.redirect_uris,
         allowed_scopes,
         allowed_providers: body.allowed_providers,
-        branding: branding_of(body.branding)?,
+        branding: branding_of(body.branding)?.map(|mut b| {
+            b.description = b.description.map(|d| server.audit.redact_text(&d));
+            b
+        }),
     })
 }
 
@@ -256,7 +260,7 @@ pub async fn create(
         Some("public") => ClientType::Public,
         Some(_) => return Err(Problem::invalid("type", "type must be public or confidential")),
     };
-    let v = validate(body, role)?;
+    let v = validate(&server, body, role)?;
     let now = server.clock.now();
     let id = ClientId::generate();
     let (secret, stored) = match client_type {
@@ -326,7 +330,7 @@ pub async fn update(
     if body.client_type.as_deref().is_some_and(|t| t != client.client_type.as_str()) {
         return Err(Problem::invalid("type", "a client's type cannot change; create a new client"));
     }
-    let v = validate(body, client.role)?;
+    let v = validate(&server, body, client.role)?;
     client.name = v.name;
     client.domains = v.domains;
     client.redirect_uris = v.redirect_uris;

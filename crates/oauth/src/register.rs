@@ -91,7 +91,8 @@ pub async fn register(
         return Err(OAuthError::invalid_client_metadata("only the response type code is supported"));
     }
     let name = meta.client_name.unwrap_or_else(|| "Unnamed application".into());
-    let name: String = name.chars().filter(|c| !c.is_control()).take(100).collect();
+    // Names are shown to people and stored: secrets pasted into them are redacted first.
+    let name: String = server.audit.redact_text(&name).chars().filter(|c| !c.is_control()).take(100).collect();
     if name.trim().is_empty() {
         return Err(OAuthError::invalid_client_metadata("client_name must not be blank"));
     }

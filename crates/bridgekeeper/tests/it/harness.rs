@@ -60,8 +60,19 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Stops the server cleanly and hands over its data directory (for inspection after shutdown).
+    pub fn stop(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let status = self.sigterm_and_wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        (status, dir)
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.sigterm_and_wait()
+    }
+
+    fn sigterm_and_wait(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
