@@ -27,11 +27,21 @@ pub struct AuditConfig {
     pub redact: Vec<String>,
     /// Events waiting to be written; beyond this they are dropped, counted and logged.
     pub buffer: usize,
+    /// Also publish every stored event to NATS, subject `bridgekeeper.audit.<account_id>`
+    /// (`bridgekeeper.audit.system` for operator and system events).
+    pub nats_url: Option<String>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { enabled: true, retention_days: Some(365), max_rows: None, redact: Vec::new(), buffer: 10_000 }
+        Self {
+            enabled: true,
+            retention_days: Some(365),
+            max_rows: None,
+            redact: Vec::new(),
+            buffer: 10_000,
+            nats_url: None,
+        }
     }
 }
 
@@ -80,7 +90,10 @@ impl AuditLog {
             stream: stream.clone(),
             closing,
         });
-        tokio::spawn(writer(store, rx, stream, written));
+        tokio::spawn(writer(store, rx, stream.clone(), written));
+        if let Some(url) = &config.nats_url {
+            tokio::spawn(publish_to_nats(url.clone(), stream.subscribe()));
+        }
         Ok(log)
     }
 
@@ -260,4 +273,42 @@ pub async fn enforce_retention(
         return Ok(0);
     }
     store.prune_audit(before, config.max_rows).await
+}
+
+/// The NATS subject of an event.
+pub fn nats_subject(e: &AuditEvent) -> String {
+    match &e.account_id {
+        Some(a) => format!("bridgekeeper.audit.{a}"),
+        None => "bridgekeeper.audit.system".to_owned(),
+    }
+}
+
+/// Forwards stored (already redacted) events to NATS, reconnecting with backoff.
+async fn publish_to_nats(url: String, mut feed: broadcast::Receiver<Arc<StoredAuditEvent>>) {
+    let mut delay = Duration::from_millis(200);
+    let client = loop {
+        match async_nats::connect(&url).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot connect to NATS for audit events");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    tracing::info!("publishing audit events to NATS");
+    loop {
+        match feed.recv().await {
+            Ok(e) => {
+                let body = serde_json::to_vec(&*e).unwrap_or_default();
+                if let Err(err) = client.publish(nats_subject(&e.event), body.into()).await {
+                    tracing::warn!(error = %err, seq = e.seq, "publishing an audit event to NATS failed");
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "NATS publisher fell behind: events not published (they are stored)");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
 }

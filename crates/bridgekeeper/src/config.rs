@@ -42,11 +42,13 @@ pub struct AuditSection {
     pub redact: Vec<String>,
     /// Events waiting to be written before new ones are dropped (counted and logged).
     pub buffer: usize,
+    /// Publish every audit event to this NATS server (subject `bridgekeeper.audit.<account_id>`).
+    pub nats_url: Option<String>,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
-        Self { enabled: true, retention_days: 365, max_rows: 0, redact: Vec::new(), buffer: 10_000 }
+        Self { enabled: true, retention_days: 365, max_rows: 0, redact: Vec::new(), buffer: 10_000, nats_url: None }
     }
 }
 
@@ -58,6 +60,7 @@ impl AuditSection {
             max_rows: (self.max_rows > 0).then_some(self.max_rows),
             redact: self.redact.clone(),
             buffer: self.buffer,
+            nats_url: self.nats_url.clone(),
         }
     }
 }

@@ -426,3 +426,27 @@ async fn sse_stream_receives_own_tool_calls_and_none_of_another() {
     assert!(events.iter().any(|e| e["kind"] == "mcp.tools_call" && e["account_id"] == alice_id.as_str()), "{seen}");
     assert!(events.iter().all(|e| e["account_id"] == alice_id.as_str()), "another account's event leaked: {seen}");
 }
+
+/// NATS runs at 127.0.0.1:4222 on development and CI machines.
+#[tokio::test]
+async fn audit_events_are_published_to_nats() {
+    let nats = async_nats::connect("127.0.0.1:4222").await.expect("NATS at 127.0.0.1:4222");
+    let server = Server::start_with(&[("BRIDGEKEEPER_AUDIT__NATS_URL", "nats://127.0.0.1:4222")]);
+    let flow = Flow::signup(&server, "nats@example.com").await;
+    let (_, t) = flow.login_client("universal-mcp-read-write").await;
+    let account = crate::harness::jwt_parts(&t.access).1["sub"].as_str().unwrap().to_owned();
+    let mut sub = nats.subscribe(format!("bridgekeeper.audit.{account}")).await.unwrap();
+    nats.flush().await.unwrap();
+    // The publisher may still be connecting: call until an event arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let msg = loop {
+        crate::harness::whoami(&server.base, &t.access).await;
+        match tokio::time::timeout(Duration::from_millis(500), futures_util::StreamExt::next(&mut sub)).await {
+            Ok(Some(m)) => break m,
+            _ => assert!(tokio::time::Instant::now() < deadline, "no audit event on NATS"),
+        }
+    };
+    let v: Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(v["account_id"], account.as_str());
+    assert!(v["hash"].as_str().is_some_and(|h| h.len() == 64));
+}
