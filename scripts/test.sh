@@ -4,8 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== cargo test (workspace)"
+echo "== cargo test (workspace, embedded SQLite)"
 cargo test --workspace --locked
+
+if [ -n "${BRIDGEKEEPER_TEST_POSTGRES_URL:-}" ]; then
+  # The store suite already ran on PostgreSQL above; now every integration test does too.
+  echo "== cargo test (integration tests on PostgreSQL)"
+  BRIDGEKEEPER_TEST_BACKEND=postgres cargo test --locked -p bridgekeeper --test it
+fi
 
 if [ -d e2e ] && [ -x e2e/run.sh ]; then
   echo "== e2e (real clients against the real binary)"

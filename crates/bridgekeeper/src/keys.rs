@@ -83,6 +83,10 @@ pub async fn keyring(store: &dyn Store, master: &MasterKey, now: i64) -> anyhow:
         tracing::info!(kid = %key.kid(), "generated a new RS256 signing key");
         stored = store.signing_keys(now).await?;
     }
+    ring_of(stored, master)
+}
+
+fn ring_of(stored: Vec<StoredSigningKey>, master: &MasterKey) -> anyhow::Result<KeyRing> {
     let mut keys = Vec::with_capacity(stored.len());
     for k in stored {
         let der = master
@@ -91,4 +95,23 @@ pub async fn keyring(store: &dyn Store, master: &MasterKey, now: i64) -> anyhow:
         keys.push(SigningKey::from_pkcs8(k.kid.clone(), &der)?);
     }
     Ok(KeyRing::new(keys)?)
+}
+
+/// Reloads the signing keys from the shared database (another instance generated or rotated one).
+pub struct StoreKeys {
+    pub store: std::sync::Arc<dyn Store>,
+    pub master: std::sync::Arc<MasterKey>,
+    pub clock: std::sync::Arc<dyn bk_domain::access::Clock>,
+}
+
+#[async_trait::async_trait]
+impl bk_oauth::KeySource for StoreKeys {
+    async fn load(&self) -> Result<KeyRing, String> {
+        let stored = self.store.signing_keys(self.clock.now()).await.map_err(|e| e.to_string())?;
+        let (master, stored) = (self.master.clone(), stored);
+        // Parsing RSA keys is CPU work: off the async threads.
+        tokio::task::spawn_blocking(move || ring_of(stored, &master).map_err(|e| format!("{e:#}")))
+            .await
+            .map_err(|e| e.to_string())?
+    }
 }

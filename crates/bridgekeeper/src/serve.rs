@@ -37,10 +37,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if embedded {
         tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(), "embedded mode: SQLite database");
     }
-    let master = crate::keys::master_key(&config, embedded)?;
+    let master = Arc::new(crate::keys::master_key(&config, embedded)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store: Arc<dyn Store> = Arc::new(store);
-    let keys = Arc::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?);
+    let keys =
+        Arc::new(bk_crypto::keyring::KeySet::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?));
+    let key_source: Arc<dyn bk_oauth::KeySource> =
+        Arc::new(crate::keys::StoreKeys { store: store.clone(), master: master.clone(), clock: clock.clone() });
 
     let listener =
         TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -49,7 +52,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let audit_config = config.audit.to_config();
     let audit = bk_audit::AuditLog::start(store.clone(), &audit_config)?;
-    let verifier = Arc::new(Verifier::new(keys.clone(), store.clone(), clock.clone(), issuer.clone()));
+    let verifier =
+        Arc::new(Verifier::new(keys.clone(), Some(key_source), store.clone(), clock.clone(), issuer.clone()));
     let auth = Arc::new(AuthServer::new(
         store.clone(),
         keys,
@@ -62,7 +66,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         config.limits.registrations_per_minute,
         verifier.clone(),
-        Arc::new(master),
+        master,
         audit.clone(),
     ));
     let web = Arc::new(bk_web::WebState::new(auth.clone(), config.limits.login_failures_per_minute));

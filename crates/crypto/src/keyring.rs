@@ -96,3 +96,23 @@ impl KeyRing {
         &self.jwks
     }
 }
+
+/// The key ring in use, replaceable while the server runs (another instance generated or rotated a
+/// key). Readers take a cheap `Arc` clone; nothing re-parses keys.
+pub struct KeySet {
+    ring: std::sync::RwLock<Arc<KeyRing>>,
+}
+
+impl KeySet {
+    pub fn new(ring: KeyRing) -> Self {
+        Self { ring: std::sync::RwLock::new(Arc::new(ring)) }
+    }
+
+    pub fn current(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, ring: KeyRing) {
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+    }
+}

@@ -90,9 +90,11 @@ pub async fn protected_resource(State(s): State<Arc<AuthServer>>) -> Response {
 }
 
 pub async fn jwks(State(s): State<Arc<AuthServer>>) -> Response {
-    let mut res =
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], s.keys.jwks_json().to_owned())
-            .into_response();
+    let mut res = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        s.keys.current().jwks_json().to_owned(),
+    )
+        .into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     res

@@ -36,7 +36,7 @@ pub fn access_token(
         exp: now + server.lifetimes.access_token,
         auth_time: grant.auth_time,
     };
-    bk_crypto::jwt::sign(server.keys.active(), "at+jwt", &claims).map_err(|e| {
+    bk_crypto::jwt::sign(server.keys.current().active(), "at+jwt", &claims).map_err(|e| {
         tracing::error!(error = %e, "signing an access token failed");
         OAuthError::server_error()
     })
@@ -128,7 +128,7 @@ pub async fn id_token(
         claims["preferred_username"] = json!(email);
         claims["name"] = json!(email);
     }
-    bk_crypto::jwt::sign(server.keys.active(), "JWT", &claims).map(Some).map_err(|e| {
+    bk_crypto::jwt::sign(server.keys.current().active(), "JWT", &claims).map(Some).map_err(|e| {
         tracing::error!(error = %e, "signing an ID token failed");
         OAuthError::server_error()
     })

@@ -31,13 +31,13 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::{get, post};
 use bk_crypto::envelope::MasterKey;
-use bk_crypto::keyring::KeyRing;
+use bk_crypto::keyring::KeySet;
 use bk_crypto::mac::MacKey;
 use bk_domain::access::Clock;
 use bk_domain::rate_limit::SlidingWindow;
 use bk_store::Store;
 
-pub use verify::{AccessContext, Verifier, VerifyError};
+pub use verify::{AccessContext, KeySource, Verifier, VerifyError};
 
 /// Lifetimes of what the server issues, in seconds.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub struct Lifetimes {
 /// Everything the authorization server needs, built once at start.
 pub struct AuthServer {
     pub store: Arc<dyn Store>,
-    pub keys: Arc<KeyRing>,
+    pub keys: Arc<KeySet>,
     pub clock: Arc<dyn Clock>,
     /// Public base URL, without a trailing slash.
     pub issuer: String,
@@ -72,7 +72,7 @@ impl AuthServer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
-        keys: Arc<KeyRing>,
+        keys: Arc<KeySet>,
         clock: Arc<dyn Clock>,
         issuer: String,
         lifetimes: Lifetimes,

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bk_crypto::keyring::KeyRing;
+use bk_crypto::keyring::{KeyRing, KeySet};
 use bk_crypto::secret::{sha256, token_hash};
 use bk_domain::access::{AccessTokenClaims, Clock};
 use bk_domain::grant::GrantKind;
@@ -53,6 +53,8 @@ pub enum VerifyError {
     Revoked,
     #[error("the server could not check the token")]
     Unavailable,
+    #[error("the access token names an unknown signing key")]
+    UnknownKey,
 }
 
 struct VerifiedToken {
@@ -67,8 +69,20 @@ struct LivePat {
     expires_at: Option<i64>,
 }
 
+/// Where the key ring comes from, so a verifier that meets an unknown `kid` (a key generated or
+/// rotated by another instance) can reload it.
+#[async_trait::async_trait]
+pub trait KeySource: Send + Sync {
+    async fn load(&self) -> Result<KeyRing, String>;
+}
+
+/// Reloads at most this often, so forged `kid`s cannot turn into a database load.
+const RELOAD_INTERVAL_MS: i64 = 5_000;
+
 pub struct Verifier {
-    keys: Arc<KeyRing>,
+    keys: Arc<KeySet>,
+    source: Option<Arc<dyn KeySource>>,
+    last_reload_ms: std::sync::atomic::AtomicI64,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     issuer: String,
@@ -78,9 +92,17 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(keys: Arc<KeyRing>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, issuer: String) -> Self {
+    pub fn new(
+        keys: Arc<KeySet>,
+        source: Option<Arc<dyn KeySource>>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        issuer: String,
+    ) -> Self {
         Self {
             keys,
+            source,
+            last_reload_ms: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             store,
             clock,
             issuer,
@@ -107,7 +129,10 @@ impl Verifier {
     async fn verify_jwt(&self, token: &str, audiences: &[&str]) -> Result<AccessContext, VerifyError> {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
-        let verified = self.verified_token(token)?;
+        let verified = match self.verified_token(token) {
+            Err(VerifyError::UnknownKey) if self.reload_keys(now_ms).await => self.verified_token(token)?,
+            other => other?,
+        };
         let c = &verified.claims;
         if c.exp <= now {
             return Err(VerifyError::Expired);
@@ -181,7 +206,10 @@ impl Verifier {
             return Ok(v.clone());
         }
         let claims: AccessTokenClaims =
-            bk_crypto::jwt::verify(&self.keys, token, "at+jwt").map_err(|_| VerifyError::Invalid)?;
+            bk_crypto::jwt::verify(&self.keys.current(), token, "at+jwt").map_err(|e| match e {
+                bk_crypto::jwt::JwtError::UnknownKey => VerifyError::UnknownKey,
+                _ => VerifyError::Invalid,
+            })?;
         let v = Arc::new(VerifiedToken { scopes: ScopeSet::parse_lenient(&claims.scope), claims: Arc::new(claims) });
         let mut cache = self.lock_tokens();
         if cache.len() >= MAX_CACHED {
@@ -217,7 +245,30 @@ impl Verifier {
     /// Decodes a token signed by us without checking expiry or session (revocation needs the `sid`
     /// of expired tokens too).
     pub fn decode_unchecked_expiry(&self, token: &str) -> Option<AccessTokenClaims> {
-        bk_crypto::jwt::verify(&self.keys, token, "at+jwt").ok()
+        bk_crypto::jwt::verify(&self.keys.current(), token, "at+jwt").ok()
+    }
+
+    /// Reloads the key ring from its source (rate-limited); true if it changed.
+    async fn reload_keys(&self, now_ms: i64) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(source) = &self.source else { return false };
+        let last = self.last_reload_ms.load(Ordering::Relaxed);
+        if now_ms - last < RELOAD_INTERVAL_MS
+            || self.last_reload_ms.compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            return false;
+        }
+        match source.load().await {
+            Ok(ring) => {
+                tracing::info!("signing keys reloaded (a token named a key this instance did not know)");
+                self.keys.replace(ring);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reloading signing keys failed");
+                false
+            }
+        }
     }
 
     fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<VerifiedToken>>> {

@@ -295,10 +295,31 @@ async fn redaction_of_every_secret_kind() {
     assert!(registered["details"]["name"].as_str().unwrap().contains("[REDACTED]"));
     // Stop the server so everything is flushed, then grep every byte it persisted or logged.
     let logs = server.logs();
+    let url = server.db_url();
     let (status, dir) = server.stop();
     assert!(status.success());
     let dir = dir.path().to_owned();
     let mut persisted = Vec::new();
+    if crate::harness::on_postgres() {
+        // On PostgreSQL the rows are checked through the database itself.
+        let pool = db(&url).await;
+        for table in [
+            "audit_events",
+            "clients",
+            "sessions",
+            "refresh_tokens",
+            "authorization_codes",
+            "personal_access_tokens",
+            "accounts",
+        ] {
+            let rows: Vec<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT CAST(t.* AS TEXT) FROM {table} t")))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            persisted.extend(rows.join("\n").into_bytes());
+        }
+    }
     for entry in std::fs::read_dir(&dir).unwrap() {
         persisted.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
@@ -318,8 +339,17 @@ async fn redaction_of_every_secret_kind() {
     }
 }
 
-fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(bin()).args(args).arg("--data-dir").arg(dir).output().unwrap()
+fn cli(env: &[(String, String)], dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(bin());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.args(args).arg("--data-dir").arg(dir).output().unwrap()
+}
+
+async fn db(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap()
 }
 
 #[tokio::test]
@@ -329,25 +359,25 @@ async fn chain_verification_detects_an_edited_row() {
     flow.login_client("universal-mcp-read").await;
     let op = operator_token(&server);
     admin_rows(&server, &op, |rows| rows.len() >= 5).await;
+    let (env, url) = (server.db_env.clone(), server.db_url());
     let (_, keep) = server.stop();
     let dir = keep.path().to_owned();
-    let ok = cli(&dir, &["admin", "audit", "verify"]);
+    let ok = cli(&env, &dir, &["admin", "audit", "verify"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("intact"));
     // Someone edits row 3 in the database.
-    let db = format!("sqlite://{}/bridgekeeper.db", dir.display());
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let pool = db(&url).await;
     sqlx::query("UPDATE audit_events SET outcome = 'success', details = '{\"edited\":true}' WHERE seq = 3")
         .execute(&pool)
         .await
         .unwrap();
     pool.close().await;
-    let bad = cli(&dir, &["admin", "audit", "verify"]);
+    let bad = cli(&env, &dir, &["admin", "audit", "verify"]);
     assert!(!bad.status.success());
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(out.contains("BROKEN at row 3"), "{out}");
     // The tail shows rows in text and JSON.
-    let tail = cli(&dir, &["admin", "audit", "tail", "--format", "json", "--since-mins", "60"]);
+    let tail = cli(&env, &dir, &["admin", "audit", "tail", "--format", "json", "--since-mins", "60"]);
     let rows: Value = serde_json::from_slice(&tail.stdout).unwrap();
     assert!(rows.as_array().unwrap().len() >= 5);
 }
@@ -362,15 +392,18 @@ async fn retention_by_rows_and_by_days_keeps_the_chain_verifiable() {
     let op = operator_token(&server);
     let rows = admin_rows(&server, &op, |rows| rows.len() >= 10).await;
     assert!(rows.len() >= 10, "{} rows", rows.len());
+    let (env, url) = (server.db_env.clone(), server.db_url());
     let (_, keep) = server.stop();
     let dir = keep.path().to_owned();
     // Age the three oldest rows (their stored hashes stay as they were).
-    let db = format!("sqlite://{}/bridgekeeper.db", dir.display());
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let pool = db(&url).await;
     sqlx::query("UPDATE audit_events SET at_ms = 0 WHERE seq <= 3").execute(&pool).await.unwrap();
     pool.close().await;
     // Restart with retention: by days (drops the aged rows) and by rows (keeps 5).
     let mut cmd = Command::new(bin());
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .env("BRIDGEKEEPER_AUDIT__RETENTION_DAYS", "1")
@@ -378,7 +411,7 @@ async fn retention_by_rows_and_by_days_keeps_the_chain_verifiable() {
         .stdout(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let pool = db(&url).await;
     let mut count: i64 = -1;
     while std::time::Instant::now() < deadline {
         count = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&pool).await.unwrap();
@@ -391,7 +424,7 @@ async fn retention_by_rows_and_by_days_keeps_the_chain_verifiable() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(count <= 5, "retention kept {count} rows");
-    let v = cli(&dir, &["admin", "audit", "verify"]);
+    let v = cli(&env, &dir, &["admin", "audit", "verify"]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
 

@@ -8,7 +8,8 @@ use crate::harness::{Server, bin, client, input};
 #[tokio::test]
 async fn admin_account_create_prints_id_and_the_account_can_sign_in() {
     let server = Server::start();
-    let mut child = Command::new(bin())
+    let mut child = server
+        .command()
         .args(["admin", "account", "create", "--email", "Admin@Example.com", "--password-stdin", "--data-dir"])
         .arg(server.dir.path())
         .stdin(Stdio::piped())

@@ -9,6 +9,68 @@ pub struct Server {
     pub base: String,
     pub dir: tempfile::TempDir,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Database URL and master key when the suite runs on PostgreSQL (empty on SQLite); admin
+    /// commands need them too.
+    pub db_env: Vec<(String, String)>,
+}
+
+/// Is the suite running on PostgreSQL? (`BRIDGEKEEPER_TEST_BACKEND=postgres`, with
+/// `BRIDGEKEEPER_TEST_POSTGRES_URL`; an unreachable database fails the tests.)
+pub fn on_postgres() -> bool {
+    std::env::var("BRIDGEKEEPER_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A fresh schema per server on PostgreSQL, with a shared master key.
+fn backend_env() -> Vec<(String, String)> {
+    if !on_postgres() {
+        return Vec::new();
+    }
+    let base = std::env::var("BRIDGEKEEPER_TEST_POSTGRES_URL")
+        .expect("BRIDGEKEEPER_TEST_POSTGRES_URL for the postgres backend");
+    let schema = format!("bk_it_{}", uuid_like());
+    let admin_url = base.clone();
+    let s = schema.clone();
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    let sweep = !SWEPT.is_completed();
+    SWEPT.call_once(|| {});
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let pool = sqlx::postgres::PgPool::connect(&admin_url).await.expect("PostgreSQL is unreachable");
+            if sweep {
+                // Schemas left by earlier runs (tests that inspect a stopped server's database keep theirs).
+                let mine = format!("bk_it_{}_%", std::process::id());
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'bk\\_it\\_%' AND nspname NOT LIKE $1",
+                )
+                .bind(mine)
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+                for o in old {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {o} CASCADE")))
+                        .execute(&pool)
+                        .await;
+                }
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {s}"))).execute(&pool).await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    vec![
+        ("BRIDGEKEEPER_DATABASE_URL".into(), format!("{base}{sep}options=-c%20search_path%3D{schema}")),
+        ("BRIDGEKEEPER_MASTER_KEY".into(), "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()),
+    ]
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}_{}_{}", std::process::id(), t % 1_000_000_000_000, n)
 }
 
 pub fn bin() -> &'static str {
@@ -23,12 +85,16 @@ impl Server {
     /// Starts `bridgekeeper serve` with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        let db_env = backend_env();
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("BRIDGEKEEPER_LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        for (k, v) in &db_env {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -48,7 +114,7 @@ impl Server {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("server did not report listening within 60 s");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
         let issuer = v["fields"]["issuer"].as_str().expect("issuer field").to_owned();
-        Server { child, base: issuer, dir, log }
+        Server { child, base: issuer, dir, log, db_env }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -60,10 +126,30 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// A `bridgekeeper` command on this server's database (admin commands).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        for (k, v) in &self.db_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// The database URL this server uses.
+    pub fn db_url(&self) -> String {
+        self.db_env
+            .iter()
+            .find(|(k, _)| k == "BRIDGEKEEPER_DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("sqlite://{}/bridgekeeper.db", self.dir.path().display()))
+    }
+
     /// Stops the server cleanly and hands over its data directory (for inspection after shutdown).
     pub fn stop(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let status = self.sigterm_and_wait();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        // The caller inspects the database after shutdown: keep the schema (swept on the next run).
+        self.db_env.clear();
         (status, dir)
     }
 
@@ -90,6 +176,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Drop this server's PostgreSQL schema (the URL names it in search_path).
+        if let Some(url) = self.db_env.iter().find(|(k, _)| k == "BRIDGEKEEPER_DATABASE_URL").map(|(_, v)| v.clone())
+            && let (Some(schema), Ok(base)) =
+                (url.split("search_path%3D").nth(1).map(str::to_owned), std::env::var("BRIDGEKEEPER_TEST_POSTGRES_URL"))
+        {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                rt.block_on(async {
+                    let pool = sqlx::postgres::PgPool::connect(&base).await.ok()?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                        .execute(&pool)
+                        .await
+                        .ok()
+                })
+            })
+            .join();
+        }
     }
 }
 
@@ -382,7 +485,8 @@ pub async fn tokens(res: reqwest::Response) -> Tokens {
 
 /// Creates an operator token with the CLI (same data directory as the server).
 pub fn operator_token(server: &Server) -> String {
-    let out = Command::new(bin())
+    let out = server
+        .command()
         .args(["admin", "token", "create", "--name", "test-operator", "--data-dir"])
         .arg(server.dir.path())
         .output()
