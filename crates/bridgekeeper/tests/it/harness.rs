@@ -6,12 +6,17 @@ use std::time::{Duration, Instant};
 
 pub struct Server {
     child: Child,
+    /// Where requests go (`http://127.0.0.1:PORT`).
     pub base: String,
+    /// The issuer the server was configured with (equal to `base` unless set).
+    pub issuer: String,
     pub dir: tempfile::TempDir,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// Database URL and master key when the suite runs on PostgreSQL (empty on SQLite); admin
     /// commands need them too.
     pub db_env: Vec<(String, String)>,
+    /// The first server of a database drops its schema on exit; peers sharing it do not.
+    owns_schema: bool,
 }
 
 /// Is the suite running on PostgreSQL? (`BRIDGEKEEPER_TEST_BACKEND=postgres`, with
@@ -84,11 +89,23 @@ impl Server {
 
     /// Starts `bridgekeeper serve` with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Self::spawn(env, None)
+    }
+
+    /// A second instance on the same database and keys (a peer behind the same load balancer).
+    pub fn start_peer(&self, env: &[(&str, &str)]) -> Server {
+        Self::spawn(env, Some(self))
+    }
+
+    fn spawn(env: &[(&str, &str)], peer_of: Option<&Server>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db_env = backend_env();
+        let (db_env, data_dir) = match peer_of {
+            Some(p) => (p.db_env.clone(), p.dir.path().to_owned()),
+            None => (backend_env(), dir.path().to_owned()),
+        };
         let mut cmd = Command::new(bin());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .arg(&data_dir)
             .env("BRIDGEKEEPER_LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -114,7 +131,9 @@ impl Server {
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("server did not report listening within 60 s");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
         let issuer = v["fields"]["issuer"].as_str().expect("issuer field").to_owned();
-        Server { child, base: issuer, dir, log, db_env }
+        // Requests go to the address the server listens on; the issuer may be a public URL in front of it.
+        let base = format!("http://{}", v["fields"]["addr"].as_str().expect("addr field"));
+        Server { child, base, issuer, dir, log, db_env, owns_schema: peer_of.is_none() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -177,6 +196,9 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // Drop this server's PostgreSQL schema (the URL names it in search_path).
+        if !self.owns_schema {
+            return;
+        }
         if let Some(url) = self.db_env.iter().find(|(k, _)| k == "BRIDGEKEEPER_DATABASE_URL").map(|(_, v)| v.clone())
             && let (Some(schema), Ok(base)) =
                 (url.split("search_path%3D").nth(1).map(str::to_owned), std::env::var("BRIDGEKEEPER_TEST_POSTGRES_URL"))

@@ -10,6 +10,7 @@ mod harness;
 mod health;
 mod mcp;
 mod mcp_transport;
+mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;

@@ -1,0 +1,125 @@
+//! Two real server processes on one database (SQLite file, or PostgreSQL with
+//! `BRIDGEKEEPER_TEST_BACKEND=postgres`): every guarantee holds across instances.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Flow, Server, tokens, whoami};
+
+#[tokio::test]
+async fn tokens_from_one_instance_verified_by_the_other() {
+    let a = Server::start();
+    let b = a.start_peer(&[]);
+    let jwks_a = reqwest::get(a.url("/.well-known/jwks.json")).await.unwrap().text().await.unwrap();
+    let jwks_b = reqwest::get(b.url("/.well-known/jwks.json")).await.unwrap().text().await.unwrap();
+    assert_eq!(jwks_a, jwks_b, "JWKS is identical on every instance");
+    let flow = Flow::signup(&a, "multi@example.com").await;
+    let (client_id, t) = flow.login_client("universal-mcp-read-write").await;
+    let _ = client_id;
+    let (s, who) = whoami(&a.base, &t.access).await;
+    assert_eq!((s, who["email"].as_str()), (200, Some("multi@example.com")));
+    // Same keys, but b was started with another issuer (its own address): it refuses a's tokens.
+    let (s, _) = whoami(&b.base, &t.access).await;
+    assert_eq!(s, 401);
+}
+
+/// Two instances behind one public URL (the issuer is configuration, not the listening address).
+fn pair() -> (Server, Server) {
+    let a = Server::start_with(&[("BRIDGEKEEPER_ISSUER", "http://127.0.0.1:1")]);
+    let b = a.start_peer(&[("BRIDGEKEEPER_ISSUER", "http://127.0.0.1:1")]);
+    assert_eq!((a.issuer.as_str(), b.issuer.as_str()), ("http://127.0.0.1:1", "http://127.0.0.1:1"));
+    assert_ne!(a.base, b.base);
+    (a, b)
+}
+
+async fn token_via(server: &Server, email: &str) -> (String, crate::harness::Tokens, Flow) {
+    // The flow runs against `server` directly; tokens carry the shared issuer.
+    let mut flow = Flow::signup(server, email).await;
+    flow.base = server.base.clone();
+    let (client_id, t) = flow.login_client("universal-mcp-read-write account").await;
+    (client_id, t, flow)
+}
+
+#[tokio::test]
+async fn a_token_issued_by_one_works_on_the_other() {
+    let (a, b) = pair();
+    let (_, t, _) = token_via(&a, "cross@example.com").await;
+    let (s, who) = whoami(&b.base, &t.access).await;
+    assert_eq!(s, 200, "b verifies a's token (same keys, same issuer)");
+    assert_eq!(who["email"], "cross@example.com");
+}
+
+#[tokio::test]
+async fn refresh_race_across_instances_exactly_one_succeeds() {
+    let (a, b) = pair();
+    let (client_id, t, _) = token_via(&a, "race@example.com").await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+        let (client_id, refresh) = (client_id.clone(), t.refresh.clone());
+        tasks.push(tokio::spawn(async move {
+            let res = reqwest::Client::new()
+                .post(format!("{base}/api/v1/auth/token"))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("client_id", client_id.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or_default();
+            (status, body["refresh_token"].as_str().map(str::to_owned))
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (status, token) = t.await.unwrap();
+        assert!(status == 200 || status == 400, "status {status}");
+        if status == 200 {
+            winners.push(token.unwrap());
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of 100 concurrent exchanges (split over two instances) succeeds");
+}
+
+#[tokio::test]
+async fn revocation_on_one_instance_is_seen_by_the_other_within_one_second() {
+    let (a, b) = pair();
+    let (client_id, t, _) = token_via(&a, "revoke-multi@example.com").await;
+    assert_eq!(whoami(&b.base, &t.access).await.0, 200);
+    reqwest::Client::new()
+        .post(a.url("/api/v1/auth/revoke"))
+        .form(&[("token", t.refresh.as_str()), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while whoami(&b.base, &t.access).await.0 != 401 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "b still accepts the revoked session after 1 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn mcp_session_created_on_one_is_usable_on_the_other() {
+    let (a, b) = pair();
+    let (_, t, flow) = token_via(&a, "mcp-multi@example.com").await;
+    let sid = flow.mcp_initialize(&t.access, "2025-11-25").await;
+    let mut on_b = Flow { base: b.base.clone(), ..flow };
+    let res = on_b.mcp_in(&t.access, &sid, "2025-11-25", "tools/list", json!({})).await;
+    assert_eq!(res.status(), 200, "no sticky sessions needed");
+    // Ended on b: a sees it ended within a second.
+    let res = reqwest::Client::new()
+        .delete(b.url("/mcp"))
+        .bearer_auth(&t.access)
+        .header("Mcp-Session-Id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    on_b.base = a.base.clone();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(on_b.mcp_in(&t.access, &sid, "2025-11-25", "tools/list", json!({})).await.status(), 404);
+    let _ = tokens;
+}
