@@ -26,7 +26,25 @@ pub struct Config {
     pub limits: LimitConfig,
     pub mcp: McpConfig,
     pub audit: AuditSection,
+    pub redis: RedisConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port`: rate limits shared by every instance. Without it they are counted in memory.
+    pub url: Option<String>,
+    /// When Redis cannot be reached: `closed` refuses limited requests (the default: safe), `open` allows them.
+    pub failure_mode: String,
+    /// Prefix of every key Bridgekeeper writes (several deployments may share one Redis).
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: None, failure_mode: "closed".into(), key_prefix: "bridgekeeper".into() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +170,7 @@ impl Default for Config {
             limits: LimitConfig::default(),
             mcp: McpConfig::default(),
             audit: AuditSection::default(),
+            redis: RedisConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -165,6 +184,7 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("DATA_DIR", "data_dir"),
     ("MASTER_KEY", "master_key"),
     ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
     ("LOG_FORMAT", "log.format"),
     ("LOG_LEVEL", "log.level"),
 ];
@@ -237,6 +257,9 @@ impl Config {
         }
         if self.mcp.session_ttl_secs < 60 {
             bail!("mcp.session_ttl_secs must be at least 60");
+        }
+        if !matches!(self.redis.failure_mode.as_str(), "open" | "closed") {
+            bail!("redis.failure_mode must be open or closed, not {:?}", self.redis.failure_mode);
         }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             bail!("log.format must be json or text, not {:?}", self.log.format);

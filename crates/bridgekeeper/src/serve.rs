@@ -50,6 +50,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let issuer = config.issuer_for(addr);
 
+    let (limiter, shared_limiter): (Arc<dyn bk_limits::Limiter>, Option<Arc<dyn bk_limits::Limiter>>) =
+        match &config.redis.url {
+            Some(url) => {
+                let mode = if config.redis.failure_mode == "open" {
+                    bk_limits::FailureMode::Open
+                } else {
+                    bk_limits::FailureMode::Closed
+                };
+                let l: Arc<dyn bk_limits::Limiter> = Arc::new(
+                    bk_limits::RedisLimiter::new(url, mode, &config.redis.key_prefix).map_err(anyhow::Error::msg)?,
+                );
+                tracing::info!(failure_mode = %config.redis.failure_mode, "rate limits shared through Redis");
+                (l.clone(), Some(l))
+            }
+            None => (Arc::new(bk_limits::LocalLimiter::default()), None),
+        };
     let audit_config = config.audit.to_config();
     let audit = bk_audit::AuditLog::start(store.clone(), &audit_config)?;
     let verifier =
@@ -68,6 +84,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         verifier.clone(),
         master,
         audit.clone(),
+        limiter.clone(),
     ));
     let web = Arc::new(bk_web::WebState::new(auth.clone(), config.limits.login_failures_per_minute));
     let gateway = Arc::new(bk_gateway::Gateway::new(
@@ -80,6 +97,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             allowed_origins: config.mcp.allowed_origins.clone(),
             rate_limit_per_minute: config.mcp.rate_limit_per_minute,
             session_ttl_secs: config.mcp.session_ttl_secs,
+            shared_limiter,
         },
         audit.clone(),
     ));
@@ -94,7 +112,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-        .route("/ready", get(move || ready(ready_store.clone())))
+        .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
         .route("/metrics", get(move || metrics(metrics_audit.clone())));
 
     tracing::info!(%addr, %issuer, "listening");
@@ -130,8 +148,15 @@ async fn metrics(audit: Arc<bk_audit::AuditLog>) -> axum::response::Response {
 }
 
 /// Ready when the database answers.
-async fn ready(store: Arc<dyn Store>) -> axum::response::Response {
+async fn ready(store: Arc<dyn Store>, limiter: Arc<dyn bk_limits::Limiter>) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if !limiter.healthy().await {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not ready", "redis": "unreachable"})),
+        )
+            .into_response();
+    }
     match store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({"status": "ready", "database": "ok"})).into_response(),
         Err(e) => {

@@ -23,12 +23,14 @@ use bk_store::Store;
 pub use context::RequestContext;
 
 /// What the operator configures for `/mcp`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub rate_limit_per_minute: u32,
     pub session_ttl_secs: i64,
+    /// Share the per-account limit through this limiter (Redis) instead of counting in memory.
+    pub shared_limiter: Option<Arc<dyn bk_limits::Limiter>>,
 }
 
 pub struct Gateway {
@@ -61,7 +63,10 @@ impl Gateway {
             tools: tools::ToolRegistry::builtin(),
             hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
             sessions: session::McpSessions::new(store, clock.clone(), config.session_ttl_secs),
-            limiter: rate::AccountLimiter::per_minute(config.rate_limit_per_minute),
+            limiter: match &config.shared_limiter {
+                Some(l) => rate::AccountLimiter::shared(config.rate_limit_per_minute, l.clone()),
+                None => rate::AccountLimiter::per_minute(config.rate_limit_per_minute),
+            },
             audit,
             clock,
         }

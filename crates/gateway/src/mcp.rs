@@ -110,7 +110,7 @@ async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<RequestCo
         return Err(refuse(StatusCode::FORBIDDEN, INVALID_REQUEST, &format!("forbidden: {why}")));
     }
     let ctx = authenticate(gw, headers).await?;
-    if let Err(wait) = gw.limiter.check(&ctx.account_id) {
+    if let Err(wait) = gw.limiter.check(&ctx.account_id).await {
         gw.emit(gw.event("ratelimit.refused", bk_domain::audit::Outcome::Denied, &ctx).detail("limit", "mcp_requests"));
         let mut res = refuse(
             StatusCode::TOO_MANY_REQUESTS,

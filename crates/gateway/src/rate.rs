@@ -10,16 +10,27 @@ use governor::{Quota, RateLimiter};
 pub struct AccountLimiter {
     limiter: RateLimiter<AccountId, DefaultKeyedStateStore<AccountId>, DefaultClock>,
     clock: DefaultClock,
+    /// When set (Redis), the limit is shared by every instance instead.
+    shared: Option<(std::sync::Arc<dyn bk_limits::Limiter>, u32)>,
 }
 
 impl AccountLimiter {
     pub fn per_minute(n: u32) -> Self {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        Self { limiter: RateLimiter::keyed(Quota::per_minute(n)), clock: DefaultClock::default() }
+        Self { limiter: RateLimiter::keyed(Quota::per_minute(n)), clock: DefaultClock::default(), shared: None }
+    }
+
+    pub fn shared(n: u32, limiter: std::sync::Arc<dyn bk_limits::Limiter>) -> Self {
+        let mut l = Self::per_minute(n);
+        l.shared = Some((limiter, n));
+        l
     }
 
     /// `Err(seconds to wait)` when the account is over its limit.
-    pub fn check(&self, account: &AccountId) -> Result<(), u64> {
+    pub async fn check(&self, account: &AccountId) -> Result<(), u64> {
+        if let Some((shared, n)) = &self.shared {
+            return shared.acquire("mcp_requests", account.as_str(), *n, 60).await;
+        }
         match self.limiter.check_key(account) {
             Ok(()) => Ok(()),
             Err(not_until) => {

@@ -57,7 +57,11 @@ pub async fn authenticate(
             let Some(stored) = client.secret.clone() else {
                 return Err(fail("client authentication failed"));
             };
-            match server.secrets.check(&client.id, &secret, &stored, server.clock.now_ms()).await {
+            match server
+                .secrets
+                .check(server.limiter.as_ref(), &client.id, &secret, &stored, server.clock.now_ms())
+                .await
+            {
                 SecretCheck::Valid => Ok((client, method)),
                 SecretCheck::Invalid => {
                     tracing::info!(client = %client.id, "client authentication failed");

@@ -26,7 +26,7 @@ mod userinfo;
 mod validate;
 pub mod verify;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -34,7 +34,6 @@ use bk_crypto::envelope::MasterKey;
 use bk_crypto::keyring::KeySet;
 use bk_crypto::mac::MacKey;
 use bk_domain::access::Clock;
-use bk_domain::rate_limit::SlidingWindow;
 use bk_store::Store;
 
 pub use verify::{AccessContext, KeySource, Verifier, VerifyError};
@@ -55,7 +54,9 @@ pub struct AuthServer {
     /// Public base URL, without a trailing slash.
     pub issuer: String,
     pub lifetimes: Lifetimes,
-    pub registrations: Mutex<SlidingWindow>,
+    /// Rate limits (in memory, or shared by every instance through Redis).
+    pub limiter: Arc<dyn bk_limits::Limiter>,
+    pub registrations_per_minute: u32,
     pub verifier: Arc<Verifier>,
     /// Seals client secrets; derives the cookie and CSRF keys.
     pub master: Arc<MasterKey>,
@@ -80,6 +81,7 @@ impl AuthServer {
         verifier: Arc<Verifier>,
         master: Arc<MasterKey>,
         audit: Arc<bk_audit::AuditLog>,
+        limiter: Arc<dyn bk_limits::Limiter>,
     ) -> Self {
         let cookie_keys = browser_session::CookieKeys {
             cookie: MacKey::derive(master.raw(), "browser-session-cookie"),
@@ -88,7 +90,8 @@ impl AuthServer {
         };
         Self {
             secrets: secrets::SecretVerifier::new(MacKey::derive(master.raw(), "client-secret-fast-path")),
-            registrations: Mutex::new(SlidingWindow::new(registrations_per_minute, 60)),
+            limiter,
+            registrations_per_minute,
             store,
             keys,
             clock,

@@ -38,8 +38,9 @@ pub async fn register(
 ) -> Result<Response, OAuthError> {
     let now_ms = server.clock.now_ms();
     {
-        let mut limiter = server.registrations.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(wait) = limiter.try_acquire(&peer.ip().to_string(), now_ms) {
+        let ip = peer.ip().to_string();
+        if let Err(wait) = server.limiter.acquire("registrations", &ip, server.registrations_per_minute, 60).await {
+            let wait = wait as i64;
             tracing::warn!(ip = %peer.ip(), "dynamic client registration rate limit reached");
             server.emit(
                 server.event("ratelimit.refused", Outcome::Denied).ip(peer.ip()).detail("limit", "client_registration"),

@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use bk_crypto::mac::MacKey;
 use bk_domain::client::StoredSecret;
 use bk_domain::ids::ClientId;
-use bk_domain::rate_limit::SlidingWindow;
 
 const FAST_PATH_TTL_MS: i64 = 10 * 60 * 1000;
 const MAX_CACHED: usize = 10_000;
@@ -21,7 +20,6 @@ const FAILURES_PER_MINUTE: u32 = 10;
 pub struct SecretVerifier {
     key: MacKey,
     verified: Mutex<HashMap<[u8; 32], (String, i64)>>,
-    failures: Mutex<SlidingWindow>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +32,7 @@ pub enum SecretCheck {
 
 impl SecretVerifier {
     pub fn new(key: MacKey) -> Self {
-        Self { key, verified: Mutex::default(), failures: Mutex::new(SlidingWindow::new(FAILURES_PER_MINUTE, 60)) }
+        Self { key, verified: Mutex::default() }
     }
 
     fn tag(&self, client: &ClientId, secret: &str) -> [u8; 32] {
@@ -45,7 +43,14 @@ impl SecretVerifier {
         self.key.sign(&data)
     }
 
-    pub async fn check(&self, client: &ClientId, secret: &str, stored: &StoredSecret, now_ms: i64) -> SecretCheck {
+    pub async fn check(
+        &self,
+        limiter: &dyn bk_limits::Limiter,
+        client: &ClientId,
+        secret: &str,
+        stored: &StoredSecret,
+        now_ms: i64,
+    ) -> SecretCheck {
         let tag = self.tag(client, secret);
         {
             let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -56,9 +61,9 @@ impl SecretVerifier {
                 return SecretCheck::Valid;
             }
         }
-        if let Some(wait) = self.failures.lock().unwrap_or_else(|p| p.into_inner()).retry_after(client.as_str(), now_ms)
+        if let Some(wait) = limiter.retry_after("client_auth_failures", client.as_str(), FAILURES_PER_MINUTE, 60).await
         {
-            return SecretCheck::Throttled(wait);
+            return SecretCheck::Throttled(wait as i64);
         }
         let (secret_owned, stored_owned) = (secret.to_owned(), stored.clone());
         let ok = tokio::task::spawn_blocking(move || bk_crypto::client_secret::verify(&secret_owned, &stored_owned))
@@ -75,7 +80,7 @@ impl SecretVerifier {
             cache.insert(tag, (stored.bcrypt.clone(), now_ms + FAST_PATH_TTL_MS));
             SecretCheck::Valid
         } else {
-            self.failures.lock().unwrap_or_else(|p| p.into_inner()).record(client.as_str(), now_ms);
+            limiter.record("client_auth_failures", client.as_str(), FAILURES_PER_MINUTE, 60).await;
             SecretCheck::Invalid
         }
     }

@@ -5,13 +5,12 @@
 mod authorize;
 pub mod pages;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bk_domain::rate_limit::SlidingWindow;
 use bk_oauth::AuthServer;
 use minijinja::Environment;
 
@@ -21,7 +20,7 @@ pub use pages::create_account;
 pub struct WebState {
     pub auth: Arc<AuthServer>,
     pub templates: Environment<'static>,
-    pub login_failures: Mutex<SlidingWindow>,
+    pub login_failures_per_minute: u32,
 }
 
 impl WebState {
@@ -38,7 +37,7 @@ impl WebState {
             // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
             env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
         }
-        Self { auth, templates: env, login_failures: Mutex::new(SlidingWindow::new(login_failures_per_minute, 60)) }
+        Self { auth, templates: env, login_failures_per_minute }
     }
 
     /// Renders a template into an HTML response with the page security headers.

@@ -131,8 +131,7 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
         return render_login(&state, &s, StatusCode::BAD_REQUEST, &next, &email, Some(msg), brand);
     }
     // Failed attempts are counted per account name (whether or not it exists, so the limit is no oracle).
-    let now_ms = state.auth.clock.now_ms();
-    let wait = state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).retry_after(&email, now_ms);
+    let wait = state.auth.limiter.retry_after("sign_in_failures", &email, state.login_failures_per_minute, 60).await;
     if let Some(wait) = wait {
         let msg = format!("Too many failed sign-in attempts for this account. Try again in {wait} seconds.");
         let mut res = render_login(&state, &s, StatusCode::TOO_MANY_REQUESTS, &next, &email, Some(&msg), brand);
@@ -178,7 +177,7 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
             with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }
         _ => {
-            state.login_failures.lock().unwrap_or_else(|p| p.into_inner()).record(&email, now_ms);
+            state.auth.limiter.record("sign_in_failures", &email, state.login_failures_per_minute, 60).await;
             tracing::info!("sign-in failed");
             let mut event = state.auth.event("auth.signin", Outcome::Failure).detail("email", email.clone());
             if let Some(a) = &account {

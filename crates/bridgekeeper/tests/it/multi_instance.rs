@@ -123,3 +123,55 @@ async fn mcp_session_created_on_one_is_usable_on_the_other() {
     assert_eq!(on_b.mcp_in(&t.access, &sid, "2025-11-25", "tools/list", json!({})).await.status(), 404);
     let _ = tokens;
 }
+
+fn unique_prefix() -> String {
+    format!(
+        "bk-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    )
+}
+
+async fn register(base: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "token_endpoint_auth_method": "none"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Redis runs at 127.0.0.1:6379 on development and CI machines.
+#[tokio::test]
+async fn dcr_limit_is_shared_across_instances_through_redis() {
+    let prefix = unique_prefix();
+    let env =
+        [("BRIDGEKEEPER_REDIS_URL", "redis://127.0.0.1:6379"), ("BRIDGEKEEPER_REDIS__KEY_PREFIX", prefix.as_str())];
+    let a = Server::start_with(&env);
+    let b = a.start_peer(&env);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(register(if i % 2 == 0 { &a.base } else { &b.base }).await);
+    }
+    assert_eq!(&statuses[..5], &[201; 5], "{statuses:?}");
+    assert_eq!(statuses[5], 429, "the 6th registration in a minute fails whichever instance gets it: {statuses:?}");
+    assert_eq!(register(&a.base).await, 429);
+    let ready: Value = reqwest::get(a.url("/ready")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_in_the_configured_direction() {
+    // Nothing listens on port 9 of 127.0.0.1.
+    let closed = Server::start_with(&[("BRIDGEKEEPER_REDIS_URL", "redis://127.0.0.1:9")]);
+    assert_eq!(register(&closed.base).await, 429, "closed (the default): refuse");
+    assert_eq!(reqwest::get(closed.url("/ready")).await.unwrap().status(), 503);
+    let open = Server::start_with(&[
+        ("BRIDGEKEEPER_REDIS_URL", "redis://127.0.0.1:9"),
+        ("BRIDGEKEEPER_REDIS__FAILURE_MODE", "open"),
+    ]);
+    assert_eq!(register(&open.base).await, 201, "open: allow");
+    assert!(closed.logs().contains("Redis rate limiter unavailable"), "the failure is logged");
+}
