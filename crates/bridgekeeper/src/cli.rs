@@ -242,7 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// A database URL without its password, for messages.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

@@ -107,11 +107,23 @@ impl Default for McpConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://{data_dir}/bridgekeeper.db`.
     pub url: Option<String>,
+    /// Connections in the pool (0 = 8 on SQLite, 16 on PostgreSQL).
+    pub max_connections: u32,
+    /// PostgreSQL statement timeout in milliseconds (0 = none).
+    pub statement_timeout_ms: u64,
+    /// Give up starting after this many seconds of failed connection attempts (0 = keep trying).
+    pub connect_retry_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 0, statement_timeout_ms: 30_000, connect_retry_secs: 0 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -26,7 +26,48 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     }
-    let store = SqlStore::connect(&url, if embedded { 8 } else { 16 }).await.context("cannot open the database")?;
+    let settings = bk_store::PoolSettings {
+        max_connections: match config.database.max_connections {
+            0 if embedded => 8,
+            0 => 16,
+            n => n,
+        },
+        statement_timeout_ms: config.database.statement_timeout_ms,
+        acquire_timeout_secs: 30,
+    };
+    // An unreachable database (a PostgreSQL restarting, a network blip) is waited for, with backoff;
+    // the instance is not ready — not listening — until it connects.
+    let started = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(250);
+    let store = loop {
+        let attempt = match tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            SqlStore::connect_with(&url, &settings),
+        )
+        .await
+        {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(bk_store::StoreError::UnsupportedUrl)) => {
+                anyhow::bail!("database.url must start with sqlite:// or postgres://")
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no connection within 3 s".to_owned()),
+        };
+        match attempt {
+            Ok(s) => break s,
+            Err(e) => {
+                let limit = config.database.connect_retry_secs;
+                if embedded || (limit > 0 && started.elapsed().as_secs() >= limit) {
+                    anyhow::bail!("cannot open the database {}: {e}", crate::cli::redact_url(&url));
+                }
+                tracing::error!(error = %e, database = %crate::cli::redact_url(&url), retry_in_ms = delay.as_millis() as u64,
+                    "the database is unreachable; not ready, retrying");
+                eprintln!("bridgekeeper: the database is unreachable ({e}); retrying in {} ms", delay.as_millis());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    };
     store.migrate().await.context("database migration failed")?;
     Ok((store, embedded))
 }

@@ -13,7 +13,7 @@ use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
 
 mod sql;
-pub use sql::SqlStore;
+pub use sql::{PoolSettings, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

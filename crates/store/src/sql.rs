@@ -64,9 +64,27 @@ fn migrator(backend: Backend) -> Migrator {
     )
 }
 
-fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+/// Connection settings beyond the URL.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// PostgreSQL `statement_timeout` (0 = none).
+    pub statement_timeout_ms: u64,
+    /// How long to wait for a connection from the pool.
+    pub acquire_timeout_secs: u64,
+}
+
+impl PoolSettings {
+    pub fn with_max(max_connections: u32) -> Self {
+        Self { max_connections, statement_timeout_ms: 0, acquire_timeout_secs: 30 }
+    }
+}
+
+fn pool_options(backend: Backend, settings: &PoolSettings, max_connections: u32) -> AnyPoolOptions {
+    let statement_timeout = settings.statement_timeout_ms;
     AnyPoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(settings.acquire_timeout_secs.max(1)))
         // A broken connection surfaces as an error on use; a ping before every acquire would cost a
         // round trip on every query.
         .test_before_acquire(false)
@@ -80,6 +98,9 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
                     )
                     .await?;
                 }
+                if backend == Backend::Postgres && statement_timeout > 0 {
+                    conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {statement_timeout}"))).await?;
+                }
                 Ok(())
             })
         })
@@ -88,6 +109,11 @@ fn pool_options(backend: Backend, max_connections: u32) -> AnyPoolOptions {
 impl SqlStore {
     /// Connects (creating an SQLite file if needed) without migrating.
     pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore> {
+        Self::connect_with(url, &PoolSettings::with_max(max_connections)).await
+    }
+
+    /// Connects with explicit pool settings.
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<SqlStore> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let mut u = format!("sqlite:{rest}");
@@ -100,11 +126,11 @@ impl SqlStore {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let pool = pool_options(backend, max_connections).connect(&url).await?;
+        let pool = pool_options(backend, settings, settings.max_connections.max(1)).connect(&url).await?;
         // SQLite allows one writer at a time. Writes go through a pool of exactly one connection, so
         // they queue in the pool (cheap) instead of in SQLite's busy handler (sleep-and-retry).
         let writer = match backend {
-            Backend::Sqlite => pool_options(backend, 1).connect(&url).await?,
+            Backend::Sqlite => pool_options(backend, settings, 1).connect(&url).await?,
             Backend::Postgres => pool.clone(),
         };
         Ok(SqlStore { pool, writer, backend })

@@ -81,3 +81,32 @@ fn environment_configures_the_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
 }
+
+#[test]
+fn unreachable_database_is_reported_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = run(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()],
+        &[
+            ("BRIDGEKEEPER_DATABASE_URL", "postgres://bk:secret-pw@127.0.0.1:9/none"),
+            ("BRIDGEKEEPER_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+            ("BRIDGEKEEPER_DATABASE__CONNECT_RETRY_SECS", "4"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "it retried before giving up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the database is unreachable"), "{err}");
+    assert!(err.contains("retrying"), "{err}");
+    assert!(!err.contains("secret-pw"), "the password never reaches the output: {err}");
+    // PostgreSQL without a master key is refused with a clear message.
+    let out = run(
+        &["serve", "--data-dir", dir.path().to_str().unwrap()],
+        &[
+            ("BRIDGEKEEPER_DATABASE_URL", "postgres://127.0.0.1:9/none"),
+            ("BRIDGEKEEPER_DATABASE__CONNECT_RETRY_SECS", "1"),
+        ],
+    );
+    assert!(!out.status.success());
+}
