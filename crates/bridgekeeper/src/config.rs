@@ -132,11 +132,19 @@ pub struct TokenConfig {
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
     pub code_ttl_secs: i64,
+    /// Seconds during which an immediate reuse of a refresh token by the same client continues from
+    /// its successor instead of revoking the session (0 = every reuse revokes; see README).
+    pub refresh_reuse_grace_secs: i64,
 }
 
 impl Default for TokenConfig {
     fn default() -> Self {
-        Self { access_token_ttl_secs: 900, refresh_token_ttl_secs: 7 * 24 * 3600, code_ttl_secs: 60 }
+        Self {
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 7 * 24 * 3600,
+            code_ttl_secs: 60,
+            refresh_reuse_grace_secs: 0,
+        }
     }
 }
 
@@ -281,6 +289,9 @@ impl Config {
             || self.tokens.refresh_token_ttl_secs < 60
         {
             bail!("tokens: TTLs are too short (access ≥ 30 s, code ≥ 5 s, refresh ≥ 60 s)");
+        }
+        if !(0..=60).contains(&self.tokens.refresh_reuse_grace_secs) {
+            bail!("tokens.refresh_reuse_grace_secs must be 0 to 60");
         }
         Ok(())
     }

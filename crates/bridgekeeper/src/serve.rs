@@ -120,6 +120,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             access_token: config.tokens.access_token_ttl_secs,
             refresh_token: config.tokens.refresh_token_ttl_secs,
             code: config.tokens.code_ttl_secs,
+            refresh_reuse_grace: config.tokens.refresh_reuse_grace_secs,
         },
         config.limits.registrations_per_minute,
         verifier.clone(),

@@ -44,6 +44,9 @@ pub struct Lifetimes {
     pub access_token: i64,
     pub refresh_token: i64,
     pub code: i64,
+    /// A refresh token reused this soon by the same client continues from its successor instead
+    /// of revoking the session (0 = never: every reuse is a replay).
+    pub refresh_reuse_grace: i64,
 }
 
 /// Everything the authorization server needs, built once at start.

@@ -135,6 +135,8 @@ pub trait CodeStore: Send + Sync {
 pub trait RefreshTokenStore: Send + Sync {
     /// The token and the session it belongs to.
     async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshToken, Grant)>>;
+    /// The token that replaced `parent` (read on the writer, so a rotation just committed is seen).
+    async fn refresh_successor(&self, parent: &RefreshTokenId) -> Result<Option<RefreshToken>>;
     /// Atomically marks `old` used (compare-and-set) and stores `new`. Returns false, changing
     /// nothing, if `old` was already used (a concurrent exchange won).
     async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool>;

@@ -44,12 +44,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "mcp sessions", include_str!("../migrations/sqlite/0002_mcp_sessions.sql")),
     (3, "clients, restrictions, tokens", include_str!("../migrations/sqlite/0003_clients_restrictions_tokens.sql")),
     (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
+    (5, "refresh parent index", include_str!("../migrations/sqlite/0005_refresh_parent_index.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "mcp sessions", include_str!("../migrations/postgres/0002_mcp_sessions.sql")),
     (3, "clients, restrictions, tokens", include_str!("../migrations/postgres/0003_clients_restrictions_tokens.sql")),
     (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
+    (5, "refresh parent index", include_str!("../migrations/postgres/0005_refresh_parent_index.sql")),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
@@ -568,6 +570,28 @@ impl RefreshTokenStore for SqlStore {
             created_at: r.try_get("created_at")?,
         };
         Ok(Some((token, grant_from_row(&r)?)))
+    }
+
+    async fn refresh_successor(&self, parent: &RefreshTokenId) -> Result<Option<RefreshToken>> {
+        let row = sqlx::query(
+            "SELECT id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at \
+             FROM refresh_tokens WHERE parent_id = $1",
+        )
+        .bind(parent.as_str())
+        .fetch_optional(&self.writer)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(RefreshToken {
+            id: RefreshTokenId::from_string(r.try_get::<String, _>("id")?),
+            hash: r.try_get("hash")?,
+            session_id: SessionId::from_string(r.try_get::<String, _>("session_id")?),
+            client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
+            scopes: scopes_of(&r, "scopes")?,
+            expires_at: r.try_get("expires_at")?,
+            used_at: r.try_get("used_at")?,
+            parent_id: r.try_get::<Option<String>, _>("parent_id")?.map(RefreshTokenId::from_string),
+            created_at: r.try_get("created_at")?,
+        }))
     }
 
     async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool> {

@@ -172,6 +172,12 @@ impl Server {
         (status, dir)
     }
 
+    /// SIGKILL: the process dies mid-request (crash tests).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.sigterm_and_wait()

@@ -175,3 +175,94 @@ async fn unreachable_redis_fails_in_the_configured_direction() {
     assert_eq!(register(&open.base).await, 201, "open: allow");
     assert!(closed.logs().contains("Redis rate limiter unavailable"), "the failure is logged");
 }
+
+/// kill -9 one instance while refreshes and tool calls are in flight on both: afterwards every
+/// token a client received works (or was never acknowledged), and no refresh family is half-rotated.
+#[tokio::test]
+async fn crash_under_load_loses_nothing_acknowledged() {
+    let env = [
+        ("BRIDGEKEEPER_ISSUER", "http://127.0.0.1:1"),
+        ("BRIDGEKEEPER_TOKENS__REFRESH_REUSE_GRACE_SECS", "30"),
+        ("BRIDGEKEEPER_MCP__RATE_LIMIT_PER_MINUTE", "100000"),
+    ];
+    let mut a = Server::start_with(&env);
+    let b = a.start_peer(&env);
+    let flow = Flow::signup(&a, "crash@example.com").await;
+    let cb = "http://127.0.0.1:9/callback";
+    let client_id = flow.register(cb, "universal-mcp-read-write").await;
+    let mut chains = Vec::new();
+    for i in 0..12 {
+        let back =
+            flow.approve(&flow.authorize_url(&client_id, cb, "universal-mcp-read-write", &format!("s{i}"))).await;
+        let code = crate::harness::query_param(&back, "code").unwrap();
+        chains.push(flow.exchange_code(&client_id, cb, &code).await);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (i, t) in chains.into_iter().enumerate() {
+        let (bases, client_id, stop) = ([a.base.clone(), b.base.clone()], client_id.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap();
+            let (mut refresh, mut access, mut n) = (t.refresh, t.access, i);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let base = &bases[n % 2];
+                let _ = http
+                    .post(format!("{base}/mcp"))
+                    .bearer_auth(&access)
+                    .header("X-Response-Format", "json")
+                    .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}))
+                    .send()
+                    .await;
+                let res = http
+                    .post(format!("{base}/api/v1/auth/token"))
+                    .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", client_id.as_str())])
+                    .send()
+                    .await;
+                // Only a complete 200 answer acknowledges the new pair; anything else keeps the old one.
+                if let Ok(r) = res
+                    && r.status() == 200
+                    && let Ok(v) = r.json::<Value>().await
+                {
+                    refresh = v["refresh_token"].as_str().unwrap().to_owned();
+                    access = v["access_token"].as_str().unwrap().to_owned();
+                }
+            }
+            (refresh, access)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    a.kill9();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let http = reqwest::Client::new();
+    for w in workers {
+        let (refresh, _) = w.await.unwrap();
+        // The last acknowledged refresh token still works on the surviving instance.
+        let res = http
+            .post(b.url("/api/v1/auth/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh.as_str()),
+                ("client_id", client_id.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        assert_eq!(status, 200, "an acknowledged refresh token stopped working: {}", res.text().await.unwrap());
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(whoami(&b.base, v["access_token"].as_str().unwrap()).await.0, 200);
+    }
+    // No family is half-rotated: every used refresh token has its successor.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&a.db_url()).await.unwrap();
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM refresh_tokens r WHERE r.used_at IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM refresh_tokens c WHERE c.parent_id = r.id)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+}

@@ -21,7 +21,24 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
     let Some((token, grant)) = server.store.refresh_token(&hash).await? else {
         return Err(OAuthError::invalid_grant("the refresh token is unknown"));
     };
-    let scopes = match token.decide(&client.id, grant.is_active(), params.get("scope"), now) {
+    let grace = server.lifetimes.refresh_reuse_grace;
+    let mut token = token;
+    let mut decision = token.decide(&client.id, grant.is_active(), params.get("scope"), now, grace);
+    if decision == RefreshDecision::RetryFromSuccessor {
+        // A retry of an exchange whose answer was lost (a crash, a dropped connection): continue
+        // from the successor if nobody has used it yet; otherwise it is a replay after all.
+        decision = match server.store.refresh_successor(&token.id).await? {
+            Some(next) if next.used_at.is_none() => {
+                let d = next.decide(&client.id, grant.is_active(), params.get("scope"), now, 0);
+                token = next;
+                tracing::info!(session = %grant.id, "refresh token reused within the grace period: continuing from its successor");
+                d
+            }
+            _ => RefreshDecision::Replay,
+        };
+    }
+    let scopes = match decision {
+        RefreshDecision::RetryFromSuccessor => return Err(replay(server, &grant, &client.id, now).await),
         RefreshDecision::Rotate { scopes } => scopes,
         RefreshDecision::Replay => return Err(replay(server, &grant, &client.id, now).await),
         RefreshDecision::Refuse(why) => return Err(OAuthError::invalid_grant(why)),
