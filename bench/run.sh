@@ -3,7 +3,9 @@
 #
 # Prints the machine's RS256 signing rate, refresh-token grants/s at the real token endpoint for a
 # public client and for a confidential client (client_secret_basic), the ratios refresh/sign and
-# confidential/public, and authenticated MCP tools/list requests/s, then a summary block.
+# confidential/public, authenticated MCP tools/list and tools/call (whoami) requests/s, the
+# tools/call latency at a fixed request rate (oha), and tools/call requests/s with the audit log on
+# and off (a second server with BRIDGEKEEPER_AUDIT__ENABLED=false), then a summary block.
 # See bench/README.md.
 #
 # Environment knobs (all optional):
@@ -12,6 +14,13 @@
 #   BENCH_CONNS="16 64"      connection counts to try (each refresh run gets its own fresh sessions)
 #   BENCH_SIGN_SECONDS=3     duration of the signing-rate measurement
 #   BENCH_SKIP_BUILD=1       use the existing release binaries (server and sign_rate example) as is
+#                            (and do not cargo-install oha when it is missing: skip the latency run)
+#   BENCH_RATE=5000          requests/s of the fixed-rate tools/call latency run
+#   BENCH_RATE_SECONDS=10    its duration
+#   BENCH_RATE_CONNS=16      its connections (enough that a slow answer does not hold back the rate)
+#   BENCH_AUDIT_ROUNDS=2     rounds of the audit on/off comparison (each: one wrk run per server)
+#   BENCH_OHA=/path/to/oha   oha binary (default: bench/.tools/bin/oha, ~/.cargo/bin/oha, PATH;
+#                            if none, `cargo install oha --locked --root bench/.tools`)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,6 +32,10 @@ DURATION=${BENCH_DURATION:-10}
 THREADS=${BENCH_THREADS:-$CORES}
 read -r -a CONNS <<<"${BENCH_CONNS:-16 64}"
 SIGN_SECONDS=${BENCH_SIGN_SECONDS:-3}
+RATE=${BENCH_RATE:-5000}
+RATE_SECONDS=${BENCH_RATE_SECONDS:-10}
+RATE_CONNS=${BENCH_RATE_CONNS:-16}
+AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-2}
 CLK_TCK=$(getconf CLK_TCK)
 
 for tool in wrk python3 cargo; do
@@ -30,12 +43,16 @@ for tool in wrk python3 cargo; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bk-bench.XXXXXX")
-SERVER_PID=""
+SERVER_PID="" STARTED_PID=""
+NOAUDIT_PID=""
 cleanup() {
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  local pid
+  for pid in $SERVER_PID $NOAUDIT_PID $STARTED_PID; do # STARTED_PID: one that failed to start
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -86,16 +103,21 @@ fi
 R[sign_rate_per_s]=$(val sign_rate_per_s "$WORK/sign.txt")
 
 # ---------------------------------------------------------------------------------------------
-log "starting the server"
-mkdir -p "$WORK/data"
-BRIDGEKEEPER_LOG_FORMAT=json BRIDGEKEEPER_LOG_LEVEL=info \
-BRIDGEKEEPER_LIMITS__REGISTRATIONS_PER_MINUTE=1000 \
-BRIDGEKEEPER_MCP__RATE_LIMIT_PER_MINUTE=4000000000 \
-  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-BASE=""
-for _ in $(seq 1 300); do
-  BASE=$(python3 - "$WORK/server.log" <<'EOF'
+# start_server DATA_DIR LOG [VAR=VALUE...]: starts a release server on an ephemeral port with the
+# bench environment (plus the given variables) and waits for its "listening" line. Sets STARTED_PID
+# and STARTED_BASE (the issuer URL).
+STARTED_PID="" STARTED_BASE=""
+start_server() {
+  local dir=$1 logf=$2 base="" pid; shift 2
+  mkdir -p "$dir"
+  env BRIDGEKEEPER_LOG_FORMAT=json BRIDGEKEEPER_LOG_LEVEL=info \
+      BRIDGEKEEPER_LIMITS__REGISTRATIONS_PER_MINUTE=1000 \
+      BRIDGEKEEPER_MCP__RATE_LIMIT_PER_MINUTE=4000000000 \
+      "$@" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$dir" >"$logf" 2>&1 &
+  pid=$!
+  STARTED_PID=$pid
+  for _ in $(seq 1 300); do
+    base=$(python3 - "$logf" <<'EOF'
 import json, sys
 for line in open(sys.argv[1], errors="replace"):
     try:
@@ -108,11 +130,30 @@ for line in open(sys.argv[1], errors="replace"):
         break
 EOF
 )
-  [[ -n $BASE ]] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench: server exited:" >&2; cat "$WORK/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -n $BASE ]] || { echo "bench: no 'listening' line after 30s:" >&2; cat "$WORK/server.log" >&2; exit 1; }
+    [[ -n $base ]] && break
+    kill -0 "$pid" 2>/dev/null || { echo "bench: server exited:" >&2; cat "$logf" >&2; exit 1; }
+    sleep 0.1
+  done
+  [[ -n $base ]] || { echo "bench: no 'listening' line after 30s:" >&2; cat "$logf" >&2; exit 1; }
+  STARTED_BASE=$base
+}
+
+# wait_idle PID...: waits (at most 15 s each) until each process uses < 5% of a core over 1 s, so
+# that work left from one run (the audit writer draining its buffer) does not land in the next.
+wait_idle() {
+  local pid a b
+  for pid in "$@"; do
+    for _ in $(seq 1 15); do
+      a=$(cpu_ticks "$pid"); sleep 1; b=$(cpu_ticks "$pid")
+      (( (b - a) * 100 < 5 * CLK_TCK )) && break
+    done
+  done
+}
+
+log "starting the server"
+start_server "$WORK/data" "$WORK/server.log"
+SERVER_PID=$STARTED_PID BASE=$STARTED_BASE
+TARGET_PID=$SERVER_PID TARGET_LOG=$WORK/server.log # the server run_wrk measures
 echo "server pid $SERVER_PID at $BASE (data and log in $WORK)"
 
 # ---------------------------------------------------------------------------------------------
@@ -132,48 +173,21 @@ log "setting up $SESSIONS public + $SESSIONS confidential sessions (sign-up, DCR
 python3 bench/setup_tokens.py "$BASE" "$WORK" "$SESSIONS" \
   --confidential "$SESSIONS" --operator-token-file "$WORK/operator_token.txt"
 
-log "opening an MCP session and checking one tools/list call"
-python3 - "$BASE" "$WORK/access_token.txt" "$WORK/mcp_session.txt" <<'EOF'
-import http.client, sys, urllib.parse
-u = urllib.parse.urlsplit(sys.argv[1])
-token = open(sys.argv[2]).read().strip()
-hdrs = {"Authorization": "Bearer " + token, "Content-Type": "application/json",
-        "Accept": "application/json, text/event-stream"}
-c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-init = ('{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
-        '"capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}')
-c.request("POST", "/mcp", body=init, headers=hdrs)
-r = c.getresponse()
-r.read()
-sid = r.getheader("Mcp-Session-Id")
-if r.status != 200 or not sid:
-    print(f"bench: initialize failed: {r.status} {r.getheaders()}", file=sys.stderr)
-    sys.exit(1)
-open(sys.argv[3], "w").write(sid + "\n")
-hdrs["Mcp-Session-Id"] = sid
-hdrs["MCP-Protocol-Version"] = "2025-11-25"
-body = '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}'
-c.request("POST", "/mcp", body=body, headers=hdrs)
-r = c.getresponse()
-data = r.read()
-print(f"POST /mcp tools/list -> {r.status} {r.getheader('Content-Type')} {len(data)} bytes: {data[:200]!r}")
-if r.status != 200 or b'"tools"' not in data:
-    print("bench: tools/list did not return a tool list", file=sys.stderr)
-    print(f"response headers: {r.getheaders()}", file=sys.stderr)
-    sys.exit(1)
-EOF
+log "opening an MCP session and checking one tools/list and one tools/call whoami"
+python3 bench/mcp_check.py init "$BASE" "$WORK/access_token.txt" "$WORK/mcp_session.txt"
 
-# run_wrk NAME SCRIPT URL CONNS SCRIPT_ARGS... : runs wrk; records CPU used by the server, by wrk
-# and by everything else on the machine, and the server's CPU time and context switches per request.
+# run_wrk NAME SCRIPT URL CONNS SCRIPT_ARGS... : runs wrk; records CPU used by the server
+# ($TARGET_PID), by wrk and by everything else on the machine, and the server's CPU time and
+# context switches per request.
 run_wrk() {
   local name=$1 script=$2 url=$3 conns=$4; shift 4
   local out=$WORK/$name.txt s0 s1 x0 x1 mb0 mt0 mb1 mt1 wrk_cpu
-  s0=$(cpu_ticks "$SERVER_PID"); x0=$(ctx_switches "$SERVER_PID"); read -r mb0 mt0 < <(machine_ticks)
+  s0=$(cpu_ticks "$TARGET_PID"); x0=$(ctx_switches "$TARGET_PID"); read -r mb0 mt0 < <(machine_ticks)
   local TIMEFORMAT='%U %S'
   { time wrk -t "$THREADS" -c "$conns" -d "${DURATION}s" --timeout 10s --latency -s "$script" "$url" -- "$@" \
       >"$out" 2>&1; } 2>"$WORK/$name.time" || { cat "$out" >&2; echo "bench: wrk failed" >&2; exit 1; }
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$out"; echo "bench: the server died during $name:" >&2; tail -20 "$WORK/server.log" >&2; exit 1; }
-  s1=$(cpu_ticks "$SERVER_PID"); x1=$(ctx_switches "$SERVER_PID"); read -r mb1 mt1 < <(machine_ticks)
+  kill -0 "$TARGET_PID" 2>/dev/null || { cat "$out"; echo "bench: the server died during $name:" >&2; tail -20 "$TARGET_LOG" >&2; exit 1; }
+  s1=$(cpu_ticks "$TARGET_PID"); x1=$(ctx_switches "$TARGET_PID"); read -r mb1 mt1 < <(machine_ticks)
   wrk_cpu=$(awk '{print $1 + $2}' "$WORK/$name.time")
   cat "$out"
   local reqs
@@ -242,10 +256,168 @@ for c in "${CONNS[@]}"; do
   fi
 done
 
+# ---------------------------------------------------------------------------------------------
+# tools_call_run NAME CONNS TOKEN_FILE SESSION_FILE DATA_DIR: one wrk tools/call whoami run against
+# $TARGET_PID (after the servers are idle), results into R[NAME_*]. Also counts the audit events
+# the run wrote (after waiting for the writer to drain): one per request, unless the audit log is
+# off or its buffer overflowed (the server drops events, and logs it, rather than slow requests).
+TC_KEYS="per_s latency_p50_ms latency_p99_ms http_errors socket_errors"
+tools_call_run() {
+  local name=$1 c=$2 tok=$3 sess=$4 dir=$5 k h0 h1 reqs
+  wait_idle $SERVER_PID $NOAUDIT_PID
+  h0=$(python3 bench/mcp_check.py audit-head "$dir")
+  run_wrk "$name" bench/tools_call.lua "$TARGET_URL" "$c" "$tok" "$sess"
+  local f=$WORK/$name.txt
+  for k in $TC_KEYS; do R[${name}_$k]=$(val "tools_call_$k" "$f"); done
+  for k in $CPU_KEYS; do R[${name}_$k]=$(val "${name}_$k" "$f"); done
+  wait_idle "$TARGET_PID"
+  h1=$(python3 bench/mcp_check.py audit-head "$dir")
+  reqs=$(val tools_call_requests "$f")
+  R[${name}_audit_events]=$((h1 - h0))
+  R[${name}_requests]=${reqs:-0}
+  R[${name}_audit_events_per_req]=$(awk -v a="$((h1 - h0))" -v n="${reqs:-0}" 'BEGIN{printf "%.3f", (n > 0 ? a/n : 0)}')
+  echo "${name}_audit_events=${R[${name}_audit_events]} (${R[${name}_audit_events_per_req]} per request)"
+  if (( h1 > h0 )); then python3 bench/mcp_check.py audit-count "$dir" "$h0" | sed "s/^/${name}_/"; fi
+}
+
+TARGET_URL=$BASE/mcp
+best_tc=0 best_tc_c=""
+for c in "${CONNS[@]}"; do
+  log "MCP tools/call whoami (audit log on): wrk -t$THREADS -c$c -d${DURATION}s"
+  tools_call_run "tools_call_c$c" "$c" "$WORK/access_token.txt" "$WORK/mcp_session.txt" "$WORK/data"
+  if awk -v a="${R[tools_call_c${c}_per_s]}" -v b="$best_tc" 'BEGIN{exit !(a > b)}'; then
+    best_tc=${R[tools_call_c${c}_per_s]} best_tc_c=$c
+  fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# Latency at a fixed rate: wrk is closed-loop (a slow answer delays the next request, so its
+# percentiles hide queueing: coordinated omission). oha -q sends at a constant rate and, with
+# --latency-correction, measures each request from when it was due, not from when it was sent.
+OHA=${BENCH_OHA:-}
+if [[ -z $OHA ]]; then
+  for cand in "$ROOT/bench/.tools/bin/oha" "$HOME/.cargo/bin/oha" "$(command -v oha || true)"; do
+    [[ -n $cand && -x $cand ]] && { OHA=$cand; break; }
+  done
+fi
+if [[ -z $OHA && -z ${BENCH_SKIP_BUILD:-} ]]; then
+  log "installing oha (cargo install oha --locked --root bench/.tools)"
+  cargo install oha --locked --root "$ROOT/bench/.tools" && OHA=$ROOT/bench/.tools/bin/oha || true
+fi
+FR_KEYS="tool target_per_s achieved_per_s duration_s conns requests latency_p50_ms latency_p90_ms latency_p99_ms latency_p999_ms latency_max_ms non2xx errors"
+if [[ -n $OHA && -x $OHA ]]; then
+  log "MCP tools/call whoami at a fixed $RATE req/s for ${RATE_SECONDS}s ($OHA -q $RATE -c $RATE_CONNS --latency-correction)"
+  wait_idle $SERVER_PID
+  h0=$(python3 bench/mcp_check.py audit-head "$WORK/data")
+  s0=$(cpu_ticks "$SERVER_PID"); read -r mb0 mt0 < <(machine_ticks)
+  "$OHA" -z "${RATE_SECONDS}s" -q "$RATE" -c "$RATE_CONNS" --latency-correction -w --no-tui \
+    --output-format json -m POST \
+    -H "Authorization: Bearer $(cat "$WORK/access_token.txt")" \
+    -H "Content-Type: application/json" \
+    -H "Accept: application/json, text/event-stream" \
+    -H "Mcp-Session-Id: $(cat "$WORK/mcp_session.txt")" \
+    -H "MCP-Protocol-Version: 2025-11-25" \
+    -H "X-Response-Format: json" \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}' \
+    "$BASE/mcp" >"$WORK/fixed_rate.json" 2>"$WORK/fixed_rate.err" ||
+    { cat "$WORK/fixed_rate.err" >&2; echo "bench: oha failed" >&2; exit 1; }
+  s1=$(cpu_ticks "$SERVER_PID"); read -r mb1 mt1 < <(machine_ticks)
+  python3 - "$WORK/fixed_rate.json" "$RATE" "$RATE_CONNS" "$("$OHA" --version | head -1)" <<'EOF' | tee "$WORK/fixed_rate.txt"
+import json, sys
+d = json.load(open(sys.argv[1]))
+s, p = d["summary"], d.get("latencyPercentiles", {})
+codes = {int(k): v for k, v in d.get("statusCodeDistribution", {}).items()}
+errors = d.get("errorDistribution", {})
+ms = lambda v: "%.3f" % (1000 * v) if v is not None else ""
+print("fixed_rate_tool=" + sys.argv[4].replace(" ", "-"))
+print("fixed_rate_target_per_s=" + sys.argv[2])
+print("fixed_rate_achieved_per_s=%.1f" % s["requestsPerSec"])
+print("fixed_rate_duration_s=%.1f" % s["total"])
+print("fixed_rate_conns=" + sys.argv[3])
+print("fixed_rate_requests=%d" % sum(codes.values()))
+for k, key in (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9")):
+    print(f"fixed_rate_latency_{k}_ms=" + ms(p.get(key)))
+print("fixed_rate_latency_max_ms=" + ms(s.get("slowest")))
+print("fixed_rate_non2xx=%d" % sum(v for k, v in codes.items() if not 200 <= k < 300))
+print("fixed_rate_errors=%d" % sum(errors.values()))
+for k, v in list(errors.items())[:3]:
+    print(f"fixed_rate_error: {v} x {k}")
+EOF
+  for k in $FR_KEYS; do R[fixed_rate_$k]=$(val "fixed_rate_$k" "$WORK/fixed_rate.txt"); done
+  R[fixed_rate_server_cpu_cores]=$(awk -v a="$s0" -v b="$s1" -v x="$mt0" -v y="$mt1" -v n="$CORES" \
+    'BEGIN{printf "%.2f", (b - a) / ((y - x) / n)}')
+  R[fixed_rate_machine_busy_pct]=$(awk -v a="$mb0" -v b="$mb1" -v x="$mt0" -v y="$mt1" 'BEGIN{printf "%.0f", 100 * (b - a) / (y - x)}')
+  echo "fixed_rate_server_cpu_cores=${R[fixed_rate_server_cpu_cores]}"
+  echo "fixed_rate_machine_busy_pct=${R[fixed_rate_machine_busy_pct]}"
+  wait_idle $SERVER_PID
+  h1=$(python3 bench/mcp_check.py audit-head "$WORK/data")
+  R[fixed_rate_audit_events_per_req]=$(awk -v a="$((h1 - h0))" -v n="${R[fixed_rate_requests]:-0}" \
+    'BEGIN{printf "%.3f", (n > 0 ? a/n : 0)}')
+  echo "fixed_rate_audit_events_per_req=${R[fixed_rate_audit_events_per_req]}"
+else
+  echo "bench: no oha (cargo install oha --locked --root bench/.tools, or BENCH_OHA=...): skipping the fixed-rate latency run" >&2
+  R[fixed_rate_tool]=none
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Audit log on vs off: a second server with BRIDGEKEEPER_AUDIT__ENABLED=false, its own data dir and
+# its own account, client, token and MCP session. The two servers are measured alternately (on,
+# off, off, on, ...) at the tools/call connection count that did best, each after both are idle.
+log "starting a second server with the audit log off (BRIDGEKEEPER_AUDIT__ENABLED=false)"
+start_server "$WORK/noaudit" "$WORK/server_noaudit.log" BRIDGEKEEPER_AUDIT__ENABLED=false
+NOAUDIT_PID=$STARTED_PID NOAUDIT_BASE=$STARTED_BASE
+echo "server (audit off) pid $NOAUDIT_PID at $NOAUDIT_BASE"
+mkdir -p "$WORK/noaudit_tokens"
+python3 bench/setup_tokens.py "$NOAUDIT_BASE" "$WORK/noaudit_tokens" 1
+python3 bench/mcp_check.py init "$NOAUDIT_BASE" "$WORK/noaudit_tokens/access_token.txt" "$WORK/noaudit_tokens/mcp_session.txt"
+
+AUDIT_C=${best_tc_c:-${CONNS[0]}}
+on_runs=() off_runs=()
+for r in $(seq 1 "$AUDIT_ROUNDS"); do
+  if (( r % 2 )); then order="on off"; else order="off on"; fi
+  for side in $order; do
+    log "audit $side, round $r: MCP tools/call whoami, wrk -t$THREADS -c$AUDIT_C -d${DURATION}s"
+    if [[ $side == on ]]; then
+      TARGET_PID=$SERVER_PID TARGET_LOG=$WORK/server.log TARGET_URL=$BASE/mcp
+      tools_call_run "audit_on_r$r" "$AUDIT_C" "$WORK/access_token.txt" "$WORK/mcp_session.txt" "$WORK/data"
+      on_runs+=("${R[audit_on_r${r}_per_s]}")
+    else
+      TARGET_PID=$NOAUDIT_PID TARGET_LOG=$WORK/server_noaudit.log TARGET_URL=$NOAUDIT_BASE/mcp
+      tools_call_run "audit_off_r$r" "$AUDIT_C" "$WORK/noaudit_tokens/access_token.txt" \
+        "$WORK/noaudit_tokens/mcp_session.txt" "$WORK/noaudit"
+      off_runs+=("${R[audit_off_r${r}_per_s]}")
+    fi
+  done
+done
+TARGET_PID=$SERVER_PID TARGET_LOG=$WORK/server.log TARGET_URL=$BASE/mcp
+mean() { printf '%s\n' "$@" | awk '{s+=$1; n++} END{printf "%.1f", (n ? s/n : 0)}'; }
+mean3() { printf '%s\n' "$@" | awk '{s+=$1; n++} END{printf "%.3f", (n ? s/n : 0)}'; }
+audit_on=$(mean "${on_runs[@]}") audit_off=$(mean "${off_runs[@]}")
+audit_ratio=$(awk -v a="$audit_on" -v b="$audit_off" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}')
+audit_ratio_ok=$(awk -v r="$audit_ratio" 'BEGIN{print (r >= 0.90) ? "yes" : "no"}')
+audit_sum() { # audit_sum SIDE KEY: sum of R[audit_SIDE_rN_KEY] over the rounds
+  local r t=0; for r in $(seq 1 "$AUDIT_ROUNDS"); do t=$((t + ${R[audit_$1_r${r}_$2]:-0})); done; echo "$t"
+}
+audit_mean() { # audit_mean SIDE KEY
+  local r v=(); for r in $(seq 1 "$AUDIT_ROUNDS"); do v+=("${R[audit_$1_r${r}_$2]}"); done; mean3 "${v[@]}"
+}
+sed -n '/"message":"listening"/,$p' "$WORK/server_noaudit.log" | grep -E '"level":"(WARN|ERROR)"' |
+  grep -v 'the audit log is disabled' >"$WORK/server_noaudit_problems.log" || true
+noaudit_errors=$(grep -c '"level":"ERROR"' "$WORK/server_noaudit_problems.log" || true)
+noaudit_warns=$(grep -c '"level":"WARN"' "$WORK/server_noaudit_problems.log" || true)
+if [[ -s $WORK/server_noaudit_problems.log ]]; then
+  log "audit-off server warnings/errors during the bench (first 5)"
+  head -5 "$WORK/server_noaudit_problems.log"
+fi
+
 # Warnings and errors the server logged after it started listening (the load must cause none).
 sed -n '/"message":"listening"/,$p' "$WORK/server.log" | grep -E '"level":"(WARN|ERROR)"' >"$WORK/server_problems.log" || true
 server_errors=$(grep -c '"level":"ERROR"' "$WORK/server_problems.log" || true)
 server_warns=$(grep -c '"level":"WARN"' "$WORK/server_problems.log" || true)
+# The audit log logs "audit buffer full: event dropped" when dropped_total reaches a power of two:
+# the largest logged value is a lower bound of the events the server dropped.
+audit_dropped_logged=$(sed -n 's/.*"dropped_total":\([0-9]*\).*/\1/p' "$WORK/server.log" | sort -n | tail -1)
+audit_dropped_logged=${audit_dropped_logged:-0}
 if [[ -s $WORK/server_problems.log ]]; then
   log "server warnings/errors during the bench (first 5)"
   head -5 "$WORK/server_problems.log"
@@ -257,6 +429,9 @@ ratio_ok=$(awk -v r="$ratio" 'BEGIN{print (r >= 0.8) ? "yes" : "no"}')
 conf_ratio=$(awk -v a="$best_conf" -v b="$best_refresh" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}')
 conf_ratio_ok=$(awk -v r="$conf_ratio" 'BEGIN{print (r >= 0.7) ? "yes" : "no"}')
 tl_ok=$(awk -v a="$best_tl" 'BEGIN{print (a >= 20000) ? "yes" : "no"}')
+tc_ok=$(awk -v a="$best_tc" 'BEGIN{print (a >= 15000) ? "yes" : "no"}')
+fr_ok=$(awk -v p="${R[fixed_rate_latency_p99_ms]:-}" -v a="${R[fixed_rate_achieved_per_s]:-0}" -v q="$RATE" \
+  'BEGIN{if (p == "") print "not measured"; else print (p + 0 <= 2 && a >= 0.98 * q) ? "yes" : "no"}')
 refresh_failures=0
 for c in "${CONNS[@]}"; do
   refresh_failures=$((refresh_failures + ${R[refresh_c${c}_non200]:-0} + ${R[refresh_c${c}_200_without_token]:-0}))
@@ -290,8 +465,36 @@ for c in "${CONNS[@]}"; do
     echo "tools_list_c${c}_$k=${R[tools_list_c${c}_$k]}"
   done
 done
+for c in "${CONNS[@]}"; do
+  for k in $TC_KEYS audit_events_per_req $CPU_KEYS; do
+    echo "tools_call_c${c}_$k=${R[tools_call_c${c}_$k]}"
+  done
+done
+for k in $FR_KEYS server_cpu_cores machine_busy_pct audit_events_per_req; do
+  [[ -n ${R[fixed_rate_$k]:-} ]] && echo "tools_call_fixed_rate_$k=${R[fixed_rate_$k]}"
+done
+echo "audit_conns=$AUDIT_C"
+echo "audit_rounds=$AUDIT_ROUNDS"
+echo "audit_on_runs_per_s=$(IFS=,; echo "${on_runs[*]}")"
+echo "audit_off_runs_per_s=$(IFS=,; echo "${off_runs[*]}")"
+for side in on off; do
+  for k in latency_p50_ms latency_p99_ms server_cpu_cores server_cpu_us_per_req server_ctx_switches_per_req; do
+    echo "audit_${side}_$k=$(audit_mean "$side" "$k")"
+  done
+  echo "audit_${side}_http_errors=$(audit_sum "$side" http_errors)"
+  echo "audit_${side}_socket_errors=$(audit_sum "$side" socket_errors)"
+  echo "audit_${side}_events_written=$(audit_sum "$side" audit_events)"
+done
+audit_on_reqs=$(audit_sum on requests)
+audit_on_events=$(audit_sum on audit_events)
+audit_on_epr=$(awk -v a="$audit_on_events" -v n="$audit_on_reqs" 'BEGIN{printf "%.3f", (n > 0 ? a/n : 0)}')
+echo "audit_on_requests=$audit_on_reqs"
+echo "audit_on_events_per_req=$audit_on_epr"
 echo "server_log_errors=$server_errors"
 echo "server_log_warnings=$server_warns"
+echo "server_audit_dropped_total_logged=$audit_dropped_logged"
+echo "server_audit_off_log_errors=$noaudit_errors"
+echo "server_audit_off_log_warnings=$noaudit_warns"
 echo "--- headline (best connection count) ---"
 echo "refresh_grants_per_s=$best_refresh (c=$best_refresh_c)"
 echo "refresh_failures=$refresh_failures"
@@ -300,4 +503,15 @@ echo "refresh_confidential_grants_per_s=$best_conf (c=$best_conf_c; client_secre
 echo "refresh_confidential_failures=$conf_failures"
 echo "refresh_confidential_vs_public_ratio=$conf_ratio (target >= 0.70: $conf_ratio_ok)"
 echo "tools_list_per_s=$best_tl (c=$best_tl_c; target >= 20000: $tl_ok)"
+echo "tools_call_per_s=$best_tc (c=$best_tc_c; whoami, audit log on; target >= 15000: $tc_ok)"
+if [[ -n ${R[fixed_rate_latency_p99_ms]:-} ]]; then
+  echo "tools_call_fixed_rate_latency_p50_ms=${R[fixed_rate_latency_p50_ms]}"
+  echo "tools_call_fixed_rate_latency_p99_ms=${R[fixed_rate_latency_p99_ms]} (${R[fixed_rate_achieved_per_s]}/s of $RATE/s for ${R[fixed_rate_duration_s]}s, c=$RATE_CONNS, ${R[fixed_rate_tool]} --latency-correction; target p99 <= 2: $fr_ok)"
+else
+  echo "tools_call_fixed_rate_latency_p99_ms= (not measured: no oha; target p99 <= 2: $fr_ok)"
+fi
+echo "audit_on_per_s=$audit_on"
+echo "audit_off_per_s=$audit_off"
+echo "audit_on_vs_off_ratio=$audit_ratio (c=$AUDIT_C, mean of $AUDIT_ROUNDS runs each; target >= 0.90: $audit_ratio_ok)"
+echo "audit_on_events_per_req=$audit_on_epr (must be 1.000: $(awk -v r="$audit_on_epr" 'BEGIN{exit !(r >= 0.999)}' && echo "yes" || echo "no, the audit buffer overflowed and >= $audit_dropped_logged events were dropped"))"
 echo "======================================================="

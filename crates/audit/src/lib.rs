@@ -68,7 +68,7 @@ pub fn link(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 impl AuditLog {
     /// Starts the writer task. Fails only on an invalid redaction pattern.

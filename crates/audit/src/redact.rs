@@ -9,6 +9,8 @@ pub const REDACTED: &str = "[REDACTED]";
 
 pub struct Redactor {
     patterns: Vec<Regex>,
+    /// One pass over the text tells which patterns (if any) apply: most strings need no work.
+    any: regex::RegexSet,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,18 +45,23 @@ fn secret_key(k: &str) -> bool {
 impl Redactor {
     pub fn new(extra: &[String]) -> Result<Self, PatternError> {
         let mut patterns = Vec::new();
-        for p in BUILT_IN.iter().map(|s| s.to_string()).chain(extra.iter().cloned()) {
-            patterns.push(Regex::new(&p).map_err(|e| PatternError { pattern: p.clone(), error: e.to_string() })?);
+        let all: Vec<String> = BUILT_IN.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect();
+        for p in &all {
+            patterns.push(Regex::new(p).map_err(|e| PatternError { pattern: p.clone(), error: e.to_string() })?);
         }
-        Ok(Self { patterns })
+        let any =
+            regex::RegexSet::new(&all).map_err(|e| PatternError { pattern: all.join(" | "), error: e.to_string() })?;
+        Ok(Self { patterns, any })
     }
 
     pub fn redact_str(&self, s: &str) -> String {
+        let hits = self.any.matches(s);
+        if !hits.matched_any() {
+            return s.to_owned();
+        }
         let mut out = s.to_owned();
-        for p in &self.patterns {
-            if p.is_match(&out) {
-                out = p.replace_all(&out, REDACTED).into_owned();
-            }
+        for i in hits.iter() {
+            out = self.patterns[i].replace_all(&out, REDACTED).into_owned();
         }
         out
     }

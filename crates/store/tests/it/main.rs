@@ -77,4 +77,5 @@ suite_tests!(
     purge_removes_only_expired_rows,
     mcp_sessions_are_tenant_bound,
     audit_append_query_prune,
+    audit_large_batch_stays_chained,
 );

@@ -278,3 +278,19 @@ pub async fn audit_append_query_prune(store: &SqlStore) {
     // By age: rows before at_ms 1005 go (row 5).
     assert_eq!(store.prune_audit(Some(1005), None).await.unwrap(), 1);
 }
+
+pub async fn audit_large_batch_stays_chained(store: &SqlStore) {
+    use bk_domain::audit::{AuditEvent, Outcome};
+    use bridgekeeper_store::AuditStore;
+    let link = |prev: &str, seq: i64, _e: &AuditEvent| format!("h{seq}:{}", prev.len());
+    let events: Vec<AuditEvent> = (0..150).map(|i| AuditEvent::new("mcp.tools_call", Outcome::Success, i)).collect();
+    let stored = store.append_audit(&events, &link).await.unwrap();
+    assert_eq!(stored.len(), 150);
+    let rows = store.audit_range(0, 1000).await.unwrap();
+    assert_eq!(rows.len(), 150, "every chunk of the multi-row insert landed");
+    for w in rows.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1);
+        assert_eq!(w[1].prev_hash, w[0].hash);
+    }
+    assert_eq!(store.audit_chain_state().await.unwrap().head_seq, 150);
+}
