@@ -549,6 +549,20 @@ const ROTATE_POSTGRES: &str = "WITH u AS (
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
 SELECT $3, $4, $5, $6, $7, $8, NULL, u.id, $9 FROM u";
 
+fn refresh_from_row(r: &AnyRow) -> Result<RefreshToken> {
+    Ok(RefreshToken {
+        id: RefreshTokenId::from_string(r.try_get::<String, _>("id")?),
+        hash: r.try_get("hash")?,
+        session_id: SessionId::from_string(r.try_get::<String, _>("session_id")?),
+        client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
+        scopes: scopes_of(r, "scopes")?,
+        expires_at: r.try_get("expires_at")?,
+        used_at: r.try_get("used_at")?,
+        parent_id: r.try_get::<Option<String>, _>("parent_id")?.map(RefreshTokenId::from_string),
+        created_at: r.try_get("created_at")?,
+    })
+}
+
 #[async_trait]
 impl RefreshTokenStore for SqlStore {
     async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshToken, Grant)>> {
@@ -558,17 +572,7 @@ impl RefreshTokenStore for SqlStore {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash).fetch_optional(&self.pool).await?;
         let Some(r) = row else { return Ok(None) };
-        let token = RefreshToken {
-            id: RefreshTokenId::from_string(r.try_get::<String, _>("id")?),
-            hash: r.try_get("hash")?,
-            session_id: SessionId::from_string(r.try_get::<String, _>("session_id")?),
-            client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
-            scopes: scopes_of(&r, "scopes")?,
-            expires_at: r.try_get("expires_at")?,
-            used_at: r.try_get("used_at")?,
-            parent_id: r.try_get::<Option<String>, _>("parent_id")?.map(RefreshTokenId::from_string),
-            created_at: r.try_get("created_at")?,
-        };
+        let token = refresh_from_row(&r)?;
         Ok(Some((token, grant_from_row(&r)?)))
     }
 
@@ -580,18 +584,7 @@ impl RefreshTokenStore for SqlStore {
         .bind(parent.as_str())
         .fetch_optional(&self.writer)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(RefreshToken {
-            id: RefreshTokenId::from_string(r.try_get::<String, _>("id")?),
-            hash: r.try_get("hash")?,
-            session_id: SessionId::from_string(r.try_get::<String, _>("session_id")?),
-            client_id: ClientId::from_string(r.try_get::<String, _>("client_id")?),
-            scopes: scopes_of(&r, "scopes")?,
-            expires_at: r.try_get("expires_at")?,
-            used_at: r.try_get("used_at")?,
-            parent_id: r.try_get::<Option<String>, _>("parent_id")?.map(RefreshTokenId::from_string),
-            created_at: r.try_get("created_at")?,
-        }))
+        row.map(|r| refresh_from_row(&r)).transpose()
     }
 
     async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool> {
