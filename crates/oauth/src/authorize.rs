@@ -54,6 +54,14 @@ pub struct AuthorizeRequest {
     pub raw: Vec<(String, String)>,
 }
 
+impl AuthorizeRequest {
+    /// What the person approves: the scopes and the restrictions together, as canonical text. A
+    /// remembered consent covers exactly this — asking for wider provider permissions asks again.
+    pub fn consent_key(&self) -> String {
+        format!("{}|{}", self.scopes, self.restrictions.to_json())
+    }
+}
+
 #[derive(Debug)]
 pub enum AuthorizeError {
     /// Shown to the person; never redirected (unknown client, bad redirect URI).

@@ -10,7 +10,6 @@ use bk_domain::grant::{Grant, RevocationReason};
 use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId, TenantId};
 use bk_domain::refresh::RefreshToken;
 use bk_domain::restrictions::Restrictions;
-use bk_domain::scope::ScopeSet;
 
 mod sql;
 pub use sql::{PoolSettings, SqlStore};
@@ -144,14 +143,10 @@ pub trait RefreshTokenStore: Send + Sync {
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool>;
-    async fn remember_consent(
-        &self,
-        tenant: &TenantId,
-        client: &ClientId,
-        scopes: &ScopeSet,
-        now: UnixTime,
-    ) -> Result<()>;
+    /// Has the person approved exactly this grant (`grant`: the canonical text of its scopes and
+    /// restrictions) for this client before?
+    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, grant: &str) -> Result<bool>;
+    async fn remember_consent(&self, tenant: &TenantId, client: &ClientId, grant: &str, now: UnixTime) -> Result<()>;
 }
 
 #[async_trait]

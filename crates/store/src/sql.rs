@@ -611,30 +611,24 @@ impl RefreshTokenStore for SqlStore {
 
 #[async_trait]
 impl ConsentStore for SqlStore {
-    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, scopes: &ScopeSet) -> Result<bool> {
+    async fn has_consent(&self, tenant: &TenantId, client: &ClientId, grant: &str) -> Result<bool> {
         let row = sqlx::query("SELECT 1 AS one FROM consents WHERE account_id = $1 AND client_id = $2 AND scopes = $3")
             .bind(tenant.as_str())
             .bind(client.as_str())
-            .bind(scopes.to_string())
+            .bind(grant)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
     }
 
-    async fn remember_consent(
-        &self,
-        tenant: &TenantId,
-        client: &ClientId,
-        scopes: &ScopeSet,
-        now: UnixTime,
-    ) -> Result<()> {
+    async fn remember_consent(&self, tenant: &TenantId, client: &ClientId, grant: &str, now: UnixTime) -> Result<()> {
         sqlx::query(
             "INSERT INTO consents (account_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (account_id, client_id, scopes) DO UPDATE SET granted_at = excluded.granted_at",
         )
         .bind(tenant.as_str())
         .bind(client.as_str())
-        .bind(scopes.to_string())
+        .bind(grant)
         .bind(now)
         .execute(&self.writer)
         .await?;

@@ -65,7 +65,7 @@ pub async fn authorize(State(state): State<Arc<WebState>>, headers: HeaderMap, R
         let res = see_other(&format!("/login?{}", encode(&[("next".into(), next)])));
         return if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res };
     };
-    let remembered = match state.auth.store.has_consent(&account.id, &req.client.id, &req.scopes).await {
+    let remembered = match state.auth.store.has_consent(&account.id, &req.client.id, &req.consent_key()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "consent lookup failed");
@@ -170,7 +170,9 @@ pub async fn consent_decision(State(state): State<Arc<WebState>>, headers: Heade
     };
     match field(&form, "decision") {
         Some("approve") => {
-            if let Err(e) = state.auth.store.remember_consent(&account.id, &req.client.id, &req.scopes, now).await {
+            if let Err(e) =
+                state.auth.store.remember_consent(&account.id, &req.client.id, &req.consent_key(), now).await
+            {
                 tracing::error!(error = %e, "remembering consent failed");
             }
             tracing::info!(account = %account.id, client = %req.client.id, scopes = %req.scopes, "consent granted");

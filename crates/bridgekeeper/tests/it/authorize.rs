@@ -208,3 +208,22 @@ async fn client_name_is_escaped_on_the_consent_page() {
     assert!(page.contains("&lt;script&gt;alert(1)&lt;"), "shown as text: {page}");
     assert!(page.contains("registered itself"), "DCR clients carry a warning");
 }
+
+#[tokio::test]
+async fn remembered_consent_does_not_cover_wider_restrictions() {
+    let (_s, flow, client_id) = setup("wider@example.com").await;
+    let with = |perms: &str| {
+        let mut u = url::Url::parse(&flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).unwrap();
+        u.query_pairs_mut()
+            .append_pair("provider_permissions", perms)
+            .append_pair("default_provider_permission", "disabled");
+        u.to_string()
+    };
+    flow.approve(&with(r#"{"google":"read"}"#)).await;
+    // The same request again: remembered.
+    let same = flow.http.get(with(r#"{"google":"read"}"#)).send().await.unwrap();
+    assert!(location(&same).starts_with(CB));
+    // Wider provider permissions with the same scopes: asked again.
+    let wider = flow.http.get(with(r#"{"google":"read-write"}"#)).send().await.unwrap();
+    assert!(location(&wider).starts_with("/consent?"), "{}", location(&wider));
+}
