@@ -150,6 +150,15 @@ impl SqlStore {
         Ok(())
     }
 
+    /// A write transaction on the writer. SQLite takes the write lock up front, so two writers
+    /// queue instead of failing on a lock upgrade.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
+    }
+
     /// Runs one atomic compare-and-set write in one round trip and says whether it applied: on SQLite
     /// a `BEGIN IMMEDIATE … COMMIT` batch whose `SELECT changes() AS applied` row reports the last
     /// insert (rolled back if any statement fails); on PostgreSQL one statement's row count.
@@ -746,10 +755,7 @@ fn pat_from_row(r: &AnyRow) -> Result<PersonalAccessToken> {
 #[async_trait]
 impl PatStore for SqlStore {
     async fn create_pat(&self, pat: &PersonalAccessToken, grant: &Grant) -> Result<()> {
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        };
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9)",
@@ -900,10 +906,7 @@ impl AuditStore for SqlStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        };
+        let mut tx = self.begin_write().await?;
         let head_sql = match self.backend {
             Backend::Sqlite => "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1",
             // Row lock: appends from several instances queue here, so the chain never forks.
@@ -1002,10 +1005,7 @@ impl AuditStore for SqlStore {
     }
 
     async fn prune_audit(&self, before_ms: Option<i64>, max_rows: Option<i64>) -> Result<u64> {
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        };
+        let mut tx = self.begin_write().await?;
         let head_sql = match self.backend {
             Backend::Sqlite => "SELECT head_seq, anchor_seq FROM audit_chain WHERE id = 1",
             Backend::Postgres => "SELECT head_seq, anchor_seq FROM audit_chain WHERE id = 1 FOR UPDATE",

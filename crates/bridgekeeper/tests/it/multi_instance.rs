@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::harness::{Flow, Server, tokens, whoami};
 
 #[tokio::test]
-async fn tokens_from_one_instance_verified_by_the_other() {
+async fn jwks_identical_and_tokens_of_another_issuer_refused() {
     let a = Server::start();
     let b = a.start_peer(&[]);
     let jwks_a = reqwest::get(a.url("/.well-known/jwks.json")).await.unwrap().text().await.unwrap();
