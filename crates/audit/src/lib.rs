@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bk_crypto::secret::sha256;
+use bk_crypto::secret::{hex, sha256_parts};
 use bk_domain::audit::{AuditEvent, AuditSink, StoredAuditEvent};
 use bk_store::{ChainState, Store};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -63,9 +63,9 @@ pub struct AuditLog {
 /// The hash linking a row to its predecessor: SHA-256 over the previous hash, the sequence number
 /// and the event's canonical JSON.
 pub fn link(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
-    let body = serde_json::to_string(event).unwrap_or_default();
-    let digest = sha256(format!("{prev_hash}\n{seq}\n{body}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let body = serde_json::to_vec(event).unwrap_or_default();
+    let seq = seq.to_string();
+    hex(&sha256_parts(&[prev_hash.as_bytes(), b"\n", seq.as_bytes(), b"\n", &body]))
 }
 
 const BATCH: usize = 1024;
@@ -310,5 +310,23 @@ async fn publish_to_nats(url: String, mut feed: broadcast::Receiver<Arc<StoredAu
             }
             Err(broadcast::error::RecvError::Closed) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bk_domain::audit::{AuditEvent, Outcome};
+
+    #[test]
+    fn link_is_sha256_hex_of_previous_hash_sequence_and_event_json() {
+        let mut e = AuditEvent::new("token.refreshed", Outcome::Success, 1_700_000_000_000);
+        e.id = "evt_fixed".to_owned();
+        let body = serde_json::to_string(&e).unwrap();
+        let expected: String = bk_crypto::secret::sha256(format!("{}\n42\n{body}", "ab".repeat(32)).as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(super::link(&"ab".repeat(32), 42, &e), expected);
+        assert_eq!(expected.len(), 64);
     }
 }

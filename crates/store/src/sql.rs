@@ -82,7 +82,14 @@ impl PoolSettings {
     }
 }
 
-fn pool_options(backend: Backend, settings: &PoolSettings, max_connections: u32) -> AnyPoolOptions {
+/// Which SQLite connection a pool holds: the writer checkpoints nothing itself (see `checkpointer`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Reader,
+    Writer,
+}
+
+fn pool_options(backend: Backend, settings: &PoolSettings, max_connections: u32, role: Role) -> AnyPoolOptions {
     let statement_timeout = settings.statement_timeout_ms;
     AnyPoolOptions::new()
         .max_connections(max_connections)
@@ -96,9 +103,15 @@ fn pool_options(backend: Backend, settings: &PoolSettings, max_connections: u32)
                     // WAL lets readers run beside the single writer; NORMAL sync is durable across
                     // process crashes (not power loss) in WAL mode; wait for the write lock instead of failing.
                     conn.execute(
-                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
+                         PRAGMA journal_size_limit=67108864;",
                     )
                     .await?;
+                    if role == Role::Writer {
+                        // A checkpoint inside a commit fsyncs the database file while every writer
+                        // waits; the checkpointer task does it beside the writer instead.
+                        conn.execute("PRAGMA wal_autocheckpoint=0;").await?;
+                    }
                 }
                 if backend == Backend::Postgres && statement_timeout > 0 {
                     conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {statement_timeout}"))).await?;
@@ -128,11 +141,15 @@ impl SqlStore {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let pool = pool_options(backend, settings, settings.max_connections.max(1)).connect(&url).await?;
+        let pool = pool_options(backend, settings, settings.max_connections.max(1), Role::Reader).connect(&url).await?;
         // SQLite allows one writer at a time. Writes go through a pool of exactly one connection, so
         // they queue in the pool (cheap) instead of in SQLite's busy handler (sleep-and-retry).
         let writer = match backend {
-            Backend::Sqlite => pool_options(backend, settings, 1).connect(&url).await?,
+            Backend::Sqlite => {
+                let writer = pool_options(backend, settings, 1, Role::Writer).connect(&url).await?;
+                tokio::spawn(checkpointer(pool.clone()));
+                writer
+            }
             Backend::Postgres => pool.clone(),
         };
         Ok(SqlStore { pool, writer, backend })
@@ -182,6 +199,24 @@ impl SqlStore {
             }
         });
         task.await.map_err(|e| StoreError::Corrupt(format!("write task failed: {e}")))?
+    }
+}
+
+/// Copies committed pages from SQLite's write-ahead log into the database file, on a reader
+/// connection, a few times a second. A PASSIVE checkpoint never takes the write lock, so the writer
+/// keeps committing while the file is synced; the next write after a complete checkpoint starts the
+/// log from its beginning again, and `journal_size_limit` trims a log a burst made large.
+async fn checkpointer(pool: AnyPool) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&pool).await {
+            tracing::debug!(error = %e, "SQLite checkpoint failed; retrying");
+        }
     }
 }
 
@@ -900,6 +935,35 @@ fn audit_from_row(r: &AnyRow) -> Result<StoredAuditEvent> {
     })
 }
 
+const AUDIT_ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` rows of 14 parameters. SQLite gets
+/// anonymous `?` placeholders: binding a numbered `$n` makes SQLite look its name up in a list of all
+/// the statement's names (sqlx asks for each), which is quadratic in the parameter count.
+fn audit_insert_sql(backend: Backend, rows: usize) -> String {
+    let mut sql = String::with_capacity(200 + rows * 60);
+    sql.push_str(
+        "INSERT INTO audit_events (seq, id, at_ms, account_id, actor, kind, target, outcome, latency_ms, request_id, ip, details, prev_hash, hash) VALUES ",
+    );
+    for r in 0..rows {
+        sql.push_str(if r > 0 { ", (" } else { "(" });
+        for k in 1..=14 {
+            if k > 1 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    use std::fmt::Write;
+                    let _ = write!(sql, "${}", r * 14 + k);
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<StoredAuditEvent>> {
@@ -924,20 +988,8 @@ impl AuditStore for SqlStore {
         }
         // Multi-row INSERTs (one statement per chunk, not per event): the writer keeps up with tens of
         // thousands of events per second. 64 rows x 14 parameters stays far below every backend's limit.
-        for chunk in stored.chunks(64) {
-            let mut sql = String::from(
-                "INSERT INTO audit_events (seq, id, at_ms, account_id, actor, kind, target, outcome, latency_ms, request_id, ip, details, prev_hash, hash) VALUES ",
-            );
-            for (r, _) in chunk.iter().enumerate() {
-                if r > 0 {
-                    sql.push_str(", ");
-                }
-                let b = r * 14;
-                sql.push('(');
-                sql.push_str(&(1..=14).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(", "));
-                sql.push(')');
-            }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for chunk in stored.chunks(AUDIT_ROWS_PER_INSERT) {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(audit_insert_sql(self.backend, chunk.len())));
             for s in chunk {
                 let e = &s.event;
                 q = q

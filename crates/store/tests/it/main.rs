@@ -79,3 +79,31 @@ suite_tests!(
     audit_append_query_prune,
     audit_large_batch_stays_chained,
 );
+
+/// The writer never checkpoints inside a commit (that would fsync while every write waits); the
+/// background checkpointer copies the write-ahead log into the database file within a second.
+#[tokio::test]
+async fn sqlite_log_is_checkpointed_into_the_database_file_in_the_background() {
+    use bk_domain::audit::{AuditEvent, Outcome};
+    use bridgekeeper_store::AuditStore;
+    let (store, dir) = sqlite().await;
+    // Let any checkpoint of the migrations finish, then note the file's size.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let size = || std::fs::metadata(dir.path().join("t.db")).unwrap().len();
+    let before = size();
+    let link = |prev: &str, seq: i64, _e: &AuditEvent| format!("h{seq}:{}", prev.len());
+    let events: Vec<AuditEvent> = (0..2000)
+        .map(|i| {
+            let mut e = AuditEvent::new("mcp.tools_call", Outcome::Success, i);
+            e.details = serde_json::json!({ "padding": "x".repeat(200) });
+            e
+        })
+        .collect();
+    store.append_audit(&events, &link).await.unwrap();
+    assert_eq!(size(), before, "the commit itself did not checkpoint: the rows are only in the log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size() <= before + 400_000 {
+        assert!(std::time::Instant::now() < deadline, "the log was not checkpointed within 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
