@@ -17,6 +17,7 @@ use bk_domain::scope::ScopeSet;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     Account, AccountStore, AuditQuery, AuditStore, ChainLink, ChainState, ClientStore, CodeStore, ConsentStore,
@@ -37,6 +38,8 @@ pub struct SqlStore {
     /// Writes: the same pool on PostgreSQL, a single connection on SQLite.
     writer: AnyPool,
     backend: Backend,
+    /// SQLite: refresh-token rotations waiting for the group committer (see `rotation_committer`).
+    rotations: Option<mpsc::Sender<Rotation>>,
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -144,15 +147,17 @@ impl SqlStore {
         let pool = pool_options(backend, settings, settings.max_connections.max(1), Role::Reader).connect(&url).await?;
         // SQLite allows one writer at a time. Writes go through a pool of exactly one connection, so
         // they queue in the pool (cheap) instead of in SQLite's busy handler (sleep-and-retry).
-        let writer = match backend {
+        let (writer, rotations) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, settings, 1, Role::Writer).connect(&url).await?;
                 tokio::spawn(checkpointer(pool.clone()));
-                writer
+                let (tx, rx) = mpsc::channel(4096);
+                tokio::spawn(rotation_committer(writer.clone(), rx));
+                (writer, Some(tx))
             }
-            Backend::Postgres => pool.clone(),
+            Backend::Postgres => (pool.clone(), None),
         };
-        Ok(SqlStore { pool, writer, backend })
+        Ok(SqlStore { pool, writer, backend, rotations })
     }
 
     /// Applies pending migrations (versioned, recorded in `_sqlx_migrations`).
@@ -580,12 +585,87 @@ INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at,
 SELECT $10, $11, s.id, $5, $12, $13, NULL, NULL, $14 FROM s";
 
 // Rotation: mark the old token used and store its successor, only if the old one was unused.
-const ROTATE_SQLITE: &str = "BEGIN IMMEDIATE;
-UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL;
+/// One rotation in SQLite: marks the old token used if nobody has, inserts its successor only then,
+/// and reports whether it applied. Ten anonymous parameters: now, old id, the new token's id, hash,
+/// session, client, scopes, expiry, old id again (the parent), creation time.
+const ROTATE_SQLITE_ONE: &str = "UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL;
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
-    SELECT $3, $4, $5, $6, $7, $8, NULL, $2, $9 WHERE changes() = 1;
+    SELECT ?, ?, ?, ?, ?, ?, NULL, ?, ? WHERE changes() = 1;
 SELECT changes() AS applied;
-COMMIT;";
+";
+
+/// A rotation waiting for the group committer, with where its outcome goes.
+struct Rotation {
+    old: RefreshTokenId,
+    new: RefreshToken,
+    now: UnixTime,
+    done: oneshot::Sender<Result<bool>>,
+}
+
+/// At most this many rotations share a transaction (each distinct size is one cached statement).
+const ROTATIONS_PER_COMMIT: usize = 16;
+
+/// Group commit for refresh-token rotations on SQLite. Rotations that arrive while a transaction is
+/// being written wait and then go together into the next one: one `BEGIN IMMEDIATE … COMMIT`
+/// round trip to the single writer for many exchanges instead of one each. Each rotation keeps its
+/// own compare-and-set (two exchanges of one token in the same batch: the second finds it used).
+/// If a batch fails, its rotations are retried one by one, so one bad row cannot fail the others.
+/// It runs as a task of its own: a request that hangs up cannot leave a batch half-done.
+async fn rotation_committer(writer: AnyPool, mut rx: mpsc::Receiver<Rotation>) {
+    let mut batch = Vec::with_capacity(ROTATIONS_PER_COMMIT);
+    while rx.recv_many(&mut batch, ROTATIONS_PER_COMMIT).await > 0 {
+        match rotate_batch(&writer, &batch).await {
+            Ok(applied) => {
+                for (r, a) in batch.drain(..).zip(applied) {
+                    let _ = r.done.send(Ok(a));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let _ = batch.remove(0).done.send(Err(e));
+            }
+            Err(_) => {
+                for r in batch.drain(..) {
+                    let outcome = rotate_batch(&writer, std::slice::from_ref(&r)).await.map(|a| a[0]);
+                    let _ = r.done.send(outcome);
+                }
+            }
+        }
+    }
+}
+
+/// Runs rotations in one transaction; says for each whether it applied.
+async fn rotate_batch(writer: &AnyPool, batch: &[Rotation]) -> Result<Vec<bool>> {
+    let mut sql = String::with_capacity(16 + batch.len() * ROTATE_SQLITE_ONE.len() + 8);
+    sql.push_str("BEGIN IMMEDIATE;\n");
+    for _ in batch {
+        sql.push_str(ROTATE_SQLITE_ONE);
+    }
+    sql.push_str("COMMIT;");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in batch {
+        q = q
+            .bind(r.now)
+            .bind(r.old.as_str().to_owned())
+            .bind(r.new.id.as_str().to_owned())
+            .bind(r.new.hash.clone())
+            .bind(r.new.session_id.as_str().to_owned())
+            .bind(r.new.client_id.as_str().to_owned())
+            .bind(r.new.scopes.to_string())
+            .bind(r.new.expires_at)
+            .bind(r.old.as_str().to_owned())
+            .bind(r.new.created_at);
+    }
+    let mut conn = writer.acquire().await?;
+    // fetch_all, not fetch_optional: the stream must run to the end so COMMIT executes.
+    match q.fetch_all(&mut *conn).await {
+        Ok(rows) if rows.len() == batch.len() => rows.iter().map(|r| Ok(r.try_get::<i64, _>("applied")? > 0)).collect(),
+        Ok(rows) => Err(StoreError::Corrupt(format!("{} rotation results for {} rotations", rows.len(), batch.len()))),
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK").await;
+            Err(StoreError::from(e))
+        }
+    }
+}
 
 const ROTATE_POSTGRES: &str = "WITH u AS (
     UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL RETURNING id
@@ -635,11 +715,13 @@ impl RefreshTokenStore for SqlStore {
         if new.parent_id.as_ref() != Some(old) {
             return Err(StoreError::Corrupt("a rotated refresh token must name its parent".into()));
         }
-        let sql = match self.backend {
-            Backend::Sqlite => ROTATE_SQLITE,
-            Backend::Postgres => ROTATE_POSTGRES,
-        };
-        let q = sqlx::query(sql)
+        if let Some(rotations) = &self.rotations {
+            let (done, outcome) = oneshot::channel();
+            let r = Rotation { old: old.clone(), new: new.clone(), now, done };
+            rotations.send(r).await.map_err(|_| StoreError::Corrupt("the rotation committer stopped".into()))?;
+            return outcome.await.map_err(|_| StoreError::Corrupt("the rotation committer stopped".into()))?;
+        }
+        let q = sqlx::query(ROTATE_POSTGRES)
             .bind(now)
             .bind(old.as_str())
             .bind(new.id.as_str())

@@ -78,6 +78,7 @@ suite_tests!(
     mcp_sessions_are_tenant_bound,
     audit_append_query_prune,
     audit_large_batch_stays_chained,
+    concurrent_rotations_of_many_tokens_each_apply_once,
 );
 
 /// The writer never checkpoints inside a commit (that would fsync while every write waits); the

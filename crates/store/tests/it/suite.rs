@@ -295,3 +295,74 @@ pub async fn audit_large_batch_stays_chained(store: &SqlStore) {
     }
     assert_eq!(store.audit_chain_state().await.unwrap().head_seq, 150);
 }
+
+/// Many rotations at once (on SQLite they share group commits): each token is rotated by exactly one
+/// of its two concurrent exchanges, every winner's successor is stored, and a rotation that cannot be
+/// written (its new hash is taken) fails alone without failing the rotations committed beside it.
+pub async fn concurrent_rotations_of_many_tokens_each_apply_once(store: &SqlStore) {
+    let a = account(store, "many-rotations@example.com").await;
+    let c = client(store).await;
+    let mut tokens = Vec::new();
+    for i in 0..24u8 {
+        let code = AuthorizationCode {
+            hash: vec![100 + i; 32],
+            client_id: c.clone(),
+            account_id: a.clone(),
+            redirect_uri: "https://a.example/cb".into(),
+            challenge: CodeChallenge::from_stored("x".repeat(43)),
+            scopes: ScopeSet::parse_lenient("universal-mcp-read"),
+            restrictions: Restrictions::default(),
+            resource: "http://x/mcp".into(),
+            nonce: None,
+            auth_time: 10,
+            expires_at: 70,
+            session_id: None,
+            used_at: None,
+        };
+        store.insert_code(&code).await.unwrap();
+        let g = grant(&a, &c);
+        let r = refresh(&g.id, &c, i);
+        assert!(store.redeem_code(&code.hash, &g, &r, 11).await.unwrap());
+        tokens.push((g, r));
+    }
+    // A rotation whose successor's hash already belongs to another token: a unique violation.
+    // Queued first, so that on SQLite it shares a group commit with the rotations queued after it.
+    let bad = {
+        let (store, c, (g, r)) = (store.clone(), c.clone(), tokens[0].clone());
+        let mut new = refresh(&g.id, &c, 1); // token 1's hash
+        new.parent_id = Some(r.id.clone());
+        tokio::spawn(async move { store.rotate_refresh_token(&r.id, &new, 20).await })
+    };
+    let mut tasks = Vec::new();
+    for (i, (g, r)) in tokens.iter().enumerate() {
+        for attempt in 0..2u8 {
+            let (store, c, g, old) = (store.clone(), c.clone(), g.clone(), r.id.clone());
+            let hash = 130 + (i as u8) * 2 + attempt;
+            tasks.push(tokio::spawn(async move {
+                let mut new = refresh(&g.id, &c, hash);
+                new.parent_id = Some(old.clone());
+                let won = store.rotate_refresh_token(&old, &new, 20).await.unwrap();
+                (old, hash, won)
+            }));
+        }
+    }
+    let mut winners = std::collections::HashMap::new();
+    for t in tasks {
+        let (old, hash, won) = t.await.unwrap();
+        if won {
+            assert!(winners.insert(old, hash).is_none(), "a token was rotated twice");
+        }
+    }
+    let bad = bad.await.unwrap();
+    assert_eq!(winners.len(), 24, "every token rotated exactly once");
+    for (old, hash) in &winners {
+        let (next, _) = store.refresh_token(&[*hash; 32]).await.unwrap().expect("the winner's successor is stored");
+        assert_eq!(next.parent_id.as_ref(), Some(old));
+    }
+    // The bad rotation either lost the race for token 0 (false) or failed on its own (an error):
+    // it never counts as applied, and token 0 still has exactly one successor.
+    assert!(matches!(bad, Ok(false) | Err(_)), "{bad:?}");
+    let (first, _) = store.refresh_token(&[0u8; 32]).await.unwrap().unwrap();
+    assert_eq!(first.used_at, Some(20));
+    assert!(store.refresh_successor(&first.id).await.unwrap().is_some());
+}
