@@ -63,6 +63,13 @@ log() { printf '\n== %s\n' "$*"; }
 val() { sed -n "s/^$1=//p" "$2" | tail -1; }
 # utime+stime of a process (all its threads), in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime+stime of a process's SQLite threads (sqlx runs each SQLite connection on a thread of its own)
+db_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    [[ $(cat "$t/comm" 2>/dev/null) == sqlx-sqlite-wor* ]] && awk '{print $14 + $15}' "$t/stat" 2>/dev/null
+  done | awk '{n += $1} END{print n + 0}'
+}
 # context switches (voluntary + involuntary) summed over a process's threads
 ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{n+=$2} END{print n+0}'; }
 # busy and total jiffies of the whole machine
@@ -181,19 +188,22 @@ python3 bench/mcp_check.py init "$BASE" "$WORK/access_token.txt" "$WORK/mcp_sess
 # context switches per request.
 run_wrk() {
   local name=$1 script=$2 url=$3 conns=$4; shift 4
-  local out=$WORK/$name.txt s0 s1 x0 x1 mb0 mt0 mb1 mt1 wrk_cpu
-  s0=$(cpu_ticks "$TARGET_PID"); x0=$(ctx_switches "$TARGET_PID"); read -r mb0 mt0 < <(machine_ticks)
+  local out=$WORK/$name.txt s0 s1 x0 x1 d0 d1 mb0 mt0 mb1 mt1 wrk_cpu
+  s0=$(cpu_ticks "$TARGET_PID"); x0=$(ctx_switches "$TARGET_PID"); d0=$(db_ticks "$TARGET_PID")
+  read -r mb0 mt0 < <(machine_ticks)
   local TIMEFORMAT='%U %S'
   { time wrk -t "$THREADS" -c "$conns" -d "${DURATION}s" --timeout 10s --latency -s "$script" "$url" -- "$@" \
       >"$out" 2>&1; } 2>"$WORK/$name.time" || { cat "$out" >&2; echo "bench: wrk failed" >&2; exit 1; }
   kill -0 "$TARGET_PID" 2>/dev/null || { cat "$out"; echo "bench: the server died during $name:" >&2; tail -20 "$TARGET_LOG" >&2; exit 1; }
-  s1=$(cpu_ticks "$TARGET_PID"); x1=$(ctx_switches "$TARGET_PID"); read -r mb1 mt1 < <(machine_ticks)
+  s1=$(cpu_ticks "$TARGET_PID"); x1=$(ctx_switches "$TARGET_PID"); d1=$(db_ticks "$TARGET_PID")
+  read -r mb1 mt1 < <(machine_ticks)
   wrk_cpu=$(awk '{print $1 + $2}' "$WORK/$name.time")
   cat "$out"
   local reqs
   reqs=$(sed -n 's/^ *\([0-9][0-9]*\) requests in .*/\1/p' "$out")
   awk -v s0="$s0" -v s1="$s1" -v hz="$CLK_TCK" -v d="$DURATION" -v w="$wrk_cpu" -v ncpu="$CORES" \
-      -v mb0="$mb0" -v mb1="$mb1" -v mt0="$mt0" -v mt1="$mt1" -v x0="$x0" -v x1="$x1" -v n="${reqs:-0}" -v p="$name" '
+      -v mb0="$mb0" -v mb1="$mb1" -v mt0="$mt0" -v mt1="$mt1" -v x0="$x0" -v x1="$x1" -v n="${reqs:-0}" -v p="$name" \
+      -v d0="$d0" -v d1="$d1" '
     BEGIN {
       wall = (mt1 - mt0) / ncpu / hz            # seconds, from the machine counters
       srv = (s1 - s0) / hz                      # server CPU seconds
@@ -205,10 +215,12 @@ run_wrk() {
       if (n > 0) {
         printf "%s_server_cpu_us_per_req=%.0f\n", p, 1e6 * srv / n
         printf "%s_server_ctx_switches_per_req=%.1f\n", p, (x1 - x0) / n
+        printf "%s_db_threads_cpu_us_per_req=%.0f\n", p, 1e6 * (d1 - d0) / hz / n
+        printf "%s_wrk_cpu_us_per_req=%.0f\n", p, 1e6 * w / n
       }
     }' | tee -a "$out"
 }
-CPU_KEYS="server_cpu_cores wrk_cpu_cores other_cpu_cores machine_busy_pct server_cpu_us_per_req server_ctx_switches_per_req"
+CPU_KEYS="server_cpu_cores wrk_cpu_cores other_cpu_cores machine_busy_pct server_cpu_us_per_req server_ctx_switches_per_req db_threads_cpu_us_per_req wrk_cpu_us_per_req"
 
 # ---------------------------------------------------------------------------------------------
 # refresh_run PREFIX C SEEDS [BASIC_AUTH_FILE]: one refresh wrk run, results into R[PREFIX_cC_*].
@@ -499,6 +511,16 @@ echo "--- headline (best connection count) ---"
 echo "refresh_grants_per_s=$best_refresh (c=$best_refresh_c)"
 echo "refresh_failures=$refresh_failures"
 echo "refresh_vs_sign_ratio=$ratio (target >= 0.8: $ratio_ok)"
+# Where a grant's CPU goes (best public run): one signature's CPU at the measured signing rate, the
+# server's SQLite threads, the rest of the server, and wrk. The ceiling is the ratio this machine could
+# reach if the server did nothing but sign (wrk still runs on the same cores).
+awk -v cores="$CORES" -v sr="${R[sign_rate_per_s]}" -v srv="${R[refresh_c${best_refresh_c}_server_cpu_us_per_req]:-0}" \
+    -v db="${R[refresh_c${best_refresh_c}_db_threads_cpu_us_per_req]:-0}" -v w="${R[refresh_c${best_refresh_c}_wrk_cpu_us_per_req]:-0}" '
+  BEGIN {
+    sign = (sr > 0 ? 1e6 * cores / sr : 0)
+    printf "refresh_cpu_us_per_grant=sign %.0f + sqlite threads %.0f + rest of server %.0f + wrk %.0f\n", sign, db, srv - sign - db, w
+    if (sign > 0) printf "refresh_vs_sign_ceiling_if_server_only_signed=%.3f\n", sign / (sign + w)
+  }'
 echo "refresh_confidential_grants_per_s=$best_conf (c=$best_conf_c; client_secret_basic)"
 echo "refresh_confidential_failures=$conf_failures"
 echo "refresh_confidential_vs_public_ratio=$conf_ratio (target >= 0.70: $conf_ratio_ok)"

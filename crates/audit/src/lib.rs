@@ -148,8 +148,8 @@ impl AuditLog {
 
     /// Applies the redactor to an event (also used for anything else about to be persisted).
     pub fn redact(&self, e: &mut AuditEvent) {
-        if let Some(t) = &e.target {
-            e.target = Some(self.redactor.redact_str(t));
+        if let Some(r) = e.target.as_deref().and_then(|t| self.redactor.redacted(t)) {
+            e.target = Some(r);
         }
         self.redactor.redact_value(&mut e.details);
     }
@@ -208,10 +208,16 @@ async fn writer(
             let mut attempts = 0;
             loop {
                 match store.append_audit(&batch, &link).await {
-                    Ok(stored) => {
-                        written.fetch_add(stored.len() as u64, Ordering::Relaxed);
-                        for s in stored {
-                            let _ = stream.send(Arc::new(s));
+                    Ok(positions) => {
+                        written.fetch_add(positions.len() as u64, Ordering::Relaxed);
+                        // The live feed (SSE streams, NATS) gets the stored events; with nobody
+                        // listening there is nothing to build.
+                        if stream.receiver_count() > 0 {
+                            for (event, p) in batch.drain(..).zip(positions) {
+                                let stored =
+                                    StoredAuditEvent { seq: p.seq, event, prev_hash: p.prev_hash, hash: p.hash };
+                                let _ = stream.send(Arc::new(stored));
+                            }
                         }
                         break;
                     }

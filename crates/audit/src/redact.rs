@@ -35,11 +35,11 @@ const BUILT_IN: &[&str] = &[
 
 /// Field names whose values are never kept.
 fn secret_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
+    let contains = |needle: &str| k.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
     ["password", "secret", "token", "authorization", "cookie", "code_verifier", "credential"]
         .iter()
-        .any(|s| k.contains(s))
-        || k == "code"
+        .any(|s| contains(s))
+        || k.eq_ignore_ascii_case("code")
 }
 
 impl Redactor {
@@ -55,20 +55,29 @@ impl Redactor {
     }
 
     pub fn redact_str(&self, s: &str) -> String {
+        self.redacted(s).unwrap_or_else(|| s.to_owned())
+    }
+
+    /// The text with every match replaced, or `None` when nothing matches (most text: one pass, no copy).
+    pub fn redacted(&self, s: &str) -> Option<String> {
         let hits = self.any.matches(s);
         if !hits.matched_any() {
-            return s.to_owned();
+            return None;
         }
         let mut out = s.to_owned();
         for i in hits.iter() {
             out = self.patterns[i].replace_all(&out, REDACTED).into_owned();
         }
-        out
+        Some(out)
     }
 
     pub fn redact_value(&self, v: &mut Value) {
         match v {
-            Value::String(s) => *s = self.redact_str(s),
+            Value::String(s) => {
+                if let Some(r) = self.redacted(s) {
+                    *s = r;
+                }
+            }
             Value::Array(a) => a.iter_mut().for_each(|x| self.redact_value(x)),
             Value::Object(m) => {
                 for (k, x) in m.iter_mut() {
@@ -107,6 +116,9 @@ mod tests {
             assert!(!s.contains(leak), "{leak} leaked: {s}");
         }
         assert_eq!(v["safe"], "hello");
+        for (key, secret) in [("Password", true), ("X-Auth-TOKEN", true), ("CODE", true), ("codename", false)] {
+            assert_eq!(secret_key(key), secret, "{key}");
+        }
         assert!(Redactor::new(&["(".into()]).is_err());
     }
 }

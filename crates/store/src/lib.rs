@@ -209,6 +209,14 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
+/// Where an appended event landed in the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainPosition {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
 /// Where the chain stands: its last row, and the anchor left by pruning (verification starts there).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainState {
@@ -224,7 +232,8 @@ pub type ChainLink = dyn Fn(&str, i64, &AuditEvent) -> String + Send + Sync;
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Appends events at the head of the chain, atomically (one writer at a time, on every instance).
-    async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<StoredAuditEvent>>;
+    /// Returns each event's place in the chain, in order.
+    async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<ChainPosition>>;
     /// Rows of one tenant (`Some`) or of everyone (`None`, operators), oldest first.
     async fn query_audit(&self, tenant: Option<&TenantId>, q: &AuditQuery) -> Result<Vec<StoredAuditEvent>>;
     async fn audit_chain_state(&self) -> Result<ChainState>;

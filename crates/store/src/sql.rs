@@ -20,9 +20,10 @@ use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Account, AccountStore, AuditQuery, AuditStore, ChainLink, ChainState, ClientStore, CodeStore, ConsentStore,
-    McpSession, McpSessionStore, OperatorToken, OperatorTokenStore, PatStore, PersonalAccessToken, RefreshTokenStore,
-    Result, SessionStatus, SessionStore, SessionSummary, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    Account, AccountStore, AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState, ClientStore, CodeStore,
+    ConsentStore, McpSession, McpSessionStore, OperatorToken, OperatorTokenStore, PatStore, PersonalAccessToken,
+    RefreshTokenStore, Result, SessionStatus, SessionStore, SessionSummary, SigningKeyStore, Store, StoreError,
+    StoredSigningKey,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1048,7 +1049,7 @@ fn audit_insert_sql(backend: Backend, rows: usize) -> String {
 
 #[async_trait]
 impl AuditStore for SqlStore {
-    async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<StoredAuditEvent>> {
+    async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<ChainPosition>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -1065,15 +1066,13 @@ impl AuditStore for SqlStore {
         for e in events {
             seq += 1;
             let hash = link(&prev, seq, e);
-            stored.push(StoredAuditEvent { seq, event: e.clone(), prev_hash: prev.clone(), hash: hash.clone() });
-            prev = hash;
+            stored.push(ChainPosition { seq, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash });
         }
         // Multi-row INSERTs (one statement per chunk, not per event): the writer keeps up with tens of
         // thousands of events per second. 64 rows x 14 parameters stays far below every backend's limit.
-        for chunk in stored.chunks(AUDIT_ROWS_PER_INSERT) {
+        for (chunk, positions) in events.chunks(AUDIT_ROWS_PER_INSERT).zip(stored.chunks(AUDIT_ROWS_PER_INSERT)) {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(audit_insert_sql(self.backend, chunk.len())));
-            for s in chunk {
-                let e = &s.event;
+            for (e, s) in chunk.iter().zip(positions) {
                 q = q
                     .bind(s.seq)
                     .bind(e.id.clone())
