@@ -490,7 +490,7 @@ echo "audit_rounds=$AUDIT_ROUNDS"
 echo "audit_on_runs_per_s=$(IFS=,; echo "${on_runs[*]}")"
 echo "audit_off_runs_per_s=$(IFS=,; echo "${off_runs[*]}")"
 for side in on off; do
-  for k in latency_p50_ms latency_p99_ms server_cpu_cores server_cpu_us_per_req server_ctx_switches_per_req; do
+  for k in latency_p50_ms latency_p99_ms server_cpu_cores server_cpu_us_per_req server_ctx_switches_per_req db_threads_cpu_us_per_req wrk_cpu_us_per_req; do
     echo "audit_${side}_$k=$(audit_mean "$side" "$k")"
   done
   echo "audit_${side}_http_errors=$(audit_sum "$side" http_errors)"
@@ -515,11 +515,15 @@ echo "refresh_vs_sign_ratio=$ratio (target >= 0.8: $ratio_ok)"
 # server's SQLite threads, the rest of the server, and wrk. The ceiling is the ratio this machine could
 # reach if the server did nothing but sign (wrk still runs on the same cores).
 awk -v cores="$CORES" -v sr="${R[sign_rate_per_s]}" -v srv="${R[refresh_c${best_refresh_c}_server_cpu_us_per_req]:-0}" \
-    -v db="${R[refresh_c${best_refresh_c}_db_threads_cpu_us_per_req]:-0}" -v w="${R[refresh_c${best_refresh_c}_wrk_cpu_us_per_req]:-0}" '
+    -v db="${R[refresh_c${best_refresh_c}_db_threads_cpu_us_per_req]:-0}" -v w="${R[refresh_c${best_refresh_c}_wrk_cpu_us_per_req]:-0}" \
+    -v http="${R[tools_list_c${best_tl_c}_server_cpu_us_per_req]:-0}" '
   BEGIN {
     sign = (sr > 0 ? 1e6 * cores / sr : 0)
     printf "refresh_cpu_us_per_grant=sign %.0f + sqlite threads %.0f + rest of server %.0f + wrk %.0f\n", sign, db, srv - sign - db, w
     if (sign > 0) printf "refresh_vs_sign_ceiling_if_server_only_signed=%.3f\n", sign / (sign + w)
+    # ...and if it did nothing but sign, its SQLite work, and the HTTP handling of an authenticated
+    # tools/list (its whole server CPU per request: parsing, bearer check, JSON in and out).
+    if (sign > 0) printf "refresh_vs_sign_ceiling_with_sqlite_and_http=%.3f (http floor %.0f us: tools/list)\n", sign / (sign + db + http + w), http
   }'
 echo "refresh_confidential_grants_per_s=$best_conf (c=$best_conf_c; client_secret_basic)"
 echo "refresh_confidential_failures=$conf_failures"
@@ -535,5 +539,14 @@ fi
 echo "audit_on_per_s=$audit_on"
 echo "audit_off_per_s=$audit_off"
 echo "audit_on_vs_off_ratio=$audit_ratio (c=$AUDIT_C, mean of $AUDIT_ROUNDS runs each; target >= 0.90: $audit_ratio_ok)"
+# What an audit event costs (server CPU on vs off per request), how much of it is SQLite's own work
+# (the audit-on server's SQLite threads: tools/call touches the database for nothing else), and the
+# ratio this machine would show if an event cost only that SQLite work.
+awk -v on="$(audit_mean on server_cpu_us_per_req)" -v off="$(audit_mean off server_cpu_us_per_req)" \
+    -v db="$(audit_mean on db_threads_cpu_us_per_req)" -v w="$(audit_mean off wrk_cpu_us_per_req)" '
+  BEGIN {
+    printf "audit_event_cpu_us=%.1f (server CPU per request on %.1f - off %.1f; of it SQLite threads %.1f)\n", on - off, on, off, db
+    if (off + w > 0) printf "audit_on_vs_off_ceiling_if_event_cost_only_sqlite=%.3f\n", (off + w) / (off + w + db)
+  }'
 echo "audit_on_events_per_req=$audit_on_epr (must be 1.000: $(awk -v r="$audit_on_epr" 'BEGIN{exit !(r >= 0.999)}' && echo "yes" || echo "no, the audit buffer overflowed and >= $audit_dropped_logged events were dropped"))"
 echo "======================================================="
