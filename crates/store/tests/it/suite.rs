@@ -278,6 +278,23 @@ pub async fn audit_append_query_prune(store: &SqlStore) {
     assert_eq!(rest[0].prev_hash, state.anchor_hash, "the chain stays verifiable from its anchor");
     // By age: rows before at_ms 1005 go (row 5).
     assert_eq!(store.prune_audit(Some(1005), None).await.unwrap(), 1);
+    // Every field comes back as appended.
+    let mut full = AuditEvent::new("token.refresh_replay", Outcome::Failure, 2000)
+        .client("cli_x")
+        .session("ses_y")
+        .pat("pat_z")
+        .target("a \"quoted\" target, with unicode: é ✓")
+        .ip("2001:db8::1")
+        .latency_ms(17)
+        .detail("session_revoked", true)
+        .detail("nested", serde_json::json!({"list": [1, 2.5, null, "x"], "big": 9007199254740993_i64}));
+    full.request_id = Some("req-1".into());
+    let bare = AuditEvent::new("system.start", Outcome::Success, 2001);
+    store.append_audit(&[full.clone(), bare.clone()], &link).await.unwrap();
+    let back = store.audit_range(6, 10).await.unwrap();
+    assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![7, 8]);
+    assert_eq!(back[0].event, full);
+    assert_eq!(back[1].event, bare);
 }
 
 pub async fn audit_large_batch_stays_chained(store: &SqlStore) {
