@@ -74,24 +74,30 @@ fn refresh(session: &SessionId, client: &ClientId, hash: u8) -> RefreshToken {
     }
 }
 
-async fn session_with_token(store: &SqlStore) -> (AccountId, ClientId, Grant, RefreshToken) {
-    let a = account(store, &format!("{}@example.com", uuid::Uuid::new_v4().simple())).await;
-    let c = client(store).await;
-    let code = AuthorizationCode {
-        hash: vec![9; 32],
-        client_id: c.clone(),
-        account_id: a.clone(),
+/// An unused authorization code whose hash is `hash` repeated, issued 10 s in, valid until 70 s.
+fn code(account: &AccountId, client: &ClientId, hash: u8) -> AuthorizationCode {
+    AuthorizationCode {
+        hash: vec![hash; 32],
+        client_id: client.clone(),
+        account_id: account.clone(),
         redirect_uri: "https://a.example/cb".into(),
         challenge: CodeChallenge::from_stored("x".repeat(43)),
         scopes: ScopeSet::parse_lenient("universal-mcp-read"),
-        restrictions: Restrictions::from_params(Some(r#"{"google":"read"}"#), None, Some(r#"["a1"]"#), None).unwrap(),
+        restrictions: Restrictions::default(),
         resource: "http://x/mcp".into(),
         nonce: None,
         auth_time: 10,
         expires_at: 70,
         session_id: None,
         used_at: None,
-    };
+    }
+}
+
+async fn session_with_token(store: &SqlStore) -> (AccountId, ClientId, Grant, RefreshToken) {
+    let a = account(store, &format!("{}@example.com", uuid::Uuid::new_v4().simple())).await;
+    let c = client(store).await;
+    let mut code = code(&a, &c, 9);
+    code.restrictions = Restrictions::from_params(Some(r#"{"google":"read"}"#), None, Some(r#"["a1"]"#), None).unwrap();
     store.insert_code(&code).await.unwrap();
     let g = grant(&a, &c);
     let r = refresh(&g.id, &c, 1);
@@ -321,21 +327,7 @@ pub async fn concurrent_rotations_of_many_tokens_each_apply_once(store: &SqlStor
     let c = client(store).await;
     let mut tokens = Vec::new();
     for i in 0..24u8 {
-        let code = AuthorizationCode {
-            hash: vec![100 + i; 32],
-            client_id: c.clone(),
-            account_id: a.clone(),
-            redirect_uri: "https://a.example/cb".into(),
-            challenge: CodeChallenge::from_stored("x".repeat(43)),
-            scopes: ScopeSet::parse_lenient("universal-mcp-read"),
-            restrictions: Restrictions::default(),
-            resource: "http://x/mcp".into(),
-            nonce: None,
-            auth_time: 10,
-            expires_at: 70,
-            session_id: None,
-            used_at: None,
-        };
+        let code = code(&a, &c, 100 + i);
         store.insert_code(&code).await.unwrap();
         let g = grant(&a, &c);
         let r = refresh(&g.id, &c, i);
