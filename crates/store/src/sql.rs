@@ -1018,7 +1018,23 @@ fn audit_from_row(r: &AnyRow) -> Result<StoredAuditEvent> {
     })
 }
 
-const AUDIT_ROWS_PER_INSERT: usize = 64;
+/// Rows per multi-row INSERT. A batch of any size is split into statements of these sizes only (e.g. 91 =
+/// 64 + 16 + 4 + 4 + 1 + 1 + 1), so the writer connection's statement cache holds four audit inserts,
+/// not one per size from 1 to 64 (which would push everything else out of the cache and re-prepare
+/// an 896-parameter statement on most batches).
+const AUDIT_INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// The statement sizes a batch of `n` audit rows is written with, largest first.
+fn audit_insert_sizes(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in AUDIT_INSERT_SIZES {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
 
 /// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` rows of 14 parameters. SQLite gets
 /// anonymous `?` placeholders: binding a numbered `$n` makes SQLite look its name up in a list of all
@@ -1047,6 +1063,18 @@ fn audit_insert_sql(backend: Backend, rows: usize) -> String {
     sql
 }
 
+#[cfg(test)]
+#[test]
+fn audit_batches_are_written_with_four_statement_sizes() {
+    assert_eq!(audit_insert_sizes(91), vec![64, 16, 4, 4, 1, 1, 1]);
+    assert_eq!(audit_insert_sizes(0), Vec::<usize>::new());
+    for n in 0..=1024 {
+        let sizes = audit_insert_sizes(n);
+        assert_eq!(sizes.iter().sum::<usize>(), n);
+        assert!(sizes.iter().all(|s| AUDIT_INSERT_SIZES.contains(s)));
+    }
+}
+
 #[async_trait]
 impl AuditStore for SqlStore {
     async fn append_audit(&self, events: &[AuditEvent], link: &ChainLink) -> Result<Vec<ChainPosition>> {
@@ -1070,8 +1098,11 @@ impl AuditStore for SqlStore {
         }
         // Multi-row INSERTs (one statement per chunk, not per event): the writer keeps up with tens of
         // thousands of events per second. 64 rows x 14 parameters stays far below every backend's limit.
-        for (chunk, positions) in events.chunks(AUDIT_ROWS_PER_INSERT).zip(stored.chunks(AUDIT_ROWS_PER_INSERT)) {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(audit_insert_sql(self.backend, chunk.len())));
+        let mut at = 0;
+        for size in audit_insert_sizes(events.len()) {
+            let (chunk, positions) = (&events[at..at + size], &stored[at..at + size]);
+            at += size;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(audit_insert_sql(self.backend, size)));
             for (e, s) in chunk.iter().zip(positions) {
                 q = q
                     .bind(s.seq)
