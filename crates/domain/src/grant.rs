@@ -35,6 +35,10 @@ pub enum RevocationReason {
     RefreshReplay,
     RevokedByClient,
     RevokedByUser,
+    /// The client it was granted to was deleted.
+    ClientDeleted,
+    /// The personal access token that owns it was revoked.
+    PatRevoked,
 }
 
 impl RevocationReason {
@@ -44,6 +48,8 @@ impl RevocationReason {
             RevocationReason::RefreshReplay => "refresh_replay",
             RevocationReason::RevokedByClient => "revoked_by_client",
             RevocationReason::RevokedByUser => "revoked_by_user",
+            RevocationReason::ClientDeleted => "client_deleted",
+            RevocationReason::PatRevoked => "pat_revoked",
         }
     }
 }

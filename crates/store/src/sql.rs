@@ -418,19 +418,23 @@ impl ClientStore for SqlStore {
     }
 
     async fn delete_client(&self, id: &ClientId, now: UnixTime) -> Result<bool> {
+        // Everything the client was granted goes with it, in the same transaction: a deleted client
+        // never leaves a live session behind.
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query("UPDATE clients SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
             .bind(now)
             .bind(id.as_str())
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        // Everything the client was granted goes with it.
         sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_deleted' WHERE client_id = $2 AND revoked_at IS NULL",
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE client_id = $3 AND revoked_at IS NULL",
         )
         .bind(now)
+        .bind(RevocationReason::ClientDeleted.as_str())
         .bind(id.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 }
@@ -477,16 +481,21 @@ impl SessionStore for SqlStore {
     }
 
     async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(reason.as_str())
-        .bind(id.as_str())
-        .execute(&self.writer)
-        .await?;
+        let r = revoke_session_query(id, reason, now).execute(&self.writer).await?;
         Ok(r.rows_affected() == 1)
     }
+}
+
+/// Revokes one live session (a no-op for one already revoked: the first reason stays).
+fn revoke_session_query(
+    id: &SessionId,
+    reason: RevocationReason,
+    now: UnixTime,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(reason.as_str())
+        .bind(id.as_str().to_owned())
 }
 
 #[async_trait]
@@ -925,28 +934,21 @@ impl PatStore for SqlStore {
     }
 
     async fn revoke_pat(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<Option<SessionId>> {
+        // The token and the session it owns are revoked together or not at all.
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "SELECT session_id FROM personal_access_tokens WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL",
+            "UPDATE personal_access_tokens SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
+             RETURNING session_id",
         )
+        .bind(now)
         .bind(id)
         .bind(tenant.as_str())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(r) = row else { return Ok(None) };
         let sid = SessionId::from_string(r.try_get::<String, _>("session_id")?);
-        sqlx::query("UPDATE personal_access_tokens SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .bind(tenant.as_str())
-            .execute(&self.writer)
-            .await?;
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoked_reason = 'pat_revoked' WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(sid.as_str())
-        .execute(&self.writer)
-        .await?;
+        revoke_session_query(&sid, RevocationReason::PatRevoked, now).execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(Some(sid))
     }
 }

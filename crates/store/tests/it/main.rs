@@ -79,6 +79,7 @@ suite_tests!(
     audit_append_query_prune,
     audit_large_batch_stays_chained,
     concurrent_rotations_of_many_tokens_each_apply_once,
+    deleting_a_client_revokes_its_sessions,
 );
 
 /// The writer never checkpoints inside a commit (that would fsync while every write waits); the

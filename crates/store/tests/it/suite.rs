@@ -375,3 +375,15 @@ pub async fn concurrent_rotations_of_many_tokens_each_apply_once(store: &SqlStor
     assert_eq!(first.used_at, Some(20));
     assert!(store.refresh_successor(&first.id).await.unwrap().is_some());
 }
+
+/// Deleting a client revokes every session granted to it, in the same transaction.
+pub async fn deleting_a_client_revokes_its_sessions(store: &SqlStore) {
+    let (_, c, g, _) = session_with_token(store).await;
+    assert!(store.session_status(&g.id).await.unwrap().unwrap().active);
+    assert!(store.delete_client(&c, 50).await.unwrap());
+    assert!(!store.session_status(&g.id).await.unwrap().unwrap().active, "the client's session is revoked");
+    let (_, grant) = store.refresh_token(&[1u8; 32]).await.unwrap().unwrap();
+    assert_eq!(grant.revoked_at, Some(50));
+    assert!(!store.delete_client(&c, 51).await.unwrap(), "deleting twice changes nothing");
+    assert_eq!(store.refresh_token(&[1u8; 32]).await.unwrap().unwrap().1.revoked_at, Some(50));
+}
