@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bk_crypto::secret::{hex, sha256_parts};
 use bk_domain::audit::{AuditEvent, AuditSink, StoredAuditEvent};
-use bk_store::{ChainState, Store};
+use bk_domain::ports::{AuditStore, ChainState};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use redact::Redactor;
@@ -78,7 +78,7 @@ const LINGER: Duration = Duration::from_millis(5);
 
 impl AuditLog {
     /// Starts the writer task. Fails only on an invalid redaction pattern.
-    pub fn start(store: Arc<dyn Store>, config: &AuditConfig) -> Result<Arc<AuditLog>, redact::PatternError> {
+    pub fn start(store: Arc<dyn AuditStore>, config: &AuditConfig) -> Result<Arc<AuditLog>, redact::PatternError> {
         let redactor = Redactor::new(&config.redact)?;
         let (tx, rx) = mpsc::channel(config.buffer.max(16));
         let (stream, _) = broadcast::channel(1024);
@@ -172,7 +172,7 @@ impl AuditSink for AuditLog {
 }
 
 async fn writer(
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     mut rx: mpsc::Receiver<Msg>,
     stream: broadcast::Sender<Arc<StoredAuditEvent>>,
     written: Arc<AtomicU64>,
@@ -252,7 +252,7 @@ pub struct Verification {
 }
 
 /// Walks the chain from its anchor and reports the first broken link.
-pub async fn verify(store: &dyn Store) -> Result<Verification, bk_store::StoreError> {
+pub async fn verify(store: &dyn AuditStore) -> Result<Verification, bk_domain::ports::StoreError> {
     let ChainState { head_seq, head_hash, anchor_seq, anchor_hash } = store.audit_chain_state().await?;
     let (mut prev, mut expect_seq, mut checked) = (anchor_hash, anchor_seq + 1, 0u64);
     let mut after = anchor_seq;
@@ -292,10 +292,10 @@ pub async fn verify(store: &dyn Store) -> Result<Verification, bk_store::StoreEr
 
 /// Applies retention once.
 pub async fn enforce_retention(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     config: &AuditConfig,
     now_ms: i64,
-) -> Result<u64, bk_store::StoreError> {
+) -> Result<u64, bk_domain::ports::StoreError> {
     let before = config.retention_days.map(|d| now_ms - i64::from(d) * 86_400_000);
     if before.is_none() && config.max_rows.is_none() {
         return Ok(0);

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use bk_store::{AuditStore, OperatorTokenStore};
+use bk_domain::ports::{AuditStore, OperatorTokenStore};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
@@ -157,7 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         bail!("--limit must be 1 to 100000");
                     }
                     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-                    let q = bk_store::AuditQuery {
+                    let q = bk_domain::ports::AuditQuery {
                         since_ms: since_mins.map(|m| now_ms - m.max(0) * 60_000),
                         limit,
                         ..Default::default()
@@ -212,10 +212,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     if name.is_empty() || name.len() > 100 {
                         bail!("--name must be 1 to 100 characters");
                     }
-                    let token = bk_crypto::secret::new_token(bk_oauth::rest::OPERATOR_TOKEN_PREFIX);
+                    let token = bk_crypto::secret::new_token(bk_access::operator::OPERATOR_TOKEN_PREFIX);
                     let id = format!("opt_{}", bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<9>()));
                     store
-                        .create_operator_token(&bk_store::OperatorToken {
+                        .create_operator_token(&bk_domain::token::OperatorToken {
                             id: id.clone(),
                             name,
                             hash: bk_crypto::secret::token_hash(token.expose()),

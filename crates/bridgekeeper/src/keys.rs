@@ -9,7 +9,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bk_crypto::envelope::MasterKey;
 use bk_crypto::keyring::{KeyRing, SigningKey};
 use bk_crypto::secret::{random_bytes, sha256};
-use bk_store::{Store, StoredSigningKey};
+use bk_domain::ports::{SigningKeyStore, StoredSigningKey};
 
 use crate::config::Config;
 
@@ -67,7 +67,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Loads the signing keys, generating the first one if there is none.
-pub async fn keyring(store: &dyn Store, master: &MasterKey, now: i64) -> anyhow::Result<KeyRing> {
+pub async fn keyring(store: &dyn SigningKeyStore, master: &MasterKey, now: i64) -> anyhow::Result<KeyRing> {
     let mut stored = store.signing_keys(now).await?;
     if stored.is_empty() {
         let (key, der) = tokio::task::spawn_blocking(SigningKey::generate).await??;
@@ -99,7 +99,7 @@ fn ring_of(stored: Vec<StoredSigningKey>, master: &MasterKey) -> anyhow::Result<
 
 /// Reloads the signing keys from the shared database (another instance generated or rotated one).
 pub struct StoreKeys {
-    pub store: std::sync::Arc<dyn Store>,
+    pub store: std::sync::Arc<dyn SigningKeyStore>,
     pub master: std::sync::Arc<MasterKey>,
     pub clock: std::sync::Arc<dyn bk_domain::access::Clock>,
 }

@@ -8,8 +8,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use bk_domain::access::Clock;
+use bk_domain::ports::Store;
 use bk_oauth::{AuthServer, Lifetimes, SystemClock, Verifier};
-use bk_store::{SqlStore, Store};
+use bk_store::SqlStore;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -47,7 +48,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
         .await
         {
             Ok(Ok(s)) => Ok(s),
-            Ok(Err(bk_store::StoreError::UnsupportedUrl)) => {
+            Ok(Err(bk_domain::ports::StoreError::UnsupportedUrl)) => {
                 anyhow::bail!("database.url must start with sqlite:// or postgres://")
             }
             Ok(Err(e)) => Err(e.to_string()),
@@ -109,8 +110,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         };
     let audit_config = config.audit.to_config();
     let audit = bk_audit::AuditLog::start(store.clone(), &audit_config)?;
-    let verifier =
-        Arc::new(Verifier::new(keys.clone(), Some(key_source), store.clone(), clock.clone(), issuer.clone()));
+    let verifier = Arc::new(Verifier::new(
+        keys.clone(),
+        Some(key_source),
+        store.clone(),
+        store.clone(),
+        clock.clone(),
+        issuer.clone(),
+    ));
     let auth = Arc::new(AuthServer::new(
         store.clone(),
         keys,

@@ -1,18 +1,24 @@
-//! Pure rules of Bridgekeeper: identifiers, scopes, PKCE, redirect URIs, clients, grants and the
-//! state machines of authorization codes and refresh tokens. No I/O: time is always passed in.
+//! Pure rules of Bridgekeeper: identifiers, scopes, PKCE, redirect URIs, accounts, clients, grants,
+//! the state machines of authorization codes and refresh tokens, and the ports (entities and store
+//! traits) the adapters implement. No I/O: time is always passed in.
+#![forbid(unsafe_code)]
 
 pub mod access;
+pub mod account;
 pub mod audit;
 pub mod client;
 pub mod code;
 pub mod grant;
 pub mod ids;
+pub mod mcp_session;
 pub mod pkce;
+pub mod ports;
 pub mod rate_limit;
 pub mod redirect;
 pub mod refresh;
 pub mod restrictions;
 pub mod scope;
+pub mod token;
 
 /// Seconds since the Unix epoch. Every rule takes `now` as an argument so tests are deterministic.
 pub type UnixTime = i64;

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::post;
+use bk_access::Verifier;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
-use bk_oauth::Verifier;
-use bk_store::Store;
+use bk_domain::ports::Store;
 
 pub use context::RequestContext;
 

@@ -143,7 +143,7 @@ async fn session_of(
     gw: &Gateway,
     ctx: &RequestContext,
     headers: &HeaderMap,
-) -> Result<Option<bk_store::McpSession>, Response> {
+) -> Result<Option<bk_domain::mcp_session::McpSession>, Response> {
     let Some(id) = header_str(headers, SESSION_HEADER) else {
         return Ok(None);
     };

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use bk_crypto::secret::{b64url, random_bytes};
 use bk_domain::access::Clock;
 use bk_domain::ids::AccountId;
-use bk_store::{McpSession, Store, StoreError};
+use bk_domain::mcp_session::McpSession;
+use bk_domain::ports::{McpSessionStore, StoreError};
 
 use crate::context::RequestContext;
 
@@ -19,7 +20,7 @@ const MAX_CACHED: usize = 50_000;
 type Cache = HashMap<String, (i64, AccountId, Option<McpSession>)>;
 
 pub struct McpSessions {
-    store: Arc<dyn Store>,
+    store: Arc<dyn McpSessionStore>,
     clock: Arc<dyn Clock>,
     ttl_secs: i64,
     cache: Mutex<Cache>,
@@ -32,7 +33,7 @@ pub enum Lookup {
 }
 
 impl McpSessions {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl_secs: i64) -> Self {
+    pub fn new(store: Arc<dyn McpSessionStore>, clock: Arc<dyn Clock>, ttl_secs: i64) -> Self {
         Self { store, clock, ttl_secs, cache: Mutex::default() }
     }
 

@@ -209,7 +209,7 @@ impl AuthServer {
         req: &AuthorizeRequest,
         account: &AccountId,
         auth_time: UnixTime,
-    ) -> Result<String, bk_store::StoreError> {
+    ) -> Result<String, bk_domain::ports::StoreError> {
         let now = self.clock.now();
         let code = new_token(CODE_PREFIX);
         self.store

@@ -63,8 +63,8 @@ impl OAuthError {
     }
 }
 
-impl From<bk_store::StoreError> for OAuthError {
-    fn from(e: bk_store::StoreError) -> Self {
+impl From<bk_domain::ports::StoreError> for OAuthError {
+    fn from(e: bk_domain::ports::StoreError) -> Self {
         tracing::error!(error = %e, "store error");
         OAuthError::server_error()
     }

@@ -6,7 +6,6 @@
 mod account;
 mod audit_api;
 pub mod authorize;
-pub mod browser_session;
 mod client_auth;
 mod clients_api;
 mod discovery;
@@ -21,10 +20,8 @@ pub mod rest;
 mod revoke;
 mod secrets;
 mod token;
-mod ttl_cache;
 mod userinfo;
 mod validate;
-pub mod verify;
 
 use std::sync::Arc;
 
@@ -34,9 +31,9 @@ use bk_crypto::envelope::MasterKey;
 use bk_crypto::keyring::KeySet;
 use bk_crypto::mac::MacKey;
 use bk_domain::access::Clock;
-use bk_store::Store;
+use bk_domain::ports::Store;
 
-pub use verify::{AccessContext, KeySource, Verifier, VerifyError};
+pub use bk_access::{AccessContext, KeySource, Verifier, VerifyError};
 
 /// Lifetimes of what the server issues, in seconds.
 #[derive(Clone, Debug)]
@@ -64,10 +61,10 @@ pub struct AuthServer {
     /// Seals client secrets; derives the cookie and CSRF keys.
     pub master: Arc<MasterKey>,
     pub secrets: secrets::SecretVerifier,
-    pub cookie_keys: browser_session::CookieKeys,
+    pub cookie_keys: bk_access::browser::CookieKeys,
     /// Clients by id for at most a second (every token request names one); changes made through
     /// this instance drop the entry at once.
-    clients: ttl_cache::TtlCache<bk_domain::ids::ClientId, Option<bk_domain::client::Client>>,
+    clients: bk_access::cache::TtlCache<bk_domain::ids::ClientId, Option<bk_domain::client::Client>>,
     /// The audit log every handler records to.
     pub audit: Arc<bk_audit::AuditLog>,
 }
@@ -86,7 +83,7 @@ impl AuthServer {
         audit: Arc<bk_audit::AuditLog>,
         limiter: Arc<dyn bk_limits::Limiter>,
     ) -> Self {
-        let cookie_keys = browser_session::CookieKeys {
+        let cookie_keys = bk_access::browser::CookieKeys {
             cookie: MacKey::derive(master.raw(), "browser-session-cookie"),
             csrf: MacKey::derive(master.raw(), "csrf"),
             secure: issuer.starts_with("https://"),
@@ -103,7 +100,7 @@ impl AuthServer {
             verifier,
             master,
             cookie_keys,
-            clients: ttl_cache::TtlCache::new(1000, 10_000),
+            clients: bk_access::cache::TtlCache::new(1000, 10_000),
             audit,
         }
     }
@@ -123,7 +120,7 @@ impl AuthServer {
     pub async fn client(
         &self,
         id: &bk_domain::ids::ClientId,
-    ) -> Result<Option<bk_domain::client::Client>, bk_store::StoreError> {
+    ) -> Result<Option<bk_domain::client::Client>, bk_domain::ports::StoreError> {
         let now_ms = self.clock.now_ms();
         if let Some(c) = self.clients.get(id, now_ms) {
             return Ok(c);

@@ -17,13 +17,13 @@ use bk_domain::grant::{Grant, GrantKind};
 use bk_domain::ids::{ClientId, SessionId};
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::{Scope, ScopeSet};
-use bk_store::PersonalAccessToken;
+use bk_domain::token::PersonalAccessToken;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AuthServer;
 use crate::rest::{Problem, caller, json_body};
-use crate::verify::PAT_PREFIX;
+use bk_access::PAT_PREFIX;
 
 const PAT_CLIENT: &str = "cli_personal_access_token";
 const MAX_LIFETIME_SECS: i64 = 366 * 24 * 3600;

@@ -5,15 +5,16 @@
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bk_crypto::secret::token_hash;
 use bk_domain::grant::GrantKind;
 use bk_domain::ids::AccountId;
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::{Scope, ScopeSet};
 use serde_json::{Value, json};
 
-use crate::browser_session::BrowserSession;
 use crate::{AccessContext, AuthServer};
+use bk_access::browser::BrowserSession;
+use bk_access::operator::{is_operator_token, verify_operator_token};
+use bk_access::{Challenge, bearer_token};
 
 /// An RFC 9457 problem (`application/problem+json`).
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub struct Problem {
     pub title: &'static str,
     pub detail: String,
     pub field: Option<String>,
-    pub headers: Vec<(header::HeaderName, String)>,
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
@@ -41,7 +42,7 @@ impl Problem {
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         let mut p = Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail);
-        p.headers.push((header::WWW_AUTHENTICATE, "Bearer".into()));
+        p.headers.push((header::WWW_AUTHENTICATE, Challenge::default().to_header_value()));
         p
     }
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -50,7 +51,9 @@ impl Problem {
     pub fn insufficient_scope(scope: Scope) -> Self {
         let mut p =
             Self::new(StatusCode::FORBIDDEN, "Insufficient scope", format!("this request needs the scope {scope}"));
-        p.headers.push((header::WWW_AUTHENTICATE, format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"")));
+        let challenge =
+            Challenge { error: Some("insufficient_scope"), scope: Some(scope.as_str()), ..Default::default() };
+        p.headers.push((header::WWW_AUTHENTICATE, challenge.to_header_value()));
         p
     }
     pub fn server_error() -> Self {
@@ -58,8 +61,8 @@ impl Problem {
     }
 }
 
-impl From<bk_store::StoreError> for Problem {
-    fn from(e: bk_store::StoreError) -> Self {
+impl From<bk_domain::ports::StoreError> for Problem {
+    fn from(e: bk_domain::ports::StoreError) -> Self {
         tracing::error!(error = %e, "store error");
         Problem::server_error()
     }
@@ -77,9 +80,7 @@ impl IntoResponse for Problem {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (k, v) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                h.insert(k, v);
-            }
+            h.insert(k, v);
         }
         res
     }
@@ -140,26 +141,15 @@ impl Caller {
     }
 }
 
-pub const OPERATOR_TOKEN_PREFIX: &str = "bko_";
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
 /// Identifies the caller: a bearer credential if one is sent, else the browser session cookie.
 /// Cookie-authenticated writes must come from our own origin (a cross-site page cannot send JSON
 /// with cookies without a CORS preflight we never grant, and `Origin`, when sent, must be ours).
 pub async fn caller(server: &AuthServer, headers: &HeaderMap, writes: bool) -> Result<Caller, Problem> {
-    if let Some(token) = bearer(headers) {
-        if token.starts_with(OPERATOR_TOKEN_PREFIX) {
-            return match server.store.operator_token_by_hash(&token_hash(token)).await? {
-                Some(t) if t.revoked_at.is_none() => Ok(Caller::Operator { token_id: t.id }),
-                _ => Err(Problem::unauthorized("the operator token is unknown or revoked")),
+    if let Some(token) = bearer_token(headers) {
+        if is_operator_token(token) {
+            return match verify_operator_token(server.store.as_ref(), token).await? {
+                Some(token_id) => Ok(Caller::Operator { token_id }),
+                None => Err(Problem::unauthorized("the operator token is unknown or revoked")),
             };
         }
         let issuer = server.issuer.as_str();

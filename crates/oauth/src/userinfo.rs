@@ -10,29 +10,25 @@ use axum::response::{IntoResponse, Response};
 use bk_domain::scope::Scope;
 use serde_json::json;
 
+use bk_access::{Challenge, bearer_token};
+
 use crate::AuthServer;
 
 fn challenge(status: StatusCode, error: &str, desc: &str) -> Response {
-    let h = format!("Bearer error=\"{error}\", error_description=\"{desc}\"");
+    let challenge = Challenge { error: Some(error), description: Some(desc), ..Default::default() };
     let mut res = (status, Json(json!({"error": error, "error_description": desc}))).into_response();
-    if let Ok(v) = header::HeaderValue::from_str(&h) {
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, challenge.to_header_value());
     res
 }
 
 pub async fn userinfo(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Response {
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-    else {
+    let Some(token) = bearer_token(&headers) else {
         let mut res = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"}))).into_response();
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, Challenge::default().to_header_value());
         return res;
     };
     let mcp = server.mcp_resource();
-    let ctx = match server.verifier.verify_bearer(token.trim(), &[server.issuer.as_str(), &mcp]).await {
+    let ctx = match server.verifier.verify_bearer(token, &[server.issuer.as_str(), &mcp]).await {
         Ok(c) => c,
         Err(e) => return challenge(StatusCode::UNAUTHORIZED, "invalid_token", &e.to_string()),
     };

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::WebState;
 use crate::pages::{field, form_pairs, session_of, signed_in, with_cookie};
 use crate::see_other;
-use bk_oauth::browser_session::BrowserSession;
+use bk_access::browser::BrowserSession;
 
 fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
     form_pairs(q.unwrap_or("").as_bytes())

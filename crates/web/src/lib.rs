@@ -14,7 +14,7 @@ use axum::routing::get;
 use bk_oauth::AuthServer;
 use minijinja::Environment;
 
-pub use bk_oauth::browser_session::{BrowserSession, CookieKeys};
+pub use bk_access::browser::{BrowserSession, CookieKeys};
 pub use pages::create_account;
 
 pub struct WebState {

@@ -6,14 +6,15 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use bk_domain::account::Account;
 use bk_domain::audit::Outcome;
 use bk_domain::ids::AccountId;
-use bk_store::{Account, StoreError};
+use bk_domain::ports::{AccountStore, StoreError};
 use minijinja::context;
 use serde::Deserialize;
 
 use crate::{WebState, safe_next, see_other};
-use bk_oauth::browser_session::BrowserSession;
+use bk_access::browser::BrowserSession;
 
 #[derive(Deserialize)]
 pub struct NextQuery {
@@ -203,7 +204,7 @@ pub async fn signup_form(
 
 /// Creates an account (shared by the sign-up page and the admin command).
 pub async fn create_account(
-    store: &dyn bk_store::Store,
+    store: &dyn AccountStore,
     email: &str,
     password: String,
     now: i64,

@@ -87,7 +87,7 @@ suite_tests!(
 #[tokio::test]
 async fn sqlite_log_is_checkpointed_into_the_database_file_in_the_background() {
     use bk_domain::audit::{AuditEvent, Outcome};
-    use bridgekeeper_store::AuditStore;
+    use bk_domain::ports::AuditStore;
     let (store, dir) = sqlite().await;
     // Let any checkpoint of the migrations finish, then note the file's size.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;

@@ -1,17 +1,20 @@
 //! The storage contract, written once.
 
+use bk_domain::account::Account;
 use bk_domain::client::{Branding, Client, ClientOrigin, ClientRole, ClientType, StoredSecret};
 use bk_domain::code::AuthorizationCode;
 use bk_domain::grant::{Grant, GrantKind, RevocationReason};
 use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId};
+use bk_domain::mcp_session::McpSession;
 use bk_domain::pkce::CodeChallenge;
+use bk_domain::ports::{
+    AccountStore, ClientStore, CodeStore, ConsentStore, McpSessionStore, RefreshTokenStore, SessionStore,
+    SigningKeyStore, Store, StoreError, StoredSigningKey,
+};
 use bk_domain::refresh::RefreshToken;
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
-use bridgekeeper_store::{
-    Account, AccountStore, ClientStore, CodeStore, ConsentStore, McpSession, McpSessionStore, RefreshTokenStore,
-    SessionStore, SigningKeyStore, SqlStore, Store, StoreError, StoredSigningKey,
-};
+use bridgekeeper_store::SqlStore;
 
 async fn account(store: &SqlStore, email: &str) -> AccountId {
     let a = Account {
@@ -247,7 +250,7 @@ pub async fn mcp_sessions_are_tenant_bound(store: &SqlStore) {
 
 pub async fn audit_append_query_prune(store: &SqlStore) {
     use bk_domain::audit::{AuditEvent, Outcome};
-    use bridgekeeper_store::AuditStore;
+    use bk_domain::ports::AuditStore;
     let link = |prev: &str, seq: i64, e: &AuditEvent| format!("{prev}|{seq}|{}", e.id).len().to_string() + &e.id;
     let a = AccountId::from_string("acc_audit_a");
     let b = AccountId::from_string("acc_audit_b");
@@ -263,18 +266,18 @@ pub async fn audit_append_query_prune(store: &SqlStore) {
     store.append_audit(&events[3..], &link).await.unwrap();
     let state = store.audit_chain_state().await.unwrap();
     assert_eq!(state.head_seq, 6);
-    let q = bridgekeeper_store::AuditQuery { limit: 100, ..Default::default() };
+    let q = bk_domain::ports::AuditQuery { limit: 100, ..Default::default() };
     assert_eq!(store.query_audit(Some(&a), &q).await.unwrap().len(), 4);
     assert_eq!(store.query_audit(Some(&b), &q).await.unwrap().len(), 2);
     assert_eq!(store.query_audit(None, &q).await.unwrap().len(), 6);
-    let kind = bridgekeeper_store::AuditQuery {
+    let kind = bk_domain::ports::AuditQuery {
         kind: Some("auth.signin".into()),
         since_ms: Some(1001),
         limit: 100,
         ..Default::default()
     };
     assert_eq!(store.query_audit(Some(&a), &kind).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
-    let page = bridgekeeper_store::AuditQuery { after_seq: Some(4), limit: 1, ..Default::default() };
+    let page = bk_domain::ports::AuditQuery { after_seq: Some(4), limit: 1, ..Default::default() };
     assert_eq!(store.query_audit(None, &page).await.unwrap()[0].seq, 5);
     // Keep the newest 2 rows: 4 deleted, the anchor is row 4.
     assert_eq!(store.prune_audit(None, Some(2)).await.unwrap(), 4);
@@ -305,7 +308,7 @@ pub async fn audit_append_query_prune(store: &SqlStore) {
 
 pub async fn audit_large_batch_stays_chained(store: &SqlStore) {
     use bk_domain::audit::{AuditEvent, Outcome};
-    use bridgekeeper_store::AuditStore;
+    use bk_domain::ports::AuditStore;
     let link = |prev: &str, seq: i64, _e: &AuditEvent| format!("h{seq}:{}", prev.len());
     let events: Vec<AuditEvent> = (0..150).map(|i| AuditEvent::new("mcp.tools_call", Outcome::Success, i)).collect();
     let stored = store.append_audit(&events, &link).await.unwrap();

@@ -2,11 +2,11 @@
 //! once signed in, the account id and when the person authenticated. CSRF tokens are an HMAC of
 //! the session id, so every form is bound to the cookie that rendered it.
 
-use axum::http::{HeaderMap, HeaderValue, header};
 use bk_crypto::mac::MacKey;
 use bk_crypto::secret::{b64url, b64url_decode, ct_eq, random_bytes};
 use bk_domain::UnixTime;
 use bk_domain::ids::AccountId;
+use http::{HeaderMap, HeaderValue, header};
 
 pub const COOKIE: &str = "bk_session";
 const LIFETIME_SECS: i64 = 12 * 3600;

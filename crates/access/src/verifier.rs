@@ -1,4 +1,4 @@
-//! Bearer verification for resource servers (the MCP gateway, the REST API) and introspection.
+//! Bearer verification for the resource faces (the MCP gateway, userinfo, the REST API) and introspection.
 //!
 //! Access tokens (RS256 JWTs): signature by `kid` (keys parsed once), RFC 9068 claims, audience,
 //! and a live session. Personal access tokens (`bkp_…`): looked up by digest, with their session.
@@ -14,30 +14,16 @@ use bk_crypto::keyring::{KeyRing, KeySet};
 use bk_crypto::secret::{sha256, token_hash};
 use bk_domain::access::{AccessTokenClaims, Clock};
 use bk_domain::grant::GrantKind;
-use bk_domain::ids::{AccountId, ClientId, SessionId};
-use bk_domain::restrictions::Restrictions;
+use bk_domain::ids::SessionId;
+use bk_domain::ports::{PatStore, SessionStatus, SessionStore};
 use bk_domain::scope::ScopeSet;
-use bk_store::{SessionStatus, Store};
 
-use crate::ttl_cache::TtlCache;
+use crate::AccessContext;
+use crate::cache::TtlCache;
 
 const LIVE_TTL_MS: i64 = 500;
 const MAX_CACHED: usize = 50_000;
 pub const PAT_PREFIX: &str = "bkp_";
-
-/// Who is calling and what they were granted, established once per request.
-#[derive(Clone, Debug)]
-pub struct AccessContext {
-    pub account_id: AccountId,
-    pub email: String,
-    pub client_id: ClientId,
-    pub session_id: SessionId,
-    pub scopes: ScopeSet,
-    pub restrictions: Restrictions,
-    pub kind: GrantKind,
-    /// The JWT's claims (absent for personal access tokens).
-    pub claims: Option<Arc<AccessTokenClaims>>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -83,7 +69,8 @@ pub struct Verifier {
     keys: Arc<KeySet>,
     source: Option<Arc<dyn KeySource>>,
     last_reload_ms: std::sync::atomic::AtomicI64,
-    store: Arc<dyn Store>,
+    sessions_store: Arc<dyn SessionStore>,
+    pat_store: Arc<dyn PatStore>,
     clock: Arc<dyn Clock>,
     issuer: String,
     tokens: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
@@ -95,7 +82,8 @@ impl Verifier {
     pub fn new(
         keys: Arc<KeySet>,
         source: Option<Arc<dyn KeySource>>,
-        store: Arc<dyn Store>,
+        sessions_store: Arc<dyn SessionStore>,
+        pat_store: Arc<dyn PatStore>,
         clock: Arc<dyn Clock>,
         issuer: String,
     ) -> Self {
@@ -103,7 +91,8 @@ impl Verifier {
             keys,
             source,
             last_reload_ms: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
-            store,
+            sessions_store,
+            pat_store,
             clock,
             issuer,
             tokens: Mutex::default(),
@@ -169,7 +158,7 @@ impl Verifier {
         let live = match self.pats.get(&key, now_ms) {
             Some(p) => p,
             None => {
-                let found = self.store.pat_by_hash(&token_hash(token)).await.map_err(|e| {
+                let found = self.pat_store.pat_by_hash(&token_hash(token)).await.map_err(|e| {
                     tracing::error!(error = %e, "PAT lookup failed");
                     VerifyError::Unavailable
                 })?;
@@ -227,7 +216,7 @@ impl Verifier {
         if let Some(status) = self.sessions.get(sid, now_ms) {
             return Ok(status);
         }
-        let status = self.store.session_status(sid).await.map_err(|e| {
+        let status = self.sessions_store.session_status(sid).await.map_err(|e| {
             tracing::error!(error = %e, "session lookup failed");
             VerifyError::Unavailable
         })?;

@@ -1,0 +1,65 @@
+//! The ports: what the services ask of storage, one trait per aggregate, and the error every
+//! adapter reports. Every method that touches tenant data takes the tenant id first. The SQL adapter
+//! (`bridgekeeper-store`) implements them for SQLite and PostgreSQL; a component takes only the
+//! trait(s) it uses.
+
+mod accounts;
+mod audit;
+mod clients;
+mod grants;
+mod keys;
+mod mcp_sessions;
+mod tokens;
+
+pub use accounts::AccountStore;
+pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
+pub use clients::{ClientStore, ConsentStore};
+pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
+pub use keys::{SigningKeyStore, StoredSigningKey};
+pub use mcp_sessions::McpSessionStore;
+pub use tokens::{OperatorTokenStore, PatStore};
+
+use async_trait::async_trait;
+
+use crate::UnixTime;
+
+/// What went wrong in storage. Carries no adapter type: the database's own error is kept as its
+/// message (and source) so nothing above the adapter depends on the driver.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("migration failed: {0}")]
+    Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("unsupported database URL (expected sqlite://… or postgres://…)")]
+    UnsupportedUrl,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything the server stores.
+#[async_trait]
+pub trait Store:
+    AccountStore
+    + ClientStore
+    + SessionStore
+    + CodeStore
+    + RefreshTokenStore
+    + ConsentStore
+    + SigningKeyStore
+    + McpSessionStore
+    + PatStore
+    + OperatorTokenStore
+    + AuditStore
+{
+    fn backend(&self) -> &'static str;
+    /// Is the database reachable? (readiness)
+    async fn ping(&self) -> Result<()>;
+    /// Deletes what can no longer be used: codes a day past expiry (kept that long so a late replay still
+    /// revokes), expired refresh tokens, expired MCP sessions. Returns the number of rows deleted.
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
+}

@@ -1,0 +1,35 @@
+//! Versioned migrations, one list per backend (each backend has its own SQL files).
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::pool::Backend;
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "mcp sessions", include_str!("../migrations/sqlite/0002_mcp_sessions.sql")),
+    (3, "clients, restrictions, tokens", include_str!("../migrations/sqlite/0003_clients_restrictions_tokens.sql")),
+    (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
+    (5, "refresh parent index", include_str!("../migrations/sqlite/0005_refresh_parent_index.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
+    (2, "mcp sessions", include_str!("../migrations/postgres/0002_mcp_sessions.sql")),
+    (3, "clients, restrictions, tokens", include_str!("../migrations/postgres/0003_clients_restrictions_tokens.sql")),
+    (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
+    (5, "refresh parent index", include_str!("../migrations/postgres/0005_refresh_parent_index.sql")),
+];
+
+pub(crate) fn migrator(backend: Backend) -> Migrator {
+    let list = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+    };
+    Migrator::with_migrations(
+        list.iter()
+            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect(),
+    )
+}

@@ -1,0 +1,212 @@
+//! Connections: the reader pool and, on SQLite, the single writer; the write-transaction and
+//! compare-and-set helpers every aggregate uses; readiness and purging.
+
+use async_trait::async_trait;
+use bk_domain::UnixTime;
+use bk_domain::ports::{Result, Store, StoreError};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::checkpointer;
+use crate::migrations::migrator;
+use crate::rotation::{Rotation, rotation_committer};
+use crate::rows::{Db, db_error};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct SqlStore {
+    /// Reads (several connections).
+    pub(crate) pool: AnyPool,
+    /// Writes: the same pool on PostgreSQL, a single connection on SQLite.
+    pub(crate) writer: AnyPool,
+    pub(crate) backend: Backend,
+    /// SQLite: refresh-token rotations waiting for the group committer (see `rotation_committer`).
+    pub(crate) rotations: Option<mpsc::Sender<Rotation>>,
+}
+
+/// Connection settings beyond the URL.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// PostgreSQL `statement_timeout` (0 = none).
+    pub statement_timeout_ms: u64,
+    /// How long to wait for a connection from the pool.
+    pub acquire_timeout_secs: u64,
+}
+
+impl PoolSettings {
+    pub fn with_max(max_connections: u32) -> Self {
+        Self { max_connections, statement_timeout_ms: 0, acquire_timeout_secs: 30 }
+    }
+}
+
+/// Which SQLite connection a pool holds: the writer checkpoints nothing itself (see `checkpointer`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Reader,
+    Writer,
+}
+
+fn pool_options(backend: Backend, settings: &PoolSettings, max_connections: u32, role: Role) -> AnyPoolOptions {
+    let statement_timeout = settings.statement_timeout_ms;
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(settings.acquire_timeout_secs.max(1)))
+        // A broken connection surfaces as an error on use; a ping before every acquire would cost a
+        // round trip on every query.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the single writer; NORMAL sync is durable across
+                    // process crashes (not power loss) in WAL mode; wait for the write lock instead of failing.
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
+                         PRAGMA journal_size_limit=67108864;",
+                    )
+                    .await?;
+                    if role == Role::Writer {
+                        // A checkpoint inside a commit fsyncs the database file while every writer
+                        // waits; the checkpointer task does it beside the writer instead.
+                        conn.execute("PRAGMA wal_autocheckpoint=0;").await?;
+                    }
+                }
+                if backend == Backend::Postgres && statement_timeout > 0 {
+                    conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {statement_timeout}"))).await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+impl SqlStore {
+    /// Connects (creating an SQLite file if needed) without migrating.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<SqlStore> {
+        Self::connect_with(url, &PoolSettings::with_max(max_connections)).await
+    }
+
+    /// Connects with explicit pool settings.
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let mut u = format!("sqlite:{rest}");
+            if !u.contains("mode=") {
+                u.push_str(if u.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            }
+            (Backend::Sqlite, u)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let pool =
+            pool_options(backend, settings, settings.max_connections.max(1), Role::Reader).connect(&url).await.db()?;
+        // SQLite allows one writer at a time. Writes go through a pool of exactly one connection, so
+        // they queue in the pool (cheap) instead of in SQLite's busy handler (sleep-and-retry).
+        let (writer, rotations) = match backend {
+            Backend::Sqlite => {
+                let writer = pool_options(backend, settings, 1, Role::Writer).connect(&url).await.db()?;
+                tokio::spawn(checkpointer(pool.clone()));
+                let (tx, rx) = mpsc::channel(4096);
+                tokio::spawn(rotation_committer(writer.clone(), rx));
+                (writer, Some(tx))
+            }
+            Backend::Postgres => (pool.clone(), None),
+        };
+        Ok(SqlStore { pool, writer, backend, rotations })
+    }
+
+    /// Applies pending migrations (versioned, recorded in `_sqlx_migrations`).
+    pub async fn migrate(&self) -> Result<()> {
+        migrator(self.backend).run(&self.writer).await.map_err(|e| StoreError::Migrate(Box::new(e)))?;
+        Ok(())
+    }
+
+    /// Runs one administrative statement (test set-up: schemas).
+    pub async fn execute_ddl(&self, sql: &str) -> Result<()> {
+        self.writer.execute(sqlx::AssertSqlSafe(sql.to_owned())).await.db()?;
+        Ok(())
+    }
+
+    /// A write transaction on the writer. SQLite takes the write lock up front, so two writers
+    /// queue instead of failing on a lock upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await.db()?,
+            Backend::Postgres => self.writer.begin().await.db()?,
+        })
+    }
+
+    /// Runs one atomic compare-and-set write in one round trip and says whether it applied: on SQLite
+    /// a `BEGIN IMMEDIATE … COMMIT` batch whose `SELECT changes() AS applied` row reports the last
+    /// insert (rolled back if any statement fails); on PostgreSQL one statement's row count.
+    ///
+    /// It runs in a task of its own, so a request dropped half-way (a client hanging up) cannot leave
+    /// the batch half-executed on a pooled connection: the outcome is decided once it starts.
+    pub(crate) async fn cas_write(
+        &self,
+        q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<bool> {
+        let (writer, backend) = (self.writer.clone(), self.backend);
+        let task = tokio::spawn(async move {
+            let mut conn = writer.acquire().await.db()?;
+            match backend {
+                Backend::Postgres => Ok(q.execute(&mut *conn).await.db()?.rows_affected() > 0),
+                // fetch_all, not fetch_optional: the stream must run to the end so COMMIT executes.
+                Backend::Sqlite => match q.fetch_all(&mut *conn).await {
+                    Ok(rows) => {
+                        Ok(rows.first().map(|r| r.try_get::<i64, _>("applied")).transpose().db()?.unwrap_or(0) > 0)
+                    }
+                    Err(e) => {
+                        let _ = conn.execute("ROLLBACK").await;
+                        Err(db_error(e))
+                    }
+                },
+            }
+        });
+        task.await.map_err(|e| StoreError::Corrupt(format!("write task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.db()?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64> {
+        let codes = sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+            .bind(now - 86_400)
+            .execute(&self.writer)
+            .await
+            .db()?
+            .rows_affected();
+        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .db()?
+            .rows_affected();
+        let mcp = sqlx::query("DELETE FROM mcp_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .db()?
+            .rows_affected();
+        Ok(codes + tokens + mcp)
+    }
+}
