@@ -21,12 +21,9 @@ pub async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<RequestCo
     };
     match gw.verifier.verify_bearer(token, &[gw.resource.as_str()]).await {
         Ok(ctx) => Ok(ctx.into()),
-        Err(bk_oauth::VerifyError::Unavailable) => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            axum::Json(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": "the server could not check the token; retry"}})),
-        )
-            .into_response()),
+        Err(bk_oauth::VerifyError::Unavailable) => {
+            Err(crate::jsonrpc::unavailable("the server could not check the token; retry", Some(1)))
+        }
         Err(e) => Err(unauthorized(gw, Some(&e.to_string()))),
     }
 }
