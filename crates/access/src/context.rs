@@ -23,6 +23,8 @@ pub struct AccessContext {
     pub restrictions: Restrictions,
     /// An OAuth grant or a personal access token.
     pub kind: GrantKind,
+    /// The providers the client may use now (`None` = every provider; PATs are not an app's).
+    pub client_providers: Option<Vec<String>>,
     /// The JWT's claims (absent for personal access tokens).
     pub claims: Option<Arc<AccessTokenClaims>>,
 }

@@ -145,6 +145,7 @@ impl Verifier {
                     scopes: verified.scopes.clone(),
                     restrictions: s.restrictions,
                     kind: GrantKind::OAuth,
+                    client_providers: s.client_providers,
                     claims: Some(c.clone()),
                 })
             }
@@ -173,6 +174,7 @@ impl Verifier {
                             scopes: grant.scopes.clone(),
                             restrictions: grant.restrictions.clone(),
                             kind: GrantKind::PersonalAccessToken,
+                            client_providers: None,
                             claims: None,
                         },
                     })

@@ -9,20 +9,17 @@ use serde_json::json;
 use bk_access::{Challenge, VerifyError, bearer_token};
 
 use crate::Gateway;
-use crate::context::RequestContext;
+use bk_access::AccessContext;
 
-pub async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<RequestContext, Response> {
+pub async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<AccessContext, Response> {
     let Some(token) = bearer_token(headers) else {
         return Err(unauthorized(gw, None));
     };
     match gw.verifier.verify_bearer(token, &[gw.resource.as_str()]).await {
         Ok(ctx) => Ok(ctx),
-        Err(VerifyError::Unavailable) => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            axum::Json(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": "the server could not check the token; retry"}})),
-        )
-            .into_response()),
+        Err(VerifyError::Unavailable) => {
+            Err(crate::jsonrpc::unavailable("the server could not check the token; retry", Some(1)))
+        }
         Err(e) => Err(unauthorized(gw, Some(&e.to_string()))),
     }
 }

@@ -1,15 +1,20 @@
 //! The MCP endpoint (`/mcp`, Streamable HTTP): host/origin checks, bearer authentication, the
-//! request context, MCP sessions, per-account limits, JSON-RPC dispatch and the tool registry.
-//! Policy is applied the same way to `tools/list` and `tools/call`.
+//! request context, MCP sessions, per-account limits, the transport, JSON-RPC dispatch, the tool
+//! registry and its sources. One policy (`policy`) decides per tool for both `tools/list` and
+//! `tools/call`.
+
+#![forbid(unsafe_code)]
 
 mod auth;
-pub mod context;
-mod mcp;
+mod dispatch;
+mod jsonrpc;
 mod origin;
+pub mod policy;
 mod rate;
 pub mod schema;
 mod session;
 pub mod tools;
+mod transport;
 
 use std::sync::Arc;
 
@@ -20,7 +25,7 @@ use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ports::Store;
 
-pub use context::RequestContext;
+pub use bk_access::AccessContext;
 
 /// What the operator configures for `/mcp`.
 #[derive(Clone)]
@@ -39,7 +44,7 @@ pub struct Gateway {
     pub resource: String,
     /// Where the RFC 9728 metadata for this resource lives (named in every 401).
     pub resource_metadata_url: String,
-    pub tools: tools::ToolRegistry,
+    pub tools: tools::Tools,
     hosts: origin::HostPolicy,
     sessions: session::McpSessions,
     limiter: rate::AccountLimiter,
@@ -60,7 +65,7 @@ impl Gateway {
             verifier,
             resource: format!("{issuer}/mcp"),
             resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
-            tools: tools::ToolRegistry::builtin(),
+            tools: tools::Tools::builtin(),
             hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
             sessions: session::McpSessions::new(store, clock.clone(), config.session_ttl_secs),
             limiter: match &config.shared_limiter {
@@ -72,7 +77,7 @@ impl Gateway {
         }
     }
 
-    pub(crate) fn event(&self, kind: &str, outcome: Outcome, ctx: &RequestContext) -> AuditEvent {
+    pub(crate) fn event(&self, kind: &str, outcome: Outcome, ctx: &AccessContext) -> AuditEvent {
         AuditEvent::new(kind, outcome, self.clock.now_ms())
             .account(&ctx.account_id)
             .client(&ctx.client_id)
@@ -85,5 +90,5 @@ impl Gateway {
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new().route("/mcp", post(mcp::post).get(mcp::get).delete(mcp::delete)).with_state(gateway)
+    Router::new().route("/mcp", post(transport::post).get(transport::get).delete(transport::delete)).with_state(gateway)
 }

@@ -11,7 +11,7 @@ use bk_domain::ids::AccountId;
 use bk_domain::mcp_session::McpSession;
 use bk_domain::ports::{McpSessionStore, StoreError};
 
-use crate::context::RequestContext;
+use bk_access::AccessContext;
 
 const CACHE_TTL_MS: i64 = 1000;
 const MAX_CACHED: usize = 50_000;
@@ -39,7 +39,7 @@ impl McpSessions {
 
     pub async fn create(
         &self,
-        ctx: &RequestContext,
+        ctx: &AccessContext,
         protocol_version: &str,
         client_name: Option<String>,
     ) -> Result<McpSession, StoreError> {
@@ -58,7 +58,7 @@ impl McpSessions {
         Ok(session)
     }
 
-    pub async fn find(&self, ctx: &RequestContext, id: &str) -> Result<Lookup, StoreError> {
+    pub async fn find(&self, ctx: &AccessContext, id: &str) -> Result<Lookup, StoreError> {
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
             return Ok(Lookup::NotFound);
         }
@@ -88,7 +88,7 @@ impl McpSessions {
     }
 
     /// Ends the caller's session; false if there was no live one.
-    pub async fn end(&self, ctx: &RequestContext, id: &str) -> Result<bool, StoreError> {
+    pub async fn end(&self, ctx: &AccessContext, id: &str) -> Result<bool, StoreError> {
         let ended = self.store.end_mcp_session(&ctx.account_id, id, self.clock.now()).await?;
         self.lock().remove(id);
         Ok(ended)

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use crate::SqlStore;
 use crate::pool::Backend;
 use crate::rotation::Rotation;
-use crate::rows::{Db, GRANT_COLUMNS, grant_from_row, restrictions_of, scopes_of};
+use crate::rows::{Db, GRANT_COLUMNS, grant_from_row, opt_json_col, restrictions_of, scopes_of};
 
 #[async_trait]
 impl SessionStore for SqlStore {
@@ -33,8 +33,9 @@ impl SessionStore for SqlStore {
 
     async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>> {
         let row = sqlx::query(
-            "SELECT s.account_id, a.email, s.client_id, s.revoked_at, s.restrictions FROM sessions s \
-             JOIN accounts a ON a.id = s.account_id WHERE s.id = $1",
+            "SELECT s.account_id, a.email, s.client_id, s.revoked_at, s.restrictions, c.allowed_providers \
+             FROM sessions s JOIN accounts a ON a.id = s.account_id LEFT JOIN clients c ON c.id = s.client_id \
+             WHERE s.id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -47,6 +48,7 @@ impl SessionStore for SqlStore {
             client_id: ClientId::from_string(r.try_get::<String, _>("client_id").db()?),
             active: r.try_get::<Option<i64>, _>("revoked_at").db()?.is_none(),
             restrictions: restrictions_of(&r, "restrictions")?,
+            client_providers: opt_json_col(&r, "allowed_providers")?,
         }))
     }
 

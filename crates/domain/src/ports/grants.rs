@@ -19,6 +19,9 @@ pub struct SessionStatus {
     pub client_id: ClientId,
     pub active: bool,
     pub restrictions: Restrictions,
+    /// The providers the session's client may use now (`None` = every provider): checked on every
+    /// request, so narrowing a client's list takes effect on grants it already holds.
+    pub client_providers: Option<Vec<String>>,
 }
 
 /// A session as the account's "authorized apps" list shows it.

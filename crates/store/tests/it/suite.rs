@@ -176,6 +176,7 @@ pub async fn revocation_is_idempotent_and_seen_by_status(store: &SqlStore) {
     assert!(st.active);
     assert_eq!(st.restrictions, g.restrictions, "restrictions survive the code redemption");
     assert_eq!(st.account_id, a);
+    assert_eq!(st.client_providers, Some(vec!["google".to_owned()]), "the client's current provider list");
     assert!(store.revoke_session(&g.id, RevocationReason::RefreshReplay, 30).await.unwrap());
     assert!(!store.revoke_session(&g.id, RevocationReason::RefreshReplay, 31).await.unwrap());
     assert!(!store.session_status(&g.id).await.unwrap().unwrap().active);

@@ -1,0 +1,183 @@
+//! The tool registry: what a tool looks like to a client (`ToolDescriptor`), the sources that offer
+//! tools (`ToolSource`: the built-ins now; upstream MCP servers and declarative HTTP tools next), and
+//! the two questions `/mcp` asks — which tools may this caller see (`Tools::list_json`) and which
+//! tool does this caller mean by a name (`Tools::resolve`) — both answered with `crate::policy`, so
+//! what a caller sees is exactly what it may call. Every tool is called with the request context
+//! injected; none receives credentials in its arguments.
+
+mod builtin;
+mod cache;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+pub use builtin::BuiltinTools;
+pub use source::{ToolListing, ToolSource};
+
+use crate::policy::{Visibility, visibility};
+use bk_access::AccessContext;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+#[derive(Debug)]
+pub enum ToolError {
+    /// The arguments do not fit the input schema (JSON-RPC invalid params).
+    InvalidParams(String),
+    /// The tool ran and failed; reported as a tool result with `isError: true`.
+    Failed(String),
+}
+
+pub struct ToolOutput {
+    pub text: String,
+    pub structured: Option<Value>,
+}
+
+/// One tool as a source offers it: what clients see, plus what the policy needs to know.
+#[derive(Clone, Debug)]
+pub struct ToolDescriptor {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub input_schema: Value,
+    pub output_schema: Option<Value>,
+    pub access: Access,
+    /// The provider whose data the tool reaches (`None`: the gateway's own tools, governed by
+    /// scope only).
+    pub provider: Option<String>,
+    /// The agent the tool belongs to, if any (subject to the grant's agent restriction).
+    pub agent_id: Option<String>,
+    /// The knowledge base the tool belongs to, if any (subject to the grant's KB restriction).
+    pub knowledge_base_id: Option<String>,
+}
+
+impl ToolDescriptor {
+    /// The MCP `Tool` object of `tools/list`.
+    pub fn to_mcp_json(&self) -> Value {
+        let mut d = json!({
+            "name": self.name,
+            "title": self.title,
+            "description": self.description,
+            "inputSchema": self.input_schema,
+            "annotations": {
+                "title": self.title,
+                "readOnlyHint": self.access == Access::Read,
+                "destructiveHint": false,
+                "openWorldHint": false,
+            },
+        });
+        if let Some(o) = &self.output_schema {
+            d["outputSchema"] = o.clone();
+        }
+        d
+    }
+}
+
+/// A tool the caller may call, found by name under the policy. Only `Tools::resolve` makes one,
+/// so holding one means the policy said yes.
+pub struct ResolvedTool {
+    source: usize,
+    tools: Arc<[ToolDescriptor]>,
+    index: usize,
+}
+
+impl ResolvedTool {
+    pub fn descriptor(&self) -> &ToolDescriptor {
+        &self.tools[self.index]
+    }
+}
+
+/// Every source of tools, in the order their tools are listed.
+pub struct Tools {
+    sources: Vec<Box<dyn ToolSource>>,
+    lists: cache::ListCache,
+}
+
+impl Tools {
+    pub fn new(sources: Vec<Box<dyn ToolSource>>) -> Self {
+        Self { sources, lists: cache::ListCache::new(cache::DEFAULT_CAPACITY) }
+    }
+
+    /// The gateway's own tools only.
+    pub fn builtin() -> Self {
+        Self::new(vec![Box::new(BuiltinTools::new())])
+    }
+
+    /// `{"tools":[…]}` with the tools this caller may see, serialised once per (listing versions,
+    /// visible set) and then shared by every caller with that same visible set.
+    pub async fn list_json(&self, ctx: &AccessContext, client_providers: Option<&[String]>) -> Arc<str> {
+        let mut listings = Vec::with_capacity(self.sources.len());
+        for s in &self.sources {
+            listings.push(s.list(ctx).await);
+        }
+        // The key: each source's listing version, then the visible tools as a bitset over every
+        // listed tool in source order. Equal versions mean equal tool lists (the `ToolSource`
+        // contract), so equal keys mean the same tools are visible and the same JSON is due.
+        let total: usize = listings.iter().map(|l| l.tools.len()).sum();
+        let mut key = Vec::with_capacity(listings.len() + total.div_ceil(64));
+        key.extend(listings.iter().map(|l| l.version));
+        let bits_at = key.len();
+        key.resize(bits_at + total.div_ceil(64), 0);
+        for (bit, tool) in listings.iter().flat_map(|l| l.tools.iter()).enumerate() {
+            if visibility(&ctx.scopes, &ctx.restrictions, client_providers, tool) == Visibility::Visible {
+                key[bits_at + bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        if let Some(json) = self.lists.get(&key) {
+            return json;
+        }
+        let json = serialise_visible(&listings, &key[bits_at..]);
+        self.lists.insert(key.into_boxed_slice(), json)
+    }
+
+    /// The tool this caller means by `name`: the first tool of that name it may see, in listing
+    /// order (the one `list_json` shows). A tool it may not see is `None`, exactly like an unknown one.
+    pub async fn resolve(
+        &self,
+        ctx: &AccessContext,
+        client_providers: Option<&[String]>,
+        name: &str,
+    ) -> Option<ResolvedTool> {
+        for (source, s) in self.sources.iter().enumerate() {
+            let listing = s.list(ctx).await;
+            let found = listing.tools.iter().position(|t| {
+                t.name == name && visibility(&ctx.scopes, &ctx.restrictions, client_providers, t) == Visibility::Visible
+            });
+            if let Some(index) = found {
+                return Some(ResolvedTool { source, tools: listing.tools, index });
+            }
+        }
+        None
+    }
+
+    pub async fn call(&self, ctx: &AccessContext, tool: &ResolvedTool, args: &Value) -> Result<ToolOutput, ToolError> {
+        match self.sources.get(tool.source) {
+            Some(source) => source.call(ctx, tool.descriptor(), args).await,
+            // Only a `ResolvedTool` of another registry can miss.
+            None => Err(ToolError::Failed(format!("{} is not offered here", tool.descriptor().name))),
+        }
+    }
+}
+
+/// The list JSON of the visible tools (`bits` over every listed tool in source order). A name
+/// already listed is skipped, so the list shows the tool `resolve` would call.
+fn serialise_visible(listings: &[ToolListing], bits: &[u64]) -> Arc<str> {
+    let mut seen = HashSet::new();
+    let tools: Vec<Value> = listings
+        .iter()
+        .flat_map(|l| l.tools.iter())
+        .enumerate()
+        .filter(|(i, _)| bits[i / 64] & (1 << (i % 64)) != 0)
+        .filter(|(_, t)| seen.insert(t.name.as_str()))
+        .map(|(_, t)| t.to_mcp_json())
+        .collect();
+    Arc::from(json!({ "tools": tools }).to_string())
+}
