@@ -24,6 +24,13 @@ pub struct CookieKeys {
     pub secure: bool,
 }
 
+impl CookieKeys {
+    /// The cookie and CSRF keys, derived from the master key (the same on every instance).
+    pub fn derive(master: &[u8; 32], secure: bool) -> Self {
+        Self { cookie: MacKey::derive(master, "browser-session-cookie"), csrf: MacKey::derive(master, "csrf"), secure }
+    }
+}
+
 impl BrowserSession {
     pub fn anonymous(now: UnixTime) -> Self {
         Self { sid: b64url(&random_bytes::<18>()), account: None, expires_at: now + LIFETIME_SECS }

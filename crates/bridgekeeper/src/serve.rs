@@ -7,9 +7,10 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use bk_access::Verifier;
 use bk_domain::access::Clock;
 use bk_domain::ports::Store;
-use bk_oauth::{AuthServer, Lifetimes, SystemClock, Verifier};
+use bk_oauth::{AuthServer, Lifetimes, SystemClock};
 use bk_store::SqlStore;
 use tokio::net::TcpListener;
 
@@ -81,7 +82,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let master = Arc::new(crate::keys::master_key(&config, embedded)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store: Arc<dyn Store> = Arc::new(store);
+    let sql = Arc::new(store);
+    let store: Arc<dyn Store> = sql.clone();
     let keys =
         Arc::new(bk_crypto::keyring::KeySet::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?));
     let key_source: Arc<dyn bk_oauth::KeySource> =
@@ -119,7 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         issuer.clone(),
     ));
     let auth = Arc::new(AuthServer::new(
-        store.clone(),
+        sql.clone(),
         keys,
         clock.clone(),
         issuer.clone(),
@@ -131,10 +133,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         config.limits.registrations_per_minute,
         verifier.clone(),
-        master,
+        master.clone(),
         audit.clone(),
         limiter.clone(),
     ));
+    let api = Arc::new(bk_api::Api {
+        store: sql.clone(),
+        verifier: verifier.clone(),
+        clock: clock.clone(),
+        issuer: issuer.clone(),
+        cookie_keys: bk_access::browser::CookieKeys::derive(master.raw(), issuer.starts_with("https://")),
+        master,
+        audit: audit.clone(),
+        client_changed: Arc::new(ForgetClient(auth.clone())),
+    });
     let web = Arc::new(bk_web::WebState::new(auth.clone(), config.limits.login_failures_per_minute));
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
@@ -157,6 +169,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let app = Router::new()
         .merge(bk_oauth::router(auth))
+        .merge(bk_api::router(api))
         .merge(bk_web::router(web))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
@@ -251,4 +264,14 @@ async fn shutdown_signal() {
     };
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// A client changed through the management API: the authorization server on this instance drops
+/// its cached copy and secret fast path at once (other instances within their one-second cache).
+struct ForgetClient(Arc<AuthServer>);
+
+impl bk_api::ClientChanged for ForgetClient {
+    fn client_changed(&self, id: &bk_domain::ids::ClientId) {
+        self.0.forget_client(id);
+    }
 }

@@ -1,22 +1,19 @@
-//! The authorization server's HTTP face: discovery, JWKS, token (one file per grant type),
-//! revocation, introspection, dynamic client registration, OpenID Connect userinfo, and the JSON
-//! APIs around grants (auth clients, personal access tokens, account, sessions). Handlers are thin:
-//! they parse, authenticate the caller, ask the domain rule, and apply the outcome through the store.
+//! The authorization server's HTTP face, and only that: discovery and JWKS, authorize (its
+//! browser step lives in `web`), token (one file per grant type), revocation, introspection,
+//! dynamic client registration and OpenID Connect userinfo; one OAuth error type. Handlers are thin:
+//! they parse, authenticate the client, ask the domain rule, and apply the outcome through the store.
+//! Bearer verification is the access crate's; the REST management APIs are the api crate's.
+#![forbid(unsafe_code)]
 
-mod account;
-mod audit_api;
 pub mod authorize;
 mod client_auth;
-mod clients_api;
 mod discovery;
 pub mod error;
 mod form;
 mod grant_types;
 mod introspect;
 mod issue;
-mod pat;
 mod register;
-pub mod rest;
 mod revoke;
 mod secrets;
 mod token;
@@ -31,9 +28,16 @@ use bk_crypto::envelope::MasterKey;
 use bk_crypto::keyring::KeySet;
 use bk_crypto::mac::MacKey;
 use bk_domain::access::Clock;
-use bk_domain::ports::Store;
+use bk_domain::ports::{AccountStore, ClientStore, CodeStore, ConsentStore, RefreshTokenStore, SessionStore};
 
 pub use bk_access::{AccessContext, KeySource, Verifier, VerifyError};
+
+/// What the authorization server (and the sign-in and consent pages on it) stores and reads.
+pub trait AuthStore: AccountStore + ClientStore + SessionStore + CodeStore + RefreshTokenStore + ConsentStore {}
+impl<T: AccountStore + ClientStore + SessionStore + CodeStore + RefreshTokenStore + ConsentStore + ?Sized> AuthStore
+    for T
+{
+}
 
 /// Lifetimes of what the server issues, in seconds.
 #[derive(Clone, Debug)]
@@ -48,7 +52,7 @@ pub struct Lifetimes {
 
 /// Everything the authorization server needs, built once at start.
 pub struct AuthServer {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn AuthStore>,
     pub keys: Arc<KeySet>,
     pub clock: Arc<dyn Clock>,
     /// Public base URL, without a trailing slash.
@@ -72,7 +76,7 @@ pub struct AuthServer {
 impl AuthServer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuthStore>,
         keys: Arc<KeySet>,
         clock: Arc<dyn Clock>,
         issuer: String,
@@ -83,11 +87,7 @@ impl AuthServer {
         audit: Arc<bk_audit::AuditLog>,
         limiter: Arc<dyn bk_limits::Limiter>,
     ) -> Self {
-        let cookie_keys = bk_access::browser::CookieKeys {
-            cookie: MacKey::derive(master.raw(), "browser-session-cookie"),
-            csrf: MacKey::derive(master.raw(), "csrf"),
-            secure: issuer.starts_with("https://"),
-        };
+        let cookie_keys = bk_access::browser::CookieKeys::derive(master.raw(), issuer.starts_with("https://"));
         Self {
             secrets: secrets::SecretVerifier::new(MacKey::derive(master.raw(), "client-secret-fast-path")),
             limiter,
@@ -177,27 +177,5 @@ pub fn router(server: Arc<AuthServer>) -> Router {
         .route("/api/v1/auth/register", post(register::register))
         .route("/api/v1/auth/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/api/v1/auth/validate", get(validate::validate))
-        .route("/api/v1/auth/pat", post(pat::create).get(pat::list))
-        .route("/api/v1/auth/pat/{id}", axum::routing::delete(pat::revoke))
-        .route("/api/v1/account", get(account::account))
-        .route("/api/v1/audit", get(audit_api::tenant_audit))
-        .route("/api/v1/admin/audit", get(audit_api::admin_audit))
-        .route("/api/v1/events", get(audit_api::events))
-        .route("/api/v1/sessions", get(account::sessions))
-        .route("/api/v1/sessions/{id}", axum::routing::delete(account::revoke_session))
-        .route(
-            "/api/v1/auth-clients",
-            post(clients_api::create)
-                .get(clients_api::list)
-                .layer(axum::extract::DefaultBodyLimit::max(clients_api::BODY_LIMIT)),
-        )
-        .route(
-            "/api/v1/auth-clients/{id}",
-            get(clients_api::get)
-                .put(clients_api::update)
-                .delete(clients_api::delete)
-                .layer(axum::extract::DefaultBodyLimit::max(clients_api::BODY_LIMIT)),
-        )
-        .route("/api/v1/auth-clients/{id}/secret", axum::routing::put(clients_api::rotate_secret))
         .with_state(server)
 }

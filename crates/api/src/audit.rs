@@ -20,8 +20,9 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::AuthServer;
-use crate::rest::{Caller, Problem, caller};
+use crate::Api;
+use crate::caller::{Caller, caller};
+use crate::problem::Problem;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +62,7 @@ fn page(rows: Vec<StoredAuditEvent>, limit: i64) -> Response {
 }
 
 pub async fn tenant_audit(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Query(p): Query<AuditParams>,
 ) -> Result<Response, Problem> {
@@ -76,7 +77,7 @@ pub async fn tenant_audit(
 }
 
 pub async fn admin_audit(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Query(p): Query<AuditParams>,
 ) -> Result<Response, Problem> {
@@ -90,7 +91,7 @@ pub async fn admin_audit(
     Ok(page(rows, q.limit))
 }
 
-pub async fn events(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Result<Response, Problem> {
+pub async fn events(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let only: Option<AccountId> = match &who {
         Caller::Operator { .. } => None,

@@ -21,8 +21,9 @@ use bk_domain::token::PersonalAccessToken;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::AuthServer;
-use crate::rest::{Problem, caller, json_body};
+use crate::Api;
+use crate::caller::caller;
+use crate::problem::{Problem, json_body};
 use bk_access::PAT_PREFIX;
 
 const PAT_CLIENT: &str = "cli_personal_access_token";
@@ -64,11 +65,7 @@ fn pat_view(p: &PersonalAccessToken, g: &Grant) -> Value {
     })
 }
 
-pub async fn create(
-    State(server): State<Arc<AuthServer>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
+pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Account)?;
     let account_id = account_id.clone();
@@ -144,7 +141,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
 
-pub async fn list(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Result<Response, Problem> {
+pub async fn list(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Account)?;
     let pats = server.store.list_pats(account_id).await?;
@@ -155,7 +152,7 @@ pub async fn list(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> 
 }
 
 pub async fn revoke(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {

@@ -12,17 +12,18 @@ use bk_domain::ids::SessionId;
 use bk_domain::scope::Scope;
 use serde_json::json;
 
-use crate::AuthServer;
-use crate::rest::{Problem, caller};
+use crate::Api;
+use crate::caller::caller;
+use crate::problem::Problem;
 
-pub async fn account(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Result<Response, Problem> {
+pub async fn account(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Account)?;
     let a = server.store.account(account_id).await?.ok_or_else(|| Problem::not_found("account"))?;
     Ok(Json(json!({"id": a.id, "email": a.email, "createdAt": a.created_at})).into_response())
 }
 
-pub async fn sessions(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Result<Response, Problem> {
+pub async fn sessions(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Account)?;
     let list = server.store.list_sessions(account_id).await?;
@@ -44,7 +45,7 @@ pub async fn sessions(State(server): State<Arc<AuthServer>>, headers: HeaderMap)
 }
 
 pub async fn revoke_session(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {

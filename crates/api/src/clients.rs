@@ -20,8 +20,9 @@ use bk_domain::scope::{Scope, ScopeSet};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::AuthServer;
-use crate::rest::{Caller, Problem, caller, json_body};
+use crate::Api;
+use crate::caller::{Caller, caller};
+use crate::problem::{Problem, json_body};
 
 /// Logos may be up to 2 MB (as base64 in JSON: ~2.7 MB), so these routes accept 4 MiB bodies.
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -143,7 +144,7 @@ struct Validated {
     branding: Option<Branding>,
 }
 
-fn validate(server: &AuthServer, body: ClientBody, role: ClientRole) -> Result<Validated, Problem> {
+fn validate(server: &Api, body: ClientBody, role: ClientRole) -> Result<Validated, Problem> {
     // Free text is stored and shown to people: secrets pasted into it are redacted first.
     let name: String = server.audit.redact_text(body.name.trim());
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -212,10 +213,7 @@ fn view(c: &Client) -> Value {
 }
 
 /// Hashes and seals a new secret off the async threads.
-async fn protect(
-    server: &AuthServer,
-    client_id: &ClientId,
-) -> Result<(String, bk_domain::client::StoredSecret), Problem> {
+async fn protect(server: &Api, client_id: &ClientId) -> Result<(String, bk_domain::client::StoredSecret), Problem> {
     let secret = bk_crypto::client_secret::generate().into_string();
     let (master, id, s) = (server.master.clone(), client_id.to_string(), secret.clone());
     let stored = tokio::task::spawn_blocking(move || bk_crypto::client_secret::protect(&master, &id, &s))
@@ -226,7 +224,7 @@ async fn protect(
 }
 
 /// The client if the caller may manage it; 404 otherwise (no existence oracle).
-async fn manageable(server: &AuthServer, who: &Caller, id: &str) -> Result<Client, Problem> {
+async fn manageable(server: &Api, who: &Caller, id: &str) -> Result<Client, Problem> {
     let client = server.store.client(&ClientId::from_string(id)).await?.ok_or_else(|| Problem::not_found("client"))?;
     match who {
         Caller::Operator { .. } => Ok(client),
@@ -243,11 +241,7 @@ fn require_manager(who: &Caller) -> Result<(), Problem> {
     Ok(())
 }
 
-pub async fn create(
-    State(server): State<Arc<AuthServer>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Problem> {
+pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     require_manager(&who)?;
     let body: ClientBody = json_body(&headers, &body)?;
@@ -296,7 +290,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
 
-pub async fn list(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> Result<Response, Problem> {
+pub async fn list(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     require_manager(&who)?;
     let clients = server.store.list_clients(who.account()).await?;
@@ -304,7 +298,7 @@ pub async fn list(State(server): State<Arc<AuthServer>>, headers: HeaderMap) -> 
 }
 
 pub async fn get(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
@@ -315,7 +309,7 @@ pub async fn get(
 }
 
 pub async fn update(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -348,7 +342,7 @@ pub async fn update(
 }
 
 pub async fn delete(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
@@ -363,7 +357,7 @@ pub async fn delete(
 }
 
 pub async fn rotate_secret(
-    State(server): State<Arc<AuthServer>>,
+    State(server): State<Arc<Api>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {

@@ -1,0 +1,110 @@
+//! Who is calling a REST endpoint: an operator token, a person through an access token or PAT
+//! (verified by the access crate, with its scopes and restrictions), or a person signed in to
+//! these pages in this browser.
+
+use axum::http::{HeaderMap, StatusCode, header};
+use bk_access::browser::BrowserSession;
+use bk_access::operator::{is_operator_token, verify_operator_token};
+use bk_access::{AccessContext, VerifyError, bearer_token};
+use bk_domain::grant::GrantKind;
+use bk_domain::ids::AccountId;
+use bk_domain::restrictions::Restrictions;
+use bk_domain::scope::{Scope, ScopeSet};
+
+use crate::Api;
+use crate::problem::Problem;
+
+/// Who is calling a REST endpoint.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// An operator API token: may manage every client.
+    Operator { token_id: String },
+    /// A person, through an access token or PAT (with its scopes and restrictions) …
+    Token(AccessContext),
+    /// … or signed in to these pages in this browser (acts with every scope, unrestricted).
+    Browser { account_id: AccountId, email: String },
+}
+
+impl Caller {
+    /// The account acting, if a person is calling.
+    pub fn account(&self) -> Option<&AccountId> {
+        match self {
+            Caller::Operator { .. } => None,
+            Caller::Token(c) => Some(&c.account_id),
+            Caller::Browser { account_id, .. } => Some(account_id),
+        }
+    }
+
+    /// Requires a person with `scope` (a browser session has every scope).
+    pub fn person_with(&self, scope: Scope) -> Result<(&AccountId, &str), Problem> {
+        match self {
+            Caller::Operator { .. } => {
+                Err(Problem::forbidden("this endpoint acts for an account; an operator token has none"))
+            }
+            Caller::Token(c) if !c.scopes.contains(scope) => Err(Problem::insufficient_scope(scope)),
+            Caller::Token(c) => Ok((&c.account_id, &c.email)),
+            Caller::Browser { account_id, email } => Ok((account_id, email)),
+        }
+    }
+
+    /// The most a PAT created by this caller may carry.
+    pub fn ceiling(&self) -> (ScopeSet, Restrictions) {
+        match self {
+            Caller::Token(c) => (c.scopes.clone(), c.restrictions.clone()),
+            _ => (ScopeSet::all(), Restrictions::unrestricted()),
+        }
+    }
+
+    /// Stamps an audit event with who acted.
+    pub fn stamp(&self, e: bk_domain::audit::AuditEvent) -> bk_domain::audit::AuditEvent {
+        match self {
+            Caller::Operator { token_id } => e.operator(token_id),
+            Caller::Token(c) => e.account(&c.account_id).client(&c.client_id).session(&c.session_id),
+            Caller::Browser { account_id, .. } => e.account(account_id).detail("via", "browser"),
+        }
+    }
+
+    pub fn is_pat(&self) -> bool {
+        matches!(self, Caller::Token(c) if c.kind == GrantKind::PersonalAccessToken)
+    }
+}
+
+/// Identifies the caller: a bearer credential if one is sent, else the browser session cookie.
+/// Cookie-authenticated writes must come from our own origin (a cross-site page cannot send JSON
+/// with cookies without a CORS preflight we never grant, and `Origin`, when sent, must be ours).
+pub async fn caller(server: &Api, headers: &HeaderMap, writes: bool) -> Result<Caller, Problem> {
+    if let Some(token) = bearer_token(headers) {
+        if is_operator_token(token) {
+            return match verify_operator_token(server.store.as_ref(), token).await? {
+                Some(token_id) => Ok(Caller::Operator { token_id }),
+                None => Err(Problem::unauthorized("the operator token is unknown or revoked")),
+            };
+        }
+        let issuer = server.issuer.as_str();
+        let mcp = server.mcp_resource();
+        return match server.verifier.verify_bearer(token, &[issuer, &mcp]).await {
+            Ok(ctx) => Ok(Caller::Token(ctx)),
+            Err(VerifyError::Unavailable) => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "the server could not check the token; retry",
+            )),
+            Err(e) => Err(Problem::unauthorized(e.to_string())),
+        };
+    }
+    let now = server.clock.now();
+    if let Some(s) = BrowserSession::read(headers, &server.cookie_keys, now)
+        && let Some((account_id, _)) = s.account
+    {
+        if writes
+            && let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+            && origin.trim_end_matches('/') != server.issuer_origin()
+        {
+            return Err(Problem::forbidden("cross-origin request refused"));
+        }
+        if let Some(a) = server.store.account(&account_id).await? {
+            return Ok(Caller::Browser { account_id: a.id, email: a.email });
+        }
+    }
+    Err(Problem::unauthorized("a bearer token (or a signed-in browser session) is required"))
+}

@@ -1,0 +1,106 @@
+//! The REST management face (`/api/v1/…`): auth clients (the tenant check for clients lives in
+//! `clients.rs`), personal access tokens, the account and its authorized apps (sessions), and the
+//! audit log with its live stream. Handlers are thin: identify the caller (`caller.rs`), check what
+//! it may do, call the store through the domain's ports, answer; every error is RFC 9457 problem
+//! JSON (`problem.rs`). The connections, providers, agents and credits APIs will join it here.
+#![forbid(unsafe_code)]
+
+mod account;
+mod audit;
+mod caller;
+mod clients;
+mod pats;
+pub mod problem;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+use bk_access::Verifier;
+use bk_access::browser::CookieKeys;
+use bk_crypto::envelope::MasterKey;
+use bk_domain::access::Clock;
+use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
+use bk_domain::ids::ClientId;
+use bk_domain::ports::{AccountStore, AuditStore, ClientStore, OperatorTokenStore, PatStore, SessionStore};
+
+pub use caller::Caller;
+pub use problem::Problem;
+
+/// What the management API stores and reads.
+pub trait ApiStore: AccountStore + ClientStore + SessionStore + PatStore + OperatorTokenStore + AuditStore {}
+impl<T: AccountStore + ClientStore + SessionStore + PatStore + OperatorTokenStore + AuditStore + ?Sized> ApiStore
+    for T
+{
+}
+
+/// Told when a client changed through this API, so caches elsewhere on this instance (the
+/// authorization server's client cache and secret fast path) drop it at once.
+pub trait ClientChanged: Send + Sync {
+    fn client_changed(&self, id: &ClientId);
+}
+
+/// Everything the management API needs, built once at start.
+pub struct Api {
+    pub store: Arc<dyn ApiStore>,
+    pub verifier: Arc<Verifier>,
+    pub clock: Arc<dyn Clock>,
+    /// Public base URL, without a trailing slash.
+    pub issuer: String,
+    /// Seals new client secrets.
+    pub master: Arc<MasterKey>,
+    pub cookie_keys: CookieKeys,
+    pub audit: Arc<bk_audit::AuditLog>,
+    pub client_changed: Arc<dyn ClientChanged>,
+}
+
+impl Api {
+    /// Records an audit event (non-blocking; redacted before it is stored or streamed).
+    pub fn emit(&self, event: AuditEvent) {
+        self.audit.record(event);
+    }
+
+    /// A new audit event stamped now.
+    pub fn event(&self, kind: &str, outcome: Outcome) -> AuditEvent {
+        AuditEvent::new(kind, outcome, self.clock.now_ms())
+    }
+
+    /// `scheme://host[:port]` of the issuer (cookie-authenticated writes must come from it).
+    pub fn issuer_origin(&self) -> String {
+        url::Url::parse(&self.issuer).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+
+    /// The MCP endpoint, which bearer tokens for this API may also be issued for.
+    pub fn mcp_resource(&self) -> String {
+        format!("{}/mcp", self.issuer)
+    }
+
+    fn forget_client(&self, id: &ClientId) {
+        self.client_changed.client_changed(id);
+    }
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/api/v1/auth/pat", post(pats::create).get(pats::list))
+        .route("/api/v1/auth/pat/{id}", delete(pats::revoke))
+        .route("/api/v1/account", get(account::account))
+        .route("/api/v1/audit", get(audit::tenant_audit))
+        .route("/api/v1/admin/audit", get(audit::admin_audit))
+        .route("/api/v1/events", get(audit::events))
+        .route("/api/v1/sessions", get(account::sessions))
+        .route("/api/v1/sessions/{id}", delete(account::revoke_session))
+        .route(
+            "/api/v1/auth-clients",
+            post(clients::create).get(clients::list).layer(axum::extract::DefaultBodyLimit::max(clients::BODY_LIMIT)),
+        )
+        .route(
+            "/api/v1/auth-clients/{id}",
+            get(clients::get)
+                .put(clients::update)
+                .delete(clients::delete)
+                .layer(axum::extract::DefaultBodyLimit::max(clients::BODY_LIMIT)),
+        )
+        .route("/api/v1/auth-clients/{id}/secret", put(clients::rotate_secret))
+        .with_state(api)
+}
