@@ -127,7 +127,7 @@ fn branding_of(b: Option<BrandingBody>) -> Result<Option<Branding>, Problem> {
         return Err(Problem::invalid("branding.description", "description must be at most 500 characters"));
     }
     if let Some(c) = &b.brand_color
-        && !(c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|x| x.is_ascii_hexdigit()))
+        && !bk_domain::client::is_valid_brand_color(c)
     {
         return Err(Problem::invalid("branding.brandColor", "brandColor must be #RRGGBB"));
     }

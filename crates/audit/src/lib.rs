@@ -1,6 +1,7 @@
 //! The audit log: every auth event and tool call, redacted before anything is persisted or streamed,
 //! written asynchronously in batches (a full buffer is counted and logged, never blocks a request),
 //! hash-chained so an edited or deleted row is detected, retained by days and rows, and streamed live.
+#![forbid(unsafe_code)]
 
 pub mod redact;
 

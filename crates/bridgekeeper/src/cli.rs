@@ -4,7 +4,9 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use bk_domain::ports::{AuditStore, OperatorTokenStore};
+use bk_domain::account::{Account, NewAccountError, check_new_account};
+use bk_domain::ids::AccountId;
+use bk_domain::ports::{AccountStore, AuditStore, OperatorTokenStore, StoreError};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
@@ -140,12 +142,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let (store, _) = crate::serve::open_store(&config).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-            match bk_web::create_account(&store, &email, password, now).await {
-                Ok(id) => {
-                    println!("{id}");
+            // The same rules and messages as the sign-up page: the domain's, then argon2 off the async threads.
+            let email = check_new_account(&email, &password)?;
+            let hash = tokio::task::spawn_blocking(move || bk_crypto::password::hash_password(&password)).await;
+            let Some(hash) = hash.ok().and_then(Result::ok) else { bail!("The server could not hash the password.") };
+            let account = Account::with_password(AccountId::generate(), email, hash, now);
+            match store.create_account(&account).await {
+                Ok(()) => {
+                    println!("{}", account.id);
                     Ok(())
                 }
-                Err(msg) => bail!("{msg}"),
+                Err(StoreError::Conflict(_)) => Err(NewAccountError::EmailTaken.into()),
+                Err(e) => {
+                    tracing::error!(error = %e, "account creation failed");
+                    bail!("The server could not create the account right now.")
+                }
             }
         }
         Command::Admin { cfg, what: Admin::Audit { action } } => {

@@ -1,4 +1,5 @@
 //! The `bridgekeeper` binary: command line, configuration, wiring, startup and shutdown.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod config;

@@ -1,5 +1,6 @@
 //! Key material and the operations on it: signing keys (parsed once, cached by `kid`), JWS/JWT,
 //! AES-256-GCM envelopes under the master key, token hashing, HMAC and password hashing.
+#![forbid(unsafe_code)]
 
 pub mod client_secret;
 pub mod envelope;

@@ -1,4 +1,7 @@
 //! Accounts: the tenants. Everything a person connects or is granted belongs to one.
+//! Also the rules an account must meet when it is created (by the sign-up page or the admin command):
+//! a plausible email address, normalised, and a password of acceptable length. Hashing is not a rule
+//! and happens outside this crate.
 
 use crate::UnixTime;
 use crate::ids::AccountId;
@@ -10,4 +13,159 @@ pub struct Account {
     /// argon2id PHC string; `None` for accounts that sign in another way.
     pub password_hash: Option<String>,
     pub created_at: UnixTime,
+}
+
+impl Account {
+    /// A new account that signs in with a password. `email` is the one [`check_new_account`] returned.
+    pub fn with_password(id: AccountId, email: String, password_hash: String, now: UnixTime) -> Self {
+        Self { id, email, password_hash: Some(password_hash), created_at: now }
+    }
+}
+
+/// The shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The longest password accepted, in bytes (argon2 input is bounded so hashing cost is too).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest email address accepted, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// Why an account cannot be created. The text is shown to the person as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NewAccountError {
+    #[error("Enter a valid email address.")]
+    InvalidEmail,
+    #[error("The password must be at least 8 characters long.")]
+    PasswordTooShort,
+    #[error("The password must be at most 1024 bytes long.")]
+    PasswordTooLong,
+    /// Emails are unique; the store reports the clash, this names it.
+    #[error("An account with this email already exists. Sign in instead.")]
+    EmailTaken,
+}
+
+/// The form an email address is stored and looked up in: surrounding whitespace removed, lower case.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Is an (already normalised) email address plausible: `local@domain.tld`, no whitespace or control
+/// characters, at most [`MAX_EMAIL_BYTES`]? Deliverability is not checked.
+pub fn is_valid_email(email: &str) -> bool {
+    email.len() <= MAX_EMAIL_BYTES
+        && email
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Checks a new password's length: at least [`MIN_PASSWORD_CHARS`] characters, at most [`MAX_PASSWORD_BYTES`] bytes.
+pub fn check_password(password: &str) -> Result<(), NewAccountError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(NewAccountError::PasswordTooShort);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(NewAccountError::PasswordTooLong);
+    }
+    Ok(())
+}
+
+/// Checks what a new password account is made from and returns the normalised email to store.
+/// The email is checked first, then the password.
+pub fn check_new_account(email: &str, password: &str) -> Result<String, NewAccountError> {
+    let email = normalize_email(email);
+    if !is_valid_email(&email) {
+        return Err(NewAccountError::InvalidEmail);
+    }
+    check_password(password)?;
+    Ok(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PW: &str = "long enough";
+
+    #[test]
+    fn new_account_email_is_trimmed_and_lowercased() {
+        assert_eq!(check_new_account("  Admin@Example.COM \n", PW), Ok("admin@example.com".to_owned()));
+        assert_eq!(check_new_account("\tÉlodie@Exemple.fr", PW), Ok("élodie@exemple.fr".to_owned()));
+    }
+
+    #[test]
+    fn plausible_emails_accepted() {
+        for e in ["a@b.co", "first.last+tag@mail.example.org", "x@sub.domain.example"] {
+            assert_eq!(check_new_account(e, PW).as_deref(), Ok(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn implausible_emails_rejected() {
+        let long_local = format!("{}@example.com", "a".repeat(MAX_EMAIL_BYTES - 11));
+        for e in [
+            "",
+            "   ",
+            "no-at-sign.example.com",
+            "@example.com",
+            "user@",
+            "user@localhost",
+            "user@.example.com",
+            "user@example.com.",
+            "us er@example.com",
+            "user@exa\u{0}mple.com",
+            "user@exam\u{7f}ple.com",
+            long_local.as_str(),
+        ] {
+            assert_eq!(check_new_account(e, PW), Err(NewAccountError::InvalidEmail), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn email_length_limit_is_254_bytes() {
+        let at_limit = format!("{}@example.com", "a".repeat(MAX_EMAIL_BYTES - 12));
+        assert_eq!(at_limit.len(), MAX_EMAIL_BYTES);
+        assert!(is_valid_email(&at_limit));
+        assert!(!is_valid_email(&format!("a{at_limit}")));
+    }
+
+    #[test]
+    fn email_checked_before_password() {
+        assert_eq!(check_new_account("bad", "short"), Err(NewAccountError::InvalidEmail));
+    }
+
+    #[test]
+    fn password_length_bounds() {
+        let ok = "a@b.co";
+        assert_eq!(check_new_account(ok, ""), Err(NewAccountError::PasswordTooShort));
+        assert_eq!(check_new_account(ok, "1234567"), Err(NewAccountError::PasswordTooShort));
+        assert!(check_new_account(ok, "12345678").is_ok());
+        // Counted in characters: eight two-byte characters are enough, seven are not.
+        assert!(check_new_account(ok, &"é".repeat(8)).is_ok());
+        assert_eq!(check_new_account(ok, &"é".repeat(7)), Err(NewAccountError::PasswordTooShort));
+        assert!(check_new_account(ok, &"x".repeat(MAX_PASSWORD_BYTES)).is_ok());
+        assert_eq!(check_new_account(ok, &"x".repeat(MAX_PASSWORD_BYTES + 1)), Err(NewAccountError::PasswordTooLong));
+        // The upper bound is in bytes: 513 two-byte characters exceed it.
+        assert_eq!(check_new_account(ok, &"é".repeat(513)), Err(NewAccountError::PasswordTooLong));
+    }
+
+    #[test]
+    fn messages_are_the_ones_shown_to_people() {
+        assert_eq!(NewAccountError::InvalidEmail.to_string(), "Enter a valid email address.");
+        assert_eq!(NewAccountError::PasswordTooShort.to_string(), "The password must be at least 8 characters long.");
+        assert_eq!(NewAccountError::PasswordTooLong.to_string(), "The password must be at most 1024 bytes long.");
+        assert_eq!(
+            NewAccountError::EmailTaken.to_string(),
+            "An account with this email already exists. Sign in instead."
+        );
+    }
+
+    #[test]
+    fn with_password_keeps_what_it_is_given() {
+        let id = AccountId::from_string("acc_1");
+        let a = Account::with_password(id.clone(), "a@b.co".into(), "$argon2id$x".into(), 42);
+        assert_eq!(
+            (a.id, a.email.as_str(), a.password_hash.as_deref(), a.created_at),
+            (id, "a@b.co", Some("$argon2id$x"), 42)
+        );
+    }
 }

@@ -91,6 +91,15 @@ pub struct Branding {
     pub brand_color: Option<String>,
 }
 
+/// Is `color` a brand colour we accept: exactly `#RRGGBB` in hex digits (either case)? Nothing else,
+/// because the value is written into a stylesheet: no names, no functions, no `;`, `}` or quotes.
+pub fn is_valid_brand_color(color: &str) -> bool {
+    match color.as_bytes() {
+        [b'#', hex @ ..] => hex.len() == 6 && hex.iter().all(u8::is_ascii_hexdigit),
+        _ => false,
+    }
+}
+
 /// A confidential client's secret at rest: a bcrypt hash for verification and an AES-256-GCM sealed
 /// copy (bound to the client id) so the operator can recover it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,5 +224,52 @@ mod whitelabel_tests {
         );
         assert!(check_whitelabel_redirects(&d, &["https://evilyourapp.com/cb".into()]).is_err());
         assert!(check_whitelabel_redirects(&[], &["https://yourapp.com/cb".into()]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod brand_color_tests {
+    use super::*;
+
+    #[test]
+    fn brand_color_accepts_only_hash_rrggbb() {
+        for ok in ["#000000", "#ffffff", "#FFFFFF", "#1a2B3c", "#0F9d58"] {
+            assert!(is_valid_brand_color(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn brand_color_rejects_other_forms() {
+        for bad in
+            ["", "#", "#fff", "#fffffff", "#ffff", "ffffff", "##fffff", "#gggggg", "#12345z", "red", "rgb(1,2,3)"]
+        {
+            assert!(!is_valid_brand_color(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn brand_color_cannot_break_out_of_css() {
+        for bad in [
+            "#fff;}",
+            "#ffffff;",
+            "#ffffff}",
+            "#fff}body{",
+            "#ffffff\n",
+            "#ffffff\n}",
+            "#ff\"fff",
+            "#ff;}ff",
+            "#f\\00ff",
+            "#ff'fff",
+            "#ff</st",
+            "#ff fff",
+            "#ffffff ",
+            " #ffffff",
+            "#ffffff\u{0}",
+            "#ｆｆｆｆｆｆ",
+            "#ff\u{e9}ff",
+            "#ffffff/*",
+        ] {
+            assert!(!is_valid_brand_color(bad), "{bad:?}");
+        }
     }
 }

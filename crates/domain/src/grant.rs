@@ -26,6 +26,13 @@ impl Grant {
     pub fn is_active(&self) -> bool {
         self.revoked_at.is_none()
     }
+
+    /// RFC 8707 on refresh: a `resource` named on a refresh request must be the one this grant was made
+    /// for (trailing slashes aside), since a refresh cannot move tokens to another audience. Naming none
+    /// keeps the grant's.
+    pub fn accepts_resource(&self, requested: Option<&str>) -> bool {
+        requested.is_none_or(|r| r.trim_end_matches('/') == self.resource.trim_end_matches('/'))
+    }
 }
 
 /// Why a session was revoked (kept on the row, and later in the audit log).
@@ -73,5 +80,45 @@ impl GrantKind {
             "pat" => Some(GrantKind::PersonalAccessToken),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(resource: &str) -> Grant {
+        Grant {
+            id: SessionId::from_string("ses_1"),
+            account_id: AccountId::from_string("acc_1"),
+            client_id: ClientId::from_string("cli_1"),
+            scopes: ScopeSet::parse_lenient("account"),
+            restrictions: Restrictions::unrestricted(),
+            kind: GrantKind::OAuth,
+            resource: resource.to_owned(),
+            auth_time: 0,
+            created_at: 0,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn refresh_resource_must_be_the_granted_one() {
+        let g = grant("https://bk.example/mcp");
+        assert!(g.accepts_resource(None), "no resource named keeps the grant's");
+        assert!(g.accepts_resource(Some("https://bk.example/mcp")));
+        assert!(!g.accepts_resource(Some("https://bk.example")));
+        assert!(!g.accepts_resource(Some("https://other.example/mcp")));
+        assert!(!g.accepts_resource(Some("https://bk.example/mcp/other")));
+        assert!(!g.accepts_resource(Some("https://bk.example/MCP")), "paths compare exactly");
+        assert!(!g.accepts_resource(Some("")));
+    }
+
+    #[test]
+    fn refresh_resource_ignores_trailing_slashes() {
+        assert!(grant("https://bk.example/mcp").accepts_resource(Some("https://bk.example/mcp/")));
+        assert!(grant("https://bk.example/mcp/").accepts_resource(Some("https://bk.example/mcp")));
+        assert!(grant("https://bk.example/mcp").accepts_resource(Some("https://bk.example/mcp//")));
+        assert!(grant("https://bk.example").accepts_resource(Some("https://bk.example/")));
     }
 }

@@ -23,7 +23,7 @@ use axum::routing::post;
 use bk_access::Verifier;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
-use bk_domain::ports::Store;
+use bk_domain::ports::McpSessionStore;
 
 pub use bk_access::AccessContext;
 
@@ -55,7 +55,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         verifier: Arc<Verifier>,
-        store: Arc<dyn Store>,
+        mcp_sessions: Arc<dyn McpSessionStore>,
         clock: Arc<dyn Clock>,
         issuer: &str,
         config: &GatewayConfig,
@@ -67,7 +67,7 @@ impl Gateway {
             resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
             tools: tools::Tools::builtin(),
             hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
-            sessions: session::McpSessions::new(store, clock.clone(), config.session_ttl_secs),
+            sessions: session::McpSessions::new(mcp_sessions, clock.clone(), config.session_ttl_secs),
             limiter: match &config.shared_limiter {
                 Some(l) => rate::AccountLimiter::shared(config.rate_limit_per_minute, l.clone()),
                 None => rate::AccountLimiter::per_minute(config.rate_limit_per_minute),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use bk_crypto::secret::{b64url, random_bytes};
 use bk_domain::access::Clock;
 use bk_domain::ids::AccountId;
-use bk_domain::mcp_session::McpSession;
+use bk_domain::mcp_session::{self, McpSession};
 use bk_domain::ports::{McpSessionStore, StoreError};
 
 use bk_access::AccessContext;
@@ -59,7 +59,7 @@ impl McpSessions {
     }
 
     pub async fn find(&self, ctx: &AccessContext, id: &str) -> Result<Lookup, StoreError> {
-        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        if !mcp_session::is_well_formed_id(id) {
             return Ok(Lookup::NotFound);
         }
         let now_ms = self.clock.now_ms();
@@ -82,7 +82,7 @@ impl McpSessions {
         };
         let now = now_ms.div_euclid(1000);
         Ok(match session {
-            Some(s) if s.ended_at.is_none() && s.expires_at > now => Lookup::Live(s),
+            Some(s) if s.is_live(now) => Lookup::Live(s),
             _ => Lookup::NotFound,
         })
     }

@@ -1,6 +1,7 @@
 //! Rate limits shared by every instance (Redis) or kept in this process (the default).
 //! A limit is `limit` events per `window_secs` per key within a bucket (`registrations` per IP,
 //! `sign_in_failures` per account name, `client_auth_failures` per client, …).
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -196,5 +197,54 @@ impl Limiter for RedisLimiter {
             Some(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_limiter_allows_the_limit_then_refuses_with_a_wait() {
+        let l = LocalLimiter::default();
+        for i in 0..3 {
+            assert_eq!(l.acquire("registrations", "10.0.0.1", 3, 60).await, Ok(()), "event {i}");
+        }
+        let wait = l.acquire("registrations", "10.0.0.1", 3, 60).await.expect_err("the fourth is over the limit");
+        assert!((1..=60).contains(&wait), "wait {wait} within the window");
+        let again = l.retry_after("registrations", "10.0.0.1", 3, 60).await.expect("still limited");
+        assert!((1..=60).contains(&again), "retry_after {again}");
+    }
+
+    #[tokio::test]
+    async fn local_limiter_separates_keys_and_buckets() {
+        let l = LocalLimiter::default();
+        assert_eq!(l.acquire("registrations", "a", 1, 60).await, Ok(()));
+        assert!(l.acquire("registrations", "a", 1, 60).await.is_err());
+        assert_eq!(l.acquire("registrations", "b", 1, 60).await, Ok(()), "another key");
+        assert_eq!(l.acquire("sign_in_failures", "a", 1, 60).await, Ok(()), "another bucket");
+    }
+
+    #[tokio::test]
+    async fn retry_after_does_not_count_and_record_always_does() {
+        let l = LocalLimiter::default();
+        for _ in 0..5 {
+            assert_eq!(l.retry_after("sign_in_failures", "x@y.z", 2, 60).await, None);
+        }
+        // Failures are recorded after they happen, even past the limit.
+        for _ in 0..3 {
+            l.record("sign_in_failures", "x@y.z", 2, 60).await;
+        }
+        assert!(l.retry_after("sign_in_failures", "x@y.z", 2, 60).await.is_some());
+        assert!(l.acquire("sign_in_failures", "x@y.z", 2, 60).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn local_limiter_window_slides() {
+        let l = LocalLimiter::default();
+        assert_eq!(l.acquire("b", "k", 1, 1).await, Ok(()));
+        assert_eq!(l.acquire("b", "k", 1, 1).await, Err(1), "a wait is at least one second");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(l.acquire("b", "k", 1, 1).await, Ok(()), "the event left the window");
     }
 }

@@ -106,3 +106,61 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         _ => Err(bad()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderValue, StatusCode};
+
+    use super::*;
+
+    fn with_authorization(value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+        h
+    }
+
+    fn basic(raw: &str) -> Result<Option<(String, String)>, OAuthError> {
+        basic_credentials(&with_authorization(format!("Basic {}", STANDARD.encode(raw)).as_bytes()))
+    }
+
+    fn assert_malformed(r: Result<Option<(String, String)>, OAuthError>) {
+        let e = r.expect_err("malformed Basic credentials are an error");
+        assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, "invalid_client"));
+        assert_eq!(e.description, "malformed Basic credentials");
+        assert!(e.basic_challenge, "a failed Basic authentication answers with a Basic challenge");
+    }
+
+    #[test]
+    fn no_basic_header_means_no_basic_credentials() {
+        assert_eq!(basic_credentials(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(basic_credentials(&with_authorization(b"Bearer abc")).unwrap(), None);
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        assert_eq!(basic("cli_1:bks_secret").unwrap(), Some(("cli_1".into(), "bks_secret".into())));
+        // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
+        assert_eq!(basic("my%3Aclient:p%40ss+word").unwrap(), Some(("my:client".into(), "p@ss word".into())));
+        // Only the first colon separates them.
+        assert_eq!(basic("cli_1:a:b").unwrap(), Some(("cli_1".into(), "a:b".into())));
+        let lower = with_authorization(format!("basic {}", STANDARD.encode("c:s")).as_bytes());
+        assert_eq!(basic_credentials(&lower).unwrap(), Some(("c".into(), "s".into())));
+    }
+
+    #[test]
+    fn malformed_basic_credentials_rejected_with_a_challenge() {
+        assert_malformed(basic_credentials(&with_authorization(b"Basic !!!not-base64!!!")));
+        assert_malformed(basic("no-colon"));
+        assert_malformed(basic(":secret-without-id"));
+        assert_malformed(basic_credentials(&with_authorization(
+            format!("Basic {}", STANDARD.encode([0xff, b':', b's'])).as_bytes(),
+        )));
+    }
+
+    #[test]
+    fn non_ascii_authorization_header_is_a_bad_request() {
+        let e = basic_credentials(&with_authorization(b"Basic \xff")).expect_err("not visible ASCII");
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_request"));
+        assert_eq!(e.description, "malformed Authorization header");
+    }
+}

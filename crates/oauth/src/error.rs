@@ -88,3 +88,68 @@ impl IntoResponse for OAuthError {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(e: OAuthError) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let res = e.into_response();
+        let (parts, body) = res.into_parts();
+        let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap();
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn each_error_has_its_rfc_status_and_code() {
+        let cases = [
+            (OAuthError::invalid_request("d"), StatusCode::BAD_REQUEST, "invalid_request"),
+            (OAuthError::invalid_client("d"), StatusCode::UNAUTHORIZED, "invalid_client"),
+            (OAuthError::invalid_grant("d"), StatusCode::BAD_REQUEST, "invalid_grant"),
+            (OAuthError::unauthorized_client("d"), StatusCode::BAD_REQUEST, "unauthorized_client"),
+            (OAuthError::unsupported_grant_type("d"), StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+            (OAuthError::invalid_scope("d"), StatusCode::BAD_REQUEST, "invalid_scope"),
+            (OAuthError::invalid_target("d"), StatusCode::BAD_REQUEST, "invalid_target"),
+            (OAuthError::unsupported_token_type("d"), StatusCode::BAD_REQUEST, "unsupported_token_type"),
+            (OAuthError::invalid_redirect_uri("d"), StatusCode::BAD_REQUEST, "invalid_redirect_uri"),
+            (OAuthError::invalid_client_metadata("d"), StatusCode::BAD_REQUEST, "invalid_client_metadata"),
+            (OAuthError::too_many_requests("d", 5), StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            (OAuthError::server_error(), StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.status, e.code), (status, code));
+        }
+    }
+
+    #[test]
+    fn store_errors_are_server_errors() {
+        let e = OAuthError::from(bk_domain::ports::StoreError::Conflict("x"));
+        assert_eq!((e.status, e.code), (StatusCode::INTERNAL_SERVER_ERROR, "server_error"));
+        assert_eq!(e.description, "the server could not complete the request");
+    }
+
+    #[tokio::test]
+    async fn error_response_is_json_and_never_cached() {
+        let (status, h, body) = parts(OAuthError::invalid_grant("the refresh token has expired")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, json!({"error": "invalid_grant", "error_description": "the refresh token has expired"}));
+        assert_eq!(h[header::CONTENT_TYPE], "application/json");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h[header::PRAGMA], "no-cache");
+        assert!(h.get(header::WWW_AUTHENTICATE).is_none());
+        assert!(h.get(header::RETRY_AFTER).is_none());
+    }
+
+    #[tokio::test]
+    async fn basic_challenge_and_retry_after_headers() {
+        let (status, h, _) =
+            parts(OAuthError::invalid_client("client authentication failed").with_basic_challenge()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(h[header::WWW_AUTHENTICATE], "Basic realm=\"bridgekeeper\"");
+
+        let (status, h, body) = parts(OAuthError::too_many_requests("slow down", 17)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(h[header::RETRY_AFTER], "17");
+        assert_eq!(body["error"], "too_many_requests");
+    }
+}

@@ -35,3 +35,54 @@ impl Params {
         self.get(k).ok_or_else(|| OAuthError::invalid_request(format!("{k} is required")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderValue, StatusCode};
+
+    use super::*;
+
+    fn form(content_type: &str, body: &str) -> Result<Params, OAuthError> {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        Params::parse(&h, body.as_bytes())
+    }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    #[test]
+    fn body_must_be_form_encoded() {
+        for ct in ["application/json", "text/plain", "multipart/form-data"] {
+            let e = form(ct, "grant_type=x").err().expect(ct);
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_request"));
+            assert_eq!(e.description, "the body must be application/x-www-form-urlencoded");
+        }
+        let e = Params::parse(&HeaderMap::new(), b"grant_type=x").err().expect("no content type");
+        assert_eq!(e.code, "invalid_request");
+        assert!(form("Application/X-WWW-Form-URLEncoded; charset=UTF-8", "a=1").is_ok());
+    }
+
+    #[test]
+    fn repeated_parameter_rejected() {
+        let e = form(FORM, "grant_type=refresh_token&scope=a&scope=b").err().expect("repeated");
+        assert_eq!((e.code, e.description.as_str()), ("invalid_request", "parameter scope is repeated"));
+    }
+
+    #[test]
+    fn empty_value_counts_as_absent() {
+        let p = form(FORM, "scope=&resource=&resource=https%3A%2F%2Fbk.example%2Fmcp&state=").unwrap();
+        assert_eq!(p.get("scope"), None);
+        assert_eq!(p.get("state"), None);
+        assert_eq!(p.get("resource"), Some("https://bk.example/mcp"), "an empty duplicate is not a repeat");
+        let e = p.require("scope").expect_err("empty is missing");
+        assert_eq!((e.code, e.description.as_str()), ("invalid_request", "scope is required"));
+    }
+
+    #[test]
+    fn values_are_percent_and_plus_decoded() {
+        let p = form(FORM, "scope=account+openid&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb").unwrap();
+        assert_eq!(p.require("scope").unwrap(), "account openid");
+        assert_eq!(p.get("redirect_uri"), Some("http://127.0.0.1:9/cb"));
+        assert_eq!(p.get("code"), None);
+    }
+}

@@ -92,3 +92,85 @@ impl SecretVerifier {
         self.verified.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bk_crypto::envelope::MasterKey;
+    use bk_limits::{Limiter, LocalLimiter};
+
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn stored(secret: &str) -> StoredSecret {
+        let master = MasterKey::new("k", [3u8; 32]).unwrap();
+        bk_crypto::client_secret::protect(&master, "cli_1", secret).unwrap()
+    }
+
+    fn verifier() -> SecretVerifier {
+        SecretVerifier::new(MacKey::derive(&[9u8; 32], "client-secret-fast-path"))
+    }
+
+    /// Puts the client over its failure limit, so only the fast path can still answer `Valid`.
+    async fn exhaust(limiter: &LocalLimiter, client: &ClientId) {
+        for _ in 0..FAILURES_PER_MINUTE {
+            limiter.record("client_auth_failures", client.as_str(), FAILURES_PER_MINUTE, 60).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn client_secret_checked_against_its_hash() {
+        let (v, limiter, client) = (verifier(), LocalLimiter::default(), ClientId::from_string("cli_1"));
+        let s = stored("bks_right");
+        assert_eq!(v.check(&limiter, &client, "bks_right", &s, NOW).await, SecretCheck::Valid);
+        assert_eq!(v.check(&limiter, &client, "bks_wrong", &s, NOW).await, SecretCheck::Invalid);
+    }
+
+    #[tokio::test]
+    async fn failed_client_secrets_are_throttled() {
+        let (v, limiter, client) = (verifier(), LocalLimiter::default(), ClientId::from_string("cli_1"));
+        let s = stored("bks_right");
+        for _ in 0..FAILURES_PER_MINUTE {
+            assert_eq!(v.check(&limiter, &client, "bks_wrong", &s, NOW).await, SecretCheck::Invalid);
+        }
+        match v.check(&limiter, &client, "bks_right", &s, NOW).await {
+            SecretCheck::Throttled(wait) => assert!((1..=60).contains(&wait), "{wait}"),
+            other => panic!("expected throttling, got {other:?}"),
+        }
+        let other = ClientId::from_string("cli_2");
+        assert_eq!(v.check(&limiter, &other, "bks_right", &s, NOW).await, SecretCheck::Valid, "per client");
+    }
+
+    #[tokio::test]
+    async fn verified_secret_takes_the_fast_path_for_ten_minutes() {
+        let (v, limiter, client) = (verifier(), LocalLimiter::default(), ClientId::from_string("cli_1"));
+        let s = stored("bks_right");
+        assert_eq!(v.check(&limiter, &client, "bks_right", &s, NOW).await, SecretCheck::Valid);
+        exhaust(&limiter, &client).await;
+        // Remembered: answered without bcrypt or the limiter.
+        assert_eq!(v.check(&limiter, &client, "bks_right", &s, NOW + 1000).await, SecretCheck::Valid);
+        assert!(matches!(v.check(&limiter, &client, "bks_wrong", &s, NOW).await, SecretCheck::Throttled(_)));
+        let later = NOW + FAST_PATH_TTL_MS;
+        assert!(matches!(v.check(&limiter, &client, "bks_right", &s, later).await, SecretCheck::Throttled(_)));
+    }
+
+    #[tokio::test]
+    async fn rotated_secret_ends_the_fast_path() {
+        let (v, limiter, client) = (verifier(), LocalLimiter::default(), ClientId::from_string("cli_1"));
+        let old = stored("bks_old");
+        assert_eq!(v.check(&limiter, &client, "bks_old", &old, NOW).await, SecretCheck::Valid);
+        let rotated = stored("bks_new");
+        assert_eq!(v.check(&limiter, &client, "bks_old", &rotated, NOW).await, SecretCheck::Invalid);
+        assert_eq!(v.check(&limiter, &client, "bks_new", &rotated, NOW).await, SecretCheck::Valid);
+    }
+
+    #[tokio::test]
+    async fn forgotten_client_loses_the_fast_path() {
+        let (v, limiter, client) = (verifier(), LocalLimiter::default(), ClientId::from_string("cli_1"));
+        let s = stored("bks_right");
+        assert_eq!(v.check(&limiter, &client, "bks_right", &s, NOW).await, SecretCheck::Valid);
+        v.forget_client(&client);
+        exhaust(&limiter, &client).await;
+        assert!(matches!(v.check(&limiter, &client, "bks_right", &s, NOW).await, SecretCheck::Throttled(_)));
+    }
+}

@@ -215,3 +215,40 @@ fn restrictions_view(r: &bk_domain::restrictions::Restrictions) -> Option<miniji
         knowledge_bases => r.allowed_knowledge_base_ids.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bk_domain::restrictions::{ProviderPermission, Restrictions};
+
+    #[test]
+    fn unrestricted_grant_shows_no_restrictions() {
+        assert!(restrictions_view(&Restrictions::unrestricted()).is_none());
+    }
+
+    #[test]
+    fn consent_page_names_every_restriction() {
+        let mut r = Restrictions::unrestricted();
+        r.provider_permissions.insert("github".into(), ProviderPermission::Read);
+        r.default_provider_permission = ProviderPermission::Disabled;
+        r.allowed_agent_ids = Some(vec!["ag_1".into(), "ag_2".into()]);
+        r.allowed_knowledge_base_ids = Some(vec![]);
+        let html = crate::templates()
+            .get_template("consent.html")
+            .and_then(|t| {
+                t.render(context! {
+                    client_name => "x", scopes => Vec::<String>::new(), params => Vec::<(String, String)>::new(),
+                    restrictions => restrictions_view(&r),
+                })
+            })
+            .unwrap();
+        for needle in [
+            "<strong>github</strong>: read",
+            "Other services: <strong>disabled</strong>",
+            "Agents: only ag_1, ag_2",
+            "Knowledge bases: none",
+        ] {
+            assert!(html.contains(needle), "missing {needle:?} in {html}");
+        }
+    }
+}

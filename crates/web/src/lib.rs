@@ -1,6 +1,7 @@
 //! The browser-facing pages: sign-up, sign-in, sign-out, and the authorization endpoint's
 //! login-and-consent step. Server-rendered HTML (no JavaScript), every form CSRF-protected,
 //! every page unframeable.
+#![forbid(unsafe_code)]
 
 mod authorize;
 pub mod pages;
@@ -15,7 +16,6 @@ use bk_oauth::AuthServer;
 use minijinja::Environment;
 
 pub use bk_access::browser::{BrowserSession, CookieKeys};
-pub use pages::create_account;
 
 pub struct WebState {
     pub auth: Arc<AuthServer>,
@@ -25,19 +25,7 @@ pub struct WebState {
 
 impl WebState {
     pub fn new(auth: Arc<AuthServer>, login_failures_per_minute: u32) -> Self {
-        let mut env = Environment::new();
-        for (name, src) in [
-            ("base.html", include_str!("templates/base.html")),
-            ("login.html", include_str!("templates/login.html")),
-            ("signup.html", include_str!("templates/signup.html")),
-            ("consent.html", include_str!("templates/consent.html")),
-            ("message.html", include_str!("templates/message.html")),
-            ("home.html", include_str!("templates/home.html")),
-        ] {
-            // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
-            env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
-        }
-        Self { auth, templates: env, login_failures_per_minute }
+        Self { auth, templates: templates(), login_failures_per_minute }
     }
 
     /// Renders a template into an HTML response with the page security headers.
@@ -61,6 +49,23 @@ impl WebState {
             minijinja::context! { title, message, is_error => status.is_client_error() || status.is_server_error() },
         )
     }
+}
+
+/// The page templates, compiled into the binary.
+fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, src) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("signup.html", include_str!("templates/signup.html")),
+        ("consent.html", include_str!("templates/consent.html")),
+        ("message.html", include_str!("templates/message.html")),
+        ("home.html", include_str!("templates/home.html")),
+    ] {
+        // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
+        env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
+    }
+    env
 }
 
 fn html_response(status: StatusCode, html: String) -> Response {
@@ -130,22 +135,27 @@ async fn brand_stylesheet(
 ) -> Response {
     let Some(id) = file.strip_suffix(".css") else { return StatusCode::NOT_FOUND.into_response() };
     let client = state.auth.store.client(&bk_domain::ids::ClientId::from_string(id)).await.ok().flatten();
-    let color = client
-        .filter(|c| c.role == bk_domain::client::ClientRole::WhitelabelCustomer)
-        .and_then(|c| c.branding)
-        .and_then(|b| b.brand_color)
-        .filter(|c| c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|x| x.is_ascii_hexdigit()));
-    match color {
-        Some(c) => (
+    match client.as_ref().and_then(brand_css) {
+        Some(css) => (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             ],
-            format!(":root {{ --brand: {c}; }}\n"),
+            css,
         )
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The brand stylesheet of a white-label client with a valid colour. The colour is checked again
+/// here (not only when it was saved) because it is written into CSS.
+fn brand_css(client: &bk_domain::client::Client) -> Option<String> {
+    if client.role != bk_domain::client::ClientRole::WhitelabelCustomer {
+        return None;
+    }
+    let color = client.branding.as_ref()?.brand_color.as_deref()?;
+    bk_domain::client::is_valid_brand_color(color).then(|| format!(":root {{ --brand: {color}; }}\n"))
 }
 
 pub fn router(state: Arc<WebState>) -> Router {
@@ -185,5 +195,212 @@ pub(crate) fn safe_next(next: Option<&str>) -> String {
             n.to_owned()
         }
         _ => "/".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bk_domain::client::{Branding, Client, ClientOrigin, ClientRole, ClientType};
+    use bk_domain::ids::ClientId;
+    use bk_domain::scope::ScopeSet;
+    use minijinja::context;
+
+    fn client(role: ClientRole, brand_color: Option<&str>) -> Client {
+        Client {
+            id: ClientId::from_string("cli_brand"),
+            name: "Acme <Tools>".into(),
+            client_type: ClientType::Public,
+            role,
+            origin: ClientOrigin::Manual,
+            redirect_uris: vec!["https://acme.example/cb".into()],
+            allowed_scopes: ScopeSet::all(),
+            allowed_providers: None,
+            domains: vec!["acme.example".into()],
+            branding: Some(Branding {
+                logo: Some("data:image/png;base64,iVBORw0KGgo=".into()),
+                description: Some("Acme's assistant".into()),
+                brand_color: brand_color.map(str::to_owned),
+            }),
+            secret: None,
+            owner: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn render(name: &str, ctx: minijinja::Value) -> String {
+        let env = templates();
+        let template = env.get_template(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        template.render(ctx).unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    }
+
+    #[test]
+    fn brand_stylesheet_sets_the_brand_variable() {
+        let css = brand_css(&client(ClientRole::WhitelabelCustomer, Some("#0f9D58")));
+        assert_eq!(css.as_deref(), Some(":root { --brand: #0f9D58; }\n"));
+    }
+
+    #[test]
+    fn brand_stylesheet_only_for_whitelabel_clients_with_a_valid_colour() {
+        assert_eq!(brand_css(&client(ClientRole::ThirdParty, Some("#0f9d58"))), None);
+        assert_eq!(brand_css(&client(ClientRole::WhitelabelCustomer, None)), None);
+        let mut unbranded = client(ClientRole::WhitelabelCustomer, None);
+        unbranded.branding = None;
+        assert_eq!(brand_css(&unbranded), None);
+        // A colour stored before the rule existed (or written past the API) never reaches the stylesheet.
+        for bad in ["#fff;} body { display: none", "red", "#12345", "#1234567", "#ff\"fff"] {
+            assert_eq!(brand_css(&client(ClientRole::WhitelabelCustomer, Some(bad))), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn brand_of_only_for_whitelabel_clients() {
+        assert!(brand_of(&client(ClientRole::ThirdParty, None)).is_none());
+        let brand = brand_of(&client(ClientRole::WhitelabelCustomer, None)).unwrap();
+        assert_eq!(brand.get_attr("client_id").unwrap().as_str(), Some("cli_brand"));
+        assert_eq!(brand.get_attr("name").unwrap().as_str(), Some("Acme <Tools>"));
+        assert_eq!(brand.get_attr("description").unwrap().as_str(), Some("Acme's assistant"));
+    }
+
+    #[test]
+    fn login_template_renders_the_form() {
+        let html = render(
+            "login.html",
+            context! { csrf_token => "tok123", next => "/consent?a=b", email => "a@b.co", error => "Invalid email or password.", brand => None::<minijinja::Value> },
+        );
+        assert!(html.contains(r#"name="csrf_token" value="tok123""#), "{html}");
+        assert!(html.contains("Invalid email or password."));
+        assert!(html.contains(r#"href="/signup?next=&#x2f;consent%3Fa%3Db""#), "{html}");
+        assert!(html.contains(r#"<div class="brand">Bridgekeeper</div>"#));
+    }
+
+    #[test]
+    fn login_template_shows_the_client_brand() {
+        let brand = brand_of(&client(ClientRole::WhitelabelCustomer, Some("#0f9d58")));
+        let html = render(
+            "login.html",
+            context! { csrf_token => "t", next => "/", email => "", error => None::<String>, brand },
+        );
+        assert!(html.contains(r#"href="/static/brand/cli_brand.css""#), "{html}");
+        assert!(html.contains("Acme &lt;Tools&gt;"), "the client name is escaped: {html}");
+        assert!(html.contains(r#"src="data:image&#x2f;png;base64,iVBORw0KGgo=""#));
+        assert!(!html.contains(r#"class="error""#));
+    }
+
+    #[test]
+    fn signup_template_renders_the_form() {
+        let html = render(
+            "signup.html",
+            context! { csrf_token => "tok456", next => "/", email => "a@b.co", error => "Enter a valid email address." },
+        );
+        assert!(html.contains(r#"name="csrf_token" value="tok456""#));
+        assert!(html.contains(r#"value="a@b.co""#));
+        assert!(html.contains("Enter a valid email address."));
+    }
+
+    #[test]
+    fn templates_escape_what_people_typed() {
+        let html = render(
+            "signup.html",
+            context! { csrf_token => "t", next => "/", email => "\"><script>alert(1)</script>", error => None::<String> },
+        );
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+    }
+
+    #[test]
+    fn consent_template_lists_scopes_restrictions_and_parameters() {
+        let html = render(
+            "consent.html",
+            context! {
+                client_name => "Some Agent",
+                dynamic => true,
+                email => "a@b.co",
+                scopes => vec![context! { name => "account", description => "Manage your account" }],
+                redirect_host => "agent.example",
+                params => vec![("client_id", "cli_1"), ("state", "xyz")],
+                brand => None::<minijinja::Value>,
+                restrictions => context! {
+                    providers => vec![("github", "read")],
+                    default => "none",
+                    agents => Vec::<String>::new(),
+                    knowledge_bases => None::<Vec<String>>,
+                },
+                csrf_token => "tok789",
+            },
+        );
+        for needle in [
+            "<strong>Some Agent</strong> wants to access your account",
+            "registered itself automatically",
+            "<strong>Manage your account</strong>",
+            "<strong>github</strong>: read",
+            "Other services: <strong>none</strong>",
+            "Agents: none",
+            "<strong>agent.example</strong>",
+            r#"<input type="hidden" name="state" value="xyz">"#,
+            r#"name="csrf_token" value="tok789""#,
+        ] {
+            assert!(html.contains(needle), "missing {needle:?} in {html}");
+        }
+        assert!(!html.contains("Knowledge bases:"), "no knowledge-base restriction: {html}");
+    }
+
+    #[test]
+    fn message_and_home_templates_render() {
+        let html = render("message.html", context! { title => "Try again", message => "Later.", is_error => true });
+        assert!(html.contains("<title>Try again · Bridgekeeper</title>"), "{html}");
+        assert!(html.contains(r#"<p class="error" role="alert">Later.</p>"#), "{html}");
+
+        let home =
+            render("home.html", context! { email => "a@b.co", csrf_token => "t", issuer => "https://bk.example" });
+        assert!(home.contains("<code>https:&#x2f;&#x2f;bk.example/mcp</code>"), "{home}");
+        assert!(home.contains(r#"action="/logout""#));
+        let anonymous = render("home.html", context! { email => None::<String>, csrf_token => "t", issuer => "x" });
+        assert!(anonymous.contains(r#"<a href="/login">Sign in</a>"#), "{anonymous}");
+        assert!(!anonymous.contains("/logout"));
+    }
+
+    #[test]
+    fn next_must_be_a_same_site_path() {
+        assert_eq!(safe_next(Some("/consent?client_id=x")), "/consent?client_id=x");
+        assert_eq!(safe_next(Some("/")), "/");
+        for bad in [
+            None,
+            Some(""),
+            Some("https://evil.example/"),
+            Some("//evil.example/"),
+            Some("/\\evil.example"),
+            Some("evil"),
+            Some("/a\nb"),
+            Some("/a\u{7f}"),
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn see_other_sets_location_and_no_store() {
+        let res = see_other("/login?next=%2F");
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(res.headers()[header::LOCATION], "/login?next=%2F");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn csrf_token_is_bound_to_the_session_cookie() {
+        let keys = CookieKeys::derive(&[7u8; 32], false);
+        let session = BrowserSession::anonymous(1_000);
+        let set_cookie = session.set_cookie(&keys);
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&pair).unwrap());
+        let read = BrowserSession::read(&headers, &keys, 1_001).expect("the cookie reads back");
+        let token = session.csrf_token(&keys);
+        assert!(read.csrf_ok(&keys, &token));
+        assert!(!BrowserSession::anonymous(1_000).csrf_ok(&keys, &token), "another session's token");
+        assert!(!read.csrf_ok(&keys, ""));
+        let other_keys = CookieKeys::derive(&[8u8; 32], false);
+        assert!(BrowserSession::read(&headers, &other_keys, 1_001).is_none(), "a cookie signed with another key");
     }
 }

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use bk_domain::account::Account;
+use bk_domain::account::{Account, NewAccountError, check_new_account, normalize_email};
 use bk_domain::audit::Outcome;
 use bk_domain::ids::AccountId;
 use bk_domain::ports::{AccountStore, StoreError};
@@ -125,7 +125,7 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
     }
     let next = safe_next(field(&pairs, "next"));
     let brand = crate::client_of_next(&state, &next).await.as_ref().and_then(crate::brand_of);
-    let email = field(&pairs, "email").unwrap_or("").trim().to_lowercase();
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
     let password = field(&pairs, "password").unwrap_or("").to_owned();
     if email.is_empty() || password.is_empty() {
         let msg = "Enter your email and password.";
@@ -202,43 +202,36 @@ pub async fn signup_form(
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
-/// Creates an account (shared by the sign-up page and the admin command).
-pub async fn create_account(
+/// Creates a password account for the sign-up page: the domain's rules, argon2 off the async threads,
+/// then the store. The admin command does the same in the binary's CLI. On failure, the status and the
+/// message for the page (a taken email is 409; every other failure, server ones included, has always
+/// answered 400).
+async fn create_account(
     store: &dyn AccountStore,
     email: &str,
     password: String,
     now: i64,
-) -> Result<AccountId, String> {
-    let email = email.trim().to_lowercase();
-    validate_email(&email)?;
-    if password.chars().count() < 8 {
-        return Err("The password must be at least 8 characters long.".into());
-    }
-    if password.len() > 1024 {
-        return Err("The password must be at most 1024 bytes long.".into());
-    }
+) -> Result<AccountId, (StatusCode, String)> {
+    let refused = |e: NewAccountError| {
+        let status = if e == NewAccountError::EmailTaken { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+        (status, e.to_string())
+    };
+    let failed = |msg: &str| (StatusCode::BAD_REQUEST, msg.to_owned());
+    let email = check_new_account(email, &password).map_err(refused)?;
     let hash = tokio::task::spawn_blocking(move || bk_crypto::password::hash_password(&password))
         .await
-        .map_err(|_| "The server could not hash the password.".to_owned())?
-        .map_err(|_| "The server could not hash the password.".to_owned())?;
-    let account = Account { id: AccountId::generate(), email, password_hash: Some(hash), created_at: now };
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| failed("The server could not hash the password."))?;
+    let account = Account::with_password(AccountId::generate(), email, hash, now);
     match store.create_account(&account).await {
         Ok(()) => Ok(account.id),
-        Err(StoreError::Conflict(_)) => Err("An account with this email already exists. Sign in instead.".into()),
+        Err(StoreError::Conflict(_)) => Err(refused(NewAccountError::EmailTaken)),
         Err(e) => {
             tracing::error!(error = %e, "account creation failed");
-            Err("The server could not create the account right now.".into())
+            Err(failed("The server could not create the account right now."))
         }
     }
-}
-
-fn validate_email(email: &str) -> Result<(), String> {
-    let ok = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(()) } else { Err("Enter a valid email address.".into()) }
 }
 
 pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -260,10 +253,7 @@ pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body
             let fresh = BrowserSession::signed_in(id, now);
             with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }
-        Err(msg) => {
-            let status = if msg.contains("already exists") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
-            render_signup(&state, &s, status, &next, email.trim(), Some(&msg))
-        }
+        Err((status, msg)) => render_signup(&state, &s, status, &next, email.trim(), Some(&msg)),
     }
 }
 
@@ -277,4 +267,18 @@ pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap, body
         return form_expired(&state);
     }
     with_cookie(see_other("/login"), BrowserSession::clear_cookie(&state.auth.cookie_keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_are_decoded_and_the_first_wins() {
+        let pairs = form_pairs(b"email=A%40b.co&next=%2Fconsent%3Fx%3D1&email=second&password=a+b");
+        assert_eq!(field(&pairs, "email"), Some("A@b.co"));
+        assert_eq!(field(&pairs, "next"), Some("/consent?x=1"));
+        assert_eq!(field(&pairs, "password"), Some("a b"));
+        assert_eq!(field(&pairs, "csrf_token"), None);
+    }
 }

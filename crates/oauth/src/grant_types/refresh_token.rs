@@ -46,9 +46,7 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
             return Err(OAuthError::invalid_scope("the requested scope is not within the scope of the grant"));
         }
     };
-    if let Some(resource) = params.get("resource")
-        && resource.trim_end_matches('/') != grant.resource.trim_end_matches('/')
-    {
+    if !grant.accepts_resource(params.get("resource")) {
         return Err(OAuthError::invalid_target("resource differs from the one the session was granted for"));
     }
     // RFC 6749 §6: the new refresh token keeps the scope of the old one; only the access token narrows.
