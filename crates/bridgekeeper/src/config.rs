@@ -118,11 +118,19 @@ pub struct DatabaseConfig {
     pub statement_timeout_ms: u64,
     /// Give up starting after this many seconds of failed connection attempts (0 = keep trying).
     pub connect_retry_secs: u64,
+    /// SQLite: keep the write-ahead log below this many MiB (at least 1).
+    pub sqlite_wal_limit_mb: u64,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 0, statement_timeout_ms: 30_000, connect_retry_secs: 0 }
+        Self {
+            url: None,
+            max_connections: 0,
+            statement_timeout_ms: 30_000,
+            connect_retry_secs: 0,
+            sqlite_wal_limit_mb: 64,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `bridgekeeper serve`: wiring and the HTTP server lifecycle.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use axum::Router;
@@ -36,18 +36,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
         },
         statement_timeout_ms: config.database.statement_timeout_ms,
         acquire_timeout_secs: 30,
+        sqlite_wal_limit_bytes: config.database.sqlite_wal_limit_mb.max(1) * 1024 * 1024,
     };
     // An unreachable database (a PostgreSQL restarting, a network blip) is waited for, with backoff;
     // the instance is not ready — not listening — until it connects.
     let started = std::time::Instant::now();
     let mut delay = std::time::Duration::from_millis(250);
     let store = loop {
-        let attempt = match tokio::time::timeout(
-            std::time::Duration::from_secs(3),
-            SqlStore::connect_with(&url, &settings),
-        )
-        .await
-        {
+        // The embedded database is a local file: opening it is never given up on, since SQLite may
+        // first have to recover a large write-ahead log (it logs that, and how long it took).
+        let connect = SqlStore::connect_with(&url, &settings);
+        let attempt = match if embedded {
+            Ok(connect.await)
+        } else {
+            tokio::time::timeout(std::time::Duration::from_secs(3), connect).await
+        } {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(bk_domain::ports::StoreError::UnsupportedUrl)) => {
                 anyhow::bail!("database.url must start with sqlite:// or postgres://")
@@ -76,6 +79,29 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::logging::init(&config.log);
+    // Listen first: while the database opens (recovering a large write-ahead log can take a while)
+    // `/health` answers and `/ready` says 503, so an orchestrator waits instead of restarting us.
+    let listener =
+        TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let issuer = config.issuer_for(addr);
+    let app_slot: Arc<OnceLock<Router>> = Arc::default();
+    let streams: Arc<OnceLock<Arc<bk_audit::AuditLog>>> = Arc::default();
+    let server = tokio::spawn({
+        let (front, streams) = (front_door(app_slot.clone()), streams.clone());
+        async move {
+            axum::serve(listener, front.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    // Live audit streams never end by themselves: end them so the shutdown can finish.
+                    if let Some(audit) = streams.get() {
+                        audit.close_streams();
+                    }
+                })
+                .await
+        }
+    });
+    tracing::info!(%addr, "accepting connections; not ready until the database is open");
     let (store, embedded) = open_store(&config).await?;
     if embedded {
         tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(), "embedded mode: SQLite database");
@@ -88,11 +114,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(bk_crypto::keyring::KeySet::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?));
     let key_source: Arc<dyn bk_oauth::KeySource> =
         Arc::new(crate::keys::StoreKeys { store: store.clone(), master: master.clone(), clock: clock.clone() });
-
-    let listener =
-        TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let issuer = config.issuer_for(addr);
 
     let (limiter, shared_limiter): (Arc<dyn bk_limits::Limiter>, Option<Arc<dyn bk_limits::Limiter>>) =
         match &config.redis.url {
@@ -177,20 +198,46 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
         .route("/metrics", get(move || metrics(metrics_audit.clone())));
 
+    let _ = streams.set(audit.clone());
+    let _ = app_slot.set(app);
     tracing::info!(%addr, %issuer, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown({
-            let audit = audit.clone();
-            async move {
-                shutdown_signal().await;
-                audit.close_streams();
-            }
-        })
-        .await?;
+    server.await.context("the HTTP server task failed")??;
     // Every event recorded by the requests that just finished is written before we exit.
     audit.flush().await;
+    sql.close().await;
     tracing::info!(audit_events_written = audit.written(), audit_events_dropped = audit.dropped(), "stopped");
     Ok(())
+}
+
+/// What answers before the application is ready: `/health` (alive), `/ready` 503, everything else
+/// 503 with `Retry-After`. Once the application is built it answers everything.
+fn front_door(app: Arc<OnceLock<Router>>) -> Router {
+    use axum::http::{StatusCode, header};
+    let starting = Router::new()
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/ready",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({"status": "starting", "database": "opening"})),
+                )
+            }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(
+                    serde_json::json!({"error": "starting", "error_description": "the server is starting; retry"}),
+                ),
+            )
+        });
+    Router::new().fallback_service(tower::service_fn(move |req: axum::extract::Request| {
+        use tower::ServiceExt;
+        let router = app.get().cloned().unwrap_or_else(|| starting.clone());
+        router.oneshot(req)
+    }))
 }
 
 /// Prometheus text exposition of the counters operators alert on.

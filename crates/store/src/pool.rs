@@ -8,7 +8,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::mpsc;
 
-use crate::checkpoint::checkpointer;
+use crate::checkpoint::{WalBound, checkpointer};
 use crate::migrations::migrator;
 use crate::rotation::{Rotation, rotation_committer};
 use crate::rows::{Db, db_error};
@@ -30,6 +30,10 @@ pub struct SqlStore {
     pub(crate) rotations: Option<mpsc::Sender<Rotation>>,
 }
 
+/// The default bound of SQLite's write-ahead log, and the least one accepted.
+pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+const MIN_WAL_LIMIT_BYTES: u64 = 1024 * 1024;
+
 /// Connection settings beyond the URL.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
@@ -38,11 +42,20 @@ pub struct PoolSettings {
     pub statement_timeout_ms: u64,
     /// How long to wait for a connection from the pool.
     pub acquire_timeout_secs: u64,
+    /// SQLite: the size the write-ahead log is kept below (0 = the default, 64 MiB).
+    pub sqlite_wal_limit_bytes: u64,
 }
 
 impl PoolSettings {
     pub fn with_max(max_connections: u32) -> Self {
-        Self { max_connections, statement_timeout_ms: 0, acquire_timeout_secs: 30 }
+        Self { max_connections, statement_timeout_ms: 0, acquire_timeout_secs: 30, sqlite_wal_limit_bytes: 0 }
+    }
+
+    fn wal_limit(&self) -> u64 {
+        match self.sqlite_wal_limit_bytes {
+            0 => DEFAULT_WAL_LIMIT_BYTES,
+            n => n.max(MIN_WAL_LIMIT_BYTES),
+        }
     }
 }
 
@@ -55,6 +68,7 @@ enum Role {
 
 fn pool_options(backend: Backend, settings: &PoolSettings, max_connections: u32, role: Role) -> AnyPoolOptions {
     let statement_timeout = settings.statement_timeout_ms;
+    let wal_limit = settings.wal_limit();
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(settings.acquire_timeout_secs.max(1)))
@@ -66,10 +80,10 @@ fn pool_options(backend: Backend, settings: &PoolSettings, max_connections: u32,
                 if backend == Backend::Sqlite {
                     // WAL lets readers run beside the single writer; NORMAL sync is durable across
                     // process crashes (not power loss) in WAL mode; wait for the write lock instead of failing.
-                    conn.execute(
+                    conn.execute(sqlx::AssertSqlSafe(format!(
                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
-                         PRAGMA journal_size_limit=67108864;",
-                    )
+                         PRAGMA journal_size_limit={wal_limit};"
+                    )))
                     .await?;
                     if role == Role::Writer {
                         // A checkpoint inside a commit fsyncs the database file while every writer
@@ -105,14 +119,33 @@ impl SqlStore {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
+        // Opening a database whose log a crash (or an older version) left large makes SQLite read the
+        // whole log first; that can take a while, and is said so rather than timed out.
+        let wal_path = match backend {
+            Backend::Sqlite => Some(wal_path_of(&url)?),
+            Backend::Postgres => None,
+        };
+        let left_behind = wal_path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+        let opening = std::time::Instant::now();
+        if left_behind > settings.wal_limit() {
+            tracing::warn!(wal_bytes = left_behind, "opening the database: recovering a large write-ahead log first");
+        }
         let pool =
             pool_options(backend, settings, settings.max_connections.max(1), Role::Reader).connect(&url).await.db()?;
+        if left_behind > settings.wal_limit() {
+            tracing::warn!(
+                wal_bytes = left_behind,
+                took_ms = opening.elapsed().as_millis() as u64,
+                "the write-ahead log was recovered"
+            );
+        }
         // SQLite allows one writer at a time. Writes go through a pool of exactly one connection, so
         // they queue in the pool (cheap) instead of in SQLite's busy handler (sleep-and-retry).
         let (writer, rotations) = match backend {
             Backend::Sqlite => {
                 let writer = pool_options(backend, settings, 1, Role::Writer).connect(&url).await.db()?;
-                tokio::spawn(checkpointer(pool.clone()));
+                let bound = WalBound { wal_path: wal_path.unwrap_or_default(), limit_bytes: settings.wal_limit() };
+                tokio::spawn(checkpointer(pool.clone(), writer.clone(), bound));
                 let (tx, rx) = mpsc::channel(4096);
                 tokio::spawn(rotation_committer(writer.clone(), rx));
                 (writer, Some(tx))
@@ -120,6 +153,20 @@ impl SqlStore {
             Backend::Postgres => (pool.clone(), None),
         };
         Ok(SqlStore { pool, writer, backend, rotations })
+    }
+
+    /// Ends cleanly: on SQLite, checkpoints everything and empties the write-ahead log, so the next
+    /// start opens at once; then closes every connection. Call after the last write.
+    pub async fn close(&self) {
+        if self.backend == Backend::Sqlite {
+            match crate::checkpoint::truncate(&self.writer).await {
+                Ok(true) => tracing::info!("database closed; its write-ahead log checkpointed and emptied"),
+                Ok(false) => tracing::warn!("database closed; a reader kept part of the write-ahead log"),
+                Err(e) => tracing::warn!(error = %e, "checkpointing the database at shutdown failed"),
+            }
+        }
+        self.writer.close().await;
+        self.pool.close().await;
     }
 
     /// Applies pending migrations (versioned, recorded in `_sqlx_migrations`).
@@ -209,4 +256,13 @@ impl Store for SqlStore {
             .rows_affected();
         Ok(codes + tokens + mcp)
     }
+}
+
+/// The write-ahead log of the SQLite database at `url` (`<file>-wal`).
+fn wal_path_of(url: &str) -> Result<std::path::PathBuf> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(db_error)?;
+    let mut wal = options.get_filename().as_os_str().to_owned();
+    wal.push("-wal");
+    Ok(wal.into())
 }

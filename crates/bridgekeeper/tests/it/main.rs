@@ -6,6 +6,7 @@ mod authorize;
 mod cli;
 mod clients;
 mod discovery;
+mod durability;
 mod harness;
 mod health;
 mod mcp;

@@ -109,3 +109,65 @@ async fn sqlite_log_is_checkpointed_into_the_database_file_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Checkpoint starvation: with readers always active, a PASSIVE checkpoint copies pages but the log
+/// never starts again from its beginning, so it grows without bound. Under continuous reads and
+/// writes the log file must stay within its configured bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_log_stays_bounded_under_continuous_reads_and_writes() {
+    use bk_domain::audit::{AuditEvent, Outcome};
+    use bk_domain::ports::AuditStore;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const BOUND: u64 = 8 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let mut settings = bridgekeeper_store::PoolSettings::with_max(4);
+    settings.sqlite_wal_limit_bytes = BOUND;
+    let store = Arc::new(SqlStore::connect_with(&url, &settings).await.unwrap());
+    store.migrate().await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (store, stop) = (store.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                store.audit_chain_state().await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let wal = dir.path().join("t.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let link = |prev: &str, seq: i64, _e: &AuditEvent| format!("h{seq}:{}", prev.len());
+    let (mut largest, mut written) = (0, 0u64);
+    let started = std::time::Instant::now();
+    // About 40 MB of rows, written as the audit writer does: batches of 64.
+    for batch in 0..600 {
+        let events: Vec<AuditEvent> = (0..64)
+            .map(|i| {
+                let mut e = AuditEvent::new("mcp.tools_call", Outcome::Success, batch * 64 + i);
+                e.details = serde_json::json!({ "padding": "x".repeat(900) });
+                e
+            })
+            .collect();
+        store.append_audit(&events, &link).await.unwrap();
+        written += 64 * 1000;
+        largest = largest.max(wal_size());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = 0;
+    for r in readers {
+        reads += r.await.unwrap();
+    }
+    eprintln!(
+        "wrote ~{} MB in {:?} beside {reads} reads; largest log {} MB",
+        written >> 20,
+        started.elapsed(),
+        largest >> 20
+    );
+    assert!(reads > 1000, "the readers were active throughout ({reads} reads)");
+    assert!(largest <= BOUND, "the log reached {largest} bytes, above its bound of {BOUND}");
+}
