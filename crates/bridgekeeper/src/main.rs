@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod disk;
 mod keys;
 mod logging;
 mod serve;

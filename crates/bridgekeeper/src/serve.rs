@@ -106,6 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if embedded {
         tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(), "embedded mode: SQLite database");
     }
+    let free_space = embedded.then(|| crate::disk::watch(config.data_dir.clone()));
     let master = Arc::new(crate::keys::master_key(&config, embedded)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sql = Arc::new(store);
@@ -196,7 +197,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
-        .route("/metrics", get(move || metrics(metrics_audit.clone())));
+        .route("/metrics", get(move || metrics(metrics_audit.clone(), free_space.clone())));
 
     let _ = streams.set(audit.clone());
     let _ = app_slot.set(app);
@@ -241,9 +242,12 @@ fn front_door(app: Arc<OnceLock<Router>>) -> Router {
 }
 
 /// Prometheus text exposition of the counters operators alert on.
-async fn metrics(audit: Arc<bk_audit::AuditLog>) -> axum::response::Response {
+async fn metrics(
+    audit: Arc<bk_audit::AuditLog>,
+    free_space: Option<Arc<crate::disk::FreeSpace>>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let body = format!(
+    let mut body = format!(
         "# HELP bridgekeeper_audit_events_written_total Audit events stored.\n\
          # TYPE bridgekeeper_audit_events_written_total counter\n\
          bridgekeeper_audit_events_written_total {}\n\
@@ -253,6 +257,17 @@ async fn metrics(audit: Arc<bk_audit::AuditLog>) -> axum::response::Response {
         audit.written(),
         audit.dropped()
     );
+    if let Some(free) = free_space.as_ref().and_then(|s| s.free_bytes().map(|f| (f, s.total_bytes()))) {
+        body.push_str(&format!(
+            "# HELP bridgekeeper_data_dir_free_bytes Free space of the file system holding the embedded database.\n\
+             # TYPE bridgekeeper_data_dir_free_bytes gauge\n\
+             bridgekeeper_data_dir_free_bytes {}\n\
+             # HELP bridgekeeper_data_dir_size_bytes Size of that file system.\n\
+             # TYPE bridgekeeper_data_dir_size_bytes gauge\n\
+             bridgekeeper_data_dir_size_bytes {}\n",
+            free.0, free.1
+        ));
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
