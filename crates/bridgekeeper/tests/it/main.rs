@@ -14,4 +14,5 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;
+mod security_loopback;
 mod token;
