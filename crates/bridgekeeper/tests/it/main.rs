@@ -14,5 +14,6 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;
+mod security_introspection;
 mod security_loopback;
 mod token;
