@@ -3,11 +3,12 @@
 //! server registered for its audience. Everyone else gets `{"active": false}`, as for an unknown
 //! token, so introspection reveals nothing about other clients' tokens or their people.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bk_access::PAT_PREFIX;
@@ -24,11 +25,12 @@ use crate::issue::REFRESH_TOKEN_PREFIX;
 
 pub async fn introspect(
     State(server): State<Arc<AuthServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, &body)?;
-    let (client, method) = client_auth::authenticate(&server, &headers, &params).await?;
+    let (client, method) = client_auth::authenticate(&server, &headers, &params, peer.ip()).await?;
     if method == Method::None {
         return Err(OAuthError::invalid_client("introspection requires an authenticated (confidential) client"));
     }

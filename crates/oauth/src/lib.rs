@@ -92,7 +92,10 @@ impl AuthServer {
     ) -> Self {
         let cookie_keys = bk_access::browser::CookieKeys::derive(master.raw(), issuer.starts_with("https://"));
         Self {
-            secrets: secrets::SecretVerifier::new(MacKey::derive(master.raw(), "client-secret-fast-path")),
+            secrets: secrets::SecretVerifier::new(
+                MacKey::derive(master.raw(), "client-secret-fast-path"),
+                master.clone(),
+            ),
             limiter,
             registrations_per_minute,
             store,

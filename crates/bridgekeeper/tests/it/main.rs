@@ -14,6 +14,7 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;
+mod security_client_lockout;
 mod security_introspection;
 mod security_loopback;
 mod token;
