@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod headers;
 mod keys;
 mod logging;
 mod serve;

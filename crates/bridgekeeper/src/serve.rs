@@ -175,7 +175,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
-        .route("/metrics", get(move || metrics(metrics_audit.clone())));
+        .route("/metrics", get(move || metrics(metrics_audit.clone())))
+        .layer(crate::headers::nosniff());
 
     tracing::info!(%addr, %issuer, "listening");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

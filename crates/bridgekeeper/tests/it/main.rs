@@ -15,6 +15,7 @@ mod oidc;
 mod pages;
 mod pat;
 mod security_client_lockout;
+mod security_headers;
 mod security_introspection;
 mod security_loopback;
 mod token;
