@@ -6,6 +6,7 @@ mod config;
 mod headers;
 mod keys;
 mod logging;
+mod metrics;
 mod serve;
 
 use clap::Parser;

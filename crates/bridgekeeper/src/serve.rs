@@ -165,7 +165,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
     let ready_store = store.clone();
-    let metrics_audit = audit.clone();
+    let (metrics_routes, metrics_server) = crate::metrics::start(&config.metrics, audit.clone(), sql.clone()).await?;
 
     let app = Router::new()
         .merge(bk_oauth::router(auth))
@@ -175,7 +175,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
-        .route("/metrics", get(move || metrics(metrics_audit.clone())))
+        .merge(metrics_routes)
         .layer(crate::headers::nosniff());
 
     tracing::info!(%addr, %issuer, "listening");
@@ -188,26 +188,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         })
         .await?;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     // Every event recorded by the requests that just finished is written before we exit.
     audit.flush().await;
     tracing::info!(audit_events_written = audit.written(), audit_events_dropped = audit.dropped(), "stopped");
     Ok(())
-}
-
-/// Prometheus text exposition of the counters operators alert on.
-async fn metrics(audit: Arc<bk_audit::AuditLog>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let body = format!(
-        "# HELP bridgekeeper_audit_events_written_total Audit events stored.\n\
-         # TYPE bridgekeeper_audit_events_written_total counter\n\
-         bridgekeeper_audit_events_written_total {}\n\
-         # HELP bridgekeeper_audit_events_dropped_total Audit events dropped because the buffer was full.\n\
-         # TYPE bridgekeeper_audit_events_dropped_total counter\n\
-         bridgekeeper_audit_events_dropped_total {}\n",
-        audit.written(),
-        audit.dropped()
-    );
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// Ready when the database answers.

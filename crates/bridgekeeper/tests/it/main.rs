@@ -18,4 +18,5 @@ mod security_client_lockout;
 mod security_headers;
 mod security_introspection;
 mod security_loopback;
+mod security_metrics;
 mod token;
