@@ -28,6 +28,7 @@ pub struct Config {
     pub audit: AuditSection,
     pub redis: RedisConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,6 +187,16 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` only on this separate address (e.g. an internal interface), without a
+    /// token; the main address then has no `/metrics`.
+    pub listen: Option<String>,
+    /// Serve `/metrics` on the main address to anyone. Off by default: it needs an operator token.
+    pub public: bool,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -200,6 +211,7 @@ impl Default for Config {
             audit: AuditSection::default(),
             redis: RedisConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -279,6 +291,10 @@ impl Config {
             if !matches!(u.scheme(), "http" | "https") || u.query().is_some() || u.fragment().is_some() {
                 bail!("issuer must be an http(s) URL without query or fragment (RFC 8414 §2)");
             }
+        }
+        if let Some(m) = &self.metrics.listen {
+            m.parse::<SocketAddr>()
+                .with_context(|| format!("metrics.listen: {m:?} is not an address such as 127.0.0.1:9090"))?;
         }
         if self.mcp.rate_limit_per_minute == 0 {
             bail!("mcp.rate_limit_per_minute must be at least 1");

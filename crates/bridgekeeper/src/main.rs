@@ -4,8 +4,10 @@
 mod cli;
 mod config;
 mod disk;
+mod headers;
 mod keys;
 mod logging;
+mod metrics;
 mod serve;
 
 use clap::Parser;

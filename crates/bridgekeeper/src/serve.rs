@@ -187,7 +187,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
     let ready_store = store.clone();
-    let metrics_audit = audit.clone();
+    let (metrics_routes, metrics_server) =
+        crate::metrics::start(&config.metrics, audit.clone(), free_space, sql.clone()).await?;
 
     let app = Router::new()
         .merge(bk_oauth::router(auth))
@@ -197,12 +198,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
-        .route("/metrics", get(move || metrics(metrics_audit.clone(), free_space.clone())));
+        .merge(metrics_routes)
+        .layer(crate::headers::nosniff());
 
     let _ = streams.set(audit.clone());
     let _ = app_slot.set(app);
     tracing::info!(%addr, %issuer, "listening");
     server.await.context("the HTTP server task failed")??;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     // Every event recorded by the requests that just finished is written before we exit.
     audit.flush().await;
     sql.close().await;
@@ -234,41 +239,12 @@ fn front_door(app: Arc<OnceLock<Router>>) -> Router {
                 ),
             )
         });
+    let starting = starting.layer(crate::headers::nosniff());
     Router::new().fallback_service(tower::service_fn(move |req: axum::extract::Request| {
         use tower::ServiceExt;
         let router = app.get().cloned().unwrap_or_else(|| starting.clone());
         router.oneshot(req)
     }))
-}
-
-/// Prometheus text exposition of the counters operators alert on.
-async fn metrics(
-    audit: Arc<bk_audit::AuditLog>,
-    free_space: Option<Arc<crate::disk::FreeSpace>>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let mut body = format!(
-        "# HELP bridgekeeper_audit_events_written_total Audit events stored.\n\
-         # TYPE bridgekeeper_audit_events_written_total counter\n\
-         bridgekeeper_audit_events_written_total {}\n\
-         # HELP bridgekeeper_audit_events_dropped_total Audit events dropped because the buffer was full.\n\
-         # TYPE bridgekeeper_audit_events_dropped_total counter\n\
-         bridgekeeper_audit_events_dropped_total {}\n",
-        audit.written(),
-        audit.dropped()
-    );
-    if let Some(free) = free_space.as_ref().and_then(|s| s.free_bytes().map(|f| (f, s.total_bytes()))) {
-        body.push_str(&format!(
-            "# HELP bridgekeeper_data_dir_free_bytes Free space of the file system holding the embedded database.\n\
-             # TYPE bridgekeeper_data_dir_free_bytes gauge\n\
-             bridgekeeper_data_dir_free_bytes {}\n\
-             # HELP bridgekeeper_data_dir_size_bytes Size of that file system.\n\
-             # TYPE bridgekeeper_data_dir_size_bytes gauge\n\
-             bridgekeeper_data_dir_size_bytes {}\n",
-            free.0, free.1
-        ));
-    }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// Ready when the database answers.

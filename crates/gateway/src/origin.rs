@@ -1,6 +1,8 @@
 //! DNS-rebinding protection for `/mcp`: the `Host` (or HTTP/2 authority) and, when present, the
 //! `Origin` must name this server — its issuer, a loopback address, or an operator-listed value.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use axum::http::{HeaderMap, Uri, header};
 
 pub struct HostPolicy {
@@ -10,8 +12,24 @@ pub struct HostPolicy {
     origins: Vec<String>,
 }
 
+/// Is `host` (lower-case, without port, IPv6 in brackets) `localhost` or a loopback address?
+/// Parsed as an address, never matched by prefix: `127.evil.example` and `127.0.0.1.nip.io` are
+/// names, and a name (other than `localhost`) can be made to resolve anywhere (DNS rebinding).
 fn is_loopback_host(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
+    if host == "localhost" {
+        return true;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+    }
+    host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A port as it may appear in a `Host` header: 1 to 5 digits.
+fn valid_port(port: &str) -> bool {
+    (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Splits `host[:port]` (with bracketed IPv6) into host and port.
@@ -20,7 +38,9 @@ fn split_host(authority: &str) -> (String, Option<&str>) {
     if let Some(rest) = a.strip_prefix('[') {
         if let Some(end) = rest.find(']') {
             let host = format!("[{}]", &rest[..end]).to_ascii_lowercase();
-            let port = rest[end + 1..].strip_prefix(':');
+            // Anything after `]` other than `:port` is kept as the "port", so it fails validation.
+            let after = &rest[end + 1..];
+            let port = (!after.is_empty()).then(|| after.strip_prefix(':').unwrap_or(after));
             return (host, port);
         }
         return (a.to_ascii_lowercase(), None);
@@ -58,8 +78,8 @@ impl HostPolicy {
         if authority == self.issuer_host {
             return true;
         }
-        let (host, _) = split_host(&authority);
-        if is_loopback_host(&host) {
+        let (host, port) = split_host(&authority);
+        if is_loopback_host(&host) && port.is_none_or(valid_port) {
             return true;
         }
         self.hosts.iter().any(|h| *h == authority || *h == host)
@@ -129,5 +149,53 @@ mod tests {
         assert!(!check(&p, "localhost:8080", Some("http://evil.example.com")));
         assert!(!check(&p, "bk.example.com", Some("null")));
         assert!(!check(&p, "internal.lb:9999", None));
+    }
+
+    #[test]
+    fn loopback_is_an_address_not_a_prefix() {
+        for host in ["127.0.0.1", "127.0.0.2", "127.255.255.254", "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "127.evil.example",
+            "127.0.0.1.nip.io",
+            "127.",
+            "127.1",
+            "127.0.0.1.",
+            "0x7f.0.0.1",
+            "::1",
+            "[::2]",
+            "[::ffff:10.0.0.1]",
+            "128.0.0.1",
+            "localhost.evil.example",
+            "evil-localhost",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn loopback_lookalikes_refused_in_host_and_origin() {
+        let p = HostPolicy::new("https://bk.example.com", &[], &[]);
+        for host in [
+            "127.evil.example",
+            "127.0.0.1.nip.io",
+            "127.0.0.1.nip.io:8080",
+            "127.0.0.1:80x",
+            "127.0.0.1:",
+            "[::1]evil.example",
+        ] {
+            assert!(!check(&p, host, None), "Host {host}");
+        }
+        for origin in ["http://127.evil.example", "http://127.0.0.1.nip.io:8080", "https://127.0.0.1.evil.example"] {
+            assert!(!check(&p, "bk.example.com", Some(origin)), "Origin {origin}");
+        }
+        for host in ["127.0.0.1", "127.0.0.9:65535", "[::1]", "[::1]:9000", "localhost", "LocalHost:3000"] {
+            assert!(check(&p, host, None), "Host {host}");
+        }
+        for origin in ["http://127.0.0.5:5173", "http://[::1]:6274", "http://localhost"] {
+            assert!(check(&p, "bk.example.com", Some(origin)), "Origin {origin}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Client authentication at the token, revocation and introspection endpoints:
 //! `none` (public clients, PKCE-bound), `client_secret_basic` and `client_secret_post`.
 
+use std::net::IpAddr;
+
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -20,11 +22,12 @@ pub enum Method {
     Post,
 }
 
-/// Identifies and authenticates the client of a request.
+/// Identifies and authenticates the client of a request coming from `source`.
 pub async fn authenticate(
     server: &AuthServer,
     headers: &HeaderMap,
     params: &Params,
+    source: IpAddr,
 ) -> Result<(Client, Method), OAuthError> {
     let basic = basic_credentials(headers)?;
     let (client_id, secret, method) = match (&basic, params.get("client_secret")) {
@@ -59,14 +62,17 @@ pub async fn authenticate(
             };
             match server
                 .secrets
-                .check(server.limiter.as_ref(), &client.id, &secret, &stored, server.clock.now_ms())
+                .check(server.limiter.as_ref(), &client.id, &secret, &stored, source, server.clock.now_ms())
                 .await
             {
                 SecretCheck::Valid => Ok((client, method)),
                 SecretCheck::Invalid => {
-                    tracing::info!(client = %client.id, "client authentication failed");
+                    tracing::info!(client = %client.id, ip = %source, "client authentication failed");
                     server.emit(
-                        server.event("client.auth_failed", bk_domain::audit::Outcome::Failure).client(&client.id),
+                        server
+                            .event("client.auth_failed", bk_domain::audit::Outcome::Failure)
+                            .client(&client.id)
+                            .ip(source),
                     );
                     Err(fail("client authentication failed"))
                 }
@@ -75,10 +81,11 @@ pub async fn authenticate(
                         server
                             .event("ratelimit.refused", bk_domain::audit::Outcome::Denied)
                             .client(&client.id)
+                            .ip(source)
                             .detail("limit", "client_authentication_failures"),
                     );
                     OAuthError::too_many_requests(
-                        format!("too many failed authentications for this client; retry in {wait} s"),
+                        format!("client authentication failed, and too many have failed lately; retry in {wait} s"),
                         wait,
                     )
                 }),

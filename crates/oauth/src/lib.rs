@@ -71,6 +71,9 @@ pub struct AuthServer {
     clients: bk_access::cache::TtlCache<bk_domain::ids::ClientId, Option<bk_domain::client::Client>>,
     /// The audit log every handler records to.
     pub audit: Arc<bk_audit::AuditLog>,
+    /// Resource servers registered to introspect the tokens meant for them (none can be registered
+    /// yet: `/mcp` is served here and verifies its tokens itself).
+    pub resource_servers: Vec<bk_domain::access::ResourceServer>,
 }
 
 impl AuthServer {
@@ -89,7 +92,10 @@ impl AuthServer {
     ) -> Self {
         let cookie_keys = bk_access::browser::CookieKeys::derive(master.raw(), issuer.starts_with("https://"));
         Self {
-            secrets: secrets::SecretVerifier::new(MacKey::derive(master.raw(), "client-secret-fast-path")),
+            secrets: secrets::SecretVerifier::new(
+                MacKey::derive(master.raw(), "client-secret-fast-path"),
+                master.clone(),
+            ),
             limiter,
             registrations_per_minute,
             store,
@@ -102,6 +108,7 @@ impl AuthServer {
             cookie_keys,
             clients: bk_access::cache::TtlCache::new(1000, 10_000),
             audit,
+            resource_servers: Vec::new(),
         }
     }
 

@@ -2,10 +2,11 @@
 //! (its refresh-token family and, within a second, its access tokens). Unknown tokens, and tokens of
 //! other clients, get 200 too: the answer reveals nothing.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bk_crypto::secret::token_hash;
@@ -19,11 +20,12 @@ use crate::{AuthServer, client_auth};
 
 pub async fn revoke(
     State(server): State<Arc<AuthServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, &body)?;
-    let (client, _) = client_auth::authenticate(&server, &headers, &params).await?;
+    let (client, _) = client_auth::authenticate(&server, &headers, &params, peer.ip()).await?;
     let token = params.require("token")?;
     let hint = params.get("token_type_hint");
     if let Some(h) = hint

@@ -1,9 +1,10 @@
 //! `POST /api/v1/auth/token`: authenticate the client, then dispatch on `grant_type`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
@@ -14,6 +15,7 @@ use crate::{AuthServer, client_auth};
 
 pub async fn token(
     State(server): State<Arc<AuthServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
@@ -34,7 +36,7 @@ pub async fn token(
             )));
         }
     }
-    let (client, _method) = client_auth::authenticate(&server, &headers, &params).await?;
+    let (client, _method) = client_auth::authenticate(&server, &headers, &params, peer.ip()).await?;
     match grant_type {
         "authorization_code" => authorization_code::exchange(&server, &client, &params).await,
         _ => refresh_token::exchange(&server, &client, &params).await,

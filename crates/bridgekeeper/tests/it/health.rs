@@ -1,4 +1,4 @@
-use crate::harness::{Server, client};
+use crate::harness::{Server, client, operator_token};
 
 #[tokio::test]
 async fn health_answers_and_sigterm_stops_cleanly() {
@@ -10,9 +10,14 @@ async fn health_answers_and_sigterm_stops_cleanly() {
     let ready: serde_json::Value = client().get(server.url("/ready")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["database"], "ok");
     // Audit events of the requests above are counted (written or dropped, never silently lost).
-    let m = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let operator = operator_token(&server);
+    let m = client().get(server.url("/metrics")).bearer_auth(&operator).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("bridgekeeper_audit_events_written_total "), "{m}");
     assert!(m.contains("bridgekeeper_audit_events_dropped_total 0"), "{m}");
+    if !crate::harness::on_postgres() {
+        // The embedded database's file system is watched (the first sample is taken at start).
+        assert!(m.contains("bridgekeeper_data_dir_free_bytes "), "{m}");
+    }
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
 }

@@ -1,0 +1,106 @@
+//! `/metrics` (Prometheus text) is for operators: on the main address it needs an operator token
+//! (`Authorization: Bearer bko_…`) unless `metrics.public` opens it; with `metrics.listen` it is
+//! served only on that separate address, where reaching the address is the permission.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bk_access::operator::{is_operator_token, verify_operator_token};
+use bk_api::Problem;
+use bk_domain::ports::OperatorTokenStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::MetricsConfig;
+
+/// Who may read `/metrics` on a listener.
+#[derive(Clone)]
+enum MetricsAccess {
+    /// Anyone who reaches the listener (`metrics.public`, or the separate `metrics.listen` address).
+    Open,
+    /// Holders of a live operator token.
+    OperatorToken(Arc<dyn OperatorTokenStore>),
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    audit: Arc<bk_audit::AuditLog>,
+    /// The data directory's file system (embedded database only).
+    free_space: Option<Arc<crate::disk::FreeSpace>>,
+    access: MetricsAccess,
+}
+
+/// `/metrics` as configured: the routes to merge into the main router and, with `metrics.listen`,
+/// the task serving the separate address (bound now, so a bad address fails the start).
+pub async fn start(
+    config: &MetricsConfig,
+    audit: Arc<bk_audit::AuditLog>,
+    free_space: Option<Arc<crate::disk::FreeSpace>>,
+    store: Arc<dyn OperatorTokenStore>,
+) -> anyhow::Result<(Router, Option<JoinHandle<()>>)> {
+    let Some(addr) = &config.listen else {
+        let access = if config.public { MetricsAccess::Open } else { MetricsAccess::OperatorToken(store) };
+        return Ok((router(MetricsState { audit, free_space, access }), None));
+    };
+    let listener =
+        TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?;
+    let bound = listener.local_addr()?;
+    let app = router(MetricsState { audit, free_space, access: MetricsAccess::Open }).layer(crate::headers::nosniff());
+    tracing::info!(addr = %bound, "metrics listening");
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    Ok((Router::new(), Some(task)))
+}
+
+/// A router with only `/metrics`, answered under `state.access`.
+fn router(state: MetricsState) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(state)
+}
+
+async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    if let MetricsAccess::OperatorToken(store) = &state.access {
+        let Some(token) = bk_access::bearer_token(&headers).filter(|t| is_operator_token(t)) else {
+            return Problem::unauthorized("/metrics needs an operator token (Authorization: Bearer bko_…)")
+                .into_response();
+        };
+        match verify_operator_token(store.as_ref(), token).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Problem::unauthorized("the operator token is unknown or revoked").into_response(),
+            Err(e) => return Problem::from(e).into_response(),
+        }
+    }
+    exposition(&state.audit, state.free_space.as_deref()).into_response()
+}
+
+/// Prometheus text exposition of the counters operators alert on.
+fn exposition(audit: &bk_audit::AuditLog, free_space: Option<&crate::disk::FreeSpace>) -> impl IntoResponse {
+    let mut body = format!(
+        "# HELP bridgekeeper_audit_events_written_total Audit events stored.\n\
+         # TYPE bridgekeeper_audit_events_written_total counter\n\
+         bridgekeeper_audit_events_written_total {}\n\
+         # HELP bridgekeeper_audit_events_dropped_total Audit events dropped because the buffer was full.\n\
+         # TYPE bridgekeeper_audit_events_dropped_total counter\n\
+         bridgekeeper_audit_events_dropped_total {}\n",
+        audit.written(),
+        audit.dropped()
+    );
+    if let Some((free, total)) = free_space.and_then(|s| s.free_bytes().map(|f| (f, s.total_bytes()))) {
+        body.push_str(&format!(
+            "# HELP bridgekeeper_data_dir_free_bytes Free space of the file system holding the embedded database.\n\
+             # TYPE bridgekeeper_data_dir_free_bytes gauge\n\
+             bridgekeeper_data_dir_free_bytes {free}\n\
+             # HELP bridgekeeper_data_dir_size_bytes Size of that file system.\n\
+             # TYPE bridgekeeper_data_dir_size_bytes gauge\n\
+             bridgekeeper_data_dir_size_bytes {total}\n"
+        ));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
