@@ -207,6 +207,13 @@ impl Store for SqlStore {
             .await
             .db()?
             .rows_affected();
-        Ok(codes + tokens + mcp)
+        // Browser sessions past their cookie's expiry can no longer be presented.
+        let browser = sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .db()?
+            .rows_affected();
+        Ok(codes + tokens + mcp + browser)
     }
 }
