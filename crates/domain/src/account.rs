@@ -105,9 +105,8 @@ pub fn check_sign_in_input(email: &str, password: &str) -> Result<String, SignIn
 /// the row stays small whatever was typed.
 pub fn typed_email_for_audit(typed: &str) -> String {
     let email = normalize_email(typed);
-    let tld_is_letters = email
-        .rsplit_once('.')
-        .is_some_and(|(_, tld)| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
+    let tld_is_letters =
+        email.rsplit_once('.').is_some_and(|(_, tld)| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
     if is_valid_email(&email) && tld_is_letters {
         email
     } else {

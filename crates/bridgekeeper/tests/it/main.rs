@@ -14,4 +14,7 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;
+mod security_browser_sessions;
+mod security_consent_warning;
+mod security_sign_in;
 mod token;
