@@ -216,9 +216,11 @@ pub async fn login(
                         .auth
                         .event("auth.signin", Outcome::Failure)
                         .ip(peer.ip())
-                        .detail("reason", "input_too_long")
-                        .detail("email", typed_email_for_audit(typed))
-                        .detail("password_bytes", password.len()),
+                        .detail(
+                            "reason",
+                            if e == SignInInputError::EmailTooLong { "email_too_long" } else { "password_too_long" },
+                        )
+                        .detail("email", typed_email_for_audit(typed)),
                 );
             }
             return render_login(
