@@ -1,8 +1,7 @@
 //! Sign-up, sign-in, sign-out and the home page.
 
-use std::sync::Arc;
-
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Query, State};
