@@ -177,12 +177,19 @@ def main():
     if "csrf_token" not in fields or not c.cookie:
         raise Fail(f"GET /signup: no csrf_token input or no bk_session cookie (cookie={c.cookie!r})")
     email = f"bench-{secrets.token_hex(4)}@example.com"
+    password = "bench-password-" + secrets.token_hex(8)
     expect(
         c.request("POST", "/signup", {
-            "email": email, "password": "bench-password-" + secrets.token_hex(8),
-            "csrf_token": fields["csrf_token"], "next": "/",
+            "email": email, "password": password, "csrf_token": fields["csrf_token"], "next": "/",
         }),
         {303}, "POST /signup",
+    )
+    # Sign-up does not sign in (its answer must not tell whether the email was taken): sign in.
+    _, _, page = expect(c.request("GET", "/login"), {200}, "GET /login")
+    fields = dict(hidden_inputs(page))
+    expect(
+        c.request("POST", "/login", {"email": email, "password": password, "csrf_token": fields["csrf_token"], "next": "/"}),
+        {303}, "POST /login",
     )
 
     # 2. Register one public client.

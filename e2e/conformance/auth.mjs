@@ -1,5 +1,5 @@
 // Obtains an MCP access token from a fresh Bridgekeeper the way a real user and client would:
-// sign-up page, dynamic client registration (public client), authorization code + PKCE with the
+// sign-up and sign-in pages, dynamic client registration (public client), authorization code + PKCE with the
 // consent page, token endpoint. The server has no shortcut for this, on purpose.
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -39,7 +39,8 @@ export async function obtainToken(issuer) {
     const email = `conformance-${rand()}@example.com`;
     const password = `pw-${rand()}-conformance`;
 
-    // 1. Sign up (which also signs in).
+    // 1. Sign up, then sign in (sign-up does not sign in: its answer must not tell whether the email
+    // was registered already).
     const page = await browser.get('/signup');
     expectStatus('GET /signup', page, 200);
     const signupForm = extractForm(page.text, '/signup');
@@ -50,6 +51,16 @@ export async function obtainToken(issuer) {
         password
     });
     expectStatus('POST /signup', signedUp, 303);
+    const loginPage = await browser.get(signedUp.location);
+    expectStatus('GET /login', loginPage, 200);
+    const loginForm = extractForm(loginPage.text, '/login');
+    const signedIn = await browser.post('/login', {
+        csrf_token: loginForm.hidden.get('csrf_token') ?? '',
+        next: loginForm.hidden.get('next') ?? '/',
+        email,
+        password
+    });
+    expectStatus('POST /login', signedIn, 303);
 
     // 2. Register a public client (RFC 7591).
     const reg = await fetch(`${issuer}/api/v1/auth/register`, {

@@ -99,7 +99,7 @@ class Browser {
 async function main() {
     const email = `e2e-inspector-${rand()}@example.com`;
     const password = `pw-${rand()}-correct horse`;
-    // 1. Sign-up (which also signs this browser in).
+    // 1. Sign-up (it does not sign in: the authorization step below signs in).
     const signupBrowser = new Browser(issuer);
     const signupPage = await signupBrowser.request('/signup');
     expect(signupPage.status === 200, `GET /signup: ${signupPage.status} ${signupPage.text}`);

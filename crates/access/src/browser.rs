@@ -1,12 +1,22 @@
 //! The browser session: a signed, HttpOnly, SameSite=Lax cookie holding a random session id and,
 //! once signed in, the account id and when the person authenticated. CSRF tokens are an HMAC of
 //! the session id, so every form is bound to the cookie that rendered it.
+//!
+//! A signed-in session is also kept server-side ([`BrowserSessions`], by the digest of its id), and
+//! every request that acts on the cookie's sign-in checks it there: signing out ends the session for
+//! every copy of the cookie, on every instance within a second.
+
+use std::sync::Arc;
 
 use bk_crypto::mac::MacKey;
-use bk_crypto::secret::{b64url, b64url_decode, ct_eq, random_bytes};
+use bk_crypto::secret::{b64url, b64url_decode, ct_eq, random_bytes, sha256};
 use bk_domain::UnixTime;
+use bk_domain::browser_session::{BrowserSessionEnd, StoredBrowserSession};
 use bk_domain::ids::AccountId;
+use bk_domain::ports::{BrowserSessionStore, StoreError};
 use http::{HeaderMap, HeaderValue, header};
+
+use crate::cache::TtlCache;
 
 pub const COOKIE: &str = "bk_session";
 const LIFETIME_SECS: i64 = 12 * 3600;
@@ -104,6 +114,173 @@ impl BrowserSession {
         match b64url_decode(presented) {
             Some(tag) => ct_eq(&keys.csrf.sign(format!("csrf|{}", self.sid).as_bytes()), &tag),
             None => false,
+        }
+    }
+}
+
+/// How long this instance trusts what it last read about a browser session: the longest a sign-out
+/// on another instance goes unseen here (the same bound as access-token sessions).
+const LIVE_TTL_MS: i64 = 500;
+const MAX_CACHED: usize = 50_000;
+
+/// Signed-in browser sessions, checked against the store on every request that acts on them.
+pub struct BrowserSessions {
+    store: Arc<dyn BrowserSessionStore>,
+    live: TtlCache<[u8; 32], Option<StoredBrowserSession>>,
+}
+
+impl BrowserSessions {
+    pub fn new(store: Arc<dyn BrowserSessionStore>) -> Self {
+        Self { store, live: TtlCache::new(LIVE_TTL_MS, MAX_CACHED) }
+    }
+
+    /// Signs `account` in: a fresh session id (so one planted before sign-in is worthless), stored.
+    pub async fn sign_in(&self, account: AccountId, now: UnixTime) -> Result<BrowserSession, StoreError> {
+        let session = BrowserSession::signed_in(account.clone(), now);
+        let stored = StoredBrowserSession {
+            id_hash: sha256(session.sid.as_bytes()).to_vec(),
+            account_id: account,
+            created_at: now,
+            expires_at: session.expires_at,
+            ended_at: None,
+        };
+        self.store.create_browser_session(&stored).await?;
+        Ok(session)
+    }
+
+    /// The cookie's session with its sign-in kept only if the server still holds it live (not signed
+    /// out, not ended by a password change, not expired, same account). A session the server does not
+    /// know stays usable for CSRF on the sign-in form, as an anonymous one.
+    pub async fn check(&self, mut session: BrowserSession, now_ms: i64) -> Result<BrowserSession, StoreError> {
+        let Some((account, _)) = &session.account else { return Ok(session) };
+        let key = sha256(session.sid.as_bytes());
+        let stored = match self.live.get(&key, now_ms) {
+            Some(s) => s,
+            None => {
+                let s = self.store.browser_session(&key).await?;
+                self.live.put(key, s.clone(), now_ms);
+                s
+            }
+        };
+        let live = stored.is_some_and(|s| s.account_id == *account && s.is_live(now_ms.div_euclid(1000)));
+        if !live {
+            session.account = None;
+        }
+        Ok(session)
+    }
+
+    /// Signs this session out everywhere; true if it was signed in.
+    pub async fn sign_out(&self, session: &BrowserSession, now: UnixTime) -> Result<bool, StoreError> {
+        if session.account.is_none() {
+            return Ok(false);
+        }
+        let key = sha256(session.sid.as_bytes());
+        let ended = self.store.end_browser_session(&key, BrowserSessionEnd::SignedOut, now).await;
+        self.live.remove(&key);
+        ended
+    }
+
+    /// Ends every browser session of an account (a password change); how many were open.
+    pub async fn end_all_of(
+        &self,
+        account: &AccountId,
+        why: BrowserSessionEnd,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let n = self.store.end_browser_sessions_of(account, why, now).await;
+        // Entries are keyed by session digest; ending every session of an account is rare enough to drop them all.
+        self.live.clear();
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// The store as a map (the SQL adapter is tested by the store suite).
+    #[derive(Default)]
+    struct MemoryStore(Mutex<HashMap<Vec<u8>, StoredBrowserSession>>);
+
+    #[async_trait::async_trait]
+    impl BrowserSessionStore for MemoryStore {
+        async fn create_browser_session(&self, s: &StoredBrowserSession) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert(s.id_hash.clone(), s.clone());
+            Ok(())
+        }
+        async fn browser_session(&self, id_hash: &[u8]) -> Result<Option<StoredBrowserSession>, StoreError> {
+            Ok(self.0.lock().unwrap().get(id_hash).cloned())
+        }
+        async fn end_browser_session(&self, h: &[u8], _: BrowserSessionEnd, now: UnixTime) -> Result<bool, StoreError> {
+            Ok(self.0.lock().unwrap().get_mut(h).is_some_and(|s| s.ended_at.replace(now).is_none()))
+        }
+        async fn end_browser_sessions_of(
+            &self,
+            a: &AccountId,
+            _: BrowserSessionEnd,
+            now: UnixTime,
+        ) -> Result<u64, StoreError> {
+            let mut n = 0;
+            for s in self.0.lock().unwrap().values_mut().filter(|s| s.account_id == *a && s.ended_at.is_none()) {
+                s.ended_at = Some(now);
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    fn account() -> AccountId {
+        AccountId::from_string("acc_1")
+    }
+
+    #[tokio::test]
+    async fn a_signed_out_session_is_anonymous_on_every_instance() {
+        let store = Arc::new(MemoryStore::default());
+        let (here, there) = (BrowserSessions::new(store.clone()), BrowserSessions::new(store.clone()));
+        let s = here.sign_in(account(), 1_000).await.unwrap();
+        assert!(store.0.lock().unwrap().keys().all(|k| k.as_slice() != s.sid.as_bytes()), "only the digest is stored");
+        assert!(there.check(s.clone(), 1_000_000).await.unwrap().account.is_some(), "signed in on the other instance");
+        assert!(here.sign_out(&s, 1_001).await.unwrap());
+        let checked = here.check(s.clone(), 1_001_000).await.unwrap();
+        assert!(checked.account.is_none(), "signed out here at once");
+        assert_eq!(checked.sid, s.sid, "the session id stays (CSRF on the sign-in form)");
+        // The other instance trusted its read for at most LIVE_TTL_MS.
+        assert!(there.check(s.clone(), 1_000_000 + LIVE_TTL_MS).await.unwrap().account.is_none());
+        assert!(!here.sign_out(&s, 1_002).await.unwrap(), "already signed out");
+    }
+
+    #[tokio::test]
+    async fn unknown_expired_or_foreign_sessions_are_anonymous() {
+        let sessions = BrowserSessions::new(Arc::new(MemoryStore::default()));
+        // A validly signed cookie the server never stored (issued before sign-out existed, or forged with the key).
+        let unknown = BrowserSession::signed_in(account(), 1_000);
+        assert!(sessions.check(unknown, 1_000_000).await.unwrap().account.is_none());
+        let s = sessions.sign_in(account(), 1_000).await.unwrap();
+        assert!(sessions.check(s.clone(), (s.expires_at - 1) * 1000).await.unwrap().account.is_some());
+        let late = BrowserSessions::new(sessions.store.clone());
+        assert!(late.check(s.clone(), s.expires_at * 1000).await.unwrap().account.is_none(), "expired");
+        // The same session id claiming another account.
+        let mut other = s.clone();
+        other.account = Some((AccountId::from_string("acc_2"), 1_000));
+        assert!(late.check(other, 1_000_000).await.unwrap().account.is_none());
+        // Anonymous sessions are never looked up.
+        let anon = BrowserSession::anonymous(1_000);
+        assert!(sessions.check(anon, 1_000_000).await.unwrap().account.is_none());
+    }
+
+    #[tokio::test]
+    async fn ending_every_session_of_an_account() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = BrowserSessions::new(store);
+        let (a, b) =
+            (sessions.sign_in(account(), 1_000).await.unwrap(), sessions.sign_in(account(), 1_000).await.unwrap());
+        assert!(sessions.check(a.clone(), 1_000_000).await.unwrap().account.is_some());
+        assert_eq!(sessions.end_all_of(&account(), BrowserSessionEnd::PasswordChanged, 1_001).await.unwrap(), 2);
+        for s in [a, b] {
+            assert!(sessions.check(s, 1_001_000).await.unwrap().account.is_none());
         }
     }
 }

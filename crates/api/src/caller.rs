@@ -92,9 +92,9 @@ pub async fn caller(server: &Api, headers: &HeaderMap, writes: bool) -> Result<C
             Err(e) => Err(Problem::unauthorized(e.to_string())),
         };
     }
-    let now = server.clock.now();
-    if let Some(s) = BrowserSession::read(headers, &server.cookie_keys, now)
-        && let Some((account_id, _)) = s.account
+    let now_ms = server.clock.now_ms();
+    if let Some(cookie) = BrowserSession::read(headers, &server.cookie_keys, now_ms.div_euclid(1000))
+        && cookie.account.is_some()
     {
         if writes
             && let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
@@ -102,6 +102,18 @@ pub async fn caller(server: &Api, headers: &HeaderMap, writes: bool) -> Result<C
         {
             return Err(Problem::forbidden("cross-origin request refused"));
         }
+        // The cookie's signature proves we issued it; only the server-side session says it is still signed in.
+        let s = server.browser_sessions.check(cookie, now_ms).await.map_err(|e| {
+            tracing::error!(error = %e, "browser session lookup failed");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "the server could not check the session; retry",
+            )
+        })?;
+        let Some((account_id, _)) = s.account else {
+            return Err(Problem::unauthorized("this browser session has ended; sign in again"));
+        };
         if let Some(a) = server.store.account(&account_id).await? {
             return Ok(Caller::Browser { account_id: a.id, email: a.email });
         }

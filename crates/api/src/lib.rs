@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{delete, get, post, put};
 use bk_access::Verifier;
-use bk_access::browser::CookieKeys;
+use bk_access::browser::{BrowserSessions, CookieKeys};
 use bk_crypto::envelope::MasterKey;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
@@ -50,6 +50,8 @@ pub struct Api {
     /// Seals new client secrets.
     pub master: Arc<MasterKey>,
     pub cookie_keys: CookieKeys,
+    /// Signed-in browser sessions (server-side, so signing out ends them).
+    pub browser_sessions: Arc<BrowserSessions>,
     pub audit: Arc<bk_audit::AuditLog>,
     pub client_changed: Arc<dyn ClientChanged>,
 }

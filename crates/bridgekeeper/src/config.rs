@@ -162,13 +162,24 @@ impl Default for TokenConfig {
 pub struct LimitConfig {
     /// Dynamic client registrations per minute per IP.
     pub registrations_per_minute: u32,
-    /// Failed sign-ins per account per minute before further attempts are refused for a while.
+    /// Failed sign-ins per account and source address per minute before that source's further
+    /// attempts for that account are refused for a while.
     pub login_failures_per_minute: u32,
+    /// Failed sign-ins per source address (IPv6: per /64) per minute, whatever the accounts.
+    pub login_failures_per_source_per_minute: u32,
+    /// Failed sign-ins per account per minute from every source together (the ceiling a distributed
+    /// attacker meets; reaching it refuses the account's sign-ins from everywhere until it slides).
+    pub login_failures_per_account_per_minute: u32,
 }
 
 impl Default for LimitConfig {
     fn default() -> Self {
-        Self { registrations_per_minute: 5, login_failures_per_minute: 5 }
+        Self {
+            registrations_per_minute: 5,
+            login_failures_per_minute: 5,
+            login_failures_per_source_per_minute: 20,
+            login_failures_per_account_per_minute: 20,
+        }
     }
 }
 
@@ -301,6 +312,13 @@ impl Config {
         }
         if self.mcp.session_ttl_secs < 60 {
             bail!("mcp.session_ttl_secs must be at least 60");
+        }
+        if self.limits.login_failures_per_source_per_minute == 0
+            || self.limits.login_failures_per_account_per_minute == 0
+        {
+            bail!(
+                "limits.login_failures_per_source_per_minute and limits.login_failures_per_account_per_minute must be at least 1"
+            );
         }
         if !matches!(self.redis.failure_mode.as_str(), "open" | "closed") {
             bail!("redis.failure_mode must be open or closed, not {:?}", self.redis.failure_mode);

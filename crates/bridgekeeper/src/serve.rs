@@ -159,17 +159,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         audit.clone(),
         limiter.clone(),
     ));
+    let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
         clock: clock.clone(),
         issuer: issuer.clone(),
         cookie_keys: bk_access::browser::CookieKeys::derive(master.raw(), issuer.starts_with("https://")),
+        browser_sessions: browser_sessions.clone(),
         master,
         audit: audit.clone(),
         client_changed: Arc::new(ForgetClient(auth.clone())),
     });
-    let web = Arc::new(bk_web::WebState::new(auth.clone(), config.limits.login_failures_per_minute));
+    let web = Arc::new(bk_web::WebState::new(
+        auth.clone(),
+        browser_sessions,
+        bk_web::SignInLimits {
+            per_account_and_source: config.limits.login_failures_per_minute,
+            per_source: config.limits.login_failures_per_source_per_minute,
+            per_account: config.limits.login_failures_per_account_per_minute,
+        },
+    ));
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
         store.clone(),

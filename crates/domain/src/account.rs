@@ -69,6 +69,51 @@ pub fn check_password(password: &str) -> Result<(), NewAccountError> {
     Ok(())
 }
 
+/// Why a sign-in form is refused before any account is looked up, counted or audited. The text is
+/// shown to the person as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignInInputError {
+    #[error("Enter your email and password.")]
+    Missing,
+    #[error("An email address is at most 254 bytes long.")]
+    EmailTooLong,
+    #[error("The password must be at most 1024 bytes long.")]
+    PasswordTooLong,
+}
+
+/// Checks what was typed into the sign-in form and returns the normalised email to look up. Over-long
+/// input can match no account (every stored email and password is within these bounds), so it is
+/// refused before it can become a rate-limit key, an audit row or argon2 input.
+pub fn check_sign_in_input(email: &str, password: &str) -> Result<String, SignInInputError> {
+    let email = email.trim();
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(SignInInputError::EmailTooLong);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(SignInInputError::PasswordTooLong);
+    }
+    let email = normalize_email(email);
+    if email.is_empty() || password.is_empty() {
+        return Err(SignInInputError::Missing);
+    }
+    Ok(email)
+}
+
+/// What the audit log keeps of an email typed into a sign-in form that matched no account: the
+/// address itself only when it looks like one (a top-level domain of letters), otherwise a fixed
+/// marker with its length, so a password typed into the wrong field is never stored in clear and
+/// the row stays small whatever was typed.
+pub fn typed_email_for_audit(typed: &str) -> String {
+    let email = normalize_email(typed);
+    let tld_is_letters =
+        email.rsplit_once('.').is_some_and(|(_, tld)| tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic));
+    if is_valid_email(&email) && tld_is_letters {
+        email
+    } else {
+        format!("[not an email address: {} bytes]", typed.len())
+    }
+}
+
 /// Checks what a new password account is made from and returns the normalised email to store.
 /// The email is checked first, then the password.
 pub fn check_new_account(email: &str, password: &str) -> Result<String, NewAccountError> {
@@ -157,6 +202,37 @@ mod tests {
             NewAccountError::EmailTaken.to_string(),
             "An account with this email already exists. Sign in instead."
         );
+    }
+
+    #[test]
+    fn sign_in_input_is_bounded_before_anything_else() {
+        assert_eq!(check_sign_in_input("  A@B.co ", "pw"), Ok("a@b.co".to_owned()));
+        assert_eq!(check_sign_in_input("", "pw"), Err(SignInInputError::Missing));
+        assert_eq!(check_sign_in_input("a@b.co", ""), Err(SignInInputError::Missing));
+        let at_limit = format!("{}@example.com", "a".repeat(MAX_EMAIL_BYTES - 12));
+        assert!(check_sign_in_input(&at_limit, "pw").is_ok());
+        assert_eq!(check_sign_in_input(&format!("a{at_limit}"), "pw"), Err(SignInInputError::EmailTooLong));
+        // Surrounding whitespace does not count; a 60 KB paste is refused whatever else is wrong.
+        assert!(check_sign_in_input(&format!("  {at_limit}\n"), "pw").is_ok());
+        assert_eq!(check_sign_in_input(&"x".repeat(60_000), ""), Err(SignInInputError::EmailTooLong));
+        assert!(check_sign_in_input("a@b.co", &"p".repeat(MAX_PASSWORD_BYTES)).is_ok());
+        assert_eq!(
+            check_sign_in_input("a@b.co", &"p".repeat(MAX_PASSWORD_BYTES + 1)),
+            Err(SignInInputError::PasswordTooLong)
+        );
+        assert_eq!(SignInInputError::EmailTooLong.to_string(), "An email address is at most 254 bytes long.");
+    }
+
+    #[test]
+    fn typed_email_is_audited_only_when_it_looks_like_one() {
+        assert_eq!(typed_email_for_audit(" Someone@Example.COM "), "someone@example.com");
+        assert_eq!(typed_email_for_audit("élodie@exemple.fr"), "élodie@exemple.fr");
+        // Passwords typed into the email field: never kept, only their length.
+        for pw in ["correct horse battery", "P@ssw0rd.1", "Tr0ub@dor.and3", "hunter2", "x@y.z"] {
+            assert_eq!(typed_email_for_audit(pw), format!("[not an email address: {} bytes]", pw.len()), "{pw}");
+        }
+        let huge = "a".repeat(60_000) + "@example.com";
+        assert_eq!(typed_email_for_audit(&huge), "[not an email address: 60012 bytes]");
     }
 
     #[test]

@@ -172,6 +172,36 @@ impl Client {
     }
 }
 
+/// Who stands behind a client, as the consent page tells the person asked to approve it. Only
+/// clients an operator created (with an operator token) are vetted; everyone else's carry a warning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registrant {
+    /// Created by an operator: vetted.
+    Operator,
+    /// Created through the management API by a signed-up person (its owner): not vetted.
+    Account(AccountId),
+    /// Registered itself through dynamic client registration: not vetted.
+    ItSelf,
+}
+
+impl Registrant {
+    /// Has the operator vouched for the client?
+    pub fn is_vetted(&self) -> bool {
+        matches!(self, Registrant::Operator)
+    }
+}
+
+impl Client {
+    /// Who registered the client: dynamic registration, a person (its owner) or an operator.
+    pub fn registrant(&self) -> Registrant {
+        match (self.origin, &self.owner) {
+            (ClientOrigin::Dynamic, _) => Registrant::ItSelf,
+            (ClientOrigin::Manual, Some(owner)) => Registrant::Account(owner.clone()),
+            (ClientOrigin::Manual, None) => Registrant::Operator,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +301,46 @@ mod brand_color_tests {
         ] {
             assert!(!is_valid_brand_color(bad), "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod registrant_tests {
+    use super::*;
+
+    fn client(origin: ClientOrigin, owner: Option<&str>) -> Client {
+        Client {
+            id: ClientId::generate(),
+            name: "Claude Desktop".into(),
+            client_type: ClientType::Public,
+            role: ClientRole::ThirdParty,
+            origin,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            allowed_scopes: ScopeSet::all(),
+            allowed_providers: None,
+            domains: vec![],
+            branding: None,
+            secret: None,
+            owner: owner.map(AccountId::from_string),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn only_operator_clients_are_vetted() {
+        let operator = client(ClientOrigin::Manual, None).registrant();
+        assert_eq!(operator, Registrant::Operator);
+        assert!(operator.is_vetted());
+        let person = client(ClientOrigin::Manual, Some("acc_1")).registrant();
+        assert_eq!(person, Registrant::Account(AccountId::from_string("acc_1")));
+        assert!(!person.is_vetted());
+        assert_eq!(client(ClientOrigin::Dynamic, None).registrant(), Registrant::ItSelf);
+        assert!(!client(ClientOrigin::Dynamic, None).registrant().is_vetted());
+    }
+
+    #[test]
+    fn a_registered_client_is_never_vetted_whatever_its_owner() {
+        assert_eq!(client(ClientOrigin::Dynamic, Some("acc_1")).registrant(), Registrant::ItSelf);
     }
 }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod account;
 pub mod audit;
+pub mod browser_session;
 pub mod client;
 pub mod code;
 pub mod grant;

@@ -1,24 +1,34 @@
-//! SQLite's background checkpoint: the write-ahead log is copied into the database file beside
-//! the writer, never inside its commits, and kept below its bound.
+//! SQLite's write-ahead log: copied into the database file beside the writer, never inside its
+//! commits, and kept below its bound.
 //!
 //! A PASSIVE checkpoint copies pages without blocking anyone, but the log only starts again from its
 //! beginning when a writer finds no reader still using it; under a steady mix of reads and writes
 //! there always is one, so a log checkpointed only passively grows without end (checkpoint
-//! starvation). So once the log holds a quarter of its bound, the checkpointer takes its turn on the
-//! writer connection and asks for a RESTART: it waits (at most `FORCE_WAIT_MS`) for the readers of
-//! older snapshots to finish, and the next commit writes from the log's start again. If the file on disk is past its bound anyway (a
-//! burst, or a log left by a crash), a TRUNCATE empties it. `journal_size_limit` trims a restarted log
-//! back to the bound.
+//! starvation). So the log is emptied with TRUNCATE checkpoints, which wait (at most
+//! `FORCE_WAIT_MS`) for the readers of older snapshots to finish and leave a zero-length file — whose
+//! size then is the log's size, one `stat` away:
+//! - the checkpointer, a few times a second, copies passively on a reader connection and empties the
+//!   log once it holds a quarter of its bound (taking its turn on the writer connection, so it never
+//!   races a write for the lock);
+//! - every write, when the writer connection is taken from its pool, empties a log past half its
+//!   bound first, so writes cannot outrun the checkpointer (`writer_hook`).
+//!
+//! The bound holds unless a reader keeps one snapshot open for longer than `FORCE_WAIT_MS` while the
+//! log grows past it; then the next write tries again.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use sqlx::AnyConnection;
+use sqlx::pool::PoolConnectionMetadata;
 use sqlx::{AnyPool, Executor, Row};
 
 /// Between checkpoints while the log is small, and while it is filling up.
 const CALM: Duration = Duration::from_millis(250);
 const BUSY: Duration = Duration::from_millis(50);
-/// How long a forced checkpoint may hold back new writers while older readers finish.
+/// How long emptying the log may hold back the write that asked for it while older readers finish.
 const FORCE_WAIT_MS: u32 = 250;
 /// The busy timeout every other statement runs with (see `pool_options`).
 const NORMAL_BUSY_TIMEOUT_MS: u32 = 10_000;
@@ -29,17 +39,19 @@ pub(crate) struct WalBound {
     pub(crate) limit_bytes: u64,
 }
 
-/// `pool`: reader connections (passive checkpoints); `writer`: the single writer connection, on which
-/// the forced ones queue behind other writes instead of racing them for the lock.
-pub(crate) async fn checkpointer(pool: AnyPool, writer: AnyPool, bound: WalBound) {
-    let page_size = match sqlx::query("PRAGMA page_size").fetch_one(&pool).await.and_then(|r| r.try_get::<i64, _>(0)) {
-        Ok(p) if p > 0 => p as u64,
-        _ => 4096,
-    };
-    let mut over_bound = false;
+impl WalBound {
+    /// The log file's size: what it holds, since it is only ever emptied by truncation.
+    fn size(&self) -> u64 {
+        std::fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// `pool`: reader connections (passive checkpoints); `writer`: the single writer connection.
+pub(crate) async fn checkpointer(pool: AnyPool, writer: AnyPool, bound: Arc<WalBound>) {
+    let mut warned = false;
     loop {
-        let pause = match checkpoint_once(&pool, &writer, &bound, page_size, &mut over_bound).await {
-            Ok(log_bytes) if log_bytes >= bound.limit_bytes / 8 => BUSY,
+        let pause = match checkpoint_once(&pool, &writer, &bound, &mut warned).await {
+            Ok(size) if size >= bound.limit_bytes / 8 => BUSY,
             Ok(_) => CALM,
             Err(e) => {
                 tracing::debug!(error = %e, "SQLite checkpoint failed; retrying");
@@ -53,54 +65,64 @@ pub(crate) async fn checkpointer(pool: AnyPool, writer: AnyPool, bound: WalBound
     }
 }
 
-/// One round: a passive checkpoint, then a forced one if the log needs it. Returns the bytes the
-/// log held before the round.
+/// One round: a passive checkpoint, then emptying the log if it holds a quarter of its bound.
+/// Returns the log's size before the round.
 async fn checkpoint_once(
     pool: &AnyPool,
     writer: &AnyPool,
     bound: &WalBound,
-    page_size: u64,
-    over_bound: &mut bool,
+    warned: &mut bool,
 ) -> Result<u64, sqlx::Error> {
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await?;
-    let log_bytes = row.try_get::<i64, _>(1)?.max(0) as u64 * page_size;
-    let file_bytes = std::fs::metadata(&bound.wal_path).map(|m| m.len()).unwrap_or(0);
-    let mode = if file_bytes > bound.limit_bytes {
-        if !*over_bound {
-            tracing::warn!(
-                wal_bytes = file_bytes,
-                limit_bytes = bound.limit_bytes,
-                "the SQLite write-ahead log is past its bound; truncating it"
-            );
-        }
-        "TRUNCATE"
-    } else if log_bytes >= bound.limit_bytes / 4 {
-        "RESTART"
-    } else {
-        return Ok(log_bytes);
-    };
-    let done = force(writer, mode).await?;
-    *over_bound = file_bytes > bound.limit_bytes && !done;
-    if !done {
-        tracing::debug!(mode, log_bytes, "SQLite checkpoint could not restart the log yet (a reader is still on it)");
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(pool).await?;
+    let size = bound.size();
+    if size > bound.limit_bytes && !*warned {
+        tracing::warn!(
+            wal_bytes = size,
+            limit_bytes = bound.limit_bytes,
+            "the SQLite write-ahead log is past its bound"
+        );
+        *warned = true;
     }
-    Ok(log_bytes)
+    if size >= bound.limit_bytes / 4 {
+        // Taking the writer runs `writer_hook`, which empties a log past half the bound already.
+        let mut conn = writer.acquire().await?;
+        if bound.size() >= bound.limit_bytes / 4 && truncate_within(&mut conn, FORCE_WAIT_MS).await? {
+            *warned = false;
+        }
+    }
+    Ok(size)
 }
 
-/// A RESTART or TRUNCATE checkpoint that waits at most `FORCE_WAIT_MS` for readers; true if it
-/// completed.
-async fn force(pool: &AnyPool, mode: &str) -> Result<bool, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout={FORCE_WAIT_MS}"))).await?;
-    let outcome =
-        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA wal_checkpoint({mode})"))).fetch_one(&mut *conn).await;
-    let restored = conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout={NORMAL_BUSY_TIMEOUT_MS}"))).await;
-    if restored.is_err() {
-        // A connection that kept the short timeout would give up on locks too early: drop it.
-        let _ = conn.detach();
+/// Runs before each write takes the writer connection: a log past half its bound is emptied first.
+pub(crate) fn writer_hook(
+    bound: Arc<WalBound>,
+) -> impl for<'c> Fn(&'c mut AnyConnection, PoolConnectionMetadata) -> BoxFuture<'c, Result<bool, sqlx::Error>>
++ Send
++ Sync
++ 'static {
+    move |conn, _meta| {
+        let bound = bound.clone();
+        Box::pin(async move {
+            if bound.size() >= bound.limit_bytes / 2 {
+                truncate_within(conn, FORCE_WAIT_MS).await?;
+            }
+            Ok(true)
+        })
     }
+}
+
+/// A TRUNCATE checkpoint on the writer that waits at most `wait_ms` for readers; true if the log
+/// was emptied.
+async fn truncate_within(conn: &mut AnyConnection, wait_ms: u32) -> Result<bool, sqlx::Error> {
+    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout={wait_ms}"))).await?;
+    let outcome = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
+    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout={NORMAL_BUSY_TIMEOUT_MS}"))).await?;
     // Columns: busy (1 if it could not finish), frames in the log, frames checkpointed.
-    Ok(outcome?.try_get::<i64, _>(0)? == 0)
+    let done = outcome?.try_get::<i64, _>(0)? == 0;
+    if !done {
+        tracing::debug!("SQLite could not empty the write-ahead log yet (a reader is still on it)");
+    }
+    Ok(done)
 }
 
 /// Checkpoints everything and empties the log (a clean shutdown), waiting for readers as long as

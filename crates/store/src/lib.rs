@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod browser_sessions;
 mod checkpoint;
 mod clients;
 mod grants;

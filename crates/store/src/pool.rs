@@ -1,6 +1,8 @@
 //! Connections: the reader pool and, on SQLite, the single writer; the write-transaction and
 //! compare-and-set helpers every aggregate uses; readiness and purging.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bk_domain::UnixTime;
 use bk_domain::ports::{Result, Store, StoreError};
@@ -8,7 +10,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::mpsc;
 
-use crate::checkpoint::{WalBound, checkpointer};
+use crate::checkpoint::{WalBound, checkpointer, writer_hook};
 use crate::migrations::migrator;
 use crate::rotation::{Rotation, rotation_committer};
 use crate::rows::{Db, db_error};
@@ -143,8 +145,13 @@ impl SqlStore {
         // they queue in the pool (cheap) instead of in SQLite's busy handler (sleep-and-retry).
         let (writer, rotations) = match backend {
             Backend::Sqlite => {
-                let writer = pool_options(backend, settings, 1, Role::Writer).connect(&url).await.db()?;
-                let bound = WalBound { wal_path: wal_path.unwrap_or_default(), limit_bytes: settings.wal_limit() };
+                let bound =
+                    Arc::new(WalBound { wal_path: wal_path.unwrap_or_default(), limit_bytes: settings.wal_limit() });
+                let writer = pool_options(backend, settings, 1, Role::Writer)
+                    .before_acquire(writer_hook(bound.clone()))
+                    .connect(&url)
+                    .await
+                    .db()?;
                 tokio::spawn(checkpointer(pool.clone(), writer.clone(), bound));
                 let (tx, rx) = mpsc::channel(4096);
                 tokio::spawn(rotation_committer(writer.clone(), rx));
@@ -254,7 +261,14 @@ impl Store for SqlStore {
             .await
             .db()?
             .rows_affected();
-        Ok(codes + tokens + mcp)
+        // Browser sessions past their cookie's expiry can no longer be presented.
+        let browser = sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .db()?
+            .rows_affected();
+        Ok(codes + tokens + mcp + browser)
     }
 }
 

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use bk_domain::client::ClientOrigin;
+use bk_domain::client::Registrant;
 use bk_oauth::authorize::{AuthorizeError, AuthorizeRequest, PARAMS};
 use minijinja::context;
 use serde::Serialize;
@@ -124,12 +124,13 @@ pub async fn consent_page(State(state): State<Arc<WebState>>, headers: HeaderMap
         .ok()
         .map(|u| u.host_str().map(str::to_owned).unwrap_or_else(|| u.scheme().to_owned()))
         .unwrap_or_default();
+    let registered_by = registered_by(&state, &req.client).await;
     state.page(
         StatusCode::OK,
         "consent.html",
         context! {
             client_name => req.client.name.clone(),
-            dynamic => req.client.origin == ClientOrigin::Dynamic,
+            registered_by,
             email => account.email,
             scopes => minijinja::Value::from(minijinja::value::Serde(scopes)),
             redirect_host,
@@ -139,6 +140,26 @@ pub async fn consent_page(State(state): State<Arc<WebState>>, headers: HeaderMap
             csrf_token => s.csrf_token(&state.auth.cookie_keys),
         },
     )
+}
+
+/// Who registered a client the operator has not vetted, for the consent page's warning (nothing
+/// for an operator's client): the app itself (dynamic registration) or the owner's email.
+async fn registered_by(state: &WebState, client: &bk_domain::client::Client) -> Option<minijinja::Value> {
+    match client.registrant() {
+        Registrant::Operator => None,
+        Registrant::ItSelf => Some(context! { by_itself => true }),
+        Registrant::Account(owner) => {
+            let email = match state.auth.store.account(&owner).await {
+                Ok(Some(a)) => a.email,
+                Ok(None) => "an account that no longer exists".to_owned(),
+                Err(e) => {
+                    tracing::error!(error = %e, "client owner lookup failed");
+                    "a person with an account here".to_owned()
+                }
+            };
+            Some(context! { by_itself => false, email })
+        }
+    }
 }
 
 /// `POST /consent` with `decision=approve|deny`.

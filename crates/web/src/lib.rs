@@ -5,6 +5,7 @@
 
 mod authorize;
 pub mod pages;
+mod sign_in_limits;
 
 use std::sync::Arc;
 
@@ -15,17 +16,20 @@ use axum::routing::get;
 use bk_oauth::AuthServer;
 use minijinja::Environment;
 
-pub use bk_access::browser::{BrowserSession, CookieKeys};
+pub use bk_access::browser::{BrowserSession, BrowserSessions, CookieKeys};
+pub use sign_in_limits::SignInLimits;
 
 pub struct WebState {
     pub auth: Arc<AuthServer>,
     pub templates: Environment<'static>,
-    pub login_failures_per_minute: u32,
+    /// Signed-in browser sessions (server-side, so signing out ends them).
+    pub browser_sessions: Arc<BrowserSessions>,
+    pub sign_in_limits: SignInLimits,
 }
 
 impl WebState {
-    pub fn new(auth: Arc<AuthServer>, login_failures_per_minute: u32) -> Self {
-        Self { auth, templates: templates(), login_failures_per_minute }
+    pub fn new(auth: Arc<AuthServer>, browser_sessions: Arc<BrowserSessions>, sign_in_limits: SignInLimits) -> Self {
+        Self { auth, templates: templates(), browser_sessions, sign_in_limits }
     }
 
     /// Renders a template into an HTML response with the page security headers.
@@ -315,7 +319,7 @@ mod tests {
             "consent.html",
             context! {
                 client_name => "Some Agent",
-                dynamic => true,
+                registered_by => context! { by_itself => true },
                 email => "a@b.co",
                 scopes => vec![context! { name => "account", description => "Manage your account" }],
                 redirect_host => "agent.example",
@@ -332,7 +336,8 @@ mod tests {
         );
         for needle in [
             "<strong>Some Agent</strong> wants to access your account",
-            "registered itself automatically",
+            "registered itself automatically (dynamic registration), not by the operator",
+            "It will send you to <strong>agent.example</strong>: allow it only if",
             "<strong>Manage your account</strong>",
             "<strong>github</strong>: read",
             "Other services: <strong>none</strong>",
@@ -344,6 +349,34 @@ mod tests {
             assert!(html.contains(needle), "missing {needle:?} in {html}");
         }
         assert!(!html.contains("Knowledge bases:"), "no knowledge-base restriction: {html}");
+    }
+
+    #[test]
+    fn consent_template_names_who_registered_a_client() {
+        let page = |registered_by: Option<minijinja::Value>| {
+            render(
+                "consent.html",
+                context! {
+                    client_name => "Claude Desktop", registered_by, redirect_host => "claude.evil.example",
+                    scopes => Vec::<String>::new(), params => Vec::<(String, String)>::new(),
+                },
+            )
+        };
+        let html = page(Some(context! { by_itself => false, email => "mallory@example.com" }));
+        assert!(html.contains("registered by <strong>mallory@example.com</strong>"), "{html}");
+        assert!(html.contains("<strong>claude.evil.example</strong>: allow it only if"), "{html}");
+        assert!(!html.contains("registered itself"), "{html}");
+        let vetted = page(None);
+        assert!(!vetted.contains(r#"class="warn""#), "{vetted}");
+    }
+
+    #[test]
+    fn login_template_shows_a_notice() {
+        let html = render(
+            "login.html",
+            context! { csrf_token => "t", next => "/", email => "", error => None::<String>, notice => "Thanks." },
+        );
+        assert!(html.contains(r#"<p class="notice" role="status">Thanks.</p>"#), "{html}");
     }
 
     #[test]

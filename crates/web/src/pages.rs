@@ -1,25 +1,35 @@
 //! Sign-up, sign-in, sign-out and the home page.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use bk_domain::account::{Account, NewAccountError, check_new_account, normalize_email};
+use bk_domain::account::{
+    Account, MAX_EMAIL_BYTES, SignInInputError, check_new_account, check_sign_in_input, typed_email_for_audit,
+};
 use bk_domain::audit::Outcome;
 use bk_domain::ids::AccountId;
 use bk_domain::ports::{AccountStore, StoreError};
 use minijinja::context;
 use serde::Deserialize;
 
+use crate::sign_in_limits::source_key;
 use crate::{WebState, safe_next, see_other};
 use bk_access::browser::BrowserSession;
 
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// Set by the answer to a sign-up: the sign-in page says what to do next.
+    signed_up: Option<String>,
 }
+
+/// What the sign-in page says after every sign-up, whether the email was new or already registered
+/// (so the answer does not tell which).
+const SIGNED_UP: &str = "Thanks for signing up. Sign in with your email address and password to continue.";
 
 /// The browser session of the request, or a new anonymous one (and whether it must be set).
 pub(crate) fn session_of(state: &WebState, headers: &HeaderMap) -> (BrowserSession, bool) {
@@ -43,9 +53,18 @@ pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// The signed-in account of a browser session, if the account still exists.
+/// The signed-in account of a browser session: the server must still hold the session live (not
+/// signed out, not expired) and the account must still exist.
 pub(crate) async fn signed_in(state: &WebState, s: &BrowserSession) -> Option<(Account, i64)> {
-    let (id, auth_time) = s.account.as_ref()?;
+    s.account.as_ref()?;
+    let checked = match state.browser_sessions.check(s.clone(), state.auth.clock.now_ms()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "browser session lookup failed");
+            return None;
+        }
+    };
+    let (id, auth_time) = checked.account.as_ref()?;
     match state.auth.store.account(id).await {
         Ok(Some(a)) => Some((a, *auth_time)),
         _ => None,
@@ -80,11 +99,31 @@ fn render_login(
     error: Option<&str>,
     brand: Option<minijinja::Value>,
 ) -> Response {
+    render_login_page(state, s, status, next, email, error, None, brand)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_login_page(
+    state: &WebState,
+    s: &BrowserSession,
+    status: StatusCode,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+    brand: Option<minijinja::Value>,
+) -> Response {
     state.page(
         status,
         "login.html",
-        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error, brand },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error, notice, brand },
     )
+}
+
+/// What of a typed email may be shown back on a page: nothing when it is over-long.
+fn echo_email(typed: &str) -> &str {
+    let t = typed.trim();
+    if t.len() <= MAX_EMAIL_BYTES { t } else { "" }
 }
 
 fn render_signup(
@@ -110,11 +149,33 @@ pub async fn login_form(
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
     let brand = crate::client_of_next(&state, &next).await.as_ref().and_then(crate::brand_of);
-    let res = render_login(&state, &s, StatusCode::OK, &next, "", None, brand);
+    let notice = q.signed_up.is_some().then_some(SIGNED_UP);
+    let res = render_login_page(&state, &s, StatusCode::OK, &next, "", None, notice, brand);
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
-pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+fn too_many(
+    state: &WebState,
+    s: &BrowserSession,
+    next: &str,
+    email: &str,
+    msg: &str,
+    wait: u64,
+    brand: Option<minijinja::Value>,
+) -> Response {
+    let mut res = render_login(state, s, StatusCode::TOO_MANY_REQUESTS, next, email, Some(msg), brand);
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+pub async fn login(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.auth.clock.now();
     let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
         return form_expired(&state);
@@ -125,28 +186,67 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
     }
     let next = safe_next(field(&pairs, "next"));
     let brand = crate::client_of_next(&state, &next).await.as_ref().and_then(crate::brand_of);
-    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
-    let password = field(&pairs, "password").unwrap_or("").to_owned();
-    if email.is_empty() || password.is_empty() {
-        let msg = "Enter your email and password.";
-        return render_login(&state, &s, StatusCode::BAD_REQUEST, &next, &email, Some(msg), brand);
-    }
-    // Failed attempts are counted per account name (whether or not it exists, so the limit is no oracle).
-    let wait = state.auth.limiter.retry_after("sign_in_failures", &email, state.login_failures_per_minute, 60).await;
-    if let Some(wait) = wait {
-        let msg = format!("Too many failed sign-in attempts for this account. Try again in {wait} seconds.");
-        let mut res = render_login(&state, &s, StatusCode::TOO_MANY_REQUESTS, &next, &email, Some(&msg), brand);
-        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-            res.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    let limiter = state.auth.limiter.as_ref();
+    let limits = state.sign_in_limits;
+    let source = source_key(peer.ip());
+    // One source may fail only so often, whatever accounts it tries: checked before anything typed is read.
+    if let Some(wait) = limits.source_refused(limiter, &source).await {
         state.auth.emit(
             state
                 .auth
                 .event("ratelimit.refused", Outcome::Denied)
-                .detail("limit", "sign_in_failures")
-                .detail("email", email.clone()),
+                .ip(peer.ip())
+                .detail("limit", "sign_in_failures_by_source"),
         );
-        return res;
+        let msg = format!("Too many failed sign-in attempts from this network. Try again in {wait} seconds.");
+        return too_many(&state, &s, &next, "", &msg, wait, brand);
+    }
+    let typed = field(&pairs, "email").unwrap_or("");
+    let password = field(&pairs, "password").unwrap_or("");
+    // Bounded before it is counted, looked up, audited or hashed: an over-long email or password
+    // matches no account, and what was typed is neither kept nor shown back.
+    let email = match check_sign_in_input(typed, password) {
+        Ok(email) => email,
+        Err(e) => {
+            if e != SignInInputError::Missing {
+                limits.record_failure(limiter, None, &source).await;
+                state.auth.emit(
+                    state
+                        .auth
+                        .event("auth.signin", Outcome::Failure)
+                        .ip(peer.ip())
+                        .detail(
+                            "reason",
+                            if e == SignInInputError::EmailTooLong { "email_too_long" } else { "password_too_long" },
+                        )
+                        .detail("email", typed_email_for_audit(typed)),
+                );
+            }
+            return render_login(
+                &state,
+                &s,
+                StatusCode::BAD_REQUEST,
+                &next,
+                echo_email(typed),
+                Some(&e.to_string()),
+                brand,
+            );
+        }
+    };
+    let password = password.to_owned();
+    // Failed attempts are counted per account name (whether or not it exists, so the limit is no
+    // oracle) and source, and per account name from every source (a higher ceiling).
+    if let Some(wait) = limits.account_refused(limiter, &email, &source).await {
+        state.auth.emit(
+            state
+                .auth
+                .event("ratelimit.refused", Outcome::Denied)
+                .ip(peer.ip())
+                .detail("limit", "sign_in_failures")
+                .detail("email", typed_email_for_audit(&email)),
+        );
+        let msg = format!("Too many failed sign-in attempts for this account. Try again in {wait} seconds.");
+        return too_many(&state, &s, &next, &email, &msg, wait, brand);
     }
     let account = match state.auth.store.account_by_email(&email).await {
         Ok(a) => a,
@@ -172,18 +272,34 @@ pub async fn login(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
     .unwrap_or(false);
     match account {
         Some(a) if ok => {
+            // Signing in again in this browser ends the session it had.
+            if let Err(e) = state.browser_sessions.sign_out(&s, now).await {
+                tracing::warn!(error = %e, "ending the previous browser session failed");
+            }
+            let fresh = match state.browser_sessions.sign_in(a.id.clone(), now).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::error!(error = %e, "storing the browser session failed");
+                    return state.message(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Try again",
+                        "The server could not sign you in right now.",
+                    );
+                }
+            };
             tracing::info!(account = %a.id, "signed in");
-            state.auth.emit(state.auth.event("auth.signin", Outcome::Success).account(&a.id));
-            let fresh = BrowserSession::signed_in(a.id, now);
+            state.auth.emit(state.auth.event("auth.signin", Outcome::Success).account(&a.id).ip(peer.ip()));
             with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }
         _ => {
-            state.auth.limiter.record("sign_in_failures", &email, state.login_failures_per_minute, 60).await;
+            limits.record_failure(limiter, Some(&email), &source).await;
             tracing::info!("sign-in failed");
-            let mut event = state.auth.event("auth.signin", Outcome::Failure).detail("email", email.clone());
-            if let Some(a) = &account {
-                event = event.account(&a.id);
-            }
+            let mut event = state.auth.event("auth.signin", Outcome::Failure).ip(peer.ip());
+            event = match &account {
+                Some(a) => event.account(&a.id).detail("email", email.clone()),
+                // Nobody's account: keep the address only if it looks like one (not a mistyped password).
+                None => event.detail("email", typed_email_for_audit(&email)),
+            };
             state.auth.emit(event);
             let msg = "Invalid email or password.";
             render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some(msg), brand)
@@ -202,22 +318,26 @@ pub async fn signup_form(
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
+/// Why the sign-up page did not create an account.
+enum SignUpRefused {
+    /// The email is registered already. Not shown as such: the answer is the same as a sign-up's.
+    EmailTaken,
+    /// Shown on the page with this status and message.
+    Page(StatusCode, String),
+}
+
 /// Creates a password account for the sign-up page: the domain's rules, argon2 off the async threads,
-/// then the store. The admin command does the same in the binary's CLI. On failure, the status and the
-/// message for the page (a taken email is 409; every other failure, server ones included, has always
-/// answered 400).
+/// then the store. The admin command does the same in the binary's CLI. Every failure but a taken
+/// email (server ones included) answers 400, as it always has.
 async fn create_account(
     store: &dyn AccountStore,
     email: &str,
     password: String,
     now: i64,
-) -> Result<AccountId, (StatusCode, String)> {
-    let refused = |e: NewAccountError| {
-        let status = if e == NewAccountError::EmailTaken { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
-        (status, e.to_string())
-    };
-    let failed = |msg: &str| (StatusCode::BAD_REQUEST, msg.to_owned());
-    let email = check_new_account(email, &password).map_err(refused)?;
+) -> Result<AccountId, SignUpRefused> {
+    let failed = |msg: &str| SignUpRefused::Page(StatusCode::BAD_REQUEST, msg.to_owned());
+    let email = check_new_account(email, &password).map_err(|e| failed(&e.to_string()))?;
+    // The hash is computed for a taken email too (the store tells at insert), so both take as long.
     let hash = tokio::task::spawn_blocking(move || bk_crypto::password::hash_password(&password))
         .await
         .ok()
@@ -226,7 +346,7 @@ async fn create_account(
     let account = Account::with_password(AccountId::generate(), email, hash, now);
     match store.create_account(&account).await {
         Ok(()) => Ok(account.id),
-        Err(StoreError::Conflict(_)) => Err(refused(NewAccountError::EmailTaken)),
+        Err(StoreError::Conflict(_)) => Err(SignUpRefused::EmailTaken),
         Err(e) => {
             tracing::error!(error = %e, "account creation failed");
             Err(failed("The server could not create the account right now."))
@@ -234,7 +354,20 @@ async fn create_account(
     }
 }
 
-pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The answer to every sign-up that was not refused on the page, new email or taken: off to the
+/// sign-in page, signed out, so the answer does not tell whether the email was registered.
+fn signed_up(next: &str) -> Response {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("next", next).append_pair("signed_up", "1");
+    see_other(&format!("/login?{}", q.finish()))
+}
+
+pub async fn signup(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = state.auth.clock.now();
     let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
         return form_expired(&state);
@@ -244,16 +377,32 @@ pub async fn signup(State(state): State<Arc<WebState>>, headers: HeaderMap, body
         return form_expired(&state);
     }
     let next = safe_next(field(&pairs, "next"));
-    let email = field(&pairs, "email").unwrap_or("").to_owned();
+    let email = field(&pairs, "email").unwrap_or("");
     let password = field(&pairs, "password").unwrap_or("").to_owned();
-    match create_account(state.auth.store.as_ref(), &email, password, now).await {
+    match create_account(state.auth.store.as_ref(), email, password, now).await {
         Ok(id) => {
             tracing::info!(account = %id, "account created by sign-up");
-            state.auth.emit(state.auth.event("account.signup", Outcome::Success).account(&id));
-            let fresh = BrowserSession::signed_in(id, now);
-            with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
+            state.auth.emit(state.auth.event("account.signup", Outcome::Success).account(&id).ip(peer.ip()));
+            signed_up(&next)
         }
-        Err((status, msg)) => render_signup(&state, &s, status, &next, email.trim(), Some(&msg)),
+        Err(SignUpRefused::EmailTaken) => {
+            tracing::info!("sign-up with an email already registered");
+            // The account's owner sees the attempt in their audit log; the lookup runs after the answer
+            // is decided, so it adds nothing to this request's time.
+            let (state2, email) = (state.clone(), bk_domain::account::normalize_email(email));
+            tokio::spawn(async move {
+                let mut event =
+                    state2.auth.event("account.signup", Outcome::Denied).ip(peer.ip()).detail("reason", "email_taken");
+                if let Ok(Some(a)) = state2.auth.store.account_by_email(&email).await {
+                    event = event.account(&a.id);
+                }
+                state2.auth.emit(event);
+            });
+            signed_up(&next)
+        }
+        Err(SignUpRefused::Page(status, msg)) => {
+            render_signup(&state, &s, status, &next, echo_email(email), Some(&msg))
+        }
     }
 }
 
@@ -266,7 +415,25 @@ pub async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap, body
     if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
         return form_expired(&state);
     }
-    with_cookie(see_other("/login"), BrowserSession::clear_cookie(&state.auth.cookie_keys))
+    let clear = BrowserSession::clear_cookie(&state.auth.cookie_keys);
+    // Ended server-side, so a copy of the cookie (another tab, a stolen one) is signed out too.
+    match state.browser_sessions.sign_out(&s, now).await {
+        Ok(ended) => {
+            if ended && let Some((account, _)) = &s.account {
+                state.auth.emit(state.auth.event("auth.signout", Outcome::Success).account(account));
+            }
+            with_cookie(see_other("/login"), clear)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ending the browser session failed");
+            let res = state.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-out did not complete",
+                "The server could not end your session everywhere right now. Try signing out again.",
+            );
+            with_cookie(res, clear)
+        }
+    }
 }
 
 #[cfg(test)]

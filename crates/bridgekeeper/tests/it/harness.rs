@@ -312,7 +312,8 @@ pub struct Tokens {
 }
 
 impl Flow {
-    /// Signs up a new account through the sign-up page.
+    /// Signs up a new account through the sign-up page, then signs in (sign-up does not sign in: its
+    /// answer must not tell whether the email was registered already).
     pub async fn signup(server: &Server, email: &str) -> Flow {
         let http = client();
         let page = http.get(server.url("/signup")).send().await.unwrap().text().await.unwrap();
@@ -329,6 +330,19 @@ impl Flow {
             .await
             .unwrap();
         assert_eq!(res.status(), 303, "sign-up should answer 303");
+        let login = http.get(server.url(&location(&res))).send().await.unwrap().text().await.unwrap();
+        let res = http
+            .post(server.url("/login"))
+            .form(&[
+                ("csrf_token", input(&login, "csrf_token")),
+                ("next", "/".into()),
+                ("email", email.into()),
+                ("password", password.clone()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "sign-in after sign-up should answer 303");
         Flow { http, base: server.base.clone(), email: email.to_owned(), password }
     }
 

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+mod browser_sessions;
 mod clients;
 mod grants;
 mod keys;
@@ -13,6 +14,7 @@ mod tokens;
 
 pub use accounts::AccountStore;
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
+pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use keys::{SigningKeyStore, StoredSigningKey};
@@ -55,11 +57,12 @@ pub trait Store:
     + PatStore
     + OperatorTokenStore
     + AuditStore
+    + BrowserSessionStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)
     async fn ping(&self) -> Result<()>;
     /// Deletes what can no longer be used: codes a day past expiry (kept that long so a late replay still
-    /// revokes), expired refresh tokens, expired MCP sessions. Returns the number of rows deleted.
+    /// revokes), expired refresh tokens, expired MCP and browser sessions. Returns the number of rows deleted.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
 }

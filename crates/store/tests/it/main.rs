@@ -80,6 +80,7 @@ suite_tests!(
     audit_large_batch_stays_chained,
     concurrent_rotations_of_many_tokens_each_apply_once,
     deleting_a_client_revokes_its_sessions,
+    browser_sessions_end_on_sign_out_and_per_account,
 );
 
 /// The writer never checkpoints inside a commit (that would fsync while every write waits); the

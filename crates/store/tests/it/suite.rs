@@ -391,3 +391,40 @@ pub async fn deleting_a_client_revokes_its_sessions(store: &SqlStore) {
     assert!(!store.delete_client(&c, 51).await.unwrap(), "deleting twice changes nothing");
     assert_eq!(store.refresh_token(&[1u8; 32]).await.unwrap().unwrap().1.revoked_at, Some(50));
 }
+
+pub async fn browser_sessions_end_on_sign_out_and_per_account(store: &SqlStore) {
+    use bk_domain::browser_session::{BrowserSessionEnd, StoredBrowserSession};
+    use bk_domain::ports::BrowserSessionStore;
+    let alice = account(store, "browser-a@example.com").await;
+    let bob = account(store, "browser-b@example.com").await;
+    let session = |hash: u8, who: &AccountId| StoredBrowserSession {
+        id_hash: vec![hash; 32],
+        account_id: who.clone(),
+        created_at: 100,
+        expires_at: 1000,
+        ended_at: None,
+    };
+    for (h, who) in [(1, &alice), (2, &alice), (3, &bob)] {
+        store.create_browser_session(&session(h, who)).await.unwrap();
+    }
+    assert_eq!(store.browser_session(&[1; 32]).await.unwrap(), Some(session(1, &alice)));
+    assert_eq!(store.browser_session(&[9; 32]).await.unwrap(), None, "unknown digest");
+    // Signing out ends one session, once.
+    assert!(store.end_browser_session(&[1; 32], BrowserSessionEnd::SignedOut, 200).await.unwrap());
+    assert!(!store.end_browser_session(&[1; 32], BrowserSessionEnd::SignedOut, 300).await.unwrap(), "idempotent");
+    let ended = store.browser_session(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(ended.ended_at, Some(200), "the first end stays");
+    assert!(!ended.is_live(250));
+    assert!(store.browser_session(&[2; 32]).await.unwrap().unwrap().is_live(250), "the other browser is still in");
+    // A password change ends every open session of that account and none of another's.
+    assert_eq!(store.end_browser_sessions_of(&alice, BrowserSessionEnd::PasswordChanged, 400).await.unwrap(), 1);
+    assert!(!store.browser_session(&[2; 32]).await.unwrap().unwrap().is_live(450));
+    assert!(store.browser_session(&[3; 32]).await.unwrap().unwrap().is_live(450), "bob is untouched");
+    // Expired sessions are purged.
+    store.purge_expired(999).await.unwrap();
+    assert!(store.browser_session(&[3; 32]).await.unwrap().is_some());
+    store.purge_expired(1001).await.unwrap();
+    for h in [1, 2, 3] {
+        assert!(store.browser_session(&[h; 32]).await.unwrap().is_none(), "session {h} purged after expiry");
+    }
+}

@@ -1,0 +1,80 @@
+//! Browser sessions: a person signed in to these pages in one browser. The cookie carries a random
+//! session id; the server keeps only its digest, the account and the session's lifetime, so that
+//! signing out (and, later, changing the password) ends the session for every copy of the cookie,
+//! not just in the browser that asked.
+
+use crate::UnixTime;
+use crate::ids::AccountId;
+
+/// A signed-in browser session as stored (never the session id itself, only its digest).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBrowserSession {
+    /// SHA-256 of the session id the cookie carries.
+    pub id_hash: Vec<u8>,
+    pub account_id: AccountId,
+    /// When the person signed in.
+    pub created_at: UnixTime,
+    /// The cookie's own expiry: the session ends then even if nobody signs out.
+    pub expires_at: UnixTime,
+    pub ended_at: Option<UnixTime>,
+}
+
+impl StoredBrowserSession {
+    /// May a request carrying this session act as its account at `now`?
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        self.ended_at.is_none() && now < self.expires_at
+    }
+}
+
+/// Why a browser session ended before it expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrowserSessionEnd {
+    /// The person signed out in that browser.
+    SignedOut,
+    /// The account's password changed: every browser must sign in again.
+    PasswordChanged,
+}
+
+impl BrowserSessionEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrowserSessionEnd::SignedOut => "signed_out",
+            BrowserSessionEnd::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(expires_at: UnixTime, ended_at: Option<UnixTime>) -> StoredBrowserSession {
+        StoredBrowserSession {
+            id_hash: vec![1; 32],
+            account_id: AccountId::from_string("acc_1"),
+            created_at: 100,
+            expires_at,
+            ended_at,
+        }
+    }
+
+    #[test]
+    fn live_until_it_expires() {
+        assert!(session(200, None).is_live(100));
+        assert!(session(200, None).is_live(199));
+        assert!(!session(200, None).is_live(200), "expiry is exclusive");
+        assert!(!session(200, None).is_live(10_000));
+    }
+
+    #[test]
+    fn an_ended_session_is_never_live() {
+        assert!(!session(200, Some(150)).is_live(120), "ended: dead even before its end time is reached");
+        assert!(!session(200, Some(150)).is_live(160));
+    }
+
+    #[test]
+    fn end_reasons_have_stable_names() {
+        assert_eq!(BrowserSessionEnd::SignedOut.as_str(), "signed_out");
+        assert_eq!(BrowserSessionEnd::PasswordChanged.as_str(), "password_changed");
+    }
+}
