@@ -135,6 +135,9 @@ pub struct TokenConfig {
     /// Seconds during which an immediate reuse of a refresh token by the same client continues from
     /// its successor instead of revoking the session (0 = every reuse revokes; see README).
     pub refresh_reuse_grace_secs: i64,
+    /// Lifetime in days of a personal access token created without `expires_in` (1 to 366; a PAT that
+    /// never expires must be asked for with `"expires_in": "never"`).
+    pub pat_default_ttl_days: i64,
 }
 
 impl Default for TokenConfig {
@@ -144,6 +147,7 @@ impl Default for TokenConfig {
             refresh_token_ttl_secs: 7 * 24 * 3600,
             code_ttl_secs: 60,
             refresh_reuse_grace_secs: 0,
+            pat_default_ttl_days: 90,
         }
     }
 }
@@ -155,11 +159,20 @@ pub struct LimitConfig {
     pub registrations_per_minute: u32,
     /// Failed sign-ins per account per minute before further attempts are refused for a while.
     pub login_failures_per_minute: u32,
+    /// Clients an account may own (created through `/api/v1/auth-clients`; deleted ones do not count).
+    pub max_clients_per_account: u32,
+    /// Live (unrevoked, unexpired) personal access tokens an account may hold.
+    pub max_pats_per_account: u32,
 }
 
 impl Default for LimitConfig {
     fn default() -> Self {
-        Self { registrations_per_minute: 5, login_failures_per_minute: 5 }
+        Self {
+            registrations_per_minute: 5,
+            login_failures_per_minute: 5,
+            max_clients_per_account: 50,
+            max_pats_per_account: 100,
+        }
     }
 }
 
@@ -292,6 +305,12 @@ impl Config {
         }
         if !(0..=60).contains(&self.tokens.refresh_reuse_grace_secs) {
             bail!("tokens.refresh_reuse_grace_secs must be 0 to 60");
+        }
+        if !(1..=366).contains(&self.tokens.pat_default_ttl_days) {
+            bail!("tokens.pat_default_ttl_days must be 1 to 366 (ask for \"expires_in\": \"never\" per token instead)");
+        }
+        if self.limits.max_clients_per_account == 0 || self.limits.max_pats_per_account == 0 {
+            bail!("limits.max_clients_per_account and limits.max_pats_per_account must be at least 1");
         }
         Ok(())
     }

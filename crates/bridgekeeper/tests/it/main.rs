@@ -14,4 +14,6 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;
+mod security_pats;
+mod security_storage;
 mod token;

@@ -80,6 +80,9 @@ suite_tests!(
     audit_large_batch_stays_chained,
     concurrent_rotations_of_many_tokens_each_apply_once,
     deleting_a_client_revokes_its_sessions,
+    pats_die_with_the_session_that_created_them,
+    pat_quota_holds_under_concurrency,
+    client_quota_holds_under_concurrency,
 );
 
 /// The writer never checkpoints inside a commit (that would fsync while every write waits); the
