@@ -14,6 +14,7 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;
+mod security_audit_stream;
 mod security_pats;
 mod security_storage;
 mod token;
