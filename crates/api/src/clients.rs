@@ -2,6 +2,10 @@
 //! Operators (operator tokens) manage every client and alone may grant WHITELABEL_CUSTOMER; a person
 //! (token with scope `account`, or a signed-in browser) manages the THIRD_PARTY clients they own.
 //! Another owner's client answers 404, exactly like one that does not exist.
+//!
+//! What a person can store is bounded: branding (a logo of at most 2 MB) only on white-label clients,
+//! which only operators create; every other field has a size limit; and an account owns at most
+//! `limits.max_clients_per_account` clients.
 
 use std::sync::Arc;
 
@@ -24,9 +28,13 @@ use crate::Api;
 use crate::caller::{Caller, caller};
 use crate::problem::{Problem, json_body};
 
-/// Logos may be up to 2 MB (as base64 in JSON: ~2.7 MB), so these routes accept 4 MiB bodies.
+/// Logos may be up to 2 MB (as base64 in JSON: ~2.7 MB), so these routes accept 4 MiB bodies. Only a
+/// white-label client (operators alone create those) carries a logo; the other fields are bounded below,
+/// so a person's third-party client stores a few dozen kilobytes at most.
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 const MAX_LOGO_BYTES: usize = 2 * 1024 * 1024;
+/// The longest redirect URI we store (browsers and servers commonly stop near 2 KB).
+const MAX_REDIRECT_URI_BYTES: usize = 2048;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -160,8 +168,19 @@ fn validate(server: &Api, body: ClientBody, role: ClientRole) -> Result<Validate
     if body.redirect_uris.is_empty() || body.redirect_uris.len() > 20 {
         return Err(Problem::invalid("redirectUris", "give 1 to 20 redirect URIs"));
     }
+    if body.redirect_uris.iter().any(|u| u.len() > MAX_REDIRECT_URI_BYTES) {
+        return Err(Problem::invalid(
+            "redirectUris",
+            format!("a redirect URI must be at most {MAX_REDIRECT_URI_BYTES} bytes"),
+        ));
+    }
     for u in &body.redirect_uris {
         redirect::validate_registration(u).map_err(|e| Problem::invalid("redirectUris", e.to_string()))?;
+    }
+    // Branding shows only on a white-label client's pages; anywhere else it would be dead weight a
+    // person could pile up (refused rather than dropped, so the caller learns it was not kept).
+    if role != ClientRole::WhitelabelCustomer && body.branding.is_some() {
+        return Err(Problem::invalid("branding", "branding is only for white-label (whitelabel-customer) clients"));
     }
     if role == ClientRole::WhitelabelCustomer {
         check_whitelabel_redirects(&domains, &body.redirect_uris).map_err(|m| {
@@ -280,7 +299,17 @@ pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: By
         created_at: now,
         updated_at: now,
     };
-    server.store.insert_client(&client).await?;
+    if client.owner.is_some() {
+        let max = server.limits.max_clients_per_account;
+        if !server.store.insert_owned_client(&client, max).await? {
+            return Err(Problem::quota(format!(
+                "this account already owns {max} clients, the most it may (limits.max_clients_per_account); \
+                 delete one first"
+            )));
+        }
+    } else {
+        server.store.insert_client(&client).await?;
+    }
     tracing::info!(client = %client.id, role = role.as_str(), "client created");
     server.emit(who.stamp(server.event("client.created", Outcome::Success)).target(&client.id));
     let mut out = json!({"clientId": client.id, "client": view(&client)});

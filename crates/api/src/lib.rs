@@ -54,6 +54,24 @@ pub struct Api {
     pub browser_sessions: Arc<BrowserSessions>,
     pub audit: Arc<bk_audit::AuditLog>,
     pub client_changed: Arc<dyn ClientChanged>,
+    pub limits: ApiLimits,
+}
+
+/// Lifetimes and per-account quotas of what people create through this API (from configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct ApiLimits {
+    /// Lifetime of a PAT created without `expires_in`.
+    pub pat_default_ttl_secs: i64,
+    /// Live (unrevoked, unexpired) PATs an account may hold.
+    pub max_pats_per_account: u32,
+    /// Clients (not deleted) an account may own.
+    pub max_clients_per_account: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self { pat_default_ttl_secs: 90 * 24 * 3600, max_pats_per_account: 100, max_clients_per_account: 50 }
+    }
 }
 
 impl Api {

@@ -1,7 +1,11 @@
 //! `/api/v1/auth/pat`: personal access tokens. A PAT owns a session of its own, carries scopes and
 //! restrictions like any grant, and works on `/mcp` and the REST API exactly like an access token.
-//! Created by a signed-in person (browser) or a token with scope `account` — never wider than that
-//! token: its scopes and restrictions are the ceiling.
+//! Created only by first-party callers (`PatCreator::is_first_party`: the person's browser, one of
+//! their PATs, or a white-label client's token with scope `account`) — never wider than the creating
+//! token, whose scopes and restrictions are the ceiling, and never outliving its session: a PAT made
+//! with a token is revoked with that token's session. Each lives `tokens.pat_default_ttl_days` unless
+//! asked otherwise (`"expires_in": "never"` only when asked for); an account holds at most
+//! `limits.max_pats_per_account` live PATs.
 
 use std::sync::Arc;
 
@@ -15,19 +19,19 @@ use bk_domain::audit::Outcome;
 use bk_domain::client::ClientRole;
 use bk_domain::grant::{Grant, GrantKind};
 use bk_domain::ids::{ClientId, SessionId};
+use bk_domain::ports::PatCreation;
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::{Scope, ScopeSet};
-use bk_domain::token::PersonalAccessToken;
+use bk_domain::token::{PatCreator, PatLifetime, PersonalAccessToken};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Api;
-use crate::caller::caller;
+use crate::caller::{Caller, caller};
 use crate::problem::{Problem, json_body};
 use bk_access::PAT_PREFIX;
 
 const PAT_CLIENT: &str = "cli_personal_access_token";
-const MAX_LIFETIME_SECS: i64 = 366 * 24 * 3600;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +39,8 @@ pub struct CreatePat {
     name: String,
     /// An array of scopes or a space-separated string.
     scopes: Value,
-    expires_in: Option<i64>,
+    /// Seconds (60 to 366 days), `"never"`, or absent/null for the server's default lifetime.
+    expires_in: Option<Value>,
     provider_permissions: Option<Value>,
     default_provider_permission: Option<String>,
     agent_ids: Option<Value>,
@@ -47,6 +52,32 @@ fn json_text(v: &Option<Value>) -> Option<String> {
     v.as_ref().map(|v| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    })
+}
+
+fn lifetime_of(v: Option<&Value>) -> Result<PatLifetime, Problem> {
+    match v {
+        None | Some(Value::Null) => Ok(PatLifetime::Default),
+        Some(Value::String(s)) if s == "never" => Ok(PatLifetime::Never),
+        Some(Value::Number(n)) => n.as_i64().map(PatLifetime::Seconds).ok_or_else(|| {
+            Problem::invalid("expires_in", "expires_in must be a whole number of seconds, \"never\", or absent")
+        }),
+        Some(_) => Err(Problem::invalid("expires_in", "expires_in must be a number of seconds, \"never\", or absent")),
+    }
+}
+
+/// Who is creating a PAT, as the rule `PatCreator::is_first_party` sees it.
+async fn creator_of(server: &Api, who: &Caller) -> Result<PatCreator, Problem> {
+    Ok(match who {
+        Caller::Browser { .. } => PatCreator::Browser,
+        Caller::Token(c) if c.kind == GrantKind::OAuth => PatCreator::Token {
+            kind: c.kind,
+            client_role: server.store.client(&c.client_id).await?.map(|client| client.role),
+        },
+        Caller::Token(c) => PatCreator::Token { kind: c.kind, client_role: None },
+        Caller::Operator { .. } => {
+            return Err(Problem::forbidden("this endpoint acts for an account; an operator token has none"));
+        }
     })
 }
 
@@ -69,6 +100,13 @@ pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: By
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Account)?;
     let account_id = account_id.clone();
+    if !creator_of(&server, &who).await?.is_first_party() {
+        server.emit(who.stamp(server.event("pat.created", Outcome::Denied)).detail("reason", "third-party client"));
+        return Err(Problem::forbidden(
+            "a third-party app's token cannot create personal access tokens, whatever its scopes; create one \
+             while signed in to this server in a browser, with a personal access token, or through a white-label client",
+        ));
+    }
     let req: CreatePat = json_body(&headers, &body)?;
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -93,17 +131,10 @@ pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: By
     )
     .map_err(|m| Problem::invalid(m.split([':', ' ']).next().unwrap_or("body"), m.clone()))?
     .intersect(&restriction_ceiling);
-    let expires_in = match req.expires_in {
-        None => None,
-        Some(s) if (60..=MAX_LIFETIME_SECS).contains(&s) => Some(s),
-        Some(_) => {
-            return Err(Problem::invalid(
-                "expires_in",
-                format!("expires_in must be 60 to {MAX_LIFETIME_SECS} seconds"),
-            ));
-        }
-    };
     let now = server.clock.now();
+    let expires_at = lifetime_of(req.expires_in.as_ref())?
+        .expires_at(now, server.limits.pat_default_ttl_secs)
+        .map_err(|m| Problem::invalid("expires_in", m))?;
     let token = new_token(PAT_PREFIX);
     let grant = Grant {
         id: SessionId::generate(),
@@ -121,13 +152,30 @@ pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: By
         id: format!("pat_{}", &bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<12>())),
         account_id,
         session_id: grant.id.clone(),
+        // A PAT made with a token dies with that token's session; one made in the browser stands alone.
+        parent_session_id: match &who {
+            Caller::Token(c) => Some(c.session_id.clone()),
+            _ => None,
+        },
         name,
         hash: token_hash(token.expose()),
         created_at: now,
-        expires_at: expires_in.map(|s| now + s),
+        expires_at,
         revoked_at: None,
     };
-    server.store.create_pat(&pat, &grant).await?;
+    match server.store.create_pat(&pat, &grant, server.limits.max_pats_per_account).await? {
+        PatCreation::Created => {}
+        PatCreation::QuotaReached => {
+            return Err(Problem::quota(format!(
+                "this account already holds {} live personal access tokens, the most it may \
+                 (limits.max_pats_per_account); revoke one first",
+                server.limits.max_pats_per_account
+            )));
+        }
+        PatCreation::ParentRevoked => {
+            return Err(Problem::unauthorized("the access token's session has been revoked"));
+        }
+    }
     tracing::info!(account = %pat.account_id, pat = %pat.id, "personal access token created");
     server.emit(
         who.stamp(server.event("pat.created", Outcome::Success))
@@ -137,7 +185,7 @@ pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: By
     );
     let mut out = pat_view(&pat, &grant);
     out["token"] = json!(token.into_string());
-    out["expires_in"] = json!(expires_in);
+    out["expires_in"] = json!(expires_at.map(|e| e - now));
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
 

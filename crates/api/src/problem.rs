@@ -49,6 +49,10 @@ impl Problem {
         p.headers.push((header::WWW_AUTHENTICATE, challenge.to_header_value()));
         p
     }
+    /// 409: a per-account quota is reached (the detail names it); nothing was created.
+    pub fn quota(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "Quota reached", detail)
+    }
     pub fn server_error() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "the server could not complete the request")
     }

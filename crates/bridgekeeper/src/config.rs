@@ -144,6 +144,9 @@ pub struct TokenConfig {
     /// Seconds during which an immediate reuse of a refresh token by the same client continues from
     /// its successor instead of revoking the session (0 = every reuse revokes; see README).
     pub refresh_reuse_grace_secs: i64,
+    /// Lifetime in days of a personal access token created without `expires_in` (1 to 366; a PAT that
+    /// never expires must be asked for with `"expires_in": "never"`).
+    pub pat_default_ttl_days: i64,
 }
 
 impl Default for TokenConfig {
@@ -153,6 +156,7 @@ impl Default for TokenConfig {
             refresh_token_ttl_secs: 7 * 24 * 3600,
             code_ttl_secs: 60,
             refresh_reuse_grace_secs: 0,
+            pat_default_ttl_days: 90,
         }
     }
 }
@@ -170,6 +174,10 @@ pub struct LimitConfig {
     /// Failed sign-ins per account per minute from every source together (the ceiling a distributed
     /// attacker meets; reaching it refuses the account's sign-ins from everywhere until it slides).
     pub login_failures_per_account_per_minute: u32,
+    /// Clients an account may own (created through `/api/v1/auth-clients`; deleted ones do not count).
+    pub max_clients_per_account: u32,
+    /// Live (unrevoked, unexpired) personal access tokens an account may hold.
+    pub max_pats_per_account: u32,
 }
 
 impl Default for LimitConfig {
@@ -179,6 +187,8 @@ impl Default for LimitConfig {
             login_failures_per_minute: 5,
             login_failures_per_source_per_minute: 20,
             login_failures_per_account_per_minute: 20,
+            max_clients_per_account: 50,
+            max_pats_per_account: 100,
         }
     }
 }
@@ -334,6 +344,12 @@ impl Config {
         }
         if !(0..=60).contains(&self.tokens.refresh_reuse_grace_secs) {
             bail!("tokens.refresh_reuse_grace_secs must be 0 to 60");
+        }
+        if !(1..=366).contains(&self.tokens.pat_default_ttl_days) {
+            bail!("tokens.pat_default_ttl_days must be 1 to 366 (ask for \"expires_in\": \"never\" per token instead)");
+        }
+        if self.limits.max_clients_per_account == 0 || self.limits.max_pats_per_account == 0 {
+            bail!("limits.max_clients_per_account and limits.max_pats_per_account must be at least 1");
         }
         Ok(())
     }

@@ -170,6 +170,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         master,
         audit: audit.clone(),
         client_changed: Arc::new(ForgetClient(auth.clone())),
+        limits: bk_api::ApiLimits {
+            pat_default_ttl_secs: config.tokens.pat_default_ttl_days * 24 * 3600,
+            max_pats_per_account: config.limits.max_pats_per_account,
+            max_clients_per_account: config.limits.max_clients_per_account,
+        },
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),

@@ -46,6 +46,8 @@ pub enum RevocationReason {
     ClientDeleted,
     /// The personal access token that owns it was revoked.
     PatRevoked,
+    /// It is a PAT's session, and the session whose token created that PAT was revoked.
+    CreatorRevoked,
 }
 
 impl RevocationReason {
@@ -57,6 +59,7 @@ impl RevocationReason {
             RevocationReason::RevokedByUser => "revoked_by_user",
             RevocationReason::ClientDeleted => "client_deleted",
             RevocationReason::PatRevoked => "pat_revoked",
+            RevocationReason::CreatorRevoked => "creator_revoked",
         }
     }
 }

@@ -10,6 +10,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::SqlStore;
+use crate::grants::{PatsCreatedBy, revoke_created_pats};
+use crate::pool::Backend;
 use crate::rows::{Db, json_col, opt_json_col, scopes_of, to_json};
 
 const CLIENT_COLUMNS: &str = "id, name, client_type, role, origin, redirect_uris, allowed_scopes, allowed_providers, \
@@ -40,32 +42,74 @@ fn client_from_row(r: &AnyRow) -> Result<Client> {
     })
 }
 
+fn insert_query(c: &Client) -> Result<sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>> {
+    Ok(sqlx::query(
+        "INSERT INTO clients (id, name, client_type, role, origin, redirect_uris, allowed_scopes, allowed_providers, \
+         domains, branding, secret_bcrypt, secret_sealed, owner_account_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(c.id.as_str().to_owned())
+    .bind(c.name.clone())
+    .bind(c.client_type.as_str())
+    .bind(c.role.as_str())
+    .bind(c.origin.as_str())
+    .bind(to_json(&c.redirect_uris)?)
+    .bind(c.allowed_scopes.to_string())
+    .bind(c.allowed_providers.as_ref().map(to_json).transpose()?)
+    .bind(to_json(&c.domains)?)
+    .bind(c.branding.as_ref().map(to_json).transpose()?)
+    .bind(c.secret.as_ref().map(|s| s.bcrypt.clone()))
+    .bind(c.secret.as_ref().map(|s| s.sealed.clone()))
+    .bind(c.owner.as_ref().map(|o| o.as_str().to_owned()))
+    .bind(c.created_at)
+    .bind(c.updated_at))
+}
+
+/// Takes the account's row lock on PostgreSQL (a no-op on SQLite, whose write transactions are serial):
+/// quota counts of one account are taken under it.
+pub(crate) async fn lock_account(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    account: &AccountId,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account.as_str().to_owned())
+            .fetch_optional(&mut **tx)
+            .await
+            .db()?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ClientStore for SqlStore {
     async fn insert_client(&self, c: &Client) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO clients (id, name, client_type, role, origin, redirect_uris, allowed_scopes, allowed_providers, \
-             domains, branding, secret_bcrypt, secret_sealed, owner_account_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(c.id.as_str())
-        .bind(&c.name)
-        .bind(c.client_type.as_str())
-        .bind(c.role.as_str())
-        .bind(c.origin.as_str())
-        .bind(to_json(&c.redirect_uris)?)
-        .bind(c.allowed_scopes.to_string())
-        .bind(c.allowed_providers.as_ref().map(to_json).transpose()?)
-        .bind(to_json(&c.domains)?)
-        .bind(c.branding.as_ref().map(to_json).transpose()?)
-        .bind(c.secret.as_ref().map(|s| s.bcrypt.clone()))
-        .bind(c.secret.as_ref().map(|s| s.sealed.clone()))
-        .bind(c.owner.as_ref().map(|o| o.as_str().to_owned()))
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .execute(&self.writer)
-        .await.db()?;
+        insert_query(c)?.execute(&self.writer).await.db()?;
         Ok(())
+    }
+
+    async fn insert_owned_client(&self, c: &Client, max_per_owner: u32) -> Result<bool> {
+        let Some(owner) = &c.owner else {
+            return Err(StoreError::Corrupt("a client counted against a quota needs an owner".into()));
+        };
+        let mut tx = self.begin_write().await?;
+        // SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: the owner's account row is the
+        // lock every quota-counted creation of that account takes, so the count below stays true until commit.
+        lock_account(&mut tx, self.backend, owner).await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM clients WHERE owner_account_id = $1 AND deleted_at IS NULL")
+                .bind(owner.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .db()?;
+        if n >= i64::from(max_per_owner) {
+            tx.rollback().await.db()?;
+            return Ok(false);
+        }
+        insert_query(c)?.execute(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
+        Ok(true)
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>> {
@@ -132,6 +176,8 @@ impl ClientStore for SqlStore {
         .execute(&mut *tx)
         .await
         .db()?;
+        // … and so does every PAT created with one of its tokens.
+        revoke_created_pats(&mut tx, PatsCreatedBy::Client(id), now).await?;
         tx.commit().await.db()?;
         Ok(r.rows_affected() == 1)
     }

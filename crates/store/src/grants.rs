@@ -64,9 +64,62 @@ impl SessionStore for SqlStore {
     }
 
     async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool> {
-        let r = revoke_session_query(id, reason, now).execute(&self.writer).await.db()?;
+        // The session and every PAT its tokens created go together, or not at all.
+        let mut tx = self.begin_write().await?;
+        let r = revoke_session_query(id, reason, now).execute(&mut *tx).await.db()?;
+        revoke_created_pats(&mut tx, PatsCreatedBy::Session(id), now).await?;
+        tx.commit().await.db()?;
         Ok(r.rows_affected() == 1)
     }
+}
+
+/// Whose created PATs to revoke: those made with a token of one session, or of any session of a client.
+pub(crate) enum PatsCreatedBy<'a> {
+    Session(&'a SessionId),
+    Client(&'a ClientId),
+}
+
+/// Revokes every PAT created with a token of the given session(s) — transitively, PATs created by
+/// those PATs too — and each such PAT's own session, inside the caller's transaction.
+///
+/// Runs until a pass revokes nothing: on PostgreSQL a PAT committed while a pass waited on a row
+/// lock (its creation locks the parent session's row) is invisible to that pass, and is caught by the next.
+pub(crate) async fn revoke_created_pats(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    by: PatsCreatedBy<'_>,
+    now: UnixTime,
+) -> Result<()> {
+    let (roots, root) = match by {
+        PatsCreatedBy::Session(id) => ("$2", id.as_str()),
+        PatsCreatedBy::Client(id) => ("SELECT id FROM sessions WHERE client_id = $2", id.as_str()),
+    };
+    let doomed = format!(
+        "WITH RECURSIVE doomed(id) AS ( \
+            SELECT p.session_id FROM personal_access_tokens p WHERE p.parent_session_id IN ({roots}) \
+            UNION SELECT p.session_id FROM personal_access_tokens p JOIN doomed d ON p.parent_session_id = d.id)"
+    );
+    let pats = format!(
+        "{doomed} UPDATE personal_access_tokens SET revoked_at = $1 \
+         WHERE revoked_at IS NULL AND session_id IN (SELECT id FROM doomed)"
+    );
+    let sessions = format!(
+        "{doomed} UPDATE sessions SET revoked_at = $1, revoked_reason = $3 \
+         WHERE revoked_at IS NULL AND id IN (SELECT id FROM doomed)"
+    );
+    for _ in 0..64 {
+        sqlx::query(sqlx::AssertSqlSafe(pats.clone())).bind(now).bind(root.to_owned()).execute(&mut **tx).await.db()?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(sessions.clone()))
+            .bind(now)
+            .bind(root.to_owned())
+            .bind(RevocationReason::CreatorRevoked.as_str())
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        if r.rows_affected() == 0 {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Corrupt("revoking created PATs did not settle".into()))
 }
 
 /// Revokes one live session (a no-op for one already revoked: the first reason stays).

@@ -13,6 +13,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "clients, restrictions, tokens", include_str!("../migrations/sqlite/0003_clients_restrictions_tokens.sql")),
     (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
     (5, "refresh parent index", include_str!("../migrations/sqlite/0005_refresh_parent_index.sql")),
+    (6, "pat parent and quotas", include_str!("../migrations/sqlite/0006_pat_parent_and_quotas.sql")),
     (7, "browser sessions", include_str!("../migrations/sqlite/0007_browser_sessions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -21,6 +22,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "clients, restrictions, tokens", include_str!("../migrations/postgres/0003_clients_restrictions_tokens.sql")),
     (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
     (5, "refresh parent index", include_str!("../migrations/postgres/0005_refresh_parent_index.sql")),
+    (6, "pat parent and quotas", include_str!("../migrations/postgres/0006_pat_parent_and_quotas.sql")),
     (7, "browser sessions", include_str!("../migrations/postgres/0007_browser_sessions.sql")),
 ];
 

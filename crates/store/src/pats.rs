@@ -1,19 +1,23 @@
-//! Personal access tokens (each owns a session of its own) and operator tokens, hashed at rest.
+//! Personal access tokens (each owns a session of its own, and dies with the session of the token that
+//! created it) and operator tokens, hashed at rest.
 
 use async_trait::async_trait;
 use bk_domain::UnixTime;
 use bk_domain::grant::{Grant, RevocationReason};
 use bk_domain::ids::{AccountId, SessionId, TenantId};
-use bk_domain::ports::{OperatorTokenStore, PatStore, Result};
+use bk_domain::ports::{OperatorTokenStore, PatCreation, PatStore, Result};
 use bk_domain::token::{OperatorToken, PersonalAccessToken};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::SqlStore;
-use crate::grants::revoke_session_query;
+use crate::clients::lock_account;
+use crate::grants::{PatsCreatedBy, revoke_created_pats, revoke_session_query};
+use crate::pool::Backend;
 use crate::rows::{Db, GRANT_COLUMNS, grant_from_row};
 
-const PAT_COLUMNS: &str = "p.id AS p_id, p.account_id AS p_account_id, p.session_id AS p_session_id, p.name AS p_name, \
+const PAT_COLUMNS: &str = "p.id AS p_id, p.account_id AS p_account_id, p.session_id AS p_session_id, \
+     p.parent_session_id AS p_parent_session_id, p.name AS p_name, \
      p.hash AS p_hash, p.created_at AS p_created_at, p.expires_at AS p_expires_at, p.revoked_at AS p_revoked_at";
 
 fn pat_from_row(r: &AnyRow) -> Result<PersonalAccessToken> {
@@ -21,6 +25,7 @@ fn pat_from_row(r: &AnyRow) -> Result<PersonalAccessToken> {
         id: r.try_get("p_id").db()?,
         account_id: AccountId::from_string(r.try_get::<String, _>("p_account_id").db()?),
         session_id: SessionId::from_string(r.try_get::<String, _>("p_session_id").db()?),
+        parent_session_id: r.try_get::<Option<String>, _>("p_parent_session_id").db()?.map(SessionId::from_string),
         name: r.try_get("p_name").db()?,
         hash: r.try_get("p_hash").db()?,
         created_at: r.try_get("p_created_at").db()?,
@@ -31,8 +36,41 @@ fn pat_from_row(r: &AnyRow) -> Result<PersonalAccessToken> {
 
 #[async_trait]
 impl PatStore for SqlStore {
-    async fn create_pat(&self, pat: &PersonalAccessToken, grant: &Grant) -> Result<()> {
+    async fn create_pat(&self, pat: &PersonalAccessToken, grant: &Grant, max_live: u32) -> Result<PatCreation> {
         let mut tx = self.begin_write().await?;
+        // SQLite: BEGIN IMMEDIATE serialises writers. PostgreSQL: the account's row lock makes the count
+        // below hold until commit, and the parent session's row lock makes a concurrent revocation of it
+        // wait for this insert (and then revoke the new PAT too) or be seen here.
+        lock_account(&mut tx, self.backend, &pat.account_id).await?;
+        if let Some(parent) = &pat.parent_session_id {
+            let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT revoked_at FROM sessions WHERE id = $1{lock}")))
+                .bind(parent.as_str().to_owned())
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?;
+            let live = match row {
+                Some(r) => r.try_get::<Option<i64>, _>("revoked_at").db()?.is_none(),
+                None => false,
+            };
+            if !live {
+                tx.rollback().await.db()?;
+                return Ok(PatCreation::ParentRevoked);
+            }
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM personal_access_tokens WHERE account_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(pat.account_id.as_str())
+        .bind(pat.created_at)
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
+        if live >= i64::from(max_live) {
+            tx.rollback().await.db()?;
+            return Ok(PatCreation::QuotaReached);
+        }
         sqlx::query(
             "INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9)",
@@ -49,12 +87,13 @@ impl PatStore for SqlStore {
         .execute(&mut *tx)
         .await.db()?;
         sqlx::query(
-            "INSERT INTO personal_access_tokens (id, account_id, session_id, name, hash, created_at, expires_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+            "INSERT INTO personal_access_tokens (id, account_id, session_id, parent_session_id, name, hash, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
         )
         .bind(&pat.id)
         .bind(pat.account_id.as_str())
         .bind(pat.session_id.as_str())
+        .bind(pat.parent_session_id.as_ref().map(|s| s.as_str().to_owned()))
         .bind(&pat.name)
         .bind(&pat.hash)
         .bind(pat.created_at)
@@ -62,7 +101,7 @@ impl PatStore for SqlStore {
         .execute(&mut *tx)
         .await.db()?;
         tx.commit().await.db()?;
-        Ok(())
+        Ok(PatCreation::Created)
     }
 
     async fn pat_by_hash(&self, hash: &[u8]) -> Result<Option<(PersonalAccessToken, Grant, String)>> {
@@ -98,6 +137,7 @@ impl PatStore for SqlStore {
         let Some(r) = row else { return Ok(None) };
         let sid = SessionId::from_string(r.try_get::<String, _>("session_id").db()?);
         revoke_session_query(&sid, RevocationReason::PatRevoked, now).execute(&mut *tx).await.db()?;
+        revoke_created_pats(&mut tx, PatsCreatedBy::Session(&sid), now).await?;
         tx.commit().await.db()?;
         Ok(Some(sid))
     }

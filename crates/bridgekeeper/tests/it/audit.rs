@@ -86,11 +86,11 @@ async fn each_event_kind_is_emitted() {
         .await
         .unwrap();
     let _ = t3;
-    // pat.created, pat.revoked, session.revoked
+    // pat.created (in the signed-in browser: an app's token may not), pat.revoked, session.revoked
     let (_, t5) = fresh.login_client("account universal-mcp-read").await;
-    let pat: Value = reqwest::Client::new()
+    let pat: Value = fresh
+        .http
         .post(server.url("/api/v1/auth/pat"))
-        .bearer_auth(&t5.access)
         .json(&json!({"name": "p", "scopes": ["account"]}))
         .send()
         .await
@@ -238,9 +238,9 @@ async fn redaction_of_every_secret_kind() {
     let flow = Flow::signup(&server, "secrets@example.com").await;
     let (client_id, t) = flow.login_client("universal-mcp-read-write account").await;
     let t2 = tokens(flow.refresh(&client_id, &t.refresh).await).await;
-    let pat: Value = reqwest::Client::new()
+    let pat: Value = flow
+        .http
         .post(server.url("/api/v1/auth/pat"))
-        .bearer_auth(&t2.access)
         .json(&json!({"name": "p", "scopes": ["account"]}))
         .send()
         .await

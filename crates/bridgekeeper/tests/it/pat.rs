@@ -8,14 +8,24 @@ async fn create_pat(server: &Server, token: &str, body: Value) -> reqwest::Respo
     reqwest::Client::new().post(server.url("/api/v1/auth/pat")).bearer_auth(token).json(&body).send().await.unwrap()
 }
 
+/// A PAT made in `flow`'s signed-in browser (the first-party way; a third-party app's token may not).
+async fn browser_pat(server: &Server, flow: &Flow, body: Value) -> String {
+    let res = flow.http.post(server.url("/api/v1/auth/pat")).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn pat_works_like_a_token_with_the_same_restrictions() {
     let server = Server::start();
     let flow = Flow::signup(&server, "pat@example.com").await;
-    let (_, t) = flow.login_client("account universal-mcp-read-write").await;
+    // The creating credential: a PAT with `account` (an app's token may not create PATs).
+    let creator =
+        browser_pat(&server, &flow, json!({"name": "creator", "scopes": ["account", "universal-mcp-read-write"]}))
+            .await;
     let res = create_pat(
         &server,
-        &t.access,
+        &creator,
         json!({
             "name": "CI bot",
             "scopes": ["universal-mcp-read-write", "llm-all"],
@@ -42,10 +52,10 @@ async fn pat_works_like_a_token_with_the_same_restrictions() {
     assert_eq!(who["provider_permissions"], json!({"github": "read"}));
     assert_eq!(who["default_provider_permission"], "disabled");
     assert_eq!(who["agent_ids"], json!(["agent_9"]));
-    // The list shows it without any secret.
+    // The list shows it (beside its creator) without any secret.
     let list: Value = reqwest::Client::new()
         .get(server.url("/api/v1/auth/pat"))
-        .bearer_auth(&t.access)
+        .bearer_auth(&creator)
         .send()
         .await
         .unwrap()
@@ -53,13 +63,13 @@ async fn pat_works_like_a_token_with_the_same_restrictions() {
         .await
         .unwrap();
     let tokens = list["tokens"].as_array().unwrap();
-    assert_eq!(tokens.len(), 1);
-    assert!(!list.to_string().contains(&pat) && tokens[0].get("token").is_none());
+    assert_eq!(tokens.len(), 2);
+    assert!(!list.to_string().contains(&pat) && tokens.iter().all(|t| t.get("token").is_none()));
     // Revoked: stops within a second.
     let id = v["id"].as_str().unwrap();
     let res = reqwest::Client::new()
         .delete(server.url(&format!("/api/v1/auth/pat/{id}")))
-        .bearer_auth(&t.access)
+        .bearer_auth(&creator)
         .send()
         .await
         .unwrap();
@@ -72,20 +82,15 @@ async fn pat_works_like_a_token_with_the_same_restrictions() {
 async fn pat_restricted_like_a_token() {
     let server = Server::start();
     let flow = Flow::signup(&server, "patscope@example.com").await;
-    // A token whose grant is restricted cannot mint a PAT that escapes the restriction.
-    let (client_id, _) = flow.login_client("account universal-mcp-read").await;
-    let _ = client_id;
-    let cb = "http://127.0.0.1:9/callback";
-    let restricted_client = flow.register(cb, "account universal-mcp-read").await;
-    let mut u =
-        url::Url::parse(&flow.authorize_url(&restricted_client, cb, "account universal-mcp-read", "s")).unwrap();
-    u.query_pairs_mut()
-        .append_pair("provider_permissions", r#"{"google":"read"}"#)
-        .append_pair("default_provider_permission", "disabled");
-    let back = flow.approve(u.as_str()).await;
-    let code = crate::harness::query_param(&back, "code").unwrap();
-    let t = flow.exchange_code(&restricted_client, cb, &code).await;
-    let v: Value = create_pat(&server, &t.access, json!({
+    // A credential whose grant is restricted cannot mint a PAT that escapes the restriction.
+    let restricted = browser_pat(
+        &server,
+        &flow,
+        json!({"name": "restricted", "scopes": ["account", "universal-mcp-read"],
+            "provider_permissions": {"google": "read"}, "default_provider_permission": "disabled"}),
+    )
+    .await;
+    let v: Value = create_pat(&server, &restricted, json!({
         "name": "wider", "scopes": "universal-mcp-read-write universal-mcp-read", "provider_permissions": {"google": "read-write", "slack": "read-write"}
     }))
     .await
@@ -109,10 +114,10 @@ async fn pat_restricted_like_a_token() {
         403
     );
     let res =
-        create_pat(&server, &t.access, json!({"name": "x", "scopes": ["universal-mcp-read"], "expires_in": 5})).await;
+        create_pat(&server, &restricted, json!({"name": "x", "scopes": ["universal-mcp-read"], "expires_in": 5})).await;
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["field"], "expires_in");
-    let res = create_pat(&server, &t.access, json!({"name": "x", "scopes": ["nope"]})).await;
+    let res = create_pat(&server, &restricted, json!({"name": "x", "scopes": ["nope"]})).await;
     assert_eq!(res.json::<Value>().await.unwrap()["field"], "scopes");
 }
 

@@ -79,10 +79,11 @@ async fn introspection_answers_only_the_client_the_token_was_issued_to() {
 async fn personal_access_tokens_are_not_introspectable_by_clients() {
     let server = Server::start();
     let flow = Flow::signup(&server, "patowner@example.com").await;
-    let (app, app_secret, t) = confidential(&flow, "Owner's own app").await;
-    let res = reqwest::Client::new()
+    let (app, app_secret, _) = confidential(&flow, "Owner's own app").await;
+    // Made in the person's signed-in browser (a third-party app's token may not mint PATs).
+    let res = flow
+        .http
         .post(server.url("/api/v1/auth/pat"))
-        .bearer_auth(&t.access)
         .json(&json!({"name": "ci", "scopes": ["universal-mcp-read"], "expires_in": 3600}))
         .send()
         .await

@@ -38,7 +38,8 @@ pub trait SessionStore: Send + Sync {
     async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>>;
     /// The tenant's live sessions (authorized apps and PATs), newest first.
     async fn list_sessions(&self, tenant: &TenantId) -> Result<Vec<SessionSummary>>;
-    /// Revokes a session (idempotent). Returns true if it was active.
+    /// Revokes a session (idempotent), and in the same transaction every PAT its tokens created
+    /// (transitively: PATs made by those PATs too). Returns true if it was active.
     async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool>;
 }
 

@@ -19,7 +19,7 @@ pub use clients::{ClientStore, ConsentStore};
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use keys::{SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
-pub use tokens::{OperatorTokenStore, PatStore};
+pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
 
 use async_trait::async_trait;
 

@@ -81,6 +81,9 @@ suite_tests!(
     concurrent_rotations_of_many_tokens_each_apply_once,
     deleting_a_client_revokes_its_sessions,
     browser_sessions_end_on_sign_out_and_per_account,
+    pats_die_with_the_session_that_created_them,
+    pat_quota_holds_under_concurrency,
+    client_quota_holds_under_concurrency,
 );
 
 /// The writer never checkpoints inside a commit (that would fsync while every write waits); the

@@ -8,12 +8,13 @@ use bk_domain::ids::{AccountId, ClientId, KeyId, RefreshTokenId, SessionId};
 use bk_domain::mcp_session::McpSession;
 use bk_domain::pkce::CodeChallenge;
 use bk_domain::ports::{
-    AccountStore, ClientStore, CodeStore, ConsentStore, McpSessionStore, RefreshTokenStore, SessionStore,
-    SigningKeyStore, Store, StoreError, StoredSigningKey,
+    AccountStore, ClientStore, CodeStore, ConsentStore, McpSessionStore, PatCreation, PatStore, RefreshTokenStore,
+    SessionStore, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 use bk_domain::refresh::RefreshToken;
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
+use bk_domain::token::PersonalAccessToken;
 use bridgekeeper_store::SqlStore;
 
 async fn account(store: &SqlStore, email: &str) -> AccountId {
@@ -427,4 +428,158 @@ pub async fn browser_sessions_end_on_sign_out_and_per_account(store: &SqlStore) 
     for h in [1, 2, 3] {
         assert!(store.browser_session(&[h; 32]).await.unwrap().is_none(), "session {h} purged after expiry");
     }
+}
+
+/// A PAT of `account` (session on the PAT pseudo-client), made with a token of `parent` (None: from a
+/// browser), its hash `hash` repeated.
+fn pat(
+    account: &AccountId,
+    parent: Option<&SessionId>,
+    hash: u8,
+    expires_at: Option<i64>,
+) -> (PersonalAccessToken, Grant) {
+    let g = Grant {
+        id: SessionId::generate(),
+        account_id: account.clone(),
+        client_id: ClientId::from_string("cli_personal_access_token"),
+        scopes: ScopeSet::parse_lenient("account"),
+        restrictions: Restrictions::default(),
+        kind: GrantKind::PersonalAccessToken,
+        resource: "http://x/mcp".into(),
+        auth_time: 20,
+        created_at: 20,
+        revoked_at: None,
+    };
+    let p = PersonalAccessToken {
+        id: format!("pat_{}", uuid::Uuid::new_v4().simple()),
+        account_id: account.clone(),
+        session_id: g.id.clone(),
+        parent_session_id: parent.cloned(),
+        name: "p".into(),
+        hash: vec![hash; 32],
+        created_at: 20,
+        expires_at,
+        revoked_at: None,
+    };
+    (p, g)
+}
+
+/// Is the PAT with hash `hash` and its own session live?
+async fn pat_live(store: &SqlStore, hash: u8) -> bool {
+    let (p, g, _) = store.pat_by_hash(&[hash; 32]).await.unwrap().unwrap();
+    assert_eq!(p.revoked_at.is_none(), g.revoked_at.is_none(), "a PAT and its session are revoked together");
+    p.revoked_at.is_none()
+}
+
+/// A PAT made with a token dies with that token's session — revoked directly, through its client's
+/// deletion, or through the revocation of a PAT up the chain — in the same transaction.
+pub async fn pats_die_with_the_session_that_created_them(store: &SqlStore) {
+    let (a, c, app, _) = session_with_token(store).await;
+    // app session → PAT 41 → PAT 42 (made with PAT 41); PAT 43 from a browser: independent.
+    let (p41, g41) = pat(&a, Some(&app.id), 41, None);
+    assert_eq!(store.create_pat(&p41, &g41, 100).await.unwrap(), PatCreation::Created);
+    let (p42, g42) = pat(&a, Some(&g41.id), 42, None);
+    assert_eq!(store.create_pat(&p42, &g42, 100).await.unwrap(), PatCreation::Created);
+    let (p43, g43) = pat(&a, None, 43, None);
+    assert_eq!(store.create_pat(&p43, &g43, 100).await.unwrap(), PatCreation::Created);
+    assert_eq!(store.pat_by_hash(&[42; 32]).await.unwrap().unwrap().0.parent_session_id, Some(g41.id.clone()));
+    assert!(store.revoke_session(&app.id, RevocationReason::RevokedByUser, 60).await.unwrap());
+    assert!(!pat_live(store, 41).await && !pat_live(store, 42).await, "the app's PATs die with it, transitively");
+    assert!(!store.session_status(&g42.id).await.unwrap().unwrap().active);
+    assert!(pat_live(store, 43).await, "a PAT from the browser is not the app's");
+    assert_eq!(store.list_pats(&a).await.unwrap().len(), 1);
+    // A revoked parent cannot create: nothing is stored.
+    let (p44, g44) = pat(&a, Some(&app.id), 44, None);
+    assert_eq!(store.create_pat(&p44, &g44, 100).await.unwrap(), PatCreation::ParentRevoked);
+    assert!(store.pat_by_hash(&[44; 32]).await.unwrap().is_none());
+    assert!(store.session(&a, &g44.id).await.unwrap().is_none());
+    // Revoking a PAT revokes the PATs made with it.
+    let (p45, g45) = pat(&a, Some(&g43.id), 45, None);
+    assert_eq!(store.create_pat(&p45, &g45, 100).await.unwrap(), PatCreation::Created);
+    assert!(store.revoke_pat(&a, &p43.id, 61).await.unwrap().is_some());
+    assert!(!pat_live(store, 45).await);
+    // Deleting a client revokes the PATs its sessions' tokens made.
+    let c2 = client(store).await;
+    let mut code2 = code(&a, &c2, 46);
+    code2.restrictions = Restrictions::default();
+    store.insert_code(&code2).await.unwrap();
+    let g2 = grant(&a, &c2);
+    assert!(store.redeem_code(&code2.hash, &g2, &refresh(&g2.id, &c2, 46), 11).await.unwrap());
+    let (p47, g47) = pat(&a, Some(&g2.id), 47, None);
+    assert_eq!(store.create_pat(&p47, &g47, 100).await.unwrap(), PatCreation::Created);
+    assert!(store.delete_client(&c2, 62).await.unwrap());
+    assert!(!pat_live(store, 47).await);
+    let _ = c;
+}
+
+/// At most `max_live` live PATs per account, even when created in parallel; revoked and expired ones
+/// do not count.
+pub async fn pat_quota_holds_under_concurrency(store: &SqlStore) {
+    let a = account(store, "pat-quota@example.com").await;
+    let mut tasks = Vec::new();
+    for i in 0..12u8 {
+        let (store, a) = (store.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            let (p, g) = pat(&a, None, 100 + i, None);
+            store.create_pat(&p, &g, 5).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let outcome = t.await.unwrap();
+        assert!(matches!(outcome, PatCreation::Created | PatCreation::QuotaReached));
+        created += usize::from(outcome == PatCreation::Created);
+    }
+    assert_eq!(created, 5, "exactly the quota");
+    let live = store.list_pats(&a).await.unwrap();
+    assert_eq!(live.len(), 5);
+    // Revoking one frees a place; an expired one does not hold a place.
+    store.revoke_pat(&a, &live[0].0.id, 30).await.unwrap();
+    let (p, g) = pat(&a, None, 120, Some(25));
+    assert_eq!(store.create_pat(&p, &g, 5).await.unwrap(), PatCreation::Created);
+    let (mut p, g) = pat(&a, None, 121, None);
+    p.created_at = 30;
+    assert_eq!(store.create_pat(&p, &g, 5).await.unwrap(), PatCreation::Created, "the expired one does not count");
+    let (mut p, g) = pat(&a, None, 122, None);
+    p.created_at = 30;
+    assert_eq!(store.create_pat(&p, &g, 5).await.unwrap(), PatCreation::QuotaReached);
+}
+
+/// At most `max_per_owner` live clients per owner, even when created in parallel; deleted ones do not count.
+pub async fn client_quota_holds_under_concurrency(store: &SqlStore) {
+    let owner = account(store, "client-quota@example.com").await;
+    let other = account(store, "client-quota-other@example.com").await;
+    let owned = |o: &AccountId| Client {
+        id: ClientId::generate(),
+        name: "mine".into(),
+        client_type: ClientType::Public,
+        role: ClientRole::ThirdParty,
+        origin: ClientOrigin::Manual,
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        allowed_scopes: ScopeSet::parse_lenient("universal-mcp-read"),
+        allowed_providers: None,
+        domains: vec![],
+        branding: None,
+        secret: None,
+        owner: Some(o.clone()),
+        created_at: 5,
+        updated_at: 5,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (store, c) = (store.clone(), owned(&owner));
+        tasks.push(tokio::spawn(async move { store.insert_owned_client(&c, 3).await.unwrap() }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap());
+    }
+    assert_eq!(created, 3, "exactly the quota");
+    let mine = store.list_clients(Some(&owner)).await.unwrap();
+    assert_eq!(mine.len(), 3);
+    assert!(store.insert_owned_client(&owned(&other), 3).await.unwrap(), "another owner has a quota of its own");
+    assert!(store.delete_client(&mine[0].id, 9).await.unwrap());
+    assert!(store.insert_owned_client(&owned(&owner), 3).await.unwrap(), "a deleted client frees its place");
+    assert!(!store.insert_owned_client(&owned(&owner), 3).await.unwrap());
+    assert_eq!(store.list_clients(Some(&owner)).await.unwrap().len(), 3);
 }
