@@ -15,6 +15,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "refresh parent index", include_str!("../migrations/sqlite/0005_refresh_parent_index.sql")),
     (6, "pat parent and quotas", include_str!("../migrations/sqlite/0006_pat_parent_and_quotas.sql")),
     (7, "browser sessions", include_str!("../migrations/sqlite/0007_browser_sessions.sql")),
+    (8, "audit compact rows", include_str!("../migrations/sqlite/0008_audit_compact_rows.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -24,6 +25,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "refresh parent index", include_str!("../migrations/postgres/0005_refresh_parent_index.sql")),
     (6, "pat parent and quotas", include_str!("../migrations/postgres/0006_pat_parent_and_quotas.sql")),
     (7, "browser sessions", include_str!("../migrations/postgres/0007_browser_sessions.sql")),
+    (8, "audit compact rows", include_str!("../migrations/postgres/0008_audit_compact_rows.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

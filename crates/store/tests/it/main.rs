@@ -175,3 +175,48 @@ async fn sqlite_log_stays_bounded_under_continuous_reads_and_writes() {
     assert!(reads > 1000, "the readers were active throughout ({reads} reads)");
     assert!(largest <= BOUND, "the log reached {largest} bytes, above its bound of {BOUND}");
 }
+
+/// What an audit event costs on disk (the README's retention figures rest on it): a typical
+/// `tools/call` event — account, client and session ids, a small details object — in about 520
+/// bytes with the indexes (it was about 600 before the rows lost their redundant rowid and id index).
+#[tokio::test]
+async fn sqlite_audit_event_costs_about_520_bytes() {
+    use bk_domain::audit::{AuditEvent, Outcome};
+    use bk_domain::ids::{AccountId, ClientId, SessionId};
+    use bk_domain::ports::AuditStore;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let file = dir.path().join("t.db");
+    let link =
+        |_prev: &str, seq: i64, _e: &AuditEvent| format!("{:064x}", (seq as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let (account, client, session) = (AccountId::generate(), ClientId::generate(), SessionId::generate());
+    let batch = |from: i64| -> Vec<AuditEvent> {
+        (from..from + 1000)
+            .map(|i| {
+                AuditEvent::new("mcp.tools_call", Outcome::Success, 1_700_000_000_000 + i)
+                    .account(&account)
+                    .client(&client)
+                    .session(&session)
+                    .target("whoami")
+                    .latency_ms(0)
+                    .detail("tool", "whoami")
+                    .detail("provider", "bridgekeeper")
+                    .detail("latency_us", 41 + i % 50)
+            })
+            .collect()
+    };
+    let store = SqlStore::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    store.append_audit(&batch(0), &link).await.unwrap();
+    store.close().await;
+    let before = std::fs::metadata(&file).unwrap().len();
+    let store = SqlStore::connect(&url, 2).await.unwrap();
+    const EVENTS: i64 = 40_000;
+    for k in 1..=EVENTS / 1000 {
+        store.append_audit(&batch(k * 1000), &link).await.unwrap();
+    }
+    store.close().await;
+    let per_event = (std::fs::metadata(&file).unwrap().len() - before) / EVENTS as u64;
+    eprintln!("{per_event} bytes per audit event");
+    assert!(per_event <= 540, "an audit event takes {per_event} bytes on disk");
+}
