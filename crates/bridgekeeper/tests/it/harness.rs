@@ -52,7 +52,14 @@ fn backend_env() -> Vec<(String, String)> {
                 .fetch_all(&pool)
                 .await
                 .unwrap_or_default();
-                for o in old {
+                // Another test run on this machine may be using its schemas right now: only those of a
+                // process that is gone are left over.
+                let alive = |name: &str| {
+                    name.strip_prefix("bk_it_")
+                        .and_then(|rest| rest.split('_').next())
+                        .is_some_and(|pid| std::path::Path::new("/proc").join(pid).exists())
+                };
+                for o in old.into_iter().filter(|o| !alive(o)) {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {o} CASCADE")))
                         .execute(&pool)
                         .await;
