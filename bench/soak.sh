@@ -17,6 +17,7 @@
 # bound after the restart.
 #
 # Knobs: SOAK_MINUTES=30  SOAK_SAMPLE_SECS=30  SOAK_SHARE=0.5  SOAK_WAL_LIMIT_MB=64  SOAK_RSS_SLACK_PCT=10
+#        SOAK_PG_DEFAULT_AUTOVACUUM=1 (keep PostgreSQL's autovacuum defaults instead of the README's settings)
 #        SOAK_BIN=<binary> (default target/release/bridgekeeper, built unless BENCH_SKIP_BUILD=1)
 #        BENCH_OHA=<oha>   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432/test
 set -euo pipefail
@@ -55,7 +56,9 @@ cleanup() {
 trap cleanup EXIT
 log() { echo "== soak: $*" >&2; }
 
+# One access token serves the whole run: it must outlive it (the default 15 minutes would end it midway).
 ENV=(BRIDGEKEEPER_LOG_FORMAT=json BRIDGEKEEPER_LIMITS__REGISTRATIONS_PER_MINUTE=1000
+  BRIDGEKEEPER_TOKENS__ACCESS_TOKEN_TTL_SECS=$((MINUTES * 60 + 3600))
   BRIDGEKEEPER_MCP__RATE_LIMIT_PER_MINUTE=4000000000 BRIDGEKEEPER_DATABASE__SQLITE_WAL_LIMIT_MB="$WAL_LIMIT_MB")
 if [[ $BACKEND == postgres ]]; then
   SCHEMA=bk_soak_$(python3 -c 'import secrets; print(secrets.token_hex(6))')
@@ -113,6 +116,12 @@ c.request("POST", "/mcp", json.dumps({"jsonrpc": "2.0", "id": 0, "method": "init
 r = c.getresponse(); r.read()
 open(f"{work}/mcp_session.txt", "w").write(r.getheader("Mcp-Session-Id") + "\n")
 EOF
+if [[ $BACKEND == postgres && -z ${SOAK_PG_DEFAULT_AUTOVACUUM:-} ]]; then
+  # The autovacuum settings the README recommends for a steady load (SOAK_PG_DEFAULT_AUTOVACUUM=1: PostgreSQL's).
+  psql "$PG_URL" -qAtX -c "ALTER TABLE $SCHEMA.refresh_tokens SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000);
+    ALTER TABLE $SCHEMA.audit_events SET (autovacuum_vacuum_insert_scale_factor = 0.05)" >/dev/null
+  log "PostgreSQL: the README's autovacuum settings on refresh_tokens and audit_events"
+fi
 TOKEN=$(head -1 "$WORK/access_token.txt")
 SESSION=$(head -1 "$WORK/mcp_session.txt")
 BASIC=$(head -1 "$WORK/basic_auth.txt")
