@@ -8,7 +8,8 @@
 # latency correction), plus refresh grants on two connections (bench/soak_refresh.py, as fast as they
 # go). Every SOAK_SAMPLE_SECS it prints a row: resident memory, database and write-ahead-log sizes (on
 # PostgreSQL: the schema's size, dead rows, the server's connections), p50/p99 of tools/call, requests
-# and errors of each stream. At the end it kills the server with SIGKILL in the middle of the traffic,
+# and errors of each stream, and the machine: the share of the window every task waited on I/O (PSI
+# "io full"), CPU busy, dirty page cache. At the end it kills the server with SIGKILL in the middle of the traffic,
 # starts it again on the same data and times how long until /ready answers 200.
 #
 # It fails (exit 1) when: the write-ahead log passes its bound (SQLite); any request fails; resident
@@ -162,9 +163,32 @@ sample() { # sample N ELAPSED: one table row (and the figures for the verdict) f
     wal=0
   fi
   python3 - "$WORK" "$1" "$2" "$rss" "$db" "$wal" "$extra" <<'EOF'
-import json, sys
+import json, os, sys
 work, n, elapsed, rss, db, wal, extra = sys.argv[1:8]
 row = {"t_s": int(float(elapsed)), "rss_mb": int(rss) / 1024, "db_mb": int(db) / 2**20, "wal_mb": int(wal) / 2**20}
+# The machine, for reading latency: the share of the window in which every task waited on I/O (PSI
+# "io full"), the share of CPU time busy, and dirty page-cache memory not yet written back.
+def machine():
+    m = {"t": float(elapsed)}
+    try:
+        full = [l for l in open("/proc/pressure/io") if l.startswith("full")][0]
+        m["io_us"] = int(full.split("total=")[1])
+    except (OSError, IndexError, ValueError):
+        m["io_us"] = None
+    cpu = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    m["cpu_busy"], m["cpu_all"] = sum(cpu) - cpu[3] - cpu[4], sum(cpu)
+    mem = dict(l.split(":", 1) for l in open("/proc/meminfo"))
+    m["dirty_mb"] = int(mem["Dirty"].split()[0]) / 1024
+    return m
+now, prev_path = machine(), f"{work}/machine.json"
+prev = json.load(open(prev_path)) if os.path.exists(prev_path) else None
+json.dump(now, open(prev_path, "w"))
+row["dirty_mb"] = now["dirty_mb"]
+row["io_pct"] = row["cpu_pct"] = None
+if prev:
+    if now["io_us"] is not None and prev["io_us"] is not None:
+        row["io_pct"] = 100 * (now["io_us"] - prev["io_us"]) / max((now["t"] - prev["t"]) * 1e6, 1)
+    row["cpu_pct"] = 100 * (now["cpu_busy"] - prev["cpu_busy"]) / max(now["cpu_all"] - prev["cpu_all"], 1)
 errors, p = 0, {}
 for stream in ("call", "list", "intro"):
     try:
@@ -233,13 +257,15 @@ def refresh_between(t0, t1):
     return ((sel[-1][1] - sel[0][1]) / max(sel[-1][0] - sel[0][0], 1), sel[-1][2] - sel[0][2])
 extra_name = "dead rows/conns" if backend == "postgres" else ""
 print(f"\nsoak on {backend}: capacity {cap}/s; {windows} windows of {sample} s")
-print(f"{'t (s)':>6} {'RSS MB':>7} {'db MB':>8} {'log MB':>7} {'call/s':>7} {'list/s':>7} {'intro/s':>7} {'refr/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {extra_name}")
+print(f"{'t (s)':>6} {'RSS MB':>7} {'db MB':>8} {'log MB':>7} {'call/s':>7} {'list/s':>7} {'intro/s':>7} {'refr/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'io%':>5} {'cpu%':>5} {'dirty MB':>8} {extra_name}")
+pct = lambda v: f"{v:>5.1f}" if v is not None else f"{'-':>5}"
 refresh_errors = 0
 for i, r in enumerate(rows):
     rate, rerr = refresh_between(i * sample, (i + 1) * sample)
     refresh_errors += rerr
     print(f"{r['t_s']:>6} {r['rss_mb']:>7.1f} {r['db_mb']:>8.1f} {r['wal_mb']:>7.1f} {r['call_per_s']:>7.0f} {r['list_per_s']:>7.0f} "
-          f"{r['intro_per_s']:>7.0f} {rate:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors'] + rerr:>6} {r['extra']}")
+          f"{r['intro_per_s']:>7.0f} {rate:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors'] + rerr:>6} "
+          f"{pct(r.get('io_pct'))} {pct(r.get('cpu_pct'))} {r.get('dirty_mb', 0):>8.0f} {r['extra']}")
 fails = []
 errors = sum(r["errors"] for r in rows) + refresh_errors
 if errors:

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use bk_domain::account::{Account, NewAccountError, check_new_account};
 use bk_domain::ids::AccountId;
-use bk_domain::ports::{AccountStore, AuditStore, OperatorTokenStore, StoreError};
+use bk_domain::ports::{AccountStore, AuditStore, ClientStore, OperatorTokenStore, StoreError};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
@@ -72,6 +72,24 @@ pub enum Admin {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// OAuth clients.
+    Client {
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientAction {
+    /// List clients (deleted ones are left out, except with --dynamic).
+    List {
+        /// Only dynamically registered clients (RFC 7591), with where they registered from, whether
+        /// they ever completed an authorization, and when an unused one will be purged.
+        #[arg(long)]
+        dynamic: bool,
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
     },
 }
 
@@ -213,6 +231,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Admin { cfg, what: Admin::Client { action: ClientAction::List { dynamic, format } } } => {
+            let config = load(&cfg, None, None)?;
+            let (store, _) = crate::serve::open_store(&config).await?;
+            let rows: Vec<serde_json::Value> = if dynamic {
+                let ttl = config.registration.unused_ttl_secs;
+                store.dynamic_clients().await?.iter().map(|d| dynamic_client_row(d, ttl)).collect()
+            } else {
+                store.list_clients(None).await?.iter().map(client_row).collect()
+            };
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in &rows {
+                    let text = |k: &str| match &r[k] {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => "-".into(),
+                        v => v.to_string(),
+                    };
+                    let mut line = format!(
+                        "{:<26} {:<12} {:<20} created={} {}",
+                        text("client_id"),
+                        text("type"),
+                        text("role"),
+                        text("created_at"),
+                        text("name")
+                    );
+                    if dynamic {
+                        line.push_str(&format!(
+                            " used={} deleted={} source={} purge_at={}",
+                            text("used"),
+                            text("deleted"),
+                            text("source"),
+                            text("purge_at")
+                        ));
+                    }
+                    println!("{line}");
+                }
+                if dynamic {
+                    let unused = rows.iter().filter(|r| r["used"] == false && r["deleted"] == false).count();
+                    println!("{} dynamically registered clients, {unused} live and never used", rows.len());
+                }
+            }
+            Ok(())
+        }
         Command::Admin { cfg, what: Admin::Token { action } } => {
             let config = load(&cfg, None, None)?;
             let (store, _) = crate::serve::open_store(&config).await?;
@@ -261,4 +323,34 @@ pub(crate) fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+fn client_row(c: &bk_domain::client::Client) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.id,
+        "name": c.name,
+        "type": c.client_type.as_str(),
+        "role": c.role.as_str(),
+        "origin": c.origin.as_str(),
+        "redirect_uris": c.redirect_uris,
+        "scope": c.allowed_scopes.to_string(),
+        "owner": c.owner,
+        "created_at": c.created_at,
+    })
+}
+
+/// A dynamically registered client for the operator: when it was never used, when the purge takes it.
+fn dynamic_client_row(d: &bk_domain::registration::DynamicClient, unused_ttl_secs: i64) -> serde_json::Value {
+    let mut row = client_row(&d.client);
+    row["used"] = serde_json::json!(d.used);
+    row["deleted"] = serde_json::json!(d.deleted);
+    row["purge_at"] =
+        if d.used { serde_json::Value::Null } else { serde_json::json!(d.client.created_at + unused_ttl_secs) };
+    if let Some(r) = &d.registration {
+        row["source"] = serde_json::json!(r.source);
+        row["software_id"] = serde_json::json!(r.metadata.software_id);
+        row["software_version"] = serde_json::json!(r.metadata.software_version);
+        row["registration_updated_at"] = serde_json::json!(r.updated_at);
+    }
+    row
 }

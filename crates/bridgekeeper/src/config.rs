@@ -24,6 +24,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub tokens: TokenConfig,
     pub limits: LimitConfig,
+    pub registration: RegistrationConfig,
     pub mcp: McpConfig,
     pub audit: AuditSection,
     pub redis: RedisConfig,
@@ -164,8 +165,13 @@ impl Default for TokenConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitConfig {
-    /// Dynamic client registrations per minute per IP.
+    /// New clients created by dynamic registration per minute per source address (IPv6: per /64).
+    /// A registration that reuses an identical earlier one creates nothing and does not count.
     pub registrations_per_minute: u32,
+    /// Dynamic registration requests of any outcome (reuses and refusals included) per minute per
+    /// source: the ceiling on what a stranger can make the registration endpoint do (never below
+    /// `registrations_per_minute`).
+    pub registration_attempts_per_minute: u32,
     /// Failed sign-ins per account and source address per minute before that source's further
     /// attempts for that account are refused for a while.
     pub login_failures_per_minute: u32,
@@ -184,12 +190,31 @@ impl Default for LimitConfig {
     fn default() -> Self {
         Self {
             registrations_per_minute: 5,
+            registration_attempts_per_minute: 60,
             login_failures_per_minute: 5,
             login_failures_per_source_per_minute: 20,
             login_failures_per_account_per_minute: 20,
             max_clients_per_account: 50,
             max_pats_per_account: 100,
         }
+    }
+}
+
+/// Dynamic client registration (RFC 7591/7592).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// A public registration identical to one from the same source this recent answers with that
+    /// client instead of creating another.
+    pub reuse_window_secs: i64,
+    /// A dynamically registered client that has not completed an authorization this long after it
+    /// registered is deleted (checked every quarter of this, at most hourly).
+    pub unused_ttl_secs: i64,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self { reuse_window_secs: 86_400, unused_ttl_secs: 86_400 }
     }
 }
 
@@ -228,6 +253,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             tokens: TokenConfig::default(),
             limits: LimitConfig::default(),
+            registration: RegistrationConfig::default(),
             mcp: McpConfig::default(),
             audit: AuditSection::default(),
             redis: RedisConfig::default(),
@@ -350,6 +376,15 @@ impl Config {
         }
         if self.limits.max_clients_per_account == 0 || self.limits.max_pats_per_account == 0 {
             bail!("limits.max_clients_per_account and limits.max_pats_per_account must be at least 1");
+        }
+        if self.limits.registrations_per_minute == 0 || self.limits.registration_attempts_per_minute == 0 {
+            bail!("limits.registrations_per_minute and limits.registration_attempts_per_minute must be at least 1");
+        }
+        if !(0..=30 * 86_400).contains(&self.registration.reuse_window_secs) {
+            bail!("registration.reuse_window_secs must be 0 (never reuse) to 2592000 (30 days)");
+        }
+        if self.registration.unused_ttl_secs < 1 {
+            bail!("registration.unused_ttl_secs must be at least 1");
         }
         Ok(())
     }

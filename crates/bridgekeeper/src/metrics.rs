@@ -27,11 +27,18 @@ enum MetricsAccess {
     OperatorToken(Arc<dyn OperatorTokenStore>),
 }
 
+/// What `/metrics` reports on.
+#[derive(Clone)]
+pub struct Sources {
+    pub audit: Arc<bk_audit::AuditLog>,
+    /// The data directory's file system (embedded database only).
+    pub free_space: Option<Arc<crate::disk::FreeSpace>>,
+    pub registrations: Arc<bk_oauth::RegistrationCounters>,
+}
+
 #[derive(Clone)]
 struct MetricsState {
-    audit: Arc<bk_audit::AuditLog>,
-    /// The data directory's file system (embedded database only).
-    free_space: Option<Arc<crate::disk::FreeSpace>>,
+    sources: Sources,
     access: MetricsAccess,
 }
 
@@ -39,18 +46,17 @@ struct MetricsState {
 /// the task serving the separate address (bound now, so a bad address fails the start).
 pub async fn start(
     config: &MetricsConfig,
-    audit: Arc<bk_audit::AuditLog>,
-    free_space: Option<Arc<crate::disk::FreeSpace>>,
+    sources: Sources,
     store: Arc<dyn OperatorTokenStore>,
 ) -> anyhow::Result<(Router, Option<JoinHandle<()>>)> {
     let Some(addr) = &config.listen else {
         let access = if config.public { MetricsAccess::Open } else { MetricsAccess::OperatorToken(store) };
-        return Ok((router(MetricsState { audit, free_space, access }), None));
+        return Ok((router(MetricsState { sources, access }), None));
     };
     let listener =
         TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?;
     let bound = listener.local_addr()?;
-    let app = router(MetricsState { audit, free_space, access: MetricsAccess::Open }).layer(crate::headers::nosniff());
+    let app = router(MetricsState { sources, access: MetricsAccess::Open }).layer(crate::headers::nosniff());
     tracing::info!(addr = %bound, "metrics listening");
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -77,11 +83,13 @@ async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Respo
             Err(e) => return Problem::from(e).into_response(),
         }
     }
-    exposition(&state.audit, state.free_space.as_deref()).into_response()
+    exposition(&state.sources).into_response()
 }
 
 /// Prometheus text exposition of the counters operators alert on.
-fn exposition(audit: &bk_audit::AuditLog, free_space: Option<&crate::disk::FreeSpace>) -> impl IntoResponse {
+fn exposition(sources: &Sources) -> impl IntoResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (audit, free_space, reg) = (&sources.audit, sources.free_space.as_deref(), &sources.registrations);
     let mut body = format!(
         "# HELP bridgekeeper_audit_events_written_total Audit events stored.\n\
          # TYPE bridgekeeper_audit_events_written_total counter\n\
@@ -92,6 +100,21 @@ fn exposition(audit: &bk_audit::AuditLog, free_space: Option<&crate::disk::FreeS
         audit.written(),
         audit.dropped()
     );
+    body.push_str(&format!(
+        "# HELP bridgekeeper_dynamic_registrations_total Dynamic client registration requests by outcome: \
+         created (a new client), reused (an identical earlier registration answered), refused (a limit).\n\
+         # TYPE bridgekeeper_dynamic_registrations_total counter\n\
+         bridgekeeper_dynamic_registrations_total{{outcome=\"created\"}} {}\n\
+         bridgekeeper_dynamic_registrations_total{{outcome=\"reused\"}} {}\n\
+         bridgekeeper_dynamic_registrations_total{{outcome=\"refused\"}} {}\n\
+         # HELP bridgekeeper_dynamic_clients_purged_total Dynamically registered clients deleted because they never completed an authorization.\n\
+         # TYPE bridgekeeper_dynamic_clients_purged_total counter\n\
+         bridgekeeper_dynamic_clients_purged_total {}\n",
+        reg.created.load(Relaxed),
+        reg.reused.load(Relaxed),
+        reg.refused.load(Relaxed),
+        reg.purged.load(Relaxed),
+    ));
     if let Some((free, total)) = free_space.and_then(|s| s.free_bytes().map(|f| (f, s.total_bytes()))) {
         body.push_str(&format!(
             "# HELP bridgekeeper_data_dir_free_bytes Free space of the file system holding the embedded database.\n\

@@ -153,7 +153,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             code: config.tokens.code_ttl_secs,
             refresh_reuse_grace: config.tokens.refresh_reuse_grace_secs,
         },
-        config.limits.registrations_per_minute,
+        bk_oauth::RegistrationPolicy {
+            per_minute: config.limits.registrations_per_minute,
+            attempts_per_minute: config
+                .limits
+                .registration_attempts_per_minute
+                .max(config.limits.registrations_per_minute),
+            reuse_window_secs: config.registration.reuse_window_secs,
+            unused_ttl_secs: config.registration.unused_ttl_secs,
+        },
         verifier.clone(),
         master.clone(),
         audit.clone(),
@@ -201,9 +209,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
+    tokio::spawn(purge_unused_registrations(
+        store.clone(),
+        clock.clone(),
+        config.registration.unused_ttl_secs,
+        auth.registration_counters.clone(),
+    ));
     let ready_store = store.clone();
-    let (metrics_routes, metrics_server) =
-        crate::metrics::start(&config.metrics, audit.clone(), free_space, sql.clone()).await?;
+    let (metrics_routes, metrics_server) = crate::metrics::start(
+        &config.metrics,
+        crate::metrics::Sources { audit: audit.clone(), free_space, registrations: auth.registration_counters.clone() },
+        sql.clone(),
+    )
+    .await?;
 
     let app = Router::new()
         .merge(bk_oauth::router(auth))
@@ -299,6 +317,30 @@ async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit:
             Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired codes and refresh tokens"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+        }
+    }
+}
+
+/// Deletes dynamically registered clients that never completed an authorization within `ttl_secs`
+/// of registering: at start, then every quarter of that time (at least every second, at most hourly).
+async fn purge_unused_registrations(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ttl_secs: i64,
+    counters: Arc<bk_oauth::RegistrationCounters>,
+) {
+    let period = u64::try_from(ttl_secs / 4).unwrap_or(0).clamp(1, 3600);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(period));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.purge_unused_registrations(clock.now() - ttl_secs).await {
+            Ok(0) => {}
+            Ok(n) => {
+                counters.purged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(clients = n, ttl_secs, "purged dynamically registered clients never used");
+            }
+            Err(e) => tracing::warn!(error = %e, "purging unused dynamic registrations failed"),
         }
     }
 }

@@ -200,6 +200,13 @@ impl Client {
             (ClientOrigin::Manual, None) => Registrant::Operator,
         }
     }
+
+    /// May the person's consent to this client be remembered? Not for a dynamically registered
+    /// client: any local program can present a public loopback client's id, so the person approves
+    /// each new authorization it starts (refreshing an existing grant is unaffected).
+    pub fn remembers_consent(&self) -> bool {
+        self.origin != ClientOrigin::Dynamic
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod ports;
 pub mod rate_limit;
 pub mod redirect;
 pub mod refresh;
+pub mod registration;
 pub mod restrictions;
 pub mod scope;
 pub mod token;

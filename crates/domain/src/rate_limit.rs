@@ -2,8 +2,22 @@
 //! Time is passed in. Shared (Redis) limits implement the same decision elsewhere.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 
 use crate::UnixTime;
+
+/// The limiter key of a source address: an IPv4 address (IPv4-mapped IPv6 too), or the /64 of an
+/// IPv6 address (one host usually holds a whole /64, so counting single IPv6 addresses would count
+/// nothing).
+pub fn source_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
 
 pub struct SlidingWindow {
     limit: usize,
@@ -68,6 +82,16 @@ impl SlidingWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_networks() {
+        assert_eq!(source_key("203.0.113.7".parse().unwrap()), "203.0.113.7");
+        assert_eq!(source_key("::ffff:203.0.113.7".parse().unwrap()), "203.0.113.7");
+        let a = source_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(a, source_key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap()), "one /64 is one source");
+        assert_ne!(a, source_key("2001:db8:1:3::1".parse().unwrap()));
+    }
 
     #[test]
     fn limits_per_key_within_window() {

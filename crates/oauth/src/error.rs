@@ -13,11 +13,23 @@ pub struct OAuthError {
     /// Set for `invalid_client` after HTTP Basic authentication failed (RFC 6749 §5.2).
     pub basic_challenge: bool,
     pub retry_after: Option<i64>,
+    /// Set for `invalid_token` at the client configuration endpoint (RFC 6750 §3).
+    pub bearer_challenge: bool,
+    /// Members added to the error object (what a limit is, its window, when to retry).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl OAuthError {
     fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        Self { status, code, description: description.into(), basic_challenge: false, retry_after: None }
+        Self {
+            status,
+            code,
+            description: description.into(),
+            basic_challenge: false,
+            retry_after: None,
+            bearer_challenge: false,
+            extra: None,
+        }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
@@ -54,6 +66,19 @@ impl OAuthError {
         e.retry_after = Some(retry_after);
         e
     }
+    /// A missing, wrong or dead registration access token (RFC 7592 §2: 401).
+    pub fn invalid_token(d: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_token", d);
+        e.bearer_challenge = true;
+        e
+    }
+    /// Adds members to the error object.
+    pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
+        if let serde_json::Value::Object(m) = extra {
+            self.extra = Some(m);
+        }
+        self
+    }
     pub fn server_error() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the server could not complete the request")
     }
@@ -72,13 +97,21 @@ impl From<bk_domain::ports::StoreError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut res =
-            (self.status, Json(json!({ "error": self.code, "error_description": self.description }))).into_response();
+        let mut body = json!({ "error": self.code, "error_description": self.description });
+        if let (Some(extra), Some(obj)) = (self.extra, body.as_object_mut()) {
+            for (k, v) in extra {
+                obj.entry(k).or_insert(v);
+            }
+        }
+        let mut res = (self.status, Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.basic_challenge {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"bridgekeeper\""));
+        }
+        if self.bearer_challenge {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
         }
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())

@@ -50,6 +50,34 @@ pub struct Lifetimes {
     pub refresh_reuse_grace: i64,
 }
 
+/// Dynamic client registration (RFC 7591/7592): its limits and how long registrations live.
+#[derive(Clone, Debug)]
+pub struct RegistrationPolicy {
+    /// New clients registered per minute per source address (IPv6: per /64).
+    pub per_minute: u32,
+    /// Registration requests of any outcome (reuses and refusals too) per minute per source.
+    pub attempts_per_minute: u32,
+    /// An identical public registration from the same source this recent answers with its client.
+    pub reuse_window_secs: i64,
+    /// A dynamically registered client that has not completed an authorization this long is purged.
+    pub unused_ttl_secs: i64,
+}
+
+impl Default for RegistrationPolicy {
+    fn default() -> Self {
+        Self { per_minute: 5, attempts_per_minute: 60, reuse_window_secs: 86_400, unused_ttl_secs: 86_400 }
+    }
+}
+
+/// What dynamic registration did since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RegistrationCounters {
+    pub created: std::sync::atomic::AtomicU64,
+    pub reused: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
+    pub purged: std::sync::atomic::AtomicU64,
+}
+
 /// Everything the authorization server needs, built once at start.
 pub struct AuthServer {
     pub store: Arc<dyn AuthStore>,
@@ -60,7 +88,8 @@ pub struct AuthServer {
     pub lifetimes: Lifetimes,
     /// Rate limits (in memory, or shared by every instance through Redis).
     pub limiter: Arc<dyn bk_limits::Limiter>,
-    pub registrations_per_minute: u32,
+    pub registration: RegistrationPolicy,
+    pub registration_counters: Arc<RegistrationCounters>,
     pub verifier: Arc<Verifier>,
     /// Seals client secrets; derives the cookie and CSRF keys.
     pub master: Arc<MasterKey>,
@@ -84,7 +113,7 @@ impl AuthServer {
         clock: Arc<dyn Clock>,
         issuer: String,
         lifetimes: Lifetimes,
-        registrations_per_minute: u32,
+        registration: RegistrationPolicy,
         verifier: Arc<Verifier>,
         master: Arc<MasterKey>,
         audit: Arc<bk_audit::AuditLog>,
@@ -97,7 +126,8 @@ impl AuthServer {
                 master.clone(),
             ),
             limiter,
-            registrations_per_minute,
+            registration,
+            registration_counters: Arc::default(),
             store,
             keys,
             clock,
@@ -182,6 +212,7 @@ pub fn router(server: Arc<AuthServer>) -> Router {
         .route("/api/v1/auth/revoke", post(revoke::revoke))
         .route("/api/v1/auth/introspect", post(introspect::introspect))
         .route("/api/v1/auth/register", post(register::register))
+        .route("/api/v1/auth/register/{client_id}", get(register::read).put(register::update).delete(register::delete))
         .route("/api/v1/auth/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/api/v1/auth/validate", get(validate::validate))
         .with_state(server)

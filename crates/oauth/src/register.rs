@@ -1,18 +1,28 @@
-//! `POST /api/v1/auth/register` (RFC 7591 dynamic client registration). Always yields a THIRD_PARTY
-//! client; HTTPS redirect URIs except loopback; unknown scopes dropped; 5 registrations per minute per IP.
+//! Dynamic client registration: `POST /api/v1/auth/register` (RFC 7591) and the client configuration
+//! endpoint `GET|PUT|DELETE /api/v1/auth/register/{client_id}` (RFC 7592).
+//!
+//! Registration always yields a THIRD_PARTY client; HTTPS redirect URIs except loopback; unknown
+//! scopes dropped. A public registration identical to one from the same source in the reuse window
+//! answers with that client (a fresh registration access token, nothing created) and does not count
+//! against the limit of new registrations per source; every request counts against a wider ceiling
+//! of attempts. The registration access token is stored only as its digest and rotated on update.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bk_crypto::secret::{ct_eq, new_token, token_hash};
 use bk_domain::audit::Outcome;
 use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
 use bk_domain::ids::ClientId;
+use bk_domain::rate_limit::source_key;
 use bk_domain::redirect;
+use bk_domain::registration::{REGISTRATION_TOKEN_PREFIX, Registration, RegistrationMetadata};
 use bk_domain::scope::ScopeSet;
 use serde::Deserialize;
 use serde_json::json;
@@ -20,46 +30,35 @@ use serde_json::json;
 use crate::AuthServer;
 use crate::error::OAuthError;
 
+/// Client metadata as a client sends it (RFC 7591 §2). Fields the server does not use are ignored;
+/// those RFC 7592 §2.2 says a client must not send on update (the token, the URI, issue and expiry
+/// times) are ignored too.
 #[derive(Deserialize)]
-struct Metadata {
+struct MetadataRequest {
     redirect_uris: Option<Vec<String>>,
     client_name: Option<String>,
     token_endpoint_auth_method: Option<String>,
     grant_types: Option<Vec<String>>,
     response_types: Option<Vec<String>>,
     scope: Option<String>,
+    application_type: Option<String>,
+    software_id: Option<String>,
+    software_version: Option<String>,
+    /// RFC 7592 update only: must name the client being updated.
+    client_id: Option<String>,
+    /// RFC 7592 update only: if present, must be the client's current secret.
+    client_secret: Option<String>,
 }
 
-pub async fn register(
-    State(server): State<Arc<AuthServer>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Result<Response, OAuthError> {
-    let now_ms = server.clock.now_ms();
-    {
-        let ip = peer.ip().to_string();
-        if let Err(wait) = server.limiter.acquire("registrations", &ip, server.registrations_per_minute, 60).await {
-            let wait = wait as i64;
-            tracing::warn!(ip = %peer.ip(), "dynamic client registration rate limit reached");
-            server.emit(
-                server.event("ratelimit.refused", Outcome::Denied).ip(peer.ip()).detail("limit", "client_registration"),
-            );
-            return Err(OAuthError::too_many_requests(
-                format!("too many client registrations from this address; try again in {wait} s"),
-                wait,
-            ));
-        }
-    }
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.to_ascii_lowercase().starts_with("application/json") {
-        return Err(OAuthError::invalid_client_metadata("the registration request must be application/json"));
-    }
-    let meta: Metadata = serde_json::from_slice(&body).map_err(|e| {
-        OAuthError::invalid_client_metadata(format!("the registration request is not valid client metadata: {e}"))
-    })?;
+/// Registration metadata the server accepts, with its defaults filled in.
+struct Accepted {
+    metadata: RegistrationMetadata,
+    client_type: ClientType,
+    allowed_scopes: ScopeSet,
+}
 
-    let uris = meta.redirect_uris.unwrap_or_default();
+fn accept(server: &AuthServer, meta: &MetadataRequest) -> Result<Accepted, OAuthError> {
+    let uris = meta.redirect_uris.clone().unwrap_or_default();
     if uris.is_empty() {
         return Err(OAuthError::invalid_redirect_uri("redirect_uris is required and must not be empty"));
     }
@@ -76,27 +75,46 @@ pub async fn register(
         other => {
             return Err(OAuthError::invalid_client_metadata(format!(
                 "token_endpoint_auth_method {} is not supported; use none, client_secret_basic or client_secret_post",
-                other.chars().take(40).collect::<String>()
+                clip(other, 40)
             )));
         }
     };
-    let grant_types = meta.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]);
+    let grant_types = meta.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
     if let Some(g) = grant_types.iter().find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token")) {
         return Err(OAuthError::invalid_client_metadata(format!(
             "grant type {} is not supported; use authorization_code and refresh_token",
-            g.chars().take(40).collect::<String>()
+            clip(g, 40)
         )));
     }
-    let response_types = meta.response_types.unwrap_or_else(|| vec!["code".into()]);
+    let response_types = meta.response_types.clone().unwrap_or_else(|| vec!["code".into()]);
     if response_types.iter().any(|r| r != "code") {
         return Err(OAuthError::invalid_client_metadata("only the response type code is supported"));
     }
-    let name = meta.client_name.unwrap_or_else(|| "Unnamed application".into());
+    let name = meta.client_name.clone().unwrap_or_else(|| "Unnamed application".into());
     // Names are shown to people and stored: secrets pasted into them are redacted first.
     let name: String = server.audit.redact_text(&name).chars().filter(|c| !c.is_control()).take(100).collect();
     if name.trim().is_empty() {
         return Err(OAuthError::invalid_client_metadata("client_name must not be blank"));
     }
+    let application_type = match meta.application_type.as_deref() {
+        None => None,
+        Some(t @ ("web" | "native")) => Some(t.to_owned()),
+        Some(other) => {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "application_type {} is not supported; use web or native",
+                clip(other, 40)
+            )));
+        }
+    };
+    let software = |field: &str, v: &Option<String>| -> Result<Option<String>, OAuthError> {
+        match v {
+            Some(s) if s.chars().count() > 200 || s.chars().any(char::is_control) => {
+                Err(OAuthError::invalid_client_metadata(format!("{field} must be at most 200 printable characters")))
+            }
+            Some(s) => Ok(Some(server.audit.redact_text(s))),
+            None => Ok(None),
+        }
+    };
     let role = ClientRole::ThirdParty;
     let allowed_scopes = match meta.scope.as_deref() {
         Some(s) if !s.trim().is_empty() => ScopeSet::parse_lenient(s).intersect(&role.scope_ceiling()),
@@ -105,30 +123,156 @@ pub async fn register(
     if allowed_scopes.is_empty() {
         return Err(OAuthError::invalid_client_metadata("none of the requested scopes is available to this client"));
     }
+    Ok(Accepted {
+        metadata: RegistrationMetadata {
+            client_name: name,
+            redirect_uris: uris,
+            grant_types,
+            response_types: vec!["code".into()],
+            token_endpoint_auth_method: method.to_owned(),
+            scope: allowed_scopes.to_string(),
+            application_type,
+            software_id: software("software_id", &meta.software_id)?,
+            software_version: software("software_version", &meta.software_version)?,
+        },
+        client_type,
+        allowed_scopes,
+    })
+}
 
-    let now = now_ms.div_euclid(1000);
+fn parse_metadata(headers: &HeaderMap, body: &[u8]) -> Result<MetadataRequest, OAuthError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Err(OAuthError::invalid_client_metadata("the registration request must be application/json"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        OAuthError::invalid_client_metadata(format!("the registration request is not valid client metadata: {e}"))
+    })
+}
+
+/// A refusal by one of the registration limits: what the limit is, its window and when to retry, and
+/// how a client avoids spending it.
+fn limited(server: &AuthServer, peer: SocketAddr, limit: &str, max: u32, wait: u64) -> OAuthError {
+    server.registration_counters.refused.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(ip = %peer.ip(), limit, "dynamic client registration rate limit reached");
+    server.emit(server.event("ratelimit.refused", Outcome::Denied).ip(peer.ip()).detail("limit", limit.to_owned()));
+    let what = if limit == "client_registration" {
+        format!("at most {max} new client registrations per minute from one address")
+    } else {
+        format!("at most {max} registration requests per minute from one address")
+    };
+    OAuthError::too_many_requests(
+        format!(
+            "{what}; try again in {wait} s. A client that stores its registration (client_id) and reuses it, \
+             or registers the same metadata again, does not spend this limit"
+        ),
+        wait as i64,
+    )
+    .with_extra(json!({ "limit": limit, "limit_max": max, "window_secs": 60, "retry_after_secs": wait }))
+}
+
+fn clip(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The client information response (RFC 7591 §3.2.1, RFC 7592 §3).
+/// `redirect_uris` are the client's, or for a reused registration the ones just sent (equal to the
+/// client's under the authorization endpoint's matching: at most a loopback port differs).
+fn information(
+    server: &AuthServer,
+    client: &Client,
+    reg: &Registration,
+    token: &str,
+    secret: Option<&str>,
+    redirect_uris: &[String],
+) -> Response {
+    let m = &reg.metadata;
+    let mut body = json!({
+        "client_id": client.id,
+        "client_id_issued_at": client.created_at,
+        "client_name": client.name,
+        "redirect_uris": redirect_uris,
+        "grant_types": m.grant_types,
+        "response_types": m.response_types,
+        "token_endpoint_auth_method": m.token_endpoint_auth_method,
+        "scope": client.allowed_scopes.to_string(),
+        "registration_access_token": token,
+        "registration_client_uri": format!("{}/api/v1/auth/register/{}", server.issuer, client.id),
+    });
+    for (k, v) in [
+        ("application_type", &m.application_type),
+        ("software_id", &m.software_id),
+        ("software_version", &m.software_version),
+    ] {
+        if let Some(v) = v {
+            body[k] = json!(v);
+        }
+    }
+    if let Some(s) = secret {
+        body["client_secret"] = json!(s);
+        body["client_secret_expires_at"] = json!(0);
+    }
+    no_store((StatusCode::OK, Json(body)).into_response())
+}
+
+fn no_store(mut res: Response) -> Response {
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+fn created(res: Response) -> Response {
+    let (mut parts, body) = res.into_parts();
+    parts.status = StatusCode::CREATED;
+    Response::from_parts(parts, body)
+}
+
+/// `POST /api/v1/auth/register`.
+pub async fn register(
+    State(server): State<Arc<AuthServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let policy = server.registration.clone();
+    let source = source_key(peer.ip());
+    if let Err(wait) = server.limiter.acquire("registration_attempts", &source, policy.attempts_per_minute, 60).await {
+        return Err(limited(&server, peer, "client_registration_attempts", policy.attempts_per_minute, wait));
+    }
+    let request = parse_metadata(&headers, &body)?;
+    let accepted = accept(&server, &request)?;
+    let fingerprint = accepted.metadata.fingerprint();
+    let now = server.clock.now();
+
+    if accepted.client_type == ClientType::Public
+        && policy.reuse_window_secs > 0
+        && let Some(res) =
+            reuse(&server, peer, &source, &fingerprint, now - policy.reuse_window_secs, &accepted).await?
+    {
+        return Ok(res);
+    }
+
+    if let Err(wait) = server.limiter.acquire("registrations", &source, policy.per_minute, 60).await {
+        return Err(limited(&server, peer, "client_registration", policy.per_minute, wait));
+    }
+
     let id = ClientId::generate();
-    let (secret, stored) = match client_type {
+    let (secret, stored) = match accepted.client_type {
         ClientType::Confidential => {
             let secret = bk_crypto::client_secret::generate().into_string();
-            let (master, cid, s) = (server.master.clone(), id.to_string(), secret.clone());
-            // bcrypt runs off the async threads.
-            let stored = tokio::task::spawn_blocking(move || bk_crypto::client_secret::protect(&master, &cid, &s))
-                .await
-                .map_err(|_| OAuthError::server_error())?
-                .map_err(|_| OAuthError::server_error())?;
+            let stored = protect_secret(&server, &id, &secret).await?;
             (Some(secret), Some(stored))
         }
         ClientType::Public => (None, None),
     };
     let client = Client {
-        id,
-        name,
-        client_type,
-        role,
+        id: id.clone(),
+        name: accepted.metadata.client_name.clone(),
+        client_type: accepted.client_type,
+        role: ClientRole::ThirdParty,
         origin: ClientOrigin::Dynamic,
-        redirect_uris: uris,
-        allowed_scopes,
+        redirect_uris: accepted.metadata.redirect_uris.clone(),
+        allowed_scopes: accepted.allowed_scopes,
         allowed_providers: None,
         domains: Vec::new(),
         branding: None,
@@ -137,8 +281,20 @@ pub async fn register(
         created_at: now,
         updated_at: now,
     };
-    server.store.insert_client(&client).await?;
-    tracing::info!(client = %client.id, ip = %peer.ip(), kind = client_type.as_str(), "client registered dynamically");
+    let token = new_token(REGISTRATION_TOKEN_PREFIX);
+    let reg = Registration {
+        client_id: id,
+        source,
+        fingerprint,
+        metadata: accepted.metadata,
+        token_hash: token_hash(token.expose()),
+        created_at: now,
+        updated_at: now,
+    };
+    server.store.insert_registered_client(&client, &reg).await?;
+    server.registration_counters.created.fetch_add(1, Ordering::Relaxed);
+    let kind = accepted.client_type.as_str();
+    tracing::info!(client = %client.id, ip = %peer.ip(), kind, "client registered dynamically");
     server.emit(
         server
             .event("client.registered", Outcome::Success)
@@ -146,24 +302,177 @@ pub async fn register(
             .target(&client.id)
             .ip(peer.ip())
             .detail("name", client.name.clone())
-            .detail("type", client_type.as_str()),
+            .detail("type", kind),
     );
+    Ok(created(information(&server, &client, &reg, token.expose(), secret.as_deref(), &client.redirect_uris)))
+}
 
-    let mut body = json!({
-        "client_id": client.id,
-        "client_id_issued_at": now,
-        "client_name": client.name,
-        "redirect_uris": client.redirect_uris,
-        "grant_types": grant_types,
-        "response_types": ["code"],
-        "token_endpoint_auth_method": method,
-        "scope": client.allowed_scopes.to_string(),
-    });
-    if let Some(s) = secret {
-        body["client_secret"] = json!(s);
-        body["client_secret_expires_at"] = json!(0);
+/// Answers with the live public client an identical registration from this source created since
+/// `since`, under a new registration access token; `None` when there is none.
+async fn reuse(
+    server: &AuthServer,
+    peer: SocketAddr,
+    source: &str,
+    fingerprint: &str,
+    since: i64,
+    accepted: &Accepted,
+) -> Result<Option<Response>, OAuthError> {
+    let Some(id) = server.store.reusable_registration(source, fingerprint, since).await? else {
+        return Ok(None);
+    };
+    let (Some(client), Some(mut reg)) = (server.store.client(&id).await?, server.store.registration(&id).await?) else {
+        return Ok(None);
+    };
+    let token = new_token(REGISTRATION_TOKEN_PREFIX);
+    reg.token_hash = token_hash(token.expose());
+    reg.updated_at = server.clock.now();
+    if !server.store.update_registration(&reg, None).await? {
+        return Ok(None); // deleted in the meantime: register anew
     }
-    let mut res = (StatusCode::CREATED, Json(body)).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    server.registration_counters.reused.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(client = %client.id, ip = %peer.ip(), "identical registration: the existing client answers");
+    server.emit(
+        server
+            .event("client.registration_reused", Outcome::Success)
+            .client(&client.id)
+            .target(&client.id)
+            .ip(peer.ip()),
+    );
+    let uris = &accepted.metadata.redirect_uris;
+    Ok(Some(created(information(server, &client, &reg, token.expose(), None, uris))))
+}
+
+async fn protect_secret(
+    server: &AuthServer,
+    id: &ClientId,
+    secret: &str,
+) -> Result<bk_domain::client::StoredSecret, OAuthError> {
+    let (master, cid, s) = (server.master.clone(), id.to_string(), secret.to_owned());
+    // bcrypt runs off the async threads.
+    tokio::task::spawn_blocking(move || bk_crypto::client_secret::protect(&master, &cid, &s))
+        .await
+        .map_err(|_| OAuthError::server_error())?
+        .map_err(|_| OAuthError::server_error())
+}
+
+/// The client and its registration, if `headers` carry that registration's access token. Every
+/// failure is the same 401 (RFC 7592 §2: a token for another client, for a deleted client, or no
+/// such client at all are indistinguishable).
+async fn authenticate(
+    server: &AuthServer,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Client, Registration, String), OAuthError> {
+    let denied = || OAuthError::invalid_token("the registration access token is missing, invalid or revoked");
+    let token =
+        bk_access::bearer_token(headers).filter(|t| t.starts_with(REGISTRATION_TOKEN_PREFIX)).ok_or_else(denied)?;
+    if id.len() > 100 {
+        return Err(denied());
+    }
+    let id = ClientId::from_string(id.to_owned());
+    let reg = server.store.registration(&id).await?.ok_or_else(denied)?;
+    if !ct_eq(&token_hash(token), &reg.token_hash) {
+        return Err(denied());
+    }
+    let client = server.store.client(&id).await?.ok_or_else(denied)?;
+    Ok((client, reg, token.to_owned()))
+}
+
+/// `GET /api/v1/auth/register/{client_id}` (RFC 7592 §2.1): the registration as it stands. The
+/// token presented stays valid and is returned; a confidential client's secret is not (it was
+/// shown once, at registration).
+pub async fn read(
+    State(server): State<Arc<AuthServer>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
+    let (client, reg, token) = authenticate(&server, &headers, &id).await?;
+    Ok(information(&server, &client, &reg, &token, None, &client.redirect_uris))
+}
+
+/// `PUT /api/v1/auth/register/{client_id}` (RFC 7592 §2.2): replaces the registration's metadata,
+/// under the same rules as registration, and rotates the registration access token. A client cannot
+/// change between public and confidential.
+pub async fn update(
+    State(server): State<Arc<AuthServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let (mut client, mut reg, _) = authenticate(&server, &headers, &id).await?;
+    let request = parse_metadata(&headers, &body)?;
+    if request.client_id.as_deref() != Some(client.id.as_str()) {
+        return Err(OAuthError::invalid_client_metadata("client_id is required and must be this client's"));
+    }
+    let accepted = accept(&server, &request)?;
+    if accepted.client_type != client.client_type {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "token_endpoint_auth_method cannot change a {} client into a {} one; register a new client",
+            client.client_type.as_str(),
+            accepted.client_type.as_str()
+        )));
+    }
+    if let Some(presented) = &request.client_secret {
+        let matches = match &client.secret {
+            Some(stored) => {
+                let (stored, p) = (stored.clone(), presented.clone());
+                tokio::task::spawn_blocking(move || bk_crypto::client_secret::verify(&p, &stored))
+                    .await
+                    .map_err(|_| OAuthError::server_error())?
+            }
+            None => false,
+        };
+        if !matches {
+            return Err(OAuthError::invalid_client_metadata("client_secret is not this client's current secret"));
+        }
+    }
+    let now = server.clock.now();
+    client.name = accepted.metadata.client_name.clone();
+    client.redirect_uris = accepted.metadata.redirect_uris.clone();
+    client.allowed_scopes = accepted.allowed_scopes;
+    client.updated_at = now;
+    let token = new_token(REGISTRATION_TOKEN_PREFIX);
+    reg.fingerprint = accepted.metadata.fingerprint();
+    reg.metadata = accepted.metadata;
+    reg.token_hash = token_hash(token.expose());
+    reg.updated_at = now;
+    if !server.store.update_registration(&reg, Some(&client)).await? {
+        return Err(OAuthError::invalid_token("the registration access token is missing, invalid or revoked"));
+    }
+    server.forget_client(&client.id);
+    tracing::info!(client = %client.id, ip = %peer.ip(), "client registration updated");
+    server.emit(
+        server
+            .event("client.registration_updated", Outcome::Success)
+            .client(&client.id)
+            .target(&client.id)
+            .ip(peer.ip())
+            .detail("name", client.name.clone()),
+    );
+    Ok(information(&server, &client, &reg, token.expose(), None, &client.redirect_uris))
+}
+
+/// `DELETE /api/v1/auth/register/{client_id}` (RFC 7592 §2.3): deletes the client and revokes every
+/// grant it holds; its registration access token dies with it.
+pub async fn delete(
+    State(server): State<Arc<AuthServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
+    let (client, _, _) = authenticate(&server, &headers, &id).await?;
+    if !server.store.delete_client(&client.id, server.clock.now()).await? {
+        return Err(OAuthError::invalid_token("the registration access token is missing, invalid or revoked"));
+    }
+    server.forget_client(&client.id);
+    tracing::info!(client = %client.id, ip = %peer.ip(), "client deleted its registration");
+    server.emit(
+        server
+            .event("client.registration_deleted", Outcome::Success)
+            .client(&client.id)
+            .target(&client.id)
+            .ip(peer.ip()),
+    );
+    Ok(no_store(StatusCode::NO_CONTENT.into_response()))
 }

@@ -50,18 +50,6 @@ pub enum SecretCheck {
     Throttled(i64),
 }
 
-/// The limiter key of a source address: an IPv4 address, or the /64 of an IPv6 address (one
-/// host usually holds a whole /64, so counting single IPv6 addresses would count nothing).
-pub fn source_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
-}
-
 impl SecretVerifier {
     pub fn new(key: MacKey, master: Arc<MasterKey>) -> Self {
         Self { key, master, verified: Mutex::default() }
@@ -102,7 +90,7 @@ impl SecretVerifier {
                 return SecretCheck::Valid;
             }
         }
-        let source = source_key(source);
+        let source = bk_domain::rate_limit::source_key(source);
         let throttled = limiter
             .retry_after(CLIENT_BUCKET, client.as_str(), FAILURES_PER_MINUTE_PER_CLIENT, 60)
             .await
@@ -145,7 +133,7 @@ impl SecretVerifier {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
 
     use bk_limits::{Limiter, LocalLimiter};
 
@@ -270,16 +258,5 @@ mod tests {
         assert_eq!(v.check(&limiter, &client, "bks_right", &s, A, NOW).await, SecretCheck::Valid);
         v.forget_client(&client);
         assert!(v.verified.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn sources_are_addresses_and_ipv6_slash_64s() {
-        assert_eq!(source_key(A), "192.0.2.1");
-        let v6: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse::<Ipv6Addr>().unwrap().into();
-        let same_64: IpAddr = "2001:db8:1:2::1".parse::<Ipv6Addr>().unwrap().into();
-        assert_eq!(source_key(v6), "2001:db8:1:2::/64");
-        assert_eq!(source_key(v6), source_key(same_64));
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap().into();
-        assert_eq!(source_key(mapped), "192.0.2.1", "IPv4-mapped is the IPv4 address");
     }
 }

@@ -6,6 +6,7 @@ use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType, StoredSecr
 use bk_domain::grant::RevocationReason;
 use bk_domain::ids::{AccountId, ClientId, TenantId};
 use bk_domain::ports::{ClientStore, ConsentStore, Result, StoreError};
+use bk_domain::registration::{DynamicClient, Registration};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -41,6 +42,32 @@ fn client_from_row(r: &AnyRow) -> Result<Client> {
         updated_at: r.try_get("updated_at").db()?,
     })
 }
+
+fn registration_from_row(r: &AnyRow) -> Result<Registration> {
+    let metadata: String = r.try_get("r_metadata").db()?;
+    Ok(Registration {
+        client_id: ClientId::from_string(r.try_get::<String, _>("r_client_id").db()?),
+        source: r.try_get("r_source").db()?,
+        fingerprint: r.try_get("r_fingerprint").db()?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|_| StoreError::Corrupt("client registration: bad metadata".into()))?,
+        token_hash: r.try_get("r_token_hash").db()?,
+        created_at: r.try_get("r_created_at").db()?,
+        updated_at: r.try_get("r_updated_at").db()?,
+    })
+}
+
+const REGISTRATION_COLUMNS: &str = "r.client_id AS r_client_id, r.source AS r_source, r.fingerprint AS r_fingerprint, \
+     r.metadata AS r_metadata, r.token_hash AS r_token_hash, r.created_at AS r_created_at, r.updated_at AS r_updated_at";
+
+/// The client columns qualified by the alias `c`, for joins.
+fn qualified_client_columns() -> String {
+    CLIENT_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Dynamically registered clients that never completed an authorization, created before `$1`.
+const UNUSED_DYNAMIC: &str = "SELECT c.id FROM clients c WHERE c.origin = 'dcr' AND c.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.client_id = c.id)";
 
 fn insert_query(c: &Client) -> Result<sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>> {
     Ok(sqlx::query(
@@ -180,6 +207,132 @@ impl ClientStore for SqlStore {
         revoke_created_pats(&mut tx, PatsCreatedBy::Client(id), now).await?;
         tx.commit().await.db()?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn insert_registered_client(&self, c: &Client, reg: &Registration) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        insert_query(c)?.execute(&mut *tx).await.db()?;
+        sqlx::query(
+            "INSERT INTO client_registrations (client_id, source, fingerprint, metadata, token_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(reg.client_id.as_str())
+        .bind(&reg.source)
+        .bind(&reg.fingerprint)
+        .bind(to_json(&reg.metadata)?)
+        .bind(&reg.token_hash)
+        .bind(reg.created_at)
+        .bind(reg.updated_at)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(())
+    }
+
+    async fn reusable_registration(
+        &self,
+        source: &str,
+        fingerprint: &str,
+        since: UnixTime,
+    ) -> Result<Option<ClientId>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT r.client_id FROM client_registrations r JOIN clients c ON c.id = r.client_id \
+             WHERE r.source = $1 AND r.fingerprint = $2 AND r.created_at >= $3 \
+               AND c.deleted_at IS NULL AND c.client_type = 'public' AND c.origin = 'dcr' \
+             ORDER BY r.created_at DESC, r.client_id LIMIT 1",
+        )
+        .bind(source)
+        .bind(fingerprint)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await
+        .db()?;
+        Ok(id.map(ClientId::from_string))
+    }
+
+    async fn registration(&self, id: &ClientId) -> Result<Option<Registration>> {
+        let sql = format!(
+            "SELECT {REGISTRATION_COLUMNS} FROM client_registrations r JOIN clients c ON c.id = r.client_id \
+             WHERE r.client_id = $1 AND c.deleted_at IS NULL"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.pool).await.db()?;
+        row.map(|r| registration_from_row(&r)).transpose()
+    }
+
+    async fn update_registration(&self, reg: &Registration, client: Option<&Client>) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // Only a live client's registration changes: a deleted client's token manages nothing.
+        let r = sqlx::query(
+            "UPDATE client_registrations SET fingerprint = $2, metadata = $3, token_hash = $4, updated_at = $5 \
+             WHERE client_id = $1 AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $1 AND c.deleted_at IS NULL)",
+        )
+        .bind(reg.client_id.as_str())
+        .bind(&reg.fingerprint)
+        .bind(to_json(&reg.metadata)?)
+        .bind(&reg.token_hash)
+        .bind(reg.updated_at)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await.db()?;
+            return Ok(false);
+        }
+        if let Some(c) = client {
+            sqlx::query(
+                "UPDATE clients SET name = $2, redirect_uris = $3, allowed_scopes = $4, updated_at = $5 \
+                 WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(c.id.as_str())
+            .bind(&c.name)
+            .bind(to_json(&c.redirect_uris)?)
+            .bind(c.allowed_scopes.to_string())
+            .bind(c.updated_at)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
+        tx.commit().await.db()?;
+        Ok(true)
+    }
+
+    async fn purge_unused_registrations(&self, registered_before: UnixTime) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        for table in [
+            "DELETE FROM client_registrations WHERE client_id IN",
+            "DELETE FROM authorization_codes WHERE client_id IN",
+            "DELETE FROM consents WHERE client_id IN",
+        ] {
+            let sql = format!("{table} ({UNUSED_DYNAMIC})");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(registered_before).execute(&mut *tx).await.db()?;
+        }
+        let sql = format!("DELETE FROM clients WHERE id IN ({UNUSED_DYNAMIC})");
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(registered_before).execute(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
+        Ok(n.rows_affected())
+    }
+
+    async fn dynamic_clients(&self) -> Result<Vec<DynamicClient>> {
+        let sql = format!(
+            "SELECT {}, {REGISTRATION_COLUMNS}, c.deleted_at AS c_deleted_at, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM sessions s WHERE s.client_id = c.id) THEN 1 ELSE 0 END AS BIGINT) AS used \
+             FROM clients c LEFT JOIN client_registrations r ON r.client_id = c.id \
+             WHERE c.origin = 'dcr' ORDER BY c.created_at, c.id",
+            qualified_client_columns()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.db()?;
+        rows.iter()
+            .map(|r| {
+                let has_registration = r.try_get::<Option<String>, _>("r_client_id").db()?.is_some();
+                Ok(DynamicClient {
+                    client: client_from_row(r)?,
+                    registration: if has_registration { Some(registration_from_row(r)?) } else { None },
+                    used: r.try_get::<i64, _>("used").db()? != 0,
+                    deleted: r.try_get::<Option<i64>, _>("c_deleted_at").db()?.is_some(),
+                })
+            })
+            .collect()
     }
 }
 

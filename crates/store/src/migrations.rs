@@ -16,6 +16,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "pat parent and quotas", include_str!("../migrations/sqlite/0006_pat_parent_and_quotas.sql")),
     (7, "browser sessions", include_str!("../migrations/sqlite/0007_browser_sessions.sql")),
     (8, "audit compact rows", include_str!("../migrations/sqlite/0008_audit_compact_rows.sql")),
+    (9, "client registrations", include_str!("../migrations/sqlite/0009_client_registrations.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -26,6 +27,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "pat parent and quotas", include_str!("../migrations/postgres/0006_pat_parent_and_quotas.sql")),
     (7, "browser sessions", include_str!("../migrations/postgres/0007_browser_sessions.sql")),
     (8, "audit compact rows", include_str!("../migrations/postgres/0008_audit_compact_rows.sql")),
+    (9, "client registrations", include_str!("../migrations/postgres/0009_client_registrations.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -65,7 +65,7 @@ pub async fn authorize(State(state): State<Arc<WebState>>, headers: HeaderMap, R
         let res = see_other(&format!("/login?{}", encode(&[("next".into(), next)])));
         return if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res };
     };
-    let remembered = match state.auth.store.has_consent(&account.id, &req.client.id, &req.consent_key()).await {
+    let remembered = match remembers_consent(&state, &account.id, &req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "consent lookup failed");
@@ -83,6 +83,18 @@ pub async fn authorize(State(state): State<Arc<WebState>>, headers: HeaderMap, R
         return see_other(&format!("/consent?{}", encode(&req.raw)));
     }
     issue(&state, &req, &account.id, auth_time).await
+}
+
+/// Has the person approved exactly this grant for this client before, and may that be remembered?
+async fn remembers_consent(
+    state: &WebState,
+    account: &bk_domain::ids::AccountId,
+    req: &AuthorizeRequest,
+) -> Result<bool, bk_domain::ports::StoreError> {
+    if !req.client.remembers_consent() {
+        return Ok(false);
+    }
+    state.auth.store.has_consent(account, &req.client.id, &req.consent_key()).await
 }
 
 async fn issue(
@@ -191,8 +203,9 @@ pub async fn consent_decision(State(state): State<Arc<WebState>>, headers: Heade
     };
     match field(&form, "decision") {
         Some("approve") => {
-            if let Err(e) =
-                state.auth.store.remember_consent(&account.id, &req.client.id, &req.consent_key(), now).await
+            if req.client.remembers_consent()
+                && let Err(e) =
+                    state.auth.store.remember_consent(&account.id, &req.client.id, &req.consent_key(), now).await
             {
                 tracing::error!(error = %e, "remembering consent failed");
             }

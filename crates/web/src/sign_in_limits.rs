@@ -12,8 +12,6 @@
 //! field never becomes a key in clear, and keys have a fixed size), a source by its address (IPv6 by
 //! its /64, the block one subscriber usually holds).
 
-use std::net::IpAddr;
-
 use bk_crypto::secret::{hex, sha256};
 use bk_limits::Limiter;
 
@@ -33,19 +31,7 @@ pub struct SignInLimits {
     pub per_account: u32,
 }
 
-/// The limiter key of a source address: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64.
-pub(crate) fn source_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
+pub(crate) use bk_domain::rate_limit::source_key;
 
 /// The limiter key of an account name (the normalised email, existing or not).
 fn account_key(email: &str) -> String {
@@ -87,16 +73,6 @@ mod tests {
     use bk_limits::LocalLimiter;
 
     const LIMITS: SignInLimits = SignInLimits { per_account_and_source: 2, per_source: 5, per_account: 3 };
-
-    #[test]
-    fn sources_are_addresses_and_ipv6_networks() {
-        assert_eq!(source_key("203.0.113.7".parse().unwrap()), "203.0.113.7");
-        assert_eq!(source_key("::ffff:203.0.113.7".parse().unwrap()), "203.0.113.7");
-        let a = source_key("2001:db8:1:2:aaaa::1".parse().unwrap());
-        assert_eq!(a, "2001:db8:1:2::/64");
-        assert_eq!(a, source_key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap()), "one /64 is one source");
-        assert_ne!(a, source_key("2001:db8:1:3::1".parse().unwrap()));
-    }
 
     #[test]
     fn account_keys_are_fixed_size_digests() {

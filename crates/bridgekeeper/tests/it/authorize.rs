@@ -11,6 +11,26 @@ async fn setup(email: &str) -> (Server, Flow, String) {
     (server, flow, client_id)
 }
 
+/// A client the operator created (public): its person's consent can be remembered, unlike a
+/// dynamically registered client's.
+async fn setup_operator_client(email: &str) -> (Server, Flow, String) {
+    let server = Server::start();
+    let flow = Flow::signup(&server, email).await;
+    let op = crate::harness::operator_token(&server);
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/api/v1/auth-clients"))
+        .bearer_auth(&op)
+        .json(&serde_json::json!({"name": "Vetted", "type": "public", "redirectUris": [CB]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["clientId"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+    (server, flow, id)
+}
+
 fn url_with(flow: &Flow, pairs: &[(&str, &str)]) -> String {
     let mut u = url::Url::parse(&flow.url("/api/v1/auth/authorize")).unwrap();
     for (k, v) in pairs {
@@ -154,8 +174,8 @@ async fn pages_refuse_framing() {
 
 #[tokio::test]
 async fn consent_is_remembered_per_client_and_scopes() {
-    let (_s, flow, client_id) = setup("j@example.com").await;
-    // First time: the DCR client is asked.
+    let (_s, flow, client_id) = setup_operator_client("j@example.com").await;
+    // First time: the client is asked.
     let first = flow.http.get(flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).send().await.unwrap();
     assert!(location(&first).starts_with("/consent?"));
     flow.approve(&flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).await;
@@ -211,7 +231,7 @@ async fn client_name_is_escaped_on_the_consent_page() {
 
 #[tokio::test]
 async fn remembered_consent_does_not_cover_wider_restrictions() {
-    let (_s, flow, client_id) = setup("wider@example.com").await;
+    let (_s, flow, client_id) = setup_operator_client("wider@example.com").await;
     let with = |perms: &str| {
         let mut u = url::Url::parse(&flow.authorize_url(&client_id, CB, "universal-mcp-read", "s")).unwrap();
         u.query_pairs_mut()

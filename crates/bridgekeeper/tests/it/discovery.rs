@@ -88,10 +88,13 @@ async fn http_redirect_only_on_loopback() {
 #[tokio::test]
 async fn dcr_rate_limited_per_ip() {
     let server = Server::start();
+    // Five different clients (identical registrations would reuse one and spend nothing).
     for i in 0..5 {
-        let res =
-            register(&server, json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}))
-                .await;
+        let res = register(
+            &server,
+            json!({"redirect_uris": [format!("http://127.0.0.1/cb{i}")], "token_endpoint_auth_method": "none"}),
+        )
+        .await;
         assert_eq!(res.status(), 201, "registration {i}");
     }
     let res =

@@ -357,12 +357,15 @@ impl Flow {
         format!("{}{}", self.base, path)
     }
 
-    /// Registers a public client by DCR; returns its client_id.
+    /// Registers a new public client by DCR; returns its client_id. Each call names its client
+    /// differently, so that it is a new client (identical registrations reuse one).
     pub async fn register(&self, redirect_uri: &str, scope: &str) -> String {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let res = reqwest::Client::new()
             .post(self.url("/api/v1/auth/register"))
             .json(&serde_json::json!({
-                "client_name": "Test client",
+                "client_name": format!("Test client {n}"),
                 "redirect_uris": [redirect_uri],
                 "grant_types": ["authorization_code", "refresh_token"],
                 "response_types": ["code"],

@@ -15,6 +15,7 @@ mod multi_instance;
 mod oidc;
 mod pages;
 mod pat;
+mod registration;
 mod security_audit_stream;
 mod security_browser_sessions;
 mod security_client_lockout;

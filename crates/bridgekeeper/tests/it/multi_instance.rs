@@ -132,10 +132,13 @@ fn unique_prefix() -> String {
     )
 }
 
+/// Registers a new public client (each call a different one: identical registrations reuse one).
 async fn register(base: &str) -> u16 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     reqwest::Client::new()
         .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "token_endpoint_auth_method": "none"}))
+        .json(&json!({"redirect_uris": [format!("http://127.0.0.1:9/cb{n}")], "token_endpoint_auth_method": "none"}))
         .send()
         .await
         .unwrap()

@@ -6,6 +6,7 @@ use super::Result;
 use crate::UnixTime;
 use crate::client::Client;
 use crate::ids::{AccountId, ClientId, TenantId};
+use crate::registration::{DynamicClient, Registration};
 
 #[async_trait]
 pub trait ClientStore: Send + Sync {
@@ -23,6 +24,24 @@ pub trait ClientStore: Send + Sync {
     /// Deletes a client and revokes every session it holds, and every PAT those sessions' tokens
     /// created (transitively); false if absent.
     async fn delete_client(&self, id: &ClientId, now: UnixTime) -> Result<bool>;
+
+    /// Inserts a dynamically registered client and its registration record, together.
+    async fn insert_registered_client(&self, client: &Client, registration: &Registration) -> Result<()>;
+    /// The newest live public client registered from `source` with this metadata fingerprint at or
+    /// after `since`, if any.
+    async fn reusable_registration(&self, source: &str, fingerprint: &str, since: UnixTime)
+    -> Result<Option<ClientId>>;
+    /// The registration record of a live client.
+    async fn registration(&self, id: &ClientId) -> Result<Option<Registration>>;
+    /// Stores a registration's new token digest and metadata and, with `client`, the client's own
+    /// fields too, in one transaction; false (changing nothing) if the client is gone.
+    async fn update_registration(&self, registration: &Registration, client: Option<&Client>) -> Result<bool>;
+    /// Deletes, with their registration records, codes and remembered consent, the dynamically
+    /// registered clients created before `registered_before` that never completed an authorization
+    /// (no session was ever created for them); returns how many.
+    async fn purge_unused_registrations(&self, registered_before: UnixTime) -> Result<u64>;
+    /// Every dynamically registered client still stored (deleted ones included), oldest first.
+    async fn dynamic_clients(&self) -> Result<Vec<DynamicClient>>;
 }
 
 #[async_trait]
