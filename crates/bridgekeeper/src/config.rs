@@ -25,6 +25,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub limits: LimitConfig,
     pub registration: RegistrationConfig,
+    pub client_metadata_documents: ClientDocumentsConfig,
     pub mcp: McpConfig,
     pub audit: AuditSection,
     pub redis: RedisConfig,
@@ -218,6 +219,29 @@ impl Default for RegistrationConfig {
     }
 }
 
+/// Client ID Metadata Documents: a `client_id` that is an HTTPS URL names the client's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientDocumentsConfig {
+    /// Accept them (advertised as `client_id_metadata_document_supported`).
+    pub enabled: bool,
+    /// Fetch documents from loopback and private addresses too. Development only: it lets anyone
+    /// who can start an authorization make this server send requests into its own network.
+    pub allow_private_addresses: bool,
+    /// A PEM file of CA certificates trusted for fetching documents, besides the system's.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Largest document accepted (the draft recommends 5 KB).
+    pub max_bytes: usize,
+    /// Time for the whole fetch.
+    pub timeout_ms: u64,
+}
+
+impl Default for ClientDocumentsConfig {
+    fn default() -> Self {
+        Self { enabled: true, allow_private_addresses: false, extra_ca_file: None, max_bytes: 5120, timeout_ms: 5000 }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -254,6 +278,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             limits: LimitConfig::default(),
             registration: RegistrationConfig::default(),
+            client_metadata_documents: ClientDocumentsConfig::default(),
             mcp: McpConfig::default(),
             audit: AuditSection::default(),
             redis: RedisConfig::default(),
@@ -382,6 +407,11 @@ impl Config {
         }
         if !(0..=30 * 86_400).contains(&self.registration.reuse_window_secs) {
             bail!("registration.reuse_window_secs must be 0 (never reuse) to 2592000 (30 days)");
+        }
+        if !(256..=1_048_576).contains(&self.client_metadata_documents.max_bytes)
+            || !(100..=60_000).contains(&self.client_metadata_documents.timeout_ms)
+        {
+            bail!("client_metadata_documents: max_bytes must be 256 to 1048576 and timeout_ms 100 to 60000");
         }
         if self.registration.unused_ttl_secs < 1 {
             bail!("registration.unused_ttl_secs must be at least 1");

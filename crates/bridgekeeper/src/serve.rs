@@ -142,7 +142,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         clock.clone(),
         issuer.clone(),
     ));
-    let auth = Arc::new(AuthServer::new(
+    let mut auth = AuthServer::new(
         sql.clone(),
         keys,
         clock.clone(),
@@ -166,7 +166,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         master.clone(),
         audit.clone(),
         limiter.clone(),
-    ));
+    );
+    auth.documents = client_documents(&config.client_metadata_documents, sql.clone())?;
+    let auth = Arc::new(auth);
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
@@ -319,6 +321,37 @@ async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit:
             Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
         }
     }
+}
+
+/// The fetcher of client metadata documents, as configured (none when they are not accepted).
+fn client_documents(
+    config: &crate::config::ClientDocumentsConfig,
+    store: Arc<dyn bk_oauth::AuthStore>,
+) -> anyhow::Result<Option<Arc<bk_oauth::documents::ClientDocuments>>> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let extra_roots_pem = match &config.extra_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read client_metadata_documents.extra_ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if config.allow_private_addresses {
+        tracing::warn!(
+            "client_metadata_documents.allow_private_addresses is on: documents are fetched from loopback and private \
+             addresses too (development only)"
+        );
+    }
+    let fetcher = bk_outbound::SafeFetcher::new(bk_outbound::FetchPolicy {
+        allow_private_addresses: config.allow_private_addresses,
+        extra_roots_pem,
+        timeout: std::time::Duration::from_millis(config.timeout_ms),
+        max_body_bytes: config.max_bytes,
+    })
+    .map_err(|e| anyhow::anyhow!("client_metadata_documents: {e}"))?;
+    Ok(Some(Arc::new(bk_oauth::documents::ClientDocuments::new(fetcher, store))))
 }
 
 /// Deletes dynamically registered clients that never completed an authorization within `ttl_secs`

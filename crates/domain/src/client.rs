@@ -62,6 +62,8 @@ impl ClientType {
 pub enum ClientOrigin {
     Dynamic,
     Manual,
+    /// Described by a client ID metadata document at its `client_id` URL.
+    Document,
 }
 
 impl ClientOrigin {
@@ -69,12 +71,14 @@ impl ClientOrigin {
         match self {
             ClientOrigin::Dynamic => "dcr",
             ClientOrigin::Manual => "manual",
+            ClientOrigin::Document => "cimd",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "dcr" => Some(ClientOrigin::Dynamic),
             "manual" => Some(ClientOrigin::Manual),
+            "cimd" => Some(ClientOrigin::Document),
             _ => None,
         }
     }
@@ -182,6 +186,9 @@ pub enum Registrant {
     Account(AccountId),
     /// Registered itself through dynamic client registration: not vetted.
     ItSelf,
+    /// Described by a metadata document on this host (its `client_id` URL's): not vetted, but
+    /// whoever controls that host vouches for it.
+    Document { host: String },
 }
 
 impl Registrant {
@@ -196,6 +203,12 @@ impl Client {
     pub fn registrant(&self) -> Registrant {
         match (self.origin, &self.owner) {
             (ClientOrigin::Dynamic, _) => Registrant::ItSelf,
+            (ClientOrigin::Document, _) => Registrant::Document {
+                host: url::Url::parse(self.id.as_str())
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            },
             (ClientOrigin::Manual, Some(owner)) => Registrant::Account(owner.clone()),
             (ClientOrigin::Manual, None) => Registrant::Operator,
         }
@@ -204,8 +217,17 @@ impl Client {
     /// May the person's consent to this client be remembered? Not for a dynamically registered
     /// client: any local program can present a public loopback client's id, so the person approves
     /// each new authorization it starts (refreshing an existing grant is unaffected).
+    ///
+    /// Nor for a metadata-document client that can be sent to a loopback address: its document is
+    /// public, so any local program can present its id and receive the code there.
     pub fn remembers_consent(&self) -> bool {
-        self.origin != ClientOrigin::Dynamic
+        match self.origin {
+            ClientOrigin::Dynamic => false,
+            ClientOrigin::Document => {
+                !self.redirect_uris.iter().any(|u| url::Url::parse(u).is_ok_and(|u| redirect::is_loopback(&u)))
+            }
+            ClientOrigin::Manual => true,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use bk_crypto::secret::{new_token, token_hash};
 use bk_domain::UnixTime;
 use bk_domain::client::Client;
 use bk_domain::code::AuthorizationCode;
-use bk_domain::ids::{AccountId, ClientId};
+use bk_domain::ids::AccountId;
 use bk_domain::pkce::CodeChallenge;
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::ScopeSet;
@@ -70,6 +70,16 @@ pub enum AuthorizeError {
     Redirect(String),
 }
 
+/// The redirect URI a request for `client` names (or its only one), if registered.
+fn redirect_of(client: &bk_domain::client::Client, map: &HashMap<&str, &str>) -> Result<String, String> {
+    match map.get("redirect_uri") {
+        Some(uri) if client.redirect_uri_allowed(uri) => Ok((*uri).to_owned()),
+        Some(_) => Err("The redirect_uri is not registered for this application.".into()),
+        None if client.redirect_uris.len() == 1 => Ok(client.redirect_uris[0].clone()),
+        None => Err("The request has no redirect_uri.".into()),
+    }
+}
+
 impl AuthServer {
     /// Validates raw authorization-request parameters.
     pub async fn validate_authorize(&self, params: &[(String, String)]) -> Result<AuthorizeRequest, AuthorizeError> {
@@ -91,14 +101,12 @@ impl AuthServer {
                 ));
             }
         }
-        let redirect_uri = self.redirect_target(&map).await.map_err(AuthorizeError::Page)?;
-        let client_id = ClientId::from_string(map.get("client_id").copied().unwrap_or_default());
-        let client = self
-            .store
-            .client(&client_id)
-            .await
-            .map_err(|_| AuthorizeError::Page("The server could not look up the application.".into()))?
-            .ok_or_else(|| AuthorizeError::Page("Unknown application (client_id).".into()))?;
+        let Some(client_id) = map.get("client_id").copied() else {
+            return Err(AuthorizeError::Page("The request has no client_id.".into()));
+        };
+        // One lookup per request (a metadata document is fetched at most once).
+        let client = self.authorizing_client(client_id).await.map_err(AuthorizeError::Page)?;
+        let redirect_uri = redirect_of(&client, &map).map_err(AuthorizeError::Page)?;
         let fail = |code: &str, desc: &str| self.error_redirect(&redirect_uri, &map, code, desc);
 
         match map.get("response_type").copied() {
@@ -155,18 +163,8 @@ impl AuthServer {
         let Some(client_id) = map.get("client_id") else {
             return Err("The request has no client_id.".into());
         };
-        let client = self
-            .store
-            .client(&ClientId::from_string(*client_id))
-            .await
-            .map_err(|_| "The server could not look up the application.".to_owned())?
-            .ok_or_else(|| "Unknown application (client_id).".to_owned())?;
-        match map.get("redirect_uri") {
-            Some(uri) if client.redirect_uri_allowed(uri) => Ok((*uri).to_owned()),
-            Some(_) => Err("The redirect_uri is not registered for this application.".into()),
-            None if client.redirect_uris.len() == 1 => Ok(client.redirect_uris[0].clone()),
-            None => Err("The request has no redirect_uri.".into()),
-        }
+        let client = self.authorizing_client(client_id).await?;
+        redirect_of(&client, map)
     }
 
     fn error_redirect(&self, redirect_uri: &str, map: &HashMap<&str, &str>, code: &str, desc: &str) -> AuthorizeError {

@@ -35,7 +35,7 @@ fn metadata(s: &AuthServer) -> Value {
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": false,
+        "client_id_metadata_document_supported": s.documents.is_some(),
         "service_documentation": format!("{i}/"),
     })
 }

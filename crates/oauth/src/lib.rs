@@ -8,6 +8,7 @@
 pub mod authorize;
 mod client_auth;
 mod discovery;
+pub mod documents;
 pub mod error;
 mod form;
 mod grant_types;
@@ -103,6 +104,8 @@ pub struct AuthServer {
     /// Resource servers registered to introspect the tokens meant for them (none can be registered
     /// yet: `/mcp` is served here and verifies its tokens itself).
     pub resource_servers: Vec<bk_domain::access::ResourceServer>,
+    /// Client ID Metadata Documents (`client_id` = an HTTPS URL), when accepted.
+    pub documents: Option<Arc<documents::ClientDocuments>>,
 }
 
 impl AuthServer {
@@ -139,6 +142,7 @@ impl AuthServer {
             clients: bk_access::cache::TtlCache::new(1000, 10_000),
             audit,
             resource_servers: Vec::new(),
+            documents: None,
         }
     }
 
@@ -159,12 +163,46 @@ impl AuthServer {
         id: &bk_domain::ids::ClientId,
     ) -> Result<Option<bk_domain::client::Client>, bk_domain::ports::StoreError> {
         let now_ms = self.clock.now_ms();
+        if bk_domain::client_metadata::is_document_client_id(id.as_str()) {
+            return match &self.documents {
+                Some(d) => d.known(id.as_str(), now_ms).await.map_err(|e| match e {
+                    documents::DocumentFailure::Store(e) => e,
+                    documents::DocumentFailure::Unusable(why) => bk_domain::ports::StoreError::Corrupt(why),
+                }),
+                None => Ok(None),
+            };
+        }
         if let Some(c) = self.clients.get(id, now_ms) {
             return Ok(c);
         }
         let c = self.store.client(id).await?;
         self.clients.put(id.clone(), c.clone(), now_ms);
         Ok(c)
+    }
+
+    /// The client an authorization request names, as of now (a metadata document is fetched unless
+    /// fresh in the cache), or what to tell the person when it cannot be used.
+    pub async fn authorizing_client(&self, client_id: &str) -> Result<bk_domain::client::Client, String> {
+        if bk_domain::client_metadata::is_document_client_id(client_id) {
+            let Some(documents) = &self.documents else {
+                return Err("This server does not accept client metadata documents (a client_id that is a URL).".into());
+            };
+            let shown: String = client_id.chars().take(200).collect();
+            return documents.fresh(client_id, self.clock.now_ms()).await.map_err(|e| match e {
+                documents::DocumentFailure::Unusable(why) => {
+                    format!("The application's metadata document ({shown}) cannot be used: {why}.")
+                }
+                documents::DocumentFailure::Store(e) => {
+                    tracing::error!(error = %e, "storing a document client failed");
+                    "The server could not look up the application.".to_owned()
+                }
+            });
+        }
+        self.store
+            .client(&bk_domain::ids::ClientId::from_string(client_id.to_owned()))
+            .await
+            .map_err(|_| "The server could not look up the application.".to_owned())?
+            .ok_or_else(|| "Unknown application (client_id).".to_owned())
     }
 
     /// Forgets a cached client after it changed on this instance.

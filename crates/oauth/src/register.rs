@@ -106,6 +106,9 @@ fn accept(server: &AuthServer, meta: &MetadataRequest) -> Result<Accepted, OAuth
             )));
         }
     };
+    if let Some(t) = &application_type {
+        bk_domain::client_metadata::check_application_type(t, &uris).map_err(OAuthError::invalid_redirect_uri)?;
+    }
     let software = |field: &str, v: &Option<String>| -> Result<Option<String>, OAuthError> {
         match v {
             Some(s) if s.chars().count() > 200 || s.chars().any(char::is_control) => {

@@ -209,6 +209,29 @@ impl ClientStore for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn upsert_document_client(&self, c: &Client) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO clients (id, name, client_type, role, origin, redirect_uris, allowed_scopes, allowed_providers, \
+             domains, branding, secret_bcrypt, secret_sealed, owner_account_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, NULL, NULL, NULL, NULL, $9, $9) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, redirect_uris = excluded.redirect_uris, \
+             allowed_scopes = excluded.allowed_scopes, updated_at = excluded.updated_at WHERE clients.origin = 'cimd'",
+        )
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(c.client_type.as_str())
+        .bind(c.role.as_str())
+        .bind(c.origin.as_str())
+        .bind(to_json(&c.redirect_uris)?)
+        .bind(c.allowed_scopes.to_string())
+        .bind(to_json(&c.domains)?)
+        .bind(c.updated_at)
+        .execute(&self.writer)
+        .await
+        .db()?;
+        Ok(())
+    }
+
     async fn insert_registered_client(&self, c: &Client, reg: &Registration) -> Result<()> {
         let mut tx = self.begin_write().await?;
         insert_query(c)?.execute(&mut *tx).await.db()?;

@@ -155,11 +155,13 @@ pub async fn consent_page(State(state): State<Arc<WebState>>, headers: HeaderMap
 }
 
 /// Who registered a client the operator has not vetted, for the consent page's warning (nothing
-/// for an operator's client): the app itself (dynamic registration) or the owner's email.
+/// for an operator's client): the app itself (dynamic registration), the host of its metadata
+/// document, or the owner's email.
 async fn registered_by(state: &WebState, client: &bk_domain::client::Client) -> Option<minijinja::Value> {
     match client.registrant() {
         Registrant::Operator => None,
         Registrant::ItSelf => Some(context! { by_itself => true }),
+        Registrant::Document { host } => Some(context! { by_itself => false, document_host => host }),
         Registrant::Account(owner) => {
             let email = match state.auth.store.account(&owner).await {
                 Ok(Some(a)) => a.email,

@@ -4,6 +4,7 @@
 mod audit;
 mod authorize;
 mod cli;
+mod client_metadata;
 mod clients;
 mod discovery;
 mod durability;

@@ -361,3 +361,29 @@ async fn security_dynamic_clients_are_asked_for_consent_every_time() {
     let loc = location(&res);
     assert_eq!(query_param(&loc, "error").as_deref(), Some("consent_required"), "{loc}");
 }
+
+#[tokio::test]
+async fn application_type_decides_which_redirect_uris_a_registration_may_have() {
+    let server = Server::start();
+    let with = |application_type: &str, uri: &str| {
+        let mut m = metadata(uri);
+        m["application_type"] = json!(application_type);
+        m
+    };
+    for (t, uri, status) in [
+        ("native", "http://127.0.0.1:9/callback", 201),
+        ("native", "com.example.app:/callback", 201),
+        ("native", "https://app.example/callback", 400),
+        ("web", "https://app.example/callback", 201),
+        ("web", "http://localhost:9/callback", 400),
+        ("desktop", "https://app.example/callback", 400),
+    ] {
+        let (s, body) = register(&server, &with(t, uri)).await;
+        assert_eq!(s, status, "{t} {uri}: {body}");
+        if s == 400 {
+            assert!(body["error"] == "invalid_redirect_uri" || body["error"] == "invalid_client_metadata", "{body}");
+        } else {
+            assert_eq!(body["application_type"], t);
+        }
+    }
+}

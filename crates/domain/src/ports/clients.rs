@@ -25,6 +25,9 @@ pub trait ClientStore: Send + Sync {
     /// created (transitively); false if absent.
     async fn delete_client(&self, id: &ClientId, now: UnixTime) -> Result<bool>;
 
+    /// Stores (or refreshes) the client a metadata document describes, keyed by its URL; a client
+    /// registered any other way is never overwritten.
+    async fn upsert_document_client(&self, client: &Client) -> Result<()>;
     /// Inserts a dynamically registered client and its registration record, together.
     async fn insert_registered_client(&self, client: &Client, registration: &Registration) -> Result<()>;
     /// The newest live public client registered from `source` with this metadata fingerprint at or
