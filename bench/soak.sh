@@ -279,6 +279,10 @@ end = rows[-1]["rss_mb"]
 if end > warm * (1 + slack / 100) and end - warm > 8:
     fails.append(f"resident memory kept rising after warm-up: {warm:.1f} -> {end:.1f} MB")
 print(f"memory after warm-up {warm:.1f} MB, at the end {end:.1f} MB")
+busy = sorted(r["cpu_pct"] for r in rows if r.get("cpu_pct") is not None)
+if busy and busy[len(busy) // 2] > 90:
+    print(f"note: the machine's CPU was {busy[len(busy) // 2]:.0f}% busy in the median window (server and load generators "
+          "share it): latency then measures queueing for CPU; lower SOAK_SHARE to read the server's own latency")
 print(f"SIGKILL under load: log at the kill {int(wal_kill) / 2**20:.1f} MB; ready again after {restart_s} s; log 2 s later {int(wal_after) / 2**20:.1f} MB")
 if float(restart_s) > 5:
     fails.append(f"restart to ready took {restart_s} s (> 5 s)")
