@@ -1,6 +1,10 @@
 //! MCP method dispatch: `initialize`, `ping`, `logging/setLevel`, `tools/list` and `tools/call`.
-//! Method-level scope checks answer 403 `insufficient_scope` (so a client can step up); which tools
-//! a caller sees and may call is the registry's, under `crate::policy`.
+//! Method-level scope checks (`scope_refusal`) answer 403 `insufficient_scope` (so a client can step
+//! up); which tools a caller sees and may call is the registry's, under `crate::policy`. The scope
+//! check, the tool list and the tool call are shared with the 2026-07-28 path (`crate::modern`),
+//! which frames their answers its own way.
+
+use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use axum::response::Response;
@@ -15,16 +19,64 @@ use crate::tools::ToolError;
 use crate::transport::{LATEST_VERSION, SESSION_HEADER, SUPPORTED_VERSIONS};
 use bk_access::AccessContext;
 
-const LOG_LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+/// MCP logging levels, least severe first.
+pub(crate) const LOG_LEVELS: &[&str] =
+    &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+pub(crate) const INSTRUCTIONS: &str =
+    "Tools of the signed-in account. Call whoami to see who you are and what this session may do.";
+
+/// Who answers (`serverInfo`, an MCP `Implementation`).
+pub(crate) fn server_info() -> Value {
+    json!({"name": "bridgekeeper", "title": "Bridgekeeper", "version": env!("CARGO_PKG_VERSION")})
+}
 
 /// The providers the caller's client may use (`None` = all).
 fn client_providers(ctx: &AccessContext) -> Option<&[String]> {
     ctx.client_providers.as_deref()
 }
 
+/// What a method asks of the caller's scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// See the server and its tools (`universal-mcp-read` or read-write).
+    Read,
+    /// Call tools (`universal-mcp-read-write`).
+    Call,
+}
+
+/// The method-level scope check of both protocol eras: the 403 `insufficient_scope` naming the
+/// scope that would allow the method, or `None` when the caller may go on.
+pub(crate) fn scope_refusal(gw: &Gateway, ctx: &AccessContext, need: Need) -> Option<Response> {
+    match need {
+        Need::Read if !ctx.scopes.allows_mcp_read() => Some(insufficient_scope(gw, Scope::McpRead)),
+        Need::Call if !ctx.scopes.allows_mcp_call() => Some(insufficient_scope(gw, Scope::McpReadWrite)),
+        Need::Read | Need::Call => None,
+    }
+}
+
+/// The answer to a request before it is framed: a result, or a JSON-RPC error.
+pub(crate) enum Reply {
+    Result(Value),
+    Error { code: i64, message: String },
+}
+
+/// A legacy answer: plain JSON-RPC in the request's framing.
+fn framed(framing: Framing, id: &Value, reply: Reply) -> Response {
+    match reply {
+        Reply::Result(r) => jsonrpc::result(framing, id, r),
+        Reply::Error { code, message } => jsonrpc::error(framing, id, code, &message),
+    }
+}
+
+/// `{"tools":[…]}` as this caller may see it (serialised once per visible set, see `Tools::list_json`).
+pub(crate) async fn tool_list(gw: &Gateway, ctx: &AccessContext) -> Arc<str> {
+    gw.tools.list_json(ctx, client_providers(ctx)).await
+}
+
 pub async fn initialize(gw: &Gateway, ctx: &AccessContext, id: &Value, params: &Value) -> Response {
-    if !ctx.scopes.allows_mcp_read() {
-        return insufficient_scope(gw, Scope::McpRead);
+    if let Some(res) = scope_refusal(gw, ctx, Need::Read) {
+        return res;
     }
     let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(LATEST_VERSION);
     let version = if SUPPORTED_VERSIONS.contains(&asked) { asked } else { LATEST_VERSION };
@@ -42,8 +94,8 @@ pub async fn initialize(gw: &Gateway, ctx: &AccessContext, id: &Value, params: &
         json!({
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": false}, "logging": {}},
-            "serverInfo": {"name": "bridgekeeper", "title": "Bridgekeeper", "version": env!("CARGO_PKG_VERSION")},
-            "instructions": "Tools of the signed-in account. Call whoami to see who you are and what this session may do.",
+            "serverInfo": server_info(),
+            "instructions": INSTRUCTIONS,
         }),
     );
     if let Ok(v) = HeaderValue::from_str(&session.id) {
@@ -61,10 +113,15 @@ pub async fn dispatch(
     method: &str,
     params: &Value,
 ) -> Response {
+    let need = match method {
+        "ping" | "tools/list" | "logging/setLevel" => Some(Need::Read),
+        "tools/call" => Some(Need::Call),
+        _ => None,
+    };
+    if let Some(res) = need.and_then(|need| scope_refusal(gw, ctx, need)) {
+        return res;
+    }
     match method {
-        "ping" | "tools/list" | "logging/setLevel" if !ctx.scopes.allows_mcp_read() => {
-            insufficient_scope(gw, Scope::McpRead)
-        }
         "ping" => jsonrpc::result(framing, id, json!({})),
         "logging/setLevel" => match params.get("level").and_then(Value::as_str) {
             Some(l) if LOG_LEVELS.contains(&l) => jsonrpc::result(framing, id, json!({})),
@@ -75,13 +132,8 @@ pub async fn dispatch(
                 &format!("params.level must be one of {}", LOG_LEVELS.join(", ")),
             ),
         },
-        "tools/list" => jsonrpc::result_raw(framing, id, &gw.tools.list_json(ctx, client_providers(ctx)).await),
-        "tools/call" => {
-            if !ctx.scopes.allows_mcp_call() {
-                return insufficient_scope(gw, Scope::McpReadWrite);
-            }
-            call_tool(gw, ctx, framing, version, id, params).await
-        }
+        "tools/list" => jsonrpc::result_raw(framing, id, &tool_list(gw, ctx).await),
+        "tools/call" => framed(framing, id, call_tool(gw, ctx, version, params).await),
         _ => jsonrpc::error(
             framing,
             id,
@@ -91,29 +143,24 @@ pub async fn dispatch(
     }
 }
 
-fn tool_error_result(framing: Framing, id: &Value, message: &str) -> Response {
-    jsonrpc::result(framing, id, json!({"content": [{"type": "text", "text": message}], "isError": true}))
+fn tool_error_result(message: &str) -> Reply {
+    Reply::Result(json!({"content": [{"type": "text", "text": message}], "isError": true}))
 }
 
-async fn call_tool(
-    gw: &Gateway,
-    ctx: &AccessContext,
-    framing: Framing,
-    version: &str,
-    id: &Value,
-    params: &Value,
-) -> Response {
+fn invalid_params(message: String) -> Reply {
+    Reply::Error { code: INVALID_PARAMS, message }
+}
+
+/// `tools/call` (the caller's `Need::Call` is checked): resolves the tool under the policy,
+/// validates the arguments, calls it and records the audit event. `version` is the protocol
+/// revision the call is made under.
+pub(crate) async fn call_tool(gw: &Gateway, ctx: &AccessContext, version: &str, params: &Value) -> Reply {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
-        return jsonrpc::error(framing, id, INVALID_PARAMS, "params.name (the tool name) is required");
+        return invalid_params("params.name (the tool name) is required".into());
     };
     // A tool the policy hides is answered exactly like one that does not exist.
     let Some(tool) = gw.tools.resolve(ctx, client_providers(ctx), name).await else {
-        return jsonrpc::error(
-            framing,
-            id,
-            INVALID_PARAMS,
-            &format!("unknown tool {}", name.chars().take(80).collect::<String>()),
-        );
+        return invalid_params(format!("unknown tool {}", name.chars().take(80).collect::<String>()));
     };
     let args = match params.get("arguments") {
         None | Some(Value::Null) => json!({}),
@@ -123,9 +170,9 @@ async fn call_tool(
     // correct; before that, a JSON-RPC invalid-params error. Either way the message names the field.
     let invalid = |message: &str| {
         if version >= "2025-11-25" {
-            tool_error_result(framing, id, &format!("invalid arguments: {message}"))
+            tool_error_result(&format!("invalid arguments: {message}"))
         } else {
-            jsonrpc::error(framing, id, INVALID_PARAMS, &format!("invalid arguments: {message}"))
+            invalid_params(format!("invalid arguments: {message}"))
         }
     };
     if let Err(why) = crate::schema::validate(&tool.descriptor().input_schema, &args) {
@@ -155,9 +202,9 @@ async fn call_tool(
             if let Some(s) = out.structured {
                 result["structuredContent"] = s;
             }
-            jsonrpc::result(framing, id, result)
+            Reply::Result(result)
         }
         Err(ToolError::InvalidParams(m)) => invalid(&m),
-        Err(ToolError::Failed(m)) => tool_error_result(framing, id, &m),
+        Err(ToolError::Failed(m)) => tool_error_result(&m),
     }
 }

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 as `/mcp` speaks it: the error codes, how an answer is framed (plain JSON or one
-//! SSE message), and every response builder — results (built or pre-serialised), errors, and the
-//! transport-level refusals that have no request id to answer to.
+//! SSE message, or several on one stream), and every response builder — results (built or
+//! pre-serialised), errors (in-band, or with an HTTP status as the 2026-07-28 revision wants), and
+//! the transport-level refusals that have no request id to answer to.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,10 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL_ERROR: i64 = -32603;
+/// 2026-07-28: a standard header is missing, malformed, or disagrees with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request's protocol version is not one this server serves statelessly.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// How the answer to a request is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,14 +33,23 @@ fn json_body(status: StatusCode, body: String) -> Response {
 fn message_response(framing: Framing, message: String) -> Response {
     match framing {
         Framing::Json => json_body(StatusCode::OK, message),
-        Framing::Sse => {
-            let mut res = (StatusCode::OK, format!("event: message\ndata: {message}\n\n")).into_response();
-            let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            res
-        }
+        Framing::Sse => sse([message]),
     }
+}
+
+/// One SSE stream of JSON-RPC messages (notifications first, the response last).
+pub fn sse(messages: impl IntoIterator<Item = String>) -> Response {
+    let mut body = String::new();
+    for m in messages {
+        body.push_str("event: message\ndata: ");
+        body.push_str(&m);
+        body.push_str("\n\n");
+    }
+    let mut res = (StatusCode::OK, body).into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
 }
 
 fn id_json(id: &Value) -> String {
@@ -64,8 +78,28 @@ pub fn error(framing: Framing, id: &Value, code: i64, message: &str) -> Response
     )
 }
 
+/// An error answered with an HTTP status of its own (2026-07-28: 400 for a malformed request,
+/// 404 for an unknown method), always as plain JSON and always naming the request `id`.
+pub fn error_status(status: StatusCode, id: &Value, code: i64, message: &str, data: Option<Value>) -> Response {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(d) = data {
+        error["data"] = d;
+    }
+    json_body(status, json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string())
+}
+
+/// A JSON-RPC notification as one message.
+pub fn notification_text(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+/// A result response as one message.
+pub fn result_text(id: &Value, result: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
 pub fn result(framing: Framing, id: &Value, result: Value) -> Response {
-    message_response(framing, json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+    message_response(framing, result_text(id, result))
 }
 
 /// A result whose JSON is already serialised (the tool list) is spliced in without re-encoding.

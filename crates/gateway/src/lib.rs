@@ -1,13 +1,15 @@
 //! The MCP endpoint (`/mcp`, Streamable HTTP): host/origin checks, bearer authentication, the
 //! request context, MCP sessions, per-account limits, the transport, JSON-RPC dispatch, the tool
-//! registry and its sources. One policy (`policy`) decides per tool for both `tools/list` and
-//! `tools/call`.
+//! registry and its sources. Both protocol eras are served: the legacy session protocol
+//! (`initialize`, 2025-11-25 and earlier) and the stateless 2026-07-28 revision (`modern`). One
+//! policy (`policy`) decides per tool for both `tools/list` and `tools/call`, in both eras.
 
 #![forbid(unsafe_code)]
 
 mod auth;
 mod dispatch;
 mod jsonrpc;
+mod modern;
 mod origin;
 pub mod policy;
 mod rate;

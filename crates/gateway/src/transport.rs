@@ -1,9 +1,12 @@
-//! MCP over Streamable HTTP (spec 2025-11-25, also 2025-06-18 and 2025-03-26): the POST, GET and
-//! DELETE handlers of `/mcp`, and everything about a request before its method is dispatched.
+//! MCP over Streamable HTTP: the POST, GET and DELETE handlers of `/mcp`, and everything about a
+//! request before its method is dispatched. Two protocol eras share the endpoint: a POST whose body
+//! claims the 2026-07-28 revision (see `modern::claims`) is served statelessly by `crate::modern`;
+//! everything else is the legacy session protocol (spec 2025-11-25, also 2025-06-18 and 2025-03-26).
 //!
 //! Every request passes, in order: host/origin check (403) → bearer token (401/403) → per-account
-//! rate limit (429) → `MCP-Protocol-Version` (400) → body → session (`Mcp-Session-Id` from
-//! `initialize` on; 400 without, 404 unknown/ended/another account's) → dispatch.
+//! rate limit (429) → [2026-07-28 POSTs leave here for `crate::modern`] → `MCP-Protocol-Version`
+//! (400) → body → session (`Mcp-Session-Id` from `initialize` on; 400 without, 404
+//! unknown/ended/another account's) → dispatch.
 //! Answers are JSON; a `tools/call` from a client that accepts `text/event-stream` is answered as an
 //! SSE stream, unless `X-Response-Format: json` asks for plain JSON. A backend sending
 //! `X-Response-Format: json` may also call without a session (one-shot requests, as in reference 000).
@@ -20,6 +23,7 @@ use crate::Gateway;
 use crate::auth::authenticate;
 use crate::dispatch;
 use crate::jsonrpc::{self, Framing, INVALID_REQUEST, PARSE_ERROR, refuse};
+use crate::modern;
 use crate::session::Lookup;
 use bk_access::AccessContext;
 
@@ -29,15 +33,15 @@ pub const LATEST_VERSION: &str = "2025-11-25";
 const DEFAULT_VERSION: &str = "2025-03-26";
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn wants_plain_json(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_plain_json(headers: &HeaderMap) -> bool {
     header_str(headers, "x-response-format").is_some_and(|v| v.trim().eq_ignore_ascii_case("json"))
 }
 
-fn accepts(headers: &HeaderMap, media: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
     header_str(headers, "accept").is_some_and(|a| {
         a.split(',').any(|part| {
             let m = part.split(';').next().unwrap_or("").trim();
@@ -46,8 +50,18 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
     })
 }
 
-/// Steps shared by every method: host check, authentication, rate limit, protocol version.
+/// Steps shared by every method of the legacy protocol: host check, authentication, rate limit,
+/// protocol version.
 async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<AccessContext, Response> {
+    let ctx = admit_caller(gw, headers, uri).await?;
+    match legacy_version_refusal(headers) {
+        Some(res) => Err(res),
+        None => Ok(ctx),
+    }
+}
+
+/// Steps shared by every request of both eras: host check, authentication, rate limit.
+async fn admit_caller(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<AccessContext, Response> {
     if let Err(why) = gw.hosts.check(headers, uri) {
         tracing::warn!(reason = %why, "refused /mcp request (DNS-rebinding protection)");
         return Err(refuse(StatusCode::FORBIDDEN, INVALID_REQUEST, &format!("forbidden: {why}")));
@@ -65,10 +79,16 @@ async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<AccessCon
         }
         return Err(res);
     }
+    Ok(ctx)
+}
+
+/// The legacy protocol's `MCP-Protocol-Version` check (absent: assumed `DEFAULT_VERSION`): the
+/// 400 for an unsupported version, or `None`.
+fn legacy_version_refusal(headers: &HeaderMap) -> Option<Response> {
     if let Some(v) = header_str(headers, "mcp-protocol-version")
         && !SUPPORTED_VERSIONS.contains(&v)
     {
-        return Err(refuse(
+        return Some(refuse(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
             &format!(
@@ -78,7 +98,7 @@ async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<AccessCon
             ),
         ));
     }
-    Ok(ctx)
+    None
 }
 
 /// The live session named by `Mcp-Session-Id`, or the refusal.
@@ -103,10 +123,19 @@ async fn session_of(
 }
 
 pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let ctx = match admit(&gw, &headers, &uri).await {
+    let ctx = match admit_caller(&gw, &headers, &uri).await {
         Ok(c) => c,
         Err(res) => return res,
     };
+    // The body decides the era, so it is parsed here; a legacy request's parse error is still
+    // reported where it always was (after the version, content-type and Accept checks).
+    let parsed = serde_json::from_slice::<Value>(&body);
+    if modern::claims(&headers, parsed.as_ref().ok()) {
+        return modern::post(&gw, &ctx, &headers, parsed).await;
+    }
+    if let Some(res) = legacy_version_refusal(&headers) {
+        return res;
+    }
     let plain_json = wants_plain_json(&headers);
     if let Some(ct) = header_str(&headers, "content-type")
         && !ct.to_ascii_lowercase().starts_with("application/json")
@@ -124,7 +153,7 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
             "Accept must include application/json or text/event-stream",
         );
     }
-    let msg: Value = match serde_json::from_slice(&body) {
+    let msg: Value = match parsed {
         Ok(v) => v,
         Err(e) => {
             return refuse(StatusCode::BAD_REQUEST, PARSE_ERROR, &format!("the body is not JSON: {e}"));

@@ -11,6 +11,7 @@ mod durability;
 mod harness;
 mod health;
 mod mcp;
+mod mcp_2026;
 mod mcp_transport;
 mod multi_instance;
 mod oidc;

@@ -1,0 +1,318 @@
+//! The 2026-07-28 revision of `/mcp`, served statelessly beside the legacy session protocol. A POST
+//! whose `params._meta` names a protocol version, or whose `MCP-Protocol-Version` names a modern
+//! one, or that calls `server/discover`, comes here (`envelope::claims`) after the host check,
+//! the bearer token and the rate limit. No session is involved: `Mcp-Session-Id` is never read,
+//! minted or echoed; everything a request needs is in the request and its access token.
+//!
+//! Validation, in this order, each failure naming the key or header and echoing the request id:
+//! body (400 -32700 / -32600) → `_meta` envelope (400 -32602) → headers present but disagreeing
+//! with the body (400 -32020) → protocol version (400 -32022 listing `SUPPORTED_VERSIONS`) →
+//! required headers and `Mcp-Name` (400 -32020) → method (404 -32601 for what this revision
+//! removed or this server lacks) → the legacy path's own scope check and tool policy
+//! (`crate::dispatch`). Every result carries `resultType` and
+//! `_meta["io.modelcontextprotocol/serverInfo"]`; `server/discover` and the list results carry
+//! caching hints (`private` where the answer depends on the caller's grant).
+//!
+//! Not here yet: `subscriptions/listen` and multi-round-trip (`input_required`) results — listen
+//! answers 404/-32601 and no capability advertises list-change notifications.
+
+mod envelope;
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::Gateway;
+use crate::dispatch::{self, LOG_LEVELS, Need, Reply};
+use crate::jsonrpc::{
+    self, Framing, HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+};
+use crate::transport::{accepts, header_str, wants_plain_json};
+use bk_access::AccessContext;
+
+pub use envelope::claims;
+
+/// The revisions served statelessly (named in `server/discover` and in every -32022). The legacy
+/// revisions are reached through `initialize`, not through `_meta`, so they are not listed.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2026-07-28"];
+const REVISION: &str = "2026-07-28";
+
+const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// Caching hints (SEP-2549) of a result.
+#[derive(Clone, Copy)]
+struct Caching {
+    ttl_ms: u64,
+    scope: &'static str,
+}
+
+/// What depends on the caller's grant (tools, and later prompts and resources of its connections).
+const PER_GRANT: Caching = Caching { ttl_ms: 60_000, scope: "private" };
+/// The same for every caller.
+const DISCOVER: Caching = Caching { ttl_ms: 300_000, scope: "public" };
+
+/// Methods the 2026-07-28 revision removed, answered 404 with a message saying so.
+const REMOVED: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
+
+pub async fn post(
+    gw: &Gateway,
+    ctx: &AccessContext,
+    headers: &HeaderMap,
+    msg: Result<Value, serde_json::Error>,
+) -> Response {
+    let id = msg.as_ref().ok().and_then(|m| m.get("id")).filter(|i| i.is_string() || i.is_number()).cloned();
+    let echo = id.clone().unwrap_or(Value::Null);
+    let plain_json = wants_plain_json(headers);
+    if let Some(ct) = header_str(headers, "content-type")
+        && !ct.to_ascii_lowercase().starts_with("application/json")
+    {
+        return jsonrpc::error_status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &echo,
+            INVALID_REQUEST,
+            "the body must be application/json",
+            None,
+        );
+    }
+    if !plain_json
+        && headers.contains_key(axum::http::header::ACCEPT)
+        && !accepts(headers, "application/json")
+        && !accepts(headers, "text/event-stream")
+    {
+        return jsonrpc::error_status(
+            StatusCode::NOT_ACCEPTABLE,
+            &echo,
+            INVALID_REQUEST,
+            "Accept must include application/json or text/event-stream",
+            None,
+        );
+    }
+    let msg = match msg {
+        Ok(m) => m,
+        Err(e) => return bad_request(&Value::Null, PARSE_ERROR, &format!("the body is not JSON: {e}")),
+    };
+    let Some(obj) = msg.as_object() else {
+        return bad_request(&echo, INVALID_REQUEST, "expected one JSON-RPC message object (batches are not supported)");
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return bad_request(&echo, INVALID_REQUEST, "jsonrpc must be \"2.0\"");
+    }
+    if obj.contains_key("id") && id.is_none() {
+        return bad_request(&echo, INVALID_REQUEST, "id must be a string or a number");
+    }
+    let (Some(id), Some(method)) = (id, obj.get("method").and_then(Value::as_str)) else {
+        // Notifications (and stray responses) need no answer; none has an effect here.
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let params = obj.get("params");
+    let env = match envelope::read(params) {
+        Ok(e) => e,
+        Err(problems) => {
+            let (message, data) = envelope::describe(&problems);
+            return jsonrpc::error_status(StatusCode::BAD_REQUEST, &id, INVALID_PARAMS, &message, Some(data));
+        }
+    };
+    if let Err(message) = envelope::headers_agree(headers, env.version, method) {
+        return bad_request(&id, HEADER_MISMATCH, &message);
+    }
+    if !SUPPORTED_VERSIONS.contains(&env.version) {
+        return jsonrpc::error_status(
+            StatusCode::BAD_REQUEST,
+            &id,
+            UNSUPPORTED_PROTOCOL_VERSION,
+            &format!(
+                "Unsupported protocol version {}; supported: {} (earlier revisions: initialize)",
+                env.version.chars().take(40).collect::<String>(),
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+            Some(json!({"supported": SUPPORTED_VERSIONS, "requested": env.version})),
+        );
+    }
+    if let Err(message) = envelope::headers_present(headers, method, params) {
+        return bad_request(&id, HEADER_MISMATCH, &message);
+    }
+    let request = Request { id: &id, method, params, log_level: env.log_level, headers };
+    route(gw, ctx, &request).await
+}
+
+/// A request that passed validation.
+struct Request<'a> {
+    id: &'a Value,
+    method: &'a str,
+    params: Option<&'a Value>,
+    log_level: Option<&'a str>,
+    headers: &'a HeaderMap,
+}
+
+fn bad_request(id: &Value, code: i64, message: &str) -> Response {
+    jsonrpc::error_status(StatusCode::BAD_REQUEST, id, code, message, None)
+}
+
+/// An error about the request's content, answered in-band (HTTP 200) as the reference SDK does.
+fn invalid_params(id: &Value, message: &str, data: Value) -> Response {
+    jsonrpc::error_status(StatusCode::OK, id, INVALID_PARAMS, message, Some(data))
+}
+
+async fn route(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Response {
+    let need = match r.method {
+        "server/discover"
+        | "tools/list"
+        | "prompts/list"
+        | "prompts/get"
+        | "resources/list"
+        | "resources/templates/list"
+        | "resources/read" => Need::Read,
+        "tools/call" => Need::Call,
+        other => return method_not_found(r.id, other),
+    };
+    if let Some(res) = dispatch::scope_refusal(gw, ctx, need) {
+        return res;
+    }
+    let id = r.id;
+    let field = |name: &str| r.params.and_then(|p| p.get(name)).and_then(Value::as_str);
+    match r.method {
+        "server/discover" => jsonrpc::result(Framing::Json, id, complete(discover_result(), Some(DISCOVER))),
+        "tools/list" => {
+            jsonrpc::result_raw(Framing::Json, id, &complete_raw(&dispatch::tool_list(gw, ctx).await, &LIST_TAIL))
+        }
+        "tools/call" => call_tool(gw, ctx, r).await,
+        // Prompts and resources will come from upstream servers; for now the lists are empty.
+        "prompts/list" => list(id, "prompts"),
+        "resources/list" => list(id, "resources"),
+        "resources/templates/list" => list(id, "resourceTemplates"),
+        "prompts/get" => match field("name") {
+            Some(name) => invalid_params(id, "Prompt not found", json!({"name": name})),
+            None => invalid_params(id, "params.name (the prompt name) is required", json!({})),
+        },
+        // SEP-2164: an unknown resource is -32602 naming the URI (never an empty `contents`).
+        "resources/read" => match field("uri") {
+            Some(uri) => invalid_params(id, "Resource not found", json!({"uri": uri})),
+            None => invalid_params(id, "params.uri (the resource URI) is required", json!({})),
+        },
+        other => method_not_found(id, other),
+    }
+}
+
+fn method_not_found(id: &Value, method: &str) -> Response {
+    let method = method.chars().take(80).collect::<String>();
+    let message = if REMOVED.contains(&method.as_str()) {
+        format!("method {method} was removed in protocol revision {REVISION}")
+    } else if method == "subscriptions/listen" {
+        format!("method {method} is not supported by this server yet")
+    } else {
+        format!("method {method} is not supported")
+    };
+    jsonrpc::error_status(StatusCode::NOT_FOUND, id, METHOD_NOT_FOUND, &message, None)
+}
+
+fn discover_result() -> Value {
+    json!({
+        "supportedVersions": SUPPORTED_VERSIONS,
+        // `logging`: log notifications are sent, but only to a request that set a log level.
+        "capabilities": {"tools": {}, "prompts": {}, "resources": {}, "logging": {}},
+        "instructions": dispatch::INSTRUCTIONS,
+    })
+}
+
+fn list(id: &Value, key: &str) -> Response {
+    jsonrpc::result(Framing::Json, id, complete(json!({ key: [] }), Some(PER_GRANT)))
+}
+
+/// Adds the 2026-07-28 result envelope: `resultType`, caching hints when given, and `serverInfo`
+/// in `_meta`.
+fn complete(mut result: Value, caching: Option<Caching>) -> Value {
+    if let Some(obj) = result.as_object_mut() {
+        obj.insert("resultType".into(), json!("complete"));
+        if let Some(c) = caching {
+            obj.insert("ttlMs".into(), json!(c.ttl_ms));
+            obj.insert("cacheScope".into(), json!(c.scope));
+        }
+        let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert(SERVER_INFO.into(), dispatch::server_info());
+        }
+    }
+    result
+}
+
+/// The envelope members of a per-grant list result, serialised once (without braces).
+static LIST_TAIL: LazyLock<String> = LazyLock::new(|| {
+    let members = complete(json!({}), Some(PER_GRANT)).to_string();
+    members[1..members.len() - 1].to_owned()
+});
+
+/// `complete` for a result already serialised (the shared tool list): the envelope members are
+/// spliced in before the object's closing brace, so the list is not parsed or re-encoded.
+fn complete_raw(object_json: &str, tail: &str) -> String {
+    let members = object_json.trim_end();
+    let members = members.strip_suffix('}').unwrap_or(members).trim_end();
+    let sep = if members.ends_with('{') { "" } else { "," };
+    format!("{members}{sep}{tail}}}")
+}
+
+async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Response {
+    let framing = if !wants_plain_json(r.headers) && accepts(r.headers, "text/event-stream") {
+        Framing::Sse
+    } else {
+        Framing::Json
+    };
+    let started = Instant::now();
+    let reply = dispatch::call_tool(gw, ctx, REVISION, r.params.unwrap_or(&Value::Null)).await;
+    let result = match reply {
+        Reply::Result(result) => result,
+        Reply::Error { code, message } => return jsonrpc::error(framing, r.id, code, &message),
+    };
+    // One `info` notification about the call, only for a client that asked for logs at that level
+    // and reads a stream.
+    let log = framing == Framing::Sse && r.log_level.is_some_and(|l| at_or_below(l, "info"));
+    if !log {
+        return jsonrpc::result(framing, r.id, complete(result, None));
+    }
+    let tool = r.params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
+    let note = jsonrpc::notification_text(
+        "notifications/message",
+        json!({
+            "level": "info",
+            "logger": "bridgekeeper",
+            "data": {
+                "message": format!("called tool {}", tool.chars().take(80).collect::<String>()),
+                "isError": result.get("isError") == Some(&Value::Bool(true)),
+                "latencyMs": started.elapsed().as_millis() as u64,
+            },
+        }),
+    );
+    jsonrpc::sse([note, jsonrpc::result_text(r.id, complete(result, None))])
+}
+
+/// Is `requested` (a valid level) at or below `level` in severity, i.e. does it ask for `level`?
+fn at_or_below(requested: &str, level: &str) -> bool {
+    let rank = |l: &str| LOG_LEVELS.iter().position(|x| *x == l);
+    matches!((rank(requested), rank(level)), (Some(a), Some(b)) if a <= b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spliced_envelope_equals_the_built_one() {
+        let list = json!({"tools": [{"name": "whoami", "inputSchema": {"type": "object"}}]});
+        let spliced: Value = serde_json::from_str(&complete_raw(&list.to_string(), &LIST_TAIL)).unwrap();
+        assert_eq!(spliced, complete(list, Some(PER_GRANT)));
+        assert_eq!(spliced["cacheScope"], "private");
+        assert_eq!(spliced["resultType"], "complete");
+        assert_eq!(spliced["_meta"][SERVER_INFO]["name"], "bridgekeeper");
+        let empty: Value = serde_json::from_str(&complete_raw("{}", &LIST_TAIL)).unwrap();
+        assert_eq!(empty, complete(json!({}), Some(PER_GRANT)));
+    }
+
+    #[test]
+    fn log_levels_ask_for_what_is_at_least_as_severe() {
+        assert!(at_or_below("debug", "info") && at_or_below("info", "info"));
+        assert!(!at_or_below("warning", "info") && !at_or_below("nonsense", "info"));
+    }
+}
