@@ -45,6 +45,9 @@ node --test --test-concurrency=1 ./*.test.mjs
 echo "== e2e: MCP conformance suite"
 "$here/conformance/run.sh"
 
+echo "== e2e: MCP conformance suite, protocol revision 2026-07-28 (stateless)"
+"$here/conformance/v2026/run.sh"
+
 echo "== e2e: Python SDK (OAuth flow, scope step-up)"
 "$here/python/run.sh"
 
