@@ -302,6 +302,17 @@ for c in "${CONNS[@]}"; do
   fi
 done
 
+# The same two requests under MCP 2026-07-28 (issue 14): no session, the protocol version and the
+# client's capabilities in every request's _meta; at the connection counts that did best above.
+log "MCP 2026-07-28 (stateless): tools/list at c=$best_tl_c, tools/call whoami at c=$best_tc_c"
+run_wrk "tools_list_2026" bench/tools_list.lua "$BASE/mcp" "$best_tl_c" "$WORK/access_token.txt" 2026
+for k in per_s latency_p50_ms latency_p99_ms http_errors socket_errors; do
+  R[tools_list_2026_$k]=$(val "tools_list_$k" "$WORK/tools_list_2026.txt")
+done
+tools_call_run "tools_call_2026" "$best_tc_c" "$WORK/access_token.txt" 2026 "$WORK/data"
+R[tools_list_2026_vs_session_ratio]=$(awk -v a="${R[tools_list_2026_per_s]}" -v b="$best_tl" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}')
+R[tools_call_2026_vs_session_ratio]=$(awk -v a="${R[tools_call_2026_per_s]}" -v b="$best_tc" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}')
+
 # ---------------------------------------------------------------------------------------------
 # Latency at a fixed rate: wrk is closed-loop (a slow answer delays the next request, so its
 # percentiles hide queueing: coordinated omission). oha -q sends at a constant rate and, with
@@ -481,6 +492,12 @@ for c in "${CONNS[@]}"; do
   for k in $TC_KEYS audit_events_per_req $CPU_KEYS; do
     echo "tools_call_c${c}_$k=${R[tools_call_c${c}_$k]}"
   done
+done
+for k in per_s latency_p50_ms latency_p99_ms http_errors socket_errors vs_session_ratio; do
+  echo "tools_list_2026_$k=${R[tools_list_2026_$k]}"
+done
+for k in $TC_KEYS audit_events_per_req vs_session_ratio; do
+  echo "tools_call_2026_$k=${R[tools_call_2026_$k]}"
 done
 for k in $FR_KEYS server_cpu_cores machine_busy_pct audit_events_per_req; do
   [[ -n ${R[fixed_rate_$k]:-} ]] && echo "tools_call_fixed_rate_$k=${R[fixed_rate_$k]}"

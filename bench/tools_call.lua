@@ -31,7 +31,18 @@ function init(args)
   wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
   wrk.headers["X-Response-Format"] = "json"
   local sfile = args[2]
-  if not sfile then error("tools_call.lua: pass the MCP session file after the token file") end
+  if not sfile then error("tools_call.lua: pass the MCP session file (or 2026) after the token file") end
+  if sfile == "2026" then
+    -- MCP 2026-07-28: no session; the protocol version and client capabilities in _meta.
+    wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{},"_meta":{'
+      .. '"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+      .. '"io.modelcontextprotocol/clientCapabilities":{},'
+      .. '"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"1"}}}}'
+    wrk.headers["MCP-Protocol-Version"] = "2026-07-28"
+    wrk.headers["Mcp-Method"] = "tools/call"
+    wrk.headers["Mcp-Name"] = "whoami"
+    return
+  end
   local sh = assert(io.open(sfile, "r"))
   wrk.headers["Mcp-Session-Id"] = sh:read("*l")
   sh:close()
