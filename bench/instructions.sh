@@ -12,6 +12,8 @@
 # (start-up and shutdown cancel out; a call is (call run - low list run + LOW x list) / HIGH). Prints both binaries' figures and candidate/baseline ratios.
 #
 # Knobs: IR_LOW=200 IR_HIGH=5200 requests (at 5,000 the background tasks' share is below ±1%; at 2,000, ±5%).
+#        IR_CANDIDATE_ERA=2026: the candidate sends MCP 2026-07-28 requests (no session, _meta per request);
+#        with the same binary twice this compares the stateless path with the session path.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -61,9 +63,17 @@ base, method, n, token, session = sys.argv[1], sys.argv[2], int(sys.argv[3]), sy
 u = urllib.parse.urlparse(base)
 conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
 params = {} if method == "tools/list" else {"name": "whoami", "arguments": {}}
-body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
 headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json", "Accept": "application/json",
            "MCP-Protocol-Version": "2025-11-25", "Mcp-Session-Id": session, "X-Response-Format": "json"}
+if session == "2026":  # MCP 2026-07-28: no session; version and capabilities in _meta, method and name in headers
+    params["_meta"] = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                       "io.modelcontextprotocol/clientCapabilities": {},
+                       "io.modelcontextprotocol/clientInfo": {"name": "ir", "version": "1"}}
+    del headers["Mcp-Session-Id"]
+    headers.update({"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method})
+    if method == "tools/call":
+        headers["Mcp-Name"] = "whoami"
+body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
 for _ in range(n):
     conn.request("POST", "/mcp", body, headers)
     r = conn.getresponse()
@@ -94,6 +104,8 @@ print(r.getheader("Mcp-Session-Id"))
 EOF
 )
   stop
+  # IR_CANDIDATE_ERA=2026: the candidate's requests are MCP 2026-07-28 (stateless) instead.
+  [[ $name == candidate && ${IR_CANDIDATE_ERA:-} == 2026 ]] && session=2026
   local run method n ir
   declare -A IR
   for run in "list $LOW" "list $HIGH" "call $HIGH"; do
