@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use url::{Host, Url};
+use url::Url;
 
 use crate::UnixTime;
 use crate::client::Client;
@@ -67,13 +67,7 @@ fn portless_loopback(uri: &str) -> String {
     let Ok(mut url) = Url::parse(uri) else {
         return uri.to_owned();
     };
-    let loopback = match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
-    if url.scheme() == "http" && loopback && url.set_port(None).is_ok() {
+    if url.scheme() == "http" && crate::redirect::is_loopback(&url) && url.set_port(None).is_ok() {
         return url.to_string();
     }
     uri.to_owned()

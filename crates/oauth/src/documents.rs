@@ -79,13 +79,12 @@ impl ClientDocuments {
 
     /// For the token endpoint: the fresh copy if cached, else the copy stored when an authorization
     /// last fetched it (codes and refresh tokens were issued against that one), else a fetch.
-    pub async fn known(&self, id: &str, now_ms: i64) -> Result<Option<Client>, DocumentFailure> {
+    /// An unusable document is an unknown client (`None`).
+    pub async fn known(&self, id: &str, now_ms: i64) -> Result<Option<Client>, bk_domain::ports::StoreError> {
         if let Some(c) = self.cached(id, now_ms) {
             return Ok(Some(c));
         }
-        if let Some(c) =
-            self.store.client(&ClientId::from_string(id.to_owned())).await.map_err(DocumentFailure::Store)?
-        {
+        if let Some(c) = self.store.client(&ClientId::from_string(id.to_owned())).await? {
             return Ok(Some(c));
         }
         match self.fresh(id, now_ms).await {
@@ -94,7 +93,7 @@ impl ClientDocuments {
                 tracing::info!(client = id, reason = %why, "client metadata document unusable");
                 Ok(None)
             }
-            Err(e) => Err(e),
+            Err(DocumentFailure::Store(e)) => Err(e),
         }
     }
 }

@@ -165,10 +165,7 @@ impl AuthServer {
         let now_ms = self.clock.now_ms();
         if bk_domain::client_metadata::is_document_client_id(id.as_str()) {
             return match &self.documents {
-                Some(d) => d.known(id.as_str(), now_ms).await.map_err(|e| match e {
-                    documents::DocumentFailure::Store(e) => e,
-                    documents::DocumentFailure::Unusable(why) => bk_domain::ports::StoreError::Corrupt(why),
-                }),
+                Some(d) => d.known(id.as_str(), now_ms).await,
                 None => Ok(None),
             };
         }
