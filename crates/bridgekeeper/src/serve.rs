@@ -87,15 +87,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let issuer = config.issuer_for(addr);
     let app_slot: Arc<OnceLock<Router>> = Arc::default();
     let streams: Arc<OnceLock<Arc<bk_audit::AuditLog>>> = Arc::default();
+    let listens: Arc<OnceLock<Arc<bk_gateway::Gateway>>> = Arc::default();
     let server = tokio::spawn({
-        let (front, streams) = (front_door(app_slot.clone()), streams.clone());
+        let (front, streams, listens) = (front_door(app_slot.clone()), streams.clone(), listens.clone());
         async move {
             axum::serve(listener, front.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     shutdown_signal().await;
-                    // Live audit streams never end by themselves: end them so the shutdown can finish.
+                    // Live audit and listen streams never end by themselves: end them so the shutdown can finish.
                     if let Some(audit) = streams.get() {
                         audit.close_streams();
+                    }
+                    if let Some(gateway) = listens.get() {
+                        gateway.close_streams();
                     }
                 })
                 .await
@@ -108,6 +112,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let free_space = embedded.then(|| crate::disk::watch(config.data_dir.clone()));
     let master = Arc::new(crate::keys::master_key(&config, embedded)?);
+    let request_state_key = Arc::new(bk_crypto::mac::MacKey::derive(master.raw(), "mcp-request-state"));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sql = Arc::new(store);
     let store: Arc<dyn Store> = sql.clone();
@@ -197,7 +202,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
-        store.clone(),
+        sql.clone(),
         clock.clone(),
         &issuer,
         &bk_gateway::GatewayConfig {
@@ -206,6 +211,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             rate_limit_per_minute: config.mcp.rate_limit_per_minute,
             session_ttl_secs: config.mcp.session_ttl_secs,
             shared_limiter,
+            request_state_key,
         },
         audit.clone(),
     ));
@@ -230,13 +236,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .merge(bk_api::router(api))
         .merge(bk_web::router(web))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .merge(bk_gateway::router(gateway).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
+        .merge(bk_gateway::router(gateway.clone()).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
         .merge(metrics_routes)
         .layer(crate::headers::nosniff());
 
     let _ = streams.set(audit.clone());
+    let _ = listens.set(gateway.clone());
     let _ = app_slot.set(app);
     tracing::info!(%addr, %issuer, "listening");
     server.await.context("the HTTP server task failed")??;

@@ -1,6 +1,7 @@
 //! The restrictions a grant carries besides its scopes: per-provider permissions and the agents
 //! and knowledge bases it may reach. Set at authorization (or PAT creation), stored on the session,
-//! carried unchanged through every refresh.
+//! carried through every refresh. A grant can later be narrowed (never widened) by its holder,
+//! with the person's confirmation: see `narrowed`.
 
 use std::collections::BTreeMap;
 
@@ -53,7 +54,8 @@ impl Default for Restrictions {
 
 const MAX_IDS: usize = 100;
 
-fn valid_provider_id(p: &str) -> bool {
+/// A provider id as grants name it: 1–64 of `a-z`, `0-9`, `-`, `_`.
+pub fn valid_provider_id(p: &str) -> bool {
     !p.is_empty()
         && p.len() <= 64
         && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
@@ -150,6 +152,17 @@ impl Restrictions {
         }
     }
 
+    /// These restrictions with `provider` lowered to `permission`, or `None` when that is not
+    /// strictly narrower than what the provider has now (a grant is never widened this way).
+    pub fn narrowed(&self, provider: &str, permission: ProviderPermission) -> Option<Restrictions> {
+        if permission >= self.permission_for(provider) {
+            return None;
+        }
+        let mut r = self.clone();
+        r.provider_permissions.insert(provider.to_owned(), permission);
+        Some(r)
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
     }
@@ -181,6 +194,19 @@ fn parse_ids(name: &str, v: Option<&str>) -> Result<Option<Vec<String>>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn narrowing_only_lowers_one_provider() {
+        let r = Restrictions::from_params(Some(r#"{"slack":"read"}"#), None, None, None).unwrap();
+        let n = r.narrowed("github", ProviderPermission::Read).unwrap();
+        assert_eq!(n.permission_for("github"), ProviderPermission::Read);
+        assert_eq!(n.permission_for("slack"), ProviderPermission::Read);
+        assert_eq!(n.permission_for("google"), ProviderPermission::ReadWrite);
+        assert!(r.narrowed("slack", ProviderPermission::Read).is_none(), "same permission: not narrower");
+        assert!(r.narrowed("slack", ProviderPermission::ReadWrite).is_none(), "never widened");
+        let d = Restrictions::from_params(None, Some("disabled"), None, None).unwrap();
+        assert!(d.narrowed("github", ProviderPermission::Read).is_none(), "the default already disables it");
+    }
 
     #[test]
     fn parses_and_names_bad_parameters() {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::Gateway;
 use crate::auth::insufficient_scope;
 use crate::jsonrpc::{self, Framing, INVALID_PARAMS, METHOD_NOT_FOUND};
-use crate::tools::ToolError;
+use crate::tools::{Answer, Round, ToolError};
 use crate::transport::{LATEST_VERSION, SESSION_HEADER, SUPPORTED_VERSIONS};
 use bk_access::AccessContext;
 
@@ -55,10 +55,14 @@ pub(crate) fn scope_refusal(gw: &Gateway, ctx: &AccessContext, need: Need) -> Op
     }
 }
 
-/// The answer to a request before it is framed: a result, or a JSON-RPC error.
+/// The answer to a request before it is framed: a result, or a JSON-RPC error; under 2026-07-28
+/// also a request for input (sealed into a `requestState` by `crate::modern`) or the client
+/// capability a tool needs.
 pub(crate) enum Reply {
     Result(Value),
     Error { code: i64, message: String },
+    InputRequired { requests: Value, state: Value },
+    NeedsCapability { required: Value, message: String },
 }
 
 /// A legacy answer: plain JSON-RPC in the request's framing.
@@ -66,6 +70,11 @@ fn framed(framing: Framing, id: &Value, reply: Reply) -> Response {
     match reply {
         Reply::Result(r) => jsonrpc::result(framing, id, r),
         Reply::Error { code, message } => jsonrpc::error(framing, id, code, &message),
+        // A legacy request never gets a round (`Round::modern` is false): tools answer with an error.
+        Reply::InputRequired { .. } => {
+            framed(framing, id, tool_error_result("this tool needs input, which needs MCP 2026-07-28"))
+        }
+        Reply::NeedsCapability { message, .. } => framed(framing, id, tool_error_result(&message)),
     }
 }
 
@@ -133,7 +142,7 @@ pub async fn dispatch(
             ),
         },
         "tools/list" => jsonrpc::result_raw(framing, id, &tool_list(gw, ctx).await),
-        "tools/call" => framed(framing, id, call_tool(gw, ctx, version, params).await),
+        "tools/call" => framed(framing, id, call_tool(gw, ctx, version, params, &Round::default()).await),
         _ => jsonrpc::error(
             framing,
             id,
@@ -154,7 +163,13 @@ fn invalid_params(message: String) -> Reply {
 /// `tools/call` (the caller's `Need::Call` is checked): resolves the tool under the policy,
 /// validates the arguments, calls it and records the audit event. `version` is the protocol
 /// revision the call is made under.
-pub(crate) async fn call_tool(gw: &Gateway, ctx: &AccessContext, version: &str, params: &Value) -> Reply {
+pub(crate) async fn call_tool(
+    gw: &Gateway,
+    ctx: &AccessContext,
+    version: &str,
+    params: &Value,
+    round: &Round<'_>,
+) -> Reply {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
         return invalid_params("params.name (the tool name) is required".into());
     };
@@ -179,11 +194,14 @@ pub(crate) async fn call_tool(gw: &Gateway, ctx: &AccessContext, version: &str, 
         return invalid(&why);
     }
     let started = std::time::Instant::now();
-    let outcome = gw.tools.call(ctx, &tool, &args).await;
+    let outcome = gw.tools.call(ctx, &tool, &args, round).await;
     let micros = started.elapsed().as_micros() as u64;
     let (result, reason) = match &outcome {
-        Ok(_) => (Outcome::Success, None),
-        Err(ToolError::InvalidParams(m)) | Err(ToolError::Failed(m)) => (Outcome::Failure, Some(m.clone())),
+        Ok(Answer::Complete(_)) => (Outcome::Success, None),
+        Ok(Answer::InputRequired { .. }) => (Outcome::Success, Some("input required".to_owned())),
+        Err(ToolError::InvalidParams(m) | ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. }) => {
+            (Outcome::Failure, Some(m.clone()))
+        }
     };
     let mut event = gw
         .event("mcp.tools_call", result, ctx)
@@ -197,14 +215,16 @@ pub(crate) async fn call_tool(gw: &Gateway, ctx: &AccessContext, version: &str, 
     }
     gw.emit(event);
     match outcome {
-        Ok(out) => {
+        Ok(Answer::Complete(out)) => {
             let mut result = json!({"content": [{"type": "text", "text": out.text}], "isError": false});
             if let Some(s) = out.structured {
                 result["structuredContent"] = s;
             }
             Reply::Result(result)
         }
+        Ok(Answer::InputRequired { requests, state }) => Reply::InputRequired { requests, state },
         Err(ToolError::InvalidParams(m)) => invalid(&m),
         Err(ToolError::Failed(m)) => tool_error_result(&m),
+        Err(ToolError::NeedsCapability { required, message }) => Reply::NeedsCapability { required, message },
     }
 }

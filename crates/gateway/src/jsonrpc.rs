@@ -16,6 +16,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const HEADER_MISMATCH: i64 = -32020;
 /// 2026-07-28: the request's protocol version is not one this server serves statelessly.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// MCP 2026-07-28: the request needs a client capability the client did not declare (HTTP 400).
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 
 /// How the answer to a request is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ mod modern;
 mod origin;
 pub mod policy;
 mod rate;
+mod rounds;
 pub mod schema;
 mod session;
 pub mod tools;
@@ -23,9 +24,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::post;
 use bk_access::Verifier;
+use bk_crypto::mac::MacKey;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
-use bk_domain::ports::McpSessionStore;
+use bk_domain::ports::{McpSessionStore, SessionStore};
 
 pub use bk_access::AccessContext;
 
@@ -38,7 +40,13 @@ pub struct GatewayConfig {
     pub session_ttl_secs: i64,
     /// Share the per-account limit through this limiter (Redis) instead of counting in memory.
     pub shared_limiter: Option<Arc<dyn bk_limits::Limiter>>,
+    /// Seals the `requestState` of multi-round-trip requests (derived from the master key).
+    pub request_state_key: Arc<MacKey>,
 }
+
+/// What `/mcp` keeps: MCP sessions (legacy protocol) and the grants its built-in tools change.
+pub trait GatewayStore: McpSessionStore + SessionStore {}
+impl<T: McpSessionStore + SessionStore + ?Sized> GatewayStore for T {}
 
 pub struct Gateway {
     pub verifier: Arc<Verifier>,
@@ -52,31 +60,45 @@ pub struct Gateway {
     limiter: rate::AccountLimiter,
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn Clock>,
+    states: rounds::RequestStates,
+    listeners: modern::Listeners,
+    /// Set once at shutdown: open `subscriptions/listen` streams end (with their closing result).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gateway {
     pub fn new(
         verifier: Arc<Verifier>,
-        mcp_sessions: Arc<dyn McpSessionStore>,
+        store: Arc<dyn GatewayStore>,
         clock: Arc<dyn Clock>,
         issuer: &str,
         config: &GatewayConfig,
         audit: Arc<dyn AuditSink>,
     ) -> Self {
+        let grants = tools::StoredGrants { store: store.clone(), verifier: verifier.clone() };
+        let builtins = tools::BuiltinDeps { grants: Arc::new(grants), audit: audit.clone(), clock: clock.clone() };
         Self {
             verifier,
             resource: format!("{issuer}/mcp"),
             resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
-            tools: tools::Tools::builtin(),
+            tools: tools::Tools::builtin(builtins),
             hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
-            sessions: session::McpSessions::new(mcp_sessions, clock.clone(), config.session_ttl_secs),
+            sessions: session::McpSessions::new(store, clock.clone(), config.session_ttl_secs),
             limiter: match &config.shared_limiter {
                 Some(l) => rate::AccountLimiter::shared(config.rate_limit_per_minute, l.clone()),
                 None => rate::AccountLimiter::per_minute(config.rate_limit_per_minute),
             },
             audit,
             clock,
+            states: rounds::RequestStates::new(config.request_state_key.clone()),
+            listeners: modern::Listeners::default(),
+            closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends every open `subscriptions/listen` stream (at shutdown, so the server can finish).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     pub(crate) fn event(&self, kind: &str, outcome: Outcome, ctx: &AccessContext) -> AuditEvent {

@@ -9,6 +9,7 @@ use bk_domain::ids::{AccountId, ClientId, RefreshTokenId, SessionId, TenantId};
 use bk_domain::pkce::CodeChallenge;
 use bk_domain::ports::{CodeStore, RefreshTokenStore, Result, SessionStatus, SessionStore, SessionSummary, StoreError};
 use bk_domain::refresh::RefreshToken;
+use bk_domain::restrictions::Restrictions;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokio::sync::oneshot;
@@ -69,6 +70,41 @@ impl SessionStore for SqlStore {
         let r = revoke_session_query(id, reason, now).execute(&mut *tx).await.db()?;
         revoke_created_pats(&mut tx, PatsCreatedBy::Session(id), now).await?;
         tx.commit().await.db()?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn narrow_restrictions(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        expected: &Restrictions,
+        narrowed: &Restrictions,
+    ) -> Result<bool> {
+        // Compare what is stored, parsed, with `expected`; then swap on the exact stored text, so a
+        // concurrent change between the read and the write makes the update match nothing.
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT restrictions FROM sessions WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .db()?;
+        let Some(stored) = stored else { return Ok(false) };
+        if Restrictions::from_json(&stored).as_ref() != Some(expected) {
+            return Ok(false);
+        }
+        let r = sqlx::query(
+            "UPDATE sessions SET restrictions = $1 \
+             WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL AND restrictions = $4",
+        )
+        .bind(narrowed.to_json())
+        .bind(id.as_str())
+        .bind(tenant.as_str())
+        .bind(stored)
+        .execute(&self.writer)
+        .await
+        .db()?;
         Ok(r.rows_affected() == 1)
     }
 }

@@ -12,6 +12,7 @@ mod harness;
 mod health;
 mod mcp;
 mod mcp_2026;
+mod mcp_rounds;
 mod mcp_transport;
 mod multi_instance;
 mod oidc;

@@ -15,40 +15,47 @@ const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 fn meta() -> Value {
-    json!({PROTOCOL_VERSION: V, CLIENT_CAPABILITIES: {}, CLIENT_INFO: {"name": "it", "version": "1"}})
+    meta_with(json!({}))
+}
+
+/// The `_meta` envelope declaring these client capabilities.
+pub(crate) fn meta_with(capabilities: Value) -> Value {
+    json!({PROTOCOL_VERSION: V, CLIENT_CAPABILITIES: capabilities, CLIENT_INFO: {"name": "it", "version": "1"}})
 }
 
 /// A caller speaking 2026-07-28 as the SDKs do: `_meta` in every request, `MCP-Protocol-Version`,
 /// `Mcp-Method` and (for calls) `Mcp-Name` headers, no session.
-struct Modern {
-    url: String,
-    token: String,
+pub(crate) struct Modern {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    /// Declared in every request's `_meta`.
+    pub(crate) capabilities: Value,
 }
 
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
     /// Every JSON-RPC message of the body (one for JSON, each `data:` for SSE).
-    messages: Vec<Value>,
+    pub(crate) messages: Vec<Value>,
 }
 
 impl Answer {
     /// The response (the last message).
-    fn body(&self) -> &Value {
+    pub(crate) fn body(&self) -> &Value {
         self.messages.last().expect("a JSON-RPC message")
     }
 }
 
 impl Modern {
-    async fn signed_in(server: &Server, email: &str, scope: &str) -> (Flow, Modern) {
+    pub(crate) async fn signed_in(server: &Server, email: &str, scope: &str) -> (Flow, Modern) {
         let flow = Flow::signup(server, email).await;
         let (_, t) = flow.login_client(scope).await;
-        let m = Modern { url: flow.url("/mcp"), token: t.access };
+        let m = Modern { url: flow.url("/mcp"), token: t.access, capabilities: json!({}) };
         (flow, m)
     }
 
     /// A request builder with the bearer token and `Accept` only.
-    fn bare(&self) -> reqwest::RequestBuilder {
+    pub(crate) fn bare(&self) -> reqwest::RequestBuilder {
         reqwest::Client::new()
             .post(&self.url)
             .bearer_auth(&self.token)
@@ -56,17 +63,22 @@ impl Modern {
     }
 
     /// A well-formed request: `_meta` added to `params`, the standard headers set.
-    async fn call(&self, id: Value, method: &str, mut params: Value) -> Answer {
-        params["_meta"] = meta();
+    pub(crate) async fn call(&self, id: Value, method: &str, params: Value) -> Answer {
+        answer(self.request(id, method, params)).await
+    }
+
+    /// The request `call` sends, unsent.
+    pub(crate) fn request(&self, id: Value, method: &str, mut params: Value) -> reqwest::RequestBuilder {
+        params["_meta"] = meta_with(self.capabilities.clone());
         let mut req = self.bare().header("MCP-Protocol-Version", V).header("Mcp-Method", method);
         if let Some(name) = params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str) {
             req = req.header("Mcp-Name", name);
         }
-        answer(req.json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))).await
+        req.json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
     }
 }
 
-async fn answer(req: reqwest::RequestBuilder) -> Answer {
+pub(crate) async fn answer(req: reqwest::RequestBuilder) -> Answer {
     let res = req.send().await.unwrap();
     let status = res.status().as_u16();
     let headers = res.headers().clone();
@@ -115,7 +127,7 @@ async fn discover_without_a_session() {
     for cap in ["tools", "prompts", "resources"] {
         assert!(r["capabilities"][cap].is_object(), "{cap}: {r}");
     }
-    assert!(r["capabilities"]["tools"].get("listChanged").is_none(), "no list-change subscriptions yet");
+    assert_eq!(r["capabilities"]["tools"]["listChanged"], true, "subscriptions/listen streams tool-list changes");
     assert!(r["ttlMs"].as_u64().is_some() && r["cacheScope"].is_string(), "{r}");
     assert!(r["instructions"].is_string());
     assert!(r.get("serverInfo").is_none(), "serverInfo lives in _meta");
@@ -256,7 +268,6 @@ async fn removed_and_unknown_methods_are_404() {
         "logging/setLevel",
         "resources/subscribe",
         "resources/unsubscribe",
-        "subscriptions/listen",
         "completion/complete",
         "unknown/method",
     ]
@@ -286,7 +297,7 @@ async fn lists_carry_result_type_caching_hints_and_server_info() {
         assert_eq!(tool["inputSchema"]["type"], "object");
         assert!(tool["description"].is_string());
     }
-    assert_eq!(names(&first), ["whoami", "list-connections"]);
+    assert_eq!(names(&first), ["whoami", "list-connections", "restrict-access"]);
     for id in 2..4 {
         assert_eq!(names(&m.call(json!(id), "tools/list", json!({})).await), names(&first), "deterministic order");
     }

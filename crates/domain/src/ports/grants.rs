@@ -41,6 +41,16 @@ pub trait SessionStore: Send + Sync {
     /// Revokes a session (idempotent), and in the same transaction every PAT its tokens created
     /// (transitively: PATs made by those PATs too). Returns true if it was active.
     async fn revoke_session(&self, id: &SessionId, reason: RevocationReason, now: UnixTime) -> Result<bool>;
+    /// Replaces a live session's restrictions with `narrowed` if they are still `expected`
+    /// (compare-and-set, so a confirmation given for one state never applies to another). Returns
+    /// false, changing nothing, if the session is gone, revoked, another tenant's, or changed.
+    async fn narrow_restrictions(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+        expected: &Restrictions,
+        narrowed: &Restrictions,
+    ) -> Result<bool>;
 }
 
 #[async_trait]

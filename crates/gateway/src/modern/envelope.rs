@@ -67,6 +67,8 @@ pub struct Envelope<'a> {
     pub version: &'a str,
     /// The least severe level the client wants log notifications for; none without it.
     pub log_level: Option<&'a str>,
+    /// The client declared form-mode elicitation (`elicitation: {}` means form, as the schema says).
+    pub elicits_forms: bool,
 }
 
 /// One thing wrong with the envelope: the key, and what is wrong with it.
@@ -101,9 +103,15 @@ pub fn read(params: Option<&Value>) -> Result<Envelope<'_>, Vec<Problem>> {
             None
         }
     };
+    let mut elicits_forms = false;
     match meta.get(CLIENT_CAPABILITIES) {
         None => problems.push(Problem { key: CLIENT_CAPABILITIES, problem: "is required" }),
-        Some(Value::Object(_)) => {}
+        Some(Value::Object(caps)) => {
+            elicits_forms = caps
+                .get("elicitation")
+                .and_then(Value::as_object)
+                .is_some_and(|e| e.contains_key("form") || !e.contains_key("url"));
+        }
         Some(_) => problems.push(Problem { key: CLIENT_CAPABILITIES, problem: "must be an object" }),
     }
     if let Some(info) = meta.get(CLIENT_INFO) {
@@ -121,7 +129,7 @@ pub fn read(params: Option<&Value>) -> Result<Envelope<'_>, Vec<Problem>> {
         }
     };
     match version {
-        Some(version) if problems.is_empty() => Ok(Envelope { version, log_level }),
+        Some(version) if problems.is_empty() => Ok(Envelope { version, log_level, elicits_forms }),
         _ => Err(problems),
     }
 }
@@ -254,7 +262,14 @@ mod tests {
     #[test]
     fn envelope_names_every_missing_or_bad_key() {
         let ok = meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: {}}));
-        assert_eq!(read(Some(&ok)), Ok(Envelope { version: "2026-07-28", log_level: None }));
+        assert_eq!(read(Some(&ok)), Ok(Envelope { version: "2026-07-28", log_level: None, elicits_forms: false }));
+        let forms = |caps: Value| {
+            read(Some(&meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: caps})))).unwrap().elicits_forms
+        };
+        assert!(forms(json!({"elicitation": {}})), "an empty elicitation object means form mode");
+        assert!(forms(json!({"elicitation": {"form": {}, "url": {}}})));
+        assert!(!forms(json!({"elicitation": {"url": {}}})));
+        assert!(!forms(json!({"sampling": {}})));
         let keys = |p: Value| read(Some(&p)).unwrap_err().into_iter().map(|p| p.key).collect::<Vec<_>>();
         assert_eq!(keys(json!({})), ["_meta"]);
         assert_eq!(keys(meta(json!([]))), ["_meta"]);

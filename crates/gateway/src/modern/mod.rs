@@ -13,10 +13,13 @@
 //! `_meta["io.modelcontextprotocol/serverInfo"]`; `server/discover` and the list results carry
 //! caching hints (`private` where the answer depends on the caller's grant).
 //!
-//! Not here yet: `subscriptions/listen` and multi-round-trip (`input_required`) results — listen
-//! answers 404/-32601 and no capability advertises list-change notifications.
+//! `subscriptions/listen` streams tool-list changes (`listen`). A tool may answer
+//! `resultType: "input_required"` (multi-round-trip requests): its state is sealed into the
+//! `requestState` (`crate::rounds`) and verified on the retry; a tool that needs a client
+//! capability the request did not declare is -32021 (HTTP 400) naming it.
 
 mod envelope;
+mod listen;
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -28,13 +31,16 @@ use serde_json::{Value, json};
 use crate::Gateway;
 use crate::dispatch::{self, LOG_LEVELS, Need, Reply};
 use crate::jsonrpc::{
-    self, Framing, HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
-    UNSUPPORTED_PROTOCOL_VERSION,
+    self, Framing, HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY,
+    PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION,
 };
+use crate::tools::Round;
 use crate::transport::{accepts, header_str, wants_plain_json};
 use bk_access::AccessContext;
+use bk_domain::audit::Outcome;
 
 pub use envelope::claims;
+pub use listen::Listeners;
 
 /// The revisions served statelessly (named in `server/discover` and in every -32022). The legacy
 /// revisions are reached through `initialize`, not through `_meta`, so they are not listed.
@@ -59,7 +65,7 @@ const DISCOVER: Caching = Caching { ttl_ms: 300_000, scope: "public" };
 const REMOVED: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
 
 pub async fn post(
-    gw: &Gateway,
+    gw: &std::sync::Arc<Gateway>,
     ctx: &AccessContext,
     headers: &HeaderMap,
     msg: Result<Value, serde_json::Error>,
@@ -135,7 +141,8 @@ pub async fn post(
     if let Err(message) = envelope::headers_present(headers, method, params) {
         return bad_request(&id, HEADER_MISMATCH, &message);
     }
-    let request = Request { id: &id, method, params, log_level: env.log_level, headers };
+    let request =
+        Request { id: &id, method, params, log_level: env.log_level, elicits_forms: env.elicits_forms, headers };
     route(gw, ctx, &request).await
 }
 
@@ -145,6 +152,7 @@ struct Request<'a> {
     method: &'a str,
     params: Option<&'a Value>,
     log_level: Option<&'a str>,
+    elicits_forms: bool,
     headers: &'a HeaderMap,
 }
 
@@ -157,9 +165,10 @@ fn invalid_params(id: &Value, message: &str, data: Value) -> Response {
     jsonrpc::error_status(StatusCode::OK, id, INVALID_PARAMS, message, Some(data))
 }
 
-async fn route(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Response {
+async fn route(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Request<'_>) -> Response {
     let need = match r.method {
         "server/discover"
+        | "subscriptions/listen"
         | "tools/list"
         | "prompts/list"
         | "prompts/get"
@@ -180,6 +189,10 @@ async fn route(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Response {
             jsonrpc::result_raw(Framing::Json, id, &complete_raw(&dispatch::tool_list(gw, ctx).await, &LIST_TAIL))
         }
         "tools/call" => call_tool(gw, ctx, r).await,
+        "subscriptions/listen" => {
+            let streams_ok = !wants_plain_json(r.headers) && accepts(r.headers, "text/event-stream");
+            listen::listen(gw, ctx, id, r.params, streams_ok, r.headers).await
+        }
         // Prompts and resources will come from upstream servers; for now the lists are empty.
         "prompts/list" => list(id, "prompts"),
         "resources/list" => list(id, "resources"),
@@ -201,8 +214,6 @@ fn method_not_found(id: &Value, method: &str) -> Response {
     let method = method.chars().take(80).collect::<String>();
     let message = if REMOVED.contains(&method.as_str()) {
         format!("method {method} was removed in protocol revision {REVISION}")
-    } else if method == "subscriptions/listen" {
-        format!("method {method} is not supported by this server yet")
     } else {
         format!("method {method} is not supported")
     };
@@ -213,7 +224,7 @@ fn discover_result() -> Value {
     json!({
         "supportedVersions": SUPPORTED_VERSIONS,
         // `logging`: log notifications are sent, but only to a request that set a log level.
-        "capabilities": {"tools": {}, "prompts": {}, "resources": {}, "logging": {}},
+        "capabilities": {"tools": {"listChanged": true}, "prompts": {}, "resources": {}, "logging": {}},
         "instructions": dispatch::INSTRUCTIONS,
     })
 }
@@ -261,10 +272,52 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
         Framing::Json
     };
     let started = Instant::now();
-    let reply = dispatch::call_tool(gw, ctx, REVISION, r.params.unwrap_or(&Value::Null)).await;
+    let params = r.params.unwrap_or(&Value::Null);
+    let tool = params.get("name").and_then(Value::as_str).unwrap_or("");
+    // The arguments as the tool sees them (see `dispatch::call_tool`), which the state is bound to.
+    let args = match params.get("arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(a) => a.clone(),
+    };
+    let responses = params.get("inputResponses");
+    if responses.is_some_and(|v| !v.is_object()) {
+        return invalid_params(r.id, "params.inputResponses must be an object", json!({}));
+    }
+    let state = match params.get("requestState") {
+        None => None,
+        Some(Value::String(sealed)) => match gw.states.open(ctx, tool, &args, sealed, gw.clock.now_ms()) {
+            Ok(data) => Some(data),
+            Err(why) => {
+                gw.emit(
+                    gw.event("mcp.request_state_refused", Outcome::Denied, ctx)
+                        .target(tool.chars().take(80).collect::<String>())
+                        .detail("reason", why.message()),
+                );
+                return invalid_params(r.id, why.message(), json!({"field": "requestState"}));
+            }
+        },
+        Some(_) => return invalid_params(r.id, "params.requestState must be a string", json!({})),
+    };
+    let round = Round { modern: true, can_elicit_form: r.elicits_forms, state, responses };
+    let reply = dispatch::call_tool(gw, ctx, REVISION, params, &round).await;
     let result = match reply {
         Reply::Result(result) => result,
         Reply::Error { code, message } => return jsonrpc::error(framing, r.id, code, &message),
+        Reply::InputRequired { requests, state } => {
+            let sealed = gw.states.seal(ctx, tool, &args, state, gw.clock.now_ms());
+            let mut result = json!({"resultType": "input_required", "inputRequests": requests, "requestState": sealed});
+            result["_meta"] = json!({SERVER_INFO: dispatch::server_info()});
+            return jsonrpc::result(framing, r.id, result);
+        }
+        Reply::NeedsCapability { required, message } => {
+            return jsonrpc::error_status(
+                StatusCode::BAD_REQUEST,
+                r.id,
+                MISSING_CLIENT_CAPABILITY,
+                &message,
+                Some(json!({"requiredCapabilities": required})),
+            );
+        }
     };
     // One `info` notification about the call, only for a client that asked for logs at that level
     // and reads a stream.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-pub use builtin::BuiltinTools;
+pub use builtin::{BuiltinDeps, BuiltinTools, GrantChanges, StoredGrants};
 pub use source::{ToolListing, ToolSource};
 
 use crate::policy::{Visibility, visibility};
@@ -34,11 +34,37 @@ pub enum ToolError {
     InvalidParams(String),
     /// The tool ran and failed; reported as a tool result with `isError: true`.
     Failed(String),
+    /// The tool needs to ask the client something it did not say it can answer (2026-07-28:
+    /// -32021 with `requiredCapabilities`).
+    NeedsCapability { required: Value, message: String },
 }
 
 pub struct ToolOutput {
     pub text: String,
     pub structured: Option<Value>,
+}
+
+/// How a call ends: with a result, or (MCP 2026-07-28 multi-round-trip requests) by asking the
+/// client for input and keeping `state` for the retry. The gateway seals `state` into the
+/// `requestState` (integrity-protected, bound to the caller, the tool and its arguments, short-lived)
+/// and hands it back, verified, in the retry's `Round::state`.
+pub enum Answer {
+    Complete(ToolOutput),
+    InputRequired { requests: Value, state: Value },
+}
+
+/// The multi-round-trip side of a call.
+#[derive(Default)]
+pub struct Round<'a> {
+    /// The request speaks 2026-07-28, whose results may ask for input. On the legacy protocol a tool
+    /// that needs input cannot get it (no server-initiated requests are made) and says so.
+    pub modern: bool,
+    /// The client declared form-mode elicitation in its capabilities.
+    pub can_elicit_form: bool,
+    /// What this tool kept in the previous round's state, after the gateway verified it.
+    pub state: Option<Value>,
+    /// The client's `inputResponses`: unverified input.
+    pub responses: Option<&'a Value>,
 }
 
 /// One tool as a source offers it: what clients see, plus what the policy needs to know.
@@ -107,8 +133,18 @@ impl Tools {
     }
 
     /// The gateway's own tools only.
-    pub fn builtin() -> Self {
-        Self::new(vec![Box::new(BuiltinTools::new())])
+    pub fn builtin(deps: BuiltinDeps) -> Self {
+        Self::new(vec![Box::new(BuiltinTools::new(deps))])
+    }
+
+    /// The listing version of every source for this caller: with the caller's grant, it decides
+    /// what the caller sees (a `subscriptions/listen` stream watches both).
+    pub async fn versions(&self, ctx: &AccessContext) -> Vec<u64> {
+        let mut v = Vec::with_capacity(self.sources.len());
+        for s in &self.sources {
+            v.push(s.list(ctx).await.version);
+        }
+        v
     }
 
     /// `{"tools":[…]}` with the tools this caller may see, serialised once per (listing versions,
@@ -158,9 +194,15 @@ impl Tools {
         None
     }
 
-    pub async fn call(&self, ctx: &AccessContext, tool: &ResolvedTool, args: &Value) -> Result<ToolOutput, ToolError> {
+    pub async fn call(
+        &self,
+        ctx: &AccessContext,
+        tool: &ResolvedTool,
+        args: &Value,
+        round: &Round<'_>,
+    ) -> Result<Answer, ToolError> {
         match self.sources.get(tool.source) {
-            Some(source) => source.call(ctx, tool.descriptor(), args).await,
+            Some(source) => source.call(ctx, tool.descriptor(), args, round).await,
             // Only a `ResolvedTool` of another registry can miss.
             None => Err(ToolError::Failed(format!("{} is not offered here", tool.descriptor().name))),
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{ToolDescriptor, ToolError, ToolOutput};
+use super::{Answer, Round, ToolDescriptor, ToolError};
 use bk_access::AccessContext;
 
 /// The tools a source offers to one caller, with the version that names this exact list.
@@ -26,6 +26,13 @@ pub trait ToolSource: Send + Sync {
     /// every `tools/list` and `tools/call`: answer from memory, refresh elsewhere.
     async fn list(&self, ctx: &AccessContext) -> ToolListing;
 
-    /// Calls `tool`, one of the tools this source listed for the same caller.
-    async fn call(&self, ctx: &AccessContext, tool: &ToolDescriptor, args: &Value) -> Result<ToolOutput, ToolError>;
+    /// Calls `tool`, one of the tools this source listed for the same caller. `round` carries the
+    /// multi-round-trip context; a source whose tools never ask for input ignores it.
+    async fn call(
+        &self,
+        ctx: &AccessContext,
+        tool: &ToolDescriptor,
+        args: &Value,
+        round: &Round<'_>,
+    ) -> Result<Answer, ToolError>;
 }

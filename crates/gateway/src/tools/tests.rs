@@ -53,17 +53,62 @@ impl ToolSource for Arc<Fixture> {
         self.listing.lock().unwrap().clone()
     }
 
-    async fn call(&self, _ctx: &AccessContext, tool: &ToolDescriptor, _args: &Value) -> Result<ToolOutput, ToolError> {
-        Ok(ToolOutput { text: format!("called {}", tool.name), structured: None })
+    async fn call(
+        &self,
+        _ctx: &AccessContext,
+        tool: &ToolDescriptor,
+        _args: &Value,
+        _round: &Round<'_>,
+    ) -> Result<Answer, ToolError> {
+        Ok(Answer::Complete(ToolOutput { text: format!("called {}", tool.name), structured: None }))
     }
 }
 
+/// The grant in memory: what `restrict-access` swaps (compare-and-set, like the store).
+#[derive(Default)]
+struct MemoryGrant {
+    restrictions: Mutex<Option<Restrictions>>,
+}
+
+#[async_trait]
+impl GrantChanges for MemoryGrant {
+    async fn narrow(
+        &self,
+        _ctx: &AccessContext,
+        expected: &Restrictions,
+        narrowed: &Restrictions,
+    ) -> Result<bool, bk_domain::ports::StoreError> {
+        let mut r = self.restrictions.lock().unwrap();
+        let current = r.clone().unwrap_or_else(Restrictions::unrestricted);
+        if &current != expected {
+            return Ok(false);
+        }
+        *r = Some(narrowed.clone());
+        Ok(true)
+    }
+}
+
+fn builtins(grant: Arc<MemoryGrant>) -> BuiltinTools {
+    struct FixedClock;
+    impl bk_domain::access::Clock for FixedClock {
+        fn now_ms(&self) -> i64 {
+            1_000_000
+        }
+    }
+    BuiltinTools::new(BuiltinDeps {
+        grants: grant,
+        audit: Arc::new(bk_domain::audit::NoAudit),
+        clock: Arc::new(FixedClock),
+    })
+}
+
 const FIXTURE_TOOLS: [&str; 6] = ["alpha-read", "alpha-write", "beta-read", "beta-write", "local-read", "agent-tool"];
-const BUILTINS: [&str; 2] = ["whoami", "list-connections"];
+const BUILTINS: [&str; 3] = ["whoami", "list-connections", "restrict-access"];
 
 fn registry() -> (Tools, Arc<Fixture>) {
     let fixture = Arc::new(Fixture::new());
-    (Tools::new(vec![Box::new(BuiltinTools::new()), Box::new(fixture.clone())]), fixture)
+    let builtins = builtins(Arc::default());
+    (Tools::new(vec![Box::new(builtins), Box::new(fixture.clone())]), fixture)
 }
 
 fn ctx(scopes: ScopeSet, restrictions: Restrictions) -> AccessContext {
@@ -184,8 +229,9 @@ async fn policy_matrix_list_and_call_agree() {
             assert_eq!(resolved.is_some(), set.contains(name), "{cell:?}: list and call disagree on {name}");
             if let Some(tool) = resolved {
                 assert_eq!(tool.descriptor().name, *name);
-                let out = tools.call(&ctx, &tool, &json!({})).await.map_err(|e| format!("{e:?}")).unwrap();
+                let out = tools.call(&ctx, &tool, &json!({}), &Round::default()).await;
                 if FIXTURE_TOOLS.contains(name) {
+                    let Ok(Answer::Complete(out)) = out else { panic!("{cell:?}: {name} did not complete") };
                     assert_eq!(out.text, format!("called {name}"));
                 }
             }
@@ -215,6 +261,7 @@ async fn policy_matrix_specific_cells() {
         &[
             "whoami",
             "list-connections",
+            "restrict-access",
             "alpha-read",
             "alpha-write",
             "beta-read",
@@ -227,19 +274,28 @@ async fn policy_matrix_specific_cells() {
     // default_provider_permission=disabled hides provider tools but never the gateway's own.
     check(
         Cell { scopes: "read", permission: "default=disabled", ..base },
-        &["whoami", "list-connections", "local-read", "agent-tool"],
+        &["whoami", "list-connections", "restrict-access", "local-read", "agent-tool"],
     )
     .await;
     // alpha=read: alpha's write tool is hidden, beta keeps both.
     check(
         Cell { permission: "alpha=read", ..base },
-        &["whoami", "list-connections", "alpha-read", "beta-read", "beta-write", "local-read", "agent-tool"],
+        &[
+            "whoami",
+            "list-connections",
+            "restrict-access",
+            "alpha-read",
+            "beta-read",
+            "beta-write",
+            "local-read",
+            "agent-tool",
+        ],
     )
     .await;
     // A client without alpha, and a grant for another agent.
     check(
         Cell { client_includes_alpha: Some(false), agent_included: Some(false), ..base },
-        &["whoami", "list-connections", "beta-read", "beta-write", "local-read"],
+        &["whoami", "list-connections", "restrict-access", "beta-read", "beta-write", "local-read"],
     )
     .await;
     // No MCP scope: nothing.
@@ -288,14 +344,14 @@ async fn new_listing_version_is_not_served_a_stale_list() {
     *fixture.listing.lock().unwrap() =
         ToolListing { version: 8, tools: vec![descriptor("gamma-read", Access::Read, Some("gamma"), None)].into() };
     let after = listed(&tools, &c, None).await;
-    assert_eq!(after, ["whoami", "list-connections", "gamma-read"]);
+    assert_eq!(after, ["whoami", "list-connections", "restrict-access", "gamma-read"]);
     assert!(before.contains("alpha-read"));
     assert!(tools.resolve(&c, None, "alpha-read").await.is_none());
 }
 
 #[tokio::test]
-async fn builtin_list_is_byte_identical_to_before() {
-    let tools = Tools::builtin();
+async fn builtin_list_matches_the_golden_file() {
+    let tools = Tools::new(vec![Box::new(builtins(Arc::default()))]);
     let c = ctx(ScopeSet::from_scopes([Scope::McpRead]), Restrictions::unrestricted());
     assert_eq!(&*tools.list_json(&c, None).await, include_str!("builtin_list.golden.json"));
     // default_provider_permission=disabled still sees the gateway's own tools.
