@@ -372,6 +372,28 @@ describe('Bridgekeeper with the MCP TypeScript SDK v2 client (2026-07-28, CIMD)'
         })
     );
 
+    test(
+        'refresh: a spoiled access token is refreshed by the SDK as the document client (rotation), and the call goes through',
+        { timeout: TEST_TIMEOUT_MS },
+        withServerLog(async () => {
+            const client = await connect();
+            const before = provider.tokens();
+            const mark = log.length;
+            provider.corruptAccessToken(`spoiled-${rand()}`);
+            const who = await whoami(client);
+            assert.equal(who.email, email);
+            const grant = log.slice(mark).find(e => e.form?.grant_type === 'refresh_token');
+            assert.ok(grant, `the SDK refreshed:\n${describeLog(log.slice(mark))}`);
+            assert.equal(grant.status, 200);
+            assert.equal(grant.form.client_id, docs.clientId, 'the refresh names the document client');
+            const after = provider.tokens();
+            assert.notEqual(after.access_token, before.access_token, 'a new access token');
+            assert.ok(after.refresh_token && after.refresh_token !== before.refresh_token, 'the refresh token rotated');
+            const retried = log.slice(mark).filter(e => e.mcpMethod === 'tools/call').map(e => e.status);
+            assert.deepEqual(retried, [401, 200], 'the call was refused, then retried with the new token');
+        })
+    );
+
     /** Runs `fn` only when the binary has the restrict-access tool (a later server feature). */
     const needsRestrictAccess = fn =>
         withServerLog(async t => {
@@ -462,7 +484,7 @@ describe('Bridgekeeper with the MCP TypeScript SDK v2 client (2026-07-28, CIMD)'
                 changes.push(n);
                 changed(n);
             });
-            const subscription = await listener.listen({ toolsListChanged: true });
+            const subscription = await listener.listen({ toolsListChanged: true }, { timeout: 10_000 });
             try {
                 assert.equal(subscription.honoredFilter.toolsListChanged, true, JSON.stringify(subscription.honoredFilter));
                 const listen = log.filter(e => e.mcpMethod === 'subscriptions/listen').at(-1);
