@@ -231,10 +231,10 @@ describe('Bridgekeeper with the MCP TypeScript SDK v2 client (2026-07-28, CIMD)'
     }
 
     /** A client pinned to 2026-07-28 over Streamable HTTP, with the shared provider and recording fetch. */
-    async function connect({ capabilities, elicit } = {}) {
+    async function connect({ capabilities, elicit, options } = {}) {
         const client = new Client(
             { name: 'bridgekeeper-e2e-v2', version: '0.0.0' },
-            { versionNegotiation: { mode: { pin: V } }, ...(capabilities ? { capabilities } : {}) }
+            { versionNegotiation: { mode: { pin: V } }, ...(capabilities ? { capabilities } : {}), ...options }
         );
         if (elicit) client.setRequestHandler('elicitation/create', elicit);
         const transport = new StreamableHTTPClientTransport(mcpUrl(), { authProvider: provider, fetch: sdkFetch });
@@ -431,6 +431,7 @@ describe('Bridgekeeper with the MCP TypeScript SDK v2 client (2026-07-28, CIMD)'
             assert.equal(calls[1].rpc.params.requestState, state, 'the retry echoes requestState');
             assert.deepEqual(calls[1].rpc.params.inputResponses?.confirm, { action: 'accept', content: { confirm: true } });
             assert.notEqual(calls[1].rpc.id, calls[0].rpc.id, 'the retry is a new request');
+            assert.equal(result.structuredContent?.changed, true, JSON.stringify(result));
             assert.equal(result.structuredContent?.provider_permissions?.github, 'read', JSON.stringify(result));
             assert.equal((await whoami(client)).provider_permissions?.github, 'read', 'whoami shows the narrowed grant');
         })
@@ -443,8 +444,8 @@ describe('Bridgekeeper with the MCP TypeScript SDK v2 client (2026-07-28, CIMD)'
             const client = await connect({ capabilities: { elicitation: { form: {} } }, elicit: answer('decline') });
             const before = await whoami(client);
             const result = await client.callTool({ name: 'restrict-access', arguments: { provider: 'google', permission: 'disabled' } });
-            const text = JSON.stringify(result);
-            assert.match(text, /nothing|not changed|unchanged|declined/i, `the result says nothing changed: ${text}`);
+            assert.notEqual(result.isError, true, JSON.stringify(result));
+            assert.equal(result.structuredContent?.changed, false, `the result says nothing changed: ${JSON.stringify(result)}`);
             const afterwards = await whoami(client);
             assert.deepEqual(afterwards.provider_permissions, before.provider_permissions, 'the grant is as it was');
             assert.notEqual(afterwards.provider_permissions?.google, 'disabled');
@@ -473,38 +474,52 @@ describe('Bridgekeeper with the MCP TypeScript SDK v2 client (2026-07-28, CIMD)'
     );
 
     test(
-        'subscriptions/listen: acknowledged, then tools/list_changed after the grant changes',
+        'subscriptions/listen: acknowledged, then tools/list_changed after the grant changes (listen() and ClientOptions.listChanged)',
         { timeout: TEST_TIMEOUT_MS },
-        needsRestrictAccess(async () => {
+        needsRestrictAccess(async t => {
             const listener = await connect();
-            const changes = [];
+            assert.equal(listener.getDiscoverResult()?.capabilities?.tools?.listChanged, true, 'server/discover advertises tools.listChanged');
             let changed;
             const arrived = new Promise(resolve => (changed = resolve));
-            listener.setNotificationHandler('notifications/tools/list_changed', n => {
-                changes.push(n);
-                changed(n);
-            });
-            const subscription = await listener.listen({ toolsListChanged: true }, { timeout: 10_000 });
+            listener.setNotificationHandler('notifications/tools/list_changed', n => changed(n));
+            // The SDK's own high-level path: ClientOptions.listChanged opens a listen stream at connect
+            // (the server advertises tools.listChanged) and re-fetches tools/list on a change.
+            let refreshed;
+            const refetched = new Promise((resolve, reject) => (refreshed = (err, tools) => (err ? reject(err) : resolve(tools))));
+            const auto = await connect({ options: { listChanged: { tools: { debounceMs: 0, onChanged: (err, tools) => refreshed(err, tools) } } } });
+            assert.ok(auto.autoOpenedSubscription, 'listChanged opened a subscription at connect');
+            assert.equal(auto.autoOpenedSubscription.honoredFilter.toolsListChanged, true);
+
+            const subscription = await listener.listen({ toolsListChanged: true, promptsListChanged: true }, { timeout: 10_000 });
             try {
-                assert.equal(subscription.honoredFilter.toolsListChanged, true, JSON.stringify(subscription.honoredFilter));
+                assert.deepEqual(subscription.honoredFilter, { toolsListChanged: true }, 'acknowledged: tools list changes (what this server has)');
                 const listen = log.filter(e => e.mcpMethod === 'subscriptions/listen').at(-1);
                 assert.ok(listen, 'subscriptions/listen went over the wire');
                 assert.equal(listen.status, 200);
                 assert.match(listen.contentType ?? '', /^text\/event-stream/);
 
                 const actor = await connect({ capabilities: { elicitation: { form: {} } }, elicit: answer('accept') });
-                await actor.callTool({ name: 'restrict-access', arguments: { provider: 'slack', permission: 'disabled' } });
-                let timer;
-                const notification = await Promise.race([
-                    arrived,
-                    new Promise((_, reject) => {
-                        timer = setTimeout(() => reject(new Error('no notifications/tools/list_changed within 5 s')), 5000);
-                    })
-                ]).finally(() => clearTimeout(timer));
+                const t0 = Date.now();
+                const result = await actor.callTool({ name: 'restrict-access', arguments: { provider: 'slack', permission: 'disabled' } });
+                assert.equal(result.structuredContent?.changed, true, JSON.stringify(result));
+                const within = (promise, ms, what) => {
+                    let timer;
+                    return Promise.race([
+                        promise,
+                        new Promise((_, reject) => {
+                            timer = setTimeout(() => reject(new Error(`${what} not within ${ms} ms`)), ms);
+                        })
+                    ]).finally(() => clearTimeout(timer));
+                };
+                const notification = await within(arrived, 5000, 'notifications/tools/list_changed');
+                t.diagnostic(`tools/list_changed ${Date.now() - t0} ms after restrict-access was called`);
                 assert.equal(notification.method, 'notifications/tools/list_changed');
                 assert.equal(notification.params?._meta?.[SUBSCRIPTION_ID], listen.rpc.id, 'tagged with the listen request id');
+                const tools = await within(refetched, 5000, 'the listChanged onChanged callback');
+                assert.ok(tools.some(tool => tool.name === 'whoami'), 'onChanged got the re-fetched tools/list');
             } finally {
                 await subscription.close();
+                await auto.autoOpenedSubscription?.close();
             }
             assert.equal(await subscription.closed, 'local');
         })
