@@ -210,12 +210,19 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
     dispatch::dispatch(&gw, &ctx, framing, version, &id, method, &params).await
 }
 
-/// No server-initiated stream is offered: GET answers 405 (after the same checks as POST).
+/// No server-initiated stream is offered: GET answers 405 (after the host check, the token and the
+/// rate limit), whichever protocol version it names — 2026-07-28 removed the GET stream
+/// (`subscriptions/listen` replaces it), and the legacy revisions make it optional.
 pub async fn get(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -> Response {
-    if let Err(res) = admit(&gw, &headers, &uri).await {
+    if let Err(res) = admit_caller(&gw, &headers, &uri).await {
         return res;
     }
-    let mut res = refuse(StatusCode::METHOD_NOT_ALLOWED, INVALID_REQUEST, "this server offers no GET stream; use POST");
+    let message = if header_str(&headers, "mcp-protocol-version").is_some_and(modern::is_modern_version) {
+        "there is no GET stream in MCP 2026-07-28: POST subscriptions/listen for change notifications"
+    } else {
+        "this server offers no GET stream; use POST"
+    };
+    let mut res = refuse(StatusCode::METHOD_NOT_ALLOWED, INVALID_REQUEST, message);
     res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
     res
 }

@@ -282,6 +282,17 @@ async fn listen_refuses_what_it_cannot_serve() {
         assert_eq!(a.status, 406, "{accept}: {:?}", a.messages);
         assert_eq!(a.body()["id"], 1);
     }
+    // The GET stream is gone in 2026-07-28: 405 pointing to listen (not a version error).
+    let res = reqwest::Client::new()
+        .get(&m.url)
+        .bearer_auth(&m.token)
+        .header("Accept", "text/event-stream")
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert!(res.text().await.unwrap().contains("subscriptions/listen"));
     // A malformed filter is named.
     let a = m.call(json!(2), "subscriptions/listen", json!({"notifications": {"toolsListChanged": "yes"}})).await;
     assert_eq!(a.body()["error"]["code"], -32602, "{}", a.body());

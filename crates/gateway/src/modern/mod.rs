@@ -39,7 +39,7 @@ use crate::transport::{accepts, header_str, wants_plain_json};
 use bk_access::AccessContext;
 use bk_domain::audit::Outcome;
 
-pub use envelope::claims;
+pub use envelope::{claims, is_modern_version};
 pub use listen::Listeners;
 
 /// The revisions served statelessly (named in `server/discover` and in every -32022). The legacy
