@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod browser_sessions;
 mod clients;
+mod connections;
 mod grants;
 mod keys;
 mod mcp_sessions;
@@ -16,6 +17,7 @@ pub use accounts::AccountStore;
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
 pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
+pub use connections::{ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE};
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use keys::{SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
@@ -58,6 +60,7 @@ pub trait Store:
     + OperatorTokenStore
     + AuditStore
     + BrowserSessionStore
+    + ConnectionStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)

@@ -1,0 +1,91 @@
+//! A connection: one tenant's link to one upstream account at a provider (its Google account, its
+//! Slack workspace, its company API key). The entity carries what may be shown — status, expiry,
+//! scopes, the upstream identity — and never the credential, which the store keeps sealed beside it
+//! and hands out only on request to the vault.
+
+use serde::{Deserialize, Serialize};
+
+use crate::UnixTime;
+use crate::ids::{AccountId, ConnectionId};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub account_id: AccountId,
+    /// The catalog id of the provider.
+    pub provider_id: String,
+    /// Who the tenant is at the provider (its user or workspace id), once known.
+    pub provider_user_id: Option<String>,
+    /// Scopes the provider granted.
+    pub scopes: Vec<String>,
+    pub status: ConnectionStatus,
+    /// When the upstream access token expires; `None` when the provider gave no expiry.
+    pub expires_at: Option<UnixTime>,
+    /// Whether a refresh token (or equivalent) is held.
+    pub can_refresh: bool,
+    /// What the provider told about the upstream account (user info), shown to the tenant.
+    pub metadata: serde_json::Value,
+    /// The last failure, in words fit to show the tenant (never a credential).
+    pub last_error: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+/// Where a connection stands. Every change is audited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionStatus {
+    /// Usable (refreshed when needed).
+    Active,
+    /// The upstream refused the refresh token (`invalid_grant`): the tenant must reconnect.
+    Expired,
+    /// Revoked upstream or by the tenant.
+    Revoked,
+    /// Something else failed; `last_error` says what.
+    Error,
+}
+
+impl ConnectionStatus {
+    pub const ALL: [ConnectionStatus; 4] =
+        [ConnectionStatus::Active, ConnectionStatus::Expired, ConnectionStatus::Revoked, ConnectionStatus::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::Expired => "expired",
+            ConnectionStatus::Revoked => "revoked",
+            ConnectionStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConnectionStatus> {
+        ConnectionStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// The associated data that binds a sealed credential to its row: a ciphertext copied to another
+/// connection or another tenant does not open.
+pub fn credential_binding(account: &AccountId, connection: &ConnectionId) -> Vec<u8> {
+    format!("connection-credential:{account}:{connection}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        for s in ConnectionStatus::ALL {
+            assert_eq!(ConnectionStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ConnectionStatus::parse("Active"), None);
+    }
+
+    #[test]
+    fn the_binding_names_tenant_and_row() {
+        let (a, b) = (AccountId::from_string("acc_1"), AccountId::from_string("acc_2"));
+        let c = ConnectionId::from_string("con_1");
+        assert_ne!(credential_binding(&a, &c), credential_binding(&b, &c));
+        assert_ne!(credential_binding(&a, &c), credential_binding(&a, &ConnectionId::from_string("con_2")));
+    }
+}

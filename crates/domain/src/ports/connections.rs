@@ -1,0 +1,86 @@
+//! Connections and their sealed credentials. Every method takes the tenant first: another tenant's
+//! connection id behaves exactly like one that does not exist.
+
+use async_trait::async_trait;
+
+use super::Result;
+use crate::UnixTime;
+use crate::connection::{Connection, ConnectionStatus};
+use crate::ids::{ConnectionId, TenantId};
+
+/// The most connections one page lists.
+pub const MAX_CONNECTIONS_PAGE: u32 = 100;
+
+/// Which connections to list, in which order, which page.
+#[derive(Clone, Debug)]
+pub struct ConnectionQuery {
+    pub status: Option<ConnectionStatus>,
+    pub provider_id: Option<String>,
+    pub created_after: Option<UnixTime>,
+    pub created_before: Option<UnixTime>,
+    pub sort_by: ConnectionSort,
+    pub descending: bool,
+    /// 1-based.
+    pub page: u32,
+    /// 1 to `MAX_CONNECTIONS_PAGE`.
+    pub limit: u32,
+}
+
+impl Default for ConnectionQuery {
+    fn default() -> Self {
+        Self {
+            status: None,
+            provider_id: None,
+            created_after: None,
+            created_before: None,
+            sort_by: ConnectionSort::CreatedAt,
+            descending: true,
+            page: 1,
+            limit: 20,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionSort {
+    CreatedAt,
+    UpdatedAt,
+    ExpiresAt,
+    ProviderId,
+    Status,
+}
+
+/// One page of connections and how many match in all.
+#[derive(Clone, Debug)]
+pub struct ConnectionPage {
+    pub items: Vec<Connection>,
+    pub total: u64,
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a connection of `tenant` and its sealed credential unless the tenant already holds
+    /// `max_per_account` connections; false, storing nothing, at the quota. The count and the
+    /// insert are one transaction, so parallel connects cannot exceed it.
+    async fn insert_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        sealed: &[u8],
+        max_per_account: u32,
+    ) -> Result<bool>;
+    async fn connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>>;
+    async fn list_connections(&self, tenant: &TenantId, query: &ConnectionQuery) -> Result<ConnectionPage>;
+    /// The sealed credential of a connection (for the vault to open).
+    async fn sealed_credential(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Vec<u8>>>;
+    /// Saves a connection's state (status, expiry, scopes, metadata, last error) and, when given, its
+    /// new sealed credential in the same write; false if absent.
+    async fn update_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        sealed: Option<&[u8]>,
+    ) -> Result<bool>;
+    /// Deletes the connection and its ciphertext; false if absent.
+    async fn delete_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<bool>;
+}

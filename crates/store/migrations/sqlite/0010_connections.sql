@@ -1,0 +1,20 @@
+-- Connections to upstream providers. The credential (access and refresh tokens, or an API key) is
+-- sealed with AES-256-GCM under the master key, bound to (account_id, id) as associated data, so a
+-- ciphertext copied to another row or tenant does not decrypt; deleting the row erases it.
+CREATE TABLE connections (
+    id               TEXT PRIMARY KEY,
+    account_id       TEXT NOT NULL REFERENCES accounts(id),
+    provider_id      TEXT NOT NULL,
+    provider_user_id TEXT,
+    scopes           TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    expires_at       BIGINT,
+    can_refresh      BIGINT NOT NULL,
+    metadata         TEXT NOT NULL,
+    last_error       TEXT,
+    credential       BLOB NOT NULL,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL
+);
+-- Every query is one tenant's; the list is sorted by creation by default.
+CREATE INDEX connections_account_created ON connections(account_id, created_at);
