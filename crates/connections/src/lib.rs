@@ -4,5 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod vault;
 
 pub use catalog::{AuthKind, Catalog, CatalogError, CatalogSources, ConfigLayer, Provider, ToolSource};
+pub use vault::{Credential, Vault, VaultError};
