@@ -79,6 +79,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::logging::init(&config.log);
+    // A catalog that does not hold together stops the start, naming file, provider and field.
+    let catalog = Arc::new(config.catalog()?);
+    for p in catalog.iter() {
+        if let Some(setting) = p.missing_setting() {
+            tracing::info!(provider = %p.id, missing = %setting, "provider not yet connectable");
+        }
+    }
     // Listen first: while the database opens (recovering a large write-ahead log can take a while)
     // `/health` answers and `/ready` says 503, so an orchestrator waits instead of restarting us.
     let listener =
@@ -170,6 +177,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     auth.documents = client_documents(&config.client_metadata_documents, sql.clone())?;
     let auth = Arc::new(auth);
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
+    let vault = bk_connections::Vault::new(master.clone());
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -184,7 +192,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             pat_default_ttl_secs: config.tokens.pat_default_ttl_days * 24 * 3600,
             max_pats_per_account: config.limits.max_pats_per_account,
             max_clients_per_account: config.limits.max_clients_per_account,
+            max_connections_per_account: config.limits.max_connections_per_account,
         },
+        catalog,
+        vault,
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),

@@ -5,8 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use url::Url;
+
 use crate::UnixTime;
+use crate::client::host_on_domains;
 use crate::ids::{AccountId, ConnectionId};
+use crate::redirect;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Connection {
@@ -69,9 +73,49 @@ pub fn credential_binding(account: &AccountId, connection: &ConnectionId) -> Vec
     format!("connection-credential:{account}:{connection}").into_bytes()
 }
 
+/// Where a connect flow may send the browser back to: one of the calling client's redirect URIs
+/// (loopback port aside, as for authorization), an https URL on one of its domains, or a page of
+/// this server (`issuer_origin`). Anything else would make the connect flow an open redirect.
+pub fn return_url_allowed(
+    requested: &Url,
+    client_redirects: &[String],
+    client_domains: &[String],
+    issuer_origin: &str,
+) -> bool {
+    if !matches!(requested.scheme(), "http" | "https") || requested.cannot_be_a_base() {
+        return false;
+    }
+    if requested.origin().ascii_serialization() == issuer_origin {
+        return true;
+    }
+    if client_redirects.iter().any(|r| redirect::matches(r, requested.as_str())) {
+        return true;
+    }
+    requested.scheme() == "https" && requested.host_str().is_some_and(|h| host_on_domains(h, client_domains))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn return_urls_are_the_clients_own_or_ours() {
+        let redirects = vec!["https://app.example/connections/done".to_owned(), "http://127.0.0.1:7000/cb".to_owned()];
+        let domains = vec!["saas.example".to_owned()];
+        let ok = |u: &str| return_url_allowed(&Url::parse(u).unwrap(), &redirects, &domains, "https://bk.example");
+        assert!(ok("https://app.example/connections/done"));
+        assert!(ok("http://127.0.0.1:7111/cb"), "loopback port may vary");
+        assert!(ok("https://saas.example/anything?x=1"));
+        assert!(ok("https://eu.saas.example/back"));
+        assert!(ok("https://bk.example/connections"));
+        assert!(!ok("https://app.example/connections/done/../../evil"), "exact match only");
+        assert!(!ok("https://app.example/other"));
+        assert!(!ok("http://saas.example/back"), "domains only over https");
+        assert!(!ok("https://saas.example.evil.example/"));
+        assert!(!ok("https://evil.example/"));
+        assert!(!ok("javascript:alert(1)"));
+        assert!(!ok("https://bk.example.evil.example/"));
+    }
 
     #[test]
     fn status_round_trips() {

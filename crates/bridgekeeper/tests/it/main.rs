@@ -6,6 +6,7 @@ mod authorize;
 mod cli;
 mod client_metadata;
 mod clients;
+mod connections;
 mod discovery;
 mod durability;
 mod harness;
