@@ -35,21 +35,9 @@ use crate::problem::{Problem, json_body};
 const MAX_API_KEY_BYTES: usize = 4096;
 const MAX_REDIRECT_URL_BYTES: usize = 2048;
 
-pub(crate) fn view(c: &Connection) -> Value {
-    json!({
-        "id": c.id,
-        "accountId": c.account_id,
-        "providerId": c.provider_id,
-        "providerUserId": c.provider_user_id,
-        "scopes": c.scopes,
-        "status": c.status.as_str(),
-        "expiresAt": c.expires_at,
-        "canRefresh": c.can_refresh,
-        "metadata": c.metadata,
-        "lastError": c.last_error,
-        "createdAt": c.created_at,
-        "updatedAt": c.updated_at,
-    })
+/// A connection as the API shows it (its serde form: camelCase, never a credential).
+fn view(c: &Connection) -> Value {
+    json!(c)
 }
 
 /// Query parameters of the list, all as text so that each error names its parameter.

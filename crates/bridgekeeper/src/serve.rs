@@ -209,6 +209,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
         store.clone(),
+        store.clone(),
         clock.clone(),
         &issuer,
         &bk_gateway::GatewayConfig {

@@ -12,7 +12,9 @@ use crate::client::host_on_domains;
 use crate::ids::{AccountId, ConnectionId};
 use crate::redirect;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialises as the API and the `list-connections` tool show it (camelCase, never a credential).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Connection {
     pub id: ConnectionId,
     pub account_id: AccountId,

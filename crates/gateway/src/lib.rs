@@ -25,7 +25,7 @@ use axum::routing::post;
 use bk_access::Verifier;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
-use bk_domain::ports::McpSessionStore;
+use bk_domain::ports::{ConnectionStore, McpSessionStore};
 
 pub use bk_access::AccessContext;
 
@@ -58,6 +58,7 @@ impl Gateway {
     pub fn new(
         verifier: Arc<Verifier>,
         mcp_sessions: Arc<dyn McpSessionStore>,
+        connections: Arc<dyn ConnectionStore>,
         clock: Arc<dyn Clock>,
         issuer: &str,
         config: &GatewayConfig,
@@ -67,7 +68,7 @@ impl Gateway {
             verifier,
             resource: format!("{issuer}/mcp"),
             resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
-            tools: tools::Tools::builtin(),
+            tools: tools::Tools::builtin(connections),
             hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
             sessions: session::McpSessions::new(mcp_sessions, clock.clone(), config.session_ttl_secs),
             limiter: match &config.shared_limiter {

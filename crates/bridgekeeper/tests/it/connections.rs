@@ -312,3 +312,33 @@ fn a_broken_catalog_stops_the_start_naming_file_provider_and_field() {
         "{err}"
     );
 }
+
+/// `list-connections` on `/mcp`: the caller's own connections, in the API's shape, never a key.
+async fn list_connections_tool(server: &Server, token: &str) -> Value {
+    let res = reqwest::Client::new()
+        .post(server.url("/mcp"))
+        .bearer_auth(token)
+        .header("X-Response-Format", "json")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list-connections", "arguments": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    v["result"]["structuredContent"].clone()
+}
+
+#[tokio::test]
+async fn list_connections_tool_returns_the_callers_connections() {
+    let (server, _dir) = server(&[]);
+    let scope = "connections universal-mcp-read-write";
+    let a = tenant(&server, "mcp-a@example.com", scope).await;
+    let b = tenant(&server, "mcp-b@example.com", scope).await;
+    let created = connect_acme(&server, &a, "acme_key_for_mcp").await;
+    let listed = list_connections_tool(&server, &a).await;
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["connections"][0], created["connection"]);
+    assert!(!listed.to_string().contains("acme_key_for_mcp"));
+    let other = list_connections_tool(&server, &b).await;
+    assert_eq!((other["total"].as_u64(), other["connections"].as_array().map(Vec::len)), (Some(0), Some(0)));
+}

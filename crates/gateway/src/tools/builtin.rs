@@ -2,7 +2,11 @@
 //! provider, so the policy governs them by scope only. The set never changes while the process
 //! runs: one listing, one version.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use bk_domain::ports::{ConnectionQuery, ConnectionStore, MAX_CONNECTIONS_PAGE};
+use bk_domain::restrictions::ProviderPermission;
 use serde_json::{Value, json};
 
 use super::{Access, ToolDescriptor, ToolError, ToolListing, ToolOutput, ToolSource};
@@ -23,16 +27,11 @@ pub struct BuiltinTools {
 }
 
 impl BuiltinTools {
-    pub fn new() -> Self {
+    /// `connections`: where `list-connections` reads the caller's connections.
+    pub fn new(connections: Arc<dyn ConnectionStore>) -> Self {
         let (tools, handlers): (Vec<ToolDescriptor>, Vec<Box<dyn Handler>>) =
-            [whoami(), list_connections()].into_iter().unzip();
+            [whoami(), list_connections(connections)].into_iter().unzip();
         Self { listing: ToolListing { version: VERSION, tools: tools.into() }, handlers }
-    }
-}
-
-impl Default for BuiltinTools {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -118,19 +117,37 @@ fn whoami() -> (ToolDescriptor, Box<dyn Handler>) {
     )
 }
 
-struct ListConnections;
+struct ListConnections {
+    store: Arc<dyn ConnectionStore>,
+}
 
 #[async_trait]
 impl Handler for ListConnections {
-    async fn call(&self, _ctx: &AccessContext, _args: &Value) -> Result<ToolOutput, ToolError> {
-        // No provider can be connected yet (connections arrive with the provider catalog), so every
-        // account's list is empty; the shape is the one `GET /api/v1/connections` will return.
-        let v = json!({"connections": [], "total": 0});
+    async fn call(&self, ctx: &AccessContext, _args: &Value) -> Result<ToolOutput, ToolError> {
+        // The caller's own connections (the tenant is the token's, never an argument), newest
+        // first, without those of providers this grant or client may not use: an app kept away
+        // from a provider does not learn that the account uses it.
+        let q = ConnectionQuery { limit: MAX_CONNECTIONS_PAGE, ..Default::default() };
+        let page = self.store.list_connections(&ctx.account_id, &q).await.map_err(|e| {
+            tracing::error!(error = %e, "listing connections failed");
+            ToolError::Failed("the connections could not be read; retry".into())
+        })?;
+        let visible: Vec<_> = page
+            .items
+            .iter()
+            .filter(|c| {
+                ctx.client_providers.as_ref().is_none_or(|allowed| allowed.contains(&c.provider_id))
+                    && ctx.restrictions.permission_for(&c.provider_id) != ProviderPermission::Disabled
+            })
+            .collect();
+        // Beyond the first page the hidden ones are not counted out (at most 100 are listed).
+        let hidden = (page.items.len() - visible.len()) as u64;
+        let v = json!({"connections": visible, "total": page.total - hidden});
         Ok(ToolOutput { text: v.to_string(), structured: Some(v) })
     }
 }
 
-fn list_connections() -> (ToolDescriptor, Box<dyn Handler>) {
+fn list_connections(store: Arc<dyn ConnectionStore>) -> (ToolDescriptor, Box<dyn Handler>) {
     builtin(
         "list-connections",
         "List connections",
@@ -143,6 +160,6 @@ fn list_connections() -> (ToolDescriptor, Box<dyn Handler>) {
             },
             "required": ["connections", "total"]
         }),
-        Box::new(ListConnections),
+        Box::new(ListConnections { store }),
     )
 }

@@ -14,6 +14,7 @@ mod tests;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use bk_domain::ports::ConnectionStore;
 use serde_json::{Value, json};
 
 pub use builtin::BuiltinTools;
@@ -107,8 +108,8 @@ impl Tools {
     }
 
     /// The gateway's own tools only.
-    pub fn builtin() -> Self {
-        Self::new(vec![Box::new(BuiltinTools::new())])
+    pub fn builtin(connections: Arc<dyn ConnectionStore>) -> Self {
+        Self::new(vec![Box::new(BuiltinTools::new(connections))])
     }
 
     /// `{"tools":[…]}` with the tools this caller may see, serialised once per (listing versions,
