@@ -4,22 +4,31 @@
 //!
 //! `POST /initiate {providerId, redirectUrl, providerParams}` starts a connection. `redirectUrl`
 //! must be one of the calling client's redirect URIs, an https URL on its domains, or a page of this
-//! server (`bk_domain::connection::return_url_allowed`): never an open redirect. For an `api_key`
-//! provider the key may come in `providerParams.apiKey`; the connection is then created at once,
-//! the key sealed in the vault (201 with the connection, `authorizationUrl: null`). The upstream
-//! authorization flows of the other kinds are not served yet (501 naming the kind).
+//! server (`bk_domain::connection::return_url_allowed`): never an open redirect.
+//! - `oauth2` providers: answers `{authorizationUrl, providerMetadata}`; the tenant approves at the
+//!   provider, which sends the browser to `GET /callback` with a random state (single use, ten
+//!   minutes, bound to the account, client and `redirectUrl`, PKCE S256 where the provider takes
+//!   it). The callback exchanges the code, reads the user info into `metadata`, seals the tokens
+//!   and redirects to `redirectUrl` with `connectionId` and `status`, or with the provider's `error`
+//!   and `error_description` — storing nothing then. A state that is unknown, used or expired, or a
+//!   browser signed in to another account, gets an error page.
+//! - `api_key` providers: the key may come in `providerParams.apiKey`; the connection is created at
+//!   once, the key sealed in the vault (201 with the connection, `authorizationUrl: null`).
+//! - `mcp` and `token_exchange` providers are not served yet (501 naming the kind).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use bk_connections::catalog::AuthKind;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use bk_connections::catalog::{AuthKind, OAuth2, Provider};
+use bk_connections::oauth2::{UpstreamError, authorization_url, provider_user_id};
 use bk_connections::vault::Credential;
+use bk_crypto::secret::{new_token, token_hash};
 use bk_domain::audit::Outcome;
-use bk_domain::connection::{Connection, ConnectionStatus, return_url_allowed};
+use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus, FLOW_TTL_SECS, return_url_allowed};
 use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, MAX_CONNECTIONS_PAGE};
 use bk_domain::scope::Scope;
@@ -216,7 +225,7 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
         return Err(Problem::invalid("providerId", format!("unknown provider {shown:?}")));
     };
     let provider = provider.clone();
-    return_url(&server, &who, &req.redirect_url).await?;
+    let redirect_url = return_url(&server, &who, &req.redirect_url).await?;
     if let Some(setting) = provider.missing_setting() {
         return Err(Problem::invalid(
             "providerId",
@@ -246,6 +255,18 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
                 })),
             )
                 .into_response())
+        }
+        AuthKind::OAuth2(o) => {
+            let url = start_oauth2(&server, &who, &account_id, o, &provider.id, &redirect_url).await?;
+            server.emit(
+                who.stamp(server.event("connection.initiated", Outcome::Success))
+                    .detail("provider", provider.id.clone()),
+            );
+            Ok(Json(json!({
+                "authorizationUrl": url.as_str(),
+                "providerMetadata": crate::providers::view(&provider),
+            }))
+            .into_response())
         }
         other => Err(Problem::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -295,4 +316,218 @@ async fn connect_with_key(
     }
     tracing::info!(account = %account_id, connection = %connection.id, provider = provider_id, "connection created");
     Ok(connection)
+}
+
+/// Where providers send the browser back.
+fn callback_url(server: &Api) -> String {
+    format!("{}/api/v1/connections/callback", server.issuer)
+}
+
+/// Records the flow (state digest, PKCE verifier, return URL) and builds the provider's URL.
+async fn start_oauth2(
+    server: &Api,
+    who: &Caller,
+    account_id: &AccountId,
+    o: &OAuth2,
+    provider_id: &str,
+    redirect_url: &Url,
+) -> Result<Url, Problem> {
+    let client_id = o.client.client_id.as_deref().ok_or_else(Problem::server_error)?;
+    let state = new_token("");
+    let verifier = o.pkce.then(|| zeroize::Zeroizing::new(new_token("").into_string()));
+    let challenge = verifier.as_deref().map(|v| bk_domain::pkce::s256(v));
+    let now = server.clock.now();
+    let flow = ConnectionFlow {
+        state_hash: token_hash(state.expose()),
+        account_id: account_id.clone(),
+        client_id: match who {
+            Caller::Token(c) => Some(c.client_id.clone()),
+            _ => None,
+        },
+        provider_id: provider_id.to_owned(),
+        redirect_url: redirect_url.to_string(),
+        code_verifier: verifier.as_deref().map(|v| v.to_string()),
+        created_at: now,
+        expires_at: now + FLOW_TTL_SECS,
+    };
+    server.store.insert_connection_flow(account_id, &flow).await?;
+    Ok(authorization_url(o, client_id, &callback_url(server), state.expose(), challenge.as_deref()))
+}
+
+/// What the provider sends back (providers add parameters of their own: unknown ones are ignored).
+#[derive(Deserialize, Default)]
+struct CallbackParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The page a browser gets when there is no safe place to send it back to.
+fn error_page(message: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connection failed</title></head>\
+         <body><h1>Connection failed</h1><p>{message}</p><p>Start the connection again from the application.</p></body></html>"
+    );
+    (StatusCode::BAD_REQUEST, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// Sends the browser back to the flow's return URL with `params` added.
+fn back_to(redirect_url: &Url, params: &[(&str, &str)]) -> Response {
+    let mut url = redirect_url.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+    }
+    (StatusCode::SEE_OTHER, [(header::LOCATION, url.as_str()), (header::CACHE_CONTROL, "no-store")]).into_response()
+}
+
+/// The provider's error text as passed on: printable, at most 200 characters.
+fn bounded(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// The largest user-info document kept as a connection's metadata; beyond it only the usual
+/// identity fields are kept.
+const MAX_METADATA_BYTES: usize = 8192;
+
+fn metadata_of(info: Option<serde_json::Value>) -> Value {
+    match info {
+        Some(v) if v.to_string().len() <= MAX_METADATA_BYTES => v,
+        Some(v) => {
+            let keep = ["sub", "id", "user_id", "account_id", "email", "name", "login"];
+            Value::Object(keep.iter().filter_map(|k| v.get(*k).map(|x| ((*k).to_owned(), x.clone()))).collect())
+        }
+        None => json!({}),
+    }
+}
+
+pub async fn callback(State(server): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    match finish_oauth2(&server, &headers, raw.as_deref()).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> Result<Response, Response> {
+    let p: CallbackParams = serde_urlencoded::from_str(raw.unwrap_or("")).unwrap_or_default();
+    let state = p
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or_else(|| error_page("The answer from the service carries no valid request state."))?;
+    let now = server.clock.now();
+    let flow = server
+        .store
+        .take_connection_flow(&token_hash(state), now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading a connect flow failed");
+            error_page("The server could not complete the connection; try again.")
+        })?
+        .ok_or_else(|| error_page("This connection request is unknown or was already used."))?;
+    if !flow.is_current(now) {
+        return Err(error_page("This connection request has expired."));
+    }
+    // A browser signed in here as someone else must not finish another account's flow.
+    if let Ok(Caller::Browser { account_id, .. }) = caller(server, headers, false).await
+        && account_id != flow.account_id
+    {
+        return Err(error_page("This connection request belongs to another account."));
+    }
+    let back = Url::parse(&flow.redirect_url).map_err(|_| error_page("The connection request is damaged."))?;
+    let fail = |event: &str, error: &str, description: Option<&str>| {
+        server.emit(
+            server
+                .event("connection.failed", Outcome::Failure)
+                .account(&flow.account_id)
+                .detail("provider", flow.provider_id.clone())
+                .detail("stage", event.to_owned())
+                .detail("error", error.to_owned()),
+        );
+        let mut params = vec![("error", error)];
+        if let Some(d) = description {
+            params.push(("error_description", d));
+        }
+        back_to(&back, &params)
+    };
+    let provider: Option<Arc<Provider>> = server.catalog.get(&flow.provider_id).cloned();
+    let Some(o) = provider.as_ref().and_then(|p| match &p.auth {
+        AuthKind::OAuth2(o) => Some(o),
+        _ => None,
+    }) else {
+        return Err(fail("provider", "server_error", Some("the provider is no longer offered")));
+    };
+    if let Some(error) = p.error.as_deref() {
+        let (error, description) = (bounded(error), p.error_description.as_deref().map(bounded));
+        return Err(fail("authorize", &error, description.as_deref()));
+    }
+    let Some(code) = p.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096) else {
+        return Err(fail("authorize", "invalid_request", Some("the provider sent no authorization code")));
+    };
+    let tokens = match server
+        .upstream
+        .exchange_code(o, code, &callback_url(server), flow.code_verifier.as_deref())
+        .await
+    {
+        Ok(t) => t,
+        Err(UpstreamError::Refused { error, description }) => {
+            return Err(fail("token", &error, description.as_deref()));
+        }
+        Err(e @ UpstreamError::Unavailable(_)) => {
+            tracing::warn!(provider = %flow.provider_id, error = %e, "code exchange failed");
+            return Err(fail("token", "temporarily_unavailable", Some("the provider could not be reached; try again")));
+        }
+        Err(e @ UpstreamError::Malformed(_)) => {
+            tracing::warn!(provider = %flow.provider_id, error = %e, "code exchange failed");
+            return Err(fail("token", "server_error", Some("the provider's answer was not understood")));
+        }
+    };
+    let info = server.upstream.user_info(o, &tokens.credential).await;
+    let connection = Connection {
+        id: ConnectionId::generate(),
+        account_id: flow.account_id.clone(),
+        provider_id: flow.provider_id.clone(),
+        provider_user_id: info.as_ref().and_then(provider_user_id),
+        scopes: tokens.scopes.clone().unwrap_or_else(|| o.scopes.clone()),
+        status: ConnectionStatus::Active,
+        expires_at: tokens.expires_in.map(|s| now.saturating_add(s)),
+        can_refresh: matches!(&tokens.credential, Credential::OAuth { refresh_token: Some(_), .. }),
+        metadata: metadata_of(info),
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let stored = match server.vault.seal(&flow.account_id, &connection.id, &tokens.credential) {
+        Ok(sealed) => {
+            let max = server.limits.max_connections_per_account;
+            server.store.insert_connection(&flow.account_id, &connection, &sealed, max).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sealing a credential failed");
+            return Err(fail("store", "server_error", Some("the connection could not be stored")));
+        }
+    };
+    match stored {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(fail("store", "quota_exceeded", Some("this account holds the most connections it may")));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing a connection failed");
+            return Err(fail("store", "server_error", Some("the connection could not be stored")));
+        }
+    }
+    tracing::info!(account = %flow.account_id, connection = %connection.id, provider = %flow.provider_id, "connection created");
+    let mut event = server
+        .event("connection.created", Outcome::Success)
+        .account(&flow.account_id)
+        .target(&connection.id)
+        .detail("provider", flow.provider_id.clone());
+    if let Some(c) = &flow.client_id {
+        event = event.client(c);
+    }
+    server.emit(event);
+    Ok(back_to(&back, &[("connectionId", connection.id.as_str()), ("status", connection.status.as_str())]))
 }

@@ -21,13 +21,14 @@ use axum::Router;
 use axum::routing::{delete, get, post, put};
 use bk_access::Verifier;
 use bk_access::browser::{BrowserSessions, CookieKeys};
-use bk_connections::{Catalog, Vault};
+use bk_connections::{Catalog, Upstream, Vault};
 use bk_crypto::envelope::MasterKey;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ids::ClientId;
 use bk_domain::ports::{
-    AccountStore, AuditStore, ClientStore, ConnectionStore, OperatorTokenStore, PatStore, SessionStore,
+    AccountStore, AuditStore, ClientStore, ConnectionFlowStore, ConnectionStore, OperatorTokenStore, PatStore,
+    SessionStore,
 };
 
 pub use caller::Caller;
@@ -35,11 +36,26 @@ pub use problem::Problem;
 
 /// What the management API stores and reads.
 pub trait ApiStore:
-    AccountStore + ClientStore + SessionStore + PatStore + OperatorTokenStore + AuditStore + ConnectionStore
+    AccountStore
+    + ClientStore
+    + SessionStore
+    + PatStore
+    + OperatorTokenStore
+    + AuditStore
+    + ConnectionStore
+    + ConnectionFlowStore
 {
 }
 impl<
-    T: AccountStore + ClientStore + SessionStore + PatStore + OperatorTokenStore + AuditStore + ConnectionStore + ?Sized,
+    T: AccountStore
+        + ClientStore
+        + SessionStore
+        + PatStore
+        + OperatorTokenStore
+        + AuditStore
+        + ConnectionStore
+        + ConnectionFlowStore
+        + ?Sized,
 > ApiStore for T
 {
 }
@@ -69,6 +85,8 @@ pub struct Api {
     pub catalog: Arc<Catalog>,
     /// Seals the credentials of new connections.
     pub vault: Vault,
+    /// Calls providers' token and user-info endpoints (request-forgery safe).
+    pub upstream: Arc<Upstream>,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).
@@ -147,6 +165,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/providers/{id}", get(providers::get))
         .route("/api/v1/connections", get(connections::list))
         .route("/api/v1/connections/initiate", post(connections::initiate))
+        .route("/api/v1/connections/callback", get(connections::callback))
         .route("/api/v1/connections/{id}", get(connections::get).delete(connections::delete))
         .with_state(api)
 }

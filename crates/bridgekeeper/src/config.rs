@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// The provider catalog's operator layers (see `bk_connections::catalog`).
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionsConfig {
     /// A catalog file in the format of the shipped `providers.toml`, layered over it: adds
@@ -45,6 +45,25 @@ pub struct ConnectionsConfig {
     /// `BRIDGEKEEPER_CONNECTIONS__PROVIDERS__<ID>__OAUTH2__CLIENT_ID` …): typically the operator's
     /// client id and secret for each provider.
     pub providers: toml::Table,
+    /// Also reach providers on loopback and private addresses (development and tests only: a
+    /// provider's URLs are the operator's, but a name can be pointed anywhere).
+    pub allow_private_addresses: bool,
+    /// A PEM file of CA certificates trusted for providers, besides the system's.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Time for a whole call to a provider (token exchange, user info).
+    pub timeout_ms: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            catalog_file: None,
+            providers: toml::Table::new(),
+            allow_private_addresses: false,
+            extra_ca_file: None,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Names the providers configured, never their fields (client secrets live there).
@@ -53,6 +72,9 @@ impl std::fmt::Debug for ConnectionsConfig {
         f.debug_struct("ConnectionsConfig")
             .field("catalog_file", &self.catalog_file)
             .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .field("allow_private_addresses", &self.allow_private_addresses)
+            .field("extra_ca_file", &self.extra_ca_file)
+            .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
 }
@@ -429,6 +451,9 @@ impl Config {
         }
         if self.limits.max_clients_per_account == 0 || self.limits.max_pats_per_account == 0 {
             bail!("limits.max_clients_per_account and limits.max_pats_per_account must be at least 1");
+        }
+        if !(100..=60_000).contains(&self.connections.timeout_ms) {
+            bail!("connections.timeout_ms must be 100 to 60000");
         }
         if self.limits.max_connections_per_account == 0 {
             bail!("limits.max_connections_per_account must be at least 1");

@@ -178,6 +178,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth = Arc::new(auth);
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
     let vault = bk_connections::Vault::new(master.clone());
+    let upstream = Arc::new(upstream(&config.connections)?);
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -196,6 +197,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         catalog,
         vault,
+        upstream,
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),
@@ -336,6 +338,30 @@ async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit:
 }
 
 /// The fetcher of client metadata documents, as configured (none when they are not accepted).
+/// The outbound client for providers' token and user-info endpoints.
+fn upstream(config: &crate::config::ConnectionsConfig) -> anyhow::Result<bk_connections::Upstream> {
+    let extra_roots_pem = match &config.extra_ca_file {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("cannot read connections.extra_ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if config.allow_private_addresses {
+        tracing::warn!(
+            "connections.allow_private_addresses is on: providers are reached on loopback and private addresses too \
+             (development only)"
+        );
+    }
+    bk_connections::Upstream::new(bk_outbound::FetchPolicy {
+        allow_private_addresses: config.allow_private_addresses,
+        extra_roots_pem,
+        timeout: std::time::Duration::from_millis(config.timeout_ms),
+        // Token and user-info answers are small; a provider sending more is not one.
+        max_body_bytes: 1 << 20,
+    })
+    .map_err(|e| anyhow::anyhow!("connections: {e}"))
+}
+
 fn client_documents(
     config: &crate::config::ClientDocumentsConfig,
     store: Arc<dyn bk_oauth::AuthStore>,

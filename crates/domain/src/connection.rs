@@ -9,7 +9,7 @@ use url::Url;
 
 use crate::UnixTime;
 use crate::client::host_on_domains;
-use crate::ids::{AccountId, ConnectionId};
+use crate::ids::{AccountId, ClientId, ConnectionId};
 use crate::redirect;
 
 /// Serialises as the API and the `list-connections` tool show it (camelCase, never a credential).
@@ -69,6 +69,36 @@ impl ConnectionStatus {
     }
 }
 
+/// How long a connect flow waits for the provider's answer.
+pub const FLOW_TTL_SECS: i64 = 600;
+
+/// A connect flow under way: started by `initiate`, finished (once) by the provider's redirect to
+/// the callback. Found by the digest of its `state`, the only thing the returning browser brings;
+/// bound to the account, the client and the return URL it was started with. No `Debug`: it holds
+/// the PKCE verifier.
+#[derive(Clone)]
+pub struct ConnectionFlow {
+    /// SHA-256 of the `state` sent to the provider (random, 256 bits).
+    pub state_hash: Vec<u8>,
+    pub account_id: AccountId,
+    /// The client whose token started it (`None`: the signed-in browser or a PAT).
+    pub client_id: Option<ClientId>,
+    pub provider_id: String,
+    /// Where the browser goes when the flow ends, checked at `initiate`.
+    pub redirect_url: String,
+    /// The PKCE verifier, when the provider takes PKCE. Kept for the flow's ten minutes only; useless
+    /// without the authorization code, which the provider sends only to the callback.
+    pub code_verifier: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl ConnectionFlow {
+    pub fn is_current(&self, now: UnixTime) -> bool {
+        now < self.expires_at
+    }
+}
+
 /// The associated data that binds a sealed credential to its row: a ciphertext copied to another
 /// connection or another tenant does not open.
 pub fn credential_binding(account: &AccountId, connection: &ConnectionId) -> Vec<u8> {
@@ -117,6 +147,22 @@ mod tests {
         assert!(!ok("https://evil.example/"));
         assert!(!ok("javascript:alert(1)"));
         assert!(!ok("https://bk.example.evil.example/"));
+    }
+
+    #[test]
+    fn a_flow_lives_ten_minutes() {
+        let flow = ConnectionFlow {
+            state_hash: vec![1; 32],
+            account_id: AccountId::from_string("acc_1"),
+            client_id: None,
+            provider_id: "github".into(),
+            redirect_url: "https://app.example/done".into(),
+            code_verifier: None,
+            created_at: 1000,
+            expires_at: 1000 + FLOW_TTL_SECS,
+        };
+        assert!(flow.is_current(1000) && flow.is_current(1599));
+        assert!(!flow.is_current(1600));
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! Connections to upstream providers and their sealed credentials. Every statement filters on the
+//! Connections to upstream providers and their sealed credentials, and the connect flows under way. Every statement filters on the
 //! tenant, so another tenant's id finds nothing; the credential column is read only by
 //! `sealed_credential`, never by the listing.
 
 use async_trait::async_trait;
-use bk_domain::connection::{Connection, ConnectionStatus};
-use bk_domain::ids::{AccountId, ConnectionId, TenantId};
+use bk_domain::UnixTime;
+use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus};
+use bk_domain::ids::{AccountId, ClientId, ConnectionId, TenantId};
 use bk_domain::ports::{
-    ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE, Result, StoreError,
+    ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE,
+    Result, StoreError,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -191,5 +193,56 @@ impl ConnectionStore for SqlStore {
             .await
             .db()?;
         Ok(r.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl ConnectionFlowStore for SqlStore {
+    async fn insert_connection_flow(&self, tenant: &TenantId, f: &ConnectionFlow) -> Result<()> {
+        if &f.account_id != tenant {
+            return Err(StoreError::Corrupt("a connect flow must belong to the tenant storing it".into()));
+        }
+        sqlx::query(
+            "INSERT INTO connection_flows (state_hash, account_id, client_id, provider_id, redirect_url, code_verifier, \
+             created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+        )
+        .bind(f.state_hash.clone())
+        .bind(tenant.as_str())
+        .bind(f.client_id.as_ref().map(|c| c.as_str().to_owned()))
+        .bind(&f.provider_id)
+        .bind(&f.redirect_url)
+        .bind(&f.code_verifier)
+        .bind(f.created_at)
+        .bind(f.expires_at)
+        .execute(&self.writer)
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn take_connection_flow(&self, state_hash: &[u8], now: UnixTime) -> Result<Option<ConnectionFlow>> {
+        // One statement: of two takes of the same state, only one finds it unused.
+        let row = sqlx::query(
+            "UPDATE connection_flows SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL \
+             RETURNING state_hash, account_id, client_id, provider_id, redirect_url, code_verifier, created_at, expires_at",
+        )
+        .bind(state_hash.to_vec())
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await
+        .db()?;
+        row.map(|r| {
+            Ok(ConnectionFlow {
+                state_hash: r.try_get("state_hash").db()?,
+                account_id: AccountId::from_string(r.try_get::<String, _>("account_id").db()?),
+                client_id: r.try_get::<Option<String>, _>("client_id").db()?.map(ClientId::from_string),
+                provider_id: r.try_get("provider_id").db()?,
+                redirect_url: r.try_get("redirect_url").db()?,
+                code_verifier: r.try_get("code_verifier").db()?,
+                created_at: r.try_get("created_at").db()?,
+                expires_at: r.try_get("expires_at").db()?,
+            })
+        })
+        .transpose()
     }
 }

@@ -213,9 +213,12 @@ async fn initiate_refuses_unknown_providers_open_redirects_and_missing_settings(
     assert_eq!(p["field"], "providerParams.apiKey");
     let p = problem(initiate(&server, &token, body("github", CLIENT_REDIRECT)).await, 400).await;
     assert!(p["detail"].as_str().unwrap().contains("connections.providers.github.oauth2.client_id"), "{p}");
-    // A configured oauth2 provider: the upstream flow is not served yet, and says so.
-    let p = problem(initiate(&server, &token, body("google", CLIENT_REDIRECT)).await, 501).await;
-    assert!(p["detail"].as_str().unwrap().contains("oauth2"));
+    // A configured oauth2 provider: the tenant is sent to it (the flow is tested in connections_oauth2).
+    let res = initiate(&server, &token, body("google", CLIENT_REDIRECT)).await;
+    assert_eq!(res.status(), 200);
+    let url = res.json::<Value>().await.unwrap()["authorizationUrl"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("https://accounts.google.com/o/oauth2/v2/auth?"), "{url}");
+    assert_eq!(crate::harness::query_param(&url, "client_id").as_deref(), Some("google-client-id-123"));
     let p = problem(
         initiate(&server, &token, json!({"providerId": "acme", "redirectUrl": CLIENT_REDIRECT, "extra": 1})).await,
         400,

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use bk_domain::redirect::is_loopback;
 use serde::Deserialize;
 use url::Url;
 
@@ -421,17 +420,11 @@ fn provider(
     Ok(Provider { id, display, auth, tools, read_tools, write_tools })
 }
 
-/// An endpoint: https, or http to this machine (development and tests); no fragment.
+/// An endpoint: https (the outbound client speaks nothing else), no fragment.
 fn url(file: &str, id: &str, field: &str, s: &str) -> Result<Url, CatalogError> {
     let u = Url::parse(s).map_err(|x| err(file, id, field, format!("{s:?} is not a URL: {x}")))?;
-    let ok_scheme = u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u));
-    if !ok_scheme || u.fragment().is_some() || u.host().is_none() {
-        return Err(err(
-            file,
-            id,
-            field,
-            format!("{s:?} must be an https URL (http only to loopback) without a fragment"),
-        ));
+    if u.scheme() != "https" || u.fragment().is_some() || u.host().is_none() {
+        return Err(err(file, id, field, format!("{s:?} must be an https URL without a fragment")));
     }
     Ok(u)
 }

@@ -194,7 +194,7 @@ fn missing_required_fields_are_named() {
 }
 
 #[test]
-fn urls_must_be_https_or_loopback_http() {
+fn urls_must_be_https() {
     let e = error(Some("[google.oauth2]\ntoken_url = \"http://oauth2.example/token\""), None);
     assert_eq!(
         (e.file.as_str(), e.provider.as_str(), e.field.as_str()),
@@ -202,7 +202,9 @@ fn urls_must_be_https_or_loopback_http() {
     );
     let e = error(Some("[google]\nlogo_url = \"not a url\""), None);
     assert_eq!(e.field, "logo_url");
-    let c = load(Some("[google.oauth2]\ntoken_url = \"http://127.0.0.1:9000/token\""), None).unwrap();
+    let e = error(Some("[google.oauth2]\ntoken_url = \"http://127.0.0.1:9000/token\""), None);
+    assert_eq!(e.field, "oauth2.token_url");
+    let c = load(Some("[google.oauth2]\ntoken_url = \"https://127.0.0.1:9000/token\""), None).unwrap();
     assert_eq!(oauth2(c.get("google").unwrap()).token_url.port(), Some(9000));
 }
 
@@ -274,4 +276,24 @@ fn mcp_and_token_exchange_providers() {
 fn an_unknown_top_level_field_is_named() {
     let e = error(Some("[google]\nlogo = \"x\""), None);
     assert_eq!((e.provider.as_str(), e.field.as_str()), ("google", "logo"));
+}
+
+#[test]
+fn the_authorization_url_carries_the_flow_and_the_provider_quirks() {
+    let c = load(None, None).unwrap();
+    let slack = oauth2(c.get("slack").unwrap());
+    let u =
+        crate::oauth2::authorization_url(slack, "cid", "https://bk.example/api/v1/connections/callback", "st8", None);
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    assert_eq!(q["user_scope"], "channels:read,channels:history,chat:write,users:read");
+    assert!(!q.contains_key("scope") && !q.contains_key("code_challenge"));
+    assert_eq!((q["state"].as_str(), q["client_id"].as_str(), q["response_type"].as_str()), ("st8", "cid", "code"));
+    let google = oauth2(c.get("google").unwrap());
+    let u = crate::oauth2::authorization_url(google, "cid", "https://bk.example/cb", "st8", Some("chal"));
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    assert_eq!(
+        (q["scope"].as_str(), q["access_type"].as_str(), q["prompt"].as_str()),
+        ("openid email profile", "offline", "consent")
+    );
+    assert_eq!((q["code_challenge"].as_str(), q["code_challenge_method"].as_str()), ("chal", "S256"));
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::Result;
 use crate::UnixTime;
-use crate::connection::{Connection, ConnectionStatus};
+use crate::connection::{Connection, ConnectionFlow, ConnectionStatus};
 use crate::ids::{ConnectionId, TenantId};
 
 /// The most connections one page lists.
@@ -83,4 +83,13 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<bool>;
     /// Deletes the connection and its ciphertext; false if absent.
     async fn delete_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait ConnectionFlowStore: Send + Sync {
+    async fn insert_connection_flow(&self, tenant: &TenantId, flow: &ConnectionFlow) -> Result<()>;
+    /// Marks the flow with this state digest used and returns it — once: a second take of the same
+    /// state finds nothing, on every instance (a compare-and-set). The state is the capability: the
+    /// browser returning from the provider carries nothing else. Expiry is the caller's to check.
+    async fn take_connection_flow(&self, state_hash: &[u8], now: UnixTime) -> Result<Option<ConnectionFlow>>;
 }

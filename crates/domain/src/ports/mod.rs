@@ -17,7 +17,9 @@ pub use accounts::AccountStore;
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
 pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
-pub use connections::{ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE};
+pub use connections::{
+    ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE,
+};
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use keys::{SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
@@ -61,11 +63,12 @@ pub trait Store:
     + AuditStore
     + BrowserSessionStore
     + ConnectionStore
+    + ConnectionFlowStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)
     async fn ping(&self) -> Result<()>;
     /// Deletes what can no longer be used: codes a day past expiry (kept that long so a late replay still
-    /// revokes), expired refresh tokens, expired MCP and browser sessions. Returns the number of rows deleted.
+    /// revokes), expired refresh tokens, expired MCP and browser sessions and connect flows. Returns the number of rows deleted.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
 }

@@ -18,3 +18,18 @@ CREATE TABLE connections (
 );
 -- Every query is one tenant's; the list is sorted by creation by default.
 CREATE INDEX connections_account_created ON connections(account_id, created_at);
+
+-- Connect flows under way (initiate → the provider → callback), found by the SHA-256 of their
+-- random state, single use, ten minutes; bound to the account, client and return URL.
+CREATE TABLE connection_flows (
+    state_hash    BLOB PRIMARY KEY,
+    account_id    TEXT NOT NULL REFERENCES accounts(id),
+    client_id     TEXT,
+    provider_id   TEXT NOT NULL,
+    redirect_url  TEXT NOT NULL,
+    code_verifier TEXT,
+    created_at    BIGINT NOT NULL,
+    expires_at    BIGINT NOT NULL,
+    used_at       BIGINT
+);
+CREATE INDEX connection_flows_expiry ON connection_flows(expires_at);

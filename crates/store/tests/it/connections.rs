@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use bk_domain::account::Account;
-use bk_domain::connection::{Connection, ConnectionStatus};
+use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus};
 use bk_domain::ids::{AccountId, ConnectionId};
-use bk_domain::ports::{AccountStore, ConnectionQuery, ConnectionSort, ConnectionStore};
+use bk_domain::ports::{AccountStore, ConnectionFlowStore, ConnectionQuery, ConnectionSort, ConnectionStore, Store};
 use bridgekeeper_store::SqlStore;
 
 macro_rules! connection_tests {
@@ -43,6 +43,7 @@ connection_tests!(
     connection_listing_filters_sorts_and_pages,
     connection_quota_holds_under_concurrency,
     connection_credential_is_replaced_only_when_given_and_erased_with_the_row,
+    connect_flows_are_taken_once_even_concurrently,
 );
 
 async fn account(store: &SqlStore) -> AccountId {
@@ -213,4 +214,41 @@ async fn connection_credential_is_replaced_only_when_given_and_erased_with_the_r
     assert!(store.delete_connection(&a, &c.id).await.unwrap());
     assert_eq!(store.sealed_credential(&a, &c.id).await.unwrap(), None);
     assert!(!store.delete_connection(&a, &c.id).await.unwrap());
+}
+
+async fn connect_flows_are_taken_once_even_concurrently(store: &SqlStore) {
+    let a = account(store).await;
+    let flow = ConnectionFlow {
+        state_hash: vec![7u8; 32],
+        account_id: a.clone(),
+        client_id: None,
+        provider_id: "github".into(),
+        redirect_url: "https://app.example/done".into(),
+        code_verifier: Some("verifier".into()),
+        created_at: 100,
+        expires_at: 700,
+    };
+    let other = account(store).await;
+    assert!(store.insert_connection_flow(&other, &flow).await.is_err(), "stored only under its own tenant");
+    store.insert_connection_flow(&a, &flow).await.unwrap();
+    let store = Arc::new(store.clone());
+    let mut takes = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        takes.push(tokio::spawn(async move { store.take_connection_flow(&[7u8; 32], 200).await.unwrap() }));
+    }
+    let mut taken = Vec::new();
+    for t in takes {
+        taken.extend(t.await.unwrap());
+    }
+    assert_eq!(taken.len(), 1, "exactly one take finds the flow");
+    let f = &taken[0];
+    assert_eq!(
+        (f.account_id.as_str(), f.provider_id.as_str(), f.code_verifier.as_deref()),
+        (a.as_str(), "github", Some("verifier"))
+    );
+    assert_eq!((f.created_at, f.expires_at, f.redirect_url.as_str()), (100, 700, "https://app.example/done"));
+    assert!(store.take_connection_flow(&[9u8; 32], 200).await.unwrap().is_none());
+    // Purged once expired.
+    assert!(store.purge_expired(701).await.unwrap() >= 1);
 }
