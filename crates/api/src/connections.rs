@@ -15,6 +15,9 @@
 //! - `api_key` providers: the key may come in `providerParams.apiKey`; the connection is created at
 //!   once, the key sealed in the vault (201 with the connection, `authorizationUrl: null`).
 //! - `mcp` and `token_exchange` providers are not served yet (501 naming the kind).
+//!
+//! `DELETE /{id}` revokes the grant at the provider where it has a revocation endpoint (RFC 7009),
+//! then deletes the connection and its ciphertext.
 
 use std::sync::Arc;
 
@@ -169,14 +172,55 @@ pub async fn delete(
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let id = ConnectionId::from_string(id);
-    // Deleting the row erases its ciphertext. (Revoking upstream first, where the provider
-    // supports it, comes with the upstream OAuth client.)
+    let c = server.store.connection(account_id, &id).await?.ok_or_else(|| Problem::not_found("connection"))?;
+    let upstream = revoke_upstream(&server, &c).await;
+    // Deleting the row erases its ciphertext, whatever the provider answered: the tenant asked for
+    // the connection to be gone, and the audit row says whether the provider confirmed.
     if !server.store.delete_connection(account_id, &id).await? {
         return Err(Problem::not_found("connection"));
     }
-    tracing::info!(account = %account_id, connection = %id, "connection deleted");
-    server.emit(who.stamp(server.event("connection.deleted", Outcome::Success)).target(&id));
+    tracing::info!(account = %account_id, connection = %id, upstream, "connection deleted");
+    server.emit(
+        who.stamp(server.event("connection.deleted", Outcome::Success))
+            .target(&id)
+            .detail("provider", c.provider_id.clone())
+            .detail("upstream", upstream),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revokes the connection's grant at its provider where the provider supports it: `revoked`,
+/// `unsupported`, or `failed` (the provider refused or could not be reached; logged).
+async fn revoke_upstream(server: &Api, c: &Connection) -> &'static str {
+    let Some(AuthKind::OAuth2(o)) = server.catalog.get(&c.provider_id).map(|p| &p.auth) else {
+        return "unsupported";
+    };
+    if o.revoke_url.is_none() {
+        return "unsupported";
+    }
+    let credential = match server.store.sealed_credential(&c.account_id, &c.id).await {
+        Ok(Some(sealed)) => server.vault.open(&c.account_id, &c.id, &sealed),
+        Ok(None) => return "unsupported",
+        Err(e) => {
+            tracing::error!(error = %e, "reading a credential failed");
+            return "failed";
+        }
+    };
+    let credential = match credential {
+        Ok(cred) => cred,
+        Err(e) => {
+            tracing::error!(connection = %c.id, error = %e, "a stored credential does not open");
+            return "failed";
+        }
+    };
+    match server.upstream.revoke(o, &credential).await {
+        Ok(true) => "revoked",
+        Ok(false) => "unsupported",
+        Err(e) => {
+            tracing::warn!(connection = %c.id, provider = %c.provider_id, error = %e, "upstream revocation failed");
+            "failed"
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,5 @@
 //! The upstream half of an `oauth2` connection: the authorization URL the tenant is sent to, and the
-//! code exchange and user-info calls at the provider, made through the request-forgery-safe
+//! code exchange, user-info and revocation calls at the provider, made through the request-forgery-safe
 //! outbound client (https only, public addresses only unless the operator allows private ones, no
 //! redirects, bounded size and time). A provider's refusal (`error`, `error_description`) is kept
 //! apart from its being unavailable, so the tenant is told which it was.
@@ -108,15 +108,50 @@ impl Upstream {
         redirect_uri: &str,
         code_verifier: Option<&str>,
     ) -> Result<Tokens, UpstreamError> {
-        let (Some(client_id), Some(secret)) = (o.client.client_id.as_deref(), o.client.client_secret.as_ref()) else {
-            return Err(UpstreamError::Malformed("the provider's client credentials are not configured"));
-        };
         let mut params: Vec<(&str, &str)> =
             vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
         if let Some(v) = code_verifier {
             params.push(("code_verifier", v));
         }
-        let mut req = self.http.client().post(o.token_url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        let req = self.client_request(o, &o.token_url, &mut params)?;
+        let answer = self.http.send(req).await?;
+        token_response(answer, o.token_path.as_deref())
+    }
+
+    /// Revokes the connection's grant at the provider (RFC 7009), by its refresh token when it has
+    /// one (which ends the access tokens too at providers that follow the RFC), else its access
+    /// token. `Ok(false)`: the provider has no revocation endpoint.
+    pub async fn revoke(&self, o: &OAuth2, credential: &Credential) -> Result<bool, UpstreamError> {
+        let (Some(url), Credential::OAuth { access_token, refresh_token, .. }) = (o.revoke_url.as_ref(), credential)
+        else {
+            return Ok(false);
+        };
+        let (token, hint) = match refresh_token {
+            Some(r) => (r.as_str(), "refresh_token"),
+            None => (access_token.as_str(), "access_token"),
+        };
+        let mut params: Vec<(&str, &str)> = vec![("token", token), ("token_type_hint", hint)];
+        let req = self.client_request(o, url, &mut params)?;
+        let answer = self.http.send(req).await?;
+        match answer.status {
+            200..=299 => Ok(true),
+            s if s >= 500 => Err(UpstreamError::Unavailable(format!("the revocation endpoint answered HTTP {s}"))),
+            s => Err(UpstreamError::Refused { error: format!("http_{s}"), description: None }),
+        }
+    }
+
+    /// A POST to one of the provider's endpoints, authenticated as the operator's client and encoded
+    /// as the provider wants.
+    fn client_request<'a>(
+        &self,
+        o: &'a OAuth2,
+        url: &Url,
+        params: &mut Vec<(&'a str, &'a str)>,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        let (Some(client_id), Some(secret)) = (o.client.client_id.as_deref(), o.client.client_secret.as_ref()) else {
+            return Err(UpstreamError::Malformed("the provider's client credentials are not configured"));
+        };
+        let mut req = self.http.client().post(url.clone()).header(reqwest::header::ACCEPT, "application/json");
         match o.token_auth {
             TokenAuth::Body => {
                 params.push(("client_id", client_id));
@@ -124,16 +159,14 @@ impl Upstream {
             }
             TokenAuth::Basic => req = req.basic_auth(client_id, Some(secret.expose())),
         }
-        req = match o.token_body {
+        Ok(match o.token_body {
             TokenBody::Form => req.form(&params),
             TokenBody::Json => {
                 let body: serde_json::Map<String, Value> =
                     params.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect();
                 req.json(&body)
             }
-        };
-        let answer = self.http.send(req).await?;
-        token_response(answer, o.token_path.as_deref())
+        })
     }
 
     /// What the provider says about the upstream account, when it has a user-info endpoint and

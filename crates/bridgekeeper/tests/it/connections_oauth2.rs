@@ -3,7 +3,8 @@
 //! with `connections.allow_private_addresses`): the authorization URL carries the flow (state,
 //! PKCE S256, scopes, callback); the callback exchanges the code with the verifier, reads the user
 //! info, stores the sealed tokens and redirects with the connection; a replayed or unknown state,
-//! another account's browser, the provider's refusal and a bad code store nothing; a token endpoint
+//! another account's browser, the provider's refusal and a bad code store nothing; deleting revokes
+//! at the provider first; a token endpoint
 //! that is slow, failing, huge or redirecting gets a clear error within the time limit.
 
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,8 @@ struct Seen {
     challenge: Option<String>,
     exchanges: usize,
     bodies: Vec<String>,
+    /// Bodies of revocation requests.
+    revoked: Vec<String>,
 }
 
 struct Upstream {
@@ -143,6 +146,10 @@ async fn upstream() -> Upstream {
                             )
                         }
                     }
+                    "/revoke" => {
+                        seen.lock().unwrap().revoked.push(body.clone());
+                        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                    }
                     "/userinfo" if head.contains("Bearer upstream-at-1") || head.contains("bearer upstream-at-1") => {
                         reply(
                             "200 OK",
@@ -175,6 +182,7 @@ auth = "oauth2"
 authorize_url = "{base}/authorize"
 token_url = "{base}/token"
 userinfo_url = "{base}/userinfo"
+revoke_url = "{base}/revoke"
 scopes = ["read", "write"]
 client_id = "bk-client"
 client_secret = "bk-secret"
@@ -313,6 +321,21 @@ async fn oauth2_connection_through_a_real_upstream() {
     assert_eq!(total(&server, &token).await, 1);
     // The client's secret went to the token endpoint only (in the body, as configured).
     assert!(up.seen.lock().unwrap().bodies.iter().all(|b| b.contains("client_secret=bk-secret")));
+
+    // Deleting revokes the grant at the provider (its refresh token, RFC 7009), then erases it here.
+    let res = reqwest::Client::new()
+        .delete(server.url(&format!("/api/v1/connections/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let revoked = up.seen.lock().unwrap().revoked.clone();
+    assert_eq!(revoked.len(), 1);
+    let f = form(&revoked[0]);
+    assert_eq!((f["token"].as_str(), f["token_type_hint"].as_str()), ("upstream-rt-1", "refresh_token"));
+    assert_eq!(f["client_id"], "bk-client");
+    assert_eq!(total(&server, &token).await, 0);
 }
 
 #[tokio::test]
