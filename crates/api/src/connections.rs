@@ -17,7 +17,8 @@
 //! - `mcp` and `token_exchange` providers are not served yet (501 naming the kind).
 //!
 //! `DELETE /{id}` revokes the grant at the provider where it has a revocation endpoint (RFC 7009),
-//! then deletes the connection and its ciphertext.
+//! then deletes the connection and its ciphertext. `PUT /{id}/refresh` refreshes its tokens now —
+//! exactly once however many callers ask at the same moment (`bk_connections::refresh`).
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bk_connections::catalog::{AuthKind, OAuth2, Provider};
 use bk_connections::oauth2::{UpstreamError, authorization_url, provider_user_id};
+use bk_connections::refresh::{RefreshOutcome, Refresher};
 use bk_connections::vault::Credential;
 use bk_crypto::secret::{new_token, token_hash};
 use bk_domain::audit::Outcome;
@@ -187,6 +189,67 @@ pub async fn delete(
             .detail("upstream", upstream),
     );
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn refresh(
+    State(server): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, true).await?;
+    let (account_id, _) = who.person_with(Scope::Connections)?;
+    let id = ConnectionId::from_string(id);
+    let refresher = Refresher {
+        store: server.store.as_ref(),
+        vault: &server.vault,
+        upstream: &server.upstream,
+        catalog: &server.catalog,
+        clock: server.clock.as_ref(),
+        lease: server.refresh_lease,
+    };
+    let retry = |secs: i64, detail: &str| {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Try again later", detail);
+        if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
+            p.headers.push((header::RETRY_AFTER, v));
+        }
+        p
+    };
+    match refresher.refresh(account_id, &id).await? {
+        RefreshOutcome::Missing => Err(Problem::not_found("connection")),
+        RefreshOutcome::Settled { connection, by_this_caller, previous } => {
+            if by_this_caller {
+                let ok = connection.status == ConnectionStatus::Active;
+                let outcome = if ok { Outcome::Success } else { Outcome::Failure };
+                server.emit(
+                    who.stamp(server.event("connection.refreshed", outcome))
+                        .target(&connection.id)
+                        .detail("provider", connection.provider_id.clone()),
+                );
+            }
+            if let Some(from) = previous {
+                server.emit(
+                    who.stamp(server.event("connection.status_changed", Outcome::Success))
+                        .target(&connection.id)
+                        .detail("provider", connection.provider_id.clone())
+                        .detail("from", from.as_str())
+                        .detail("to", connection.status.as_str()),
+                );
+            }
+            Ok(Json(view(&connection)).into_response())
+        }
+        RefreshOutcome::CannotRefresh(c) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Cannot refresh",
+            format!(
+                "this connection cannot be refreshed (status {}, no usable refresh token); reconnect it",
+                c.status.as_str()
+            ),
+        )),
+        RefreshOutcome::RetryLater { retry_after, .. } => {
+            Err(retry(retry_after, "the provider could not refresh this connection just now; try again later"))
+        }
+        RefreshOutcome::Busy => Err(retry(1, "a refresh of this connection is still under way; try again")),
+    }
 }
 
 /// Revokes the connection's grant at its provider where the provider supports it: `revoked`,

@@ -87,6 +87,8 @@ pub struct Api {
     pub vault: Vault,
     /// Calls providers' token and user-info endpoints (request-forgery safe).
     pub upstream: Arc<Upstream>,
+    /// How long a connection's refresh lease holds (longer than a call to a provider may take).
+    pub refresh_lease: std::time::Duration,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).
@@ -167,5 +169,6 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/connections/initiate", post(connections::initiate))
         .route("/api/v1/connections/callback", get(connections::callback))
         .route("/api/v1/connections/{id}", get(connections::get).delete(connections::delete))
+        .route("/api/v1/connections/{id}/refresh", put(connections::refresh))
         .with_state(api)
 }

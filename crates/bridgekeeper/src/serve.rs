@@ -198,6 +198,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         catalog,
         vault,
         upstream,
+        refresh_lease: std::time::Duration::from_millis(config.connections.timeout_ms)
+            + std::time::Duration::from_secs(5),
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),

@@ -118,6 +118,22 @@ impl Upstream {
         token_response(answer, o.token_path.as_deref())
     }
 
+    /// Exchanges the connection's refresh token for new tokens. A provider that sends no new
+    /// refresh token keeps the old one valid: it is carried over.
+    pub async fn refresh(&self, o: &OAuth2, credential: &Credential) -> Result<Tokens, UpstreamError> {
+        let Credential::OAuth { refresh_token: Some(refresh_token), .. } = credential else {
+            return Err(UpstreamError::Malformed("the connection holds no refresh token"));
+        };
+        let mut params: Vec<(&str, &str)> = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        let req = self.client_request(o, &o.token_url, &mut params)?;
+        let answer = self.http.send(req).await?;
+        let mut tokens = token_response(answer, o.token_path.as_deref())?;
+        if let Credential::OAuth { refresh_token: new @ None, .. } = &mut tokens.credential {
+            *new = Some(refresh_token.clone());
+        }
+        Ok(tokens)
+    }
+
     /// Revokes the connection's grant at the provider (RFC 7009), by its refresh token when it has
     /// one (which ends the access tokens too at providers that follow the RFC), else its access
     /// token. `Ok(false)`: the provider has no revocation endpoint.

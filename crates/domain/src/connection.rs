@@ -69,6 +69,48 @@ impl ConnectionStatus {
     }
 }
 
+/// After a refresh failed in a way that may pass, the least time before the next attempt: no
+/// retry storm against a provider that is down.
+pub const REFRESH_COOLDOWN_SECS: i64 = 30;
+
+/// What to do with a connection asked to refresh, once this caller holds its refresh lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// Another caller refreshed it since this one first looked (its generation moved): use that.
+    AlreadyDone,
+    /// It cannot be refreshed: no refresh token, or the provider already refused it (`expired`,
+    /// `revoked`).
+    CannotRefresh,
+    /// A recent failure that may pass: try again in this many seconds.
+    CoolingDown {
+        retry_after: i64,
+    },
+    Refresh,
+}
+
+/// The rule, given the connection as the lease holder reads it, the generation this caller saw
+/// first, and when its last transient failure was.
+pub fn refresh_decision(
+    c: &Connection,
+    generation: i64,
+    first_seen_generation: i64,
+    failed_at: Option<UnixTime>,
+    now: UnixTime,
+) -> RefreshDecision {
+    if generation > first_seen_generation {
+        return RefreshDecision::AlreadyDone;
+    }
+    if !c.can_refresh || matches!(c.status, ConnectionStatus::Expired | ConnectionStatus::Revoked) {
+        return RefreshDecision::CannotRefresh;
+    }
+    match failed_at {
+        Some(f) if now - f < REFRESH_COOLDOWN_SECS => {
+            RefreshDecision::CoolingDown { retry_after: REFRESH_COOLDOWN_SECS - (now - f) }
+        }
+        _ => RefreshDecision::Refresh,
+    }
+}
+
 /// How long a connect flow waits for the provider's answer.
 pub const FLOW_TTL_SECS: i64 = 600;
 
@@ -147,6 +189,32 @@ mod tests {
         assert!(!ok("https://evil.example/"));
         assert!(!ok("javascript:alert(1)"));
         assert!(!ok("https://bk.example.evil.example/"));
+    }
+
+    #[test]
+    fn refresh_once_then_use_the_result_and_cool_down_after_failures() {
+        let c = Connection {
+            id: ConnectionId::from_string("con_1"),
+            account_id: AccountId::from_string("acc_1"),
+            provider_id: "google".into(),
+            provider_user_id: None,
+            scopes: vec![],
+            status: ConnectionStatus::Active,
+            expires_at: Some(100),
+            can_refresh: true,
+            metadata: serde_json::json!({}),
+            last_error: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        assert_eq!(refresh_decision(&c, 3, 3, None, 1000), RefreshDecision::Refresh);
+        assert_eq!(refresh_decision(&c, 4, 3, None, 1000), RefreshDecision::AlreadyDone);
+        assert_eq!(refresh_decision(&c, 3, 3, Some(990), 1000), RefreshDecision::CoolingDown { retry_after: 20 });
+        assert_eq!(refresh_decision(&c, 3, 3, Some(970), 1000), RefreshDecision::Refresh);
+        let expired = Connection { status: ConnectionStatus::Expired, ..c.clone() };
+        assert_eq!(refresh_decision(&expired, 3, 3, None, 1000), RefreshDecision::CannotRefresh);
+        let no_token = Connection { can_refresh: false, ..c };
+        assert_eq!(refresh_decision(&no_token, 3, 3, None, 1000), RefreshDecision::CannotRefresh);
     }
 
     #[test]

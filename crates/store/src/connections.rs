@@ -7,8 +7,8 @@ use bk_domain::UnixTime;
 use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus};
 use bk_domain::ids::{AccountId, ClientId, ConnectionId, TenantId};
 use bk_domain::ports::{
-    ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE,
-    Result, StoreError,
+    ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
+    MAX_CONNECTIONS_PAGE, RefreshLease, Result, StoreError,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -183,6 +183,84 @@ impl ConnectionStore for SqlStore {
         .await
         .db()?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn acquire_refresh_lease(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<LeaseAttempt> {
+        // One statement: of many callers on any instance, one finds the lease free (or run out).
+        let sql = format!(
+            "UPDATE connections SET refresh_lease_until = $4 WHERE account_id = $1 AND id = $2 \
+             AND (refresh_lease_until IS NULL OR refresh_lease_until <= $3) \
+             RETURNING {COLUMNS}, credential, refresh_generation, refresh_failed_at"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(now)
+            .bind(until)
+            .fetch_optional(&self.writer)
+            .await
+            .db()?;
+        if let Some(r) = row {
+            return Ok(LeaseAttempt::Acquired(Box::new(RefreshLease {
+                connection: connection_from_row(&r)?,
+                sealed: r.try_get("credential").db()?,
+                generation: r.try_get("refresh_generation").db()?,
+                failed_at: r.try_get("refresh_failed_at").db()?,
+            })));
+        }
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT refresh_generation FROM connections WHERE account_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .db()?;
+        Ok(held.map_or(LeaseAttempt::Missing, |generation| LeaseAttempt::Held { generation }))
+    }
+
+    async fn finish_refresh(
+        &self,
+        tenant: &TenantId,
+        c: &Connection,
+        sealed: Option<&[u8]>,
+        failed_at: Option<UnixTime>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE connections SET scopes = $3, status = $4, expires_at = $5, can_refresh = $6, last_error = $7, \
+             credential = COALESCE($8, credential), updated_at = $9, refresh_failed_at = $10, \
+             refresh_generation = refresh_generation + 1, refresh_lease_until = NULL \
+             WHERE account_id = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(c.id.as_str())
+        .bind(to_json(&c.scopes)?)
+        .bind(c.status.as_str())
+        .bind(c.expires_at)
+        .bind(i64::from(c.can_refresh))
+        .bind(&c.last_error)
+        .bind(sealed.map(<[u8]>::to_vec))
+        .bind(c.updated_at)
+        .bind(failed_at)
+        .execute(&self.writer)
+        .await
+        .db()?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_refresh_lease(&self, tenant: &TenantId, id: &ConnectionId) -> Result<()> {
+        sqlx::query("UPDATE connections SET refresh_lease_until = NULL WHERE account_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await
+            .db()?;
+        Ok(())
     }
 
     async fn delete_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<bool> {

@@ -4,7 +4,9 @@
 //! PKCE S256, scopes, callback); the callback exchanges the code with the verifier, reads the user
 //! info, stores the sealed tokens and redirects with the connection; a replayed or unknown state,
 //! another account's browser, the provider's refusal and a bad code store nothing; deleting revokes
-//! at the provider first; a token endpoint
+//! at the provider first; refresh happens exactly once for concurrent callers on two instances,
+//! stores the rotated refresh token, turns `invalid_grant` into `expired` and cools down after a
+//! provider failure; a token endpoint
 //! that is slow, failing, huge or redirecting gets a clear error within the time limit.
 
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,11 @@ struct Seen {
     bodies: Vec<String>,
     /// Bodies of revocation requests.
     revoked: Vec<String>,
+    /// Refresh requests seen, and the one refresh token the upstream accepts now (rotated on use).
+    refreshes: usize,
+    valid_refresh: Option<String>,
+    /// The token endpoint answers refreshes with 503.
+    refresh_down: bool,
 }
 
 struct Upstream {
@@ -119,6 +126,26 @@ async fn upstream() -> Upstream {
                         }
                         return;
                     }
+                    "/token" if form(&body).get("grant_type").map(String::as_str) == Some("refresh_token") => {
+                        let f = form(&body);
+                        let (n, valid, down) = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.refreshes += 1;
+                            (seen.refreshes, seen.valid_refresh.clone(), seen.refresh_down)
+                        };
+                        // Slow enough that concurrent callers overlap.
+                        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                        if down {
+                            reply("503 Service Unavailable", json!({}))
+                        } else if valid.is_some() && f.get("refresh_token") == valid.as_ref() && f.get("client_secret").map(String::as_str) == Some("bk-secret") {
+                            // Rotation: the used refresh token stops working, a new one is issued.
+                            let next = format!("upstream-rt-{}", n + 1);
+                            seen.lock().unwrap().valid_refresh = Some(next.clone());
+                            reply("200 OK", json!({"access_token": format!("upstream-at-{}", n + 1), "refresh_token": next, "expires_in": 600, "token_type": "Bearer"}))
+                        } else {
+                            reply("400 Bad Request", json!({"error": "invalid_grant"}))
+                        }
+                    }
                     "/token" => {
                         let f = form(&body);
                         let mut seen = seen.lock().unwrap();
@@ -135,6 +162,7 @@ async fn upstream() -> Upstream {
                             && verifier_ok
                             && client_ok
                         {
+                            seen.valid_refresh = Some("upstream-rt-1".into());
                             reply(
                                 "200 OK",
                                 json!({"access_token": "upstream-at-1", "refresh_token": "upstream-rt-1", "expires_in": 3600, "token_type": "Bearer", "scope": "read write"}),
@@ -168,6 +196,13 @@ async fn upstream() -> Upstream {
 
 /// A server whose catalog has `testidp`, an oauth2 provider at the upstream.
 fn server(up: &Upstream) -> (Server, tempfile::TempDir) {
+    let dir = catalog(up);
+    let server = Server::start_with(&env_of(up, &dir).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    (server, dir)
+}
+
+/// A directory holding `providers.toml` with `testidp`.
+fn catalog(up: &Upstream) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("providers.toml");
     let base = &up.base;
@@ -191,14 +226,17 @@ authorize_params = {{ access_type = "offline" }}
         ),
     )
     .unwrap();
-    let ca = up.dir.path().join("ca.pem");
-    let server = Server::start_with(&[
-        ("BRIDGEKEEPER_CONNECTIONS__CATALOG_FILE", file.to_str().unwrap()),
-        ("BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES", "true"),
-        ("BRIDGEKEEPER_CONNECTIONS__EXTRA_CA_FILE", ca.to_str().unwrap()),
-        ("BRIDGEKEEPER_CONNECTIONS__TIMEOUT_MS", "1500"),
-    ]);
-    (server, dir)
+    dir
+}
+
+/// The environment of a server (or its peer) using the upstream; `dir` holds the catalog file.
+fn env_of(up: &Upstream, dir: &tempfile::TempDir) -> Vec<(&'static str, String)> {
+    vec![
+        ("BRIDGEKEEPER_CONNECTIONS__CATALOG_FILE", dir.path().join("providers.toml").to_string_lossy().into_owned()),
+        ("BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES", "true".into()),
+        ("BRIDGEKEEPER_CONNECTIONS__EXTRA_CA_FILE", up.dir.path().join("ca.pem").to_string_lossy().into_owned()),
+        ("BRIDGEKEEPER_CONNECTIONS__TIMEOUT_MS", "1500".into()),
+    ]
 }
 
 async fn initiate(server: &Server, token: &str) -> String {
@@ -356,4 +394,93 @@ async fn a_slow_failing_huge_or_redirecting_token_endpoint_is_a_clear_error_and_
         assert_eq!(query_param(&back, "connectionId"), None);
     }
     assert_eq!(total(&server, &token).await, 0);
+}
+
+/// Connects `testidp` for `token`'s account through the whole flow; the connection id.
+async fn connect(server: &Server, up: &Upstream, token: &str) -> String {
+    let authorize = initiate(server, token).await;
+    up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+    let state = query_param(&authorize, "state").unwrap();
+    let res = callback(server, &client(), &[("code", "good-code"), ("state", &state)]).await;
+    assert_eq!(res.status(), 303);
+    query_param(&location(&res), "connectionId").unwrap()
+}
+
+async fn put_refresh(base: &str, token: &str, id: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .put(format!("{base}/api/v1/connections/{id}/refresh"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_on_two_instances_call_the_provider_once() {
+    let up = upstream().await;
+    let dir = catalog(&up);
+    // Two instances behind one public URL (tokens of one are good on the other).
+    let mut env: Vec<(&str, String)> = env_of(&up, &dir);
+    env.push(("BRIDGEKEEPER_ISSUER", "http://127.0.0.1:1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(&env);
+    let peer = server.start_peer(&env);
+    let flow = Flow::signup(&server, "refresh@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    let id = connect(&server, &up, &token).await;
+
+    // 20 callers at once, half on each instance: one refresh at the provider, every caller served.
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let base = if i % 2 == 0 { server.base.clone() } else { peer.base.clone() };
+        let (token, id) = (token.clone(), id.clone());
+        calls.push(tokio::spawn(async move {
+            let res = put_refresh(&base, &token, &id).await;
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }));
+    }
+    for c in calls {
+        let (status, v) = c.await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["status"], "active");
+    }
+    assert_eq!(up.seen.lock().unwrap().refreshes, 1, "exactly one upstream refresh");
+
+    // The rotated refresh token was stored: the next refresh presents it (the old one is dead upstream).
+    let res = put_refresh(&server.base, &token, &id).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.seen.lock().unwrap().refreshes, 2);
+
+    // The provider stops accepting the refresh token: the connection is expired, with a reason.
+    up.seen.lock().unwrap().valid_refresh = None;
+    let v: Value = put_refresh(&peer.base, &token, &id).await.json().await.unwrap();
+    assert_eq!(v["status"], "expired");
+    assert!(v["lastError"].as_str().unwrap().contains("invalid_grant"), "{v}");
+    let res = put_refresh(&server.base, &token, &id).await;
+    assert_eq!(res.status(), 409, "an expired connection is reconnected, not refreshed");
+    assert_eq!(up.seen.lock().unwrap().refreshes, 3);
+    // Another tenant's refresh of it is a 404.
+    let other = Flow::signup(&server, "refresh-other@example.com").await.login_client("connections").await.1.access;
+    assert_eq!(put_refresh(&server.base, &other, &id).await.status(), 404);
+
+    // A provider that is down: 503 with Retry-After, and no second attempt during the cool-down.
+    let second = connect(&server, &up, &token).await;
+    up.seen.lock().unwrap().refresh_down = true;
+    let res = put_refresh(&server.base, &token, &second).await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let res = put_refresh(&peer.base, &token, &second).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(up.seen.lock().unwrap().refreshes, 4, "cooling down: the provider is not asked again");
+    let v: Value = reqwest::Client::new()
+        .get(server.url(&format!("/api/v1/connections/{second}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "active");
+    assert!(v["lastError"].as_str().unwrap().contains("could not be reached"), "{v}");
 }

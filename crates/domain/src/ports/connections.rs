@@ -57,6 +57,26 @@ pub struct ConnectionPage {
     pub total: u64,
 }
 
+/// A connection as its refresh lease holder reads it.
+pub struct RefreshLease {
+    pub connection: Connection,
+    pub sealed: Vec<u8>,
+    /// Bumped by every refresh outcome.
+    pub generation: i64,
+    /// The last transient refresh failure.
+    pub failed_at: Option<UnixTime>,
+}
+
+/// What became of an attempt to take a connection's refresh lease.
+pub enum LeaseAttempt {
+    Acquired(Box<RefreshLease>),
+    /// Another caller (on any instance) holds it; the generation as it stands.
+    Held {
+        generation: i64,
+    },
+    Missing,
+}
+
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     /// Stores a connection of `tenant` and its sealed credential unless the tenant already holds
@@ -83,6 +103,27 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<bool>;
     /// Deletes the connection and its ciphertext; false if absent.
     async fn delete_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<bool>;
+    /// Takes the connection's refresh lease until `until` unless another caller holds one that has
+    /// not run out (a compare-and-set: one holder at a time across instances).
+    async fn acquire_refresh_lease(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<LeaseAttempt>;
+    /// Stores a refresh's outcome — the connection's state and, when given, its new sealed credential
+    /// (a rotated refresh token lands with its access token, in one write) and the time of a
+    /// transient failure — bumps the generation and releases the lease; false if absent.
+    async fn finish_refresh(
+        &self,
+        tenant: &TenantId,
+        connection: &Connection,
+        sealed: Option<&[u8]>,
+        failed_at: Option<UnixTime>,
+    ) -> Result<bool>;
+    /// Releases the lease without changing anything (the refresh was not needed).
+    async fn release_refresh_lease(&self, tenant: &TenantId, id: &ConnectionId) -> Result<()>;
 }
 
 #[async_trait]

@@ -18,7 +18,8 @@ pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
 pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
 pub use connections::{
-    ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE,
+    ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
+    MAX_CONNECTIONS_PAGE, RefreshLease,
 };
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use keys::{SigningKeyStore, StoredSigningKey};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bk_domain::connection::{Connection, ConnectionStatus};
 use bk_domain::grant::GrantKind;
 use bk_domain::ids::{AccountId, ClientId, ConnectionId, SessionId, TenantId};
-use bk_domain::ports::{ConnectionPage, ConnectionQuery, ConnectionStore};
+use bk_domain::ports::{ConnectionPage, ConnectionQuery, ConnectionStore, LeaseAttempt};
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::{Scope, ScopeSet};
 use serde_json::{Value, json};
@@ -98,6 +98,27 @@ impl ConnectionStore for Connections {
     }
     async fn delete_connection(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<bool> {
         Ok(false)
+    }
+    async fn acquire_refresh_lease(
+        &self,
+        _: &TenantId,
+        _: &ConnectionId,
+        _: i64,
+        _: i64,
+    ) -> bk_domain::ports::Result<LeaseAttempt> {
+        Ok(LeaseAttempt::Missing)
+    }
+    async fn finish_refresh(
+        &self,
+        _: &TenantId,
+        _: &Connection,
+        _: Option<&[u8]>,
+        _: Option<i64>,
+    ) -> bk_domain::ports::Result<bool> {
+        Ok(false)
+    }
+    async fn release_refresh_lease(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<()> {
+        Ok(())
     }
 }
 

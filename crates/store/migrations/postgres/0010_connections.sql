@@ -14,7 +14,13 @@ CREATE TABLE connections (
     last_error       TEXT,
     credential       BYTEA NOT NULL,
     created_at       BIGINT NOT NULL,
-    updated_at       BIGINT NOT NULL
+    updated_at       BIGINT NOT NULL,
+    -- Refresh, exactly once: the instance holding this lease (until this time) refreshes; the
+    -- others wait for its result. A failure that may pass is not retried before the cool-down.
+    refresh_lease_until  BIGINT,
+    refresh_failed_at    BIGINT,
+    -- Bumped by every refresh outcome: a waiter that sees it move knows the refresh it waited for is done.
+    refresh_generation   BIGINT NOT NULL DEFAULT 0
 );
 -- Every query is one tenant's; the list is sorted by creation by default.
 CREATE INDEX connections_account_created ON connections(account_id, created_at);

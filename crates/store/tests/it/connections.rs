@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bk_domain::account::Account;
 use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus};
 use bk_domain::ids::{AccountId, ConnectionId};
-use bk_domain::ports::{AccountStore, ConnectionFlowStore, ConnectionQuery, ConnectionSort, ConnectionStore, Store};
+use bk_domain::ports::{
+    AccountStore, ConnectionFlowStore, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt, Store,
+};
 use bridgekeeper_store::SqlStore;
 
 macro_rules! connection_tests {
@@ -44,6 +46,7 @@ connection_tests!(
     connection_quota_holds_under_concurrency,
     connection_credential_is_replaced_only_when_given_and_erased_with_the_row,
     connect_flows_are_taken_once_even_concurrently,
+    refresh_lease_has_one_holder_and_finishing_bumps_the_generation,
 );
 
 async fn account(store: &SqlStore) -> AccountId {
@@ -251,4 +254,54 @@ async fn connect_flows_are_taken_once_even_concurrently(store: &SqlStore) {
     assert!(store.take_connection_flow(&[9u8; 32], 200).await.unwrap().is_none());
     // Purged once expired.
     assert!(store.purge_expired(701).await.unwrap() >= 1);
+}
+
+async fn refresh_lease_has_one_holder_and_finishing_bumps_the_generation(store: &SqlStore) {
+    let a = account(store).await;
+    let mut c = connection(&a, "google", ConnectionStatus::Active, 10);
+    store.insert_connection(&a, &c, b"old", 10).await.unwrap();
+    let store = Arc::new(store.clone());
+    let mut tries = Vec::new();
+    for _ in 0..8 {
+        let (store, a, id) = (store.clone(), a.clone(), c.id.clone());
+        tries.push(tokio::spawn(async move { store.acquire_refresh_lease(&a, &id, 100, 130).await.unwrap() }));
+    }
+    let (mut acquired, mut held) = (0, 0);
+    for t in tries {
+        match t.await.unwrap() {
+            LeaseAttempt::Acquired(l) => {
+                acquired += 1;
+                assert_eq!((l.generation, l.sealed.as_slice(), l.failed_at), (0, &b"old"[..], None));
+            }
+            LeaseAttempt::Held { generation } => {
+                held += 1;
+                assert_eq!(generation, 0);
+            }
+            LeaseAttempt::Missing => panic!("the connection exists"),
+        }
+    }
+    assert_eq!((acquired, held), (1, 7));
+    // Another tenant finds nothing to lease.
+    let b = account(&store).await;
+    assert!(matches!(store.acquire_refresh_lease(&b, &c.id, 100, 130).await.unwrap(), LeaseAttempt::Missing));
+    // A lease that ran out can be taken again (its holder died).
+    assert!(matches!(store.acquire_refresh_lease(&a, &c.id, 130, 160).await.unwrap(), LeaseAttempt::Acquired(_)));
+    c.expires_at = Some(5000);
+    c.updated_at = 131;
+    assert!(store.finish_refresh(&a, &c, Some(b"new"), None).await.unwrap());
+    assert_eq!(store.sealed_credential(&a, &c.id).await.unwrap().as_deref(), Some(&b"new"[..]));
+    match store.acquire_refresh_lease(&a, &c.id, 132, 160).await.unwrap() {
+        LeaseAttempt::Acquired(l) => {
+            assert_eq!((l.generation, l.connection.expires_at), (1, Some(5000)));
+        }
+        _ => panic!("finishing releases the lease"),
+    }
+    store.release_refresh_lease(&a, &c.id).await.unwrap();
+    assert!(store.finish_refresh(&a, &c, None, Some(133)).await.unwrap());
+    match store.acquire_refresh_lease(&a, &c.id, 134, 160).await.unwrap() {
+        LeaseAttempt::Acquired(l) => {
+            assert_eq!((l.generation, l.failed_at, l.sealed.as_slice()), (2, Some(133), &b"new"[..]))
+        }
+        _ => panic!("released"),
+    }
 }
