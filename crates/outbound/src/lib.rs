@@ -156,7 +156,8 @@ impl SafeFetcher {
         }
     }
 
-    /// The client to build requests for `send` on (its settings are the policy's).
+    /// The client to build requests for `send` on (its settings are the policy's). Send them with
+    /// `send`, which also judges literal addresses, never with `RequestBuilder::send`.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
     }
