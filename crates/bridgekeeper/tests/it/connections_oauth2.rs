@@ -429,9 +429,9 @@ async fn concurrent_refreshes_on_two_instances_call_the_provider_once() {
     let token = flow.login_client("connections").await.1.access;
     let id = connect(&server, &up, &token).await;
 
-    // 20 callers at once, half on each instance: one refresh at the provider, every caller served.
+    // 100 callers at once, half on each instance: one refresh at the provider, every caller served.
     let mut calls = Vec::new();
-    for i in 0..20 {
+    for i in 0..100 {
         let base = if i % 2 == 0 { server.base.clone() } else { peer.base.clone() };
         let (token, id) = (token.clone(), id.clone());
         calls.push(tokio::spawn(async move {
