@@ -1,16 +1,19 @@
 //! The REST management face (`/api/v1/…`): auth clients (the tenant check for clients lives in
 //! `clients.rs`), personal access tokens, the account and its authorized apps (sessions), and the
-//! audit log with its live stream. Handlers are thin: identify the caller (`caller.rs`), check what
+//! audit log with its live stream, the provider catalog (`providers.rs`) and the tenant's connected
+//! services (`connections.rs`). Handlers are thin: identify the caller (`caller.rs`), check what
 //! it may do, call the store through the domain's ports, answer; every error is RFC 9457 problem
-//! JSON (`problem.rs`). The connections, providers, agents and credits APIs will join it here.
+//! JSON (`problem.rs`). The agents and credits APIs will join it here.
 #![forbid(unsafe_code)]
 
 mod account;
 mod audit;
 mod caller;
 mod clients;
+mod connections;
 mod pats;
 pub mod problem;
+mod providers;
 
 use std::sync::Arc;
 
@@ -18,19 +21,42 @@ use axum::Router;
 use axum::routing::{delete, get, post, put};
 use bk_access::Verifier;
 use bk_access::browser::{BrowserSessions, CookieKeys};
+use bk_connections::{Catalog, Upstream, Vault};
 use bk_crypto::envelope::MasterKey;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ids::ClientId;
-use bk_domain::ports::{AccountStore, AuditStore, ClientStore, OperatorTokenStore, PatStore, SessionStore};
+use bk_domain::ports::{
+    AccountStore, AuditStore, ClientStore, ConnectionFlowStore, ConnectionStore, OperatorTokenStore, PatStore,
+    SessionStore,
+};
 
 pub use caller::Caller;
 pub use problem::Problem;
 
 /// What the management API stores and reads.
-pub trait ApiStore: AccountStore + ClientStore + SessionStore + PatStore + OperatorTokenStore + AuditStore {}
-impl<T: AccountStore + ClientStore + SessionStore + PatStore + OperatorTokenStore + AuditStore + ?Sized> ApiStore
-    for T
+pub trait ApiStore:
+    AccountStore
+    + ClientStore
+    + SessionStore
+    + PatStore
+    + OperatorTokenStore
+    + AuditStore
+    + ConnectionStore
+    + ConnectionFlowStore
+{
+}
+impl<
+    T: AccountStore
+        + ClientStore
+        + SessionStore
+        + PatStore
+        + OperatorTokenStore
+        + AuditStore
+        + ConnectionStore
+        + ConnectionFlowStore
+        + ?Sized,
+> ApiStore for T
 {
 }
 
@@ -55,6 +81,14 @@ pub struct Api {
     pub audit: Arc<bk_audit::AuditLog>,
     pub client_changed: Arc<dyn ClientChanged>,
     pub limits: ApiLimits,
+    /// The providers a tenant can connect.
+    pub catalog: Arc<Catalog>,
+    /// Seals the credentials of new connections.
+    pub vault: Vault,
+    /// Calls providers' token and user-info endpoints (request-forgery safe).
+    pub upstream: Arc<Upstream>,
+    /// How long a connection's refresh lease holds (longer than a call to a provider may take).
+    pub refresh_lease: std::time::Duration,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).
@@ -66,11 +100,18 @@ pub struct ApiLimits {
     pub max_pats_per_account: u32,
     /// Clients (not deleted) an account may own.
     pub max_clients_per_account: u32,
+    /// Connections an account may hold.
+    pub max_connections_per_account: u32,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        Self { pat_default_ttl_secs: 90 * 24 * 3600, max_pats_per_account: 100, max_clients_per_account: 50 }
+        Self {
+            pat_default_ttl_secs: 90 * 24 * 3600,
+            max_pats_per_account: 100,
+            max_clients_per_account: 50,
+            max_connections_per_account: 100,
+        }
     }
 }
 
@@ -122,5 +163,12 @@ pub fn router(api: Arc<Api>) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(clients::BODY_LIMIT)),
         )
         .route("/api/v1/auth-clients/{id}/secret", put(clients::rotate_secret))
+        .route("/api/v1/providers", get(providers::list))
+        .route("/api/v1/providers/{id}", get(providers::get))
+        .route("/api/v1/connections", get(connections::list))
+        .route("/api/v1/connections/initiate", post(connections::initiate))
+        .route("/api/v1/connections/callback", get(connections::callback))
+        .route("/api/v1/connections/{id}", get(connections::get).delete(connections::delete))
+        .route("/api/v1/connections/{id}/refresh", put(connections::refresh))
         .with_state(api)
 }

@@ -31,6 +31,52 @@ pub struct Config {
     pub redis: RedisConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub connections: ConnectionsConfig,
+}
+
+/// The provider catalog's operator layers (see `bk_connections::catalog`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// A catalog file in the format of the shipped `providers.toml`, layered over it: adds
+    /// providers, overrides fields of shipped ones, or hides them (`enabled = false`).
+    pub catalog_file: Option<PathBuf>,
+    /// Providers added or overridden here, layered last (`[connections.providers.<id>]`, or
+    /// `BRIDGEKEEPER_CONNECTIONS__PROVIDERS__<ID>__OAUTH2__CLIENT_ID` …): typically the operator's
+    /// client id and secret for each provider.
+    pub providers: toml::Table,
+    /// Also reach providers on loopback and private addresses (development and tests only: a
+    /// provider's URLs are the operator's, but a name can be pointed anywhere).
+    pub allow_private_addresses: bool,
+    /// A PEM file of CA certificates trusted for providers, besides the system's.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Time for a whole call to a provider (token exchange, user info).
+    pub timeout_ms: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            catalog_file: None,
+            providers: toml::Table::new(),
+            allow_private_addresses: false,
+            extra_ca_file: None,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Names the providers configured, never their fields (client secrets live there).
+impl std::fmt::Debug for ConnectionsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionsConfig")
+            .field("catalog_file", &self.catalog_file)
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .field("allow_private_addresses", &self.allow_private_addresses)
+            .field("extra_ca_file", &self.extra_ca_file)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +231,8 @@ pub struct LimitConfig {
     pub max_clients_per_account: u32,
     /// Live (unrevoked, unexpired) personal access tokens an account may hold.
     pub max_pats_per_account: u32,
+    /// Connections to upstream providers an account may hold (whatever their status).
+    pub max_connections_per_account: u32,
 }
 
 impl Default for LimitConfig {
@@ -197,6 +245,7 @@ impl Default for LimitConfig {
             login_failures_per_account_per_minute: 20,
             max_clients_per_account: 50,
             max_pats_per_account: 100,
+            max_connections_per_account: 100,
         }
     }
 }
@@ -284,6 +333,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            connections: ConnectionsConfig::default(),
         }
     }
 }
@@ -402,6 +452,12 @@ impl Config {
         if self.limits.max_clients_per_account == 0 || self.limits.max_pats_per_account == 0 {
             bail!("limits.max_clients_per_account and limits.max_pats_per_account must be at least 1");
         }
+        if !(100..=60_000).contains(&self.connections.timeout_ms) {
+            bail!("connections.timeout_ms must be 100 to 60000");
+        }
+        if self.limits.max_connections_per_account == 0 {
+            bail!("limits.max_connections_per_account must be at least 1");
+        }
         if self.limits.registrations_per_minute == 0 || self.limits.registration_attempts_per_minute == 0 {
             bail!("limits.registrations_per_minute and limits.registration_attempts_per_minute must be at least 1");
         }
@@ -417,6 +473,28 @@ impl Config {
             bail!("registration.unused_ttl_secs must be at least 1");
         }
         Ok(())
+    }
+
+    /// The provider catalog: the shipped one with `connections.catalog_file` and
+    /// `connections.providers` over it. An error names the file, the provider and the field.
+    pub fn catalog(&self) -> anyhow::Result<bk_connections::Catalog> {
+        use bk_connections::{Catalog, CatalogSources, ConfigLayer};
+        let file = match &self.connections.catalog_file {
+            Some(p) => Some((
+                p.display().to_string(),
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("connections.catalog_file: cannot read {}", p.display()))?,
+            )),
+            None => None,
+        };
+        let sources = CatalogSources {
+            operator_file: file.as_ref().map(|(name, text)| (name.as_str(), text.as_str())),
+            config: (!self.connections.providers.is_empty()).then_some(ConfigLayer {
+                name: "server configuration (connections.providers)",
+                providers: &self.connections.providers,
+            }),
+        };
+        Ok(Catalog::load(&sources, &|var| std::env::var(var).ok())?)
     }
 
     pub fn database_url(&self) -> String {

@@ -79,6 +79,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     crate::logging::init(&config.log);
+    // A catalog that does not hold together stops the start, naming file, provider and field.
+    let catalog = Arc::new(config.catalog()?);
+    for p in catalog.iter() {
+        if let Some(setting) = p.missing_setting() {
+            tracing::info!(provider = %p.id, missing = %setting, "provider not yet connectable");
+        }
+    }
     // Listen first: while the database opens (recovering a large write-ahead log can take a while)
     // `/health` answers and `/ready` says 503, so an orchestrator waits instead of restarting us.
     let listener =
@@ -175,6 +182,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     auth.documents = client_documents(&config.client_metadata_documents, sql.clone())?;
     let auth = Arc::new(auth);
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
+    let vault = bk_connections::Vault::new(master.clone());
+    let upstream = Arc::new(upstream(&config.connections)?);
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -189,7 +198,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             pat_default_ttl_secs: config.tokens.pat_default_ttl_days * 24 * 3600,
             max_pats_per_account: config.limits.max_pats_per_account,
             max_clients_per_account: config.limits.max_clients_per_account,
+            max_connections_per_account: config.limits.max_connections_per_account,
         },
+        catalog,
+        vault,
+        upstream,
+        refresh_lease: std::time::Duration::from_millis(config.connections.timeout_ms)
+            + std::time::Duration::from_secs(5),
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),
@@ -331,6 +346,30 @@ async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit:
 }
 
 /// The fetcher of client metadata documents, as configured (none when they are not accepted).
+/// The outbound client for providers' token and user-info endpoints.
+fn upstream(config: &crate::config::ConnectionsConfig) -> anyhow::Result<bk_connections::Upstream> {
+    let extra_roots_pem = match &config.extra_ca_file {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("cannot read connections.extra_ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if config.allow_private_addresses {
+        tracing::warn!(
+            "connections.allow_private_addresses is on: providers are reached on loopback and private addresses too \
+             (development only)"
+        );
+    }
+    bk_connections::Upstream::new(bk_outbound::FetchPolicy {
+        allow_private_addresses: config.allow_private_addresses,
+        extra_roots_pem,
+        timeout: std::time::Duration::from_millis(config.timeout_ms),
+        // Token and user-info answers are small; a provider sending more is not one.
+        max_body_bytes: 1 << 20,
+    })
+    .map_err(|e| anyhow::anyhow!("connections: {e}"))
+}
+
 fn client_documents(
     config: &crate::config::ClientDocumentsConfig,
     store: Arc<dyn bk_oauth::AuthStore>,

@@ -3,6 +3,7 @@
 //! Associated data binds a ciphertext to its row (tenant + row id), so a value moved elsewhere does not open.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use zeroize::Zeroize;
 
 use crate::CryptoError;
 use crate::secret::random_bytes;
@@ -41,7 +42,9 @@ impl MasterKey {
         out.push(self.id.len() as u8);
         out.extend_from_slice(self.id.as_bytes());
         out.extend_from_slice(&nonce_bytes);
-        let mut body = plaintext.to_vec();
+        // Room for the tag up front: growing the buffer would free a copy of the plaintext unzeroed.
+        let mut body = Vec::with_capacity(plaintext.len() + AES_256_GCM.tag_len());
+        body.extend_from_slice(plaintext);
         self.aead
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad), &mut body)
             .map_err(|_| CryptoError::Sign)?;
@@ -61,9 +64,20 @@ impl MasterKey {
         }
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Decrypt)?;
+        // Decrypted in place and returned without a copy, so the caller's buffer is the only one
+        // holding the plaintext (and can be zeroized); a failed open leaves nothing behind.
         let mut buf = body.to_vec();
-        let plain = self.aead.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| CryptoError::Decrypt)?;
-        Ok(plain.to_vec())
+        match self.aead.open_in_place(nonce, Aad::from(aad), &mut buf) {
+            Ok(plain) => {
+                let len = plain.len();
+                buf.truncate(len);
+                Ok(buf)
+            }
+            Err(_) => {
+                buf.zeroize();
+                Err(CryptoError::Decrypt)
+            }
+        }
     }
 }
 

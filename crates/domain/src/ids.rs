@@ -54,5 +54,10 @@ id_type!(
     KeyId, "key_"
 );
 
+id_type!(
+    /// A connection to an upstream provider.
+    ConnectionId, "con_"
+);
+
 /// The tenant id is the account id.
 pub type TenantId = AccountId;

@@ -10,6 +10,7 @@ pub mod browser_session;
 pub mod client;
 pub mod client_metadata;
 pub mod code;
+pub mod connection;
 pub mod grant;
 pub mod ids;
 pub mod mcp_session;

@@ -27,7 +27,7 @@ use bk_access::Verifier;
 use bk_crypto::mac::MacKey;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
-use bk_domain::ports::{McpSessionStore, SessionStore};
+use bk_domain::ports::{ConnectionStore, McpSessionStore, SessionStore};
 
 pub use bk_access::AccessContext;
 
@@ -44,9 +44,10 @@ pub struct GatewayConfig {
     pub request_state_key: Arc<MacKey>,
 }
 
-/// What `/mcp` keeps: MCP sessions (legacy protocol) and the grants its built-in tools change.
-pub trait GatewayStore: McpSessionStore + SessionStore {}
-impl<T: McpSessionStore + SessionStore + ?Sized> GatewayStore for T {}
+/// What `/mcp` keeps and reads: MCP sessions (legacy protocol), the grants its built-in tools
+/// change, the connections they list.
+pub trait GatewayStore: McpSessionStore + SessionStore + ConnectionStore {}
+impl<T: McpSessionStore + SessionStore + ConnectionStore + ?Sized> GatewayStore for T {}
 
 pub struct Gateway {
     pub verifier: Arc<Verifier>,
@@ -76,7 +77,12 @@ impl Gateway {
         audit: Arc<dyn AuditSink>,
     ) -> Self {
         let grants = tools::StoredGrants { store: store.clone(), verifier: verifier.clone() };
-        let builtins = tools::BuiltinDeps { grants: Arc::new(grants), audit: audit.clone(), clock: clock.clone() };
+        let builtins = tools::BuiltinDeps {
+            connections: store.clone(),
+            grants: Arc::new(grants),
+            audit: audit.clone(),
+            clock: clock.clone(),
+        };
         Self {
             verifier,
             resource: format!("{issuer}/mcp"),

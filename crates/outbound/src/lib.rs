@@ -2,7 +2,8 @@
 //! only public addresses (each name's resolved addresses are filtered before connecting, so a name
 //! cannot point the server at itself, its private networks or a cloud metadata endpoint), no
 //! redirects, no proxy from the environment, a size limit on the body and a time limit on the whole
-//! exchange. Client metadata documents use it today; connections to upstream services will.
+//! exchange. Client metadata documents use it (`get`), and so do connections to upstream services
+//! (`send`: token endpoints, user info).
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +54,12 @@ pub struct Fetched {
     pub max_age: Option<u64>,
     /// `Cache-Control: no-store` or `no-cache`.
     pub no_store: bool,
+}
+
+/// An answer of any status (but a redirect) and its bounded body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
 }
 
 pub struct SafeFetcher {
@@ -106,12 +113,12 @@ impl SafeFetcher {
         Ok(Self { client, policy })
     }
 
-    /// `GET url` expecting 200 and at most `max_body_bytes`.
-    pub async fn get(&self, url: &Url, accept: &str) -> Result<Fetched, FetchError> {
+    /// Refuses what is not https, and literal addresses the policy does not allow (they never
+    /// reach the resolver).
+    fn check_target(&self, url: &Url) -> Result<(), FetchError> {
         if url.scheme() != "https" {
             return Err(FetchError::NotHttps);
         }
-        // Literal addresses never reach the resolver: judge them here.
         let literal = match url.host() {
             Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
@@ -123,6 +130,56 @@ impl SafeFetcher {
         {
             return Err(FetchError::NotPublic(ip.to_string()));
         }
+        Ok(())
+    }
+
+    /// Sends `request` (built on `client()`), and reads an answer of any status but a redirect, at
+    /// most `max_body_bytes`, all within the time limit. For APIs whose errors carry a body (an
+    /// OAuth token endpoint answers 400 with JSON).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, FetchError> {
+        let request = request.build().map_err(|e| FetchError::Network(e.to_string().chars().take(300).collect()))?;
+        let url = request.url().clone();
+        self.check_target(&url)?;
+        let started = std::time::Instant::now();
+        let work = async {
+            let mut res = self.client.execute(request).await.map_err(|e| self.classify(&url, e))?;
+            let status = res.status();
+            if status.is_redirection() {
+                return Err(FetchError::Redirect(status.as_u16()));
+            }
+            let body = self.read_body(&url, &mut res).await?;
+            Ok(Answer { status: status.as_u16(), body })
+        };
+        match tokio::time::timeout(self.policy.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(started.elapsed().as_millis())),
+        }
+    }
+
+    /// The client to build requests for `send` on (its settings are the policy's). Send them with
+    /// `send`, which also judges literal addresses, never with `RequestBuilder::send`.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    async fn read_body(&self, url: &Url, res: &mut reqwest::Response) -> Result<Vec<u8>, FetchError> {
+        let max = self.policy.max_body_bytes;
+        if res.content_length().is_some_and(|n| n > max as u64) {
+            return Err(FetchError::TooLarge(max));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| self.classify(url, e))? {
+            if body.len() + chunk.len() > max {
+                return Err(FetchError::TooLarge(max));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// `GET url` expecting 200 and at most `max_body_bytes`.
+    pub async fn get(&self, url: &Url, accept: &str) -> Result<Fetched, FetchError> {
+        self.check_target(url)?;
         let started = std::time::Instant::now();
         let deadline = self.policy.timeout;
         let work = async {
@@ -140,18 +197,8 @@ impl SafeFetcher {
             if status != reqwest::StatusCode::OK {
                 return Err(FetchError::Status(status.as_u16()));
             }
-            let max = self.policy.max_body_bytes;
-            if res.content_length().is_some_and(|n| n > max as u64) {
-                return Err(FetchError::TooLarge(max));
-            }
             let (max_age, no_store) = cache_control(res.headers());
-            let mut body = Vec::new();
-            while let Some(chunk) = res.chunk().await.map_err(|e| self.classify(url, e))? {
-                if body.len() + chunk.len() > max {
-                    return Err(FetchError::TooLarge(max));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = self.read_body(url, &mut res).await?;
             Ok(Fetched { body, max_age, no_store })
         };
         match tokio::time::timeout(deadline, work).await {

@@ -10,6 +10,7 @@ mod audit;
 mod browser_sessions;
 mod checkpoint;
 mod clients;
+mod connections;
 mod grants;
 mod keys;
 mod mcp_sessions;

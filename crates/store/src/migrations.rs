@@ -17,6 +17,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "browser sessions", include_str!("../migrations/sqlite/0007_browser_sessions.sql")),
     (8, "audit compact rows", include_str!("../migrations/sqlite/0008_audit_compact_rows.sql")),
     (9, "client registrations", include_str!("../migrations/sqlite/0009_client_registrations.sql")),
+    (10, "connections", include_str!("../migrations/sqlite/0010_connections.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -28,6 +29,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "browser sessions", include_str!("../migrations/postgres/0007_browser_sessions.sql")),
     (8, "audit compact rows", include_str!("../migrations/postgres/0008_audit_compact_rows.sql")),
     (9, "client registrations", include_str!("../migrations/postgres/0009_client_registrations.sql")),
+    (10, "connections", include_str!("../migrations/postgres/0010_connections.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -268,7 +268,13 @@ impl Store for SqlStore {
             .await
             .db()?
             .rows_affected();
-        Ok(codes + tokens + mcp + browser)
+        let flows = sqlx::query("DELETE FROM connection_flows WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .db()?
+            .rows_affected();
+        Ok(codes + tokens + mcp + browser + flows)
     }
 }
 

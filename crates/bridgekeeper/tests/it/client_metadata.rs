@@ -20,7 +20,7 @@ const VERIFIER: &str = crate::harness::VERIFIER;
 const CB: &str = "http://127.0.0.1:9/callback";
 
 /// A CA and a certificate for localhost/127.0.0.1 signed by it (openssl, as on every machine here).
-fn make_certs(dir: &Path) {
+pub(crate) fn make_certs(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));

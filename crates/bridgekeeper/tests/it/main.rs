@@ -6,6 +6,8 @@ mod authorize;
 mod cli;
 mod client_metadata;
 mod clients;
+mod connections;
+mod connections_oauth2;
 mod discovery;
 mod durability;
 mod harness;

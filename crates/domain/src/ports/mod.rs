@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod browser_sessions;
 mod clients;
+mod connections;
 mod grants;
 mod keys;
 mod mcp_sessions;
@@ -16,6 +17,10 @@ pub use accounts::AccountStore;
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
 pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
+pub use connections::{
+    ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
+    MAX_CONNECTIONS_PAGE, RefreshLease,
+};
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use keys::{SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
@@ -58,11 +63,13 @@ pub trait Store:
     + OperatorTokenStore
     + AuditStore
     + BrowserSessionStore
+    + ConnectionStore
+    + ConnectionFlowStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)
     async fn ping(&self) -> Result<()>;
     /// Deletes what can no longer be used: codes a day past expiry (kept that long so a late replay still
-    /// revokes), expired refresh tokens, expired MCP and browser sessions. Returns the number of rows deleted.
+    /// revokes), expired refresh tokens, expired MCP and browser sessions and connect flows. Returns the number of rows deleted.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
 }

@@ -251,10 +251,23 @@ fn complete(mut result: Value, caching: Option<Caching>) -> Value {
 }
 
 /// The envelope members of a per-grant list result, serialised once (without braces).
-static LIST_TAIL: LazyLock<String> = LazyLock::new(|| {
-    let members = complete(json!({}), Some(PER_GRANT)).to_string();
+static LIST_TAIL: LazyLock<String> = LazyLock::new(|| envelope_members(Some(PER_GRANT)));
+/// The envelope members of any other complete result.
+static RESULT_TAIL: LazyLock<String> = LazyLock::new(|| envelope_members(None));
+
+fn envelope_members(caching: Option<Caching>) -> String {
+    let members = complete(json!({}), caching).to_string();
     members[1..members.len() - 1].to_owned()
-});
+}
+
+/// A complete result, serialised with its envelope spliced in (no `serverInfo` value is built and
+/// escaped per request). A result that has its own `_meta` gets the envelope merged the slow way.
+fn complete_json(result: Value) -> String {
+    if result.get("_meta").is_some() || !result.is_object() {
+        return complete(result, None).to_string();
+    }
+    complete_raw(&result.to_string(), &RESULT_TAIL)
+}
 
 /// `complete` for a result already serialised (the shared tool list): the envelope members are
 /// spliced in before the object's closing brace, so the list is not parsed or re-encoded.
@@ -274,8 +287,8 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
     let started = Instant::now();
     let params = r.params.unwrap_or(&Value::Null);
     let tool = params.get("name").and_then(Value::as_str).unwrap_or("");
-    // The arguments as the tool sees them (see `dispatch::call_tool`), which the state is bound to.
-    let args = match params.get("arguments") {
+    // The arguments as the tool sees them (see `dispatch::call_tool`), which a state is bound to.
+    let args = || match params.get("arguments") {
         None | Some(Value::Null) => json!({}),
         Some(a) => a.clone(),
     };
@@ -285,7 +298,7 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
     }
     let state = match params.get("requestState") {
         None => None,
-        Some(Value::String(sealed)) => match gw.states.open(ctx, tool, &args, sealed, gw.clock.now_ms()) {
+        Some(Value::String(sealed)) => match gw.states.open(ctx, tool, &args(), sealed, gw.clock.now_ms()) {
             Ok(data) => Some(data),
             Err(why) => {
                 gw.emit(
@@ -304,7 +317,7 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
         Reply::Result(result) => result,
         Reply::Error { code, message } => return jsonrpc::error(framing, r.id, code, &message),
         Reply::InputRequired { requests, state } => {
-            let sealed = gw.states.seal(ctx, tool, &args, state, gw.clock.now_ms());
+            let sealed = gw.states.seal(ctx, tool, &args(), state, gw.clock.now_ms());
             let mut result = json!({"resultType": "input_required", "inputRequests": requests, "requestState": sealed});
             result["_meta"] = json!({SERVER_INFO: dispatch::server_info()});
             return jsonrpc::result(framing, r.id, result);
@@ -323,7 +336,7 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
     // and reads a stream.
     let log = framing == Framing::Sse && r.log_level.is_some_and(|l| at_or_below(l, "info"));
     if !log {
-        return jsonrpc::result(framing, r.id, complete(result, None));
+        return jsonrpc::result_raw(framing, r.id, &complete_json(result));
     }
     let tool = r.params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
     let note = jsonrpc::notification_text(
@@ -361,6 +374,10 @@ mod tests {
         assert_eq!(spliced["_meta"][SERVER_INFO]["name"], "bridgekeeper");
         let empty: Value = serde_json::from_str(&complete_raw("{}", &LIST_TAIL)).unwrap();
         assert_eq!(empty, complete(json!({}), Some(PER_GRANT)));
+        for result in [json!({"content": [], "isError": false}), json!({"_meta": {"x": 1}, "content": []})] {
+            let spliced: Value = serde_json::from_str(&complete_json(result.clone())).unwrap();
+            assert_eq!(spliced, complete(result, None));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bk_domain::ports::{ConnectionQuery, ConnectionStore, MAX_CONNECTIONS_PAGE};
 use serde_json::{Value, json};
 
 use super::{Access, Answer, Round, ToolDescriptor, ToolError, ToolListing, ToolOutput, ToolSource};
@@ -17,6 +18,8 @@ use bk_domain::restrictions::{ProviderPermission, Restrictions, valid_provider_i
 /// What the built-ins reach besides the caller's context.
 #[derive(Clone)]
 pub struct BuiltinDeps {
+    /// Where `list-connections` reads the caller's connections.
+    pub connections: Arc<dyn ConnectionStore>,
     pub grants: Arc<dyn GrantChanges>,
     pub audit: Arc<dyn AuditSink>,
     pub clock: Arc<dyn Clock>,
@@ -74,7 +77,7 @@ pub struct BuiltinTools {
 impl BuiltinTools {
     pub fn new(deps: BuiltinDeps) -> Self {
         let (tools, handlers): (Vec<ToolDescriptor>, Vec<Box<dyn Handler>>) =
-            [whoami(), list_connections(), restrict_access(deps)].into_iter().unzip();
+            [whoami(), list_connections(deps.connections.clone()), restrict_access(deps)].into_iter().unzip();
         Self { listing: ToolListing { version: VERSION, tools: tools.into() }, handlers }
     }
 }
@@ -184,18 +187,36 @@ fn whoami() -> (ToolDescriptor, Box<dyn Handler>) {
     )
 }
 
-struct ListConnections;
+struct ListConnections {
+    store: Arc<dyn ConnectionStore>,
+}
 
 #[async_trait]
 impl Handler for ListConnections {
-    async fn call(&self, _ctx: &AccessContext, _args: &Value, _round: &Round<'_>) -> Result<Answer, ToolError> {
-        // No provider can be connected yet (connections arrive with the provider catalog), so every
-        // account's list is empty; the shape is the one `GET /api/v1/connections` will return.
-        Ok(complete(json!({"connections": [], "total": 0})))
+    async fn call(&self, ctx: &AccessContext, _args: &Value, _round: &Round<'_>) -> Result<Answer, ToolError> {
+        // The caller's own connections (the tenant is the token's, never an argument), newest
+        // first, without those of providers this grant or client may not use: an app kept away
+        // from a provider does not learn that the account uses it.
+        let q = ConnectionQuery { limit: MAX_CONNECTIONS_PAGE, ..Default::default() };
+        let page = self.store.list_connections(&ctx.account_id, &q).await.map_err(|e| {
+            tracing::error!(error = %e, "listing connections failed");
+            ToolError::Failed("the connections could not be read; retry".into())
+        })?;
+        let visible: Vec<_> = page
+            .items
+            .iter()
+            .filter(|c| {
+                ctx.client_providers.as_ref().is_none_or(|allowed| allowed.contains(&c.provider_id))
+                    && ctx.restrictions.permission_for(&c.provider_id) != ProviderPermission::Disabled
+            })
+            .collect();
+        // Beyond the first page the hidden ones are not counted out (at most 100 are listed).
+        let hidden = (page.items.len() - visible.len()) as u64;
+        Ok(complete(json!({"connections": visible, "total": page.total - hidden})))
     }
 }
 
-fn list_connections() -> (ToolDescriptor, Box<dyn Handler>) {
+fn list_connections(store: Arc<dyn ConnectionStore>) -> (ToolDescriptor, Box<dyn Handler>) {
     builtin(
         "list-connections",
         "List connections",
@@ -208,7 +229,7 @@ fn list_connections() -> (ToolDescriptor, Box<dyn Handler>) {
             },
             "required": ["connections", "total"]
         }),
-        Box::new(ListConnections),
+        Box::new(ListConnections { store }),
     )
 }
 

@@ -6,8 +6,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use bk_domain::connection::{Connection, ConnectionStatus};
 use bk_domain::grant::GrantKind;
-use bk_domain::ids::{AccountId, ClientId, SessionId};
+use bk_domain::ids::{AccountId, ClientId, ConnectionId, SessionId, TenantId};
+use bk_domain::ports::{ConnectionPage, ConnectionQuery, ConnectionStore, LeaseAttempt};
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::{Scope, ScopeSet};
 use serde_json::{Value, json};
@@ -89,6 +91,10 @@ impl GrantChanges for MemoryGrant {
 }
 
 fn builtins(grant: Arc<MemoryGrant>) -> BuiltinTools {
+    builtins_with(grant, Arc::new(Connections::default()))
+}
+
+fn builtins_with(grant: Arc<MemoryGrant>, connections: Arc<dyn ConnectionStore>) -> BuiltinTools {
     struct FixedClock;
     impl bk_domain::access::Clock for FixedClock {
         fn now_ms(&self) -> i64 {
@@ -96,6 +102,7 @@ fn builtins(grant: Arc<MemoryGrant>) -> BuiltinTools {
         }
     }
     BuiltinTools::new(BuiltinDeps {
+        connections,
         grants: grant,
         audit: Arc::new(bk_domain::audit::NoAudit),
         clock: Arc::new(FixedClock),
@@ -104,6 +111,65 @@ fn builtins(grant: Arc<MemoryGrant>) -> BuiltinTools {
 
 const FIXTURE_TOOLS: [&str; 6] = ["alpha-read", "alpha-write", "beta-read", "beta-write", "local-read", "agent-tool"];
 const BUILTINS: [&str; 3] = ["whoami", "list-connections", "restrict-access"];
+
+/// Connections held in memory, listed per tenant (the store's own contract is tested in the store).
+#[derive(Default)]
+struct Connections(Vec<Connection>);
+
+#[async_trait]
+impl ConnectionStore for Connections {
+    async fn insert_connection(
+        &self,
+        _: &TenantId,
+        _: &Connection,
+        _: &[u8],
+        _: u32,
+    ) -> bk_domain::ports::Result<bool> {
+        Ok(false)
+    }
+    async fn connection(&self, t: &TenantId, id: &ConnectionId) -> bk_domain::ports::Result<Option<Connection>> {
+        Ok(self.0.iter().find(|c| &c.account_id == t && &c.id == id).cloned())
+    }
+    async fn list_connections(&self, t: &TenantId, _: &ConnectionQuery) -> bk_domain::ports::Result<ConnectionPage> {
+        let items: Vec<Connection> = self.0.iter().filter(|c| &c.account_id == t).cloned().collect();
+        Ok(ConnectionPage { total: items.len() as u64, items })
+    }
+    async fn sealed_credential(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    async fn update_connection(
+        &self,
+        _: &TenantId,
+        _: &Connection,
+        _: Option<&[u8]>,
+    ) -> bk_domain::ports::Result<bool> {
+        Ok(false)
+    }
+    async fn delete_connection(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<bool> {
+        Ok(false)
+    }
+    async fn acquire_refresh_lease(
+        &self,
+        _: &TenantId,
+        _: &ConnectionId,
+        _: i64,
+        _: i64,
+    ) -> bk_domain::ports::Result<LeaseAttempt> {
+        Ok(LeaseAttempt::Missing)
+    }
+    async fn finish_refresh(
+        &self,
+        _: &TenantId,
+        _: &Connection,
+        _: Option<&[u8]>,
+        _: Option<i64>,
+    ) -> bk_domain::ports::Result<bool> {
+        Ok(false)
+    }
+    async fn release_refresh_lease(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<()> {
+        Ok(())
+    }
+}
 
 fn registry() -> (Tools, Arc<Fixture>) {
     let fixture = Arc::new(Fixture::new());
@@ -359,4 +425,47 @@ async fn builtin_list_matches_the_golden_file() {
     assert_eq!(&*tools.list_json(&disabled, None).await, include_str!("builtin_list.golden.json"));
     let whoami = tools.resolve(&disabled, None, "whoami").await.unwrap();
     assert_eq!(whoami.descriptor().provider, None);
+}
+
+#[tokio::test]
+async fn list_connections_shows_the_callers_own_connections_of_providers_it_may_use() {
+    let c = ctx(
+        ScopeSet::from_scopes([Scope::McpRead]),
+        Restrictions::from_params(Some(r#"{"slack":"disabled"}"#), None, None, None).unwrap(),
+    );
+    let connection = |account: &AccountId, provider: &str| Connection {
+        id: ConnectionId::generate(),
+        account_id: account.clone(),
+        provider_id: provider.into(),
+        provider_user_id: None,
+        scopes: vec![],
+        status: ConnectionStatus::Active,
+        expires_at: None,
+        can_refresh: false,
+        metadata: json!({}),
+        last_error: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    let other = AccountId::generate();
+    let store = Connections(vec![
+        connection(&c.account_id, "github"),
+        connection(&c.account_id, "slack"),
+        connection(&other, "notion"),
+    ]);
+    let tools = Tools::new(vec![Box::new(builtins_with(Arc::default(), Arc::new(store)))]);
+    let tool = tools.resolve(&c, None, "list-connections").await.unwrap();
+    let listed = |out: Result<Answer, ToolError>| match out {
+        Ok(Answer::Complete(out)) => out.structured.unwrap(),
+        _ => panic!("list-connections did not complete"),
+    };
+    let out = listed(tools.call(&c, &tool, &json!({}), &Round::default()).await);
+    assert_eq!(out["total"], 1);
+    assert_eq!(out["connections"][0]["providerId"], "github");
+    assert_eq!(out["connections"][0]["accountId"], c.account_id.as_str());
+    // A client kept away from github sees none.
+    let mut narrow = c.clone();
+    narrow.client_providers = Some(vec!["google".into()]);
+    let out = listed(tools.call(&narrow, &tool, &json!({}), &Round::default()).await);
+    assert_eq!(out["total"], 0);
 }

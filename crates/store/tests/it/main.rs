@@ -1,6 +1,7 @@
 //! One store test suite, run against every backend: the embedded SQLite always, and PostgreSQL when
 //! `BRIDGEKEEPER_TEST_POSTGRES_URL` is set (each run in a schema of its own; unreachable = failure).
 
+mod connections;
 mod suite;
 
 use bridgekeeper_store::SqlStore;

@@ -1,0 +1,640 @@
+//! `/api/v1/connections`: a tenant's connected services (scope `connections`). Every lookup goes
+//! through the store with the caller's account id, so another tenant's connection answers 404
+//! exactly like one that does not exist.
+//!
+//! `POST /initiate {providerId, redirectUrl, providerParams}` starts a connection. `redirectUrl`
+//! must be one of the calling client's redirect URIs, an https URL on its domains, or a page of this
+//! server (`bk_domain::connection::return_url_allowed`): never an open redirect.
+//! - `oauth2` providers: answers `{authorizationUrl, providerMetadata}`; the tenant approves at the
+//!   provider, which sends the browser to `GET /callback` with a random state (single use, ten
+//!   minutes, bound to the account, client and `redirectUrl`, PKCE S256 where the provider takes
+//!   it). The callback exchanges the code, reads the user info into `metadata`, seals the tokens
+//!   and redirects to `redirectUrl` with `connectionId` and `status`, or with the provider's `error`
+//!   and `error_description` — storing nothing then. A state that is unknown, used or expired, or a
+//!   browser signed in to another account, gets an error page.
+//! - `api_key` providers: the key may come in `providerParams.apiKey`; the connection is created at
+//!   once, the key sealed in the vault (201 with the connection, `authorizationUrl: null`).
+//! - `mcp` and `token_exchange` providers are not served yet (501 naming the kind).
+//!
+//! `DELETE /{id}` revokes the grant at the provider where it has a revocation endpoint (RFC 7009),
+//! then deletes the connection and its ciphertext. `PUT /{id}/refresh` refreshes its tokens now —
+//! exactly once however many callers ask at the same moment (`bk_connections::refresh`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use bk_connections::catalog::{AuthKind, OAuth2, Provider};
+use bk_connections::oauth2::{UpstreamError, authorization_url, provider_user_id};
+use bk_connections::refresh::{RefreshOutcome, Refresher};
+use bk_connections::vault::Credential;
+use bk_crypto::secret::{new_token, token_hash};
+use bk_domain::audit::Outcome;
+use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus, FLOW_TTL_SECS, return_url_allowed};
+use bk_domain::ids::{AccountId, ConnectionId};
+use bk_domain::ports::{ConnectionQuery, ConnectionSort, MAX_CONNECTIONS_PAGE};
+use bk_domain::scope::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::Api;
+use crate::caller::{Caller, caller};
+use crate::problem::{Problem, json_body};
+
+/// The longest API key accepted (before anything is stored or sealed).
+const MAX_API_KEY_BYTES: usize = 4096;
+const MAX_REDIRECT_URL_BYTES: usize = 2048;
+
+/// A connection as the API shows it (its serde form: camelCase, never a credential).
+fn view(c: &Connection) -> Value {
+    json!(c)
+}
+
+/// Query parameters of the list, all as text so that each error names its parameter.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ListParams {
+    page: Option<String>,
+    limit: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+    status: Option<String>,
+    #[serde(alias = "provider")]
+    provider_id: Option<String>,
+    /// Unix seconds.
+    created_after: Option<String>,
+    created_before: Option<String>,
+}
+
+fn number<T: std::str::FromStr>(name: &str, v: &Option<String>, what: &str) -> Result<Option<T>, Problem> {
+    v.as_deref()
+        .map(|s| s.parse::<T>().map_err(|_| Problem::invalid(name, format!("{name} must be {what}"))))
+        .transpose()
+}
+
+fn query_of(raw: Option<&str>) -> Result<ConnectionQuery, Problem> {
+    let p: ListParams = serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg.split('`').nth(1).unwrap_or("query").to_owned();
+        Problem::invalid(&field, format!("the query is not valid: {msg}"))
+    })?;
+    let page = number::<u32>("page", &p.page, "a whole number from 1")?.unwrap_or(1);
+    if page == 0 {
+        return Err(Problem::invalid("page", "page must be a whole number from 1"));
+    }
+    let limit = number::<u32>("limit", &p.limit, "a whole number from 1 to 100")?.unwrap_or(20);
+    if !(1..=MAX_CONNECTIONS_PAGE).contains(&limit) {
+        return Err(Problem::invalid("limit", "limit must be a whole number from 1 to 100"));
+    }
+    let sort_by = match p.sort_by.as_deref() {
+        None | Some("createdAt") => ConnectionSort::CreatedAt,
+        Some("updatedAt") => ConnectionSort::UpdatedAt,
+        Some("expiresAt") => ConnectionSort::ExpiresAt,
+        Some("providerId") => ConnectionSort::ProviderId,
+        Some("status") => ConnectionSort::Status,
+        Some(_) => {
+            return Err(Problem::invalid(
+                "sortBy",
+                "sortBy must be one of createdAt, updatedAt, expiresAt, providerId, status",
+            ));
+        }
+    };
+    let descending = match p.sort_order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => return Err(Problem::invalid("sortOrder", "sortOrder must be asc or desc")),
+    };
+    let status = p
+        .status
+        .as_deref()
+        .map(|s| {
+            ConnectionStatus::parse(s)
+                .ok_or_else(|| Problem::invalid("status", "status must be one of active, expired, revoked, error"))
+        })
+        .transpose()?;
+    if p.provider_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 63) {
+        return Err(Problem::invalid("providerId", "providerId must be 1 to 63 characters"));
+    }
+    Ok(ConnectionQuery {
+        status,
+        provider_id: p.provider_id,
+        created_after: number("createdAfter", &p.created_after, "Unix seconds")?,
+        created_before: number("createdBefore", &p.created_before, "Unix seconds")?,
+        sort_by,
+        descending,
+        page,
+        limit,
+    })
+}
+
+pub async fn list(
+    State(server): State<Arc<Api>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, false).await?;
+    let (account_id, _) = who.person_with(Scope::Connections)?;
+    let q = query_of(raw.as_deref())?;
+    let page = server.store.list_connections(account_id, &q).await?;
+    let items: Vec<Value> = page.items.iter().map(view).collect();
+    Ok(Json(json!({
+        "connections": items,
+        "page": q.page,
+        "limit": q.limit,
+        "total": page.total,
+        "totalPages": page.total.div_ceil(u64::from(q.limit)),
+    }))
+    .into_response())
+}
+
+pub async fn get(
+    State(server): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, false).await?;
+    let (account_id, _) = who.person_with(Scope::Connections)?;
+    let c = server
+        .store
+        .connection(account_id, &ConnectionId::from_string(id))
+        .await?
+        .ok_or_else(|| Problem::not_found("connection"))?;
+    Ok(Json(view(&c)).into_response())
+}
+
+pub async fn delete(
+    State(server): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, true).await?;
+    let (account_id, _) = who.person_with(Scope::Connections)?;
+    let id = ConnectionId::from_string(id);
+    let c = server.store.connection(account_id, &id).await?.ok_or_else(|| Problem::not_found("connection"))?;
+    let upstream = revoke_upstream(&server, &c).await;
+    // Deleting the row erases its ciphertext, whatever the provider answered: the tenant asked for
+    // the connection to be gone, and the audit row says whether the provider confirmed.
+    if !server.store.delete_connection(account_id, &id).await? {
+        return Err(Problem::not_found("connection"));
+    }
+    tracing::info!(account = %account_id, connection = %id, upstream, "connection deleted");
+    server.emit(
+        who.stamp(server.event("connection.deleted", Outcome::Success))
+            .target(&id)
+            .detail("provider", c.provider_id.clone())
+            .detail("upstream", upstream),
+    );
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn refresh(
+    State(server): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, true).await?;
+    let (account_id, _) = who.person_with(Scope::Connections)?;
+    let id = ConnectionId::from_string(id);
+    let refresher = Refresher {
+        store: server.store.as_ref(),
+        vault: &server.vault,
+        upstream: &server.upstream,
+        catalog: &server.catalog,
+        clock: server.clock.as_ref(),
+        lease: server.refresh_lease,
+    };
+    let retry = |secs: i64, detail: &str| {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Try again later", detail);
+        if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
+            p.headers.push((header::RETRY_AFTER, v));
+        }
+        p
+    };
+    match refresher.refresh(account_id, &id).await? {
+        RefreshOutcome::Missing => Err(Problem::not_found("connection")),
+        RefreshOutcome::Settled { connection, by_this_caller, previous } => {
+            if by_this_caller {
+                let ok = connection.status == ConnectionStatus::Active;
+                let outcome = if ok { Outcome::Success } else { Outcome::Failure };
+                server.emit(
+                    who.stamp(server.event("connection.refreshed", outcome))
+                        .target(&connection.id)
+                        .detail("provider", connection.provider_id.clone()),
+                );
+            }
+            if let Some(from) = previous {
+                server.emit(
+                    who.stamp(server.event("connection.status_changed", Outcome::Success))
+                        .target(&connection.id)
+                        .detail("provider", connection.provider_id.clone())
+                        .detail("from", from.as_str())
+                        .detail("to", connection.status.as_str()),
+                );
+            }
+            Ok(Json(view(&connection)).into_response())
+        }
+        RefreshOutcome::CannotRefresh(c) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "Cannot refresh",
+            format!(
+                "this connection cannot be refreshed (status {}, no usable refresh token); reconnect it",
+                c.status.as_str()
+            ),
+        )),
+        RefreshOutcome::RetryLater { retry_after, .. } => {
+            Err(retry(retry_after, "the provider could not refresh this connection just now; try again later"))
+        }
+        RefreshOutcome::Busy => Err(retry(1, "a refresh of this connection is still under way; try again")),
+    }
+}
+
+/// Revokes the connection's grant at its provider where the provider supports it: `revoked`,
+/// `unsupported`, or `failed` (the provider refused or could not be reached; logged).
+async fn revoke_upstream(server: &Api, c: &Connection) -> &'static str {
+    let Some(AuthKind::OAuth2(o)) = server.catalog.get(&c.provider_id).map(|p| &p.auth) else {
+        return "unsupported";
+    };
+    if o.revoke_url.is_none() {
+        return "unsupported";
+    }
+    let credential = match server.store.sealed_credential(&c.account_id, &c.id).await {
+        Ok(Some(sealed)) => server.vault.open(&c.account_id, &c.id, &sealed),
+        Ok(None) => return "unsupported",
+        Err(e) => {
+            tracing::error!(error = %e, "reading a credential failed");
+            return "failed";
+        }
+    };
+    let credential = match credential {
+        Ok(cred) => cred,
+        Err(e) => {
+            tracing::error!(connection = %c.id, error = %e, "a stored credential does not open");
+            return "failed";
+        }
+    };
+    match server.upstream.revoke(o, &credential).await {
+        Ok(true) => "revoked",
+        Ok(false) => "unsupported",
+        Err(e) => {
+            tracing::warn!(connection = %c.id, provider = %c.provider_id, error = %e, "upstream revocation failed");
+            "failed"
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Initiate {
+    provider_id: String,
+    redirect_url: String,
+    #[serde(default)]
+    provider_params: ProviderParams,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProviderParams {
+    /// The key of an `api_key` provider, pasted by the tenant.
+    api_key: Option<String>,
+}
+
+/// The return URL, if the caller may be sent there.
+async fn return_url(server: &Api, who: &Caller, raw: &str) -> Result<Url, Problem> {
+    let refuse = || {
+        Problem::invalid(
+            "redirectUrl",
+            "redirectUrl must be one of the calling client's redirect URIs, an https URL on its domains, or a page of this server",
+        )
+    };
+    if raw.len() > MAX_REDIRECT_URL_BYTES {
+        return Err(refuse());
+    }
+    let url = Url::parse(raw).map_err(|_| refuse())?;
+    let client = match who {
+        Caller::Token(c) => server.store.client(&c.client_id).await?,
+        _ => None,
+    };
+    let (redirects, domains) = client.map(|c| (c.redirect_uris, c.domains)).unwrap_or_default();
+    if return_url_allowed(&url, &redirects, &domains, &server.issuer_origin()) { Ok(url) } else { Err(refuse()) }
+}
+
+pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, true).await?;
+    let (account_id, _) = who.person_with(Scope::Connections)?;
+    let account_id = account_id.clone();
+    let req: Initiate = json_body(&headers, &body)?;
+    let Some(provider) = server.catalog.get(&req.provider_id) else {
+        let shown: String = req.provider_id.chars().take(63).collect();
+        return Err(Problem::invalid("providerId", format!("unknown provider {shown:?}")));
+    };
+    let provider = provider.clone();
+    let redirect_url = return_url(&server, &who, &req.redirect_url).await?;
+    if let Some(setting) = provider.missing_setting() {
+        return Err(Problem::invalid(
+            "providerId",
+            format!("the provider {:?} is not set up on this server yet: the operator must set {setting}", provider.id),
+        ));
+    }
+    match &provider.auth {
+        AuthKind::ApiKey(_) => {
+            let Some(key) = req.provider_params.api_key else {
+                return Err(Problem::invalid(
+                    "providerParams.apiKey",
+                    format!("the provider {:?} is connected with a key: send it in providerParams.apiKey", provider.id),
+                ));
+            };
+            let connection = connect_with_key(&server, &account_id, &provider.id, key).await?;
+            server.emit(
+                who.stamp(server.event("connection.created", Outcome::Success))
+                    .target(&connection.id)
+                    .detail("provider", provider.id.clone()),
+            );
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({
+                    "authorizationUrl": null,
+                    "providerMetadata": crate::providers::view(&provider),
+                    "connection": view(&connection),
+                })),
+            )
+                .into_response())
+        }
+        AuthKind::OAuth2(o) => {
+            let url = start_oauth2(&server, &who, &account_id, o, &provider.id, &redirect_url).await?;
+            server.emit(
+                who.stamp(server.event("connection.initiated", Outcome::Success))
+                    .detail("provider", provider.id.clone()),
+            );
+            Ok(Json(json!({
+                "authorizationUrl": url.as_str(),
+                "providerMetadata": crate::providers::view(&provider),
+            }))
+            .into_response())
+        }
+        other => Err(Problem::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "Not implemented",
+            format!("connecting {} providers is not available yet", other.name()),
+        )),
+    }
+}
+
+/// Seals a pasted key and stores the connection (within the account's quota).
+async fn connect_with_key(
+    server: &Api,
+    account_id: &AccountId,
+    provider_id: &str,
+    key: String,
+) -> Result<Connection, Problem> {
+    let key = zeroize::Zeroizing::new(key);
+    let key = key.trim();
+    if key.is_empty() || key.len() > MAX_API_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(Problem::invalid("providerParams.apiKey", "the key must be 1 to 4096 printable characters"));
+    }
+    let credential = Credential::ApiKey { key: key.to_owned() };
+    let now = server.clock.now();
+    let connection = Connection {
+        id: ConnectionId::generate(),
+        account_id: account_id.clone(),
+        provider_id: provider_id.to_owned(),
+        provider_user_id: None,
+        scopes: Vec::new(),
+        status: ConnectionStatus::Active,
+        expires_at: None,
+        can_refresh: false,
+        metadata: json!({}),
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let sealed = server.vault.seal(account_id, &connection.id, &credential).map_err(|e| {
+        tracing::error!(error = %e, "sealing a credential failed");
+        Problem::server_error()
+    })?;
+    let max = server.limits.max_connections_per_account;
+    if !server.store.insert_connection(account_id, &connection, &sealed, max).await? {
+        return Err(Problem::quota(format!(
+            "this account already holds {max} connections, the most it may (limits.max_connections_per_account); delete one first"
+        )));
+    }
+    tracing::info!(account = %account_id, connection = %connection.id, provider = provider_id, "connection created");
+    Ok(connection)
+}
+
+/// Where providers send the browser back.
+fn callback_url(server: &Api) -> String {
+    format!("{}/api/v1/connections/callback", server.issuer)
+}
+
+/// Records the flow (state digest, PKCE verifier, return URL) and builds the provider's URL.
+async fn start_oauth2(
+    server: &Api,
+    who: &Caller,
+    account_id: &AccountId,
+    o: &OAuth2,
+    provider_id: &str,
+    redirect_url: &Url,
+) -> Result<Url, Problem> {
+    let client_id = o.client.client_id.as_deref().ok_or_else(Problem::server_error)?;
+    let state = new_token("");
+    let verifier = o.pkce.then(|| zeroize::Zeroizing::new(new_token("").into_string()));
+    let challenge = verifier.as_deref().map(|v| bk_domain::pkce::s256(v));
+    let now = server.clock.now();
+    let flow = ConnectionFlow {
+        state_hash: token_hash(state.expose()),
+        account_id: account_id.clone(),
+        client_id: match who {
+            Caller::Token(c) => Some(c.client_id.clone()),
+            _ => None,
+        },
+        provider_id: provider_id.to_owned(),
+        redirect_url: redirect_url.to_string(),
+        code_verifier: verifier.as_deref().map(|v| v.to_string()),
+        created_at: now,
+        expires_at: now + FLOW_TTL_SECS,
+    };
+    server.store.insert_connection_flow(account_id, &flow).await?;
+    Ok(authorization_url(o, client_id, &callback_url(server), state.expose(), challenge.as_deref()))
+}
+
+/// What the provider sends back (providers add parameters of their own: unknown ones are ignored).
+#[derive(Deserialize, Default)]
+struct CallbackParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The page a browser gets when there is no safe place to send it back to.
+fn error_page(message: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connection failed</title></head>\
+         <body><h1>Connection failed</h1><p>{message}</p><p>Start the connection again from the application.</p></body></html>"
+    );
+    (StatusCode::BAD_REQUEST, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// Sends the browser back to the flow's return URL with `params` added.
+fn back_to(redirect_url: &Url, params: &[(&str, &str)]) -> Response {
+    let mut url = redirect_url.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+    }
+    (StatusCode::SEE_OTHER, [(header::LOCATION, url.as_str()), (header::CACHE_CONTROL, "no-store")]).into_response()
+}
+
+/// The provider's error text as passed on: printable, at most 200 characters.
+fn bounded(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// The largest user-info document kept as a connection's metadata; beyond it only the usual
+/// identity fields are kept.
+const MAX_METADATA_BYTES: usize = 8192;
+
+fn metadata_of(info: Option<serde_json::Value>) -> Value {
+    match info {
+        Some(v) if v.to_string().len() <= MAX_METADATA_BYTES => v,
+        Some(v) => {
+            let keep = ["sub", "id", "user_id", "account_id", "email", "name", "login"];
+            Value::Object(keep.iter().filter_map(|k| v.get(*k).map(|x| ((*k).to_owned(), x.clone()))).collect())
+        }
+        None => json!({}),
+    }
+}
+
+pub async fn callback(State(server): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    match finish_oauth2(&server, &headers, raw.as_deref()).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> Result<Response, Response> {
+    let p: CallbackParams = serde_urlencoded::from_str(raw.unwrap_or("")).unwrap_or_default();
+    let state = p
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or_else(|| error_page("The answer from the service carries no valid request state."))?;
+    let now = server.clock.now();
+    let flow = server
+        .store
+        .take_connection_flow(&token_hash(state), now)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading a connect flow failed");
+            error_page("The server could not complete the connection; try again.")
+        })?
+        .ok_or_else(|| error_page("This connection request is unknown or was already used."))?;
+    if !flow.is_current(now) {
+        return Err(error_page("This connection request has expired."));
+    }
+    // A browser signed in here as someone else must not finish another account's flow.
+    if let Ok(Caller::Browser { account_id, .. }) = caller(server, headers, false).await
+        && account_id != flow.account_id
+    {
+        return Err(error_page("This connection request belongs to another account."));
+    }
+    let back = Url::parse(&flow.redirect_url).map_err(|_| error_page("The connection request is damaged."))?;
+    let fail = |event: &str, error: &str, description: Option<&str>| {
+        server.emit(
+            server
+                .event("connection.failed", Outcome::Failure)
+                .account(&flow.account_id)
+                .detail("provider", flow.provider_id.clone())
+                .detail("stage", event.to_owned())
+                .detail("error", error.to_owned()),
+        );
+        let mut params = vec![("error", error)];
+        if let Some(d) = description {
+            params.push(("error_description", d));
+        }
+        back_to(&back, &params)
+    };
+    let provider: Option<Arc<Provider>> = server.catalog.get(&flow.provider_id).cloned();
+    let Some(o) = provider.as_ref().and_then(|p| match &p.auth {
+        AuthKind::OAuth2(o) => Some(o),
+        _ => None,
+    }) else {
+        return Err(fail("provider", "server_error", Some("the provider is no longer offered")));
+    };
+    if let Some(error) = p.error.as_deref() {
+        let (error, description) = (bounded(error), p.error_description.as_deref().map(bounded));
+        return Err(fail("authorize", &error, description.as_deref()));
+    }
+    let Some(code) = p.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096) else {
+        return Err(fail("authorize", "invalid_request", Some("the provider sent no authorization code")));
+    };
+    let tokens = match server
+        .upstream
+        .exchange_code(o, code, &callback_url(server), flow.code_verifier.as_deref())
+        .await
+    {
+        Ok(t) => t,
+        Err(UpstreamError::Refused { error, description }) => {
+            return Err(fail("token", &error, description.as_deref()));
+        }
+        Err(e @ UpstreamError::Unavailable(_)) => {
+            tracing::warn!(provider = %flow.provider_id, error = %e, "code exchange failed");
+            return Err(fail("token", "temporarily_unavailable", Some("the provider could not be reached; try again")));
+        }
+        Err(e @ UpstreamError::Malformed(_)) => {
+            tracing::warn!(provider = %flow.provider_id, error = %e, "code exchange failed");
+            return Err(fail("token", "server_error", Some("the provider's answer was not understood")));
+        }
+    };
+    let info = server.upstream.user_info(o, &tokens.credential).await;
+    let connection = Connection {
+        id: ConnectionId::generate(),
+        account_id: flow.account_id.clone(),
+        provider_id: flow.provider_id.clone(),
+        provider_user_id: info.as_ref().and_then(provider_user_id),
+        scopes: tokens.scopes.clone().unwrap_or_else(|| o.scopes.clone()),
+        status: ConnectionStatus::Active,
+        expires_at: tokens.expires_in.map(|s| now.saturating_add(s)),
+        can_refresh: matches!(&tokens.credential, Credential::OAuth { refresh_token: Some(_), .. }),
+        metadata: metadata_of(info),
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let stored = match server.vault.seal(&flow.account_id, &connection.id, &tokens.credential) {
+        Ok(sealed) => {
+            let max = server.limits.max_connections_per_account;
+            server.store.insert_connection(&flow.account_id, &connection, &sealed, max).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sealing a credential failed");
+            return Err(fail("store", "server_error", Some("the connection could not be stored")));
+        }
+    };
+    match stored {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(fail("store", "quota_exceeded", Some("this account holds the most connections it may")));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing a connection failed");
+            return Err(fail("store", "server_error", Some("the connection could not be stored")));
+        }
+    }
+    tracing::info!(account = %flow.account_id, connection = %connection.id, provider = %flow.provider_id, "connection created");
+    let mut event = server
+        .event("connection.created", Outcome::Success)
+        .account(&flow.account_id)
+        .target(&connection.id)
+        .detail("provider", flow.provider_id.clone());
+    if let Some(c) = &flow.client_id {
+        event = event.client(c);
+    }
+    server.emit(event);
+    Ok(back_to(&back, &[("connectionId", connection.id.as_str()), ("status", connection.status.as_str())]))
+}
