@@ -173,22 +173,33 @@ pub async fn delete(
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
-    let id = ConnectionId::from_string(id);
-    let c = server.store.connection(account_id, &id).await?.ok_or_else(|| Problem::not_found("connection"))?;
-    let upstream = revoke_upstream(&server, &c).await;
+    remove_connection(&server, &who, account_id, &ConnectionId::from_string(id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes one of the account's connections: revoked at the provider where it can be, then the row
+/// and its ciphertext deleted, audited (`DELETE /{id}` and the connections page).
+pub async fn remove_connection(
+    server: &Api,
+    who: &Caller,
+    account_id: &AccountId,
+    id: &ConnectionId,
+) -> Result<(), Problem> {
+    let c = server.store.connection(account_id, id).await?.ok_or_else(|| Problem::not_found("connection"))?;
+    let upstream = revoke_upstream(server, &c).await;
     // Deleting the row erases its ciphertext, whatever the provider answered: the tenant asked for
     // the connection to be gone, and the audit row says whether the provider confirmed.
-    if !server.store.delete_connection(account_id, &id).await? {
+    if !server.store.delete_connection(account_id, id).await? {
         return Err(Problem::not_found("connection"));
     }
     tracing::info!(account = %account_id, connection = %id, upstream, "connection deleted");
     server.emit(
         who.stamp(server.event("connection.deleted", Outcome::Success))
-            .target(&id)
+            .target(id)
             .detail("provider", c.provider_id.clone())
             .detail("upstream", upstream),
     );
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 pub async fn refresh(
@@ -384,7 +395,7 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
 }
 
 /// Seals a pasted key and stores the connection (within the account's quota).
-async fn connect_with_key(
+pub async fn connect_with_key(
     server: &Api,
     account_id: &AccountId,
     provider_id: &str,
@@ -431,7 +442,7 @@ fn callback_url(server: &Api) -> String {
 }
 
 /// Records the flow (state digest, PKCE verifier, return URL) and builds the provider's URL.
-async fn start_oauth2(
+pub async fn start_oauth2(
     server: &Api,
     who: &Caller,
     account_id: &AccountId,

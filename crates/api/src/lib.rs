@@ -11,6 +11,7 @@ mod audit;
 mod caller;
 mod clients;
 mod connections;
+pub mod handoff;
 mod pats;
 pub mod problem;
 mod providers;
@@ -27,11 +28,13 @@ use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ids::ClientId;
 use bk_domain::ports::{
-    AccountStore, AuditStore, ClientStore, ConnectionFlowStore, ConnectionStore, OperatorTokenStore, PatStore,
-    SessionStore,
+    AccountStore, AuditStore, ClientStore, ConnectionFlowStore, ConnectionStore, HandoffCodeStore, OperatorTokenStore,
+    PatStore, SessionStore,
 };
 
 pub use caller::Caller;
+pub use connections::{connect_with_key, remove_connection, start_oauth2};
+pub use handoff::ClientAuthenticator;
 pub use problem::Problem;
 
 /// What the management API stores and reads.
@@ -44,6 +47,7 @@ pub trait ApiStore:
     + AuditStore
     + ConnectionStore
     + ConnectionFlowStore
+    + HandoffCodeStore
 {
 }
 impl<
@@ -55,6 +59,7 @@ impl<
         + AuditStore
         + ConnectionStore
         + ConnectionFlowStore
+        + HandoffCodeStore
         + ?Sized,
 > ApiStore for T
 {
@@ -89,6 +94,8 @@ pub struct Api {
     pub upstream: Arc<Upstream>,
     /// How long a connection's refresh lease holds (longer than a call to a provider may take).
     pub refresh_lease: std::time::Duration,
+    /// Authenticates clients by id and secret (the white-label handoff).
+    pub client_auth: Arc<dyn ClientAuthenticator>,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).
@@ -163,6 +170,7 @@ pub fn router(api: Arc<Api>) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(clients::BODY_LIMIT)),
         )
         .route("/api/v1/auth-clients/{id}/secret", put(clients::rotate_secret))
+        .route("/api/v1/auth/handoff/init", post(handoff::init))
         .route("/api/v1/providers", get(providers::list))
         .route("/api/v1/providers/{id}", get(providers::get))
         .route("/api/v1/connections", get(connections::list))

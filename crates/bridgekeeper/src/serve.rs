@@ -205,6 +205,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         upstream,
         refresh_lease: std::time::Duration::from_millis(config.connections.timeout_ms)
             + std::time::Duration::from_secs(5),
+        client_auth: Arc::new(ClientSecrets(auth.clone())),
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),
@@ -248,7 +249,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let app = Router::new()
         .merge(bk_oauth::router(auth))
-        .merge(bk_api::router(api))
+        .merge(bk_api::router(api.clone()))
+        .merge(bk_web::connections_router(web.clone(), api))
         .merge(bk_web::router(web))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .merge(bk_gateway::router(gateway.clone()).layer(DefaultBodyLimit::max(MCP_BODY_LIMIT)))
@@ -447,5 +449,38 @@ struct ForgetClient(Arc<AuthServer>);
 impl bk_api::ClientChanged for ForgetClient {
     fn client_changed(&self, id: &bk_domain::ids::ClientId) {
         self.0.forget_client(id);
+    }
+}
+
+/// Client authentication for the white-label handoff: the token endpoint's secret check.
+struct ClientSecrets(Arc<AuthServer>);
+
+impl bk_api::ClientAuthenticator for ClientSecrets {
+    fn authenticate<'a>(
+        &'a self,
+        client_id: &'a str,
+        secret: &'a str,
+        source: std::net::IpAddr,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<bk_domain::client::Client, bk_api::Problem>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            self.0.authenticate_client_secret(client_id, secret, source).await.map_err(|e| {
+                let status = e.status;
+                let mut p = if status == axum::http::StatusCode::UNAUTHORIZED {
+                    bk_api::Problem::unauthorized(e.description.clone())
+                } else if status.is_server_error() {
+                    bk_api::Problem::server_error()
+                } else {
+                    bk_api::Problem::new(status, "Client authentication refused", e.description.clone())
+                };
+                if let Some(wait) = e.retry_after
+                    && let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string())
+                {
+                    p.headers.push((axum::http::header::RETRY_AFTER, v));
+                }
+                p
+            })
+        })
     }
 }

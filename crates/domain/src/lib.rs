@@ -12,6 +12,7 @@ pub mod client_metadata;
 pub mod code;
 pub mod connection;
 pub mod grant;
+pub mod handoff;
 pub mod ids;
 pub mod mcp_session;
 pub mod network;

@@ -94,6 +94,21 @@ pub async fn authenticate(
     }
 }
 
+impl AuthServer {
+    /// Authenticates a client by id and secret outside the token endpoint (the white-label handoff
+    /// sends them in its JSON body): the same secret check, failure limits and audit as
+    /// `client_secret_post`. A public client (no secret sent) authenticates as `none`.
+    pub async fn authenticate_client_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        source: IpAddr,
+    ) -> Result<Client, OAuthError> {
+        let params = Params::from_pairs([("client_id", client_id), ("client_secret", secret)]);
+        authenticate(self, &HeaderMap::new(), &params, source).await.map(|(client, _)| client)
+    }
+}
+
 /// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {

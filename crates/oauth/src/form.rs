@@ -27,6 +27,11 @@ impl Params {
         Ok(Params(map))
     }
 
+    /// Parameters given by the server itself (empty values count as absent, as when parsed).
+    pub(crate) fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Params {
+        Params(pairs.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    }
+
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str)
     }

@@ -12,6 +12,7 @@ mod checkpoint;
 mod clients;
 mod connections;
 mod grants;
+mod handoff_codes;
 mod keys;
 mod mcp_sessions;
 mod migrations;

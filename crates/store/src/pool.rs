@@ -274,7 +274,13 @@ impl Store for SqlStore {
             .await
             .db()?
             .rows_affected();
-        Ok(codes + tokens + mcp + browser + flows)
+        let handoffs = sqlx::query("DELETE FROM handoff_codes WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .db()?
+            .rows_affected();
+        Ok(codes + tokens + mcp + browser + flows + handoffs)
     }
 }
 

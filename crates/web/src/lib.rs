@@ -1,9 +1,10 @@
-//! The browser-facing pages: sign-up, sign-in, sign-out, and the authorization endpoint's
-//! login-and-consent step. Server-rendered HTML (no JavaScript), every form CSRF-protected,
-//! every page unframeable.
+//! The browser-facing pages: sign-up, sign-in, sign-out, the authorization endpoint's
+//! login-and-consent step, and the connections page (with the white-label handoff that opens it).
+//! Server-rendered HTML (no JavaScript), every form CSRF-protected, every page unframeable.
 #![forbid(unsafe_code)]
 
 mod authorize;
+pub mod connections_page;
 pub mod pages;
 mod sign_in_limits;
 
@@ -65,6 +66,7 @@ fn templates() -> Environment<'static> {
         ("consent.html", include_str!("templates/consent.html")),
         ("message.html", include_str!("templates/message.html")),
         ("home.html", include_str!("templates/home.html")),
+        ("connections.html", include_str!("templates/connections.html")),
     ] {
         // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
         env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
@@ -159,7 +161,28 @@ fn brand_css(client: &bk_domain::client::Client) -> Option<String> {
         return None;
     }
     let color = client.branding.as_ref()?.brand_color.as_deref()?;
-    bk_domain::client::is_valid_brand_color(color).then(|| format!(":root {{ --brand: {color}; }}\n"))
+    if !bk_domain::client::is_valid_brand_color(color) {
+        return None;
+    }
+    Some(format!(":root {{ --brand: {color}; --on-brand: {}; }}\n", text_on(color)))
+}
+
+/// The text colour readable on a brand colour (`#rgb` or `#rrggbb`): white where it has at least
+/// 4.5:1 contrast (WCAG AA), else near-black.
+fn text_on(color: &str) -> &'static str {
+    let hex = color.trim_start_matches('#');
+    let expanded: String = if hex.len() == 3 { hex.chars().flat_map(|c| [c, c]).collect() } else { hex.to_owned() };
+    let channel = |i: usize| {
+        let v = f64::from(u8::from_str_radix(expanded.get(i..i + 2).unwrap_or("00"), 16).unwrap_or(0)) / 255.0;
+        if v <= 0.039_28 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+    };
+    let luminance = 0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4);
+    if 1.05 / (luminance + 0.05) >= 4.5 { "#fff" } else { "#111" }
+}
+
+/// The connections page and the white-label handoff that opens it (`connections_page`).
+pub fn connections_router(state: Arc<WebState>, api: Arc<bk_api::Api>) -> Router {
+    connections_page::router(state, api)
 }
 
 pub fn router(state: Arc<WebState>) -> Router {
@@ -242,7 +265,12 @@ mod tests {
     #[test]
     fn brand_stylesheet_sets_the_brand_variable() {
         let css = brand_css(&client(ClientRole::WhitelabelCustomer, Some("#0f9D58")));
-        assert_eq!(css.as_deref(), Some(":root { --brand: #0f9D58; }\n"));
+        assert_eq!(css.as_deref(), Some(":root { --brand: #0f9D58; --on-brand: #111; }\n"));
+        let dark = brand_css(&client(ClientRole::WhitelabelCustomer, Some("#3b5bdb")));
+        assert_eq!(dark.as_deref(), Some(":root { --brand: #3b5bdb; --on-brand: #fff; }\n"));
+        assert_eq!(text_on("#fff"), "#111");
+        assert_eq!(text_on("#000"), "#fff");
+        assert_eq!(text_on("#ffd43b"), "#111");
     }
 
     #[test]

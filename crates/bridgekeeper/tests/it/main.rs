@@ -8,6 +8,7 @@ mod client_metadata;
 mod clients;
 mod connections;
 mod connections_oauth2;
+mod connections_page;
 mod discovery;
 mod durability;
 mod harness;

@@ -9,6 +9,7 @@ mod browser_sessions;
 mod clients;
 mod connections;
 mod grants;
+mod handoff;
 mod keys;
 mod mcp_sessions;
 mod tokens;
@@ -22,6 +23,7 @@ pub use connections::{
     MAX_CONNECTIONS_PAGE, RefreshLease,
 };
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
+pub use handoff::HandoffCodeStore;
 pub use keys::{SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
 pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
@@ -65,11 +67,12 @@ pub trait Store:
     + BrowserSessionStore
     + ConnectionStore
     + ConnectionFlowStore
+    + HandoffCodeStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)
     async fn ping(&self) -> Result<()>;
     /// Deletes what can no longer be used: codes a day past expiry (kept that long so a late replay still
-    /// revokes), expired refresh tokens, expired MCP and browser sessions and connect flows. Returns the number of rows deleted.
+    /// revokes), expired refresh tokens, expired MCP and browser sessions, connect flows and handoff codes. Returns the number of rows deleted.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
 }

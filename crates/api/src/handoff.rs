@@ -1,0 +1,215 @@
+//! `POST /api/v1/auth/handoff/init`: the white-label handoff. A white-label client's backend,
+//! holding its customer's access token, asks for a one-time code that opens this server's
+//! connection-management page (`/connections`) in the client's branding, signed in as that
+//! customer with no second sign-in.
+//!
+//! The request carries the customer's access token as `Authorization: Bearer …` (issued to this
+//! very client, with the scope `connections`) and the client's own credentials in the JSON body
+//! (`clientId`, `clientSecret`: the token endpoint's secret check, failure limits and audit). The
+//! code lives 30 seconds, is stored only as its SHA-256, is used once, and is bound to the client,
+//! the account and `redirectUri` — one of the client's redirect URIs or an https URL on its
+//! domains, never anywhere else (the page's "back to the app" link). Redeeming it is the web
+//! crate's (`GET /connections/handoff?code=…`), through [`redeem`].
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bk_access::bearer_token;
+use bk_crypto::secret::{new_token, token_hash};
+use bk_domain::account::Account;
+use bk_domain::audit::Outcome;
+use bk_domain::client::{Client, ClientRole, ClientType};
+use bk_domain::connection::return_url_allowed;
+use bk_domain::handoff::{HANDOFF_TTL_SECS, HandoffCode, HandoffIntent};
+use bk_domain::scope::Scope;
+use serde::Deserialize;
+use serde_json::json;
+use url::Url;
+
+use crate::Api;
+use crate::caller::{Caller, caller};
+use crate::problem::{Problem, json_body};
+
+/// Authenticates a client by id and secret (implemented by the authorization server, whose secret
+/// check, failure limits and audit the token endpoint uses too).
+pub trait ClientAuthenticator: Send + Sync {
+    fn authenticate<'a>(
+        &'a self,
+        client_id: &'a str,
+        secret: &'a str,
+        source: IpAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<Client, Problem>> + Send + 'a>>;
+}
+
+const MAX_CLIENT_ID_BYTES: usize = 512;
+const MAX_SECRET_BYTES: usize = 512;
+const MAX_REDIRECT_URI_BYTES: usize = 2048;
+/// Where a handoff code is redeemed.
+pub const REDEEM_PATH: &str = "/connections/handoff";
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Intent {
+    Connections,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Init {
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+    intent: Intent,
+}
+
+pub async fn init(
+    State(server): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let req: Init = json_body(&headers, &body)?;
+    if req.client_id.is_empty() || req.client_id.len() > MAX_CLIENT_ID_BYTES {
+        return Err(Problem::invalid("clientId", "clientId must be 1 to 512 characters"));
+    }
+    if req.client_secret.len() > MAX_SECRET_BYTES {
+        return Err(Problem::unauthorized("client authentication failed"));
+    }
+    // The client first: a wrong secret is refused whatever the token says.
+    let client = server.client_auth.authenticate(&req.client_id, &req.client_secret, peer.ip()).await?;
+    if client.role != ClientRole::WhitelabelCustomer || client.client_type != ClientType::Confidential {
+        return Err(Problem::forbidden(
+            "only a confidential white-label (WHITELABEL_CUSTOMER) client may hand a customer off to its pages",
+        ));
+    }
+    if bearer_token(&headers).is_none() {
+        return Err(Problem::unauthorized("the customer's access token is required as Authorization: Bearer"));
+    }
+    let who = caller(&server, &headers, true).await?;
+    let ctx = match &who {
+        Caller::Token(ctx) if !who.is_pat() => ctx,
+        _ => {
+            return Err(Problem::forbidden(
+                "the bearer token must be an access token this client obtained for its customer",
+            ));
+        }
+    };
+    if ctx.client_id != client.id {
+        return Err(Problem::forbidden("the access token was issued to another client"));
+    }
+    let (account_id, _) = who.person_with(Scope::Connections)?;
+    let refuse = || {
+        Problem::invalid(
+            "redirectUri",
+            "redirectUri must be one of the client's redirect URIs or an https URL on its domains",
+        )
+    };
+    if req.redirect_uri.len() > MAX_REDIRECT_URI_BYTES {
+        return Err(refuse());
+    }
+    let back = Url::parse(&req.redirect_uri).map_err(|_| refuse())?;
+    // No issuer origin here: the "back" link leads to the client's app, never to an arbitrary page.
+    if !return_url_allowed(&back, &client.redirect_uris, &client.domains, "") {
+        return Err(refuse());
+    }
+    let intent = match req.intent {
+        Intent::Connections => HandoffIntent::Connections,
+    };
+    let code = new_token("bkh_");
+    let now = server.clock.now();
+    let stored = HandoffCode {
+        code_hash: token_hash(code.expose()),
+        account_id: account_id.clone(),
+        client_id: client.id.clone(),
+        intent,
+        redirect_uri: back.to_string(),
+        created_at: now,
+        expires_at: now + HANDOFF_TTL_SECS,
+    };
+    server.store.insert_handoff_code(account_id, &stored).await?;
+    server.emit(
+        who.stamp(server.event("handoff.issued", Outcome::Success))
+            .detail("intent", intent.as_str())
+            .detail("redirect_uri", back.to_string()),
+    );
+    let mut url = Url::parse(&format!("{}{REDEEM_PATH}", server.issuer)).map_err(|_| Problem::server_error())?;
+    url.query_pairs_mut().append_pair("code", code.expose());
+    let mut res = Json(json!({
+        "code": code.expose(),
+        "url": url.as_str(),
+        "expiresIn": HANDOFF_TTL_SECS,
+        "intent": intent.as_str(),
+    }))
+    .into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// A redeemed handoff: who is signed in, for which client, and where "back" leads.
+pub struct Handoff {
+    pub account: Account,
+    pub client: Client,
+    pub redirect_uri: String,
+    pub intent: HandoffIntent,
+}
+
+/// Why a handoff code did not open the page (shown to the person in words).
+#[derive(Debug, PartialEq, Eq)]
+pub enum RedeemError {
+    /// Unknown, already used, or expired: the app must ask for a new one.
+    Invalid,
+    Unavailable,
+}
+
+/// Takes a handoff code — once, on every instance — if it is current and its client is still a
+/// white-label client and its account still exists.
+pub async fn redeem(server: &Api, code: &str) -> Result<Handoff, RedeemError> {
+    if code.is_empty() || code.len() > 256 {
+        return Err(RedeemError::Invalid);
+    }
+    let now = server.clock.now();
+    let unavailable = |e: bk_domain::ports::StoreError| {
+        tracing::error!(error = %e, "redeeming a handoff code failed");
+        RedeemError::Unavailable
+    };
+    let taken = server.store.take_handoff_code(&token_hash(code), now).await.map_err(unavailable)?;
+    let Some(taken) = taken else {
+        server.emit(server.event("handoff.redeemed", Outcome::Failure).detail("reason", "unknown_or_used"));
+        return Err(RedeemError::Invalid);
+    };
+    let fail = |reason: &'static str| {
+        server.emit(
+            server
+                .event("handoff.redeemed", Outcome::Failure)
+                .account(&taken.account_id)
+                .client(&taken.client_id)
+                .detail("reason", reason),
+        );
+        RedeemError::Invalid
+    };
+    if !taken.is_current(now) {
+        return Err(fail("expired"));
+    }
+    let client = server.store.client(&taken.client_id).await.map_err(unavailable)?;
+    let Some(client) = client.filter(|c| c.role == ClientRole::WhitelabelCustomer) else {
+        return Err(fail("client_gone"));
+    };
+    let Some(account) = server.store.account(&taken.account_id).await.map_err(unavailable)? else {
+        return Err(fail("account_gone"));
+    };
+    server.emit(
+        server
+            .event("handoff.redeemed", Outcome::Success)
+            .account(&account.id)
+            .client(&client.id)
+            .detail("intent", taken.intent.as_str()),
+    );
+    Ok(Handoff { account, client, redirect_uri: taken.redirect_uri, intent: taken.intent })
+}
