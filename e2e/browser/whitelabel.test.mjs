@@ -120,7 +120,7 @@ async function assertBranded(page, issuer, { clientId, name, description, color,
     const css = { status: cssResponse.status, type: cssResponse.headers.get('content-type'), text: await cssResponse.text() };
     assert.equal(css.status, 200, `GET /static/brand/${clientId}.css: ${JSON.stringify(css)}`);
     assert.match(css.type ?? '', /^text\/css/, `brand stylesheet content type: ${JSON.stringify(css)}`);
-    assert.match(css.text, new RegExp(`:root\\s*\\{\\s*--brand:\\s*${color}\\s*;\\s*\\}`, 'i'), `brand stylesheet body: ${css.text}`);
+    assert.match(css.text, new RegExp(`:root\\s*\\{\\s*--brand:\\s*${color}\\s*;\\s*--on-brand:\\s*#(fff|111)\\s*;\\s*\\}`, 'i'), `brand stylesheet body: ${css.text}`);
     assert.equal(new URL(page.url()).origin, new URL(issuer).origin);
     return b;
 }

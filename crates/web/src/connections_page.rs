@@ -217,7 +217,6 @@ struct ProviderView {
     kind: &'static str,
     key_label: Option<String>,
     key_help: Option<String>,
-    why_unavailable: Option<String>,
 }
 
 /// The first letter of a name, shown where a logo is missing or cannot load.
@@ -285,21 +284,19 @@ fn connection_view(s: &ConnectionsPage, c: &Connection) -> ConnectionView {
 
 /// Whether the page can connect this provider, or why not.
 fn connectable(p: &Provider) -> Result<&'static str, String> {
-    if let Some(setting) = p.missing_setting() {
-        return Err(format!("Not set up on this server yet (the operator must set {setting})."));
+    if p.missing_setting().is_some() {
+        // The setting itself is named in the log at start and by the API, for the operator.
+        return Err("it is not set up on this server yet".into());
     }
     match &p.auth {
         AuthKind::OAuth2(_) => Ok("oauth2"),
         AuthKind::ApiKey(_) => Ok("api_key"),
-        other => Err(format!("Connecting {} services is not available yet.", other.name())),
+        other => Err(format!("connecting {} services is not available yet", other.name())),
     }
 }
 
 fn provider_view(p: &Provider) -> ProviderView {
-    let (kind, why_unavailable) = match connectable(p) {
-        Ok(k) => (k, None),
-        Err(why) => ("unavailable", Some(why)),
-    };
+    let kind = connectable(p).unwrap_or("unavailable");
     let (key_label, key_help) = match &p.auth {
         AuthKind::ApiKey(f) => (Some(f.label.clone()), f.help.clone()),
         _ => (None, None),
@@ -313,7 +310,6 @@ fn provider_view(p: &Provider) -> ProviderView {
         kind,
         key_label,
         key_help,
-        why_unavailable,
     }
 }
 
@@ -383,7 +379,9 @@ async fn render(s: &ConnectionsPage, v: &Viewer, status: StatusCode, flash: Opti
     };
     let flash = flash.unwrap_or_else(|| flash_of(s, q, &listed.items));
     let connections: Vec<ConnectionView> = listed.items.iter().map(|c| connection_view(s, c)).collect();
-    let providers: Vec<ProviderView> = s.api.catalog.iter().map(|p| provider_view(p)).collect();
+    let (providers, unavailable): (Vec<ProviderView>, Vec<ProviderView>) =
+        s.api.catalog.iter().map(|p| provider_view(p)).partition(|p| p.kind != "unavailable");
+    let unavailable: Vec<String> = unavailable.into_iter().map(|p| p.name).collect();
     let (brand, back) = match &v.app {
         Some((client, back)) => (brand_of(client), Some(context! { name => client.name.clone(), url => back.clone() })),
         None => (None, None),
@@ -396,6 +394,7 @@ async fn render(s: &ConnectionsPage, v: &Viewer, status: StatusCode, flash: Opti
             connections => minijinja::Value::from(minijinja::value::Serde(&connections)),
             more => listed.total > u64::from(MAX_CONNECTIONS_PAGE),
             providers => minijinja::Value::from(minijinja::value::Serde(&providers)),
+            unavailable,
             notice => flash.notice,
             error => flash.error,
             brand,
@@ -459,7 +458,7 @@ pub async fn connect(State(s): State<Arc<ConnectionsPage>>, headers: HeaderMap, 
             &s,
             &v,
             StatusCode::BAD_REQUEST,
-            error_flash(format!("{}: {why}", provider.display.name)),
+            error_flash(format!("{} cannot be connected: {why}.", provider.display.name)),
             &none,
         )
         .await;
