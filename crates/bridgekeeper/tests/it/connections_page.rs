@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Flow, PNG_DATA_URI, Server, client, input, location, operator_token};
+use crate::harness::{Flow, PNG_DATA_URI, Server, client, input, location, operator_token, query_param};
 
 const ACME: &str = r#"
 [acme]
@@ -26,7 +26,11 @@ fn server() -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("providers.toml");
     std::fs::write(&file, ACME).unwrap();
-    let server = Server::start_with(&[("BRIDGEKEEPER_CONNECTIONS__CATALOG_FILE", file.to_str().unwrap())]);
+    let server = Server::start_with(&[
+        ("BRIDGEKEEPER_CONNECTIONS__CATALOG_FILE", file.to_str().unwrap()),
+        ("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__GOOGLE__OAUTH2__CLIENT_ID", "google-client-id-123"),
+        ("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__GOOGLE__OAUTH2__CLIENT_SECRET", "google-secret-do-not-show"),
+    ]);
     (server, dir)
 }
 
@@ -403,4 +407,83 @@ async fn a_handoff_code_opens_its_own_clients_branding_only() {
     browser.get(mine["url"].as_str().unwrap()).send().await.unwrap();
     let html = browser.get(s.server.url("/connections")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Back to YourApp") && !html.contains("OtherApp"), "{html}");
+}
+
+#[tokio::test]
+async fn oauth2_connect_from_the_page_goes_to_the_provider_and_comes_back_to_it() {
+    let (server, _dir) = server();
+    let alice = Flow::signup(&server, "alice@example.com").await;
+    let html = page(&alice).await;
+    assert!(html.contains("Connect Google"), "{html}");
+    assert!(!html.contains("google-client-id-123") && !html.contains("google-secret"), "no client credentials shown");
+    let res = alice
+        .http
+        .post(alice.url("/connections/connect"))
+        .form(&[("csrf_token", input(&html, "csrf_token").as_str()), ("provider", "google")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let to = location(&res);
+    assert!(to.starts_with("https://accounts.google.com/"), "{to}");
+    assert_eq!(query_param(&to, "redirect_uri").unwrap(), server.url("/api/v1/connections/callback"));
+    assert_eq!(query_param(&to, "client_id").unwrap(), "google-client-id-123");
+    let state = query_param(&to, "state").unwrap();
+
+    // The person refuses at Google: back on the page, told so in words, nothing stored.
+    let mut callback = url::Url::parse(&server.url("/api/v1/connections/callback")).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("state", &state)
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", "The user <b>said</b> no");
+    let res = alice.http.get(callback.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let back = location(&res);
+    assert!(back.starts_with(&server.url("/connections?error=access_denied")), "{back}");
+    let html = alice.http.get(&back).send().await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("The service was not connected: access was denied at the provider. The provider said: The user &lt;b&gt;said&lt;&#x2f;b&gt; no"),
+        "{html}"
+    );
+    assert!(api_connections(&alice).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_connection_is_reconnected_and_replaced() {
+    let (server, _dir) = server();
+    let alice = Flow::signup(&server, "alice@example.com").await;
+    let old = connect_acme(&alice, "old-key").await;
+    // The provider stopped taking the key: the connection is expired (as a refused refresh leaves it).
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&server.db_url()).await.unwrap();
+    sqlx::query("UPDATE connections SET status = 'expired', last_error = 'the provider refused the key' WHERE id = $1")
+        .bind(&old)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+
+    let html = page(&alice).await;
+    assert!(html.contains("Expired: reconnect to use it again"), "{html}");
+    assert!(html.contains("Last error: the provider refused the key"), "{html}");
+    assert!(html.contains(&format!(r#"<label for="rekey-{old}">New Acme API token</label>"#)), "{html}");
+    assert!(html.contains(&format!(r#"<input type="hidden" name="replaces" value="{old}">"#)), "{html}");
+    let res = alice
+        .http
+        .post(alice.url("/connections/connect"))
+        .form(&[
+            ("csrf_token", input(&html, "csrf_token").as_str()),
+            ("provider", "acme"),
+            ("replaces", old.as_str()),
+            ("api_key", "new-key"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let listed = api_connections(&alice).await;
+    assert_eq!(listed.len(), 1, "the expired connection was replaced: {listed:?}");
+    assert_ne!(listed[0]["id"], old.as_str());
+    assert_eq!(listed[0]["status"], "active");
 }
