@@ -54,19 +54,14 @@ const MAX_REDIRECT_URI_BYTES: usize = 2048;
 /// Where a handoff code is redeemed.
 pub const REDEEM_PATH: &str = "/connections/handoff";
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Intent {
-    Connections,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Init {
     client_id: String,
     client_secret: String,
     redirect_uri: String,
-    intent: Intent,
+    /// Parsed into `HandoffIntent` at once, so that an unknown one is refused naming the field.
+    intent: String,
 }
 
 pub async fn init(
@@ -76,6 +71,8 @@ pub async fn init(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let req: Init = json_body(&headers, &body)?;
+    let intent = HandoffIntent::parse(&req.intent)
+        .ok_or_else(|| Problem::invalid("intent", "intent must be \"connections\" (the only page a handoff opens)"))?;
     if req.client_id.is_empty() || req.client_id.len() > MAX_CLIENT_ID_BYTES {
         return Err(Problem::invalid("clientId", "clientId must be 1 to 512 characters"));
     }
@@ -119,9 +116,6 @@ pub async fn init(
     if !return_url_allowed(&back, &client.redirect_uris, &client.domains, "") {
         return Err(refuse());
     }
-    let intent = match req.intent {
-        Intent::Connections => HandoffIntent::Connections,
-    };
     let code = new_token("bkh_");
     let now = server.clock.now();
     let stored = HandoffCode {

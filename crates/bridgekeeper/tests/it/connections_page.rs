@@ -360,7 +360,9 @@ async fn handoff_init_refuses_bad_credentials_other_clients_and_open_redirects()
     assert_eq!(status_of(res), 200);
     let mut body = init_body(&s.client_id, &s.secret, APP_SETTINGS);
     body["intent"] = json!("account");
-    assert_eq!(status_of(handoff_init(&s.server, &s.token, body).await), 400);
+    let res = handoff_init(&s.server, &s.token, body).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["field"], "intent");
 
     // Another white-label client presenting this client's customer token.
     let op = operator_token(&s.server);
