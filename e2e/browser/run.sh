@@ -3,7 +3,9 @@
 # browser download), on a white-label client's login and consent pages served
 # by the Bridgekeeper binary: logo, name, description, brand colour, the
 # redirect back with code/state/iss, and markup in a client's name and
-# description rendered as text. Screenshots go to e2e/artifacts/.
+# description rendered as text (screenshots in e2e/artifacts/); and the
+# connections page, opened through the white-label handoff and signed in
+# directly, at desktop and phone width (screenshots in e2e/browser/screenshots/).
 #
 #   BK_BIN=/path/to/bridgekeeper e2e/browser/run.sh
 #
