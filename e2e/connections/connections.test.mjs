@@ -157,7 +157,7 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
             email,
             password,
             redirectUri: APP_REDIRECT,
-            scope: 'connections providers'
+            scope: 'connections providers account'
         });
     });
 
@@ -353,6 +353,7 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
         withLogs(async () => {
             const { to } = await connect();
             const id = to.searchParams.get('connectionId');
+            first.replayed = id;
             assert.equal(to.searchParams.get('status'), 'active');
             const code = events('grant.success', e => e.grantType === 'authorization_code').at(-1);
             const res = await call('PUT', `/api/v1/connections/${id}/refresh`);
@@ -385,6 +386,7 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
         withLogs(async () => {
             const { to } = await connect();
             const id = to.searchParams.get('connectionId');
+            first.deleted = id;
             assert.equal(to.searchParams.get('status'), 'active');
             assert.notEqual(id, first.id);
             const code = events('grant.success', e => e.grantType === 'authorization_code').at(-1);
@@ -415,6 +417,47 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
                 list.body.connections.map(x => x.id),
                 [first.id]
             );
+        })
+    );
+
+    test(
+        "the account's audit log has each status change, refresh and deletion",
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            assert.ok(first.id && first.replayed && first.deleted, 'the earlier tests ran');
+            const rows = async kind => {
+                const res = await call('GET', `/api/v1/audit?kind=${kind}`);
+                assert.equal(res.status, 200, res.text);
+                return res.body.events;
+            };
+            // Audit rows are written in the background: give them a moment.
+            let changed = [];
+            for (let i = 0; i < 20 && changed.length < 2; i++) {
+                changed = await rows('connection.status_changed');
+                if (changed.length < 2) await sleep(100);
+            }
+            assert.deepEqual(
+                changed.map(e => [e.target, e.details.from, e.details.to]).sort(),
+                [
+                    [first.id, 'active', 'expired'],
+                    [first.replayed, 'active', 'expired']
+                ].sort()
+            );
+            const refreshed = await rows('connection.refreshed');
+            assert.deepEqual(
+                refreshed.filter(e => e.target === first.id).map(e => e.outcome),
+                ['success', 'success', 'failure']
+            );
+            const deleted = await rows('connection.deleted');
+            assert.deepEqual(
+                deleted.map(e => [e.target, e.details.provider, e.details.upstream]).sort(),
+                [
+                    [first.replayed, PROVIDER, 'revoked'],
+                    [first.deleted, PROVIDER, 'revoked']
+                ].sort()
+            );
+            const created = await rows('connection.created');
+            assert.equal(created.length, 3, 'three connections were made (the denied attempt stored nothing)');
         })
     );
 
