@@ -278,6 +278,7 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
             assert.equal(refreshed.status, 200, refreshed.text);
             assert.equal(refreshed.body.status, 'active');
             assert.ok(refreshed.body.expiresAt > nowSecs(), `a fresh expiry: ${refreshed.body.expiresAt}`);
+            assert.ok(refreshed.body.updatedAt > before.body.updatedAt, `updatedAt moves: ${before.body.updatedAt} -> ${refreshed.body.updatedAt}`);
 
             // At the upstream: one refresh grant, presenting the first refresh token, which is now consumed.
             const r1 = events('grant.success', e => e.grantType === 'refresh_token');
@@ -306,6 +307,28 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
             assert.equal(events('grant.error').length, 0, `no refused grant: ${JSON.stringify(events('grant.error'))}`);
             assert.equal(events('grant.revoked').length, 0);
             first.current = r2[1].refreshToken;
+        })
+    );
+
+    test(
+        'twenty concurrent refreshes: one refresh at the upstream, no refresh token presented twice',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            assert.ok(first.current, 'refreshed');
+            const before = events('grant.success', e => e.grantType === 'refresh_token').length;
+            const all = await Promise.all(Array.from({ length: 20 }, () => call('PUT', `/api/v1/connections/${first.id}/refresh`)));
+            for (const res of all) {
+                assert.equal(res.status, 200, res.text);
+                assert.equal(res.body.status, 'active');
+            }
+            const refreshes = events('grant.success', e => e.grantType === 'refresh_token').slice(before);
+            assert.equal(refreshes.length, 1, `one refresh at the upstream, not ${refreshes.length}`);
+            assert.equal(refreshes[0].rotatedFrom, first.current);
+            // oidc-provider revokes the whole grant when a rotated refresh token comes back: it never did.
+            assert.equal(events('grant.error').length, 0, JSON.stringify(events('grant.error')));
+            assert.equal(events('grant.revoked').length, 0);
+            assert.equal((await introspect(refreshes[0].refreshToken)).active, true);
+            first.current = refreshes[0].refreshToken;
         })
     );
 
@@ -446,7 +469,7 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
             const refreshed = await rows('connection.refreshed');
             assert.deepEqual(
                 refreshed.filter(e => e.target === first.id).map(e => e.outcome),
-                ['success', 'success', 'failure']
+                ['success', 'success', 'success', 'failure']
             );
             const deleted = await rows('connection.deleted');
             assert.deepEqual(
