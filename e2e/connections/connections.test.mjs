@@ -316,7 +316,16 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
         withLogs(async () => {
             assert.ok(first.current, 'refreshed');
             const before = events('grant.success', e => e.grantType === 'refresh_token').length;
-            const all = await Promise.all(Array.from({ length: 20 }, () => call('PUT', `/api/v1/connections/${first.id}/refresh`)));
+            // The provider takes a second to answer, so that all twenty callers are waiting while the
+            // first one's refresh is under way (oidc-provider alone answers within milliseconds, and a
+            // caller arriving after a refresh finished asks for — and gets — a new one).
+            upstream.slowTokenEndpoint(1000);
+            let all;
+            try {
+                all = await Promise.all(Array.from({ length: 20 }, () => call('PUT', `/api/v1/connections/${first.id}/refresh`)));
+            } finally {
+                upstream.slowTokenEndpoint(0);
+            }
             for (const res of all) {
                 assert.equal(res.status, 200, res.text);
                 assert.equal(res.body.status, 'active');

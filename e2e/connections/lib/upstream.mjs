@@ -94,6 +94,8 @@ export async function startUpstream({ accessTokenTtl, user }) {
     /** Requests to the login and consent pages: {method, path, outcome}. */
     const interactions = [];
     let provider;
+    /** Token requests are held this long before the provider sees them (a slow provider). */
+    let tokenDelayMs = 0;
 
     function configure({ redirectUri }) {
         provider = new Provider(issuer, {
@@ -187,6 +189,10 @@ export async function startUpstream({ accessTokenTtl, user }) {
         const app = provider.callback();
         handler = (req, res) => {
             const u = new URL(req.url, issuer);
+            if (tokenDelayMs > 0 && req.method === 'POST' && u.pathname === '/token') {
+                setTimeout(() => app(req, res), tokenDelayMs);
+                return;
+            }
             const m = u.pathname.match(/^\/interaction\/([A-Za-z0-9_-]+)$/);
             if (!m) return app(req, res);
             interactionPage(req, res, m[1]).catch(err => {
@@ -292,6 +298,10 @@ export async function startUpstream({ accessTokenTtl, user }) {
         events,
         interactions,
         configure,
+        /** Makes the token endpoint answer `ms` later (0: at once). */
+        slowTokenEndpoint(ms) {
+            tokenDelayMs = ms;
+        },
         get provider() {
             return provider;
         },
