@@ -52,6 +52,12 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
     };
     const events = (name, where = () => true) => upstream.events.filter(e => e.event === name && where(e));
     const callbackUrl = () => `${bk.issuer}/api/v1/connections/callback`;
+    /** The binary's requests to the upstream from index `since` on: method, path, status and parameter names. */
+    const fromBridgekeeper = since =>
+        upstream.requests
+            .slice(since)
+            .filter(r => r.userAgent?.startsWith('Bridgekeeper/'))
+            .map(r => `${r.method} ${r.path} -> ${r.status} [${r.params.join(' ')}]${r.authorization ? ` ${r.authorization}` : ''}`);
 
     /** A request to the upstream as its registered client (client_secret_post), like a broker would. */
     const asClient = (url, params) =>
@@ -214,7 +220,14 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {
             const before = nowSecs();
+            const mark = upstream.requests.length;
             const { to, seen } = await connect();
+            // What the binary sent: the code exchange (form-encoded, the client's secret in the body as
+            // configured, the PKCE verifier), then userinfo with the new access token as a bearer.
+            assert.deepEqual(fromBridgekeeper(mark), [
+                'POST /token -> 200 [client_id client_secret code code_verifier grant_type redirect_uri]',
+                'GET /me -> 200 [] Bearer'
+            ]);
             // The upstream remembers its session: consent only (prompt=consent asks every time).
             assert.deepEqual(seen, ['consent']);
             assert.equal(to.searchParams.get('status'), 'active');
@@ -274,8 +287,10 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
             assert.ok(expired.body.expiresAt <= nowSecs(), 'the connection shows its token expired');
             assert.equal(expired.body.status, 'active', 'expired access tokens are refreshed, not a status');
 
+            const mark = upstream.requests.length;
             const refreshed = await call('PUT', `/api/v1/connections/${first.id}/refresh`);
             assert.equal(refreshed.status, 200, refreshed.text);
+            assert.deepEqual(fromBridgekeeper(mark), ['POST /token -> 200 [client_id client_secret grant_type refresh_token]']);
             assert.equal(refreshed.body.status, 'active');
             assert.ok(refreshed.body.expiresAt > nowSecs(), `a fresh expiry: ${refreshed.body.expiresAt}`);
             assert.ok(refreshed.body.updatedAt > before.body.updatedAt, `updatedAt moves: ${before.body.updatedAt} -> ${refreshed.body.updatedAt}`);
@@ -426,8 +441,10 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
             assert.equal((await introspect(code.refreshToken)).active, true);
             const revokedBefore = events('grant.revoked').length;
 
+            const mark = upstream.requests.length;
             const del = await call('DELETE', `/api/v1/connections/${id}`);
             assert.equal(del.status, 204, del.text);
+            assert.deepEqual(fromBridgekeeper(mark), ['POST /token/revocation -> 200 [client_id client_secret token token_type_hint]']);
             // The upstream saw the revocation: this connection's refresh token, by this client, and the grant with it.
             assert.ok(
                 events('refresh_token.destroyed').some(e => e.token === code.refreshToken),

@@ -91,6 +91,8 @@ export async function startUpstream({ accessTokenTtl, user }) {
 
     /** What the provider did, in order: {event, ...} (token values are the opaque tokens themselves). */
     const events = [];
+    /** Requests to the provider's own endpoints: {method, path, status, headers that matter, params (names)}. */
+    const requests = [];
     /** Requests to the login and consent pages: {method, path, outcome}. */
     const interactions = [];
     let provider;
@@ -152,6 +154,21 @@ export async function startUpstream({ accessTokenTtl, user }) {
         });
 
         const record = (event, fields) => events.push({ event, at: Date.now(), ...fields });
+        // Every request to the provider's endpoints: what arrived (parameter names, never values).
+        provider.use(async (ctx, next) => {
+            await next();
+            const params = ctx.oidc?.params;
+            requests.push({
+                method: ctx.method,
+                path: ctx.path,
+                status: ctx.status,
+                contentType: ctx.get('content-type') || undefined,
+                accept: ctx.get('accept') || undefined,
+                userAgent: ctx.get('user-agent') || undefined,
+                authorization: ctx.get('authorization') ? ctx.get('authorization').split(' ')[0] : undefined,
+                params: params ? Object.keys(params).filter(k => params[k] !== undefined).sort() : undefined
+            });
+        });
         provider.on('grant.success', ctx => {
             const e = ctx.oidc.entities;
             record('grant.success', {
@@ -296,6 +313,7 @@ export async function startUpstream({ accessTokenTtl, user }) {
             userinfo: `${issuer}/me`
         },
         events,
+        requests,
         interactions,
         configure,
         /** Makes the token endpoint answer `ms` later (0: at once). */
