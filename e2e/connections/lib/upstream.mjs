@@ -16,7 +16,7 @@
 // package's interaction API (interactionDetails / interactionFinished, Grant):
 // a login form that checks a password, and a consent page (approve or deny).
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -143,6 +143,9 @@ export async function startUpstream({ accessTokenTtl, user }) {
             // Expiry exactly as issued (the default tolerates 15 s of clock skew).
             clockTolerance: 0,
             cookies: { keys: [randomBytes(32).toString('base64url')] },
+            // Its own signing key (ID tokens), not the package's development keys. State stays in
+            // the package's in-memory adapter: this provider lives as long as the test.
+            jwks: { keys: [{ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid: 'e2e', use: 'sig', alg: 'RS256' }] },
             features: {
                 devInteractions: { enabled: false },
                 // A client may revoke or introspect only its own tokens.
