@@ -479,6 +479,19 @@ fn error_page(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
+/// The longest callback query that is sent through the sign-in page.
+const MAX_CALLBACK_QUERY: usize = 8192;
+
+/// A browser that is not signed in here signs in first and comes back to the same callback.
+fn sign_in_first(query: &str) -> Response {
+    if query.len() > MAX_CALLBACK_QUERY {
+        return error_page("The answer from the service is too large.");
+    }
+    let next = format!("/api/v1/connections/callback?{query}");
+    let to = format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.as_str()), (header::CACHE_CONTROL, "no-store")]).into_response()
+}
+
 /// Sends the browser back to the flow's return URL with `params` added.
 fn back_to(redirect_url: &Url, params: &[(&str, &str)]) -> Response {
     let mut url = redirect_url.clone();
@@ -524,6 +537,14 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
         .as_deref()
         .filter(|s| !s.is_empty() && s.len() <= 256)
         .ok_or_else(|| error_page("The answer from the service carries no valid request state."))?;
+    // Only a browser signed in here as the account that started the flow finishes it. Otherwise
+    // whoever starts a flow could send its authorization URL to someone else and attach that
+    // person's upstream account to their own (or use the callback to bounce them to the flow's
+    // return URL). Checked before the state is used, so signing in first keeps the flow alive.
+    let signed_in = match caller(server, headers, false).await {
+        Ok(Caller::Browser { account_id, .. }) => account_id,
+        _ => return Err(sign_in_first(raw.unwrap_or(""))),
+    };
     let now = server.clock.now();
     let flow = server
         .store
@@ -537,10 +558,8 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
     if !flow.is_current(now) {
         return Err(error_page("This connection request has expired."));
     }
-    // A browser signed in here as someone else must not finish another account's flow.
-    if let Ok(Caller::Browser { account_id, .. }) = caller(server, headers, false).await
-        && account_id != flow.account_id
-    {
+    if signed_in != flow.account_id {
+        tracing::warn!(flow_account = %flow.account_id, browser_account = %signed_in, "a connect flow came back to another account's browser");
         return Err(error_page("This connection request belongs to another account."));
     }
     let back = Url::parse(&flow.redirect_url).map_err(|_| error_page("The connection request is damaged."))?;
