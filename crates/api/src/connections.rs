@@ -128,7 +128,23 @@ fn query_of(raw: Option<&str>) -> Result<ConnectionQuery, Problem> {
         descending,
         page,
         limit,
+        providers: Default::default(),
     })
+}
+
+/// The caller's connection `id`, if it exists and is of a provider the caller may reach: a
+/// connection of a provider the grant disables or the client may not use is answered exactly like
+/// one that does not exist (an app kept away from a provider does not learn the account uses it).
+async fn reachable(
+    server: &Api,
+    who: &Caller,
+    account_id: &AccountId,
+    id: &ConnectionId,
+) -> Result<Connection, Problem> {
+    match server.store.connection(account_id, id).await? {
+        Some(c) if who.reach().allows(&c.provider_id) => Ok(c),
+        _ => Err(Problem::not_found("connection")),
+    }
 }
 
 pub async fn list(
@@ -138,7 +154,7 @@ pub async fn list(
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
-    let q = query_of(raw.as_deref())?;
+    let q = ConnectionQuery { providers: who.reach(), ..query_of(raw.as_deref())? };
     let page = server.store.list_connections(account_id, &q).await?;
     let items: Vec<Value> = page.items.iter().map(view).collect();
     Ok(Json(json!({
@@ -158,11 +174,7 @@ pub async fn get(
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
-    let c = server
-        .store
-        .connection(account_id, &ConnectionId::from_string(id))
-        .await?
-        .ok_or_else(|| Problem::not_found("connection"))?;
+    let c = reachable(&server, &who, account_id, &ConnectionId::from_string(id)).await?;
     Ok(Json(view(&c)).into_response())
 }
 
@@ -174,7 +186,7 @@ pub async fn delete(
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let id = ConnectionId::from_string(id);
-    let c = server.store.connection(account_id, &id).await?.ok_or_else(|| Problem::not_found("connection"))?;
+    let c = reachable(&server, &who, account_id, &id).await?;
     let upstream = revoke_upstream(&server, &c).await;
     // Deleting the row erases its ciphertext, whatever the provider answered: the tenant asked for
     // the connection to be gone, and the audit row says whether the provider confirmed.
@@ -199,6 +211,7 @@ pub async fn refresh(
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let id = ConnectionId::from_string(id);
+    reachable(&server, &who, account_id, &id).await?;
     let refresher = Refresher {
         store: server.store.as_ref(),
         vault: &server.vault,
@@ -332,6 +345,16 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
         return Err(Problem::invalid("providerId", format!("unknown provider {shown:?}")));
     };
     let provider = provider.clone();
+    if !who.reach().allows(&provider.id) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "Provider not allowed",
+            format!(
+                "this application may not use the provider {:?} (its grant or its client excludes it)",
+                provider.id
+            ),
+        ));
+    }
     let redirect_url = return_url(&server, &who, &req.redirect_url).await?;
     if let Some(setting) = provider.missing_setting() {
         return Err(Problem::invalid(

@@ -345,3 +345,45 @@ async fn list_connections_tool_returns_the_callers_connections() {
     let other = list_connections_tool(&server, &b).await;
     assert_eq!((other["total"].as_u64(), other["connections"].as_array().map(Vec::len)), (Some(0), Some(0)));
 }
+
+/// A grant that disables a provider (or a client that may not use it) cannot see, read, refresh,
+/// delete or start connections of that provider through the REST API — the same rule as the
+/// `list-connections` tool: such a connection is answered like one that does not exist.
+#[tokio::test]
+async fn security_a_grant_kept_from_a_provider_cannot_see_or_touch_its_connections() {
+    let (server, _dir) = server(&[]);
+    let flow = Flow::signup(&server, "reach@example.com").await;
+    let full = flow.login_client(SCOPES).await.1.access;
+    let id = connect_acme(&server, &full, "acme-key-1").await["connection"]["id"].as_str().unwrap().to_owned();
+    // The same person authorizes another app with acme disabled.
+    let client_id = flow.register(CLIENT_REDIRECT, SCOPES).await;
+    let permissions: String = url::form_urlencoded::byte_serialize(br#"{"acme":"disabled"}"#).collect();
+    let authorize =
+        format!("{}&provider_permissions={permissions}", flow.authorize_url(&client_id, CLIENT_REDIRECT, SCOPES, "st"));
+    let back = flow.approve(&authorize).await;
+    let code = crate::harness::query_param(&back, "code").expect("code");
+    let kept = flow.exchange_code(&client_id, CLIENT_REDIRECT, &code).await.access;
+
+    let listed: Value = get(&server, &kept, "/api/v1/connections").await.json().await.unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
+    assert_eq!(listed["connections"], json!([]));
+    let path = format!("/api/v1/connections/{id}");
+    problem(get(&server, &kept, &path).await, 404).await;
+    let http = reqwest::Client::new();
+    let res = http.delete(server.url(&path)).bearer_auth(&kept).send().await.unwrap();
+    problem(res, 404).await;
+    let res = http.put(server.url(&format!("{path}/refresh"))).bearer_auth(&kept).send().await.unwrap();
+    problem(res, 404).await;
+    let res = initiate(
+        &server,
+        &kept,
+        json!({"providerId": "acme", "redirectUrl": CLIENT_REDIRECT, "providerParams": {"apiKey": "k2"}}),
+    )
+    .await;
+    let p = problem(res, 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("acme"), "{p}");
+    // The connection is untouched, and the unrestricted app still sees it.
+    let listed: Value = get(&server, &full, "/api/v1/connections").await.json().await.unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(get(&server, &full, &path).await.status(), 200);
+}
