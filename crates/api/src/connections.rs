@@ -532,19 +532,47 @@ fn bounded(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// The largest user-info document kept as a connection's metadata; beyond it only the usual
-/// identity fields are kept.
-const MAX_METADATA_BYTES: usize = 8192;
+/// What is kept of a provider's user info as a connection's metadata: strings cut at
+/// `MAX_METADATA_CHARS` (control characters dropped), objects of at most `MAX_METADATA_FIELDS`
+/// members, arrays of at most `MAX_METADATA_ITEMS`, three levels deep; secrets redacted as in the
+/// audit log. Whatever the provider sends, a connection's metadata stays small and printable.
+const MAX_METADATA_CHARS: usize = 256;
+const MAX_METADATA_FIELDS: usize = 32;
+const MAX_METADATA_ITEMS: usize = 16;
+const MAX_METADATA_DEPTH: usize = 3;
 
-fn metadata_of(info: Option<serde_json::Value>) -> Value {
-    match info {
-        Some(v) if v.to_string().len() <= MAX_METADATA_BYTES => v,
-        Some(v) => {
-            let keep = ["sub", "id", "user_id", "account_id", "email", "name", "login"];
-            Value::Object(keep.iter().filter_map(|k| v.get(*k).map(|x| ((*k).to_owned(), x.clone()))).collect())
+fn bounded_json(v: Value, depth: usize) -> Option<Value> {
+    match v {
+        Value::String(s) => {
+            Some(Value::String(s.chars().filter(|c| !c.is_control()).take(MAX_METADATA_CHARS).collect()))
         }
-        None => json!({}),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Some(v),
+        _ if depth >= MAX_METADATA_DEPTH => None,
+        Value::Array(a) => Some(Value::Array(
+            a.into_iter().take(MAX_METADATA_ITEMS).filter_map(|x| bounded_json(x, depth + 1)).collect(),
+        )),
+        Value::Object(m) => Some(Value::Object(
+            m.into_iter()
+                .filter(|(k, _)| k.len() <= 64)
+                .take(MAX_METADATA_FIELDS)
+                .filter_map(|(k, x)| bounded_json(x, depth + 1).map(|x| (k, x)))
+                .collect(),
+        )),
     }
+}
+
+fn metadata_of(server: &Api, info: Option<Value>) -> Value {
+    let mut v = match info.and_then(|i| bounded_json(i, 0)) {
+        Some(v @ Value::Object(_)) => v,
+        _ => json!({}),
+    };
+    server.audit.redact_json(&mut v);
+    v
+}
+
+/// The scopes a provider says it granted, bounded (it may say anything).
+fn bounded_scopes(scopes: Vec<String>) -> Vec<String> {
+    scopes.into_iter().filter(|s| !s.is_empty() && s.len() <= 256).take(100).collect()
 }
 
 pub async fn callback(State(server): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
@@ -639,11 +667,11 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
         account_id: flow.account_id.clone(),
         provider_id: flow.provider_id.clone(),
         provider_user_id: info.as_ref().and_then(provider_user_id),
-        scopes: tokens.scopes.clone().unwrap_or_else(|| o.scopes.clone()),
+        scopes: bounded_scopes(tokens.scopes.clone().unwrap_or_else(|| o.scopes.clone())),
         status: ConnectionStatus::Active,
         expires_at: tokens.expires_in.map(|s| now.saturating_add(s)),
         can_refresh: matches!(&tokens.credential, Credential::OAuth { refresh_token: Some(_), .. }),
-        metadata: metadata_of(info),
+        metadata: metadata_of(server, info),
         last_error: None,
         created_at: now,
         updated_at: now,
@@ -679,4 +707,33 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
     }
     server.emit(event);
     Ok(back_to(&back, &[("connectionId", connection.id.as_str()), ("status", connection.status.as_str())]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_user_info_is_kept_small_and_printable() {
+        let big = "x".repeat(10_000);
+        let info = json!({
+            "sub": "u1",
+            "name": format!("Ann\u{7}{big}"),
+            "nested": {"a": {"b": {"c": {"d": 1}}}},
+            "list": (0..100).collect::<Vec<_>>(),
+            "k".repeat(100): "long key",
+        });
+        let v = bounded_json(info, 0).unwrap();
+        assert_eq!(v["sub"], "u1");
+        assert_eq!(v["name"].as_str().unwrap().chars().count(), MAX_METADATA_CHARS);
+        assert!(!v["name"].as_str().unwrap().contains('\u{7}'));
+        assert_eq!(v["nested"]["a"], json!({}), "three levels deep (the document, nested, a), no more");
+        assert_eq!(v["list"].as_array().unwrap().len(), MAX_METADATA_ITEMS);
+        assert_eq!(v.as_object().unwrap().len(), 4, "an over-long key is dropped: {v}");
+        let wide: serde_json::Map<String, Value> = (0..100).map(|i| (format!("f{i:03}"), json!(i))).collect();
+        assert_eq!(bounded_json(Value::Object(wide), 0).unwrap().as_object().unwrap().len(), MAX_METADATA_FIELDS);
+        let scopes = bounded_scopes(vec!["".into(), "a".into(), "s".repeat(300)]);
+        assert_eq!(scopes, ["a"]);
+        assert_eq!(bounded_scopes((0..500).map(|i| i.to_string()).collect()).len(), 100);
+    }
 }
