@@ -488,6 +488,8 @@ async fn start_oauth2(
 #[derive(Deserialize, Default)]
 struct CallbackParams {
     state: Option<String>,
+    /// RFC 9207: the authorization server that answered.
+    iss: Option<String>,
     code: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
@@ -636,6 +638,17 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
     }) else {
         return Err(fail("provider", "server_error", Some("the provider is no longer offered")));
     };
+    // RFC 9207: a provider that names itself must be the one that answered, error or code.
+    if let Some(expected) = &o.issuer
+        && p.iss.as_deref() != Some(expected.as_str())
+    {
+        tracing::warn!(provider = %flow.provider_id, "a connect callback did not carry the provider's issuer");
+        return Err(fail(
+            "authorize",
+            "invalid_request",
+            Some("the answer did not come from the provider's authorization server (iss)"),
+        ));
+    }
     if let Some(error) = p.error.as_deref() {
         let (error, description) = (bounded(error), p.error_description.as_deref().map(bounded));
         return Err(fail("authorize", &error, description.as_deref()));

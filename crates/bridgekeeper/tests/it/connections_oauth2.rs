@@ -526,3 +526,38 @@ async fn security_a_connect_flow_finishes_only_in_its_own_accounts_browser() {
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
 }
+
+/// RFC 9207 mix-up defence: a provider configured with its issuer must name itself (`iss`) in the
+/// answer; a missing or different `iss` connects nothing, an exact one connects.
+#[tokio::test]
+async fn security_a_provider_with_an_issuer_must_name_itself_in_the_answer() {
+    let up = upstream().await;
+    let dir = catalog(&up);
+    let issuer = format!("{}/issuer", up.base);
+    let mut env = env_of(&up, &dir);
+    env.push(("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__TESTIDP__OAUTH2__ISSUER", issuer.clone()));
+    let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let flow = Flow::signup(&server, "issuer@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    for iss in [None, Some("https://evil.example"), Some(&format!("{issuer}/"))] {
+        let authorize = initiate(&server, &token).await;
+        up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+        let state = query_param(&authorize, "state").unwrap();
+        let mut params = vec![("code", "good-code"), ("state", state.as_str())];
+        if let Some(i) = iss {
+            params.push(("iss", i));
+        }
+        let res = callback(&server, &flow.http, &params).await;
+        assert_eq!(res.status(), 303);
+        let back = location(&res);
+        assert_eq!(query_param(&back, "error").as_deref(), Some("invalid_request"), "{iss:?}: {back}");
+        assert_eq!(query_param(&back, "connectionId"), None);
+    }
+    assert_eq!(total(&server, &token).await, 0);
+    let authorize = initiate(&server, &token).await;
+    up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+    let state = query_param(&authorize, "state").unwrap();
+    let res = callback(&server, &flow.http, &[("code", "good-code"), ("state", &state), ("iss", &issuer)]).await;
+    assert_eq!(query_param(&location(&res), "status").as_deref(), Some("active"), "{}", location(&res));
+    assert_eq!(total(&server, &token).await, 1);
+}
