@@ -20,11 +20,12 @@
 //! then deletes the connection and its ciphertext. `PUT /{id}/refresh` refreshes its tokens now —
 //! exactly once however many callers ask at the same moment (`bk_connections::refresh`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bk_connections::catalog::{AuthKind, OAuth2, Provider};
@@ -130,6 +131,15 @@ fn query_of(raw: Option<&str>) -> Result<ConnectionQuery, Problem> {
         limit,
         providers: Default::default(),
     })
+}
+
+/// 429 with `Retry-After`.
+fn too_many(wait: u64, detail: &str) -> Problem {
+    let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail);
+    if let Ok(v) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+        p.headers.push((header::RETRY_AFTER, v));
+    }
+    p
 }
 
 /// The caller's connection `id`, if it exists and is of a provider the caller may reach: a
@@ -355,6 +365,13 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
             ),
         ));
     }
+    if let Err(wait) = server
+        .limiter
+        .acquire("connect_initiate", account_id.as_str(), server.limits.connects_per_account_per_minute, 60)
+        .await
+    {
+        return Err(too_many(wait, "too many connections started from this account; try again later"));
+    }
     let redirect_url = return_url(&server, &who, &req.redirect_url).await?;
     if let Some(setting) = provider.missing_setting() {
         return Err(Problem::invalid(
@@ -577,7 +594,23 @@ fn bounded_scopes(scopes: Vec<String>) -> Vec<String> {
     scopes.into_iter().filter(|s| !s.is_empty() && s.len() <= 256).take(100).collect()
 }
 
-pub async fn callback(State(server): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+pub async fn callback(
+    State(server): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    // Anyone can send a callback, and each reaches the database: counted per source first.
+    let source = bk_domain::rate_limit::source_key(peer.ip());
+    let limit = server.limits.connect_callbacks_per_source_per_minute;
+    if let Err(wait) = server.limiter.acquire("connect_callback", &source, limit, 60).await {
+        let mut res = error_page("Too many connection answers from this address; wait a minute and try again.");
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     match finish_oauth2(&server, &headers, raw.as_deref()).await {
         Ok(r) | Err(r) => r,
     }

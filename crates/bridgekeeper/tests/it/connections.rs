@@ -387,3 +387,30 @@ async fn security_a_grant_kept_from_a_provider_cannot_see_or_touch_its_connectio
     assert_eq!(listed["total"], 1, "{listed}");
     assert_eq!(get(&server, &full, &path).await.status(), 200);
 }
+
+/// Connect flows are counted per account, and callbacks (unauthenticated, each a database write)
+/// per source address: beyond the configured rates, 429 with Retry-After.
+#[tokio::test]
+async fn connects_and_callbacks_are_rate_limited() {
+    let (server, _dir) = server(&[
+        ("BRIDGEKEEPER_LIMITS__CONNECTS_PER_MINUTE", "2"),
+        ("BRIDGEKEEPER_LIMITS__CONNECT_CALLBACKS_PER_SOURCE_PER_MINUTE", "3"),
+    ]);
+    let token = tenant(&server, "limits@example.com", SCOPES).await;
+    let body =
+        |key: &str| json!({"providerId": "acme", "redirectUrl": CLIENT_REDIRECT, "providerParams": {"apiKey": key}});
+    assert_eq!(initiate(&server, &token, body("k1")).await.status(), 201);
+    assert_eq!(initiate(&server, &token, body("k2")).await.status(), 201);
+    let res = initiate(&server, &token, body("k3")).await;
+    assert!(res.headers().contains_key("retry-after"));
+    problem(res, 429).await;
+    let other = tenant(&server, "limits-other@example.com", SCOPES).await;
+    assert_eq!(initiate(&server, &other, body("k4")).await.status(), 201, "another account has its own count");
+    let callback = || reqwest::Client::new().get(server.url("/api/v1/connections/callback?state=made-up")).send();
+    for _ in 0..3 {
+        assert_ne!(callback().await.unwrap().status(), 429);
+    }
+    let res = callback().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+}
