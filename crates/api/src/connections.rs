@@ -722,25 +722,29 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
         created_at: now,
         updated_at: now,
     };
-    let stored = match server.vault.seal(&flow.account_id, &connection.id, &tokens.credential) {
-        Ok(sealed) => {
-            let max = server.limits.max_connections_per_account;
-            server.store.insert_connection(&flow.account_id, &connection, &sealed, max).await
-        }
+    let refusal = match server.vault.seal(&flow.account_id, &connection.id, &tokens.credential) {
         Err(e) => {
             tracing::error!(error = %e, "sealing a credential failed");
-            return Err(fail("store", "server_error", Some("the connection could not be stored")));
+            Some(("server_error", "the connection could not be stored"))
+        }
+        Ok(sealed) => {
+            let max = server.limits.max_connections_per_account;
+            match server.store.insert_connection(&flow.account_id, &connection, &sealed, max).await {
+                Ok(true) => None,
+                Ok(false) => Some(("quota_exceeded", "this account holds the most connections it may")),
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a connection failed");
+                    Some(("server_error", "the connection could not be stored"))
+                }
+            }
         }
     };
-    match stored {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(fail("store", "quota_exceeded", Some("this account holds the most connections it may")));
+    if let Some((error, description)) = refusal {
+        // The provider granted what is not kept here: give it back rather than leave it orphaned.
+        if let Err(e) = server.upstream.revoke(o, &tokens.credential).await {
+            tracing::warn!(provider = %flow.provider_id, error = %e, "revoking an unstored grant failed");
         }
-        Err(e) => {
-            tracing::error!(error = %e, "storing a connection failed");
-            return Err(fail("store", "server_error", Some("the connection could not be stored")));
-        }
+        return Err(fail("store", error, Some(description)));
     }
     tracing::info!(account = %flow.account_id, connection = %connection.id, provider = %flow.provider_id, "connection created");
     let mut event = server

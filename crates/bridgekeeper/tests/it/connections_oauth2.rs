@@ -561,3 +561,25 @@ async fn security_a_provider_with_an_issuer_must_name_itself_in_the_answer() {
     assert_eq!(query_param(&location(&res), "status").as_deref(), Some("active"), "{}", location(&res));
     assert_eq!(total(&server, &token).await, 1);
 }
+
+/// A grant the provider made but that cannot be kept here (the account's quota is reached) is
+/// given back to the provider (revoked), not left orphaned upstream.
+#[tokio::test]
+async fn a_grant_that_cannot_be_stored_is_revoked_upstream() {
+    let up = upstream().await;
+    let dir = catalog(&up);
+    let mut env = env_of(&up, &dir);
+    env.push(("BRIDGEKEEPER_LIMITS__MAX_CONNECTIONS_PER_ACCOUNT", "1".into()));
+    let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let flow = Flow::signup(&server, "full@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    connect(&server, &up, &token, &flow.http).await;
+    assert!(up.seen.lock().unwrap().revoked.is_empty());
+    let authorize = initiate(&server, &token).await;
+    up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+    let state = query_param(&authorize, "state").unwrap();
+    let res = callback(&server, &flow.http, &[("code", "good-code"), ("state", &state)]).await;
+    assert_eq!(query_param(&location(&res), "error").as_deref(), Some("quota_exceeded"), "{}", location(&res));
+    assert_eq!(up.seen.lock().unwrap().revoked.len(), 1, "the unstored grant was revoked at the provider");
+    assert_eq!(total(&server, &token).await, 1);
+}
