@@ -51,6 +51,9 @@ echo "== e2e: MCP conformance suite, protocol revision 2026-07-28 (stateless)"
 echo "== e2e: TypeScript SDK v2 client, protocol revision 2026-07-28 (CIMD, stateless, MRTR, listen)"
 "$here/sdk-v2/run.sh"
 
+echo "== e2e: connections broker against a real OAuth server (oidc-provider: login, consent, expiry, rotation, revocation)"
+"$here/connections/run.sh"
+
 echo "== e2e: Python SDK (OAuth flow, scope step-up)"
 "$here/python/run.sh"
 

@@ -14,26 +14,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo_root="$(cd "$here/../.." && pwd)"
-
-BK_BIN="${BK_BIN:-$repo_root/target/debug/bridgekeeper}"
-case "$BK_BIN" in
-  /*) ;;
-  *) BK_BIN="$PWD/$BK_BIN" ;; # relative to the caller's directory
-esac
-if [[ ! -x "$BK_BIN" ]]; then
-  echo "e2e/inspector: server binary not found or not executable: $BK_BIN (run cargo build, or set BK_BIN)" >&2
-  exit 1
-fi
+SUITE=e2e/inspector
+# shellcheck source=../lib/suite.sh
+source "$here/../lib/suite.sh"
+suite_bin
 
 cd "$here"
 
-# Install the locked dependencies when node_modules is missing or older than the lock.
-stamp="node_modules/.e2e-lock-stamp"
-if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
-  npm ci --no-audit --no-fund
-  cp package-lock.json "$stamp"
-fi
+suite_npm_ci "$here"
 
 node="${INSPECTOR_NODE:-}"
 if [[ -z "$node" ]]; then

@@ -12,34 +12,16 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo_root="$(cd "$here/../.." && pwd)"
+SUITE=e2e/oidc
+# shellcheck source=../lib/suite.sh
+source "$here/../lib/suite.sh"
+suite_bin
 
-BK_BIN="${BK_BIN:-$repo_root/target/debug/bridgekeeper}"
-case "$BK_BIN" in
-  /*) ;;
-  *) BK_BIN="$PWD/$BK_BIN" ;; # relative to the caller's directory
-esac
-if [[ ! -x "$BK_BIN" ]]; then
-  echo "e2e/oidc: server binary not found or not executable: $BK_BIN (run cargo build, or set BK_BIN)" >&2
-  exit 1
-fi
-export BK_BIN
-
-command -v node >/dev/null || { echo "e2e/oidc: node is not installed" >&2; exit 1; }
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-if (( node_major < 20 )); then
-  echo "e2e/oidc: Node.js >= 20 is required (found $(node --version))" >&2
-  exit 1
-fi
+suite_node 20
 
 cd "$here"
 
-# Install the locked dependencies when node_modules is missing or older than the lock.
-stamp="node_modules/.e2e-lock-stamp"
-if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
-  npm ci --no-audit --no-fund
-  cp package-lock.json "$stamp"
-fi
+suite_npm_ci "$here"
 
 echo "== e2e: OpenID Connect with openid-client $(node -p 'require("./node_modules/openid-client/package.json").version')"
 node --test --test-concurrency=1 ./*.test.mjs

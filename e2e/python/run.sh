@@ -15,18 +15,10 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo_root="$(cd "$here/../.." && pwd)"
-
-BK_BIN="${BK_BIN:-$repo_root/target/debug/bridgekeeper}"
-case "$BK_BIN" in
-  /*) ;;
-  *) BK_BIN="$PWD/$BK_BIN" ;; # relative to the caller's directory
-esac
-if [[ ! -x "$BK_BIN" ]]; then
-  echo "e2e/python: server binary not found or not executable: $BK_BIN (run cargo build, or set BK_BIN)" >&2
-  exit 1
-fi
-export BK_BIN
+SUITE=e2e/python
+# shellcheck source=../lib/suite.sh
+source "$here/../lib/suite.sh"
+suite_bin
 
 python="${PYTHON:-python3}"
 command -v "$python" >/dev/null || { echo "e2e/python: $python is not installed" >&2; exit 1; }

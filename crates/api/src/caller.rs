@@ -8,7 +8,7 @@ use bk_access::operator::{is_operator_token, verify_operator_token};
 use bk_access::{AccessContext, VerifyError, bearer_token};
 use bk_domain::grant::GrantKind;
 use bk_domain::ids::AccountId;
-use bk_domain::restrictions::Restrictions;
+use bk_domain::restrictions::{ProviderReach, Restrictions};
 use bk_domain::scope::{Scope, ScopeSet};
 
 use crate::Api;
@@ -26,6 +26,15 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The providers this caller may reach: a token's grant and client decide; a person in the
+    /// browser and an operator reach every provider.
+    pub fn reach(&self) -> ProviderReach {
+        match self {
+            Caller::Token(c) => c.restrictions.reach(c.client_providers.as_deref()),
+            Caller::Operator { .. } | Caller::Browser { .. } => ProviderReach::default(),
+        }
+    }
+
     /// The account acting, if a person is calling.
     pub fn account(&self) -> Option<&AccountId> {
         match self {

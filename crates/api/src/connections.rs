@@ -20,11 +20,12 @@
 //! then deletes the connection and its ciphertext. `PUT /{id}/refresh` refreshes its tokens now —
 //! exactly once however many callers ask at the same moment (`bk_connections::refresh`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bk_connections::catalog::{AuthKind, OAuth2, Provider};
@@ -128,7 +129,32 @@ fn query_of(raw: Option<&str>) -> Result<ConnectionQuery, Problem> {
         descending,
         page,
         limit,
+        providers: Default::default(),
     })
+}
+
+/// 429 with `Retry-After`.
+fn too_many(wait: u64, detail: &str) -> Problem {
+    let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail);
+    if let Ok(v) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+        p.headers.push((header::RETRY_AFTER, v));
+    }
+    p
+}
+
+/// The caller's connection `id`, if it exists and is of a provider the caller may reach: a
+/// connection of a provider the grant disables or the client may not use is answered exactly like
+/// one that does not exist (an app kept away from a provider does not learn the account uses it).
+async fn reachable(
+    server: &Api,
+    who: &Caller,
+    account_id: &AccountId,
+    id: &ConnectionId,
+) -> Result<Connection, Problem> {
+    match server.store.connection(account_id, id).await? {
+        Some(c) if who.reach().allows(&c.provider_id) => Ok(c),
+        _ => Err(Problem::not_found("connection")),
+    }
 }
 
 pub async fn list(
@@ -138,7 +164,7 @@ pub async fn list(
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
-    let q = query_of(raw.as_deref())?;
+    let q = ConnectionQuery { providers: who.reach(), ..query_of(raw.as_deref())? };
     let page = server.store.list_connections(account_id, &q).await?;
     let items: Vec<Value> = page.items.iter().map(view).collect();
     Ok(Json(json!({
@@ -158,11 +184,7 @@ pub async fn get(
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
-    let c = server
-        .store
-        .connection(account_id, &ConnectionId::from_string(id))
-        .await?
-        .ok_or_else(|| Problem::not_found("connection"))?;
+    let c = reachable(&server, &who, account_id, &ConnectionId::from_string(id)).await?;
     Ok(Json(view(&c)).into_response())
 }
 
@@ -177,15 +199,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Deletes one of the account's connections: revoked at the provider where it can be, then the row
-/// and its ciphertext deleted, audited (`DELETE /{id}` and the connections page).
+/// Deletes one of the account's connections the caller may reach: revoked at the provider where it
+/// can be, then the row and its ciphertext deleted, audited (`DELETE /{id}` and the connections page).
 pub async fn remove_connection(
     server: &Api,
     who: &Caller,
     account_id: &AccountId,
     id: &ConnectionId,
 ) -> Result<(), Problem> {
-    let c = server.store.connection(account_id, id).await?.ok_or_else(|| Problem::not_found("connection"))?;
+    let c = reachable(server, who, account_id, id).await?;
     let upstream = revoke_upstream(server, &c).await;
     // Deleting the row erases its ciphertext, whatever the provider answered: the tenant asked for
     // the connection to be gone, and the audit row says whether the provider confirmed.
@@ -210,6 +232,7 @@ pub async fn refresh(
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let id = ConnectionId::from_string(id);
+    reachable(&server, &who, account_id, &id).await?;
     let refresher = Refresher {
         store: server.store.as_ref(),
         vault: &server.vault,
@@ -343,6 +366,23 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
         return Err(Problem::invalid("providerId", format!("unknown provider {shown:?}")));
     };
     let provider = provider.clone();
+    if !who.reach().allows(&provider.id) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "Provider not allowed",
+            format!(
+                "this application may not use the provider {:?} (its grant or its client excludes it)",
+                provider.id
+            ),
+        ));
+    }
+    if let Err(wait) = server
+        .limiter
+        .acquire("connect_initiate", account_id.as_str(), server.limits.connects_per_account_per_minute, 60)
+        .await
+    {
+        return Err(too_many(wait, "too many connections started from this account; try again later"));
+    }
     let redirect_url = return_url(&server, &who, &req.redirect_url).await?;
     if let Some(setting) = provider.missing_setting() {
         return Err(Problem::invalid(
@@ -476,6 +516,8 @@ pub async fn start_oauth2(
 #[derive(Deserialize, Default)]
 struct CallbackParams {
     state: Option<String>,
+    /// RFC 9207: the authorization server that answered.
+    iss: Option<String>,
     code: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
@@ -488,6 +530,19 @@ fn error_page(message: &str) -> Response {
          <body><h1>Connection failed</h1><p>{message}</p><p>Start the connection again from the application.</p></body></html>"
     );
     (StatusCode::BAD_REQUEST, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// The longest callback query that is sent through the sign-in page.
+const MAX_CALLBACK_QUERY: usize = 8192;
+
+/// A browser that is not signed in here signs in first and comes back to the same callback.
+fn sign_in_first(query: &str) -> Response {
+    if query.len() > MAX_CALLBACK_QUERY {
+        return error_page("The answer from the service is too large.");
+    }
+    let next = format!("/api/v1/connections/callback?{query}");
+    let to = format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.as_str()), (header::CACHE_CONTROL, "no-store")]).into_response()
 }
 
 /// Sends the browser back to the flow's return URL with `params` added.
@@ -507,22 +562,66 @@ fn bounded(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// The largest user-info document kept as a connection's metadata; beyond it only the usual
-/// identity fields are kept.
-const MAX_METADATA_BYTES: usize = 8192;
+/// What is kept of a provider's user info as a connection's metadata: strings cut at
+/// `MAX_METADATA_CHARS` (control characters dropped), objects of at most `MAX_METADATA_FIELDS`
+/// members, arrays of at most `MAX_METADATA_ITEMS`, three levels deep; secrets redacted as in the
+/// audit log. Whatever the provider sends, a connection's metadata stays small and printable.
+const MAX_METADATA_CHARS: usize = 256;
+const MAX_METADATA_FIELDS: usize = 32;
+const MAX_METADATA_ITEMS: usize = 16;
+const MAX_METADATA_DEPTH: usize = 3;
 
-fn metadata_of(info: Option<serde_json::Value>) -> Value {
-    match info {
-        Some(v) if v.to_string().len() <= MAX_METADATA_BYTES => v,
-        Some(v) => {
-            let keep = ["sub", "id", "user_id", "account_id", "email", "name", "login"];
-            Value::Object(keep.iter().filter_map(|k| v.get(*k).map(|x| ((*k).to_owned(), x.clone()))).collect())
+fn bounded_json(v: Value, depth: usize) -> Option<Value> {
+    match v {
+        Value::String(s) => {
+            Some(Value::String(s.chars().filter(|c| !c.is_control()).take(MAX_METADATA_CHARS).collect()))
         }
-        None => json!({}),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Some(v),
+        _ if depth >= MAX_METADATA_DEPTH => None,
+        Value::Array(a) => Some(Value::Array(
+            a.into_iter().take(MAX_METADATA_ITEMS).filter_map(|x| bounded_json(x, depth + 1)).collect(),
+        )),
+        Value::Object(m) => Some(Value::Object(
+            m.into_iter()
+                .filter(|(k, _)| k.len() <= 64)
+                .take(MAX_METADATA_FIELDS)
+                .filter_map(|(k, x)| bounded_json(x, depth + 1).map(|x| (k, x)))
+                .collect(),
+        )),
     }
 }
 
-pub async fn callback(State(server): State<Arc<Api>>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+fn metadata_of(server: &Api, info: Option<Value>) -> Value {
+    let mut v = match info.and_then(|i| bounded_json(i, 0)) {
+        Some(v @ Value::Object(_)) => v,
+        _ => json!({}),
+    };
+    server.audit.redact_json(&mut v);
+    v
+}
+
+/// The scopes a provider says it granted, bounded (it may say anything).
+fn bounded_scopes(scopes: Vec<String>) -> Vec<String> {
+    scopes.into_iter().filter(|s| !s.is_empty() && s.len() <= 256).take(100).collect()
+}
+
+pub async fn callback(
+    State(server): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    // Anyone can send a callback, and each reaches the database: counted per source first.
+    let source = bk_domain::rate_limit::source_key(peer.ip());
+    let limit = server.limits.connect_callbacks_per_source_per_minute;
+    if let Err(wait) = server.limiter.acquire("connect_callback", &source, limit, 60).await {
+        let mut res = error_page("Too many connection answers from this address; wait a minute and try again.");
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     match finish_oauth2(&server, &headers, raw.as_deref()).await {
         Ok(r) | Err(r) => r,
     }
@@ -535,6 +634,21 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
         .as_deref()
         .filter(|s| !s.is_empty() && s.len() <= 256)
         .ok_or_else(|| error_page("The answer from the service carries no valid request state."))?;
+    // Only a browser signed in here as the account that started the flow finishes it. Otherwise
+    // whoever starts a flow could send its authorization URL to someone else and attach that
+    // person's upstream account to their own (or use the callback to bounce them to the flow's
+    // return URL). Checked before the state is used, so signing in first keeps the flow alive.
+    // A customer handed off to the connections page by a white-label app counts too (its own cookie).
+    let mut signed_in = Vec::new();
+    if let Ok(Caller::Browser { account_id, .. }) = caller(server, headers, false).await {
+        signed_in.push(account_id);
+    }
+    if let Some(account_id) = crate::handoff::handed_off_account(server, headers).await {
+        signed_in.push(account_id);
+    }
+    if signed_in.is_empty() {
+        return Err(sign_in_first(raw.unwrap_or("")));
+    }
     let now = server.clock.now();
     let flow = server
         .store
@@ -548,10 +662,8 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
     if !flow.is_current(now) {
         return Err(error_page("This connection request has expired."));
     }
-    // A browser signed in here as someone else must not finish another account's flow.
-    if let Ok(Caller::Browser { account_id, .. }) = caller(server, headers, false).await
-        && account_id != flow.account_id
-    {
+    if !signed_in.contains(&flow.account_id) {
+        tracing::warn!(flow_account = %flow.account_id, browser_account = %signed_in[0], "a connect flow came back to another account's browser");
         return Err(error_page("This connection request belongs to another account."));
     }
     let back = Url::parse(&flow.redirect_url).map_err(|_| error_page("The connection request is damaged."))?;
@@ -577,6 +689,17 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
     }) else {
         return Err(fail("provider", "server_error", Some("the provider is no longer offered")));
     };
+    // RFC 9207: a provider that names itself must be the one that answered, error or code.
+    if let Some(expected) = &o.issuer
+        && p.iss.as_deref() != Some(expected.as_str())
+    {
+        tracing::warn!(provider = %flow.provider_id, "a connect callback did not carry the provider's issuer");
+        return Err(fail(
+            "authorize",
+            "invalid_request",
+            Some("the answer did not come from the provider's authorization server (iss)"),
+        ));
+    }
     if let Some(error) = p.error.as_deref() {
         let (error, description) = (bounded(error), p.error_description.as_deref().map(bounded));
         return Err(fail("authorize", &error, description.as_deref()));
@@ -608,34 +731,38 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
         account_id: flow.account_id.clone(),
         provider_id: flow.provider_id.clone(),
         provider_user_id: info.as_ref().and_then(provider_user_id),
-        scopes: tokens.scopes.clone().unwrap_or_else(|| o.scopes.clone()),
+        scopes: bounded_scopes(tokens.scopes.clone().unwrap_or_else(|| o.scopes.clone())),
         status: ConnectionStatus::Active,
         expires_at: tokens.expires_in.map(|s| now.saturating_add(s)),
         can_refresh: matches!(&tokens.credential, Credential::OAuth { refresh_token: Some(_), .. }),
-        metadata: metadata_of(info),
+        metadata: metadata_of(server, info),
         last_error: None,
         created_at: now,
         updated_at: now,
     };
-    let stored = match server.vault.seal(&flow.account_id, &connection.id, &tokens.credential) {
-        Ok(sealed) => {
-            let max = server.limits.max_connections_per_account;
-            server.store.insert_connection(&flow.account_id, &connection, &sealed, max).await
-        }
+    let refusal = match server.vault.seal(&flow.account_id, &connection.id, &tokens.credential) {
         Err(e) => {
             tracing::error!(error = %e, "sealing a credential failed");
-            return Err(fail("store", "server_error", Some("the connection could not be stored")));
+            Some(("server_error", "the connection could not be stored"))
+        }
+        Ok(sealed) => {
+            let max = server.limits.max_connections_per_account;
+            match server.store.insert_connection(&flow.account_id, &connection, &sealed, max).await {
+                Ok(true) => None,
+                Ok(false) => Some(("quota_exceeded", "this account holds the most connections it may")),
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a connection failed");
+                    Some(("server_error", "the connection could not be stored"))
+                }
+            }
         }
     };
-    match stored {
-        Ok(true) => {}
-        Ok(false) => {
-            return Err(fail("store", "quota_exceeded", Some("this account holds the most connections it may")));
+    if let Some((error, description)) = refusal {
+        // The provider granted what is not kept here: give it back rather than leave it orphaned.
+        if let Err(e) = server.upstream.revoke(o, &tokens.credential).await {
+            tracing::warn!(provider = %flow.provider_id, error = %e, "revoking an unstored grant failed");
         }
-        Err(e) => {
-            tracing::error!(error = %e, "storing a connection failed");
-            return Err(fail("store", "server_error", Some("the connection could not be stored")));
-        }
+        return Err(fail("store", error, Some(description)));
     }
     tracing::info!(account = %flow.account_id, connection = %connection.id, provider = %flow.provider_id, "connection created");
     let mut event = server
@@ -648,4 +775,33 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
     }
     server.emit(event);
     Ok(back_to(&back, &[("connectionId", connection.id.as_str()), ("status", connection.status.as_str())]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_user_info_is_kept_small_and_printable() {
+        let big = "x".repeat(10_000);
+        let info = json!({
+            "sub": "u1",
+            "name": format!("Ann\u{7}{big}"),
+            "nested": {"a": {"b": {"c": {"d": 1}}}},
+            "list": (0..100).collect::<Vec<_>>(),
+            "k".repeat(100): "long key",
+        });
+        let v = bounded_json(info, 0).unwrap();
+        assert_eq!(v["sub"], "u1");
+        assert_eq!(v["name"].as_str().unwrap().chars().count(), MAX_METADATA_CHARS);
+        assert!(!v["name"].as_str().unwrap().contains('\u{7}'));
+        assert_eq!(v["nested"]["a"], json!({}), "three levels deep (the document, nested, a), no more");
+        assert_eq!(v["list"].as_array().unwrap().len(), MAX_METADATA_ITEMS);
+        assert_eq!(v.as_object().unwrap().len(), 4, "an over-long key is dropped: {v}");
+        let wide: serde_json::Map<String, Value> = (0..100).map(|i| (format!("f{i:03}"), json!(i))).collect();
+        assert_eq!(bounded_json(Value::Object(wide), 0).unwrap().as_object().unwrap().len(), MAX_METADATA_FIELDS);
+        let scopes = bounded_scopes(vec!["".into(), "a".into(), "s".repeat(300)]);
+        assert_eq!(scopes, ["a"]);
+        assert_eq!(bounded_scopes((0..500).map(|i| i.to_string()).collect()).len(), 100);
+    }
 }

@@ -22,12 +22,15 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bk_access::bearer_token;
-use bk_crypto::secret::{new_token, token_hash};
+use bk_access::browser::{BrowserSession, CookieKeys};
+use bk_crypto::secret::{b64url, b64url_decode, new_token, token_hash};
+use bk_domain::UnixTime;
 use bk_domain::account::Account;
 use bk_domain::audit::Outcome;
 use bk_domain::client::{Client, ClientRole, ClientType};
 use bk_domain::connection::return_url_allowed;
 use bk_domain::handoff::{HANDOFF_TTL_SECS, HandoffCode, HandoffIntent};
+use bk_domain::ids::{AccountId, ClientId};
 use bk_domain::scope::Scope;
 use serde::Deserialize;
 use serde_json::json;
@@ -46,6 +49,89 @@ pub trait ClientAuthenticator: Send + Sync {
         secret: &'a str,
         source: IpAddr,
     ) -> Pin<Box<dyn Future<Output = Result<Client, Problem>> + Send + 'a>>;
+}
+
+/// The handed-off sign-in's cookie: sent only to the connections page and the connect callback,
+/// never read by the rest of the site or the REST API.
+pub const HANDOFF_COOKIE: &str = "bk_handoff";
+/// Where oauth2 providers send the browser back (the handed-off sign-in finishes its connects there).
+pub const CALLBACK_PATH: &str = "/api/v1/connections/callback";
+
+/// A handed-off sign-in as its cookie carries it (signed; the session itself is checked server-side).
+pub struct HandoffCookie {
+    pub session: BrowserSession,
+    pub client_id: ClientId,
+    /// The app's page the "back" link leads to.
+    pub back: String,
+}
+
+impl HandoffCookie {
+    /// The `Set-Cookie` value for one path (the page, or the connect callback).
+    pub fn encode(&self, keys: &CookieKeys, path: &str, max_age: i64) -> HeaderValue {
+        let (account, at) = match &self.session.account {
+            Some((a, t)) => (a.as_str().to_owned(), *t),
+            None => (String::new(), 0),
+        };
+        let payload = b64url(
+            format!(
+                "h1|{}|{}|{}|{}|{}|{}",
+                self.session.sid, account, at, self.session.expires_at, self.client_id, self.back
+            )
+            .as_bytes(),
+        );
+        let tag = b64url(&keys.cookie.sign(format!("handoff.{payload}").as_bytes()));
+        let secure = if keys.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{HANDOFF_COOKIE}={payload}.{tag}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("bk_handoff=; Path=/connections; Max-Age=0"))
+    }
+
+    pub fn read(headers: &HeaderMap, keys: &CookieKeys, now: UnixTime) -> Option<Self> {
+        let value = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(';'))
+            .filter_map(|part| part.trim().split_once('='))
+            .find(|(name, _)| *name == HANDOFF_COOKIE)
+            .map(|(_, v)| v)?;
+        let (payload, tag) = value.split_once('.')?;
+        if !keys.cookie.verify(format!("handoff.{payload}").as_bytes(), &b64url_decode(tag)?) {
+            return None;
+        }
+        let raw = String::from_utf8(b64url_decode(payload)?).ok()?;
+        let mut it = raw.splitn(7, '|');
+        let (ver, sid, account, at, exp, client, back) =
+            (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+        let expires_at: UnixTime = exp.parse().ok()?;
+        if ver != "h1" || account.is_empty() || expires_at <= now {
+            return None;
+        }
+        Some(Self {
+            session: BrowserSession {
+                sid: sid.to_owned(),
+                account: Some((AccountId::from_string(account), at.parse().ok()?)),
+                expires_at,
+            },
+            client_id: ClientId::from_string(client),
+            back: back.to_owned(),
+        })
+    }
+}
+
+/// The account a handed-off browser is signed in as, checked server-side like any browser session
+/// (for the connect callback: a customer handed off to the page connects without signing in here).
+pub async fn handed_off_account(server: &Api, headers: &HeaderMap) -> Option<AccountId> {
+    let now_ms = server.clock.now_ms();
+    let cookie = HandoffCookie::read(headers, &server.cookie_keys, now_ms.div_euclid(1000))?;
+    match server.browser_sessions.check(cookie.session, now_ms).await {
+        Ok(s) => s.account.map(|(a, _)| a),
+        Err(e) => {
+            tracing::error!(error = %e, "browser session lookup failed");
+            None
+        }
+    }
 }
 
 const MAX_CLIENT_ID_BYTES: usize = 512;
@@ -206,4 +292,42 @@ pub async fn redeem(server: &Api, code: &str) -> Result<Handoff, RedeemError> {
             .detail("intent", taken.intent.as_str()),
     );
     Ok(Handoff { account, client, redirect_uri: taken.redirect_uri, intent: taken.intent })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header;
+
+    use super::*;
+
+    #[test]
+    fn handoff_cookie_round_trips_and_is_signed() {
+        let keys = CookieKeys::derive(&[3u8; 32], false);
+        let c = HandoffCookie {
+            session: BrowserSession {
+                sid: "sid1".into(),
+                account: Some((AccountId::from_string("acc_1"), 100)),
+                expires_at: 5000,
+            },
+            client_id: ClientId::from_string("cli_1"),
+            back: "https://app.example/settings?a=1|2".into(),
+        };
+        let set = c.encode(&keys, "/connections", 3600);
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+        assert!(set.to_str().unwrap().contains("Path=/connections; HttpOnly; SameSite=Lax"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {pair}")).unwrap());
+        let read = HandoffCookie::read(&headers, &keys, 200).expect("reads back");
+        assert_eq!(read.session.sid, "sid1");
+        assert_eq!(read.client_id.as_str(), "cli_1");
+        assert_eq!(read.back, "https://app.example/settings?a=1|2");
+        assert!(HandoffCookie::read(&headers, &keys, 5000).is_none(), "expired");
+        let other = CookieKeys::derive(&[4u8; 32], false);
+        assert!(HandoffCookie::read(&headers, &other, 200).is_none(), "signed with another key");
+        // A site session cookie's value is no handoff cookie.
+        let site = BrowserSession::signed_in(AccountId::from_string("acc_1"), 100).set_cookie(&keys);
+        let site_value = site.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("bk_handoff={site_value}")).unwrap());
+        assert!(HandoffCookie::read(&headers, &keys, 200).is_none());
+    }
 }

@@ -96,6 +96,8 @@ pub struct Api {
     pub refresh_lease: std::time::Duration,
     /// Authenticates clients by id and secret (the white-label handoff).
     pub client_auth: Arc<dyn ClientAuthenticator>,
+    /// Counts connect attempts (shared through Redis when configured).
+    pub limiter: Arc<dyn bk_limits::Limiter>,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).
@@ -109,6 +111,10 @@ pub struct ApiLimits {
     pub max_clients_per_account: u32,
     /// Connections an account may hold.
     pub max_connections_per_account: u32,
+    /// Connect flows an account may start per minute.
+    pub connects_per_account_per_minute: u32,
+    /// Connect callbacks one source may send per minute (they reach the database unauthenticated).
+    pub connect_callbacks_per_source_per_minute: u32,
 }
 
 impl Default for ApiLimits {
@@ -118,6 +124,8 @@ impl Default for ApiLimits {
             max_pats_per_account: 100,
             max_clients_per_account: 50,
             max_connections_per_account: 100,
+            connects_per_account_per_minute: 30,
+            connect_callbacks_per_source_per_minute: 60,
         }
     }
 }

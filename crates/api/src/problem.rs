@@ -94,9 +94,49 @@ pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8
         ));
     }
     serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
+        let msg = without_values(&e.to_string());
         // serde names the field in messages such as "unknown field `x`" or "missing field `name`".
         let field = msg.split('`').nth(1).unwrap_or("body").to_owned();
         Problem::invalid(&field, format!("the body is not valid: {msg}"))
     })
+}
+
+/// A serde message without the values it quotes (`invalid type: string "sk_live_…"`): the value may
+/// be a secret sent in the wrong place, and an error body is often logged by the caller.
+fn without_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut quoted = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_body_is_named_without_echoing_its_values() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            params: std::collections::BTreeMap<String, String>,
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let p = json_body::<Body>(&headers, br#"{"params": "sk_live_secret_value"}"#).unwrap_err();
+        let text = format!("{p:?}");
+        assert!(!text.contains("sk_live_secret_value"), "{text}");
+        assert!(text.contains("invalid type"), "{text}");
+        let p = json_body::<Body>(&headers, br#"{"other": 1}"#).unwrap_err();
+        assert!(format!("{p:?}").contains("params"), "the missing field is still named");
+    }
 }

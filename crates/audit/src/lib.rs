@@ -147,6 +147,11 @@ impl AuditLog {
         self.redactor.redact_str(s)
     }
 
+    /// Applies the redactor to a JSON document about to be persisted elsewhere (upstream user info).
+    pub fn redact_json(&self, v: &mut serde_json::Value) {
+        self.redactor.redact_value(v);
+    }
+
     /// Applies the redactor to an event (also used for anything else about to be persisted).
     pub fn redact(&self, e: &mut AuditEvent) {
         if let Some(r) = e.target.as_deref().and_then(|t| self.redactor.redacted(t)) {

@@ -233,6 +233,10 @@ pub struct LimitConfig {
     pub max_pats_per_account: u32,
     /// Connections to upstream providers an account may hold (whatever their status).
     pub max_connections_per_account: u32,
+    /// Connect flows (`POST /api/v1/connections/initiate`) an account may start per minute.
+    pub connects_per_minute: u32,
+    /// Connect callbacks one source address (IPv6: per /64) may send per minute.
+    pub connect_callbacks_per_source_per_minute: u32,
 }
 
 impl Default for LimitConfig {
@@ -246,6 +250,8 @@ impl Default for LimitConfig {
             max_clients_per_account: 50,
             max_pats_per_account: 100,
             max_connections_per_account: 100,
+            connects_per_minute: 30,
+            connect_callbacks_per_source_per_minute: 60,
         }
     }
 }
@@ -457,6 +463,9 @@ impl Config {
         }
         if self.limits.max_connections_per_account == 0 {
             bail!("limits.max_connections_per_account must be at least 1");
+        }
+        if self.limits.connects_per_minute == 0 || self.limits.connect_callbacks_per_source_per_minute == 0 {
+            bail!("limits.connects_per_minute and limits.connect_callbacks_per_source_per_minute must be at least 1");
         }
         if self.limits.registrations_per_minute == 0 || self.limits.registration_attempts_per_minute == 0 {
             bail!("limits.registrations_per_minute and limits.registration_attempts_per_minute must be at least 1");

@@ -199,6 +199,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             max_pats_per_account: config.limits.max_pats_per_account,
             max_clients_per_account: config.limits.max_clients_per_account,
             max_connections_per_account: config.limits.max_connections_per_account,
+            connects_per_account_per_minute: config.limits.connects_per_minute,
+            connect_callbacks_per_source_per_minute: config.limits.connect_callbacks_per_source_per_minute,
         },
         catalog,
         vault,
@@ -206,6 +208,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         refresh_lease: std::time::Duration::from_millis(config.connections.timeout_ms)
             + std::time::Duration::from_secs(5),
         client_auth: Arc::new(ClientSecrets(auth.clone())),
+        limiter: limiter.clone(),
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),

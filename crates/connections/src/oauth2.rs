@@ -55,6 +55,23 @@ struct TokenFields {
     error_description: Option<String>,
 }
 
+/// Whether a revocation answer says the grant was revoked (RFC 7009: any 2xx), treating a 2xx
+/// whose body is a refusal as one (Slack answers `200 {"ok": false, "error": …}`).
+fn revocation_outcome(answer: &Answer) -> Result<bool, UpstreamError> {
+    match answer.status {
+        // Some providers answer 200 with a refusal in the body (Slack: `{"ok": false, "error": …}`).
+        200..=299 => match serde_json::from_slice::<Value>(&answer.body).ok() {
+            Some(v) if v.get("ok") == Some(&Value::Bool(false)) || v.get("error").is_some_and(Value::is_string) => {
+                let error = v.get("error").and_then(Value::as_str).unwrap_or("not_revoked");
+                Err(UpstreamError::Refused { error: error.chars().take(MAX_ERROR_CHARS).collect(), description: None })
+            }
+            _ => Ok(true),
+        },
+        s if s >= 500 => Err(UpstreamError::Unavailable(format!("the revocation endpoint answered HTTP {s}"))),
+        s => Err(UpstreamError::Refused { error: format!("http_{s}"), description: None }),
+    }
+}
+
 /// The longest error text passed on from a provider.
 const MAX_ERROR_CHARS: usize = 200;
 
@@ -148,12 +165,7 @@ impl Upstream {
         };
         let mut params: Vec<(&str, &str)> = vec![("token", token), ("token_type_hint", hint)];
         let req = self.client_request(o, url, &mut params)?;
-        let answer = self.http.send(req).await?;
-        match answer.status {
-            200..=299 => Ok(true),
-            s if s >= 500 => Err(UpstreamError::Unavailable(format!("the revocation endpoint answered HTTP {s}"))),
-            s => Err(UpstreamError::Refused { error: format!("http_{s}"), description: None }),
-        }
+        revocation_outcome(&self.http.send(req).await?)
     }
 
     /// A POST to one of the provider's endpoints, authenticated as the operator's client and encoded
@@ -279,6 +291,16 @@ mod tests {
 
     fn answer(status: u16, v: Value) -> Answer {
         Answer { status, body: v.to_string().into_bytes() }
+    }
+
+    #[test]
+    fn a_revocation_refused_in_a_200_body_is_not_counted_as_revoked() {
+        assert!(revocation_outcome(&Answer { status: 200, body: Vec::new() }).unwrap());
+        assert!(revocation_outcome(&answer(200, serde_json::json!({"ok": true}))).unwrap());
+        let slack = revocation_outcome(&answer(200, serde_json::json!({"ok": false, "error": "invalid_auth"})));
+        assert!(matches!(slack, Err(UpstreamError::Refused { ref error, .. }) if error == "invalid_auth"));
+        assert!(matches!(revocation_outcome(&answer(503, serde_json::json!({}))), Err(UpstreamError::Unavailable(_))));
+        assert!(matches!(revocation_outcome(&answer(400, serde_json::json!({}))), Err(UpstreamError::Refused { .. })));
     }
 
     #[test]

@@ -35,6 +35,30 @@ impl ProviderPermission {
     }
 }
 
+/// Which providers a caller may reach (see `Restrictions::reach`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderReach {
+    /// Only these.
+    Only(Vec<String>),
+    /// Every provider but these (none: every provider).
+    Except(Vec<String>),
+}
+
+impl Default for ProviderReach {
+    fn default() -> Self {
+        Self::Except(Vec::new())
+    }
+}
+
+impl ProviderReach {
+    pub fn allows(&self, provider: &str) -> bool {
+        match self {
+            Self::Only(p) => p.iter().any(|x| x == provider),
+            Self::Except(p) => !p.iter().any(|x| x == provider),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restrictions {
     /// Permission per provider id; providers not named get `default_provider_permission`.
@@ -152,6 +176,20 @@ impl Restrictions {
         }
     }
 
+    /// The providers a grant with these restrictions, through a client allowed `client_providers`
+    /// (`None` = every provider), may reach at all (`read` or more). What it may not reach it is not
+    /// shown either: a connection of such a provider is answered like one that does not exist.
+    pub fn reach(&self, client_providers: Option<&[String]>) -> ProviderReach {
+        let open = |p: &str| self.permission_for(p) != ProviderPermission::Disabled;
+        match client_providers {
+            Some(allowed) => ProviderReach::Only(allowed.iter().filter(|p| open(p)).cloned().collect()),
+            None if self.default_provider_permission == ProviderPermission::Disabled => {
+                ProviderReach::Only(self.provider_permissions.keys().filter(|p| open(p)).cloned().collect())
+            }
+            None => ProviderReach::Except(self.provider_permissions.keys().filter(|p| !open(p)).cloned().collect()),
+        }
+    }
+
     /// These restrictions with `provider` lowered to `permission`, or `None` when that is not
     /// strictly narrower than what the provider has now (a grant is never widened this way).
     pub fn narrowed(&self, provider: &str, permission: ProviderPermission) -> Option<Restrictions> {
@@ -194,6 +232,19 @@ fn parse_ids(name: &str, v: Option<&str>) -> Result<Option<Vec<String>>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reach_follows_permissions_and_the_clients_providers() {
+        let r = Restrictions::from_params(Some(r#"{"slack":"disabled","jira":"read"}"#), None, None, None).unwrap();
+        let all = r.reach(None);
+        assert!(all.allows("github") && all.allows("jira") && !all.allows("slack"));
+        let client = ["slack".to_owned(), "jira".to_owned()];
+        let via = r.reach(Some(&client));
+        assert_eq!(via, ProviderReach::Only(vec!["jira".into()]));
+        let closed = Restrictions::from_params(Some(r#"{"jira":"read"}"#), Some("disabled"), None, None).unwrap();
+        assert_eq!(closed.reach(None), ProviderReach::Only(vec!["jira".into()]));
+        assert!(Restrictions::unrestricted().reach(None).allows("anything"));
+    }
 
     #[test]
     fn narrowing_only_lowers_one_provider() {

@@ -10,6 +10,7 @@ use bk_domain::ports::{
     ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
     MAX_CONNECTIONS_PAGE, RefreshLease, Result, StoreError,
 };
+use bk_domain::restrictions::ProviderReach;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -116,35 +117,56 @@ impl ConnectionStore for SqlStore {
     async fn list_connections(&self, tenant: &TenantId, q: &ConnectionQuery) -> Result<ConnectionPage> {
         let limit = q.limit.clamp(1, MAX_CONNECTIONS_PAGE);
         let offset = i64::from(q.page.max(1) - 1) * i64::from(limit);
-        // One statement for every filter combination: unused filters compare against NULL.
-        let filter = "account_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR provider_id = $3) \
-             AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)";
+        // One statement for every filter combination: unused filters compare against NULL. The
+        // providers the caller may reach are bound one placeholder each, numbered after `first`.
+        let filter = |first: usize| {
+            let base = "account_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR provider_id = $3) \
+                 AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)";
+            let (list, negate) = match &q.providers {
+                ProviderReach::Only(p) => (p, false),
+                ProviderReach::Except(p) => (p, true),
+            };
+            let marks: Vec<String> = (0..list.len()).map(|i| format!("${}", first + i)).collect();
+            match (list.is_empty(), negate) {
+                (true, true) => base.to_owned(),
+                (true, false) => format!("{base} AND 1 = 0"),
+                (false, negate) => {
+                    format!("{base} AND provider_id {}IN ({})", if negate { "NOT " } else { "" }, marks.join(", "))
+                }
+            }
+        };
+        let providers = match &q.providers {
+            ProviderReach::Only(p) | ProviderReach::Except(p) => p.clone(),
+        };
         let status = q.status.map(|s| s.as_str().to_owned());
-        let total: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM connections WHERE {filter}")))
+        let mut count =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM connections WHERE {}", filter(6))))
                 .bind(tenant.as_str())
                 .bind(status.clone())
                 .bind(q.provider_id.clone())
                 .bind(q.created_after)
-                .bind(q.created_before)
-                .fetch_one(&self.pool)
-                .await
-                .db()?;
+                .bind(q.created_before);
+        for p in &providers {
+            count = count.bind(p.clone());
+        }
+        let total: i64 = count.fetch_one(&self.pool).await.db()?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM connections WHERE {filter} ORDER BY {} LIMIT $6 OFFSET $7",
+            "SELECT {COLUMNS} FROM connections WHERE {} ORDER BY {} LIMIT $6 OFFSET $7",
+            filter(8),
             order_by(q.sort_by, q.descending)
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant.as_str())
             .bind(status)
             .bind(q.provider_id.clone())
             .bind(q.created_after)
             .bind(q.created_before)
             .bind(i64::from(limit))
-            .bind(offset)
-            .fetch_all(&self.pool)
-            .await
-            .db()?;
+            .bind(offset);
+        for p in &providers {
+            rows = rows.bind(p.clone());
+        }
+        let rows = rows.fetch_all(&self.pool).await.db()?;
         Ok(ConnectionPage {
             items: rows.iter().map(connection_from_row).collect::<Result<_>>()?,
             total: u64::try_from(total).unwrap_or(0),

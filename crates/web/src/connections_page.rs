@@ -19,17 +19,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use bk_access::browser::{BrowserSession, CookieKeys};
-use bk_api::handoff::{RedeemError, redeem};
+use bk_access::browser::BrowserSession;
+use bk_api::handoff::{HandoffCookie, RedeemError, redeem};
 use bk_api::{Api, Caller, Problem};
 use bk_connections::catalog::{AuthKind, Provider};
-use bk_crypto::secret::{b64url, b64url_decode};
 use bk_domain::UnixTime;
 use bk_domain::account::Account;
 use bk_domain::audit::Outcome;
 use bk_domain::client::Client;
 use bk_domain::connection::{Connection, ConnectionStatus};
-use bk_domain::ids::{AccountId, ClientId, ConnectionId};
+use bk_domain::ids::ConnectionId;
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, MAX_CONNECTIONS_PAGE};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -37,8 +36,6 @@ use serde::{Deserialize, Serialize};
 use crate::pages::{field, form_pairs, session_of, signed_in, with_cookie};
 use crate::{WebState, brand_of, see_other};
 
-/// The page's own cookie for a handed-off sign-in: read only under `/connections`.
-const HANDOFF_COOKIE: &str = "bk_handoff";
 /// How long a handed-off sign-in lasts (the app hands off again after that).
 const HANDOFF_SESSION_SECS: i64 = 3600;
 const PAGE: &str = "/connections";
@@ -69,67 +66,6 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
         ),
     );
     res
-}
-
-/// A handed-off sign-in as its cookie carries it (signed; the session itself is checked server-side).
-struct HandoffCookie {
-    session: BrowserSession,
-    client_id: ClientId,
-    back: String,
-}
-
-impl HandoffCookie {
-    fn encode(&self, keys: &CookieKeys) -> HeaderValue {
-        let (account, at) = match &self.session.account {
-            Some((a, t)) => (a.as_str().to_owned(), *t),
-            None => (String::new(), 0),
-        };
-        let payload = b64url(
-            format!(
-                "h1|{}|{}|{}|{}|{}|{}",
-                self.session.sid, account, at, self.session.expires_at, self.client_id, self.back
-            )
-            .as_bytes(),
-        );
-        let tag = b64url(&keys.cookie.sign(format!("handoff.{payload}").as_bytes()));
-        let secure = if keys.secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
-            "{HANDOFF_COOKIE}={payload}.{tag}; Path={PAGE}; HttpOnly; SameSite=Lax; Max-Age={HANDOFF_SESSION_SECS}{secure}"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static("bk_handoff=; Path=/connections; Max-Age=0"))
-    }
-
-    fn read(headers: &HeaderMap, keys: &CookieKeys, now: UnixTime) -> Option<Self> {
-        let value = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|s| s.split(';'))
-            .filter_map(|part| part.trim().split_once('='))
-            .find(|(name, _)| *name == HANDOFF_COOKIE)
-            .map(|(_, v)| v)?;
-        let (payload, tag) = value.split_once('.')?;
-        if !keys.cookie.verify(format!("handoff.{payload}").as_bytes(), &b64url_decode(tag)?) {
-            return None;
-        }
-        let raw = String::from_utf8(b64url_decode(payload)?).ok()?;
-        let mut it = raw.splitn(7, '|');
-        let (ver, sid, account, at, exp, client, back) =
-            (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-        let expires_at: UnixTime = exp.parse().ok()?;
-        if ver != "h1" || account.is_empty() || expires_at <= now {
-            return None;
-        }
-        Some(Self {
-            session: BrowserSession {
-                sid: sid.to_owned(),
-                account: Some((AccountId::from_string(account), at.parse().ok()?)),
-                expires_at,
-            },
-            client_id: ClientId::from_string(client),
-            back: back.to_owned(),
-        })
-    }
 }
 
 /// Who is looking at the page: a person signed in here, or a white-label app's customer handed off.
@@ -463,6 +399,12 @@ pub async fn connect(State(s): State<Arc<ConnectionsPage>>, headers: HeaderMap, 
         )
         .await;
     }
+    // The same per-account limit as `initiate`.
+    let limit = s.api.limits.connects_per_account_per_minute;
+    if let Err(wait) = s.api.limiter.acquire("connect_initiate", v.account.id.as_str(), limit, 60).await {
+        let msg = format!("Too many connections were started from this account. Try again in {} seconds.", wait.max(1));
+        return render(&s, &v, StatusCode::TOO_MANY_REQUESTS, error_flash(msg), &none).await;
+    }
     let who = v.caller();
     match &provider.auth {
         AuthKind::ApiKey(f) => {
@@ -609,7 +551,10 @@ pub async fn handoff(State(s): State<Arc<ConnectionsPage>>, Query(q): Query<Hand
     };
     session.expires_at = session.expires_at.min(now + HANDOFF_SESSION_SECS);
     let cookie = HandoffCookie { session, client_id: handoff.client.id.clone(), back: handoff.redirect_uri };
-    with_cookie(see_other(PAGE), cookie.encode(&s.web.auth.cookie_keys))
+    let keys = &s.web.auth.cookie_keys;
+    // The page, and the connect callback (an oauth2 provider sends the browser back there).
+    let res = with_cookie(see_other(PAGE), cookie.encode(keys, PAGE, HANDOFF_SESSION_SECS));
+    with_cookie(res, cookie.encode(keys, bk_api::handoff::CALLBACK_PATH, HANDOFF_SESSION_SECS))
 }
 
 #[cfg(test)]
@@ -628,36 +573,5 @@ mod tests {
         assert_eq!(initial("github"), "G");
         assert_eq!(initial("  (acme)"), "A");
         assert_eq!(initial(""), "?");
-    }
-
-    #[test]
-    fn handoff_cookie_round_trips_and_is_signed() {
-        let keys = CookieKeys::derive(&[3u8; 32], false);
-        let c = HandoffCookie {
-            session: BrowserSession {
-                sid: "sid1".into(),
-                account: Some((AccountId::from_string("acc_1"), 100)),
-                expires_at: 5000,
-            },
-            client_id: ClientId::from_string("cli_1"),
-            back: "https://app.example/settings?a=1|2".into(),
-        };
-        let set = c.encode(&keys);
-        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
-        assert!(set.to_str().unwrap().contains("Path=/connections; HttpOnly; SameSite=Lax"));
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("other=1; {pair}")).unwrap());
-        let read = HandoffCookie::read(&headers, &keys, 200).expect("reads back");
-        assert_eq!(read.session.sid, "sid1");
-        assert_eq!(read.client_id.as_str(), "cli_1");
-        assert_eq!(read.back, "https://app.example/settings?a=1|2");
-        assert!(HandoffCookie::read(&headers, &keys, 5000).is_none(), "expired");
-        let other = CookieKeys::derive(&[4u8; 32], false);
-        assert!(HandoffCookie::read(&headers, &other, 200).is_none(), "signed with another key");
-        // A site session cookie's value is no handoff cookie.
-        let site = BrowserSession::signed_in(AccountId::from_string("acc_1"), 100).set_cookie(&keys);
-        let site_value = site.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
-        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("bk_handoff={site_value}")).unwrap());
-        assert!(HandoffCookie::read(&headers, &keys, 200).is_none());
     }
 }

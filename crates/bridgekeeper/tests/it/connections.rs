@@ -345,3 +345,72 @@ async fn list_connections_tool_returns_the_callers_connections() {
     let other = list_connections_tool(&server, &b).await;
     assert_eq!((other["total"].as_u64(), other["connections"].as_array().map(Vec::len)), (Some(0), Some(0)));
 }
+
+/// A grant that disables a provider (or a client that may not use it) cannot see, read, refresh,
+/// delete or start connections of that provider through the REST API — the same rule as the
+/// `list-connections` tool: such a connection is answered like one that does not exist.
+#[tokio::test]
+async fn security_a_grant_kept_from_a_provider_cannot_see_or_touch_its_connections() {
+    let (server, _dir) = server(&[]);
+    let flow = Flow::signup(&server, "reach@example.com").await;
+    let full = flow.login_client(SCOPES).await.1.access;
+    let id = connect_acme(&server, &full, "acme-key-1").await["connection"]["id"].as_str().unwrap().to_owned();
+    // The same person authorizes another app with acme disabled.
+    let client_id = flow.register(CLIENT_REDIRECT, SCOPES).await;
+    let permissions: String = url::form_urlencoded::byte_serialize(br#"{"acme":"disabled"}"#).collect();
+    let authorize =
+        format!("{}&provider_permissions={permissions}", flow.authorize_url(&client_id, CLIENT_REDIRECT, SCOPES, "st"));
+    let back = flow.approve(&authorize).await;
+    let code = crate::harness::query_param(&back, "code").expect("code");
+    let kept = flow.exchange_code(&client_id, CLIENT_REDIRECT, &code).await.access;
+
+    let listed: Value = get(&server, &kept, "/api/v1/connections").await.json().await.unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
+    assert_eq!(listed["connections"], json!([]));
+    let path = format!("/api/v1/connections/{id}");
+    problem(get(&server, &kept, &path).await, 404).await;
+    let http = reqwest::Client::new();
+    let res = http.delete(server.url(&path)).bearer_auth(&kept).send().await.unwrap();
+    problem(res, 404).await;
+    let res = http.put(server.url(&format!("{path}/refresh"))).bearer_auth(&kept).send().await.unwrap();
+    problem(res, 404).await;
+    let res = initiate(
+        &server,
+        &kept,
+        json!({"providerId": "acme", "redirectUrl": CLIENT_REDIRECT, "providerParams": {"apiKey": "k2"}}),
+    )
+    .await;
+    let p = problem(res, 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("acme"), "{p}");
+    // The connection is untouched, and the unrestricted app still sees it.
+    let listed: Value = get(&server, &full, "/api/v1/connections").await.json().await.unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(get(&server, &full, &path).await.status(), 200);
+}
+
+/// Connect flows are counted per account, and callbacks (unauthenticated, each a database write)
+/// per source address: beyond the configured rates, 429 with Retry-After.
+#[tokio::test]
+async fn connects_and_callbacks_are_rate_limited() {
+    let (server, _dir) = server(&[
+        ("BRIDGEKEEPER_LIMITS__CONNECTS_PER_MINUTE", "2"),
+        ("BRIDGEKEEPER_LIMITS__CONNECT_CALLBACKS_PER_SOURCE_PER_MINUTE", "3"),
+    ]);
+    let token = tenant(&server, "limits@example.com", SCOPES).await;
+    let body =
+        |key: &str| json!({"providerId": "acme", "redirectUrl": CLIENT_REDIRECT, "providerParams": {"apiKey": key}});
+    assert_eq!(initiate(&server, &token, body("k1")).await.status(), 201);
+    assert_eq!(initiate(&server, &token, body("k2")).await.status(), 201);
+    let res = initiate(&server, &token, body("k3")).await;
+    assert!(res.headers().contains_key("retry-after"));
+    problem(res, 429).await;
+    let other = tenant(&server, "limits-other@example.com", SCOPES).await;
+    assert_eq!(initiate(&server, &other, body("k4")).await.status(), 201, "another account has its own count");
+    let callback = || reqwest::Client::new().get(server.url("/api/v1/connections/callback?state=made-up")).send();
+    for _ in 0..3 {
+        assert_ne!(callback().await.unwrap().status(), 429);
+    }
+    let res = callback().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+}

@@ -290,8 +290,8 @@ async fn oauth2_connection_through_a_real_upstream() {
     assert!(state.len() >= 43, "256 random bits");
     up.seen.lock().unwrap().challenge = q("code_challenge");
 
-    // The provider approved: the browser comes back with the code.
-    let browser = client();
+    // The provider approved: the person's browser (signed in here) comes back with the code.
+    let browser = flow.http.clone();
     let res = callback(&server, &browser, &[("code", "good-code"), ("state", &state)]).await;
     assert_eq!(res.status(), 303);
     let back = location(&res);
@@ -357,6 +357,7 @@ async fn oauth2_connection_through_a_real_upstream() {
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("another account"));
     assert_eq!(total(&server, &token).await, 1);
+    assert_eq!(total(&server, &other.login_client("connections").await.1.access).await, 0, "nor for the other account");
     // The client's secret went to the token endpoint only (in the body, as configured).
     assert!(up.seen.lock().unwrap().bodies.iter().all(|b| b.contains("client_secret=bk-secret")));
 
@@ -382,7 +383,7 @@ async fn a_slow_failing_huge_or_redirecting_token_endpoint_is_a_clear_error_and_
     let (server, _dir) = server(&up);
     let flow = Flow::signup(&server, "upstream-faults@example.com").await;
     let token = flow.login_client("connections").await.1.access;
-    let browser = client();
+    let browser = flow.http.clone();
     for code in ["slow-code", "5xx-code", "redirect-code", "big-code"] {
         let st = query_param(&initiate(&server, &token).await, "state").unwrap();
         let started = std::time::Instant::now();
@@ -396,12 +397,13 @@ async fn a_slow_failing_huge_or_redirecting_token_endpoint_is_a_clear_error_and_
     assert_eq!(total(&server, &token).await, 0);
 }
 
-/// Connects `testidp` for `token`'s account through the whole flow; the connection id.
-async fn connect(server: &Server, up: &Upstream, token: &str) -> String {
+/// Connects `testidp` for `token`'s account through the whole flow, the person's signed-in
+/// `browser` coming back; the connection id.
+async fn connect(server: &Server, up: &Upstream, token: &str, browser: &reqwest::Client) -> String {
     let authorize = initiate(server, token).await;
     up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
     let state = query_param(&authorize, "state").unwrap();
-    let res = callback(server, &client(), &[("code", "good-code"), ("state", &state)]).await;
+    let res = callback(server, browser, &[("code", "good-code"), ("state", &state)]).await;
     assert_eq!(res.status(), 303);
     query_param(&location(&res), "connectionId").unwrap()
 }
@@ -427,7 +429,7 @@ async fn concurrent_refreshes_on_two_instances_call_the_provider_once() {
     let peer = server.start_peer(&env);
     let flow = Flow::signup(&server, "refresh@example.com").await;
     let token = flow.login_client("connections").await.1.access;
-    let id = connect(&server, &up, &token).await;
+    let id = connect(&server, &up, &token, &flow.http).await;
 
     // 100 callers at once, half on each instance: one refresh at the provider, every caller served.
     let mut calls = Vec::new();
@@ -464,7 +466,7 @@ async fn concurrent_refreshes_on_two_instances_call_the_provider_once() {
     assert_eq!(put_refresh(&server.base, &other, &id).await.status(), 404);
 
     // A provider that is down: 503 with Retry-After, and no second attempt during the cool-down.
-    let second = connect(&server, &up, &token).await;
+    let second = connect(&server, &up, &token, &flow.http).await;
     up.seen.lock().unwrap().refresh_down = true;
     let res = put_refresh(&server.base, &token, &second).await;
     assert_eq!(res.status(), 503);
@@ -483,4 +485,101 @@ async fn concurrent_refreshes_on_two_instances_call_the_provider_once() {
         .unwrap();
     assert_eq!(v["status"], "active");
     assert!(v["lastError"].as_str().unwrap().contains("could not be reached"), "{v}");
+}
+
+/// Login CSRF on the connect flow: someone who starts a flow sends its authorization URL to a
+/// victim, whose browser comes back from the provider with the victim's code. Only a browser
+/// signed in here as the flow's own account may finish it; a browser signed in as nobody is sent to
+/// sign in first (the flow is kept for it), and one signed in as anyone else finishes nothing.
+#[tokio::test]
+async fn security_a_connect_flow_finishes_only_in_its_own_accounts_browser() {
+    let up = upstream().await;
+    let (server, _dir) = server(&up);
+    let attacker = Flow::signup(&server, "starts-flows@example.com").await;
+    let token = attacker.login_client("connections").await.1.access;
+    let authorize = initiate(&server, &token).await;
+    up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+    let state = query_param(&authorize, "state").unwrap();
+    let params = [("code", "good-code"), ("state", state.as_str())];
+
+    // A browser signed in as nobody: to the sign-in page, coming back to this same callback.
+    let res = callback(&server, &client(), &params).await;
+    assert_eq!(res.status(), 303);
+    let to = location(&res);
+    assert!(to.starts_with("/login?next=%2Fapi%2Fv1%2Fconnections%2Fcallback%3F"), "{to}");
+    assert!(query_param(&format!("http://x{to}"), "next").unwrap().contains(&state), "{to}");
+    // The victim, signed in as themself: nothing is connected anywhere, and no redirect.
+    let victim = Flow::signup(&server, "victim@example.com").await;
+    let res = callback(&server, &victim.http, &params).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    let victim_token = victim.login_client("connections").await.1.access;
+    assert_eq!(total(&server, &victim_token).await, 0);
+    assert_eq!(total(&server, &token).await, 0);
+    // That use spent the state: even the flow's own browser cannot finish it now.
+    let res = callback(&server, &attacker.http, &params).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(total(&server, &token).await, 0);
+    // A provider error for someone else's flow is not bounced to the flow's return URL either.
+    let st = query_param(&initiate(&server, &token).await, "state").unwrap();
+    let res = callback(&server, &victim.http, &[("error", "access_denied"), ("state", st.as_str())]).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+}
+
+/// RFC 9207 mix-up defence: a provider configured with its issuer must name itself (`iss`) in the
+/// answer; a missing or different `iss` connects nothing, an exact one connects.
+#[tokio::test]
+async fn security_a_provider_with_an_issuer_must_name_itself_in_the_answer() {
+    let up = upstream().await;
+    let dir = catalog(&up);
+    let issuer = format!("{}/issuer", up.base);
+    let mut env = env_of(&up, &dir);
+    env.push(("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__TESTIDP__OAUTH2__ISSUER", issuer.clone()));
+    let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let flow = Flow::signup(&server, "issuer@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    for iss in [None, Some("https://evil.example"), Some(&format!("{issuer}/"))] {
+        let authorize = initiate(&server, &token).await;
+        up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+        let state = query_param(&authorize, "state").unwrap();
+        let mut params = vec![("code", "good-code"), ("state", state.as_str())];
+        if let Some(i) = iss {
+            params.push(("iss", i));
+        }
+        let res = callback(&server, &flow.http, &params).await;
+        assert_eq!(res.status(), 303);
+        let back = location(&res);
+        assert_eq!(query_param(&back, "error").as_deref(), Some("invalid_request"), "{iss:?}: {back}");
+        assert_eq!(query_param(&back, "connectionId"), None);
+    }
+    assert_eq!(total(&server, &token).await, 0);
+    let authorize = initiate(&server, &token).await;
+    up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+    let state = query_param(&authorize, "state").unwrap();
+    let res = callback(&server, &flow.http, &[("code", "good-code"), ("state", &state), ("iss", &issuer)]).await;
+    assert_eq!(query_param(&location(&res), "status").as_deref(), Some("active"), "{}", location(&res));
+    assert_eq!(total(&server, &token).await, 1);
+}
+
+/// A grant the provider made but that cannot be kept here (the account's quota is reached) is
+/// given back to the provider (revoked), not left orphaned upstream.
+#[tokio::test]
+async fn a_grant_that_cannot_be_stored_is_revoked_upstream() {
+    let up = upstream().await;
+    let dir = catalog(&up);
+    let mut env = env_of(&up, &dir);
+    env.push(("BRIDGEKEEPER_LIMITS__MAX_CONNECTIONS_PER_ACCOUNT", "1".into()));
+    let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let flow = Flow::signup(&server, "full@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    connect(&server, &up, &token, &flow.http).await;
+    assert!(up.seen.lock().unwrap().revoked.is_empty());
+    let authorize = initiate(&server, &token).await;
+    up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+    let state = query_param(&authorize, "state").unwrap();
+    let res = callback(&server, &flow.http, &[("code", "good-code"), ("state", &state)]).await;
+    assert_eq!(query_param(&location(&res), "error").as_deref(), Some("quota_exceeded"), "{}", location(&res));
+    assert_eq!(up.seen.lock().unwrap().revoked.len(), 1, "the unstored grant was revoked at the provider");
+    assert_eq!(total(&server, &token).await, 1);
 }

@@ -304,6 +304,21 @@ async fn handoff_opens_the_branded_page_signed_in_once_only() {
     assert_eq!(res.status(), 303);
     assert_eq!(api_connections(&s.customer).await.len(), 1, "the connection is the customer's");
 
+    // An oauth2 connect comes back to the callback, which knows the handed-off browser: no sign-in there.
+    let res = browser
+        .post(s.server.url("/connections/connect"))
+        .form(&[("csrf_token", form_token.as_str()), ("provider", "google")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let state = query_param(&location(&res), "state").unwrap();
+    let mut callback = url::Url::parse(&s.server.url("/api/v1/connections/callback")).unwrap();
+    callback.query_pairs_mut().append_pair("state", &state).append_pair("error", "access_denied");
+    let res = browser.get(callback.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), s.server.url("/connections?error=access_denied"));
+
     // … and the code works once.
     let again = client().get(url).send().await.unwrap();
     assert_eq!(again.status(), 400);

@@ -119,6 +119,10 @@ impl AuthKind {
 
 #[derive(Debug)]
 pub struct OAuth2 {
+    /// The provider's issuer identifier, for a provider that names itself in its authorization
+    /// responses (RFC 9207 `iss`): the callback then requires `iss` to be exactly this, so an
+    /// answer from another authorization server (a mix-up) is refused.
+    pub issuer: Option<String>,
     pub authorize_url: Url,
     pub token_url: Url,
     /// RFC 7009 revocation, where the provider has one.

@@ -88,6 +88,7 @@ enum KindName {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOAuth2 {
+    issuer: Option<String>,
     authorize_url: Option<String>,
     token_url: Option<String>,
     revoke_url: Option<String>,
@@ -309,7 +310,16 @@ fn provider(
             {
                 return Err(e(&format!("oauth2.authorize_params.{p}"), "the connect flow sets this parameter itself"));
             }
+            // RFC 9207: an issuer is an https URL compared as a string, so it is kept as written.
+            let issuer = match &o.issuer {
+                Some(i) => {
+                    url(file, &id, "oauth2.issuer", i)?;
+                    Some(i.clone())
+                }
+                None => None,
+            };
             AuthKind::OAuth2(Box::new(OAuth2 {
+                issuer,
                 authorize_url: required("authorize_url", &o.authorize_url)?,
                 token_url: required("token_url", &o.token_url)?,
                 revoke_url: optional("revoke_url", &o.revoke_url)?,

@@ -204,6 +204,10 @@ fn urls_must_be_https() {
     assert_eq!(e.field, "logo_url");
     let e = error(Some("[google.oauth2]\ntoken_url = \"http://127.0.0.1:9000/token\""), None);
     assert_eq!(e.field, "oauth2.token_url");
+    let e = error(Some("[google.oauth2]\nissuer = \"http://accounts.example\""), None);
+    assert_eq!(e.field, "oauth2.issuer");
+    let c = load(Some("[google.oauth2]\nissuer = \"https://accounts.example\""), None).unwrap();
+    assert_eq!(oauth2(c.get("google").unwrap()).issuer.as_deref(), Some("https://accounts.example"), "kept as written");
     let c = load(Some("[google.oauth2]\ntoken_url = \"https://127.0.0.1:9000/token\""), None).unwrap();
     assert_eq!(oauth2(c.get("google").unwrap()).token_url.port(), Some(9000));
 }

@@ -7,6 +7,7 @@ use super::Result;
 use crate::UnixTime;
 use crate::connection::{Connection, ConnectionFlow, ConnectionStatus};
 use crate::ids::{ConnectionId, TenantId};
+use crate::restrictions::ProviderReach;
 
 /// The most connections one page lists.
 pub const MAX_CONNECTIONS_PAGE: u32 = 100;
@@ -24,6 +25,8 @@ pub struct ConnectionQuery {
     pub page: u32,
     /// 1 to `MAX_CONNECTIONS_PAGE`.
     pub limit: u32,
+    /// The providers the caller may reach; connections of others are neither listed nor counted.
+    pub providers: ProviderReach,
 }
 
 impl Default for ConnectionQuery {
@@ -37,6 +40,7 @@ impl Default for ConnectionQuery {
             descending: true,
             page: 1,
             limit: 20,
+            providers: ProviderReach::default(),
         }
     }
 }

@@ -197,22 +197,16 @@ impl Handler for ListConnections {
         // The caller's own connections (the tenant is the token's, never an argument), newest
         // first, without those of providers this grant or client may not use: an app kept away
         // from a provider does not learn that the account uses it.
-        let q = ConnectionQuery { limit: MAX_CONNECTIONS_PAGE, ..Default::default() };
+        let q = ConnectionQuery {
+            limit: MAX_CONNECTIONS_PAGE,
+            providers: ctx.restrictions.reach(ctx.client_providers.as_deref()),
+            ..Default::default()
+        };
         let page = self.store.list_connections(&ctx.account_id, &q).await.map_err(|e| {
             tracing::error!(error = %e, "listing connections failed");
             ToolError::Failed("the connections could not be read; retry".into())
         })?;
-        let visible: Vec<_> = page
-            .items
-            .iter()
-            .filter(|c| {
-                ctx.client_providers.as_ref().is_none_or(|allowed| allowed.contains(&c.provider_id))
-                    && ctx.restrictions.permission_for(&c.provider_id) != ProviderPermission::Disabled
-            })
-            .collect();
-        // Beyond the first page the hidden ones are not counted out (at most 100 are listed).
-        let hidden = (page.items.len() - visible.len()) as u64;
-        Ok(complete(json!({"connections": visible, "total": page.total - hidden})))
+        Ok(complete(json!({"connections": page.items, "total": page.total})))
     }
 }
 

@@ -130,8 +130,9 @@ impl ConnectionStore for Connections {
     async fn connection(&self, t: &TenantId, id: &ConnectionId) -> bk_domain::ports::Result<Option<Connection>> {
         Ok(self.0.iter().find(|c| &c.account_id == t && &c.id == id).cloned())
     }
-    async fn list_connections(&self, t: &TenantId, _: &ConnectionQuery) -> bk_domain::ports::Result<ConnectionPage> {
-        let items: Vec<Connection> = self.0.iter().filter(|c| &c.account_id == t).cloned().collect();
+    async fn list_connections(&self, t: &TenantId, q: &ConnectionQuery) -> bk_domain::ports::Result<ConnectionPage> {
+        let items: Vec<Connection> =
+            self.0.iter().filter(|c| &c.account_id == t && q.providers.allows(&c.provider_id)).cloned().collect();
         Ok(ConnectionPage { total: items.len() as u64, items })
     }
     async fn sealed_credential(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<Option<Vec<u8>>> {

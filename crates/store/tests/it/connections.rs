@@ -10,6 +10,7 @@ use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{
     AccountStore, ConnectionFlowStore, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt, Store,
 };
+use bk_domain::restrictions::ProviderReach;
 use bridgekeeper_store::SqlStore;
 
 macro_rules! connection_tests {
@@ -144,6 +145,17 @@ async fn connection_listing_filters_sorts_and_pages(store: &SqlStore) {
         .await
         .unwrap();
     assert_eq!(github.total, 9);
+    // What the caller may reach: only some providers, all but some, or none; counted the same way.
+    let reach = |providers: ProviderReach| ConnectionQuery { providers, limit: 5, ..Default::default() };
+    let only =
+        store.list_connections(&a, &reach(ProviderReach::Only(vec!["slack".into(), "jira".into()]))).await.unwrap();
+    assert_eq!((only.total, only.items.len()), (8, 5));
+    assert!(only.items.iter().all(|c| c.provider_id == "slack"));
+    let except = store.list_connections(&a, &reach(ProviderReach::Except(vec!["github".into()]))).await.unwrap();
+    assert_eq!(except.total, 16);
+    assert!(except.items.iter().all(|c| c.provider_id != "github"));
+    let none = store.list_connections(&a, &reach(ProviderReach::Only(vec![]))).await.unwrap();
+    assert_eq!((none.total, none.items.len()), (0, 0));
     let window = store
         .list_connections(
             &a,
