@@ -87,8 +87,8 @@ pub struct Api {
     pub vault: Vault,
     /// Calls providers' token and user-info endpoints (request-forgery safe).
     pub upstream: Arc<Upstream>,
-    /// How long a connection's refresh lease holds (longer than a call to a provider may take).
-    pub refresh_lease: std::time::Duration,
+    /// The credential broker: every use and refresh of a connection's credential.
+    pub broker: bk_connections::Broker,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).

@@ -18,6 +18,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "audit compact rows", include_str!("../migrations/sqlite/0008_audit_compact_rows.sql")),
     (9, "client registrations", include_str!("../migrations/sqlite/0009_client_registrations.sql")),
     (10, "connections", include_str!("../migrations/sqlite/0010_connections.sql")),
+    (11, "connection lease token", include_str!("../migrations/sqlite/0011_connection_lease_token.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -30,6 +31,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "audit compact rows", include_str!("../migrations/postgres/0008_audit_compact_rows.sql")),
     (9, "client registrations", include_str!("../migrations/postgres/0009_client_registrations.sql")),
     (10, "connections", include_str!("../migrations/postgres/0010_connections.sql")),
+    (11, "connection lease token", include_str!("../migrations/postgres/0011_connection_lease_token.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {
