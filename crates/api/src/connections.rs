@@ -18,7 +18,8 @@
 //!
 //! `DELETE /{id}` revokes the grant at the provider where it has a revocation endpoint (RFC 7009),
 //! then deletes the connection and its ciphertext. `PUT /{id}/refresh` refreshes its tokens now —
-//! exactly once however many callers ask at the same moment (`bk_connections::refresh`).
+//! exactly once however many callers ask at the same moment, through the credential broker the
+//! gateway uses (`bk_connections::broker`), which also audits the refresh and any status change.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,9 +29,9 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use bk_connections::broker::{BrokerError, RefreshOutcome};
 use bk_connections::catalog::{AuthKind, OAuth2, Provider};
 use bk_connections::oauth2::{UpstreamError, authorization_url, provider_user_id};
-use bk_connections::refresh::{RefreshOutcome, Refresher};
 use bk_connections::vault::Credential;
 use bk_crypto::secret::{new_token, token_hash};
 use bk_domain::audit::Outcome;
@@ -233,14 +234,6 @@ pub async fn refresh(
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let id = ConnectionId::from_string(id);
     reachable(&server, &who, account_id, &id).await?;
-    let refresher = Refresher {
-        store: server.store.as_ref(),
-        vault: &server.vault,
-        upstream: &server.upstream,
-        catalog: &server.catalog,
-        clock: server.clock.as_ref(),
-        lease: server.refresh_lease,
-    };
     let retry = |secs: i64, detail: &str| {
         let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Try again later", detail);
         if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
@@ -248,29 +241,16 @@ pub async fn refresh(
         }
         p
     };
-    match refresher.refresh(account_id, &id).await? {
-        RefreshOutcome::Missing => Err(Problem::not_found("connection")),
-        RefreshOutcome::Settled { connection, by_this_caller, previous } => {
-            if by_this_caller {
-                let ok = connection.status == ConnectionStatus::Active;
-                let outcome = if ok { Outcome::Success } else { Outcome::Failure };
-                server.emit(
-                    who.stamp(server.event("connection.refreshed", outcome))
-                        .target(&connection.id)
-                        .detail("provider", connection.provider_id.clone()),
-                );
-            }
-            if let Some(from) = previous {
-                server.emit(
-                    who.stamp(server.event("connection.status_changed", Outcome::Success))
-                        .target(&connection.id)
-                        .detail("provider", connection.provider_id.clone())
-                        .detail("from", from.as_str())
-                        .detail("to", connection.status.as_str()),
-                );
-            }
-            Ok(Json(view(&connection)).into_response())
+    let outcome = server.broker.refresh_now(account_id, &id).await.map_err(|e| match e {
+        BrokerError::Store(e) => {
+            tracing::error!(error = %e, "refreshing a connection failed");
+            Problem::server_error()
         }
+        _ => Problem::server_error(),
+    })?;
+    match outcome {
+        RefreshOutcome::Missing => Err(Problem::not_found("connection")),
+        RefreshOutcome::Settled { connection, .. } => Ok(Json(view(&connection)).into_response()),
         RefreshOutcome::CannotRefresh(c) => Err(Problem::new(
             StatusCode::CONFLICT,
             "Cannot refresh",

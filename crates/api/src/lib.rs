@@ -92,12 +92,12 @@ pub struct Api {
     pub vault: Vault,
     /// Calls providers' token and user-info endpoints (request-forgery safe).
     pub upstream: Arc<Upstream>,
-    /// How long a connection's refresh lease holds (longer than a call to a provider may take).
-    pub refresh_lease: std::time::Duration,
     /// Authenticates clients by id and secret (the white-label handoff).
     pub client_auth: Arc<dyn ClientAuthenticator>,
     /// Counts connect attempts (shared through Redis when configured).
     pub limiter: Arc<dyn bk_limits::Limiter>,
+    /// The credential broker: every use and refresh of a connection's credential.
+    pub broker: bk_connections::Broker,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).

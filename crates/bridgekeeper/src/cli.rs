@@ -47,6 +47,13 @@ pub enum Command {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Key material: the master key ring.
+    Keys {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Administration.
     Admin {
         #[command(flatten)]
@@ -78,6 +85,20 @@ pub enum Admin {
         #[command(subcommand)]
         action: ClientAction,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// The master keys of the configured ring (active first), how many stored values each seals,
+    /// and the signing keys.
+    List {
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
+    },
+    /// Re-seal every stored secret (connection credentials, client secret copies, signing keys)
+    /// under the active master key, row by row, while servers keep serving. Every instance must
+    /// already hold the active key in its ring (see the README).
+    RotateMaster,
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +170,72 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             drop(store);
             println!("migrations applied to {}", redact_url(&config.database_url()));
             Ok(())
+        }
+        Command::Keys { cfg, action } => {
+            let config = load(&cfg, None, None)?;
+            let (store, embedded) = crate::serve::open_store(&config).await?;
+            let master = crate::keys::master_key(&config, embedded)?;
+            match action {
+                KeysAction::List { format } => {
+                    let counts = crate::keys::sealed_by_key(&store).await?;
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+                    let signing = bk_domain::ports::SigningKeyStore::signing_keys(&store, now).await?;
+                    let ring: Vec<&str> = master.ids();
+                    let unknown: Vec<(&String, &usize)> =
+                        counts.iter().filter(|(id, _)| !ring.contains(&id.as_str())).collect();
+                    if format == "json" {
+                        let keys: Vec<serde_json::Value> = ring
+                            .iter()
+                            .enumerate()
+                            .map(|(i, id)| {
+                                serde_json::json!({"id": id, "active": i == 0, "sealed_values": counts.get(*id).copied().unwrap_or(0)})
+                            })
+                            .collect();
+                        let unknown: Vec<serde_json::Value> =
+                            unknown.iter().map(|(id, n)| serde_json::json!({"id": id, "sealed_values": n})).collect();
+                        let signing: Vec<serde_json::Value> = signing
+                            .iter()
+                            .enumerate()
+                            .map(|(i, k)| serde_json::json!({"kid": k.kid.as_str(), "alg": k.alg, "active": i == 0, "created_at": k.created_at}))
+                            .collect();
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&serde_json::json!({
+                                "master_keys": keys, "not_in_ring": unknown, "signing_keys": signing
+                            }))?
+                        );
+                    } else {
+                        for (i, id) in ring.iter().enumerate() {
+                            let role = if i == 0 { "active" } else { "open-only" };
+                            println!("master  {id:<20} {role:<10} seals {}", counts.get(*id).copied().unwrap_or(0));
+                        }
+                        for (id, n) in &unknown {
+                            println!("master  {id:<20} MISSING    seals {n} (not in this ring: these do not open)");
+                        }
+                        for (i, k) in signing.iter().enumerate() {
+                            let role = if i == 0 { "active" } else { "verify" };
+                            println!("signing {:<20} {role:<10} {} created={}", k.kid.as_str(), k.alg, k.created_at);
+                        }
+                    }
+                    Ok(())
+                }
+                KeysAction::RotateMaster => {
+                    let r = crate::keys::rotate_master(&store, &master).await?;
+                    println!(
+                        "re-sealed {} values under {} ({} already under it)",
+                        r.resealed,
+                        master.id(),
+                        r.already_current
+                    );
+                    if !r.failed.is_empty() {
+                        for f in &r.failed {
+                            println!("not re-sealed: {f}");
+                        }
+                        bail!("{} values were not re-sealed", r.failed.len());
+                    }
+                    Ok(())
+                }
+            }
         }
         Command::Admin { cfg, what: Admin::Account { action: AccountAction::Create { email, password_stdin } } } => {
             if !password_stdin {

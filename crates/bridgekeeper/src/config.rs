@@ -21,6 +21,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Base64 (standard or url-safe) of 32 random bytes. Required unless the database is the embedded SQLite.
     pub master_key: Option<String>,
+    /// Older (or not yet active) master keys that open but never seal: the master key ring during a
+    /// rotation (`bridgekeeper keys rotate-master`). A list in the file; in the environment
+    /// (`BRIDGEKEEPER_OPEN_ONLY_MASTER_KEYS`) base64 keys separated by commas.
+    #[serde(deserialize_with = "key_list")]
+    pub open_only_master_keys: Vec<String>,
     pub database: DatabaseConfig,
     pub tokens: TokenConfig,
     pub limits: LimitConfig,
@@ -52,6 +57,8 @@ pub struct ConnectionsConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// Time for a whole call to a provider (token exchange, user info).
     pub timeout_ms: u64,
+    /// A connection's access token is refreshed before use when it expires within this many seconds.
+    pub refresh_skew_secs: i64,
 }
 
 impl Default for ConnectionsConfig {
@@ -62,6 +69,7 @@ impl Default for ConnectionsConfig {
             allow_private_addresses: false,
             extra_ca_file: None,
             timeout_ms: 10_000,
+            refresh_skew_secs: 60,
         }
     }
 }
@@ -75,6 +83,7 @@ impl std::fmt::Debug for ConnectionsConfig {
             .field("allow_private_addresses", &self.allow_private_addresses)
             .field("extra_ca_file", &self.extra_ca_file)
             .field("timeout_ms", &self.timeout_ms)
+            .field("refresh_skew_secs", &self.refresh_skew_secs)
             .finish()
     }
 }
@@ -329,6 +338,7 @@ impl Default for Config {
             issuer: None,
             data_dir: PathBuf::from("./data"),
             master_key: None,
+            open_only_master_keys: Vec::new(),
             database: DatabaseConfig::default(),
             tokens: TokenConfig::default(),
             limits: LimitConfig::default(),
@@ -344,6 +354,20 @@ impl Default for Config {
     }
 }
 
+/// A list of keys, or one string of keys separated by commas (as an environment variable gives it).
+fn key_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Keys {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Keys::deserialize(d)? {
+        Keys::One(s) => s.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect(),
+        Keys::Many(v) => v,
+    })
+}
+
 /// Environment variables with a flat name map to these keys; anything else under the prefix must
 /// use `__` for nesting (`BRIDGEKEEPER_TOKENS__ACCESS_TOKEN_TTL_SECS`).
 const FLAT_ENV: &[(&str, &str)] = &[
@@ -351,6 +375,7 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("ISSUER", "issuer"),
     ("DATA_DIR", "data_dir"),
     ("MASTER_KEY", "master_key"),
+    ("OPEN_ONLY_MASTER_KEYS", "open_only_master_keys"),
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis.url"),
     ("LOG_FORMAT", "log.format"),
@@ -460,6 +485,9 @@ impl Config {
         }
         if !(100..=60_000).contains(&self.connections.timeout_ms) {
             bail!("connections.timeout_ms must be 100 to 60000");
+        }
+        if !(0..=3600).contains(&self.connections.refresh_skew_secs) {
+            bail!("connections.refresh_skew_secs must be 0 to 3600");
         }
         if self.limits.max_connections_per_account == 0 {
             bail!("limits.max_connections_per_account must be at least 1");

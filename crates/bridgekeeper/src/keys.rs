@@ -1,5 +1,11 @@
-//! Key material at start: the master key (from configuration, or generated under the data directory
-//! in embedded mode only) and the signing keys (sealed under the master key in the database).
+//! Key material at start: the master key ring (from configuration, or generated under the data
+//! directory in embedded mode only) and the signing keys (sealed under the master key in the
+//! database); and the operator's `keys list` and `keys rotate-master`.
+//!
+//! The master key ring: `master_key` seals (and opens); `open_only_master_keys` only open — the old
+//! key while `keys rotate-master` re-seals what it sealed, or a new key introduced to every instance
+//! before it becomes the active one. In embedded mode the `master.key` file holds one key per line,
+//! the first active.
 
 use std::path::Path;
 
@@ -33,8 +39,21 @@ fn hex(b: &[u8]) -> String {
 }
 
 pub fn master_key(config: &Config, embedded: bool) -> anyhow::Result<MasterKey> {
+    let open_only = config
+        .open_only_master_keys
+        .iter()
+        .map(|k| master_from_bytes(decode_key(k)?))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("open_only_master_keys")?;
+    let ring = |active: MasterKey, mut others: Vec<MasterKey>| -> anyhow::Result<MasterKey> {
+        others.extend(open_only);
+        others.retain(|k| k.id() != active.id());
+        let mut seen = std::collections::HashSet::new();
+        others.retain(|k| seen.insert(k.id().to_owned()));
+        Ok(active.with_others(others)?)
+    };
     if let Some(k) = &config.master_key {
-        return master_from_bytes(decode_key(k)?);
+        return ring(master_from_bytes(decode_key(k)?)?, Vec::new());
     }
     if !embedded {
         bail!(
@@ -44,12 +63,22 @@ pub fn master_key(config: &Config, embedded: bool) -> anyhow::Result<MasterKey> 
     let path = config.data_dir.join("master.key");
     if path.exists() {
         let s = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        return master_from_bytes(decode_key(&s)?);
+        let mut keys = s
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| master_from_bytes(decode_key(l)?))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("{}: one base64 key per line, the active one first", path.display()))?;
+        if keys.is_empty() {
+            bail!("{} holds no key", path.display());
+        }
+        let active = keys.remove(0);
+        return ring(active, keys);
     }
     let raw = random_bytes::<32>();
     write_private(&path, &STANDARD.encode(raw))?;
     tracing::warn!(path = %path.display(), "generated a new master key (embedded development mode); back it up, or set master_key in production");
-    master_from_bytes(raw)
+    ring(master_from_bytes(raw)?, Vec::new())
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -114,4 +143,107 @@ impl bk_oauth::KeySource for StoreKeys {
             .await
             .map_err(|e| e.to_string())?
     }
+}
+
+/// How many stored values each master key id seals (`keys list`).
+pub async fn sealed_by_key(store: &bk_store::SqlStore) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    use bk_domain::ports::{ConnectionStore, MasterSealedStore};
+    let mut counts = std::collections::BTreeMap::new();
+    let mut count = |sealed: &[u8]| {
+        let id = bk_crypto::envelope::key_id_of(sealed).unwrap_or("(unreadable)").to_owned();
+        *counts.entry(id).or_insert(0usize) += 1;
+    };
+    let mut after = None;
+    loop {
+        let page = store.sealed_credentials_page(after.as_ref(), 500).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        page.iter().for_each(|r| count(&r.sealed));
+    }
+    store.master_sealed_values().await?.iter().for_each(|v| count(&v.sealed));
+    Ok(counts)
+}
+
+/// What `keys rotate-master` did.
+#[derive(Debug, Default)]
+pub struct Rotation {
+    pub resealed: usize,
+    pub already_current: usize,
+    /// Values that did not open with any key of the ring (left as they are).
+    pub failed: Vec<String>,
+}
+
+/// Re-seals every value sealed under the master key that is not under the active key, row by row,
+/// each a compare-and-set on the old ciphertext: a refresh that stores a new credential meanwhile
+/// wins, and the row is read again and re-sealed if it still needs it. Safe while servers serve,
+/// as long as every instance's ring holds the active key.
+pub async fn rotate_master(store: &bk_store::SqlStore, master: &MasterKey) -> anyhow::Result<Rotation> {
+    use bk_domain::connection::credential_binding;
+    use bk_domain::ports::{ConnectionStore, MasterSealedKind, MasterSealedStore};
+    let active = master.id().to_owned();
+    let current = |sealed: &[u8]| bk_crypto::envelope::key_id_of(sealed) == Some(active.as_str());
+    let mut done = Rotation::default();
+    let mut after = None;
+    loop {
+        let page = store.sealed_credentials_page(after.as_ref(), 200).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for row in page {
+            let aad = credential_binding(&row.account_id, &row.id);
+            let mut sealed = row.sealed;
+            // A few rounds: each lost compare-and-set means a refresh just stored a newer credential.
+            for _ in 0..5 {
+                if current(&sealed) {
+                    done.already_current += 1;
+                    break;
+                }
+                let new = match master.open(&aad, &sealed) {
+                    Ok(plain) => {
+                        let plain = zeroize::Zeroizing::new(plain);
+                        master.seal(&aad, &plain)?
+                    }
+                    Err(_) => {
+                        done.failed.push(format!("connection {}", row.id));
+                        break;
+                    }
+                };
+                if store.reseal_credential(&row.account_id, &row.id, &sealed, &new).await? {
+                    done.resealed += 1;
+                    break;
+                }
+                match store.sealed_credential(&row.account_id, &row.id).await? {
+                    Some(now) => sealed = now,
+                    None => break, // deleted meanwhile
+                }
+            }
+        }
+    }
+    for v in store.master_sealed_values().await? {
+        if current(&v.sealed) {
+            done.already_current += 1;
+            continue;
+        }
+        let aad = match v.kind {
+            MasterSealedKind::ClientSecret => format!("client-secret:{}", v.id).into_bytes(),
+            MasterSealedKind::SigningKey => v.id.clone().into_bytes(),
+        };
+        let what = match v.kind {
+            MasterSealedKind::ClientSecret => "client secret",
+            MasterSealedKind::SigningKey => "signing key",
+        };
+        let new = match master.open(&aad, &v.sealed) {
+            Ok(plain) => master.seal(&aad, &zeroize::Zeroizing::new(plain))?,
+            Err(_) => {
+                done.failed.push(format!("{what} {}", v.id));
+                continue;
+            }
+        };
+        // A client secret replaced meanwhile was sealed under an instance's active key: leave it.
+        if store.reseal_value(v.kind, &v.id, &v.sealed, &new).await? {
+            done.resealed += 1;
+        } else {
+            done.failed.push(format!("{what} {} (changed meanwhile: run the command again)", v.id));
+        }
+    }
+    Ok(done)
 }

@@ -184,6 +184,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
     let vault = bk_connections::Vault::new(master.clone());
     let upstream = Arc::new(upstream(&config.connections)?);
+    let broker = bk_connections::Broker::new(
+        sql.clone(),
+        vault.clone(),
+        upstream.clone(),
+        catalog.clone(),
+        clock.clone(),
+        bk_connections::BrokerSettings {
+            refresh_skew_secs: config.connections.refresh_skew_secs,
+            // Longer than a call to a provider may take, so a live holder never loses it.
+            lease: std::time::Duration::from_millis(config.connections.timeout_ms) + std::time::Duration::from_secs(5),
+        },
+        audit.clone(),
+    );
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -205,10 +218,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         catalog,
         vault,
         upstream,
-        refresh_lease: std::time::Duration::from_millis(config.connections.timeout_ms)
-            + std::time::Duration::from_secs(5),
         client_auth: Arc::new(ClientSecrets(auth.clone())),
         limiter: limiter.clone(),
+        broker,
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),

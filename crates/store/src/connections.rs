@@ -8,7 +8,7 @@ use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus};
 use bk_domain::ids::{AccountId, ClientId, ConnectionId, TenantId};
 use bk_domain::ports::{
     ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
-    MAX_CONNECTIONS_PAGE, RefreshLease, Result, StoreError,
+    MAX_CONNECTIONS_PAGE, RefreshLease, Result, SealedConnection, SealedRow, StoreError,
 };
 use bk_domain::restrictions::ProviderReach;
 use sqlx::Row;
@@ -183,6 +183,26 @@ impl ConnectionStore for SqlStore {
         row.map(|r| r.try_get::<Vec<u8>, _>("credential").db()).transpose()
     }
 
+    async fn sealed_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<SealedConnection>> {
+        let sql = format!(
+            "SELECT {COLUMNS}, credential, refresh_generation FROM connections WHERE account_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .db()?;
+        row.map(|r| {
+            Ok(SealedConnection {
+                connection: connection_from_row(&r)?,
+                sealed: r.try_get("credential").db()?,
+                generation: r.try_get("refresh_generation").db()?,
+            })
+        })
+        .transpose()
+    }
+
     async fn update_connection(&self, tenant: &TenantId, c: &Connection, sealed: Option<&[u8]>) -> Result<bool> {
         // The credential is replaced only when given: COALESCE keeps the stored one otherwise.
         let r = sqlx::query(
@@ -213,10 +233,25 @@ impl ConnectionStore for SqlStore {
         id: &ConnectionId,
         now: UnixTime,
         until: UnixTime,
+        lease_token: &str,
     ) -> Result<LeaseAttempt> {
         // One statement: of many callers on any instance, one finds the lease free (or run out).
+        // The RETURNING clause sees the row after the update, so whether the previous holder
+        // finished is read first, under the same compare-and-set (the token it left behind).
+        let mut tx = self.begin_write().await?;
+        let previous: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT refresh_lease_token FROM connections WHERE account_id = $1 AND id = $2 \
+             AND (refresh_lease_until IS NULL OR refresh_lease_until <= $3)",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
         let sql = format!(
-            "UPDATE connections SET refresh_lease_until = $4 WHERE account_id = $1 AND id = $2 \
+            "UPDATE connections SET refresh_lease_until = $4, refresh_lease_token = $5 \
+             WHERE account_id = $1 AND id = $2 \
              AND (refresh_lease_until IS NULL OR refresh_lease_until <= $3) \
              RETURNING {COLUMNS}, credential, refresh_generation, refresh_failed_at"
         );
@@ -225,24 +260,29 @@ impl ConnectionStore for SqlStore {
             .bind(id.as_str())
             .bind(now)
             .bind(until)
-            .fetch_optional(&self.writer)
+            .bind(lease_token)
+            .fetch_optional(&mut *tx)
             .await
             .db()?;
         if let Some(r) = row {
-            return Ok(LeaseAttempt::Acquired(Box::new(RefreshLease {
+            let lease = RefreshLease {
                 connection: connection_from_row(&r)?,
                 sealed: r.try_get("credential").db()?,
                 generation: r.try_get("refresh_generation").db()?,
                 failed_at: r.try_get("refresh_failed_at").db()?,
-            })));
+                interrupted: matches!(previous, Some(Some(_))),
+            };
+            tx.commit().await.db()?;
+            return Ok(LeaseAttempt::Acquired(Box::new(lease)));
         }
         let held: Option<i64> =
             sqlx::query_scalar("SELECT refresh_generation FROM connections WHERE account_id = $1 AND id = $2")
                 .bind(tenant.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .db()?;
+        tx.commit().await.db()?;
         Ok(held.map_or(LeaseAttempt::Missing, |generation| LeaseAttempt::Held { generation }))
     }
 
@@ -252,12 +292,13 @@ impl ConnectionStore for SqlStore {
         c: &Connection,
         sealed: Option<&[u8]>,
         failed_at: Option<UnixTime>,
+        lease_token: &str,
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE connections SET scopes = $3, status = $4, expires_at = $5, can_refresh = $6, last_error = $7, \
              credential = COALESCE($8, credential), updated_at = $9, refresh_failed_at = $10, \
-             refresh_generation = refresh_generation + 1, refresh_lease_until = NULL \
-             WHERE account_id = $1 AND id = $2",
+             refresh_generation = refresh_generation + 1, refresh_lease_until = NULL, refresh_lease_token = NULL \
+             WHERE account_id = $1 AND id = $2 AND refresh_lease_token = $11",
         )
         .bind(tenant.as_str())
         .bind(c.id.as_str())
@@ -269,20 +310,58 @@ impl ConnectionStore for SqlStore {
         .bind(sealed.map(<[u8]>::to_vec))
         .bind(c.updated_at)
         .bind(failed_at)
+        .bind(lease_token)
         .execute(&self.writer)
         .await
         .db()?;
         Ok(r.rows_affected() == 1)
     }
 
-    async fn release_refresh_lease(&self, tenant: &TenantId, id: &ConnectionId) -> Result<()> {
-        sqlx::query("UPDATE connections SET refresh_lease_until = NULL WHERE account_id = $1 AND id = $2")
-            .bind(tenant.as_str())
-            .bind(id.as_str())
-            .execute(&self.writer)
-            .await
-            .db()?;
+    async fn release_refresh_lease(&self, tenant: &TenantId, id: &ConnectionId, lease_token: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE connections SET refresh_lease_until = NULL, refresh_lease_token = NULL \
+             WHERE account_id = $1 AND id = $2 AND refresh_lease_token = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(lease_token)
+        .execute(&self.writer)
+        .await
+        .db()?;
         Ok(())
+    }
+
+    async fn sealed_credentials_page(&self, after: Option<&ConnectionId>, limit: u32) -> Result<Vec<SealedRow>> {
+        let rows = sqlx::query(
+            "SELECT id, account_id, credential FROM connections WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|a| a.as_str().to_owned()))
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        rows.iter()
+            .map(|r| {
+                Ok(SealedRow {
+                    account_id: AccountId::from_string(r.try_get::<String, _>("account_id").db()?),
+                    id: ConnectionId::from_string(r.try_get::<String, _>("id").db()?),
+                    sealed: r.try_get("credential").db()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn reseal_credential(&self, tenant: &TenantId, id: &ConnectionId, old: &[u8], new: &[u8]) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE connections SET credential = $4 WHERE account_id = $1 AND id = $2 AND credential = $3")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .bind(old.to_vec())
+                .bind(new.to_vec())
+                .execute(&self.writer)
+                .await
+                .db()?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn delete_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<bool> {

@@ -1,9 +1,12 @@
-//! Signing keys (sealed private keys).
+//! Signing keys (sealed private keys), and the other values sealed under the master key outside
+//! connections (client secret copies), for re-sealing when the master key rotates.
 
 use async_trait::async_trait;
 use bk_domain::UnixTime;
 use bk_domain::ids::KeyId;
-use bk_domain::ports::{Result, SigningKeyStore, StoredSigningKey};
+use bk_domain::ports::{
+    MasterSealedKind, MasterSealedStore, MasterSealedValue, Result, SigningKeyStore, StoredSigningKey,
+};
 use sqlx::Row;
 
 use crate::SqlStore;
@@ -46,5 +49,46 @@ impl SigningKeyStore for SqlStore {
         .await
         .db()?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl MasterSealedStore for SqlStore {
+    async fn master_sealed_values(&self) -> Result<Vec<MasterSealedValue>> {
+        let mut out = Vec::new();
+        let rows = sqlx::query("SELECT id, secret_sealed FROM clients WHERE secret_sealed IS NOT NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        for r in &rows {
+            out.push(MasterSealedValue {
+                kind: MasterSealedKind::ClientSecret,
+                id: r.try_get("id").db()?,
+                sealed: r.try_get("secret_sealed").db()?,
+            });
+        }
+        let rows =
+            sqlx::query("SELECT kid, private_key FROM signing_keys ORDER BY kid").fetch_all(&self.pool).await.db()?;
+        for r in &rows {
+            out.push(MasterSealedValue {
+                kind: MasterSealedKind::SigningKey,
+                id: r.try_get("kid").db()?,
+                sealed: r.try_get("private_key").db()?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn reseal_value(&self, kind: MasterSealedKind, id: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let sql = match kind {
+            MasterSealedKind::ClientSecret => {
+                "UPDATE clients SET secret_sealed = $3 WHERE id = $1 AND secret_sealed = $2"
+            }
+            MasterSealedKind::SigningKey => {
+                "UPDATE signing_keys SET private_key = $3 WHERE kid = $1 AND private_key = $2"
+            }
+        };
+        let r = sqlx::query(sql).bind(id).bind(old.to_vec()).bind(new.to_vec()).execute(&self.writer).await.db()?;
+        Ok(r.rows_affected() == 1)
     }
 }

@@ -19,6 +19,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "client registrations", include_str!("../migrations/sqlite/0009_client_registrations.sql")),
     (10, "connections", include_str!("../migrations/sqlite/0010_connections.sql")),
     (11, "handoff codes", include_str!("../migrations/sqlite/0011_handoff_codes.sql")),
+    (12, "connection lease token", include_str!("../migrations/sqlite/0012_connection_lease_token.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -32,6 +33,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "client registrations", include_str!("../migrations/postgres/0009_client_registrations.sql")),
     (10, "connections", include_str!("../migrations/postgres/0010_connections.sql")),
     (11, "handoff codes", include_str!("../migrations/postgres/0011_handoff_codes.sql")),
+    (12, "connection lease token", include_str!("../migrations/postgres/0012_connection_lease_token.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

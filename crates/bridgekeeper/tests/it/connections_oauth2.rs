@@ -20,7 +20,7 @@ const CLIENT_REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 /// What the upstream saw.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// The PKCE challenge the test read from the authorization URL (the upstream's authorize step).
     challenge: Option<String>,
     exchanges: usize,
@@ -28,16 +28,21 @@ struct Seen {
     /// Bodies of revocation requests.
     revoked: Vec<String>,
     /// Refresh requests seen, and the one refresh token the upstream accepts now (rotated on use).
-    refreshes: usize,
-    valid_refresh: Option<String>,
+    pub(crate) refreshes: usize,
+    pub(crate) valid_refresh: Option<String>,
     /// The token endpoint answers refreshes with 503.
-    refresh_down: bool,
+    pub(crate) refresh_down: bool,
+    /// How long the token endpoint takes to answer a refresh, after it has rotated the refresh
+    /// token (400 ms when unset: slow enough that concurrent callers overlap).
+    pub(crate) refresh_delay_ms: Option<u64>,
+    /// Refresh answers written out in full.
+    pub(crate) answered: usize,
 }
 
-struct Upstream {
-    base: String,
-    seen: Arc<Mutex<Seen>>,
-    dir: tempfile::TempDir,
+pub(crate) struct Upstream {
+    pub(crate) base: String,
+    pub(crate) seen: Arc<Mutex<Seen>>,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 fn form(body: &str) -> std::collections::HashMap<String, String> {
@@ -46,7 +51,7 @@ fn form(body: &str) -> std::collections::HashMap<String, String> {
 
 /// `/token` (code `good-code` with the right verifier and client → tokens; anything else →
 /// `invalid_grant`) and `/userinfo` (for the issued access token), over HTTPS on localhost.
-async fn upstream() -> Upstream {
+pub(crate) async fn upstream() -> Upstream {
     let dir = tempfile::tempdir().unwrap();
     crate::client_metadata::make_certs(dir.path());
     use rustls::pki_types::pem::PemObject;
@@ -128,23 +133,29 @@ async fn upstream() -> Upstream {
                     }
                     "/token" if form(&body).get("grant_type").map(String::as_str) == Some("refresh_token") => {
                         let f = form(&body);
-                        let (n, valid, down) = {
+                        let (answer, delay) = {
                             let mut seen = seen.lock().unwrap();
                             seen.refreshes += 1;
-                            (seen.refreshes, seen.valid_refresh.clone(), seen.refresh_down)
+                            let n = seen.refreshes;
+                            let answer = if seen.refresh_down {
+                                reply("503 Service Unavailable", json!({}))
+                            } else if seen.valid_refresh.is_some() && f.get("refresh_token") == seen.valid_refresh.as_ref() && f.get("client_secret").map(String::as_str) == Some("bk-secret") {
+                                // Rotation, decided before answering (as a real server commits it):
+                                // the used refresh token stops working, a new one is issued.
+                                let next = format!("upstream-rt-{}", n + 1);
+                                seen.valid_refresh = Some(next.clone());
+                                reply("200 OK", json!({"access_token": format!("upstream-at-{}", n + 1), "refresh_token": next, "expires_in": 600, "token_type": "Bearer"}))
+                            } else {
+                                reply("400 Bad Request", json!({"error": "invalid_grant"}))
+                            };
+                            (answer, seen.refresh_delay_ms.unwrap_or(400))
                         };
-                        // Slow enough that concurrent callers overlap.
-                        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-                        if down {
-                            reply("503 Service Unavailable", json!({}))
-                        } else if valid.is_some() && f.get("refresh_token") == valid.as_ref() && f.get("client_secret").map(String::as_str) == Some("bk-secret") {
-                            // Rotation: the used refresh token stops working, a new one is issued.
-                            let next = format!("upstream-rt-{}", n + 1);
-                            seen.lock().unwrap().valid_refresh = Some(next.clone());
-                            reply("200 OK", json!({"access_token": format!("upstream-at-{}", n + 1), "refresh_token": next, "expires_in": 600, "token_type": "Bearer"}))
-                        } else {
-                            reply("400 Bad Request", json!({"error": "invalid_grant"}))
+                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                        if tls.write_all(answer.as_bytes()).await.is_ok() && tls.flush().await.is_ok() {
+                            seen.lock().unwrap().answered += 1;
                         }
+                        let _ = tls.shutdown().await;
+                        return;
                     }
                     "/token" => {
                         let f = form(&body);
@@ -202,7 +213,12 @@ fn server(up: &Upstream) -> (Server, tempfile::TempDir) {
 }
 
 /// A directory holding `providers.toml` with `testidp`.
-fn catalog(up: &Upstream) -> tempfile::TempDir {
+pub(crate) fn catalog(up: &Upstream) -> tempfile::TempDir {
+    catalog_with(up, "")
+}
+
+/// The same with `extra` providers after `testidp`.
+pub(crate) fn catalog_with(up: &Upstream, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("providers.toml");
     let base = &up.base;
@@ -222,6 +238,7 @@ scopes = ["read", "write"]
 client_id = "bk-client"
 client_secret = "bk-secret"
 authorize_params = {{ access_type = "offline" }}
+{extra}
 "#
         ),
     )
@@ -230,7 +247,7 @@ authorize_params = {{ access_type = "offline" }}
 }
 
 /// The environment of a server (or its peer) using the upstream; `dir` holds the catalog file.
-fn env_of(up: &Upstream, dir: &tempfile::TempDir) -> Vec<(&'static str, String)> {
+pub(crate) fn env_of(up: &Upstream, dir: &tempfile::TempDir) -> Vec<(&'static str, String)> {
     vec![
         ("BRIDGEKEEPER_CONNECTIONS__CATALOG_FILE", dir.path().join("providers.toml").to_string_lossy().into_owned()),
         ("BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES", "true".into()),
@@ -399,7 +416,7 @@ async fn a_slow_failing_huge_or_redirecting_token_endpoint_is_a_clear_error_and_
 
 /// Connects `testidp` for `token`'s account through the whole flow, the person's signed-in
 /// `browser` coming back; the connection id.
-async fn connect(server: &Server, up: &Upstream, token: &str, browser: &reqwest::Client) -> String {
+pub(crate) async fn connect(server: &Server, up: &Upstream, token: &str, browser: &reqwest::Client) -> String {
     let authorize = initiate(server, token).await;
     up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
     let state = query_param(&authorize, "state").unwrap();
@@ -408,7 +425,7 @@ async fn connect(server: &Server, up: &Upstream, token: &str, browser: &reqwest:
     query_param(&location(&res), "connectionId").unwrap()
 }
 
-async fn put_refresh(base: &str, token: &str, id: &str) -> reqwest::Response {
+pub(crate) async fn put_refresh(base: &str, token: &str, id: &str) -> reqwest::Response {
     reqwest::Client::new()
         .put(format!("{base}/api/v1/connections/{id}/refresh"))
         .bearer_auth(token)

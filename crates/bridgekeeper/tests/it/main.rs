@@ -7,6 +7,7 @@ mod cli;
 mod client_metadata;
 mod clients;
 mod connections;
+mod connections_broker;
 mod connections_oauth2;
 mod connections_page;
 mod discovery;

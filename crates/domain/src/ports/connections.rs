@@ -69,6 +69,10 @@ pub struct RefreshLease {
     pub generation: i64,
     /// The last transient refresh failure.
     pub failed_at: Option<UnixTime>,
+    /// The previous holder's lease ran out before it finished or released it: it stopped (crashed,
+    /// was killed) in the middle of a refresh, perhaps after the provider had rotated the refresh
+    /// token it was using.
+    pub interrupted: bool,
 }
 
 /// What became of an attempt to take a connection's refresh lease.
@@ -79,6 +83,20 @@ pub enum LeaseAttempt {
         generation: i64,
     },
     Missing,
+}
+
+/// A connection with its sealed credential, as the broker reads it on every use.
+pub struct SealedConnection {
+    pub connection: Connection,
+    pub sealed: Vec<u8>,
+    pub generation: i64,
+}
+
+/// One stored ciphertext sealed under the master key, for `keys rotate-master`.
+pub struct SealedRow {
+    pub account_id: crate::ids::AccountId,
+    pub id: ConnectionId,
+    pub sealed: Vec<u8>,
 }
 
 #[async_trait]
@@ -97,6 +115,8 @@ pub trait ConnectionStore: Send + Sync {
     async fn list_connections(&self, tenant: &TenantId, query: &ConnectionQuery) -> Result<ConnectionPage>;
     /// The sealed credential of a connection (for the vault to open).
     async fn sealed_credential(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Vec<u8>>>;
+    /// The connection, its sealed credential and its refresh generation, in one read.
+    async fn sealed_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<SealedConnection>>;
     /// Saves a connection's state (status, expiry, scopes, metadata, last error) and, when given, its
     /// new sealed credential in the same write; false if absent.
     async fn update_connection(
@@ -107,27 +127,39 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<bool>;
     /// Deletes the connection and its ciphertext; false if absent.
     async fn delete_connection(&self, tenant: &TenantId, id: &ConnectionId) -> Result<bool>;
-    /// Takes the connection's refresh lease until `until` unless another caller holds one that has
-    /// not run out (a compare-and-set: one holder at a time across instances).
+    /// Takes the connection's refresh lease until `until` for the holder `lease_token` unless another
+    /// caller holds one that has not run out (a compare-and-set: one holder at a time across
+    /// instances).
     async fn acquire_refresh_lease(
         &self,
         tenant: &TenantId,
         id: &ConnectionId,
         now: UnixTime,
         until: UnixTime,
+        lease_token: &str,
     ) -> Result<LeaseAttempt>;
     /// Stores a refresh's outcome — the connection's state and, when given, its new sealed credential
     /// (a rotated refresh token lands with its access token, in one write) and the time of a
-    /// transient failure — bumps the generation and releases the lease; false if absent.
+    /// transient failure — bumps the generation and releases the lease, if `lease_token` still holds
+    /// it. False, changing nothing, when it does not (the lease ran out and another caller took it,
+    /// or the connection is gone): a late holder never overwrites a newer outcome.
     async fn finish_refresh(
         &self,
         tenant: &TenantId,
         connection: &Connection,
         sealed: Option<&[u8]>,
         failed_at: Option<UnixTime>,
+        lease_token: &str,
     ) -> Result<bool>;
-    /// Releases the lease without changing anything (the refresh was not needed).
-    async fn release_refresh_lease(&self, tenant: &TenantId, id: &ConnectionId) -> Result<()>;
+    /// Releases the lease without changing anything (the refresh was not needed), if `lease_token`
+    /// still holds it.
+    async fn release_refresh_lease(&self, tenant: &TenantId, id: &ConnectionId, lease_token: &str) -> Result<()>;
+    /// Operator only (`keys rotate-master`), across tenants: up to `limit` stored credentials with
+    /// ids after `after`, in id order.
+    async fn sealed_credentials_page(&self, after: Option<&ConnectionId>, limit: u32) -> Result<Vec<SealedRow>>;
+    /// Replaces a connection's sealed credential with `new` if it is still exactly `old` (a
+    /// compare-and-set: a refresh that stored a new credential meanwhile wins); false otherwise.
+    async fn reseal_credential(&self, tenant: &TenantId, id: &ConnectionId, old: &[u8], new: &[u8]) -> Result<bool>;
 }
 
 #[async_trait]

@@ -22,3 +22,30 @@ pub trait SigningKeyStore: Send + Sync {
     async fn signing_keys(&self, now: UnixTime) -> Result<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<()>;
 }
+
+/// Values sealed under the master key outside connections (whose credentials are re-sealed through
+/// `ConnectionStore`), for `bridgekeeper keys rotate-master`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterSealedKind {
+    /// A confidential client's recoverable secret copy; bound to `client-secret:{client id}`.
+    ClientSecret,
+    /// A signing key's PKCS#8 private key; bound to its kid.
+    SigningKey,
+}
+
+/// One such value.
+#[derive(Clone, Debug)]
+pub struct MasterSealedValue {
+    pub kind: MasterSealedKind,
+    /// The client id or the kid.
+    pub id: String,
+    pub sealed: Vec<u8>,
+}
+
+#[async_trait]
+pub trait MasterSealedStore: Send + Sync {
+    /// Every client secret copy (deleted clients' included) and every signing key (retired ones included).
+    async fn master_sealed_values(&self) -> Result<Vec<MasterSealedValue>>;
+    /// Replaces the value with `new` if it is still exactly `old` (a compare-and-set); false otherwise.
+    async fn reseal_value(&self, kind: MasterSealedKind, id: &str, old: &[u8], new: &[u8]) -> Result<bool>;
+}

@@ -20,11 +20,11 @@ pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
 pub use connections::{
     ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
-    MAX_CONNECTIONS_PAGE, RefreshLease,
+    MAX_CONNECTIONS_PAGE, RefreshLease, SealedConnection, SealedRow,
 };
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use handoff::HandoffCodeStore;
-pub use keys::{SigningKeyStore, StoredSigningKey};
+pub use keys::{MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
 pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
 

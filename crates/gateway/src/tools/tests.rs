@@ -149,12 +149,20 @@ impl ConnectionStore for Connections {
     async fn delete_connection(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<bool> {
         Ok(false)
     }
+    async fn sealed_connection(
+        &self,
+        _: &TenantId,
+        _: &ConnectionId,
+    ) -> bk_domain::ports::Result<Option<bk_domain::ports::SealedConnection>> {
+        Ok(None)
+    }
     async fn acquire_refresh_lease(
         &self,
         _: &TenantId,
         _: &ConnectionId,
         _: i64,
         _: i64,
+        _: &str,
     ) -> bk_domain::ports::Result<LeaseAttempt> {
         Ok(LeaseAttempt::Missing)
     }
@@ -164,11 +172,28 @@ impl ConnectionStore for Connections {
         _: &Connection,
         _: Option<&[u8]>,
         _: Option<i64>,
+        _: &str,
     ) -> bk_domain::ports::Result<bool> {
         Ok(false)
     }
-    async fn release_refresh_lease(&self, _: &TenantId, _: &ConnectionId) -> bk_domain::ports::Result<()> {
+    async fn release_refresh_lease(&self, _: &TenantId, _: &ConnectionId, _: &str) -> bk_domain::ports::Result<()> {
         Ok(())
+    }
+    async fn sealed_credentials_page(
+        &self,
+        _: Option<&ConnectionId>,
+        _: u32,
+    ) -> bk_domain::ports::Result<Vec<bk_domain::ports::SealedRow>> {
+        Ok(Vec::new())
+    }
+    async fn reseal_credential(
+        &self,
+        _: &TenantId,
+        _: &ConnectionId,
+        _: &[u8],
+        _: &[u8],
+    ) -> bk_domain::ports::Result<bool> {
+        Ok(false)
     }
 }
 

@@ -48,6 +48,7 @@ connection_tests!(
     connection_credential_is_replaced_only_when_given_and_erased_with_the_row,
     connect_flows_are_taken_once_even_concurrently,
     refresh_lease_has_one_holder_and_finishing_bumps_the_generation,
+    a_credential_is_resealed_only_if_unchanged,
 );
 
 async fn account(store: &SqlStore) -> AccountId {
@@ -274,46 +275,93 @@ async fn refresh_lease_has_one_holder_and_finishing_bumps_the_generation(store: 
     store.insert_connection(&a, &c, b"old", 10).await.unwrap();
     let store = Arc::new(store.clone());
     let mut tries = Vec::new();
-    for _ in 0..8 {
+    for i in 0..8 {
         let (store, a, id) = (store.clone(), a.clone(), c.id.clone());
-        tries.push(tokio::spawn(async move { store.acquire_refresh_lease(&a, &id, 100, 130).await.unwrap() }));
+        tries.push(tokio::spawn(async move {
+            let token = format!("holder-{i}");
+            (token.clone(), store.acquire_refresh_lease(&a, &id, 100, 130, &token).await.unwrap())
+        }));
     }
-    let (mut acquired, mut held) = (0, 0);
+    let (mut acquired, mut held, mut holder) = (0, 0, String::new());
     for t in tries {
         match t.await.unwrap() {
-            LeaseAttempt::Acquired(l) => {
+            (token, LeaseAttempt::Acquired(l)) => {
                 acquired += 1;
+                holder = token;
                 assert_eq!((l.generation, l.sealed.as_slice(), l.failed_at), (0, &b"old"[..], None));
+                assert!(!l.interrupted, "nobody held it before");
             }
-            LeaseAttempt::Held { generation } => {
+            (_, LeaseAttempt::Held { generation }) => {
                 held += 1;
                 assert_eq!(generation, 0);
             }
-            LeaseAttempt::Missing => panic!("the connection exists"),
+            (_, LeaseAttempt::Missing) => panic!("the connection exists"),
         }
     }
     assert_eq!((acquired, held), (1, 7));
     // Another tenant finds nothing to lease.
     let b = account(&store).await;
-    assert!(matches!(store.acquire_refresh_lease(&b, &c.id, 100, 130).await.unwrap(), LeaseAttempt::Missing));
-    // A lease that ran out can be taken again (its holder died).
-    assert!(matches!(store.acquire_refresh_lease(&a, &c.id, 130, 160).await.unwrap(), LeaseAttempt::Acquired(_)));
+    assert!(matches!(store.acquire_refresh_lease(&b, &c.id, 100, 130, "x").await.unwrap(), LeaseAttempt::Missing));
+    // A lease that ran out can be taken again (its holder died): the new holder learns that the
+    // previous one stopped mid-refresh.
+    match store.acquire_refresh_lease(&a, &c.id, 130, 160, "second").await.unwrap() {
+        LeaseAttempt::Acquired(l) => assert!(l.interrupted),
+        _ => panic!("a lease that ran out is free"),
+    }
     c.expires_at = Some(5000);
     c.updated_at = 131;
-    assert!(store.finish_refresh(&a, &c, Some(b"new"), None).await.unwrap());
+    // The first holder, late, cannot store its outcome over the new holder's.
+    assert!(!store.finish_refresh(&a, &c, Some(b"late"), None, &holder).await.unwrap());
+    store.release_refresh_lease(&a, &c.id, &holder).await.unwrap();
+    assert!(matches!(
+        store.acquire_refresh_lease(&a, &c.id, 131, 160, "third").await.unwrap(),
+        LeaseAttempt::Held { generation: 0 }
+    ));
+    assert!(store.finish_refresh(&a, &c, Some(b"new"), None, "second").await.unwrap());
     assert_eq!(store.sealed_credential(&a, &c.id).await.unwrap().as_deref(), Some(&b"new"[..]));
-    match store.acquire_refresh_lease(&a, &c.id, 132, 160).await.unwrap() {
+    let row = store.sealed_connection(&a, &c.id).await.unwrap().unwrap();
+    assert_eq!((row.generation, row.sealed.as_slice(), row.connection.expires_at), (1, &b"new"[..], Some(5000)));
+    assert!(store.sealed_connection(&b, &c.id).await.unwrap().is_none(), "another tenant's id finds nothing");
+    match store.acquire_refresh_lease(&a, &c.id, 132, 160, "fourth").await.unwrap() {
         LeaseAttempt::Acquired(l) => {
-            assert_eq!((l.generation, l.connection.expires_at), (1, Some(5000)));
+            assert_eq!((l.generation, l.connection.expires_at, l.interrupted), (1, Some(5000), false));
         }
         _ => panic!("finishing releases the lease"),
     }
-    store.release_refresh_lease(&a, &c.id).await.unwrap();
-    assert!(store.finish_refresh(&a, &c, None, Some(133)).await.unwrap());
-    match store.acquire_refresh_lease(&a, &c.id, 134, 160).await.unwrap() {
+    store.release_refresh_lease(&a, &c.id, "fourth").await.unwrap();
+    assert!(!store.finish_refresh(&a, &c, None, Some(133), "fourth").await.unwrap(), "released: no longer held");
+    match store.acquire_refresh_lease(&a, &c.id, 134, 160, "fifth").await.unwrap() {
         LeaseAttempt::Acquired(l) => {
-            assert_eq!((l.generation, l.failed_at, l.sealed.as_slice()), (2, Some(133), &b"new"[..]))
+            assert_eq!((l.generation, l.failed_at, l.sealed.as_slice(), l.interrupted), (1, None, &b"new"[..], false));
         }
         _ => panic!("released"),
     }
+    assert!(store.finish_refresh(&a, &c, None, Some(135), "fifth").await.unwrap());
+    match store.acquire_refresh_lease(&a, &c.id, 136, 160, "sixth").await.unwrap() {
+        LeaseAttempt::Acquired(l) => assert_eq!((l.generation, l.failed_at), (2, Some(135))),
+        _ => panic!("finished"),
+    }
+}
+
+async fn a_credential_is_resealed_only_if_unchanged(store: &SqlStore) {
+    let a = account(store).await;
+    let c = connection(&a, "google", ConnectionStatus::Active, 10);
+    store.insert_connection(&a, &c, b"under-old-key", 10).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.sealed_credentials_page(after.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        seen.extend(page);
+    }
+    let row = seen.iter().find(|r| r.id == c.id).expect("listed across tenants");
+    assert_eq!((row.account_id.as_str(), row.sealed.as_slice()), (a.as_str(), &b"under-old-key"[..]));
+    // A refresh stored a new credential meanwhile: the re-seal of the old one does not apply.
+    store.update_connection(&a, &c, Some(b"refreshed")).await.unwrap();
+    assert!(!store.reseal_credential(&a, &c.id, b"under-old-key", b"resealed-old").await.unwrap());
+    assert!(store.reseal_credential(&a, &c.id, b"refreshed", b"resealed").await.unwrap());
+    assert_eq!(store.sealed_credential(&a, &c.id).await.unwrap().as_deref(), Some(&b"resealed"[..]));
+    let b = account(store).await;
+    assert!(!store.reseal_credential(&b, &c.id, b"resealed", b"x").await.unwrap(), "tenant first");
 }
