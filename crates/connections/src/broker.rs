@@ -292,11 +292,13 @@ impl Broker {
                     flights.insert(key.clone(), rx.clone());
                     let inner = self.inner.clone();
                     tokio::spawn(async move {
-                        let (account, id) = &key;
-                        let result = inner.refresh(account, id, seen_generation, trigger).await.map_err(Arc::new);
+                        let flight = Flight { inner, key };
+                        let (account, id) = &flight.key;
+                        let result =
+                            flight.inner.refresh(account, id, seen_generation, trigger).await.map_err(Arc::new);
                         // Gone from the map before the result is published: a caller arriving later
                         // starts a new flight, which sees the new generation and uses this result.
-                        inner.flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        drop(flight);
                         let _ = tx.send(Some(result));
                     });
                     rx
@@ -337,6 +339,19 @@ impl Broker {
                 }),
             },
         }
+    }
+}
+
+/// A flight in the map; leaving it (finished, or its task panicked) takes it out, so a failed
+/// flight never leaves later callers waiting on a channel nobody will answer.
+struct Flight {
+    inner: Arc<Inner>,
+    key: FlightKey,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.inner.flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
     }
 }
 

@@ -48,9 +48,8 @@ fn key(b64: &str) -> MasterKey {
     MasterKey::new(format!("mk-{}", &hex[..12]), raw).unwrap()
 }
 
-/// One instance's broker on the server's database: its own pool, upstream client and flights.
-async fn broker(server: &Server, up: &Upstream, dir: &tempfile::TempDir, master: MasterKey) -> (Broker, Arc<SqlStore>) {
-    let store = Arc::new(SqlStore::connect(&server.db_url(), 8).await.unwrap());
+/// The catalog file of `dir` and an upstream client trusting the test's CA, as a server builds them.
+fn catalog_and_client(up: &Upstream, dir: &tempfile::TempDir) -> (Catalog, bk_connections::Upstream) {
     let text = std::fs::read_to_string(dir.path().join("providers.toml")).unwrap();
     let catalog =
         Catalog::load(&CatalogSources { operator_file: Some(("providers.toml", &text)), config: None }, &|_| None)
@@ -62,13 +61,30 @@ async fn broker(server: &Server, up: &Upstream, dir: &tempfile::TempDir, master:
         max_body_bytes: 1 << 20,
     })
     .unwrap();
+    (catalog, upstream)
+}
+
+/// One instance's broker on the server's database: its own pool, upstream client and flights.
+async fn broker(server: &Server, up: &Upstream, dir: &tempfile::TempDir, master: MasterKey) -> (Broker, Arc<SqlStore>) {
+    broker_with_lease(server, up, dir, master, Duration::from_millis(6500)).await
+}
+
+async fn broker_with_lease(
+    server: &Server,
+    up: &Upstream,
+    dir: &tempfile::TempDir,
+    master: MasterKey,
+    lease: Duration,
+) -> (Broker, Arc<SqlStore>) {
+    let store = Arc::new(SqlStore::connect(&server.db_url(), 8).await.unwrap());
+    let (catalog, upstream) = catalog_and_client(up, dir);
     let broker = Broker::new(
         store.clone(),
         Vault::new(Arc::new(master)),
         Arc::new(upstream),
         Arc::new(catalog),
         Arc::new(bk_oauth::SystemClock),
-        BrokerSettings { refresh_skew_secs: 60, lease: Duration::from_millis(6500) },
+        BrokerSettings { refresh_skew_secs: 60, lease },
         Arc::new(bk_domain::audit::NoAudit),
     );
     (broker, store)
@@ -172,6 +188,51 @@ async fn credential_refreshes_once_for_100_callers_on_two_instances() {
     assert_eq!(up.seen.lock().unwrap().refreshes, 3);
     assert!(matches!(one.credential(&account, &id).await, Err(BrokerError::NotUsable { .. })));
     assert_eq!(up.seen.lock().unwrap().refreshes, 3, "an expired connection is not refreshed again");
+}
+
+#[tokio::test]
+async fn a_lease_taken_after_it_ran_out_is_not_overwritten_by_its_late_holder() {
+    let up = upstream().await;
+    let dir = catalog(&up);
+    let env: Vec<(&str, String)> = env_of(&up, &dir);
+    let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let token = Flow::signup(&server, "late@example.com").await.login_client("connections").await.1.access;
+    let id = connect(&server, &up, &token).await;
+    let account = AccountId::from_string(get(&server, &token, &id).await["accountId"].as_str().unwrap());
+    let id = ConnectionId::from_string(id);
+    // The slow instance's lease (1 s, to the second) runs out while the provider takes 1.4 s to
+    // answer it (within the 1.5 s client timeout).
+    let (slow, store) = broker_with_lease(&server, &up, &dir, key(&master_of(&server)), Duration::from_secs(1)).await;
+    let (other, _) = broker(&server, &up, &dir, key(&master_of(&server))).await;
+    let before = store.sealed_credential(&account, &id).await.unwrap().unwrap();
+    up.seen.lock().unwrap().refresh_delay_ms = Some(1400);
+    expire_at(&store, &account, &id, now() + 10).await;
+    let late = {
+        let (slow, account, id) = (slow.clone(), account.clone(), id.clone());
+        tokio::spawn(async move { slow.credential(&account, &id).await })
+    };
+    until("the slow instance's refresh", || up.seen.lock().unwrap().refreshes == 1).await;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    // The lease ran out: the other instance takes it. The provider has rotated the refresh token
+    // for the slow one, so it refuses this one, and the connection says the refresh was interrupted.
+    let theirs = other.credential(&account, &id).await;
+    assert!(
+        matches!(&theirs, Err(BrokerError::NotUsable { reason, .. }) if reason.contains("interrupted")),
+        "{theirs:?}"
+    );
+    // The slow instance got its answer after losing the lease: it stores nothing over the newer
+    // outcome and hands out nothing it did not store — that outcome, or (having waited as long as a
+    // caller waits) the old token, still good for a few seconds.
+    match late.await.unwrap() {
+        Err(BrokerError::NotUsable { .. }) => {}
+        Ok(c) => assert_eq!(access_token(&c), "upstream-at-1"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(up.seen.lock().unwrap().refreshes, 2);
+    let row = store.sealed_connection(&account, &id).await.unwrap().unwrap();
+    assert_eq!(row.connection.status.as_str(), "error");
+    assert_eq!(row.generation, 1, "one outcome stored");
+    assert_eq!(row.sealed, before, "the late holder's tokens were not written");
 }
 
 /// A refresh on an instance about to be killed (its answer may never come).
@@ -375,4 +436,141 @@ async fn master_key_rotation_keeps_every_connection_usable() {
     let c = store.connection(&account, &acme).await.unwrap().unwrap();
     assert!(store.update_connection(&account, &c, Some(&sealed)).await.unwrap());
     assert!(matches!(b.credential(&account, &acme).await, Err(BrokerError::Unreadable)));
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `bench/broker.sh` runs this (release build): the per-call cost of `credential()` with the token
+/// still good (one read and one AES-GCM open) next to its parts, the cost when it must refresh next
+/// to the upstream token endpoint called directly, and what a caller waiting on another's refresh
+/// sees next to the upstream's own latency — all measured in the same run, printed as ratios.
+#[tokio::test]
+#[ignore = "benchmark: bench/broker.sh"]
+async fn bench_credential() {
+    let up = upstream().await;
+    let dir = catalog(&up);
+    let env: Vec<(&str, String)> = env_of(&up, &dir);
+    let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+    let token = Flow::signup(&server, "bench@example.com").await.login_client("connections").await.1.access;
+    let id = connect(&server, &up, &token).await;
+    let account = AccountId::from_string(get(&server, &token, &id).await["accountId"].as_str().unwrap());
+    let id = ConnectionId::from_string(id);
+    let master = key(&master_of(&server));
+    let (b, store) = broker(&server, &up, &dir, key(&master_of(&server))).await;
+    let vault = Vault::new(Arc::new(master));
+    let (catalog, client) = catalog_and_client(&up, &dir);
+    let Some(bk_connections::AuthKind::OAuth2(o)) = catalog.get("testidp").map(|p| &p.auth) else { panic!() };
+    up.seen.lock().unwrap().refresh_delay_ms = Some(0);
+    let n = 2000;
+
+    // 1. The token is good: the read alone, the read + open, and credential(), in interleaved
+    //    rounds (the best round of each), so warm-up and caches favour none of them.
+    for _ in 0..200 {
+        b.credential(&account, &id).await.unwrap();
+    }
+    let (mut read, mut read_open, mut cached) = (f64::MAX, f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            store.sealed_connection(&account, &id).await.unwrap().unwrap();
+        }
+        read = read.min(micros(t.elapsed()) / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let row = store.sealed_connection(&account, &id).await.unwrap().unwrap();
+            drop(vault.open(&account, &id, &row.sealed).unwrap());
+        }
+        read_open = read_open.min(micros(t.elapsed()) / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            drop(b.credential(&account, &id).await.unwrap());
+        }
+        cached = cached.min(micros(t.elapsed()) / n as f64);
+    }
+    println!("{:<58} {read:>10.1} µs/call", "baseline: the database read alone (sealed_connection)");
+    println!("{:<58} {read_open:>10.1} µs/call", "baseline: read + vault open (AES-256-GCM, JSON)");
+    println!("{:<58} {cached:>10.1} µs/call", "credential(), token still good");
+
+    // 2. The upstream token endpoint called directly (TLS handshake + refresh), then credential()
+    //    on an expiring connection (read, lease, upstream, seal, store).
+    let rounds = 30;
+    let mut direct = Vec::new();
+    for _ in 0..rounds {
+        let rt = up.seen.lock().unwrap().valid_refresh.clone();
+        let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+        let t = std::time::Instant::now();
+        drop(client.refresh(o, &cred).await.unwrap());
+        direct.push(micros(t.elapsed()));
+    }
+    // The direct calls rotated the refresh token: store the current one so the broker can refresh.
+    let rt = up.seen.lock().unwrap().valid_refresh.clone();
+    let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+    let c = store.connection(&account, &id).await.unwrap().unwrap();
+    store.update_connection(&account, &c, Some(&vault.seal(&account, &id, &cred).unwrap())).await.unwrap();
+    let mut refreshing = Vec::new();
+    for _ in 0..rounds {
+        expire_at(&store, &account, &id, now() + 10).await;
+        let t = std::time::Instant::now();
+        drop(b.credential(&account, &id).await.unwrap());
+        refreshing.push(micros(t.elapsed()));
+    }
+    direct.sort_by(f64::total_cmp);
+    refreshing.sort_by(f64::total_cmp);
+    let (d50, r50) = (percentile(&direct, 0.5), percentile(&refreshing, 0.5));
+    println!("{:<58} {:>10.1} µs p50", "upstream token endpoint, called directly", d50);
+    println!("{:<58} {:>10.1} µs p50", "credential(), expiring: refreshes first", r50);
+
+    // 3. Single flight: 50 callers on an expiring connection while the upstream takes 200 ms.
+    up.seen.lock().unwrap().refresh_delay_ms = Some(200);
+    let mut upstream_slow = Vec::new();
+    let mut waiters = Vec::new();
+    for _ in 0..5 {
+        let rt = up.seen.lock().unwrap().valid_refresh.clone();
+        let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+        let t = std::time::Instant::now();
+        drop(client.refresh(o, &cred).await.unwrap());
+        upstream_slow.push(micros(t.elapsed()));
+        let rt = up.seen.lock().unwrap().valid_refresh.clone();
+        let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+        store.update_connection(&account, &c, Some(&vault.seal(&account, &id, &cred).unwrap())).await.unwrap();
+        expire_at(&store, &account, &id, now() + 10).await;
+        let before = up.seen.lock().unwrap().refreshes;
+        let mut calls = Vec::new();
+        for _ in 0..50 {
+            let (b, account, id) = (b.clone(), account.clone(), id.clone());
+            calls.push(tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                drop(b.credential(&account, &id).await.unwrap());
+                micros(t.elapsed())
+            }));
+        }
+        for c in calls {
+            waiters.push(c.await.unwrap());
+        }
+        assert_eq!(up.seen.lock().unwrap().refreshes, before + 1, "one refresh per round");
+    }
+    upstream_slow.sort_by(f64::total_cmp);
+    waiters.sort_by(f64::total_cmp);
+    let u50 = percentile(&upstream_slow, 0.5);
+    println!("{:<58} {:>10.1} µs p50", "upstream token endpoint taking 200 ms, called directly", u50);
+    println!(
+        "{:<58} {:>10.1} µs p50 {:>10.1} µs p99 {:>10.1} µs max",
+        "a caller among 50 during one single-flight refresh",
+        percentile(&waiters, 0.5),
+        percentile(&waiters, 0.99),
+        waiters[waiters.len() - 1]
+    );
+    println!("ratios (same run):");
+    println!("  credential() good token / database read alone        {:>8.2}", cached / read);
+    println!("  credential() good token / read + open                 {:>8.2}", cached / read_open);
+    println!("  credential() refreshing / upstream endpoint direct    {:>8.2}", r50 / d50);
+    println!("  credential() refreshing / credential() good token     {:>8.1}", r50 / cached);
+    println!("  waiter p50 / upstream endpoint (200 ms) direct        {:>8.2}", percentile(&waiters, 0.5) / u50);
+    println!("  waiter p99 / upstream endpoint (200 ms) direct        {:>8.2}", percentile(&waiters, 0.99) / u50);
 }
