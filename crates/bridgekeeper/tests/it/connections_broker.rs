@@ -196,8 +196,9 @@ async fn a_lease_taken_after_it_ran_out_is_not_overwritten_by_its_late_holder() 
     let dir = catalog(&up);
     let env: Vec<(&str, String)> = env_of(&up, &dir);
     let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
-    let token = Flow::signup(&server, "late@example.com").await.login_client("connections").await.1.access;
-    let id = connect(&server, &up, &token).await;
+    let flow = Flow::signup(&server, "late@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    let id = connect(&server, &up, &token, &flow.http).await;
     let account = AccountId::from_string(get(&server, &token, &id).await["accountId"].as_str().unwrap());
     let id = ConnectionId::from_string(id);
     // The slow instance's lease (1 s, to the second) runs out while the provider takes 1.4 s to
@@ -457,8 +458,9 @@ async fn bench_credential() {
     let dir = catalog(&up);
     let env: Vec<(&str, String)> = env_of(&up, &dir);
     let server = Server::start_with(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
-    let token = Flow::signup(&server, "bench@example.com").await.login_client("connections").await.1.access;
-    let id = connect(&server, &up, &token).await;
+    let flow = Flow::signup(&server, "bench@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    let id = connect(&server, &up, &token, &flow.http).await;
     let account = AccountId::from_string(get(&server, &token, &id).await["accountId"].as_str().unwrap());
     let id = ConnectionId::from_string(id);
     let master = key(&master_of(&server));
