@@ -136,11 +136,7 @@ fn query_of(raw: Option<&str>) -> Result<ConnectionQuery, Problem> {
 
 /// 429 with `Retry-After`.
 fn too_many(wait: u64, detail: &str) -> Problem {
-    let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail);
-    if let Ok(v) = header::HeaderValue::from_str(&wait.max(1).to_string()) {
-        p.headers.push((header::RETRY_AFTER, v));
-    }
-    p
+    Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail).retry_after(wait)
 }
 
 /// The caller's connection `id`, if it exists and is of a provider the caller may reach: a
@@ -235,11 +231,7 @@ pub async fn refresh(
     let id = ConnectionId::from_string(id);
     reachable(&server, &who, account_id, &id).await?;
     let retry = |secs: i64, detail: &str| {
-        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Try again later", detail);
-        if let Ok(v) = header::HeaderValue::from_str(&secs.max(1).to_string()) {
-            p.headers.push((header::RETRY_AFTER, v));
-        }
-        p
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Try again later", detail).retry_after(secs.max(1) as u64)
     };
     let outcome = server.broker.refresh_now(account_id, &id).await.map_err(|e| match e {
         BrokerError::Store(e) => {

@@ -20,6 +20,14 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// With `Retry-After` (at least one second).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            self.headers.push((header::RETRY_AFTER, v));
+        }
+        self
+    }
+
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
         Self { status, title, detail: detail.into(), field: None, headers: Vec::new() }
     }

@@ -15,32 +15,15 @@
 // off and this module serves the pages a real deployment serves, built on the
 // package's interaction API (interactionDetails / interactionFinished, Grant):
 // a login form that checks a password, and a consent page (approve or deny).
-import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import Provider from 'oidc-provider';
 
-function openssl(dir, args) {
-    try {
-        execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (err) {
-        throw new Error(`openssl ${args.join(' ')}: ${err.stderr?.toString() ?? err.message}`);
-    }
-}
-
-/** Writes ca.pem (+ key) and leaf.pem/leaf.key for localhost and 127.0.0.1 into `dir`. */
-async function makeCerts(dir) {
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl(dir, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=bridgekeeper e2e upstream CA',
-        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
-    openssl(dir, ['req', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=localhost']);
-    await writeFile(path.join(dir, 'leaf.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-    openssl(dir, ['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '2', '-extfile', 'leaf.ext']);
-}
+import { makeCerts } from '../../lib/certs.mjs';
 
 const esc = s =>
     String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
@@ -75,7 +58,7 @@ async function readForm(req) {
  */
 export async function startUpstream({ accessTokenTtl, user }) {
     const dir = await mkdtemp(path.join(tmpdir(), 'bk-e2e-upstream-'));
-    await makeCerts(dir);
+    await makeCerts(dir, 'bridgekeeper e2e upstream CA');
     let handler = (_req, res) => page(res, 503, 'Not ready', '');
     const server = createServer(
         { cert: await readFile(path.join(dir, 'leaf.pem')), key: await readFile(path.join(dir, 'leaf.key')) },

@@ -3,29 +3,12 @@
 // server on 127.0.0.1 serving the client's metadata document at
 // https://localhost:<port>/client.json. The server binary is told to trust the
 // CA (client_metadata_documents.extra_ca_file).
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-function openssl(dir, args) {
-    try {
-        execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (err) {
-        throw new Error(`openssl ${args.join(' ')}: ${err.stderr?.toString() ?? err.message}`);
-    }
-}
-
-/** Writes ca.pem (+ key) and leaf.pem/leaf.key for localhost and 127.0.0.1 into `dir`. */
-async function makeCerts(dir) {
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    openssl(dir, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=bridgekeeper e2e CA',
-        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
-    openssl(dir, ['req', ...ec, '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=localhost']);
-    await writeFile(path.join(dir, 'leaf.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-    openssl(dir, ['x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '2', '-extfile', 'leaf.ext']);
-}
+import { makeCerts } from '../../lib/certs.mjs';
 
 /**
  * Starts the document server. The document's client_id is its own URL, its one

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::harness::{Flow, Server, bin};
 
 /// An operator catalog adding an `api_key` provider.
-const ACME: &str = r#"
+pub(crate) const ACME: &str = r#"
 [acme]
 name = "Acme CRM"
 description = "Deals and contacts"

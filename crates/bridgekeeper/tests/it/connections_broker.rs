@@ -338,18 +338,10 @@ async fn kill_9_after_the_upstream_rotated_leaves_the_connection_usable_or_clear
     }
 }
 
-const ACME: &str = r#"
-[acme]
-name = "Acme CRM"
-auth = "api_key"
-api_key = { label = "Acme API token" }
-tools = { kind = "http" }
-"#;
-
 #[tokio::test]
 async fn master_key_rotation_keeps_every_connection_usable() {
     let up = upstream().await;
-    let dir = catalog_with(&up, ACME);
+    let dir = catalog_with(&up, crate::connections::ACME);
     let env: Vec<(&str, String)> = env_of(&up, &dir);
     let mut issuer_env = env.clone();
     issuer_env.push(("BRIDGEKEEPER_ISSUER", "http://127.0.0.1:1".into()));

@@ -7,17 +7,8 @@
 
 use serde_json::{Value, json};
 
+use crate::connections::ACME;
 use crate::harness::{Flow, PNG_DATA_URI, Server, client, input, location, operator_token, query_param};
-
-const ACME: &str = r#"
-[acme]
-name = "Acme CRM"
-description = "Deals and contacts"
-auth = "api_key"
-api_key = { label = "Acme API token", help = "Acme → Settings → API" }
-tools = { kind = "http" }
-read_tools = ["list_deals"]
-"#;
 
 const APP_CALLBACK: &str = "http://127.0.0.1:53682/callback";
 const APP_SETTINGS: &str = "https://yourapp.com/settings/integrations";
