@@ -54,6 +54,9 @@ echo "== e2e: TypeScript SDK v2 client, protocol revision 2026-07-28 (CIMD, stat
 echo "== e2e: connections broker against a real OAuth server (oidc-provider: login, consent, expiry, rotation, revocation)"
 "$here/connections/run.sh"
 
+echo "== e2e: connecting OAuth-protected MCP servers (MCP conformance suite, client auth scenarios, Bridgekeeper as the client)"
+"$here/mcp-auth/run.sh"
+
 echo "== e2e: Python SDK (OAuth flow, scope step-up)"
 "$here/python/run.sh"
 

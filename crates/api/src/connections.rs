@@ -14,7 +14,16 @@
 //!   browser signed in to another account, gets an error page.
 //! - `api_key` providers: the key may come in `providerParams.apiKey`; the connection is created at
 //!   once, the key sealed in the vault (201 with the connection, `authorizationUrl: null`).
-//! - `mcp` and `token_exchange` providers are not served yet (501 naming the kind).
+//! - `mcp` providers (a remote MCP server protecting itself with OAuth): `initiate` discovers its
+//!   authorization server (`bk_connections::mcp`), identifies Bridgekeeper there (client metadata
+//!   document, the operator's client, or a registration kept per issuer) and answers like
+//!   `oauth2`, with `resource` and PKCE; the callback checks `iss` as the server advertises it,
+//!   exchanges the code, and confirms the token with one `initialize` (its `serverInfo` becomes
+//!   the connection's metadata). What a refresh needs is sealed with the tokens.
+//! - `token_exchange` providers are not served yet (501 naming the kind).
+//!
+//! The PKCE verifier of a flow is never stored: it is derived from the flow's state under a
+//! server key, and only the returning browser carries the state.
 //!
 //! `DELETE /{id}` revokes the grant at the provider where it has a revocation endpoint (RFC 7009),
 //! then deletes the connection and its ciphertext. `PUT /{id}/refresh` refreshes its tokens now —
@@ -30,12 +39,16 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bk_connections::broker::{BrokerError, RefreshOutcome};
-use bk_connections::catalog::{AuthKind, OAuth2, Provider};
+use bk_connections::catalog::{AuthKind, McpServer, OAuth2, Provider, TokenAuth};
+use bk_connections::mcp::{McpAuth, McpClient, McpError, Registration};
 use bk_connections::oauth2::{UpstreamError, authorization_url, provider_user_id};
 use bk_connections::vault::Credential;
 use bk_crypto::secret::{new_token, token_hash};
 use bk_domain::audit::Outcome;
-use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus, FLOW_TTL_SECS, return_url_allowed};
+use bk_domain::connection::{
+    Connection, ConnectionFlow, ConnectionStatus, FLOW_TTL_SECS, UpstreamRegistration, return_url_allowed,
+    upstream_registration_binding,
+};
 use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, MAX_CONNECTIONS_PAGE};
 use bk_domain::scope::Scope;
@@ -261,12 +274,12 @@ pub async fn refresh(
 /// Revokes the connection's grant at its provider where the provider supports it: `revoked`,
 /// `unsupported`, or `failed` (the provider refused or could not be reached; logged).
 async fn revoke_upstream(server: &Api, c: &Connection) -> &'static str {
-    let Some(AuthKind::OAuth2(o)) = server.catalog.get(&c.provider_id).map(|p| &p.auth) else {
-        return "unsupported";
+    let catalog_oauth2 = match server.catalog.get(&c.provider_id).map(|p| &p.auth) {
+        Some(AuthKind::OAuth2(o)) if o.revoke_url.is_none() => return "unsupported",
+        Some(AuthKind::OAuth2(o)) => Some(o),
+        Some(AuthKind::Mcp(_)) => None,
+        _ => return "unsupported",
     };
-    if o.revoke_url.is_none() {
-        return "unsupported";
-    }
     let credential = match server.store.sealed_credential(&c.account_id, &c.id).await {
         Ok(Some(sealed)) => server.vault.open(&c.account_id, &c.id, &sealed),
         Ok(None) => return "unsupported",
@@ -281,6 +294,14 @@ async fn revoke_upstream(server: &Api, c: &Connection) -> &'static str {
             tracing::error!(connection = %c.id, error = %e, "a stored credential does not open");
             return "failed";
         }
+    };
+    // An `mcp` connection revokes where its tokens came from (kept with them).
+    let discovered = match (&credential, catalog_oauth2) {
+        (Credential::OAuth { upstream: Some(u), .. }, None) => u.auth.oauth2(u.client_secret.as_deref()).ok(),
+        _ => None,
+    };
+    let Some(o) = catalog_oauth2.map(|o| &**o).or(discovered.as_ref()) else {
+        return "unsupported";
     };
     match server.upstream.revoke(o, &credential).await {
         Ok(true) => "revoked",
@@ -398,6 +419,18 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
             }))
             .into_response())
         }
+        AuthKind::Mcp(m) => {
+            let url = start_mcp(&server, &who, &account_id, m, &provider.id, &redirect_url).await?;
+            server.emit(
+                who.stamp(server.event("connection.initiated", Outcome::Success))
+                    .detail("provider", provider.id.clone()),
+            );
+            Ok(Json(json!({
+                "authorizationUrl": url.as_str(),
+                "providerMetadata": crate::providers::view(&provider),
+            }))
+            .into_response())
+        }
         other => Err(Problem::new(
             StatusCode::NOT_IMPLEMENTED,
             "Not implemented",
@@ -453,19 +486,23 @@ fn callback_url(server: &Api) -> String {
     format!("{}/api/v1/connections/callback", server.issuer)
 }
 
-/// Records the flow (state digest, PKCE verifier, return URL) and builds the provider's URL.
-pub async fn start_oauth2(
+/// The PKCE verifier of the flow with this state: derived under a server key, never stored.
+fn pkce_verifier(server: &Api, state: &str) -> zeroize::Zeroizing<String> {
+    let key = bk_crypto::mac::MacKey::derive(server.master.raw(), "connect-pkce-verifier");
+    zeroize::Zeroizing::new(bk_crypto::secret::b64url(&key.sign(state.as_bytes())))
+}
+
+/// Records a flow under a new state (its digest, the account, client and return URL, and for
+/// `mcp` what discovery found) and returns the state.
+async fn record_flow(
     server: &Api,
     who: &Caller,
     account_id: &AccountId,
-    o: &OAuth2,
     provider_id: &str,
     redirect_url: &Url,
-) -> Result<Url, Problem> {
-    let client_id = o.client.client_id.as_deref().ok_or_else(Problem::server_error)?;
+    upstream: Option<String>,
+) -> Result<bk_crypto::secret::Secret, Problem> {
     let state = new_token("");
-    let verifier = o.pkce.then(|| zeroize::Zeroizing::new(new_token("").into_string()));
-    let challenge = verifier.as_deref().map(|v| bk_domain::pkce::s256(v));
     let now = server.clock.now();
     let flow = ConnectionFlow {
         state_hash: token_hash(state.expose()),
@@ -476,12 +513,182 @@ pub async fn start_oauth2(
         },
         provider_id: provider_id.to_owned(),
         redirect_url: redirect_url.to_string(),
-        code_verifier: verifier.as_deref().map(|v| v.to_string()),
+        upstream,
         created_at: now,
         expires_at: now + FLOW_TTL_SECS,
     };
     server.store.insert_connection_flow(account_id, &flow).await?;
+    Ok(state)
+}
+
+/// Records the flow and builds the provider's URL.
+pub async fn start_oauth2(
+    server: &Api,
+    who: &Caller,
+    account_id: &AccountId,
+    o: &OAuth2,
+    provider_id: &str,
+    redirect_url: &Url,
+) -> Result<Url, Problem> {
+    let client_id = o.client.client_id.as_deref().ok_or_else(Problem::server_error)?;
+    let state = record_flow(server, who, account_id, provider_id, redirect_url, None).await?;
+    let challenge = o.pkce.then(|| bk_domain::pkce::s256(&pkce_verifier(server, state.expose())));
     Ok(authorization_url(o, client_id, &callback_url(server), state.expose(), challenge.as_deref()))
+}
+
+/// What a tenant is told when a remote MCP server cannot be connected (the server's answers are
+/// the operator's concern, but the tenant learns which step failed).
+fn mcp_problem(provider_id: &str, e: &McpError) -> Problem {
+    tracing::warn!(provider = provider_id, error = %e, "connecting an MCP server failed");
+    Problem::new(StatusCode::BAD_GATEWAY, "Upstream MCP server", format!("cannot connect {provider_id:?}: {e}"))
+}
+
+/// Discovers the server's authorization server, settles how Bridgekeeper is known there, records
+/// the flow and builds the authorization URL.
+pub async fn start_mcp(
+    server: &Api,
+    who: &Caller,
+    account_id: &AccountId,
+    m: &McpServer,
+    provider_id: &str,
+    redirect_url: &Url,
+) -> Result<Url, Problem> {
+    let found = server.upstream.discover_mcp(m).await.map_err(|e| mcp_problem(provider_id, &e))?;
+    let redirect_uri = callback_url(server);
+    let auth: McpAuth = if let (true, Some(url)) = (found.accepts_documents, &server.connect_client.document_url) {
+        found.with_client(url.clone(), TokenAuth::None, Registration::Document)
+    } else if let Some(id) = &m.client.client_id {
+        let token_auth = if m.client.client_secret.is_some() { found.secret_auth() } else { TokenAuth::None };
+        found.with_client(id.clone(), token_auth, Registration::Preregistered)
+    } else if let Some(endpoint) = found.registration_endpoint.clone() {
+        let (client_id, token_auth) = registered_client(server, &found, &endpoint, &redirect_uri)
+            .await
+            .map_err(|e| mcp_problem(provider_id, &e))?;
+        found.with_client(client_id, token_auth, Registration::Dynamic)
+    } else {
+        return Err(mcp_problem(provider_id, &McpError::NoClientIdentity));
+    };
+    let o = auth.oauth2(None).map_err(|e| mcp_problem(provider_id, &e))?;
+    let upstream = serde_json::to_string(&auth).map_err(|_| Problem::server_error())?;
+    let state = record_flow(server, who, account_id, provider_id, redirect_url, Some(upstream)).await?;
+    let challenge = bk_domain::pkce::s256(&pkce_verifier(server, state.expose()));
+    Ok(authorization_url(&o, &auth.client_id, &redirect_uri, state.expose(), Some(&challenge)))
+}
+
+fn token_auth_name(a: TokenAuth) -> &'static str {
+    match a {
+        TokenAuth::None => "none",
+        TokenAuth::Body => "client_secret_post",
+        TokenAuth::Basic => "client_secret_basic",
+    }
+}
+
+fn token_auth_of(name: &str) -> TokenAuth {
+    match name {
+        "client_secret_post" => TokenAuth::Body,
+        "client_secret_basic" => TokenAuth::Basic,
+        _ => TokenAuth::None,
+    }
+}
+
+/// Bridgekeeper's registration at this issuer: the kept one while its secret is good, else a new
+/// one (kept, its secret sealed). Two flows registering at once settle on the one kept first.
+async fn registered_client(
+    server: &Api,
+    found: &bk_connections::mcp::Discovery,
+    endpoint: &Url,
+    redirect_uri: &str,
+) -> Result<(String, TokenAuth), McpError> {
+    let store_error = |e: bk_domain::ports::StoreError| {
+        tracing::error!(error = %e, "reading or keeping an upstream registration failed");
+        McpError::Registration("the registration could not be kept".into())
+    };
+    let now = server.clock.now();
+    let usable = |r: &UpstreamRegistration| r.secret_expires_at.is_none_or(|t| t > now + 60);
+    if let Some(r) = server.store.upstream_registration(&found.issuer, redirect_uri).await.map_err(store_error)? {
+        if usable(&r) {
+            return Ok((r.client_id.clone(), token_auth_of(&r.token_auth)));
+        }
+        server
+            .store
+            .forget_upstream_registration(&found.issuer, redirect_uri, &r.client_id)
+            .await
+            .map_err(store_error)?;
+    }
+    let registered = server
+        .upstream
+        .register(endpoint, redirect_uri, &server.connect_client.name, &server.issuer, found.secret_auth())
+        .await?;
+    let mut row = UpstreamRegistration {
+        issuer: found.issuer.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        client_id: registered.client_id.clone(),
+        secret_sealed: None,
+        token_auth: token_auth_name(registered.token_auth).to_owned(),
+        created_at: now,
+        secret_expires_at: registered.secret_expires_at,
+    };
+    if let Some(secret) = &registered.client_secret {
+        let sealed =
+            server.master.seal(&upstream_registration_binding(&row.id()), secret.as_bytes()).map_err(|_| {
+                tracing::error!("sealing an upstream client secret failed");
+                McpError::Registration("the registration could not be kept".into())
+            })?;
+        row.secret_sealed = Some(sealed);
+    }
+    server.store.save_upstream_registration(&row).await.map_err(store_error)?;
+    tracing::info!(issuer = %found.issuer, client_id = %registered.client_id, "registered at an upstream authorization server");
+    let kept = server.store.upstream_registration(&found.issuer, redirect_uri).await.map_err(store_error)?;
+    let kept = kept.ok_or_else(|| McpError::Registration("the registration could not be kept".into()))?;
+    Ok((kept.client_id.clone(), token_auth_of(&kept.token_auth)))
+}
+
+/// The secret of the kept registration `auth` was made under (`None`: a public client). Fails when
+/// the registration was replaced since the flow started.
+async fn registration_secret(server: &Api, auth: &McpAuth) -> Result<Option<String>, &'static str> {
+    let redirect_uri = callback_url(server);
+    let kept = match server.store.upstream_registration(&auth.issuer, &redirect_uri).await {
+        Ok(Some(r)) if r.client_id == auth.client_id => r,
+        Ok(_) => return Err("the registration at the authorization server changed meanwhile; connect again"),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an upstream registration failed");
+            return Err("the server could not complete the connection; try again");
+        }
+    };
+    match &kept.secret_sealed {
+        None => Ok(None),
+        Some(sealed) => server
+            .master
+            .open(&upstream_registration_binding(&kept.id()), sealed)
+            .ok()
+            .and_then(|plain| String::from_utf8(plain).ok())
+            .map(Some)
+            .ok_or("the registration's secret could not be read; connect again"),
+    }
+}
+
+/// Bridgekeeper's client ID metadata document (`GET /.well-known/oauth-client`): how it is known
+/// at upstream authorization servers that accept such documents.
+pub async fn client_document(State(server): State<Arc<Api>>) -> Response {
+    let client_id = server
+        .connect_client
+        .document_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/.well-known/oauth-client", server.issuer));
+    (
+        [(header::CACHE_CONTROL, "public, max-age=3600")],
+        Json(json!({
+            "client_id": client_id,
+            "client_name": server.connect_client.name,
+            "client_uri": server.issuer,
+            "redirect_uris": [callback_url(&server)],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            "application_type": "web",
+        })),
+    )
+        .into_response()
 }
 
 /// What the provider sends back (providers add parameters of their own: unknown ones are ignored).
@@ -655,11 +862,35 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
         back_to(&back, &params)
     };
     let provider: Option<Arc<Provider>> = server.catalog.get(&flow.provider_id).cloned();
-    let Some(o) = provider.as_ref().and_then(|p| match &p.auth {
-        AuthKind::OAuth2(o) => Some(o),
-        _ => None,
-    }) else {
-        return Err(fail("provider", "server_error", Some("the provider is no longer offered")));
+    // The provider's OAuth client: from the catalog, or (`mcp`) as discovery found it.
+    let discovered: OAuth2;
+    let mut mcp: Option<(McpClient, &McpServer)> = None;
+    let o: &OAuth2 = match (provider.as_ref().map(|p| &p.auth), flow.upstream.as_deref()) {
+        (Some(AuthKind::OAuth2(o)), None) => o,
+        (Some(AuthKind::Mcp(m)), Some(raw)) => {
+            let auth: McpAuth =
+                serde_json::from_str(raw).map_err(|_| error_page("The connection request is damaged."))?;
+            // RFC 9207 as the server advertises it, before anything else of the answer is used.
+            if let Err(why) = auth.check_iss(p.iss.as_deref()) {
+                tracing::warn!(provider = %flow.provider_id, "a connect callback's iss was refused");
+                return Err(fail("authorize", "invalid_request", Some(why)));
+            }
+            let secret = match auth.registration {
+                Registration::Document => None,
+                Registration::Preregistered => m.client.client_secret.as_ref().map(|s| s.expose().to_owned()),
+                Registration::Dynamic => match registration_secret(server, &auth).await {
+                    Ok(s) => s,
+                    Err(why) => return Err(fail("token", "server_error", Some(why))),
+                },
+            };
+            discovered = match auth.oauth2(secret.as_deref()) {
+                Ok(o) => o,
+                Err(_) => return Err(error_page("The connection request is damaged.")),
+            };
+            mcp = Some((McpClient { auth, client_secret: secret }, m));
+            &discovered
+        }
+        _ => return Err(fail("provider", "server_error", Some("the provider is no longer offered"))),
     };
     // RFC 9207: a provider that names itself must be the one that answered, error or code.
     if let Some(expected) = &o.issuer
@@ -681,7 +912,12 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
     };
     let tokens = match server
         .upstream
-        .exchange_code(o, code, &callback_url(server), flow.code_verifier.as_deref())
+        .exchange_code(
+            o,
+            code,
+            &callback_url(server),
+            o.pkce.then(|| pkce_verifier(server, state)).as_deref().map(|v| v.as_str()),
+        )
         .await
     {
         Ok(t) => t,
@@ -697,7 +933,38 @@ async fn finish_oauth2(server: &Api, headers: &HeaderMap, raw: Option<&str>) -> 
             return Err(fail("token", "server_error", Some("the provider's answer was not understood")));
         }
     };
-    let info = server.upstream.user_info(o, &tokens.credential).await;
+    let mut tokens = tokens;
+    let info = match &mcp {
+        None => server.upstream.user_info(o, &tokens.credential).await,
+        // The MCP server must take the token its authorization server issued; what it says of
+        // itself is the connection's metadata.
+        Some((_, m)) => {
+            let Credential::OAuth { access_token, .. } = &tokens.credential else {
+                return Err(fail("token", "server_error", Some("the provider's answer was not understood")));
+            };
+            match server.upstream.probe_mcp(&m.url, access_token).await {
+                Ok(info) => Some(info),
+                Err(why) if why.contains("HTTP 401") => {
+                    tracing::warn!(provider = %flow.provider_id, "the MCP server refused its new token");
+                    if let Err(e) = server.upstream.revoke(o, &tokens.credential).await {
+                        tracing::info!(error = %e, "revoking the refused grant failed");
+                    }
+                    return Err(fail(
+                        "probe",
+                        "access_denied",
+                        Some("the MCP server did not accept the token its authorization server issued"),
+                    ));
+                }
+                Err(why) => {
+                    tracing::info!(provider = %flow.provider_id, why = %why, "the MCP server did not answer initialize");
+                    None
+                }
+            }
+        }
+    };
+    if let (Credential::OAuth { upstream, .. }, Some((client, _))) = (&mut tokens.credential, mcp.take()) {
+        *upstream = Some(Box::new(client));
+    }
     let connection = Connection {
         id: ConnectionId::generate(),
         account_id: flow.account_id.clone(),

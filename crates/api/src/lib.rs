@@ -98,6 +98,17 @@ pub struct Api {
     pub limiter: Arc<dyn bk_limits::Limiter>,
     /// The credential broker: every use and refresh of a connection's credential.
     pub broker: bk_connections::Broker,
+    /// How Bridgekeeper introduces itself as the OAuth client of upstream MCP servers.
+    pub connect_client: ConnectClient,
+}
+
+/// Bridgekeeper as an OAuth client (the `mcp` connect kind).
+#[derive(Clone, Debug)]
+pub struct ConnectClient {
+    /// Its client ID metadata document URL (https), used where an authorization server accepts
+    /// them; `None`: only registrations.
+    pub document_url: Option<String>,
+    pub name: String,
 }
 
 /// Lifetimes and per-account quotas of what people create through this API (from configuration).
@@ -184,6 +195,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/connections", get(connections::list))
         .route("/api/v1/connections/initiate", post(connections::initiate))
         .route("/api/v1/connections/callback", get(connections::callback))
+        .route("/.well-known/oauth-client", get(connections::client_document))
         .route("/api/v1/connections/{id}", get(connections::get).delete(connections::delete))
         .route("/api/v1/connections/{id}/refresh", put(connections::refresh))
         .with_state(api)

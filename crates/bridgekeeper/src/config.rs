@@ -53,12 +53,22 @@ pub struct ConnectionsConfig {
     /// Also reach providers on loopback and private addresses (development and tests only: a
     /// provider's URLs are the operator's, but a name can be pointed anywhere).
     pub allow_private_addresses: bool,
+    /// Also reach providers on this machine over plain http (`localhost`, `127.0.0.1`, `[::1]`):
+    /// development and tests only; needs `allow_private_addresses`.
+    pub allow_http_loopback: bool,
     /// A PEM file of CA certificates trusted for providers, besides the system's.
     pub extra_ca_file: Option<PathBuf>,
     /// Time for a whole call to a provider (token exchange, user info).
     pub timeout_ms: u64,
     /// A connection's access token is refreshed before use when it expires within this many seconds.
     pub refresh_skew_secs: i64,
+    /// The client id Bridgekeeper uses at upstream MCP servers' authorization servers that accept
+    /// client ID metadata documents: an https URL serving the document of `GET
+    /// /.well-known/oauth-client` (default: that path under `public_url`, when it is https; an
+    /// operator may serve the same document elsewhere). Without an https URL, dynamic registration.
+    pub client_metadata_url: Option<String>,
+    /// The name Bridgekeeper gives itself as that client (metadata document, registrations).
+    pub client_name: String,
 }
 
 impl Default for ConnectionsConfig {
@@ -67,9 +77,12 @@ impl Default for ConnectionsConfig {
             catalog_file: None,
             providers: toml::Table::new(),
             allow_private_addresses: false,
+            allow_http_loopback: false,
             extra_ca_file: None,
             timeout_ms: 10_000,
             refresh_skew_secs: 60,
+            client_metadata_url: None,
+            client_name: "Bridgekeeper".into(),
         }
     }
 }
@@ -81,9 +94,12 @@ impl std::fmt::Debug for ConnectionsConfig {
             .field("catalog_file", &self.catalog_file)
             .field("providers", &self.providers.keys().collect::<Vec<_>>())
             .field("allow_private_addresses", &self.allow_private_addresses)
+            .field("allow_http_loopback", &self.allow_http_loopback)
             .field("extra_ca_file", &self.extra_ca_file)
             .field("timeout_ms", &self.timeout_ms)
             .field("refresh_skew_secs", &self.refresh_skew_secs)
+            .field("client_metadata_url", &self.client_metadata_url)
+            .field("client_name", &self.client_name)
             .finish()
     }
 }
@@ -530,6 +546,7 @@ impl Config {
                 name: "server configuration (connections.providers)",
                 providers: &self.connections.providers,
             }),
+            allow_http_loopback: self.connections.allow_http_loopback && self.connections.allow_private_addresses,
         };
         Ok(Catalog::load(&sources, &|var| std::env::var(var).ok())?)
     }

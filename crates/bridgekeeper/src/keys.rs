@@ -226,10 +226,12 @@ pub async fn rotate_master(store: &bk_store::SqlStore, master: &MasterKey) -> an
         let aad = match v.kind {
             MasterSealedKind::ClientSecret => format!("client-secret:{}", v.id).into_bytes(),
             MasterSealedKind::SigningKey => v.id.clone().into_bytes(),
+            MasterSealedKind::UpstreamClientSecret => bk_domain::connection::upstream_registration_binding(&v.id),
         };
         let what = match v.kind {
             MasterSealedKind::ClientSecret => "client secret",
             MasterSealedKind::SigningKey => "signing key",
+            MasterSealedKind::UpstreamClientSecret => "upstream registration",
         };
         let new = match master.open(&aad, &v.sealed) {
             Ok(plain) => master.seal(&aad, &zeroize::Zeroizing::new(plain))?,

@@ -221,6 +221,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         client_auth: Arc::new(ClientSecrets(auth.clone())),
         limiter: limiter.clone(),
         broker,
+        connect_client: connect_client(&config.connections, &issuer)?,
     });
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),
@@ -377,14 +378,49 @@ fn upstream(config: &crate::config::ConnectionsConfig) -> anyhow::Result<bk_conn
              (development only)"
         );
     }
+    if config.allow_http_loopback {
+        if !config.allow_private_addresses {
+            anyhow::bail!(
+                "connections.allow_http_loopback needs connections.allow_private_addresses (both are for development only)"
+            );
+        }
+        tracing::warn!(
+            "connections.allow_http_loopback is on: providers on this machine are reached over plain http (development only)"
+        );
+    }
     bk_connections::Upstream::new(bk_outbound::FetchPolicy {
         allow_private_addresses: config.allow_private_addresses,
+        allow_http_loopback: config.allow_http_loopback,
         extra_roots_pem,
         timeout: std::time::Duration::from_millis(config.timeout_ms),
         // Token and user-info answers are small; a provider sending more is not one.
         max_body_bytes: 1 << 20,
     })
     .map_err(|e| anyhow::anyhow!("connections: {e}"))
+}
+
+/// How Bridgekeeper introduces itself to upstream MCP servers' authorization servers.
+fn connect_client(config: &crate::config::ConnectionsConfig, issuer: &str) -> anyhow::Result<bk_api::ConnectClient> {
+    let name = config.client_name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        anyhow::bail!("connections.client_name must be 1 to 100 printable characters");
+    }
+    let document_url = match &config.client_metadata_url {
+        Some(u) => {
+            let parsed = url::Url::parse(u)
+                .map_err(|e| anyhow::anyhow!("connections.client_metadata_url {u:?} is not a URL: {e}"))?;
+            if parsed.scheme() != "https" || parsed.path() == "/" || parsed.fragment().is_some() {
+                anyhow::bail!(
+                    "connections.client_metadata_url must be an https URL with a path and no fragment (a client id \
+                     metadata document URL)"
+                );
+            }
+            Some(u.clone())
+        }
+        None if issuer.starts_with("https://") => Some(format!("{issuer}/.well-known/oauth-client")),
+        None => None,
+    };
+    Ok(bk_api::ConnectClient { document_url, name: name.to_owned() })
 }
 
 fn client_documents(
@@ -409,6 +445,7 @@ fn client_documents(
     }
     let fetcher = bk_outbound::SafeFetcher::new(bk_outbound::FetchPolicy {
         allow_private_addresses: config.allow_private_addresses,
+        allow_http_loopback: false,
         extra_roots_pem,
         timeout: std::time::Duration::from_millis(config.timeout_ms),
         max_body_bytes: config.max_bytes,

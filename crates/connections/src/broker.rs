@@ -355,6 +355,13 @@ impl Drop for Flight {
     }
 }
 
+/// Where a connection's refresh goes: the catalog's provider, or (`mcp`) the authorization server
+/// its credential was issued by.
+enum RefreshVia<'a> {
+    Catalog(&'a OAuth2),
+    Discovered,
+}
+
 fn not_usable(c: Connection) -> BrokerError {
     let reason = c.last_error.clone().unwrap_or_else(|| match c.status {
         ConnectionStatus::Expired => "the provider no longer accepts this connection: reconnect".into(),
@@ -377,9 +384,10 @@ impl Inner {
         }
     }
 
-    fn oauth2_of(&self, c: &Connection) -> Option<&OAuth2> {
+    fn refresh_via(&self, c: &Connection) -> Option<RefreshVia<'_>> {
         match &self.catalog.get(&c.provider_id)?.auth {
-            AuthKind::OAuth2(o) => Some(o),
+            AuthKind::OAuth2(o) => Some(RefreshVia::Catalog(o)),
+            AuthKind::Mcp(_) => Some(RefreshVia::Discovered),
             _ => None,
         }
     }
@@ -429,7 +437,7 @@ impl Inner {
                 LeaseAttempt::Acquired(held) => {
                     let decision = refresh_decision(&held.connection, held.generation, seen, held.failed_at, now);
                     let refreshable = match decision {
-                        RefreshDecision::Refresh => self.oauth2_of(&held.connection),
+                        RefreshDecision::Refresh => self.refresh_via(&held.connection),
                         _ => None,
                     };
                     let Some(provider) = refreshable else {
@@ -468,7 +476,7 @@ impl Inner {
         &self,
         account: &AccountId,
         held: bk_domain::ports::RefreshLease,
-        o: &OAuth2,
+        via: RefreshVia<'_>,
         token: &str,
         trigger: Trigger,
     ) -> Result<Option<RefreshOutcome>, StoreError> {
@@ -484,11 +492,27 @@ impl Inner {
                 return self.finished(account, c, None, None, token, held.generation, previous, trigger).await;
             }
         };
-        if !matches!(credential, Credential::OAuth { refresh_token: Some(_), .. }) {
+        // An `mcp` connection refreshes where its tokens came from (kept, sealed, with them).
+        let (discovered, carried) = match (&via, &credential) {
+            (RefreshVia::Discovered, Credential::OAuth { upstream: Some(u), .. }) => {
+                (u.auth.oauth2(u.client_secret.as_deref()).ok(), Some(u.clone()))
+            }
+            _ => (None, None),
+        };
+        let o = match (&via, &discovered) {
+            (RefreshVia::Catalog(o), _) => Some(*o),
+            (RefreshVia::Discovered, d) => d.as_ref(),
+        };
+        let Some(o) = o.filter(|_| matches!(credential, Credential::OAuth { refresh_token: Some(_), .. })) else {
             self.store.release_refresh_lease(account, &c.id, token).await?;
             return Ok(Some(RefreshOutcome::CannotRefresh(c)));
-        }
-        let result = self.upstream.refresh(o, &credential).await;
+        };
+        let result = self.upstream.refresh(o, &credential).await.map(|mut tokens| {
+            if let Credential::OAuth { upstream, .. } = &mut tokens.credential {
+                *upstream = carried;
+            }
+            tokens
+        });
         drop(credential);
         let now = self.clock.now();
         c.updated_at = now;

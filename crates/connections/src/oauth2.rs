@@ -100,6 +100,9 @@ pub fn authorization_url(
         if let Some(c) = code_challenge {
             q.append_pair("code_challenge", c).append_pair("code_challenge_method", "S256");
         }
+        if let Some(r) = &o.resource {
+            q.append_pair("resource", r);
+        }
         for (k, v) in &o.authorize_params {
             q.append_pair(k, v);
         }
@@ -117,6 +120,10 @@ impl Upstream {
         Ok(Self { http: SafeFetcher::new(policy)? })
     }
 
+    pub(crate) fn http(&self) -> &SafeFetcher {
+        &self.http
+    }
+
     /// Exchanges an authorization code at the provider's token endpoint.
     pub async fn exchange_code(
         &self,
@@ -130,6 +137,9 @@ impl Upstream {
         if let Some(v) = code_verifier {
             params.push(("code_verifier", v));
         }
+        if let Some(r) = &o.resource {
+            params.push(("resource", r));
+        }
         let req = self.client_request(o, &o.token_url, &mut params)?;
         let answer = self.http.send(req).await?;
         token_response(answer, o.token_path.as_deref())
@@ -142,6 +152,9 @@ impl Upstream {
             return Err(UpstreamError::Malformed("the connection holds no refresh token"));
         };
         let mut params: Vec<(&str, &str)> = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        if let Some(r) = &o.resource {
+            params.push(("resource", r));
+        }
         let req = self.client_request(o, &o.token_url, &mut params)?;
         let answer = self.http.send(req).await?;
         let mut tokens = token_response(answer, o.token_path.as_deref())?;
@@ -176,16 +189,21 @@ impl Upstream {
         url: &Url,
         params: &mut Vec<(&'a str, &'a str)>,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-        let (Some(client_id), Some(secret)) = (o.client.client_id.as_deref(), o.client.client_secret.as_ref()) else {
-            return Err(UpstreamError::Malformed("the provider's client credentials are not configured"));
-        };
+        let client_id = o.client.client_id.as_deref();
+        let secret = o.client.client_secret.as_ref();
         let mut req = self.http.client().post(url.clone()).header(reqwest::header::ACCEPT, "application/json");
-        match o.token_auth {
-            TokenAuth::Body => {
+        match (o.token_auth, client_id, secret) {
+            (TokenAuth::None, Some(client_id), _) => params.push(("client_id", client_id)),
+            (TokenAuth::Body, Some(client_id), Some(secret)) => {
                 params.push(("client_id", client_id));
                 params.push(("client_secret", secret.expose()));
             }
-            TokenAuth::Basic => req = req.basic_auth(client_id, Some(secret.expose())),
+            (TokenAuth::Basic, Some(client_id), Some(secret)) => {
+                // RFC 6749 §2.3.1: both form-encoded before they are joined.
+                let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                req = req.basic_auth(enc(client_id), Some(enc(secret.expose())));
+            }
+            _ => return Err(UpstreamError::Malformed("the provider's client credentials are not configured")),
         }
         Ok(match o.token_body {
             TokenBody::Form => req.form(&params),
@@ -279,6 +297,7 @@ fn token_response(answer: Answer, token_path: Option<&str>) -> Result<Tokens, Up
             access_token,
             refresh_token: f.refresh_token.filter(|t| !t.is_empty()),
             token_type: f.token_type.unwrap_or_else(|| "Bearer".into()),
+            upstream: None,
         },
         expires_in,
         scopes,
@@ -290,12 +309,12 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, v: Value) -> Answer {
-        Answer { status, body: v.to_string().into_bytes() }
+        Answer { status, headers: Default::default(), body: v.to_string().into_bytes() }
     }
 
     #[test]
     fn a_revocation_refused_in_a_200_body_is_not_counted_as_revoked() {
-        assert!(revocation_outcome(&Answer { status: 200, body: Vec::new() }).unwrap());
+        assert!(revocation_outcome(&Answer { status: 200, headers: Default::default(), body: Vec::new() }).unwrap());
         assert!(revocation_outcome(&answer(200, serde_json::json!({"ok": true}))).unwrap());
         let slack = revocation_outcome(&answer(200, serde_json::json!({"ok": false, "error": "invalid_auth"})));
         assert!(matches!(slack, Err(UpstreamError::Refused { ref error, .. }) if error == "invalid_auth"));
@@ -338,7 +357,7 @@ mod tests {
         );
         assert!(matches!(token_response(answer(503, serde_json::json!({})), None), Err(UpstreamError::Unavailable(_))));
         assert!(matches!(
-            token_response(Answer { status: 200, body: b"<html>".to_vec() }, None),
+            token_response(Answer { status: 200, headers: Default::default(), body: b"<html>".to_vec() }, None),
             Err(UpstreamError::Malformed(_))
         ));
         assert!(matches!(
@@ -346,7 +365,7 @@ mod tests {
             Err(UpstreamError::Malformed(_))
         ));
         assert!(matches!(
-            token_response(Answer { status: 401, body: b"no".to_vec() }, None),
+            token_response(Answer { status: 401, headers: Default::default(), body: b"no".to_vec() }, None),
             Err(UpstreamError::Refused { .. })
         ));
     }

@@ -27,6 +27,10 @@ pub enum Credential {
         refresh_token: Option<String>,
         /// As the provider named it (`Bearer` when it said nothing).
         token_type: String,
+        /// For an `mcp` provider: the authorization server and client the tokens came from, which
+        /// a refresh or revocation needs (they were discovered, not configured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upstream: Option<Box<crate::mcp::McpClient>>,
     },
     /// A scoped token the tenant's backend issued (`token_exchange` providers).
     Exchanged { token: String },
@@ -46,10 +50,13 @@ impl Zeroize for Credential {
     fn zeroize(&mut self) {
         match self {
             Credential::ApiKey { key } => key.zeroize(),
-            Credential::OAuth { access_token, refresh_token, token_type } => {
+            Credential::OAuth { access_token, refresh_token, token_type, upstream } => {
                 access_token.zeroize();
                 refresh_token.zeroize();
                 token_type.zeroize();
+                if let Some(u) = upstream {
+                    u.zeroize();
+                }
             }
             Credential::Exchanged { token } => token.zeroize(),
         }
@@ -129,6 +136,7 @@ mod tests {
             access_token: "ya29.upstream-access".into(),
             refresh_token: Some("1//upstream-refresh".into()),
             token_type: "Bearer".into(),
+            upstream: None,
         }
     }
 
@@ -177,7 +185,7 @@ mod tests {
         let mut c = oauth();
         c.zeroize();
         match &c {
-            Credential::OAuth { access_token, refresh_token, token_type } => {
+            Credential::OAuth { access_token, refresh_token, token_type, .. } => {
                 assert!(access_token.is_empty() && refresh_token.is_none() && token_type.is_empty());
             }
             other => panic!("{other:?}"),

@@ -116,8 +116,9 @@ pub const FLOW_TTL_SECS: i64 = 600;
 
 /// A connect flow under way: started by `initiate`, finished (once) by the provider's redirect to
 /// the callback. Found by the digest of its `state`, the only thing the returning browser brings;
-/// bound to the account, the client and the return URL it was started with. No `Debug`: it holds
-/// the PKCE verifier.
+/// bound to the account, the client and the return URL it was started with. It holds no secret:
+/// the PKCE verifier is derived from the state under a server key, so a copy of this row without
+/// the state (which only the browser carries) gives nothing.
 #[derive(Clone)]
 pub struct ConnectionFlow {
     /// SHA-256 of the `state` sent to the provider (random, 256 bits).
@@ -128,9 +129,9 @@ pub struct ConnectionFlow {
     pub provider_id: String,
     /// Where the browser goes when the flow ends, checked at `initiate`.
     pub redirect_url: String,
-    /// The PKCE verifier, when the provider takes PKCE. Kept for the flow's ten minutes only; useless
-    /// without the authorization code, which the provider sends only to the callback.
-    pub code_verifier: Option<String>,
+    /// For an `mcp` provider: what discovery found (the authorization server, its endpoints, the
+    /// client id Bridgekeeper is known by there, the resource), as JSON. No secret in it.
+    pub upstream: Option<String>,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
 }
@@ -139,6 +140,39 @@ impl ConnectionFlow {
     pub fn is_current(&self, now: UnixTime) -> bool {
         now < self.expires_at
     }
+}
+
+/// Bridgekeeper's client registration (RFC 7591) at an upstream authorization server, kept per
+/// issuer and redirect URI so each connect flow does not register again.
+#[derive(Clone)]
+pub struct UpstreamRegistration {
+    pub issuer: String,
+    pub redirect_uri: String,
+    pub client_id: String,
+    /// The client secret, when the server issued one, sealed under the master key and bound to
+    /// [`upstream_registration_binding`].
+    pub secret_sealed: Option<Vec<u8>>,
+    /// `none`, `client_secret_basic` or `client_secret_post`.
+    pub token_auth: String,
+    pub created_at: UnixTime,
+    /// When the server said the secret stops working (`client_secret_expires_at`, 0 = never).
+    pub secret_expires_at: Option<UnixTime>,
+}
+
+impl UpstreamRegistration {
+    /// The row's key (and the id `keys rotate-master` names it by).
+    pub fn id(&self) -> String {
+        upstream_registration_id(&self.issuer, &self.redirect_uri)
+    }
+}
+
+pub fn upstream_registration_id(issuer: &str, redirect_uri: &str) -> String {
+    format!("{issuer} {redirect_uri}")
+}
+
+/// The associated data binding a registration's sealed secret to its row.
+pub fn upstream_registration_binding(id: &str) -> Vec<u8> {
+    format!("upstream-client-secret:{id}").into_bytes()
 }
 
 /// The associated data that binds a sealed credential to its row: a ciphertext copied to another
@@ -225,7 +259,7 @@ mod tests {
             client_id: None,
             provider_id: "github".into(),
             redirect_url: "https://app.example/done".into(),
-            code_verifier: None,
+            upstream: None,
             created_at: 1000,
             expires_at: 1000 + FLOW_TTL_SECS,
         };

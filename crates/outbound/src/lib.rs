@@ -19,6 +19,9 @@ use url::Url;
 pub struct FetchPolicy {
     /// Also reach loopback and private addresses (development only: a document served from this machine).
     pub allow_private_addresses: bool,
+    /// Also plain `http` to a loopback host (`localhost`, `127.0.0.1`, `[::1]`). Development and
+    /// tests only, and only together with `allow_private_addresses`: a server on this machine.
+    pub allow_http_loopback: bool,
     /// PEM certificates trusted besides the system's roots (a development or internal CA).
     pub extra_roots_pem: Option<Vec<u8>>,
     /// The whole exchange, connection to last byte.
@@ -59,6 +62,8 @@ pub struct Fetched {
 /// An answer of any status (but a redirect) and its bounded body.
 pub struct Answer {
     pub status: u16,
+    /// The response's headers (`WWW-Authenticate`, `Content-Type`, `Mcp-Session-Id`).
+    pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
 }
 
@@ -94,7 +99,7 @@ impl Resolve for FilteringResolver {
 impl SafeFetcher {
     pub fn new(policy: FetchPolicy) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
-            .https_only(true)
+            .https_only(!(policy.allow_http_loopback && policy.allow_private_addresses))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(policy.timeout)
@@ -116,7 +121,7 @@ impl SafeFetcher {
     /// Refuses what is not https, and literal addresses the policy does not allow (they never
     /// reach the resolver).
     fn check_target(&self, url: &Url) -> Result<(), FetchError> {
-        if url.scheme() != "https" {
+        if url.scheme() != "https" && !(url.scheme() == "http" && self.http_allowed(url)) {
             return Err(FetchError::NotHttps);
         }
         let literal = match url.host() {
@@ -133,6 +138,19 @@ impl SafeFetcher {
         Ok(())
     }
 
+    /// Plain http only to a loopback host, and only when the policy allows private addresses and
+    /// http on loopback.
+    fn http_allowed(&self, url: &Url) -> bool {
+        self.policy.allow_http_loopback
+            && self.policy.allow_private_addresses
+            && match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    }
+
     /// Sends `request` (built on `client()`), and reads an answer of any status but a redirect, at
     /// most `max_body_bytes`, all within the time limit. For APIs whose errors carry a body (an
     /// OAuth token endpoint answers 400 with JSON).
@@ -147,8 +165,9 @@ impl SafeFetcher {
             if status.is_redirection() {
                 return Err(FetchError::Redirect(status.as_u16()));
             }
+            let headers = std::mem::take(res.headers_mut());
             let body = self.read_body(&url, &mut res).await?;
-            Ok(Answer { status: status.as_u16(), body })
+            Ok(Answer { status: status.as_u16(), headers, body })
         };
         match tokio::time::timeout(self.policy.timeout, work).await {
             Ok(r) => r,
@@ -247,6 +266,7 @@ mod tests {
     fn fetcher() -> SafeFetcher {
         SafeFetcher::new(FetchPolicy {
             allow_private_addresses: false,
+            allow_http_loopback: false,
             extra_roots_pem: None,
             timeout: Duration::from_secs(2),
             max_body_bytes: 5120,
@@ -265,6 +285,27 @@ mod tests {
         }
         let e = f.get(&Url::parse("http://example.com/x").unwrap(), "*/*").await.err().unwrap();
         assert!(matches!(e, FetchError::NotHttps));
+    }
+
+    #[tokio::test]
+    async fn plain_http_only_to_loopback_and_only_when_allowed() {
+        let policy = |http, private| FetchPolicy {
+            allow_private_addresses: private,
+            allow_http_loopback: http,
+            extra_roots_pem: None,
+            timeout: Duration::from_secs(2),
+            max_body_bytes: 5120,
+        };
+        let dev = SafeFetcher::new(policy(true, true)).unwrap();
+        for u in ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/x"] {
+            assert!(dev.check_target(&Url::parse(u).unwrap()).is_ok(), "{u}");
+        }
+        for u in ["http://example.com/x", "http://10.0.0.1/x", "http://127.0.0.1.nip.io/x"] {
+            assert!(matches!(dev.check_target(&Url::parse(u).unwrap()), Err(FetchError::NotHttps)), "{u}");
+        }
+        // Without private addresses the http switch does nothing.
+        let half = SafeFetcher::new(policy(true, false)).unwrap();
+        assert!(matches!(half.check_target(&Url::parse("http://127.0.0.1:9/x").unwrap()), Err(FetchError::NotHttps)));
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use bk_domain::UnixTime;
-use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus};
+use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus, UpstreamRegistration};
 use bk_domain::ids::{AccountId, ClientId, ConnectionId, TenantId};
 use bk_domain::ports::{
     ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
@@ -382,7 +382,7 @@ impl ConnectionFlowStore for SqlStore {
             return Err(StoreError::Corrupt("a connect flow must belong to the tenant storing it".into()));
         }
         sqlx::query(
-            "INSERT INTO connection_flows (state_hash, account_id, client_id, provider_id, redirect_url, code_verifier, \
+            "INSERT INTO connection_flows (state_hash, account_id, client_id, provider_id, redirect_url, upstream, \
              created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
         )
         .bind(f.state_hash.clone())
@@ -390,7 +390,7 @@ impl ConnectionFlowStore for SqlStore {
         .bind(f.client_id.as_ref().map(|c| c.as_str().to_owned()))
         .bind(&f.provider_id)
         .bind(&f.redirect_url)
-        .bind(&f.code_verifier)
+        .bind(&f.upstream)
         .bind(f.created_at)
         .bind(f.expires_at)
         .execute(&self.writer)
@@ -403,7 +403,7 @@ impl ConnectionFlowStore for SqlStore {
         // One statement: of two takes of the same state, only one finds it unused.
         let row = sqlx::query(
             "UPDATE connection_flows SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL \
-             RETURNING state_hash, account_id, client_id, provider_id, redirect_url, code_verifier, created_at, expires_at",
+             RETURNING state_hash, account_id, client_id, provider_id, redirect_url, upstream, created_at, expires_at",
         )
         .bind(state_hash.to_vec())
         .bind(now)
@@ -417,11 +417,63 @@ impl ConnectionFlowStore for SqlStore {
                 client_id: r.try_get::<Option<String>, _>("client_id").db()?.map(ClientId::from_string),
                 provider_id: r.try_get("provider_id").db()?,
                 redirect_url: r.try_get("redirect_url").db()?,
-                code_verifier: r.try_get("code_verifier").db()?,
+                upstream: r.try_get("upstream").db()?,
                 created_at: r.try_get("created_at").db()?,
                 expires_at: r.try_get("expires_at").db()?,
             })
         })
         .transpose()
+    }
+
+    async fn upstream_registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<UpstreamRegistration>> {
+        let row = sqlx::query(
+            "SELECT issuer, redirect_uri, client_id, secret_sealed, token_auth, created_at, secret_expires_at \
+             FROM upstream_registrations WHERE id = $1",
+        )
+        .bind(bk_domain::connection::upstream_registration_id(issuer, redirect_uri))
+        .fetch_optional(&self.pool)
+        .await
+        .db()?;
+        row.map(|r| {
+            Ok(UpstreamRegistration {
+                issuer: r.try_get("issuer").db()?,
+                redirect_uri: r.try_get("redirect_uri").db()?,
+                client_id: r.try_get("client_id").db()?,
+                secret_sealed: r.try_get("secret_sealed").db()?,
+                token_auth: r.try_get("token_auth").db()?,
+                created_at: r.try_get("created_at").db()?,
+                secret_expires_at: r.try_get("secret_expires_at").db()?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_upstream_registration(&self, u: &UpstreamRegistration) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO upstream_registrations (id, issuer, redirect_uri, client_id, secret_sealed, token_auth, \
+             created_at, secret_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(u.id())
+        .bind(&u.issuer)
+        .bind(&u.redirect_uri)
+        .bind(&u.client_id)
+        .bind(u.secret_sealed.clone())
+        .bind(&u.token_auth)
+        .bind(u.created_at)
+        .bind(u.secret_expires_at)
+        .execute(&self.writer)
+        .await
+        .db()?;
+        Ok(())
+    }
+
+    async fn forget_upstream_registration(&self, issuer: &str, redirect_uri: &str, client_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM upstream_registrations WHERE id = $1 AND client_id = $2")
+            .bind(bk_domain::connection::upstream_registration_id(issuer, redirect_uri))
+            .bind(client_id)
+            .execute(&self.writer)
+            .await
+            .db()?;
+        Ok(())
     }
 }

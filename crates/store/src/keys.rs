@@ -76,6 +76,19 @@ impl MasterSealedStore for SqlStore {
                 sealed: r.try_get("private_key").db()?,
             });
         }
+        let rows = sqlx::query(
+            "SELECT id, secret_sealed FROM upstream_registrations WHERE secret_sealed IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .db()?;
+        for r in &rows {
+            out.push(MasterSealedValue {
+                kind: MasterSealedKind::UpstreamClientSecret,
+                id: r.try_get("id").db()?,
+                sealed: r.try_get("secret_sealed").db()?,
+            });
+        }
         Ok(out)
     }
 
@@ -86,6 +99,9 @@ impl MasterSealedStore for SqlStore {
             }
             MasterSealedKind::SigningKey => {
                 "UPDATE signing_keys SET private_key = $3 WHERE kid = $1 AND private_key = $2"
+            }
+            MasterSealedKind::UpstreamClientSecret => {
+                "UPDATE upstream_registrations SET secret_sealed = $3 WHERE id = $1 AND secret_sealed = $2"
             }
         };
         let r = sqlx::query(sql).bind(id).bind(old.to_vec()).bind(new.to_vec()).execute(&self.writer).await.db()?;

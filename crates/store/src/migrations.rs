@@ -20,6 +20,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "connections", include_str!("../migrations/sqlite/0010_connections.sql")),
     (11, "handoff codes", include_str!("../migrations/sqlite/0011_handoff_codes.sql")),
     (12, "connection lease token", include_str!("../migrations/sqlite/0012_connection_lease_token.sql")),
+    (13, "upstream registrations", include_str!("../migrations/sqlite/0013_upstream_registrations.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -34,6 +35,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "connections", include_str!("../migrations/postgres/0010_connections.sql")),
     (11, "handoff codes", include_str!("../migrations/postgres/0011_handoff_codes.sql")),
     (12, "connection lease token", include_str!("../migrations/postgres/0012_connection_lease_token.sql")),
+    (13, "upstream registrations", include_str!("../migrations/postgres/0013_upstream_registrations.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -414,3 +414,50 @@ async fn connects_and_callbacks_are_rate_limited() {
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn bridgekeeper_publishes_its_own_client_metadata_document() {
+    // On plain http (development) the document is served but not used as a client id (the
+    // specification wants an https URL): upstream servers get a dynamic registration instead.
+    let server = Server::start();
+    let res = reqwest::get(server.url("/.well-known/oauth-client")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    let doc: Value = res.json().await.unwrap();
+    assert_eq!(doc["client_id"], format!("{}/.well-known/oauth-client", server.issuer));
+    assert_eq!(doc["redirect_uris"], json!([format!("{}/api/v1/connections/callback", server.issuer)]));
+    assert_eq!(doc["token_endpoint_auth_method"], "none");
+    assert_eq!(doc["grant_types"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(doc["client_name"], "Bridgekeeper");
+
+    // An operator serving it elsewhere (https) names that URL; the document says the same.
+    let server = Server::start_with(&[
+        ("BRIDGEKEEPER_CONNECTIONS__CLIENT_METADATA_URL", "https://bk.example.com/client.json"),
+        ("BRIDGEKEEPER_CONNECTIONS__CLIENT_NAME", "Acme Gateway"),
+    ]);
+    let doc: Value = reqwest::get(server.url("/.well-known/oauth-client")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (doc["client_id"].as_str(), doc["client_name"].as_str()),
+        (Some("https://bk.example.com/client.json"), Some("Acme Gateway"))
+    );
+}
+
+#[test]
+fn a_client_metadata_url_that_is_not_https_or_plain_http_without_the_switch_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Command::new(bin());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+            .env("BRIDGEKEEPER_LOG_FORMAT", "text");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&[("BRIDGEKEEPER_CONNECTIONS__CLIENT_METADATA_URL", "http://bk.example.com/client.json")]);
+    assert!(err.contains("connections.client_metadata_url must be an https URL"), "{err}");
+    let err = run(&[("BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK", "true")]);
+    assert!(err.contains("connections.allow_http_loopback needs connections.allow_private_addresses"), "{err}");
+}

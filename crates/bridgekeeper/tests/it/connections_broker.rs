@@ -51,11 +51,14 @@ fn key(b64: &str) -> MasterKey {
 /// The catalog file of `dir` and an upstream client trusting the test's CA, as a server builds them.
 fn catalog_and_client(up: &Upstream, dir: &tempfile::TempDir) -> (Catalog, bk_connections::Upstream) {
     let text = std::fs::read_to_string(dir.path().join("providers.toml")).unwrap();
-    let catalog =
-        Catalog::load(&CatalogSources { operator_file: Some(("providers.toml", &text)), config: None }, &|_| None)
-            .unwrap();
+    let catalog = Catalog::load(
+        &CatalogSources { operator_file: Some(("providers.toml", &text)), config: None, allow_http_loopback: false },
+        &|_| None,
+    )
+    .unwrap();
     let upstream = bk_connections::Upstream::new(bk_outbound::FetchPolicy {
         allow_private_addresses: true,
+        allow_http_loopback: false,
         extra_roots_pem: Some(std::fs::read(up.dir.path().join("ca.pem")).unwrap()),
         timeout: Duration::from_millis(1500),
         max_body_bytes: 1 << 20,
@@ -497,14 +500,20 @@ async fn bench_credential() {
     let mut direct = Vec::new();
     for _ in 0..rounds {
         let rt = up.seen.lock().unwrap().valid_refresh.clone();
-        let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+        let cred = Credential::OAuth {
+            access_token: "x".into(),
+            refresh_token: rt,
+            token_type: "Bearer".into(),
+            upstream: None,
+        };
         let t = std::time::Instant::now();
         drop(client.refresh(o, &cred).await.unwrap());
         direct.push(micros(t.elapsed()));
     }
     // The direct calls rotated the refresh token: store the current one so the broker can refresh.
     let rt = up.seen.lock().unwrap().valid_refresh.clone();
-    let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+    let cred =
+        Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into(), upstream: None };
     let c = store.connection(&account, &id).await.unwrap().unwrap();
     store.update_connection(&account, &c, Some(&vault.seal(&account, &id, &cred).unwrap())).await.unwrap();
     let mut refreshing = Vec::new();
@@ -526,12 +535,22 @@ async fn bench_credential() {
     let mut waiters = Vec::new();
     for _ in 0..5 {
         let rt = up.seen.lock().unwrap().valid_refresh.clone();
-        let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+        let cred = Credential::OAuth {
+            access_token: "x".into(),
+            refresh_token: rt,
+            token_type: "Bearer".into(),
+            upstream: None,
+        };
         let t = std::time::Instant::now();
         drop(client.refresh(o, &cred).await.unwrap());
         upstream_slow.push(micros(t.elapsed()));
         let rt = up.seen.lock().unwrap().valid_refresh.clone();
-        let cred = Credential::OAuth { access_token: "x".into(), refresh_token: rt, token_type: "Bearer".into() };
+        let cred = Credential::OAuth {
+            access_token: "x".into(),
+            refresh_token: rt,
+            token_type: "Bearer".into(),
+            upstream: None,
+        };
         store.update_connection(&account, &c, Some(&vault.seal(&account, &id, &cred).unwrap())).await.unwrap();
         expire_at(&store, &account, &id, now() + 10).await;
         let before = up.seen.lock().unwrap().refreshes;

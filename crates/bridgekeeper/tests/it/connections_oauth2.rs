@@ -600,3 +600,40 @@ async fn a_grant_that_cannot_be_stored_is_revoked_upstream() {
     assert_eq!(up.seen.lock().unwrap().revoked.len(), 1, "the unstored grant was revoked at the provider");
     assert_eq!(total(&server, &token).await, 1);
 }
+
+#[tokio::test]
+async fn security_the_pkce_verifier_is_never_stored() {
+    let up = upstream().await;
+    let (server, _dir) = server(&up);
+    let flow = Flow::signup(&server, "pkce@example.com").await;
+    let token = flow.login_client("connections").await.1.access;
+    let authorize = initiate(&server, &token).await;
+    let state = query_param(&authorize, "state").unwrap();
+    up.seen.lock().unwrap().challenge = query_param(&authorize, "code_challenge");
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&server.db_url()).await.unwrap();
+    let stored = |db: sqlx::AnyPool| async move {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connection_flows WHERE code_verifier IS NOT NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        let flows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM connection_flows").fetch_one(&db).await.unwrap();
+        (n, flows)
+    };
+    assert_eq!(stored(db.clone()).await, (0, 1), "the flow is recorded without a verifier");
+    // The provider accepts the verifier Bridgekeeper derives from the returning state.
+    let res = callback(&server, &flow.http, &[("code", "good-code"), ("state", &state)]).await;
+    assert_eq!(res.status(), 303);
+    assert!(query_param(&location(&res), "connectionId").is_some(), "{}", location(&res));
+    let body = up.seen.lock().unwrap().bodies[0].clone();
+    let verifier = form(&body)["code_verifier"].clone();
+    assert!(verifier.len() >= 43, "{verifier}");
+    assert_eq!(stored(db.clone()).await, (0, 1));
+    let upstream: Option<String> =
+        sqlx::query_scalar("SELECT upstream FROM connection_flows").fetch_one(&db).await.unwrap();
+    assert_eq!(upstream, None, "an oauth2 flow carries nothing discovered");
+    assert!(!server.logs().contains(&verifier));
+    // Another state gives another verifier (each flow's own).
+    let again = initiate(&server, &token).await;
+    assert_ne!(query_param(&again, "code_challenge"), query_param(&authorize, "code_challenge"));
+}

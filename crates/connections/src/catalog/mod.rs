@@ -145,16 +145,21 @@ pub struct OAuth2 {
     /// (Slack: `authed_user`).
     pub token_path: Option<String>,
     pub client: ClientCredentials,
+    /// RFC 8707: the resource the tokens are for, sent with the authorize, token and refresh
+    /// requests (an MCP server's canonical URL, for `mcp` providers).
+    pub resource: Option<String>,
 }
 
 /// How the client authenticates at the provider's token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAuth {
     /// `client_id` and `client_secret` in the body.
     Body,
     /// HTTP Basic (Notion).
     Basic,
+    /// A public client: `client_id` in the body and no secret (PKCE protects the code).
+    None,
 }
 
 /// The encoding of a token request.

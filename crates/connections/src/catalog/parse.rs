@@ -22,6 +22,9 @@ pub struct CatalogSources<'a> {
     pub operator_file: Option<(&'a str, &'a str)>,
     /// Providers from the server configuration (`[connections.providers.<id>]` and the environment).
     pub config: Option<ConfigLayer<'a>>,
+    /// An MCP server's URL may be plain http on a loopback host (`connections.allow_http_loopback`,
+    /// development and tests only).
+    pub allow_http_loopback: bool,
 }
 
 pub struct ConfigLayer<'a> {
@@ -196,7 +199,7 @@ pub(super) fn build(
         if raw.enabled == Some(false) {
             continue;
         }
-        providers.push(provider(file, id, raw, env)?);
+        providers.push(provider(file, id, raw, env, sources.allow_http_loopback)?);
     }
     Ok(providers)
 }
@@ -272,6 +275,7 @@ fn provider(
     id: String,
     raw: RawProvider,
     env: &dyn Fn(&str) -> Option<String>,
+    allow_http_loopback: bool,
 ) -> Result<Provider, CatalogError> {
     let e = |field: &str, message: &str| err(file, &id, field, message);
     let name = raw.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| e("name", "a provider needs a display name"))?;
@@ -345,13 +349,28 @@ fn provider(
                     env,
                     true,
                 )?,
+                resource: None,
             }))
         }
         KindName::Mcp => {
             let m = raw.mcp.ok_or_else(|| e("mcp", "auth is mcp but the [mcp] section is missing"))?;
             let u = m.url.as_deref().ok_or_else(|| e("mcp.url", "missing"))?;
+            let loopback_http = Url::parse(u).ok().filter(|x| {
+                allow_http_loopback
+                    && x.scheme() == "http"
+                    && x.fragment().is_none()
+                    && match x.host() {
+                        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                        None => false,
+                    }
+            });
             AuthKind::Mcp(McpServer {
-                url: url(file, &id, "mcp.url", u)?,
+                url: match loopback_http {
+                    Some(x) => x,
+                    None => url(file, &id, "mcp.url", u)?,
+                },
                 scopes: m.scopes.unwrap_or_default(),
                 client: credentials(
                     file,

@@ -9,6 +9,7 @@ fn load(operator: Option<&str>, config: Option<&str>) -> Result<Catalog, Catalog
     let sources = CatalogSources {
         operator_file: operator.map(|t| ("/etc/bk/providers.toml", t)),
         config: table.as_ref().map(|providers| ConfigLayer { name: "bridgekeeper.toml", providers }),
+        allow_http_loopback: false,
     };
     Catalog::load(&sources, &no_env)
 }
@@ -106,6 +107,7 @@ fn configuration_supplies_client_credentials_directly_or_by_environment() {
     let sources = CatalogSources {
         operator_file: None,
         config: Some(ConfigLayer { name: "bridgekeeper.toml", providers: &table }),
+        allow_http_loopback: false,
     };
     let env = |k: &str| match k {
         "GH_ID" => Some("Iv1.abc".to_owned()),
@@ -130,7 +132,11 @@ fn configuration_supplies_client_credentials_directly_or_by_environment() {
 fn secrets_never_print() {
     let table =
         "[google.oauth2]\nclient_id = \"x\"\nclient_secret = \"top-secret-value\"".parse::<toml::Table>().unwrap();
-    let sources = CatalogSources { operator_file: None, config: Some(ConfigLayer { name: "c", providers: &table }) };
+    let sources = CatalogSources {
+        operator_file: None,
+        config: Some(ConfigLayer { name: "c", providers: &table }),
+        allow_http_loopback: false,
+    };
     let c = Catalog::load(&sources, &no_env).unwrap();
     let printed = format!("{c:?}");
     assert!(!printed.contains("top-secret-value"), "{printed}");
@@ -300,4 +306,20 @@ fn the_authorization_url_carries_the_flow_and_the_provider_quirks() {
         ("openid email profile", "offline", "consent")
     );
     assert_eq!((q["code_challenge"].as_str(), q["code_challenge_method"].as_str()), ("chal", "S256"));
+}
+
+#[test]
+fn an_mcp_server_on_plain_http_needs_loopback_and_the_development_switch() {
+    let text = "[local]\nname = \"Local\"\nauth = \"mcp\"\n[local.mcp]\nurl = \"http://127.0.0.1:8931/mcp\"\n";
+    let load_with = |allow: bool, text: &str| {
+        Catalog::load(
+            &CatalogSources { operator_file: Some(("p.toml", text)), config: None, allow_http_loopback: allow },
+            &no_env,
+        )
+    };
+    let e = load_with(false, text).err().unwrap().to_string();
+    assert!(e.contains("mcp.url") && e.contains("https"), "{e}");
+    assert!(load_with(true, text).is_ok());
+    let remote = text.replace("127.0.0.1", "mcp.example.com");
+    assert!(load_with(true, &remote).is_err(), "plain http only to this machine");
 }

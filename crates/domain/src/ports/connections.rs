@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::Result;
 use crate::UnixTime;
-use crate::connection::{Connection, ConnectionFlow, ConnectionStatus};
+use crate::connection::{Connection, ConnectionFlow, ConnectionStatus, UpstreamRegistration};
 use crate::ids::{ConnectionId, TenantId};
 use crate::restrictions::ProviderReach;
 
@@ -169,4 +169,11 @@ pub trait ConnectionFlowStore: Send + Sync {
     /// state finds nothing, on every instance (a compare-and-set). The state is the capability: the
     /// browser returning from the provider carries nothing else. Expiry is the caller's to check.
     async fn take_connection_flow(&self, state_hash: &[u8], now: UnixTime) -> Result<Option<ConnectionFlow>>;
+    /// Bridgekeeper's registration at an upstream authorization server, if it made one.
+    async fn upstream_registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<UpstreamRegistration>>;
+    /// Keeps a registration unless one for the same issuer and redirect URI is already kept (two
+    /// flows registering at once settle on the first: read it back).
+    async fn save_upstream_registration(&self, r: &UpstreamRegistration) -> Result<()>;
+    /// Forgets a registration the server no longer knows (`invalid_client`), if it is still `client_id`.
+    async fn forget_upstream_registration(&self, issuer: &str, redirect_uri: &str, client_id: &str) -> Result<()>;
 }

@@ -31,13 +31,16 @@ pub enum MasterSealedKind {
     ClientSecret,
     /// A signing key's PKCS#8 private key; bound to its kid.
     SigningKey,
+    /// The secret of a registration at an upstream authorization server; bound to
+    /// `upstream-client-secret:{id}`.
+    UpstreamClientSecret,
 }
 
 /// One such value.
 #[derive(Clone, Debug)]
 pub struct MasterSealedValue {
     pub kind: MasterSealedKind,
-    /// The client id or the kid.
+    /// The client id, the kid or the upstream registration's id.
     pub id: String,
     pub sealed: Vec<u8>,
 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use bk_domain::account::Account;
-use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus};
+use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus, UpstreamRegistration};
 use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{
-    AccountStore, ConnectionFlowStore, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt, Store,
+    AccountStore, ConnectionFlowStore, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
+    MasterSealedKind, MasterSealedStore, Store,
 };
 use bk_domain::restrictions::ProviderReach;
 use bridgekeeper_store::SqlStore;
@@ -49,6 +50,7 @@ connection_tests!(
     connect_flows_are_taken_once_even_concurrently,
     refresh_lease_has_one_holder_and_finishing_bumps_the_generation,
     a_credential_is_resealed_only_if_unchanged,
+    upstream_registrations_are_kept_once_per_issuer_and_forgotten_by_client_id,
 );
 
 async fn account(store: &SqlStore) -> AccountId {
@@ -240,7 +242,7 @@ async fn connect_flows_are_taken_once_even_concurrently(store: &SqlStore) {
         client_id: None,
         provider_id: "github".into(),
         redirect_url: "https://app.example/done".into(),
-        code_verifier: Some("verifier".into()),
+        upstream: Some(r#"{"issuer":"https://as.example"}"#.into()),
         created_at: 100,
         expires_at: 700,
     };
@@ -260,8 +262,8 @@ async fn connect_flows_are_taken_once_even_concurrently(store: &SqlStore) {
     assert_eq!(taken.len(), 1, "exactly one take finds the flow");
     let f = &taken[0];
     assert_eq!(
-        (f.account_id.as_str(), f.provider_id.as_str(), f.code_verifier.as_deref()),
-        (a.as_str(), "github", Some("verifier"))
+        (f.account_id.as_str(), f.provider_id.as_str(), f.upstream.as_deref()),
+        (a.as_str(), "github", Some(r#"{"issuer":"https://as.example"}"#))
     );
     assert_eq!((f.created_at, f.expires_at, f.redirect_url.as_str()), (100, 700, "https://app.example/done"));
     assert!(store.take_connection_flow(&[9u8; 32], 200).await.unwrap().is_none());
@@ -364,4 +366,43 @@ async fn a_credential_is_resealed_only_if_unchanged(store: &SqlStore) {
     assert_eq!(store.sealed_credential(&a, &c.id).await.unwrap().as_deref(), Some(&b"resealed"[..]));
     let b = account(store).await;
     assert!(!store.reseal_credential(&b, &c.id, b"resealed", b"x").await.unwrap(), "tenant first");
+}
+
+async fn upstream_registrations_are_kept_once_per_issuer_and_forgotten_by_client_id(store: &SqlStore) {
+    let issuer = format!("https://as-{}.example", AccountId::generate());
+    let redirect = "https://bk.example/api/v1/connections/callback";
+    assert!(store.upstream_registration(&issuer, redirect).await.unwrap().is_none());
+    let first = UpstreamRegistration {
+        issuer: issuer.clone(),
+        redirect_uri: redirect.into(),
+        client_id: "first".into(),
+        secret_sealed: Some(b"sealed-1".to_vec()),
+        token_auth: "client_secret_basic".into(),
+        created_at: 10,
+        secret_expires_at: Some(1000),
+    };
+    store.save_upstream_registration(&first).await.unwrap();
+    // A second registration made at the same moment settles on the first kept.
+    let second = UpstreamRegistration { client_id: "second".into(), secret_sealed: None, ..first.clone() };
+    store.save_upstream_registration(&second).await.unwrap();
+    let kept = store.upstream_registration(&issuer, redirect).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.client_id.as_str(), kept.secret_sealed.as_deref(), kept.token_auth.as_str(), kept.secret_expires_at),
+        ("first", Some(&b"sealed-1"[..]), "client_secret_basic", Some(1000))
+    );
+    assert!(store.upstream_registration(&issuer, "https://other/callback").await.unwrap().is_none());
+    // Its secret is among what keys rotate-master re-seals.
+    let values = store.master_sealed_values().await.unwrap();
+    assert!(values.iter().any(|v| v.kind == MasterSealedKind::UpstreamClientSecret && v.id == first.id()));
+    assert!(
+        store
+            .reseal_value(MasterSealedKind::UpstreamClientSecret, &first.id(), b"sealed-1", b"sealed-2")
+            .await
+            .unwrap()
+    );
+    // Forgetting names the client id: a stale forget does not drop a newer registration.
+    store.forget_upstream_registration(&issuer, redirect, "second").await.unwrap();
+    assert!(store.upstream_registration(&issuer, redirect).await.unwrap().is_some());
+    store.forget_upstream_registration(&issuer, redirect, "first").await.unwrap();
+    assert!(store.upstream_registration(&issuer, redirect).await.unwrap().is_none());
 }
