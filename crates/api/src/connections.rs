@@ -801,8 +801,15 @@ pub async fn callback(
         }
         return res;
     }
-    match finish_oauth2(&server, &headers, raw.as_deref()).await {
-        Ok(r) | Err(r) => r,
+    // Finished in a task of its own: a browser that goes away mid-way does not cancel a code
+    // exchange the provider has already answered (its tokens are stored, or revoked).
+    let finish = tokio::spawn(async move { finish_oauth2(&server, &headers, raw.as_deref()).await });
+    match finish.await {
+        Ok(Ok(r) | Err(r)) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "a connect callback failed");
+            error_page("The server could not complete the connection; try again.")
+        }
     }
 }
 

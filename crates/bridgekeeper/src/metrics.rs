@@ -34,6 +34,8 @@ pub struct Sources {
     /// The data directory's file system (embedded database only).
     pub free_space: Option<Arc<crate::disk::FreeSpace>>,
     pub registrations: Arc<bk_oauth::RegistrationCounters>,
+    /// Tenants' upstream MCP servers.
+    pub upstream: Arc<bk_upstream::UpstreamCounters>,
 }
 
 #[derive(Clone)]
@@ -114,6 +116,26 @@ fn exposition(sources: &Sources) -> impl IntoResponse {
         reg.reused.load(Relaxed),
         reg.refused.load(Relaxed),
         reg.purged.load(Relaxed),
+    ));
+    let up = &sources.upstream;
+    body.push_str(&format!(
+        "# HELP bridgekeeper_upstream_tool_lists_total Tool lists asked of tenants' upstream MCP servers, by outcome \
+         (failed: the server was unreachable, slow, or refused the connection's credential; its tools were left out).\n\
+         # TYPE bridgekeeper_upstream_tool_lists_total counter\n\
+         bridgekeeper_upstream_tool_lists_total{{outcome=\"ok\"}} {}\n\
+         bridgekeeper_upstream_tool_lists_total{{outcome=\"failed\"}} {}\n\
+         # HELP bridgekeeper_upstream_tool_list_cache_hits_total Tool lists answered from the cache.\n\
+         # TYPE bridgekeeper_upstream_tool_list_cache_hits_total counter\n\
+         bridgekeeper_upstream_tool_list_cache_hits_total {}\n\
+         # HELP bridgekeeper_upstream_tool_calls_total Tool calls forwarded to upstream MCP servers, by outcome.\n\
+         # TYPE bridgekeeper_upstream_tool_calls_total counter\n\
+         bridgekeeper_upstream_tool_calls_total{{outcome=\"ok\"}} {}\n\
+         bridgekeeper_upstream_tool_calls_total{{outcome=\"failed\"}} {}\n",
+        up.lists.load(Relaxed).saturating_sub(up.list_failures.load(Relaxed)),
+        up.list_failures.load(Relaxed),
+        up.list_cache_hits.load(Relaxed),
+        up.calls.load(Relaxed).saturating_sub(up.call_failures.load(Relaxed)),
+        up.call_failures.load(Relaxed),
     ));
     if let Some((free, total)) = free_space.and_then(|s| s.free_bytes().map(|f| (f, s.total_bytes()))) {
         body.push_str(&format!(

@@ -183,7 +183,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth = Arc::new(auth);
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
     let vault = bk_connections::Vault::new(master.clone());
-    let upstream = Arc::new(upstream(&config.connections)?);
+    let (upstream, upstream_policy) = upstream(&config.connections)?;
+    let upstream = Arc::new(upstream);
     let broker = bk_connections::Broker::new(
         sql.clone(),
         vault.clone(),
@@ -197,6 +198,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         audit.clone(),
     );
+    let upstream_tools = upstream_tools(&upstream_policy, sql.clone(), catalog.clone(), broker.clone())?;
+    let upstream_counters = upstream_tools.counters();
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -246,6 +249,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             request_state_key,
         },
         audit.clone(),
+        vec![Box::new(upstream_tools)],
     ));
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
@@ -258,7 +262,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let ready_store = store.clone();
     let (metrics_routes, metrics_server) = crate::metrics::start(
         &config.metrics,
-        crate::metrics::Sources { audit: audit.clone(), free_space, registrations: auth.registration_counters.clone() },
+        crate::metrics::Sources {
+            audit: audit.clone(),
+            free_space,
+            registrations: auth.registration_counters.clone(),
+            upstream: upstream_counters,
+        },
         sql.clone(),
     )
     .await?;
@@ -365,7 +374,9 @@ async fn purge_periodically(store: Arc<dyn Store>, clock: Arc<dyn Clock>, audit:
 
 /// The fetcher of client metadata documents, as configured (none when they are not accepted).
 /// The outbound client for providers' token and user-info endpoints.
-fn upstream(config: &crate::config::ConnectionsConfig) -> anyhow::Result<bk_connections::Upstream> {
+fn upstream(
+    config: &crate::config::ConnectionsConfig,
+) -> anyhow::Result<(bk_connections::Upstream, bk_outbound::FetchPolicy)> {
     let extra_roots_pem = match &config.extra_ca_file {
         Some(path) => Some(
             std::fs::read(path).with_context(|| format!("cannot read connections.extra_ca_file {}", path.display()))?,
@@ -388,15 +399,38 @@ fn upstream(config: &crate::config::ConnectionsConfig) -> anyhow::Result<bk_conn
             "connections.allow_http_loopback is on: providers on this machine are reached over plain http (development only)"
         );
     }
-    bk_connections::Upstream::new(bk_outbound::FetchPolicy {
+    let policy = bk_outbound::FetchPolicy {
         allow_private_addresses: config.allow_private_addresses,
         allow_http_loopback: config.allow_http_loopback,
         extra_roots_pem,
         timeout: std::time::Duration::from_millis(config.timeout_ms),
         // Token and user-info answers are small; a provider sending more is not one.
         max_body_bytes: 1 << 20,
-    })
-    .map_err(|e| anyhow::anyhow!("connections: {e}"))
+    };
+    let upstream = bk_connections::Upstream::new(policy.clone()).map_err(|e| anyhow::anyhow!("connections: {e}"))?;
+    Ok((upstream, policy))
+}
+
+/// The tool source of tenants' upstream MCP servers, with an outbound client under the
+/// connections' rules (no limit on a whole exchange: each request is bounded by the source).
+fn upstream_tools(
+    policy: &bk_outbound::FetchPolicy,
+    store: Arc<dyn bk_domain::ports::ConnectionStore>,
+    catalog: Arc<bk_connections::Catalog>,
+    broker: bk_connections::Broker,
+) -> anyhow::Result<bk_upstream::UpstreamTools> {
+    let http = bk_outbound::client_builder(policy)
+        .map_err(|e| anyhow::anyhow!("connections: {e}"))?
+        .build()
+        .map_err(|e| anyhow::anyhow!("connections: cannot build the MCP client: {e}"))?;
+    Ok(bk_upstream::UpstreamTools::new(
+        store,
+        catalog,
+        broker,
+        http,
+        bk_upstream::UpstreamSettings::default(),
+        bk_gateway::tools::BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+    ))
 }
 
 /// How Bridgekeeper introduces itself to upstream MCP servers' authorization servers.

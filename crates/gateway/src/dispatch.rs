@@ -156,6 +156,21 @@ fn tool_error_result(message: &str) -> Reply {
     Reply::Result(json!({"content": [{"type": "text", "text": message}], "isError": true}))
 }
 
+/// What of an upstream `CallToolResult` reaches the client: its content of every type, structured
+/// content, error flag and `_meta`, unchanged; the envelope (`resultType`) is this server's own.
+fn upstream_result(r: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Value::Object(m) = r {
+        for (k, v) in m {
+            if matches!(k.as_str(), "content" | "structuredContent" | "isError" | "_meta") {
+                out.insert(k, v);
+            }
+        }
+    }
+    out.entry("content").or_insert_with(|| json!([]));
+    Value::Object(out)
+}
+
 fn invalid_params(message: String) -> Reply {
     Reply::Error { code: INVALID_PARAMS, message }
 }
@@ -198,6 +213,10 @@ pub(crate) async fn call_tool(
     let micros = started.elapsed().as_micros() as u64;
     let (result, reason) = match &outcome {
         Ok(Answer::Complete(_)) => (Outcome::Success, None),
+        Ok(Answer::Upstream(r)) if r.get("isError") == Some(&Value::Bool(true)) => {
+            (Outcome::Failure, Some("the upstream tool reported an error".to_owned()))
+        }
+        Ok(Answer::Upstream(_)) => (Outcome::Success, None),
         Ok(Answer::InputRequired { .. }) => (Outcome::Success, Some("input required".to_owned())),
         Err(ToolError::InvalidParams(m) | ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. }) => {
             (Outcome::Failure, Some(m.clone()))
@@ -222,6 +241,7 @@ pub(crate) async fn call_tool(
             }
             Reply::Result(result)
         }
+        Ok(Answer::Upstream(r)) => Reply::Result(upstream_result(r)),
         Ok(Answer::InputRequired { requests, state }) => Reply::InputRequired { requests, state },
         Err(ToolError::InvalidParams(m)) => invalid(&m),
         Err(ToolError::Failed(m)) => tool_error_result(&m),

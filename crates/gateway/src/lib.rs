@@ -75,6 +75,7 @@ impl Gateway {
         issuer: &str,
         config: &GatewayConfig,
         audit: Arc<dyn AuditSink>,
+        upstream: Vec<Box<dyn tools::ToolSource>>,
     ) -> Self {
         let grants = tools::StoredGrants { store: store.clone(), verifier: verifier.clone() };
         let builtins = tools::BuiltinDeps {
@@ -87,7 +88,12 @@ impl Gateway {
             verifier,
             resource: format!("{issuer}/mcp"),
             resource_metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
-            tools: tools::Tools::builtin(builtins),
+            tools: {
+                // The gateway's own tools first: their names are never shadowed by an upstream's.
+                let mut sources: Vec<Box<dyn tools::ToolSource>> = vec![Box::new(tools::BuiltinTools::new(builtins))];
+                sources.extend(upstream);
+                tools::Tools::new(sources)
+            },
             hosts: origin::HostPolicy::new(issuer, &config.allowed_hosts, &config.allowed_origins),
             sessions: session::McpSessions::new(store, clock.clone(), config.session_ttl_secs),
             limiter: match &config.shared_limiter {

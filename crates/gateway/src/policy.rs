@@ -76,6 +76,7 @@ mod tests {
             provider: provider.map(str::to_owned),
             agent_id: None,
             knowledge_base_id: None,
+            upstream: None,
         }
     }
 

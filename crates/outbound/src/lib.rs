@@ -98,23 +98,10 @@ impl Resolve for FilteringResolver {
 
 impl SafeFetcher {
     pub fn new(policy: FetchPolicy) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .https_only(!(policy.allow_http_loopback && policy.allow_private_addresses))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+        let client = client_builder(&policy)?
             .timeout(policy.timeout)
-            .connect_timeout(policy.timeout.min(Duration::from_secs(3)))
-            .user_agent(concat!("Bridgekeeper/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(FilteringResolver { allow_private: policy.allow_private_addresses }));
-        if let Some(pem) = &policy.extra_roots_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("extra CA certificates: {e}"))?;
-            if certs.is_empty() {
-                return Err("extra CA certificates: the file holds no PEM certificate".into());
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|e| format!("cannot build the outbound HTTP client: {e}"))?;
+            .build()
+            .map_err(|e| format!("cannot build the outbound HTTP client: {e}"))?;
         Ok(Self { client, policy })
     }
 
@@ -241,6 +228,29 @@ impl SafeFetcher {
         }
         FetchError::Network(text.chars().take(300).collect())
     }
+}
+
+/// A client builder with the policy's rules (https only unless loopback http is allowed, names
+/// resolved to allowed addresses only, no redirects, no proxy, bounded connection time) but no
+/// limit on a whole exchange: for long-lived streams (an upstream MCP server's event streams),
+/// whose caller bounds each request itself. Literal addresses in URLs never reach the resolver:
+/// such a client is only for URLs the operator configured.
+pub fn client_builder(policy: &FetchPolicy) -> Result<reqwest::ClientBuilder, String> {
+    let mut builder = reqwest::Client::builder()
+        .https_only(!(policy.allow_http_loopback && policy.allow_private_addresses))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(policy.timeout.min(Duration::from_secs(3)))
+        .user_agent(concat!("Bridgekeeper/", env!("CARGO_PKG_VERSION")))
+        .dns_resolver(Arc::new(FilteringResolver { allow_private: policy.allow_private_addresses }));
+    if let Some(pem) = &policy.extra_roots_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("extra CA certificates: {e}"))?;
+        if certs.is_empty() {
+            return Err("extra CA certificates: the file holds no PEM certificate".into());
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    Ok(builder)
 }
 
 /// `max-age` and whether caching is forbidden, from `Cache-Control`.

@@ -355,22 +355,8 @@ fn provider(
         KindName::Mcp => {
             let m = raw.mcp.ok_or_else(|| e("mcp", "auth is mcp but the [mcp] section is missing"))?;
             let u = m.url.as_deref().ok_or_else(|| e("mcp.url", "missing"))?;
-            let loopback_http = Url::parse(u).ok().filter(|x| {
-                allow_http_loopback
-                    && x.scheme() == "http"
-                    && x.fragment().is_none()
-                    && match x.host() {
-                        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                        None => false,
-                    }
-            });
             AuthKind::Mcp(McpServer {
-                url: match loopback_http {
-                    Some(x) => x,
-                    None => url(file, &id, "mcp.url", u)?,
-                },
+                url: server_url(file, &id, "mcp.url", u, allow_http_loopback)?,
                 scopes: m.scopes.unwrap_or_default(),
                 client: credentials(
                     file,
@@ -424,7 +410,7 @@ fn provider(
                     return Err(e("tools.definitions", "tools of kind mcp come from the server, not definitions"));
                 }
                 let u = t.url.as_deref().ok_or_else(|| e("tools.url", "missing (tools of kind mcp)"))?;
-                ToolSource::UpstreamMcp { url: url(file, &id, "tools.url", u)? }
+                ToolSource::UpstreamMcp { url: server_url(file, &id, "tools.url", u, allow_http_loopback)? }
             }
             ToolKind::Http => {
                 if t.url.is_some() {
@@ -450,6 +436,26 @@ fn provider(
 }
 
 /// An endpoint: https (the outbound client speaks nothing else), no fragment.
+/// An MCP server's URL: https, or plain http on a loopback host when the operator allows it
+/// (`connections.allow_http_loopback`, development and tests only).
+fn server_url(file: &str, id: &str, field: &str, s: &str, allow_http_loopback: bool) -> Result<Url, CatalogError> {
+    let loopback_http = Url::parse(s).ok().filter(|x| {
+        allow_http_loopback
+            && x.scheme() == "http"
+            && x.fragment().is_none()
+            && match x.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    });
+    match loopback_http {
+        Some(u) => Ok(u),
+        None => url(file, id, field, s),
+    }
+}
+
 fn url(file: &str, id: &str, field: &str, s: &str) -> Result<Url, CatalogError> {
     let u = Url::parse(s).map_err(|x| err(file, id, field, format!("{s:?} is not a URL: {x}")))?;
     if u.scheme() != "https" || u.fragment().is_some() || u.host().is_none() {

@@ -132,6 +132,7 @@ fn builtin_with(
         provider: None,
         agent_id: None,
         knowledge_base_id: None,
+        upstream: None,
     };
     (descriptor, handler)
 }

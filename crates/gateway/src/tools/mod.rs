@@ -22,6 +22,9 @@ pub use source::{ToolListing, ToolSource};
 use crate::policy::{Visibility, visibility};
 use bk_access::AccessContext;
 
+/// The gateway's own tools' names (no upstream tool is named like one).
+pub const BUILTIN_NAMES: &[&str] = &["whoami", "list-connections", "restrict-access"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     Read,
@@ -44,13 +47,26 @@ pub struct ToolOutput {
     pub structured: Option<Value>,
 }
 
+impl ToolOutput {
+    /// A result as an upstream server gave it (`content` of every type, `structuredContent`,
+    /// `isError`), passed to the client unchanged.
+    pub fn upstream(result: Value) -> Answer {
+        Answer::Upstream(result)
+    }
+}
+
 /// How a call ends: with a result, or (MCP 2026-07-28 multi-round-trip requests) by asking the
 /// client for input and keeping `state` for the retry. The gateway seals `state` into the
 /// `requestState` (integrity-protected, bound to the caller, the tool and its arguments, short-lived)
 /// and hands it back, verified, in the retry's `Round::state`.
 pub enum Answer {
     Complete(ToolOutput),
-    InputRequired { requests: Value, state: Value },
+    InputRequired {
+        requests: Value,
+        state: Value,
+    },
+    /// An upstream server's `CallToolResult` (its `content`, `structuredContent`, `isError`, `_meta`).
+    Upstream(Value),
 }
 
 /// The multi-round-trip side of a call.
@@ -83,11 +99,34 @@ pub struct ToolDescriptor {
     pub agent_id: Option<String>,
     /// The knowledge base the tool belongs to, if any (subject to the grant's KB restriction).
     pub knowledge_base_id: Option<String>,
+    /// For a tool of an upstream server: which connection offers it, its name there, and the
+    /// server's own description of it (shown to clients with the namespaced name).
+    pub upstream: Option<Arc<UpstreamTool>>,
+}
+
+/// Where an upstream tool lives.
+#[derive(Debug)]
+pub struct UpstreamTool {
+    pub connection_id: String,
+    pub name: String,
+    /// The `Tool` object as the upstream listed it.
+    pub listed: Value,
 }
 
 impl ToolDescriptor {
     /// The MCP `Tool` object of `tools/list`.
     pub fn to_mcp_json(&self) -> Value {
+        if let Some(u) = &self.upstream {
+            // The server's description as it gave it (icons, annotations, schemas, `_meta`), under
+            // the namespaced name, and read-only only if the policy counts it so.
+            let mut d = u.listed.clone();
+            d["name"] = json!(self.name);
+            if !d.get("annotations").is_some_and(Value::is_object) {
+                d["annotations"] = json!({});
+            }
+            d["annotations"]["readOnlyHint"] = json!(self.access == Access::Read);
+            return d;
+        }
         let mut d = json!({
             "name": self.name,
             "title": self.title,

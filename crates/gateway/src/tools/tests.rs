@@ -27,6 +27,7 @@ fn descriptor(name: &str, access: Access, provider: Option<&str>, agent: Option<
         provider: provider.map(str::to_owned),
         agent_id: agent.map(str::to_owned),
         knowledge_base_id: None,
+        upstream: None,
     }
 }
 
@@ -451,6 +452,9 @@ async fn builtin_list_matches_the_golden_file() {
     assert_eq!(&*tools.list_json(&disabled, None).await, include_str!("builtin_list.golden.json"));
     let whoami = tools.resolve(&disabled, None, "whoami").await.unwrap();
     assert_eq!(whoami.descriptor().provider, None);
+    // The names upstream tools are kept off are exactly the built-ins'.
+    let listed: Vec<String> = builtins(Arc::default()).list(&c).await.tools.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(listed, super::BUILTIN_NAMES);
 }
 
 #[tokio::test]

@@ -1,0 +1,498 @@
+//! Upstream MCP servers as a tool source of the gateway (`bk_gateway::tools::ToolSource`). A tenant
+//! sees, next to the built-ins, the tools of its own active connections whose provider's tools come
+//! from an MCP server (`tools = { kind = "mcp" }`, or every `mcp` provider), and calling one reaches
+//! that server with the tenant's credential from the vault — never another tenant's, never the
+//! client's own token.
+//!
+//! - **Clients**: one MCP client (the official Rust SDK, `rmcp`, Streamable HTTP) per connection,
+//!   authenticated with that connection's credential from the broker (`bk_connections::Broker`,
+//!   refreshed before it expires); kept and reused while the credential is the same, made anew
+//!   when the broker hands out a newer one; a 401 from the server asks the broker for a refreshed
+//!   credential once.
+//! - **Listings**: each connection's `tools/list` is cached for `list_ttl`; one slow or failing
+//!   server never empties the list nor fails the caller: its tools are missing from that listing,
+//!   the reason is logged and counted (`UpstreamCounters`).
+//! - **Names**: `<provider>_<tool>` (see `names`), the upstream's own description kept (schemas,
+//!   annotations, icons), read-only only if the catalog's `read_tools` or the server's
+//!   `readOnlyHint` says so (and the catalog's `write_tools` does not say otherwise).
+//! - **Listing versions** are handed out from a counter for each distinct (connection, listing)
+//!   set, so two tenants never share a version — the gateway caches serialised lists by version.
+
+pub mod names;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bk_access::AccessContext;
+use bk_connections::broker::UsableCredential;
+use bk_connections::catalog::ToolSource as CatalogTools;
+use bk_connections::{Broker, BrokerError, Catalog, Credential};
+use bk_domain::connection::{Connection, ConnectionStatus};
+use bk_domain::ids::{AccountId, ConnectionId};
+use bk_domain::ports::{ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE};
+use bk_gateway::tools::{Access, Answer, Round, ToolDescriptor, ToolError, ToolListing, ToolSource, UpstreamTool};
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{Peer, RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use url::Url;
+
+/// How upstream servers are used.
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// How long a connection's tool list is reused before it is asked for again.
+    pub list_ttl: Duration,
+    /// Connecting to a server and listing its tools, per server (the listing waits no longer).
+    pub list_timeout: Duration,
+    /// One tool call.
+    pub call_timeout: Duration,
+    /// How long a tenant's set of connections is reused before it is read again.
+    pub connections_ttl: Duration,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            list_ttl: Duration::from_secs(60),
+            list_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(60),
+            connections_ttl: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What happened with upstream servers (exported on `/metrics`).
+#[derive(Default)]
+pub struct UpstreamCounters {
+    pub lists: AtomicU64,
+    pub list_failures: AtomicU64,
+    pub calls: AtomicU64,
+    pub call_failures: AtomicU64,
+    pub list_cache_hits: AtomicU64,
+}
+
+/// Identifies Bridgekeeper to upstream servers.
+#[derive(Clone)]
+struct Handler;
+
+impl rmcp::ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("Bridgekeeper", env!("CARGO_PKG_VERSION")))
+    }
+}
+
+/// A kept client of one connection, made with the credential of `generation`.
+struct Pooled {
+    generation: i64,
+    service: RunningService<RoleClient, Handler>,
+}
+
+/// A connection's tools as its server listed them.
+struct CachedListing {
+    fetched: Instant,
+    /// Unique per fetch: names this exact list.
+    serial: u64,
+    tools: Arc<Vec<Value>>,
+}
+
+/// A tenant's active connections whose tools come from an MCP server.
+struct AccountConnections {
+    read: Instant,
+    connections: Arc<Vec<(Connection, Url)>>,
+}
+
+/// The tools of one set of listings, under the version handed out for it.
+type Composite = Vec<(String, u64)>;
+
+pub struct UpstreamTools {
+    store: Arc<dyn ConnectionStore>,
+    catalog: Arc<Catalog>,
+    broker: Broker,
+    http: reqwest::Client,
+    settings: UpstreamSettings,
+    counters: Arc<UpstreamCounters>,
+    /// Names the gateway's own tools hold (never given to an upstream tool).
+    reserved: Vec<String>,
+    accounts: Mutex<HashMap<AccountId, AccountConnections>>,
+    listings: Mutex<HashMap<String, CachedListing>>,
+    composites: Mutex<HashMap<Composite, ToolListing>>,
+    /// One client slot per connection; fetching a listing or making a client holds it.
+    clients: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Pooled>>>>>,
+    next_serial: AtomicU64,
+    next_version: AtomicU64,
+}
+
+/// The bearer value a credential gives an MCP server.
+fn bearer(c: &Credential) -> &str {
+    match c {
+        Credential::ApiKey { key } => key,
+        Credential::OAuth { access_token, .. } => access_token,
+        Credential::Exchanged { token } => token,
+    }
+}
+
+fn is_auth_failure(e: &ServiceError) -> bool {
+    e.auth_challenge().is_some() || e.to_string().contains("401")
+}
+
+impl UpstreamTools {
+    /// `http`: the outbound client for MCP servers (the operator's URLs), without a limit on a
+    /// whole exchange (event streams); each request here is bounded by the settings.
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        catalog: Arc<Catalog>,
+        broker: Broker,
+        http: reqwest::Client,
+        settings: UpstreamSettings,
+        reserved: Vec<String>,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            broker,
+            http,
+            settings,
+            counters: Arc::new(UpstreamCounters::default()),
+            reserved,
+            accounts: Mutex::default(),
+            listings: Mutex::default(),
+            composites: Mutex::default(),
+            clients: Mutex::default(),
+            next_serial: AtomicU64::new(1),
+            next_version: AtomicU64::new(1),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<UpstreamCounters> {
+        self.counters.clone()
+    }
+
+    /// The tenant's active connections with an upstream MCP server, oldest first.
+    async fn connections(&self, account: &AccountId) -> Arc<Vec<(Connection, Url)>> {
+        if let Some(a) = self.accounts.lock().unwrap().get(account)
+            && a.read.elapsed() < self.settings.connections_ttl
+        {
+            return a.connections.clone();
+        }
+        let query = ConnectionQuery {
+            status: Some(ConnectionStatus::Active),
+            sort_by: ConnectionSort::CreatedAt,
+            descending: false,
+            limit: MAX_CONNECTIONS_PAGE,
+            ..ConnectionQuery::default()
+        };
+        let page = match self.store.list_connections(account, &query).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(account = %account, error = %e, "listing connections for upstream tools failed");
+                return Arc::new(Vec::new());
+            }
+        };
+        let found: Vec<(Connection, Url)> = page
+            .items
+            .into_iter()
+            .filter_map(|c| match &self.catalog.get(&c.provider_id)?.tools {
+                CatalogTools::UpstreamMcp { url } => Some((c, url.clone())),
+                _ => None,
+            })
+            .collect();
+        let found = Arc::new(found);
+        let mut accounts = self.accounts.lock().unwrap();
+        if accounts.len() > 10_000 {
+            accounts.retain(|_, a| a.read.elapsed() < self.settings.connections_ttl);
+        }
+        accounts.insert(account.clone(), AccountConnections { read: Instant::now(), connections: found.clone() });
+        found
+    }
+
+    fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<Pooled>>> {
+        self.clients.lock().unwrap().entry(connection.to_owned()).or_default().clone()
+    }
+
+    /// A client of the connection made with `cred` (the kept one when it was made with the same
+    /// credential), with the slot held by the caller.
+    async fn peer(
+        &self,
+        slot: &mut Option<Pooled>,
+        url: &Url,
+        cred: &UsableCredential,
+    ) -> Result<Peer<RoleClient>, String> {
+        if let Some(p) = slot.as_ref()
+            && p.generation == cred.generation()
+            && !p.service.is_transport_closed()
+        {
+            return Ok(p.service.peer().clone());
+        }
+        let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(bearer(cred.credential()));
+        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let service = tokio::time::timeout(self.settings.list_timeout, Handler.serve(transport))
+            .await
+            .map_err(|_| format!("no answer to initialize within {} ms", self.settings.list_timeout.as_millis()))?
+            .map_err(|e| if e.auth_challenge().is_some() { "401".to_owned() } else { e.to_string() })?;
+        let peer = service.peer().clone();
+        *slot = Some(Pooled { generation: cred.generation(), service });
+        Ok(peer)
+    }
+
+    /// The connection's tool list from its server (one 401 answered with a refreshed credential).
+    async fn fetch_listing(&self, c: &Connection, url: &Url) -> Result<Vec<Value>, String> {
+        let slot = self.slot(c.id.as_str());
+        let mut slot = slot.lock().await;
+        // Someone may have fetched it while this caller waited for the slot.
+        if let Some(l) = self.fresh_listing(c.id.as_str()) {
+            return Ok((*l).clone());
+        }
+        let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| e.to_string())?;
+        for attempt in 0..2 {
+            let result = match self.peer(&mut slot, url, &cred).await {
+                Ok(peer) => tokio::time::timeout(self.settings.list_timeout, peer.list_all_tools())
+                    .await
+                    .map_err(|_| "no tool list within the time limit".to_owned())
+                    .and_then(|r| r.map_err(|e| if is_auth_failure(&e) { "401".to_owned() } else { e.to_string() })),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(tools) => {
+                    return Ok(tools.into_iter().filter_map(|t| serde_json::to_value(t).ok()).collect());
+                }
+                Err(e) if e == "401" && attempt == 0 => {
+                    *slot = None;
+                    cred = self
+                        .broker
+                        .credential_after_401(&c.account_id, &c.id, &cred)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(e) => {
+                    *slot = None;
+                    return Err(if e == "401" {
+                        "the server refused the connection's credential (401)".into()
+                    } else {
+                        e
+                    });
+                }
+            }
+        }
+        Err("the server refused the connection's credential (401)".into())
+    }
+
+    fn fresh_listing(&self, connection: &str) -> Option<Arc<Vec<Value>>> {
+        let l = self.listings.lock().unwrap();
+        let cached = l.get(connection)?;
+        (cached.fetched.elapsed() < self.settings.list_ttl).then(|| cached.tools.clone())
+    }
+
+    /// The connection's listing (cached, or fetched now): its serial and tools. `None` when its
+    /// server cannot be listed now (logged and counted).
+    async fn listing(&self, c: &Connection, url: &Url) -> Option<(u64, Arc<Vec<Value>>)> {
+        {
+            let l = self.listings.lock().unwrap();
+            if let Some(cached) = l.get(c.id.as_str())
+                && cached.fetched.elapsed() < self.settings.list_ttl
+            {
+                self.counters.list_cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Some((cached.serial, cached.tools.clone()));
+            }
+        }
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        match self.fetch_listing(c, url).await {
+            Ok(tools) => {
+                let mut l = self.listings.lock().unwrap();
+                // A concurrent fetch may have stored one meanwhile: keep the first (same tools).
+                if let Some(cached) = l.get(c.id.as_str())
+                    && cached.fetched.elapsed() < self.settings.list_ttl
+                {
+                    return Some((cached.serial, cached.tools.clone()));
+                }
+                let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+                let tools = Arc::new(tools);
+                l.insert(c.id.to_string(), CachedListing { fetched: Instant::now(), serial, tools: tools.clone() });
+                Some((serial, tools))
+            }
+            Err(why) => {
+                self.counters.list_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    connection = %c.id, provider = %c.provider_id, why = %why,
+                    "an upstream MCP server could not be listed; its tools are left out"
+                );
+                None
+            }
+        }
+    }
+
+    /// The descriptors of these listings under their namespaced names.
+    fn describe(&self, listed: &[(&Connection, Arc<Vec<Value>>)]) -> Vec<ToolDescriptor> {
+        let mut namer = names::Namer::default();
+        namer.reserve(self.reserved.iter().map(String::as_str));
+        let mut per_provider: HashMap<&str, usize> = HashMap::new();
+        for (c, _) in listed {
+            *per_provider.entry(c.provider_id.as_str()).or_default() += 1;
+        }
+        let mut out = Vec::new();
+        for (c, tools) in listed {
+            let provider = self.catalog.get(&c.provider_id);
+            let label = (per_provider[c.provider_id.as_str()] > 1).then(|| names::connection_label(c.id.as_str()));
+            for t in tools.iter() {
+                let Some(upstream_name) = t.get("name").and_then(Value::as_str) else { continue };
+                let read_only_hint = t.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true));
+                let (says_read, says_write) = provider
+                    .map(|p| {
+                        (
+                            p.read_tools.iter().any(|x| x == upstream_name),
+                            p.write_tools.iter().any(|x| x == upstream_name),
+                        )
+                    })
+                    .unwrap_or((false, false));
+                let access = if says_read || (read_only_hint && !says_write) { Access::Read } else { Access::Write };
+                let name = namer.name(&c.provider_id, label.as_deref(), upstream_name);
+                let text = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                out.push(ToolDescriptor {
+                    name,
+                    title: t
+                        .get("title")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| upstream_name.to_owned()),
+                    description: text("description"),
+                    input_schema: t.get("inputSchema").cloned().unwrap_or_else(|| json!({"type": "object"})),
+                    output_schema: t.get("outputSchema").cloned(),
+                    access,
+                    provider: Some(c.provider_id.clone()),
+                    agent_id: None,
+                    knowledge_base_id: None,
+                    upstream: Some(Arc::new(UpstreamTool {
+                        connection_id: c.id.to_string(),
+                        name: upstream_name.to_owned(),
+                        listed: t.clone(),
+                    })),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl ToolSource for UpstreamTools {
+    async fn list(&self, ctx: &AccessContext) -> ToolListing {
+        let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
+        let connections = self.connections(&ctx.account_id).await;
+        let wanted: Vec<&(Connection, Url)> =
+            connections.iter().filter(|(c, _)| reach.allows(&c.provider_id)).collect();
+        let fetched = futures_util::future::join_all(wanted.iter().map(|(c, url)| self.listing(c, url))).await;
+        let mut key: Composite = Vec::new();
+        let mut listed = Vec::new();
+        for ((c, _), found) in wanted.iter().zip(fetched) {
+            if let Some((serial, tools)) = found {
+                key.push((c.id.to_string(), serial));
+                listed.push((c, tools));
+            }
+        }
+        if let Some(l) = self.composites.lock().unwrap().get(&key) {
+            return l.clone();
+        }
+        let tools = self.describe(&listed);
+        let listing = ToolListing { version: self.next_version.fetch_add(1, Ordering::Relaxed), tools: tools.into() };
+        let mut composites = self.composites.lock().unwrap();
+        if composites.len() > 10_000 {
+            // Versions are never reused: a dropped set gets a new one when it is seen again.
+            composites.clear();
+        }
+        composites.entry(key).or_insert(listing).clone()
+    }
+
+    async fn call(
+        &self,
+        ctx: &AccessContext,
+        tool: &ToolDescriptor,
+        args: &Value,
+        _round: &Round<'_>,
+    ) -> Result<Answer, ToolError> {
+        let Some(target) = &tool.upstream else {
+            return Err(ToolError::Failed(format!("{} is not an upstream tool", tool.name)));
+        };
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let failed = |why: String| {
+            self.counters.call_failures.fetch_add(1, Ordering::Relaxed);
+            ToolError::Failed(why)
+        };
+        let provider = tool.provider.clone().unwrap_or_default();
+        // The connection as this caller's tenant holds it now (the listing may be a moment old).
+        let id = ConnectionId::from_string(target.connection_id.clone());
+        let connections = self.connections(&ctx.account_id).await;
+        let Some((c, url)) = connections.iter().find(|(c, _)| c.id == id) else {
+            return Err(failed(format!("the {provider} connection is no longer active; reconnect it")));
+        };
+        let arguments = match args {
+            Value::Object(m) => Some(m.clone()),
+            _ => None,
+        };
+        let slot = self.slot(c.id.as_str());
+        let mut cred = match self.broker.credential(&c.account_id, &c.id).await {
+            Ok(cred) => cred,
+            Err(e) => return Err(failed(unusable(&provider, &e))),
+        };
+        for attempt in 0..2 {
+            let peer = {
+                let mut slot = slot.lock().await;
+                self.peer(&mut slot, url, &cred).await
+            };
+            let result = match peer {
+                Ok(peer) => {
+                    let mut params = CallToolRequestParams::new(target.name.clone());
+                    if let Some(a) = &arguments {
+                        params = params.with_arguments(a.clone());
+                    }
+                    tokio::time::timeout(self.settings.call_timeout, peer.call_tool(params))
+                        .await
+                        .map_err(|_| format!("no answer within {} s", self.settings.call_timeout.as_secs()))
+                        .and_then(|r| r.map_err(|e| if is_auth_failure(&e) { "401".to_owned() } else { e.to_string() }))
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(r) => {
+                    let value = serde_json::to_value(r)
+                        .map_err(|_| failed(format!("the {provider} server's answer could not be read")))?;
+                    return Ok(Answer::Upstream(value));
+                }
+                Err(e) if e == "401" && attempt == 0 => {
+                    *slot.lock().await = None;
+                    cred = match self.broker.credential_after_401(&c.account_id, &c.id, &cred).await {
+                        Ok(cred) => cred,
+                        Err(e) => return Err(failed(unusable(&provider, &e))),
+                    };
+                }
+                Err(e) => {
+                    *slot.lock().await = None;
+                    tracing::warn!(connection = %c.id, provider = %provider, tool = %target.name, why = %e, "an upstream tool call failed");
+                    return Err(failed(if e == "401" {
+                        format!("the {provider} server refused this connection's credential; reconnect it")
+                    } else {
+                        format!("the {provider} server failed: {}", e.chars().take(300).collect::<String>())
+                    }));
+                }
+            }
+        }
+        Err(failed(format!("the {provider} server refused this connection's credential; reconnect it")))
+    }
+}
+
+/// Why a connection's credential cannot be used, in words for the caller.
+fn unusable(provider: &str, e: &BrokerError) -> String {
+    match e {
+        BrokerError::NotUsable { reason, .. } => format!("the {provider} connection cannot be used: {reason}"),
+        BrokerError::RetryLater { retry_after, .. } => {
+            format!(
+                "the {provider} connection is being refreshed and the provider is failing; retry in {retry_after} s"
+            )
+        }
+        BrokerError::Missing => format!("the {provider} connection no longer exists"),
+        other => format!("the {provider} connection cannot be used now: {other}"),
+    }
+}

@@ -1,0 +1,281 @@
+// The gateway's upstream tools, end to end: a real third-party MCP server from npm
+// (`@modelcontextprotocol/server-everything`, Streamable HTTP on loopback) configured as an
+// operator-added provider whose tools come from that server (`auth = "api_key"`, `tools = { kind =
+// "mcp" }`). A person signs up, an app gets a token, the person connects the provider with a key;
+// then an MCP client (the official TypeScript SDK) on Bridgekeeper's /mcp sees, next to the
+// built-ins, the server's tools under `everything_<tool>` and calls them: the answer (text, image,
+// structured content) arrives unchanged, the server received the tenant's key as its bearer token
+// and never the client's token. Another tenant without a connection sees none of them and cannot
+// call them; a grant that disables the provider hides them; when the server is down, the gateway
+// still lists the built-ins.
+//
+//   BK_BIN=/abs/path/to/bridgekeeper e2e/connections/run.sh     (runs every *.test.mjs here)
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+import { UserAgent } from './lib/agent.mjs';
+import { api, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
+
+const require = createRequire(import.meta.url);
+const EVERYTHING = require.resolve('@modelcontextprotocol/server-everything/dist/index.js');
+const APP_REDIRECT = 'http://127.0.0.1:53690/connected';
+const TEST_TIMEOUT_MS = 60_000;
+const rand = () => randomBytes(6).toString('hex');
+
+const freePort = () =>
+    new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+            const { port } = s.address();
+            s.close(() => resolve(port));
+        });
+    });
+
+/**
+ * server-everything on a loopback port behind a recording proxy (the test sees each request's
+ * Authorization header and JSON-RPC method as the server received them).
+ */
+async function startEverything() {
+    const port = await freePort();
+    const child = spawn(process.execPath, [EVERYTHING, 'streamableHttp'], {
+        env: { ...process.env, PORT: String(port) },
+        stdio: ['ignore', 'pipe', 'pipe']
+    });
+    let log = '';
+    await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`server-everything did not start: ${log}`)), 20_000);
+        const seen = chunk => {
+            log += chunk;
+            if (log.includes('listening on port')) {
+                clearTimeout(timer);
+                resolve();
+            }
+        };
+        child.stdout.on('data', seen);
+        child.stderr.on('data', seen);
+        child.once('exit', code => reject(new Error(`server-everything exited (${code}): ${log}`)));
+    });
+    const requests = [];
+    let down = false;
+    const proxy = http.createServer((req, res) => {
+        const chunks = [];
+        req.on('data', c => chunks.push(c));
+        req.on('end', () => {
+            const body = Buffer.concat(chunks);
+            let method;
+            try {
+                method = JSON.parse(body.toString()).method;
+            } catch {
+                method = undefined;
+            }
+            requests.push({ method: req.method, rpc: method, authorization: req.headers.authorization });
+            if (down) {
+                res.writeHead(503).end();
+                return;
+            }
+            const out = http.request(
+                { host: '127.0.0.1', port, path: req.url, method: req.method, headers: req.headers },
+                up => {
+                    res.writeHead(up.statusCode, up.headers);
+                    up.pipe(res);
+                }
+            );
+            out.on('error', () => res.writeHead(502).end());
+            out.end(body);
+        });
+    });
+    await new Promise(r => proxy.listen(0, '127.0.0.1', r));
+    return {
+        url: `http://127.0.0.1:${proxy.address().port}/mcp`,
+        requests,
+        setDown(v) {
+            down = v;
+        },
+        async stop() {
+            proxy.close();
+            child.kill('SIGTERM');
+        }
+    };
+}
+
+describe('the gateway: a tenant’s connected MCP server as tools on /mcp (server-everything)', () => {
+    let everything;
+    let bk;
+    const key = `ev-key-${rand()}`;
+    let alice;
+    let bob;
+
+    /** An MCP client (official TypeScript SDK) on Bridgekeeper's /mcp with `token`. */
+    const mcpClient = async token => {
+        const client = new Client({ name: 'gateway-e2e', version: '1.0.0' });
+        const transport = new StreamableHTTPClientTransport(new URL('/mcp', bk.issuer), {
+            requestInit: { headers: { Authorization: `Bearer ${token}` } }
+        });
+        await client.connect(transport);
+        return client;
+    };
+
+    before(async () => {
+        everything = await startEverything();
+        const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__EVERYTHING__';
+        bk = await startBridgekeeper({
+            [`${p}NAME`]: 'Everything',
+            [`${p}DESCRIPTION`]: 'The MCP reference server (server-everything)',
+            [`${p}AUTH`]: 'api_key',
+            [`${p}TOOLS__KIND`]: 'mcp',
+            [`${p}TOOLS__URL`]: everything.url,
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true',
+            BRIDGEKEEPER_METRICS__PUBLIC: 'true'
+        });
+        const person = async name => {
+            const agent = new UserAgent();
+            const app = await signUpAndAuthorizeApp(agent, bk.issuer, {
+                email: `${name}-${rand()}@example.com`,
+                password: `pw-${rand()}-correct horse`,
+                redirectUri: APP_REDIRECT,
+                scope: 'connections universal-mcp-read-write'
+            });
+            return { agent, app };
+        };
+        alice = await person('alice');
+        bob = await person('bob');
+        const res = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+            token: alice.app.accessToken,
+            json: { providerId: 'everything', redirectUrl: APP_REDIRECT, providerParams: { apiKey: key } }
+        });
+        assert.equal(res.status, 201, `connect with a key: ${res.text}`);
+    });
+
+    after(async () => {
+        await bk?.stop();
+        await everything?.stop();
+    });
+
+    const withLogs = fn => async t => {
+        try {
+            await fn(t);
+        } catch (err) {
+            err.message += `\n--- server log (tail) ---\n${bk?.logTail()}`;
+            throw err;
+        }
+    };
+
+    test(
+        'the tenant sees the server’s tools next to the built-ins, namespaced, read-only where the server says so',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(alice.app.accessToken);
+            const { tools } = await client.listTools();
+            const names = tools.map(t => t.name);
+            for (const n of ['whoami', 'list-connections', 'everything_echo', 'everything_get-sum', 'everything_get-tiny-image'])
+                assert.ok(names.includes(n), `${n} in ${names.join(', ')}`);
+            assert.ok(names.indexOf('whoami') < names.indexOf('everything_echo'), 'built-ins first');
+            const echo = tools.find(t => t.name === 'everything_echo');
+            assert.equal(echo.annotations.readOnlyHint, true, 'echo says it only reads');
+            assert.ok(echo.inputSchema.properties.message, 'the upstream input schema passes through');
+            // The list is stable while nothing changes.
+            const again = (await client.listTools()).tools.map(t => t.name);
+            assert.deepEqual(again, names);
+            await client.close();
+        })
+    );
+
+    test(
+        'calls reach the server with the tenant’s key (never the client’s token) and answers pass unchanged',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const before = everything.requests.length;
+            const client = await mcpClient(alice.app.accessToken);
+            const echoed = await client.callTool({ name: 'everything_echo', arguments: { message: 'hello upstream' } });
+            assert.equal(echoed.isError ?? false, false);
+            assert.equal(echoed.content[0].type, 'text');
+            assert.match(echoed.content[0].text, /hello upstream/);
+            const sum = await client.callTool({ name: 'everything_get-sum', arguments: { a: 2, b: 40 } });
+            assert.match(sum.content[0].text, /42/);
+            const image = await client.callTool({ name: 'everything_get-tiny-image', arguments: {} });
+            const img = image.content.find(c => c.type === 'image');
+            assert.ok(img && img.mimeType === 'image/png' && img.data.length > 50, `an image block: ${JSON.stringify(image.content).slice(0, 300)}`);
+            const structured = await client.callTool({ name: 'everything_get-structured-content', arguments: { location: 'New York' } });
+            assert.ok(structured.structuredContent, `structured content passes: ${JSON.stringify(structured)}`);
+            await client.close();
+            const seen = everything.requests.slice(before);
+            assert.ok(seen.some(r => r.rpc === 'tools/call'), 'the server was called');
+            for (const r of seen) {
+                assert.equal(r.authorization, `Bearer ${key}`, `every request carries the tenant's key: ${JSON.stringify(r)}`);
+                assert.ok(!r.authorization?.includes(alice.app.accessToken), 'never the client token');
+            }
+        })
+    );
+
+    test(
+        'another tenant without a connection sees none of those tools and cannot call them',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(bob.app.accessToken);
+            const names = (await client.listTools()).tools.map(t => t.name);
+            assert.ok(names.includes('whoami'));
+            assert.ok(!names.some(n => n.startsWith('everything_')), names.join(', '));
+            const res = await client.callTool({ name: 'everything_echo', arguments: { message: 'x' } }).then(
+                r => ({ result: r }),
+                e => ({ error: e })
+            );
+            const text = res.error ? String(res.error.message) : JSON.stringify(res.result);
+            assert.match(text, /unknown tool/i, 'the same answer as a tool that does not exist');
+            await client.close();
+        })
+    );
+
+    test(
+        'a server that is down leaves the built-ins listed and its tools out; the call says what failed',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const metric = async (name, outcome) => {
+                const text = (await api(bk.issuer, 'GET', '/metrics')).text;
+                const m = text.match(new RegExp(`^${name}\\{outcome="${outcome}"\\} (\\d+)$`, 'm'));
+                assert.ok(m, `${name}{outcome="${outcome}"} in /metrics:\n${text}`);
+                return Number(m[1]);
+            };
+            const failedCalls = await metric('bridgekeeper_upstream_tool_calls_total', 'failed');
+            assert.ok((await metric('bridgekeeper_upstream_tool_calls_total', 'ok')) >= 4, 'the calls above counted');
+            const client = await mcpClient(alice.app.accessToken);
+            everything.setDown(true);
+            try {
+                const r = await client.callTool({ name: 'everything_echo', arguments: { message: 'x' } });
+                assert.equal(r.isError, true);
+                assert.match(r.content[0].text, /everything/);
+                // A different tenant view (a fresh listing) while the server is down: built-ins only.
+                const carol = await signUpAndAuthorizeApp(new UserAgent(), bk.issuer, {
+                    email: `carol-${rand()}@example.com`,
+                    password: `pw-${rand()}-correct horse`,
+                    redirectUri: APP_REDIRECT,
+                    scope: 'connections universal-mcp-read-write'
+                });
+                const res = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+                    token: carol.accessToken,
+                    json: { providerId: 'everything', redirectUrl: APP_REDIRECT, providerParams: { apiKey: 'carol-key' } }
+                });
+                assert.equal(res.status, 201, res.text);
+                const listFailures = await metric('bridgekeeper_upstream_tool_lists_total', 'failed');
+                const c2 = await mcpClient(carol.accessToken);
+                const names = (await c2.listTools()).tools.map(t => t.name);
+                assert.ok(names.includes('whoami') && !names.some(n => n.startsWith('everything_')), names.join(', '));
+                await c2.close();
+                assert.ok((await metric('bridgekeeper_upstream_tool_lists_total', 'failed')) > listFailures, 'the failed listing is counted');
+            } finally {
+                everything.setDown(false);
+            }
+            assert.ok((await metric('bridgekeeper_upstream_tool_calls_total', 'failed')) > failedCalls, 'the failed call is counted');
+            await client.close();
+        })
+    );
+});
