@@ -279,3 +279,112 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
         })
     );
 });
+
+// Declarative HTTP tools: a company's own REST API behind the gateway. The API here is a real
+// server run by the test — a second Bridgekeeper binary, whose `/api/v1/account` and
+// `/api/v1/connections` answer a bearer token — configured on the gateway as provider `company`
+// (`api_key`, the tenant's key = a token of that API; `tools = { kind = "http", definitions = … }`).
+describe('the gateway: declarative HTTP tools against a real REST API', () => {
+    let apiServer;
+    let bk;
+    let apiToken;
+    let apiEmail;
+    let alice;
+    let bob;
+
+    before(async () => {
+        apiServer = await startBridgekeeper({});
+        apiEmail = `api-user-${rand()}@example.com`;
+        apiToken = (
+            await signUpAndAuthorizeApp(new UserAgent(), apiServer.issuer, {
+                email: apiEmail,
+                password: `pw-${rand()}-correct horse`,
+                redirectUri: APP_REDIRECT,
+                scope: 'account connections'
+            })
+        ).accessToken;
+        const base = apiServer.issuer;
+        const definitions = [
+            `{ name = "account", description = "The account at the company", url = "${base}/api/v1/account", render = "json" }`,
+            `{ name = "connections", description = "Its connections", url = "${base}/api/v1/connections", render = "table", table_path = "/connections", input_schema = { type = "object", properties = { limit = { type = "integer" } } } }`,
+            `{ name = "connection", description = "One connection", url = "${base}/api/v1/connections/{id}", input_schema = { type = "object", properties = { id = { type = "string" } }, required = ["id"] } }`
+        ];
+        const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__COMPANY__';
+        bk = await startBridgekeeper({
+            [`${p}NAME`]: 'Company API',
+            [`${p}AUTH`]: 'api_key',
+            [`${p}TOOLS__KIND`]: 'http',
+            [`${p}TOOLS__DEFINITIONS`]: `[${definitions.join(', ')}]`,
+            [`${p}READ_TOOLS`]: '["account", "connections", "connection"]',
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true'
+        });
+        const person = async (name, key) => {
+            const app = await signUpAndAuthorizeApp(new UserAgent(), bk.issuer, {
+                email: `${name}-${rand()}@example.com`,
+                password: `pw-${rand()}-correct horse`,
+                redirectUri: APP_REDIRECT,
+                scope: 'connections universal-mcp-read-write'
+            });
+            const res = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+                token: app.accessToken,
+                json: { providerId: 'company', redirectUrl: APP_REDIRECT, providerParams: { apiKey: key } }
+            });
+            assert.equal(res.status, 201, res.text);
+            return app;
+        };
+        alice = await person('alice', apiToken);
+        bob = await person('bob', 'not-a-token-of-that-api');
+    });
+
+    after(async () => {
+        await bk?.stop();
+        await apiServer?.stop();
+    });
+
+    const client = async token => {
+        const c = new Client({ name: 'gateway-http-e2e', version: '1.0.0' });
+        await c.connect(
+            new StreamableHTTPClientTransport(new URL('/mcp', bk.issuer), {
+                requestInit: { headers: { Authorization: `Bearer ${token}` } }
+            })
+        );
+        return c;
+    };
+
+    test('the tools are listed as company_<name>, read-only as the catalog says', { timeout: TEST_TIMEOUT_MS }, async () => {
+        const c = await client(alice.accessToken);
+        const { tools } = await c.listTools();
+        const account = tools.find(t => t.name === 'company_account');
+        assert.ok(account, tools.map(t => t.name).join(', '));
+        assert.equal(account.annotations.readOnlyHint, true);
+        assert.ok(tools.find(t => t.name === 'company_connection').inputSchema.required.includes('id'));
+        await c.close();
+    });
+
+    test('a call reaches the API with the tenant’s key and the answer is rendered', { timeout: TEST_TIMEOUT_MS }, async () => {
+        const c = await client(alice.accessToken);
+        const account = await c.callTool({ name: 'company_account', arguments: {} });
+        assert.equal(account.isError ?? false, false, JSON.stringify(account));
+        assert.equal(account.structuredContent.email, apiEmail, 'the API answered for the key’s account');
+        assert.match(account.content[0].text, new RegExp(apiEmail.replace('.', '\\.')));
+        const list = await c.callTool({ name: 'company_connections', arguments: { limit: 5 } });
+        assert.equal(list.content[0].text, '(no rows)', JSON.stringify(list));
+        // A path argument stays one segment of the operator's URL: no way out of /connections/.
+        const probe = await c.callTool({ name: 'company_connection', arguments: { id: '../account' } });
+        assert.equal(probe.isError, true);
+        assert.match(probe.content[0].text, /HTTP 404/, JSON.stringify(probe));
+        await c.close();
+    });
+
+    test('a key the API refuses (401) is a tool error asking to reconnect; the arguments are checked first', { timeout: TEST_TIMEOUT_MS }, async () => {
+        const c = await client(bob.accessToken);
+        const refused = await c.callTool({ name: 'company_account', arguments: {} });
+        assert.equal(refused.isError, true);
+        assert.match(refused.content[0].text, /refused the credential.*reconnect/, JSON.stringify(refused));
+        const invalid = await c.callTool({ name: 'company_connection', arguments: {} });
+        assert.equal(invalid.isError, true);
+        assert.match(invalid.content[0].text, /id/, JSON.stringify(invalid));
+        await c.close();
+    });
+});

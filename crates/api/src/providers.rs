@@ -28,7 +28,11 @@ pub(crate) fn view(p: &Provider) -> Value {
         "tools": match &p.tools {
             ToolSource::None => json!({"source": "none"}),
             ToolSource::UpstreamMcp { url } => json!({"source": "mcp", "url": url.as_str()}),
-            ToolSource::Http { definitions } => json!({"source": "http", "count": definitions.len()}),
+            ToolSource::Http { tools } => json!({
+                "source": "http",
+                "count": tools.len(),
+                "tools": tools.iter().map(|t| json!({"name": t.name, "method": t.method, "description": t.description})).collect::<Vec<_>>(),
+            }),
         },
         "readTools": p.read_tools,
         "writeTools": p.write_tools,

@@ -423,11 +423,19 @@ fn upstream_tools(
         .map_err(|e| anyhow::anyhow!("connections: {e}"))?
         .build()
         .map_err(|e| anyhow::anyhow!("connections: cannot build the MCP client: {e}"))?;
+    // Declared HTTP tools' calls: the connections' rules, a longer time limit (an API call, not a
+    // token exchange) and 1 MB answers.
+    let api = bk_outbound::SafeFetcher::new(bk_outbound::FetchPolicy {
+        timeout: policy.timeout.max(std::time::Duration::from_secs(30)),
+        ..policy.clone()
+    })
+    .map_err(|e| anyhow::anyhow!("connections: {e}"))?;
     Ok(bk_upstream::UpstreamTools::new(
         store,
         catalog,
         broker,
         http,
+        api,
         bk_upstream::UpstreamSettings::default(),
         bk_gateway::tools::BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
     ))

@@ -18,6 +18,7 @@
 //! - **Listing versions** are handed out from a counter for each distinct (connection, listing)
 //!   set, so two tenants never share a version — the gateway caches serialised lists by version.
 
+pub mod http;
 pub mod names;
 
 use std::collections::HashMap;
@@ -28,12 +29,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bk_access::AccessContext;
 use bk_connections::broker::UsableCredential;
-use bk_connections::catalog::ToolSource as CatalogTools;
+use bk_connections::catalog::{HttpTool, Provider, ToolSource as CatalogTools};
 use bk_connections::{Broker, BrokerError, Catalog, Credential};
 use bk_domain::connection::{Connection, ConnectionStatus};
 use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE};
 use bk_gateway::tools::{Access, Answer, Round, ToolDescriptor, ToolError, ToolListing, ToolSource, UpstreamTool};
+use bk_outbound::SafeFetcher;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{Peer, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -100,10 +102,10 @@ struct CachedListing {
     tools: Arc<Vec<Value>>,
 }
 
-/// A tenant's active connections whose tools come from an MCP server.
+/// A tenant's active connections whose provider offers tools (from an MCP server or declared).
 struct AccountConnections {
     read: Instant,
-    connections: Arc<Vec<(Connection, Url)>>,
+    connections: Arc<Vec<(Connection, Arc<Provider>)>>,
 }
 
 /// The tools of one set of listings, under the version handed out for it.
@@ -114,6 +116,8 @@ pub struct UpstreamTools {
     catalog: Arc<Catalog>,
     broker: Broker,
     http: reqwest::Client,
+    /// Declarative HTTP tools' calls (request-forgery safe, bounded).
+    api: SafeFetcher,
     settings: UpstreamSettings,
     counters: Arc<UpstreamCounters>,
     /// Names the gateway's own tools hold (never given to an upstream tool).
@@ -148,6 +152,7 @@ impl UpstreamTools {
         catalog: Arc<Catalog>,
         broker: Broker,
         http: reqwest::Client,
+        api: SafeFetcher,
         settings: UpstreamSettings,
         reserved: Vec<String>,
     ) -> Self {
@@ -156,6 +161,7 @@ impl UpstreamTools {
             catalog,
             broker,
             http,
+            api,
             settings,
             counters: Arc::new(UpstreamCounters::default()),
             reserved,
@@ -172,8 +178,8 @@ impl UpstreamTools {
         self.counters.clone()
     }
 
-    /// The tenant's active connections with an upstream MCP server, oldest first.
-    async fn connections(&self, account: &AccountId) -> Arc<Vec<(Connection, Url)>> {
+    /// The tenant's active connections whose provider offers tools, oldest first.
+    async fn connections(&self, account: &AccountId) -> Arc<Vec<(Connection, Arc<Provider>)>> {
         if let Some(a) = self.accounts.lock().unwrap().get(account)
             && a.read.elapsed() < self.settings.connections_ttl
         {
@@ -193,12 +199,16 @@ impl UpstreamTools {
                 return Arc::new(Vec::new());
             }
         };
-        let found: Vec<(Connection, Url)> = page
+        let found: Vec<(Connection, Arc<Provider>)> = page
             .items
             .into_iter()
-            .filter_map(|c| match &self.catalog.get(&c.provider_id)?.tools {
-                CatalogTools::UpstreamMcp { url } => Some((c, url.clone())),
-                _ => None,
+            .filter_map(|c| {
+                let p = self.catalog.get(&c.provider_id)?.clone();
+                match &p.tools {
+                    CatalogTools::UpstreamMcp { .. } => Some((c, p)),
+                    CatalogTools::Http { tools } if !tools.is_empty() => Some((c, p)),
+                    _ => None,
+                }
             })
             .collect();
         let found = Arc::new(found);
@@ -288,8 +298,13 @@ impl UpstreamTools {
     }
 
     /// The connection's listing (cached, or fetched now): its serial and tools. `None` when its
-    /// server cannot be listed now (logged and counted).
-    async fn listing(&self, c: &Connection, url: &Url) -> Option<(u64, Arc<Vec<Value>>)> {
+    /// server cannot be listed now (logged and counted). Declared HTTP tools never change: serial 0.
+    async fn listing(&self, c: &Connection, p: &Provider) -> Option<(u64, Arc<Vec<Value>>)> {
+        let url = match &p.tools {
+            CatalogTools::UpstreamMcp { url } => url,
+            CatalogTools::Http { tools } => return Some((0, Arc::new(tools.iter().map(http_listed).collect()))),
+            CatalogTools::None => return None,
+        };
         {
             let l = self.listings.lock().unwrap();
             if let Some(cached) = l.get(c.id.as_str())
@@ -382,9 +397,9 @@ impl ToolSource for UpstreamTools {
     async fn list(&self, ctx: &AccessContext) -> ToolListing {
         let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
         let connections = self.connections(&ctx.account_id).await;
-        let wanted: Vec<&(Connection, Url)> =
+        let wanted: Vec<&(Connection, Arc<Provider>)> =
             connections.iter().filter(|(c, _)| reach.allows(&c.provider_id)).collect();
-        let fetched = futures_util::future::join_all(wanted.iter().map(|(c, url)| self.listing(c, url))).await;
+        let fetched = futures_util::future::join_all(wanted.iter().map(|(c, p)| self.listing(c, p))).await;
         let mut key: Composite = Vec::new();
         let mut listed = Vec::new();
         for ((c, _), found) in wanted.iter().zip(fetched) {
@@ -425,8 +440,18 @@ impl ToolSource for UpstreamTools {
         // The connection as this caller's tenant holds it now (the listing may be a moment old).
         let id = ConnectionId::from_string(target.connection_id.clone());
         let connections = self.connections(&ctx.account_id).await;
-        let Some((c, url)) = connections.iter().find(|(c, _)| c.id == id) else {
+        let Some((c, p)) = connections.iter().find(|(c, _)| c.id == id) else {
             return Err(failed(format!("the {provider} connection is no longer active; reconnect it")));
+        };
+        let url = match &p.tools {
+            CatalogTools::UpstreamMcp { url } => url,
+            CatalogTools::Http { tools } => {
+                let Some(def) = tools.iter().find(|t| t.name == target.name) else {
+                    return Err(failed(format!("{} is no longer offered by {provider}", tool.name)));
+                };
+                return self.call_http(c, def, args, &provider).await.map_err(failed);
+            }
+            CatalogTools::None => return Err(failed(format!("{provider} offers no tools now"))),
         };
         let arguments = match args {
             Value::Object(m) => Some(m.clone()),
@@ -481,6 +506,51 @@ impl ToolSource for UpstreamTools {
         }
         Err(failed(format!("the {provider} server refused this connection's credential; reconnect it")))
     }
+}
+
+impl UpstreamTools {
+    /// One declared HTTP tool's call with the connection's credential (one 401 answered with a
+    /// refreshed credential).
+    async fn call_http(&self, c: &Connection, def: &HttpTool, args: &Value, provider: &str) -> Result<Answer, String> {
+        let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| unusable(provider, &e))?;
+        for attempt in 0..2 {
+            let req = http::request(&self.api, def, args, bearer(cred.credential()))?;
+            let answer = self.api.send(req).await.map_err(|e| {
+                tracing::warn!(connection = %c.id, provider = %provider, tool = %def.name, error = %e, "an HTTP tool call failed");
+                format!("{provider} could not be reached: {e}")
+            })?;
+            match http::outcome(provider, def, answer) {
+                http::Outcome::Done { text, structured } => {
+                    return Ok(Answer::Complete(bk_gateway::tools::ToolOutput { text, structured }));
+                }
+                http::Outcome::Unauthorized if attempt == 0 => {
+                    cred = self
+                        .broker
+                        .credential_after_401(&c.account_id, &c.id, &cred)
+                        .await
+                        .map_err(|e| unusable(provider, &e))?;
+                }
+                http::Outcome::Unauthorized => {
+                    return Err(format!("{provider} refused this connection's credential (HTTP 401): reconnect it"));
+                }
+                http::Outcome::Failed(why) => return Err(why),
+            }
+        }
+        Err(format!("{provider} refused this connection's credential (HTTP 401): reconnect it"))
+    }
+}
+
+/// How a declared HTTP tool is listed (as an MCP `Tool`).
+fn http_listed(t: &HttpTool) -> Value {
+    let mut v = json!({
+        "name": t.name,
+        "description": t.description,
+        "inputSchema": t.input_schema,
+    });
+    if let Some(title) = &t.title {
+        v["title"] = json!(title);
+    }
+    v
 }
 
 /// Why a connection's credential cannot be used, in words for the caller.

@@ -216,8 +216,62 @@ pub enum ToolSource {
     None,
     /// An upstream MCP server, called with the tenant's upstream credential.
     UpstreamMcp { url: Url },
-    /// Declarative HTTP tools. Kept as written until the gateway gives them their type.
-    Http { definitions: Vec<serde_json::Value> },
+    /// Declarative HTTP tools: calls to the provider's own API.
+    Http { tools: Vec<HttpTool> },
+}
+
+/// One declarative HTTP tool (`tools = { kind = "http", definitions = [...] }`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTool {
+    /// `[A-Za-z0-9_.-]`, 1 to 64 characters (namespaced by the provider id on `/mcp`).
+    pub name: String,
+    pub title: Option<String>,
+    pub description: String,
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// An https URL (or loopback http in development) whose path may hold `{param}` placeholders,
+    /// filled from the arguments (percent-encoded as one path segment each).
+    pub url: Url,
+    /// The JSON schema of the arguments (an object schema).
+    pub input_schema: serde_json::Value,
+    /// Static request headers (`Notion-Version`); never credentials: the connection's credential
+    /// is sent as `Authorization: Bearer`.
+    pub headers: Vec<(String, String)>,
+    pub render: Render,
+    /// For `render = "table"`: a JSON pointer to the array in the answer (`/results`); the answer
+    /// itself when absent.
+    pub table_path: Option<String>,
+}
+
+/// How an HTTP tool's answer is shown to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Render {
+    /// The body as text.
+    Text,
+    /// Pretty JSON, and the object as `structuredContent`.
+    Json,
+    /// A markdown table of an array of objects.
+    Table,
+}
+
+impl HttpTool {
+    /// The `{placeholders}` of the URL's path, in order.
+    pub fn path_params(&self) -> Vec<String> {
+        let path = percent_decoded_path(&self.url);
+        let mut out = Vec::new();
+        let mut rest = path.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else { break };
+            out.push(rest[open + 1..open + close].to_owned());
+            rest = &rest[open + close + 1..];
+        }
+        out
+    }
+}
+
+/// The URL's path with its `{placeholders}` readable (URL parsing percent-encodes the braces).
+pub fn percent_decoded_path(url: &Url) -> String {
+    url.path().replace("%7B", "{").replace("%7D", "}").replace("%7b", "{").replace("%7d", "}")
 }
 
 /// A secret an operator configured for a provider (client secret, admin token). Its `Debug` never

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    ApiKeyForm, AuthKind, ClientCredentials, Display, McpServer, OAuth2, Provider, ProviderSecret, SHIPPED,
-    SHIPPED_NAME, TokenAuth, TokenBody, TokenExchange, ToolSource,
+    ApiKeyForm, AuthKind, ClientCredentials, Display, HttpTool, McpServer, OAuth2, Provider, ProviderSecret, Render,
+    SHIPPED, SHIPPED_NAME, TokenAuth, TokenBody, TokenExchange, ToolSource,
 };
 
 /// The operator's layers over the shipped catalog, in the order they apply.
@@ -416,14 +416,18 @@ fn provider(
                 if t.url.is_some() {
                     return Err(e("tools.url", "tools of kind http are declared in `definitions`, not a url"));
                 }
-                let definitions = t
-                    .definitions
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(serde_json::to_value)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|x| e("tools.definitions", &x.to_string()))?;
-                ToolSource::Http { definitions }
+                let mut tools: Vec<HttpTool> = Vec::new();
+                for (i, d) in t.definitions.unwrap_or_default().into_iter().enumerate() {
+                    let tool = http_tool(file, &id, i, d, allow_http_loopback)?;
+                    if tools.iter().any(|x| x.name == tool.name) {
+                        return Err(e(
+                            &format!("tools.definitions[{i}].name"),
+                            &format!("`{}` is defined twice", tool.name),
+                        ));
+                    }
+                    tools.push(tool);
+                }
+                ToolSource::Http { tools }
             }
         },
     };
@@ -436,6 +440,99 @@ fn provider(
 }
 
 /// An endpoint: https (the outbound client speaks nothing else), no fragment.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpTool {
+    name: String,
+    title: Option<String>,
+    description: Option<String>,
+    method: Option<String>,
+    url: String,
+    input_schema: Option<toml::Value>,
+    headers: Option<BTreeMap<String, String>>,
+    render: Option<String>,
+    table_path: Option<String>,
+}
+
+/// Request headers an HTTP tool may not set (the gateway sets them, or they carry credentials).
+const RESERVED_HEADERS: &[&str] =
+    &["authorization", "cookie", "host", "content-length", "content-type", "transfer-encoding", "proxy-authorization"];
+
+fn http_tool(
+    file: &str,
+    id: &str,
+    i: usize,
+    d: toml::Value,
+    allow_http_loopback: bool,
+) -> Result<HttpTool, CatalogError> {
+    let at = |f: &str| format!("tools.definitions[{i}]{}{f}", if f.is_empty() { "" } else { "." });
+    let raw: RawHttpTool = d.try_into().map_err(|x: toml::de::Error| err(file, id, &at(""), x.message().to_owned()))?;
+    if raw.name.is_empty()
+        || raw.name.len() > 64
+        || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(err(file, id, &at("name"), "1 to 64 characters of A-Z a-z 0-9 _ - ."));
+    }
+    let method = raw.method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+    if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+        return Err(err(file, id, &at("method"), "one of GET, POST, PUT, PATCH, DELETE"));
+    }
+    let url = server_url(file, id, &at("url"), &raw.url, allow_http_loopback)?;
+    if url.query().is_some() {
+        return Err(err(
+            file,
+            id,
+            &at("url"),
+            "no query in the URL: arguments not in the path go to the query (GET, DELETE) or the JSON body",
+        ));
+    }
+    let input_schema = match raw.input_schema {
+        None => serde_json::json!({"type": "object", "properties": {}}),
+        Some(v) => serde_json::to_value(v).map_err(|x| err(file, id, &at("input_schema"), x.to_string()))?,
+    };
+    if input_schema.get("type").and_then(serde_json::Value::as_str) != Some("object") {
+        return Err(err(file, id, &at("input_schema"), "an object schema (`type = \"object\"`)"));
+    }
+    let headers: Vec<(String, String)> = raw.headers.unwrap_or_default().into_iter().collect();
+    if let Some((h, _)) = headers.iter().find(|(h, _)| RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str())) {
+        return Err(err(
+            file,
+            id,
+            &at(&format!("headers.{h}")),
+            "set by the gateway (the credential goes in Authorization)",
+        ));
+    }
+    let render = match raw.render.as_deref().unwrap_or("json") {
+        "text" => Render::Text,
+        "json" => Render::Json,
+        "table" => Render::Table,
+        _ => return Err(err(file, id, &at("render"), "one of text, json, table")),
+    };
+    let tool = HttpTool {
+        name: raw.name,
+        title: raw.title,
+        description: raw.description.unwrap_or_default(),
+        method,
+        url,
+        input_schema,
+        headers,
+        render,
+        table_path: raw.table_path,
+    };
+    let props = tool.input_schema.get("properties");
+    for p in tool.path_params() {
+        if props.and_then(|x| x.get(&p)).is_none() {
+            return Err(err(
+                file,
+                id,
+                &at("url"),
+                format!("the placeholder {{{p}}} is not a property of input_schema"),
+            ));
+        }
+    }
+    Ok(tool)
+}
+
 /// An MCP server's URL: https, or plain http on a loopback host when the operator allows it
 /// (`connections.allow_http_loopback`, development and tests only).
 fn server_url(file: &str, id: &str, field: &str, s: &str, allow_http_loopback: bool) -> Result<Url, CatalogError> {

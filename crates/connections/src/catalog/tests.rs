@@ -82,7 +82,9 @@ fn operator_file_adds_overrides_and_hides_providers() {
     assert!(c.get("slack").is_none());
     let acme = c.get("acme").unwrap();
     assert!(matches!(&acme.auth, AuthKind::ApiKey(f) if f.label == "Acme API token"));
-    assert!(matches!(&acme.tools, ToolSource::Http { definitions } if definitions[0]["name"] == "list_deals"));
+    assert!(
+        matches!(&acme.tools, ToolSource::Http { tools } if tools[0].name == "list_deals" && tools[0].method == "GET")
+    );
     assert_eq!(acme.missing_setting(), None);
     let google = oauth2(c.get("google").unwrap());
     assert_eq!(google.scopes, ["openid", "https://www.googleapis.com/auth/gmail.readonly"]);
@@ -322,4 +324,47 @@ fn an_mcp_server_on_plain_http_needs_loopback_and_the_development_switch() {
     assert!(load_with(true, text).is_ok());
     let remote = text.replace("127.0.0.1", "mcp.example.com");
     assert!(load_with(true, &remote).is_err(), "plain http only to this machine");
+}
+
+#[test]
+fn http_tools_are_checked_at_start() {
+    let with = |def: &str| {
+        load(
+            Some(&format!(
+                "[acme]\nname = \"Acme\"\nauth = \"api_key\"\ntools = {{ kind = \"http\", definitions = [{def}] }}\n"
+            )),
+            None,
+        )
+    };
+    let ok = with(
+        r#"{ name = "get_deal", url = "https://api.acme.example/deals/{id}", render = "table", table_path = "/items", headers = { "Acme-Version" = "2" }, input_schema = { type = "object", properties = { id = { type = "string" } }, required = ["id"] } }"#,
+    )
+    .unwrap();
+    let ToolSource::Http { tools } = &ok.get("acme").unwrap().tools else { panic!() };
+    assert_eq!(tools[0].path_params(), ["id"]);
+    assert_eq!((tools[0].render, tools[0].method.as_str()), (Render::Table, "GET"));
+    for (def, field) in [
+        (r#"{ name = "x y", url = "https://a.example/x" }"#, "tools.definitions[0].name"),
+        (r#"{ name = "x", method = "TRACE", url = "https://a.example/x" }"#, "tools.definitions[0].method"),
+        (r#"{ name = "x", url = "http://a.example/x" }"#, "tools.definitions[0].url"),
+        (r#"{ name = "x", url = "https://a.example/x?a=1" }"#, "tools.definitions[0].url"),
+        (r#"{ name = "x", url = "https://a.example/x/{id}" }"#, "tools.definitions[0].url"),
+        (
+            r#"{ name = "x", url = "https://a.example/x", headers = { Authorization = "Bearer s" } }"#,
+            "tools.definitions[0].headers.Authorization",
+        ),
+        (r#"{ name = "x", url = "https://a.example/x", render = "html" }"#, "tools.definitions[0].render"),
+        (
+            r#"{ name = "x", url = "https://a.example/x", input_schema = { type = "string" } }"#,
+            "tools.definitions[0].input_schema",
+        ),
+        (r#"{ name = "x", url = "https://a.example/x", verb = "GET" }"#, "tools.definitions[0]"),
+        (
+            r#"{ name = "x", url = "https://a.example/x" }, { name = "x", url = "https://a.example/y" }"#,
+            "tools.definitions[1].name",
+        ),
+    ] {
+        let e = with(def).err().unwrap().to_string();
+        assert!(e.contains(&format!("field `{field}`")), "{def}: {e}");
+    }
 }
