@@ -22,7 +22,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import { UserAgent } from './lib/agent.mjs';
-import { api, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
+import { api, authorizeApp, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const require = createRequire(import.meta.url);
 const EVERYTHING = require.resolve('@modelcontextprotocol/server-everything/dist/index.js');
@@ -275,6 +276,65 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
                 everything.setDown(false);
             }
             assert.ok((await metric('bridgekeeper_upstream_tool_calls_total', 'failed')) > failedCalls, 'the failed call is counted');
+            await client.close();
+        })
+    );
+
+    test(
+        'the one policy: a grant that may only read the provider sees and calls only its read-only tools; disabled hides all',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const writer = 'everything_toggle-simulated-logging';
+            const full = await mcpClient(alice.app.accessToken);
+            assert.ok((await full.listTools()).tools.some(t => t.name === writer), 'the full grant lists the write tool');
+            await full.close();
+            const grant = async permission =>
+                authorizeApp(alice.agent, bk.issuer, {
+                    redirectUri: APP_REDIRECT,
+                    scope: 'universal-mcp-read-write',
+                    extra: { provider_permissions: JSON.stringify({ everything: permission }) }
+                });
+            const reader = await mcpClient((await grant('read')).accessToken);
+            const names = (await reader.listTools()).tools.map(t => t.name);
+            assert.ok(names.includes('everything_echo') && !names.includes(writer), names.join(', '));
+            const refused = await reader.callTool({ name: writer, arguments: {} }).then(
+                r => JSON.stringify(r),
+                e => String(e.message)
+            );
+            assert.match(refused, /unknown tool/i, 'what it cannot see it cannot call');
+            await reader.close();
+            const none = await mcpClient((await grant('disabled')).accessToken);
+            const left = (await none.listTools()).tools.map(t => t.name);
+            assert.ok(left.includes('whoami') && !left.some(n => n.startsWith('everything_')), left.join(', '));
+            await none.close();
+        })
+    );
+
+    test(
+        'two connections of one provider: each tool once per connection under its label, each called with its own key',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const key2 = `ev-key-2-${rand()}`;
+            const res = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+                token: alice.app.accessToken,
+                json: { providerId: 'everything', redirectUrl: APP_REDIRECT, providerParams: { apiKey: key2 } }
+            });
+            assert.equal(res.status, 201, res.text);
+            await sleep(2200); // the tenant's connections are read again after 2 s
+            const client = await mcpClient(alice.app.accessToken);
+            const echoes = (await client.listTools()).tools.map(t => t.name).filter(n => /^everything_.*echo$/.test(n));
+            assert.equal(echoes.length, 2, echoes.join(', '));
+            for (const n of echoes) assert.match(n, /^everything_[a-z0-9]{6}_echo$/);
+            const again = (await client.listTools()).tools.map(t => t.name).filter(n => /^everything_.*echo$/.test(n));
+            assert.deepEqual(again, echoes, 'the same names in the same order');
+            const keys = [];
+            for (const n of echoes) {
+                const mark = everything.requests.length;
+                const r = await client.callTool({ name: n, arguments: { message: n } });
+                assert.match(r.content[0].text, new RegExp(n));
+                keys.push(...new Set(everything.requests.slice(mark).filter(x => x.rpc === 'tools/call').map(x => x.authorization)));
+            }
+            assert.deepEqual(keys.sort(), [`Bearer ${key}`, `Bearer ${key2}`].sort());
             await client.close();
         })
     );

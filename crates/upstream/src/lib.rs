@@ -78,13 +78,31 @@ pub struct UpstreamCounters {
     pub list_cache_hits: AtomicU64,
 }
 
-/// Identifies Bridgekeeper to upstream servers.
+type Listings = Arc<Mutex<HashMap<String, CachedListing>>>;
+
+/// Identifies Bridgekeeper to upstream servers, and forgets a connection's cached tool list when its
+/// server says the list changed (the next listing asks again; `subscriptions/listen` streams see
+/// the new version).
 #[derive(Clone)]
-struct Handler;
+struct Handler {
+    connection_id: String,
+    listings: std::sync::Weak<Mutex<HashMap<String, CachedListing>>>,
+}
 
 impl rmcp::ClientHandler for Handler {
     fn get_info(&self) -> ClientConfig {
         ClientConfig::new(ClientCapabilities::default(), Implementation::new("Bridgekeeper", env!("CARGO_PKG_VERSION")))
+    }
+
+    fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        if let Some(listings) = self.listings.upgrade() {
+            listings.lock().unwrap().remove(&self.connection_id);
+            tracing::debug!(connection = %self.connection_id, "an upstream server's tool list changed");
+        }
+        std::future::ready(())
     }
 }
 
@@ -92,7 +110,12 @@ impl rmcp::ClientHandler for Handler {
 struct Pooled {
     generation: i64,
     service: RunningService<RoleClient, Handler>,
+    last_used: Instant,
 }
+
+/// Clients unused this long are closed (a sweep runs at most once a minute, on a listing).
+const IDLE_CLIENT: Duration = Duration::from_secs(300);
+const SWEEP_EVERY_SECS: u64 = 60;
 
 /// A connection's tools as its server listed them.
 struct CachedListing {
@@ -123,12 +146,15 @@ pub struct UpstreamTools {
     /// Names the gateway's own tools hold (never given to an upstream tool).
     reserved: Vec<String>,
     accounts: Mutex<HashMap<AccountId, AccountConnections>>,
-    listings: Mutex<HashMap<String, CachedListing>>,
+    listings: Listings,
     composites: Mutex<HashMap<Composite, ToolListing>>,
     /// One client slot per connection; fetching a listing or making a client holds it.
     clients: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Pooled>>>>>,
     next_serial: AtomicU64,
     next_version: AtomicU64,
+    started: Instant,
+    /// Seconds since `started` of the last sweep of idle clients and stale listings.
+    last_sweep: AtomicU64,
 }
 
 /// The bearer value a credential gives an MCP server.
@@ -166,11 +192,13 @@ impl UpstreamTools {
             counters: Arc::new(UpstreamCounters::default()),
             reserved,
             accounts: Mutex::default(),
-            listings: Mutex::default(),
+            listings: Arc::default(),
             composites: Mutex::default(),
             clients: Mutex::default(),
             next_serial: AtomicU64::new(1),
             next_version: AtomicU64::new(1),
+            started: Instant::now(),
+            last_sweep: AtomicU64::new(0),
         }
     }
 
@@ -220,6 +248,32 @@ impl UpstreamTools {
         found
     }
 
+    /// Closes clients idle for `IDLE_CLIENT` and drops listings long out of date (at most once a
+    /// minute; a slot in use is skipped).
+    fn sweep(&self) {
+        let now = self.started.elapsed().as_secs();
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now < last + SWEEP_EVERY_SECS
+            || self.last_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let mut closed = 0;
+        self.clients.lock().unwrap().retain(|_, slot| {
+            let Ok(mut guard) = slot.try_lock() else { return true };
+            if guard.as_ref().is_some_and(|p| p.last_used.elapsed() >= IDLE_CLIENT) {
+                *guard = None;
+                closed += 1;
+            }
+            guard.is_some() || Arc::strong_count(slot) > 1
+        });
+        let stale = self.settings.list_ttl * 5;
+        self.listings.lock().unwrap().retain(|_, l| l.fetched.elapsed() < stale);
+        if closed > 0 {
+            tracing::debug!(closed, "closed idle upstream MCP clients");
+        }
+    }
+
     fn slot(&self, connection: &str) -> Arc<tokio::sync::Mutex<Option<Pooled>>> {
         self.clients.lock().unwrap().entry(connection.to_owned()).or_default().clone()
     }
@@ -232,20 +286,23 @@ impl UpstreamTools {
         url: &Url,
         cred: &UsableCredential,
     ) -> Result<Peer<RoleClient>, String> {
-        if let Some(p) = slot.as_ref()
+        if let Some(p) = slot.as_mut()
             && p.generation == cred.generation()
             && !p.service.is_transport_closed()
         {
+            p.last_used = Instant::now();
             return Ok(p.service.peer().clone());
         }
+        let handler =
+            Handler { connection_id: cred.connection().id.to_string(), listings: Arc::downgrade(&self.listings) };
         let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(bearer(cred.credential()));
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        let service = tokio::time::timeout(self.settings.list_timeout, Handler.serve(transport))
+        let service = tokio::time::timeout(self.settings.list_timeout, handler.serve(transport))
             .await
             .map_err(|_| format!("no answer to initialize within {} ms", self.settings.list_timeout.as_millis()))?
             .map_err(|e| if e.auth_challenge().is_some() { "401".to_owned() } else { e.to_string() })?;
         let peer = service.peer().clone();
-        *slot = Some(Pooled { generation: cred.generation(), service });
+        *slot = Some(Pooled { generation: cred.generation(), service, last_used: Instant::now() });
         Ok(peer)
     }
 
@@ -395,6 +452,7 @@ impl UpstreamTools {
 #[async_trait]
 impl ToolSource for UpstreamTools {
     async fn list(&self, ctx: &AccessContext) -> ToolListing {
+        self.sweep();
         let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
         let connections = self.connections(&ctx.account_id).await;
         let wanted: Vec<&(Connection, Arc<Provider>)> =

@@ -98,6 +98,16 @@ export async function signUpAndAuthorizeApp(agent, issuer, { email, password, re
         });
         assert.equal(loggedIn.status, 303, `POST /login: ${loggedIn.status} ${loggedIn.text}`);
     }
+    return authorizeApp(agent, issuer, { redirectUri, scope });
+}
+
+/**
+ * For a person signed in in `agent`: registers an app by DCR with `redirectUri` and runs authorize
+ * → consent → token for `scope`, with `extra` authorize parameters (`provider_permissions`, …).
+ * Returns {clientId, accessToken, scope}.
+ */
+export async function authorizeApp(agent, issuer, { redirectUri, scope, extra = {} }) {
+    const at = p => new URL(p, issuer).href;
 
     // The app registers itself (RFC 7591) ...
     const reg = await api(issuer, 'POST', '/api/v1/auth/register', {
@@ -124,7 +134,8 @@ export async function signUpAndAuthorizeApp(agent, issuer, { email, password, re
         scope,
         state,
         code_challenge: s256(verifier),
-        code_challenge_method: 'S256'
+        code_challenge_method: 'S256',
+        ...extra
     }))
         authorize.searchParams.set(k, v);
     let res = await agent.get(authorize.href);
@@ -156,6 +167,6 @@ export async function signUpAndAuthorizeApp(agent, issuer, { email, password, re
     });
     assert.equal(tokenRes.status, 200, `token: ${tokenRes.text}`);
     const tokens = tokenRes.json();
-    assert.ok(tokens.scope.split(' ').includes('connections'), `the token carries connections: ${tokens.scope}`);
+    for (const s of scope.split(' ')) assert.ok(tokens.scope.split(' ').includes(s), `the token carries ${s}: ${tokens.scope}`);
     return { clientId, accessToken: tokens.access_token, scope: tokens.scope };
 }
