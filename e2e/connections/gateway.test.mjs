@@ -391,7 +391,7 @@ describe('the gateway: declarative HTTP tools against a real REST API', () => {
                 json: { providerId: 'company', redirectUrl: APP_REDIRECT, providerParams: { apiKey: key } }
             });
             assert.equal(res.status, 201, res.text);
-            return app;
+            return { ...app, connectionId: res.body.connection.id };
         };
         alice = await person('alice', apiToken);
         bob = await person('bob', 'not-a-token-of-that-api');
@@ -439,12 +439,17 @@ describe('the gateway: declarative HTTP tools against a real REST API', () => {
 
     test('a key the API refuses (401) is a tool error asking to reconnect; the arguments are checked first', { timeout: TEST_TIMEOUT_MS }, async () => {
         const c = await client(bob.accessToken);
-        const refused = await c.callTool({ name: 'company_account', arguments: {} });
-        assert.equal(refused.isError, true);
-        assert.match(refused.content[0].text, /refused the credential.*reconnect/, JSON.stringify(refused));
+        // The arguments are checked against the schema before any call.
         const invalid = await c.callTool({ name: 'company_connection', arguments: {} });
         assert.equal(invalid.isError, true);
         assert.match(invalid.content[0].text, /id/, JSON.stringify(invalid));
+        const refused = await c.callTool({ name: 'company_account', arguments: {} });
+        assert.equal(refused.isError, true);
+        assert.match(refused.content[0].text, /refused the credential.*reconnect/, JSON.stringify(refused));
+        // The connection says so: expired, with the reason (the key cannot be refreshed).
+        const conn = await api(bk.issuer, 'GET', `/api/v1/connections/${bob.connectionId}`, { token: bob.accessToken });
+        assert.equal(conn.body.status, 'expired', conn.text);
+        assert.match(conn.body.lastError, /401/);
         await c.close();
     });
 });

@@ -106,58 +106,116 @@ async function main() {
         email: `mcp-auth-${rand()}@example.com`,
         password: `pw-${rand()}-correct horse`,
         redirectUri: APP_REDIRECT,
-        scope: 'connections'
+        scope: 'connections universal-mcp-read-write'
     });
     log(`signed up; app ${app.clientId} holds scope "${app.scope}"`);
 
-    const init = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
-        token: app.accessToken,
-        json: { providerId: PROVIDER, redirectUrl: APP_REDIRECT }
-    });
-    log(`initiate -> ${init.status}`);
-    if (init.status !== 200) {
-        // The "must reject" scenarios end here (resource mismatch, issuer mismatch, ...).
-        process.stdout.write(`initiate refused (${init.status}): ${init.text}\n`);
-        return 1;
-    }
-    const { authorizationUrl, providerMetadata } = init.body ?? {};
-    if (typeof authorizationUrl !== 'string') throw new Error(`initiate answered without authorizationUrl: ${init.text}`);
-    const authz = new URL(authorizationUrl);
-    const q = authz.searchParams;
-    log(
-        `authorizationUrl ${authz.origin}${authz.pathname} client_id=${q.get('client_id')} scope=${JSON.stringify(q.get('scope'))} ` +
-            `resource=${q.get('resource')} code_challenge_method=${q.get('code_challenge_method')} redirect_uri=${q.get('redirect_uri')}; ` +
-            `providerMetadata ${JSON.stringify(providerMetadata)}`
-    );
-
-    // The mock AS auto-approves: one plain request, no Bridgekeeper cookies.
-    const atAs = await rawRequest(authorizationUrl, { headers: { Accept: 'text/html' } });
-    if (atAs.status !== 302 && atAs.status !== 303) throw new Error(`the authorization server answered ${atAs.status}, not a redirect: ${atAs.text.slice(0, 500)}`);
-    if (!atAs.location) throw new Error(`the authorization server redirected without Location`);
-    const back = new URL(atAs.location);
-    log(`authorization server -> ${atAs.status} to ${back.origin}${back.pathname} with [${[...back.searchParams.keys()].join(', ')}] iss=${back.searchParams.get('iss')}`);
-    if (back.origin !== new URL(bk.issuer).origin) throw new Error(`the authorization server redirected elsewhere than Bridgekeeper: ${back.origin}${back.pathname}`);
-
-    // The signed-in browser lands on Bridgekeeper's callback.
-    const cb = await agent.get(back.href);
-    log(`callback -> ${cb.status}`);
-    if (cb.status !== 303 || !cb.location) {
-        process.stdout.write(`callback answered ${cb.status} (not a redirect to the app): ${cb.text.slice(0, 2000)}\n`);
-        return 1;
-    }
-    const to = new URL(cb.location);
-    if (to.origin + to.pathname !== APP_REDIRECT) throw new Error(`the callback redirected elsewhere than the app: ${to.origin}${to.pathname}`);
-    const connectionId = to.searchParams.get('connectionId');
-    if (!connectionId) {
-        process.stdout.write(
-            `connection failed: error=${to.searchParams.get('error')} error_description=${JSON.stringify(to.searchParams.get('error_description'))}\n`
+    /** One connect flow: initiate, the mock AS, the callback. The connection id, or null (failed). */
+    const connect = async () => {
+        const init = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+            token: app.accessToken,
+            json: { providerId: PROVIDER, redirectUrl: APP_REDIRECT }
+        });
+        log(`initiate -> ${init.status}`);
+        if (init.status !== 200) {
+            // The "must reject" scenarios end here (resource mismatch, issuer mismatch, ...).
+            process.stdout.write(`initiate refused (${init.status}): ${init.text}\n`);
+            return null;
+        }
+        const { authorizationUrl, providerMetadata } = init.body ?? {};
+        if (typeof authorizationUrl !== 'string') throw new Error(`initiate answered without authorizationUrl: ${init.text}`);
+        const authz = new URL(authorizationUrl);
+        const q = authz.searchParams;
+        log(
+            `authorizationUrl ${authz.origin}${authz.pathname} client_id=${q.get('client_id')} scope=${JSON.stringify(q.get('scope'))} ` +
+                `resource=${q.get('resource')} code_challenge_method=${q.get('code_challenge_method')} redirect_uri=${q.get('redirect_uri')}; ` +
+                `providerMetadata ${JSON.stringify(providerMetadata)}`
         );
-        return 1;
+
+        // The mock AS auto-approves: one plain request, no Bridgekeeper cookies.
+        const atAs = await rawRequest(authorizationUrl, { headers: { Accept: 'text/html' } });
+        if (atAs.status !== 302 && atAs.status !== 303) throw new Error(`the authorization server answered ${atAs.status}, not a redirect: ${atAs.text.slice(0, 500)}`);
+        if (!atAs.location) throw new Error(`the authorization server redirected without Location`);
+        const back = new URL(atAs.location);
+        log(`authorization server -> ${atAs.status} to ${back.origin}${back.pathname} with [${[...back.searchParams.keys()].join(', ')}] iss=${back.searchParams.get('iss')}`);
+        if (back.origin !== new URL(bk.issuer).origin) throw new Error(`the authorization server redirected elsewhere than Bridgekeeper: ${back.origin}${back.pathname}`);
+
+        // The signed-in browser lands on Bridgekeeper's callback.
+        const cb = await agent.get(back.href);
+        log(`callback -> ${cb.status}`);
+        if (cb.status !== 303 || !cb.location) {
+            process.stdout.write(`callback answered ${cb.status} (not a redirect to the app): ${cb.text.slice(0, 2000)}\n`);
+            return null;
+        }
+        const to = new URL(cb.location);
+        if (to.origin + to.pathname !== APP_REDIRECT) throw new Error(`the callback redirected elsewhere than the app: ${to.origin}${to.pathname}`);
+        const connectionId = to.searchParams.get('connectionId');
+        if (!connectionId) {
+            process.stdout.write(
+                `connection failed: error=${to.searchParams.get('error')} error_description=${JSON.stringify(to.searchParams.get('error_description'))}\n`
+            );
+            return null;
+        }
+        log(`connected: connectionId ${connectionId}, status ${to.searchParams.get('status')}`);
+        const conn = await api(bk.issuer, 'GET', `/api/v1/connections/${encodeURIComponent(connectionId)}`, { token: app.accessToken });
+        process.stdout.write(`connection (${conn.status}): ${conn.text}\n`);
+        return conn.status === 200 ? connectionId : null;
+    };
+
+    /** A JSON-RPC request on Bridgekeeper's /mcp (one-shot, plain JSON) with the app's token. */
+    let rpcId = 0;
+    const mcp = async (method, params = {}) => {
+        const res = await rawRequest(new URL('/mcp', bk.issuer), {
+            method: 'POST',
+            headers: {
+                Authorization: `Bearer ${app.accessToken}`,
+                'Content-Type': 'application/json',
+                Accept: 'application/json, text/event-stream',
+                'X-Response-Format': 'json'
+            },
+            body: JSON.stringify({ jsonrpc: '2.0', id: ++rpcId, method, params })
+        });
+        const body = res.json();
+        if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
+        return body.result;
+    };
+    const upstreamTools = async () => (await mcp('tools/list')).tools.map(t => t.name).filter(n => n.startsWith(`${PROVIDER}_`));
+
+    let connectionId = await connect();
+    if (!connectionId) return 1;
+    // The connection in use, through the gateway, as an MCP client of Bridgekeeper would use it:
+    // list the server's tools, then call each (the mock's `test-tool`) — twice, so a server that
+    // changes its mind after the first authenticated request (authorization-server migration)
+    // is heard. A tool error asking to reconnect, or a connection no longer active, is followed by
+    // a reconnect (the person's part), at most twice (three authorizations in all).
+    let reconnects = 0;
+    for (let round = 0; round < 4; round++) {
+        const tools = await upstreamTools();
+        log(`tools through the gateway: [${tools.join(', ')}]`);
+        let reconnect = false;
+        for (const name of tools) {
+            const r = await mcp('tools/call', { name, arguments: {} });
+            const text = (r.content ?? []).map(c => c.text ?? '').join(' ');
+            log(`tools/call ${name} -> ${r.isError ? 'error' : 'ok'}: ${text.slice(0, 200)}`);
+            if (r.isError && /reconnect/.test(text)) reconnect = true;
+        }
+        // A connection the server stopped taking says so (expired): the person reconnects.
+        const status = (await api(bk.issuer, 'GET', `/api/v1/connections/${encodeURIComponent(connectionId)}`, { token: app.accessToken })).body?.status;
+        log(`connection status: ${status}`);
+        if (status && status !== 'active') reconnect = true;
+        if (!reconnect && round >= 1) break;
+        if (reconnect) {
+            if (reconnects === 2) {
+                log('the server still wants more after three authorizations: giving up');
+                return 1;
+            }
+            reconnects++;
+            log(`reconnecting (${reconnects})`);
+            let connectionId = await connect();
+    if (!connectionId) return 1;
+        }
     }
-    log(`connected: connectionId ${connectionId}, status ${to.searchParams.get('status')}`);
-    const conn = await api(bk.issuer, 'GET', `/api/v1/connections/${encodeURIComponent(connectionId)}`, { token: app.accessToken });
-    process.stdout.write(`connection (${conn.status}): ${conn.text}\n`);
-    return conn.status === 200 ? 0 : 1;
+    return 0;
 }
 
 main().then(

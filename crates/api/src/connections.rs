@@ -553,7 +553,25 @@ pub async fn start_mcp(
     provider_id: &str,
     redirect_url: &Url,
 ) -> Result<Url, Problem> {
-    let found = server.upstream.discover_mcp(m).await.map_err(|e| mcp_problem(provider_id, &e))?;
+    let mut found = server.upstream.discover_mcp(m).await.map_err(|e| mcp_problem(provider_id, &e))?;
+    // Reconnecting (SEP-2350): ask for what the account's connections to this server hold, and
+    // what the server asked them for since (step-up), besides what it asks for now.
+    if !found.scopes.is_empty() {
+        let query = ConnectionQuery {
+            provider_id: Some(provider_id.to_owned()),
+            limit: MAX_CONNECTIONS_PAGE,
+            ..ConnectionQuery::default()
+        };
+        for c in server.store.list_connections(account_id, &query).await?.items {
+            let required = c.metadata.get("requiredScopes").and_then(Value::as_array).cloned().unwrap_or_default();
+            let held = c.scopes.iter().cloned().chain(required.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            for s in held {
+                if found.scopes.len() < 100 && !found.scopes.contains(&s) {
+                    found.scopes.push(s);
+                }
+            }
+        }
+    }
     let redirect_uri = callback_url(server);
     let auth: McpAuth = if let (true, Some(url)) = (found.accepts_documents, &server.connect_client.document_url) {
         found.with_client(url.clone(), TokenAuth::None, Registration::Document)

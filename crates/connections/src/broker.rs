@@ -255,14 +255,52 @@ impl Broker {
             return self.inner.open(row.connection, &row.sealed, row.generation).await;
         }
         if !row.connection.can_refresh {
-            return Err(BrokerError::NotUsable {
-                status: row.connection.status,
-                reason: "the provider refused the credential and it cannot be refreshed: reconnect".into(),
-                connection: Box::new(row.connection),
-            });
+            // The provider no longer takes it and nothing can renew it: the connection says so.
+            let reason = "the provider refused the credential (401) and it cannot be refreshed: reconnect";
+            let mut c = row.connection;
+            c.status = ConnectionStatus::Expired;
+            c.last_error = Some(reason.into());
+            c.updated_at = self.inner.clock.now();
+            self.inner.changed(account, &c, ConnectionStatus::Active).await?;
+            return Err(BrokerError::NotUsable { status: c.status, reason: reason.into(), connection: Box::new(c) });
         }
         let outcome = self.refresh_once(account, id, rejected.generation, Trigger::Upstream401).await?;
         self.usable(outcome, None).await
+    }
+
+    /// The provider asked for more access than the connection holds (403 `insufficient_scope`):
+    /// the scopes it named are kept in the connection's `metadata.requiredScopes` (a reconnect asks
+    /// for them too) and `lastError` says so; audited `connection.scope_required`.
+    pub async fn scope_required(
+        &self,
+        account: &AccountId,
+        id: &ConnectionId,
+        scopes: &[String],
+    ) -> Result<(), BrokerError> {
+        let Some(mut c) = self.inner.store.connection(account, id).await? else { return Err(BrokerError::Missing) };
+        let mut required: Vec<String> = c
+            .metadata
+            .get("requiredScopes")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        for s in scopes.iter().filter(|s| !s.is_empty() && s.len() <= 256).take(50) {
+            if !required.contains(s) {
+                required.push(s.clone());
+            }
+        }
+        if !c.metadata.is_object() {
+            c.metadata = serde_json::json!({});
+        }
+        c.metadata["requiredScopes"] = serde_json::json!(required);
+        c.last_error =
+            Some(format!("the provider asked for more access (scope {}): reconnect to grant it", required.join(" ")));
+        c.updated_at = self.inner.clock.now();
+        self.inner.store.update_connection(account, &c, None).await?;
+        self.inner.events.record(
+            self.inner.emit(&c, "connection.scope_required", Outcome::Success).detail("scopes", required.join(" ")),
+        );
+        Ok(())
     }
 
     /// Refreshes now (`PUT /api/v1/connections/{id}/refresh`): once, however many callers ask at
@@ -390,6 +428,22 @@ impl Inner {
             AuthKind::Mcp(_) => Some(RefreshVia::Discovered),
             _ => None,
         }
+    }
+
+    /// Saves a connection whose status moved from `from` and audits the change.
+    async fn changed(&self, account: &AccountId, c: &Connection, from: ConnectionStatus) -> Result<(), StoreError> {
+        self.store.update_connection(account, c, None).await?;
+        if from != c.status {
+            let mut e = self
+                .emit(c, "connection.status_changed", Outcome::Success)
+                .detail("from", from.as_str())
+                .detail("to", c.status.as_str());
+            if let Some(reason) = &c.last_error {
+                e = e.detail("reason", reason.clone());
+            }
+            self.events.record(e);
+        }
+        Ok(())
     }
 
     fn emit(&self, c: &Connection, kind: &str, outcome: Outcome) -> AuditEvent {

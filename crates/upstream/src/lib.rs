@@ -36,11 +36,12 @@ use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE};
 use bk_gateway::tools::{Access, Answer, Round, ToolDescriptor, ToolError, ToolListing, ToolSource, UpstreamTool};
 use bk_outbound::SafeFetcher;
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::RoleClient;
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
+use rmcp::service::ClientServiceExt;
 use rmcp::service::{Peer, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -166,8 +167,24 @@ fn bearer(c: &Credential) -> &str {
     }
 }
 
-fn is_auth_failure(e: &ServiceError) -> bool {
-    e.auth_challenge().is_some() || e.to_string().contains("401")
+/// Marks a failure the credential explains: `"401"` (refused: refresh once), or
+/// `"insufficient_scope:<scopes>"` (403: the server wants more access, step-up), from the server's
+/// `WWW-Authenticate` challenge; anything else is `fallback`.
+fn classify(challenge: Option<&str>, fallback: String) -> String {
+    match challenge.and_then(|h| bk_connections::mcp::bearer_challenge(&[h])) {
+        Some(c) if c.error.as_deref() == Some("insufficient_scope") => {
+            format!("{STEP_UP}{}", c.scope.unwrap_or_default())
+        }
+        Some(_) => "401".to_owned(),
+        None if fallback.contains("401") => "401".to_owned(),
+        None => fallback,
+    }
+}
+
+const STEP_UP: &str = "insufficient_scope:";
+
+fn service_failure(e: ServiceError) -> String {
+    classify(e.auth_challenge(), e.to_string())
 }
 
 impl UpstreamTools {
@@ -297,10 +314,17 @@ impl UpstreamTools {
             Handler { connection_id: cred.connection().id.to_string(), listings: Arc::downgrade(&self.listings) };
         let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(bearer(cred.credential()));
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        let service = tokio::time::timeout(self.settings.list_timeout, handler.serve(transport))
-            .await
-            .map_err(|_| format!("no answer to initialize within {} ms", self.settings.list_timeout.as_millis()))?
-            .map_err(|e| if e.auth_challenge().is_some() { "401".to_owned() } else { e.to_string() })?;
+        // The 2026-07-28 revision first (`server/discover`), the `initialize` handshake for servers
+        // that do not speak it.
+        let lifecycle = rmcp::service::ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::V_2025_11_25),
+        };
+        let service =
+            tokio::time::timeout(self.settings.list_timeout, handler.serve_with_lifecycle(transport, lifecycle))
+                .await
+                .map_err(|_| format!("no answer to initialize within {} ms", self.settings.list_timeout.as_millis()))?
+                .map_err(|e| classify(e.auth_challenge(), e.to_string()))?;
         let peer = service.peer().clone();
         *slot = Some(Pooled { generation: cred.generation(), service, last_used: Instant::now() });
         Ok(peer)
@@ -320,7 +344,7 @@ impl UpstreamTools {
                 Ok(peer) => tokio::time::timeout(self.settings.list_timeout, peer.list_all_tools())
                     .await
                     .map_err(|_| "no tool list within the time limit".to_owned())
-                    .and_then(|r| r.map_err(|e| if is_auth_failure(&e) { "401".to_owned() } else { e.to_string() })),
+                    .and_then(|r| r.map_err(service_failure)),
                 Err(e) => Err(e),
             };
             match result {
@@ -534,7 +558,7 @@ impl ToolSource for UpstreamTools {
                     tokio::time::timeout(self.settings.call_timeout, peer.call_tool(params))
                         .await
                         .map_err(|_| format!("no answer within {} s", self.settings.call_timeout.as_secs()))
-                        .and_then(|r| r.map_err(|e| if is_auth_failure(&e) { "401".to_owned() } else { e.to_string() }))
+                        .and_then(|r| r.map_err(service_failure))
                 }
                 Err(e) => Err(e),
             };
@@ -550,6 +574,14 @@ impl ToolSource for UpstreamTools {
                         Ok(cred) => cred,
                         Err(e) => return Err(failed(unusable(&provider, &e))),
                     };
+                }
+                Err(e) if e.starts_with(STEP_UP) => {
+                    let scopes = &e[STEP_UP.len()..];
+                    self.step_up(c, scopes).await;
+                    return Err(failed(format!(
+                        "{} needs more access at {provider} (scope {scopes}): reconnect the {provider} connection to grant it",
+                        tool.name
+                    )));
                 }
                 Err(e) => {
                     *slot.lock().await = None;
@@ -567,6 +599,16 @@ impl ToolSource for UpstreamTools {
 }
 
 impl UpstreamTools {
+    /// The server asked for `scopes` (space-separated) it did not grant: the connection keeps them
+    /// for the reconnect (SEP-2350: the new request asks for what was held plus what was asked).
+    async fn step_up(&self, c: &Connection, scopes: &str) {
+        let scopes: Vec<String> = scopes.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        tracing::info!(connection = %c.id, provider = %c.provider_id, scopes = ?scopes, "an upstream server asks for more access");
+        if let Err(e) = self.broker.scope_required(&c.account_id, &c.id, &scopes).await {
+            tracing::warn!(connection = %c.id, error = %e, "recording the access an upstream server asks for failed");
+        }
+    }
+
     /// One declared HTTP tool's call with the connection's credential (one 401 answered with a
     /// refreshed credential).
     async fn call_http(&self, c: &Connection, def: &HttpTool, args: &Value, provider: &str) -> Result<Answer, String> {
