@@ -219,6 +219,45 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
     );
 
     test(
+        'the server’s prompts and resources too: listed namespaced, got and read through the gateway',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(alice.app.accessToken);
+            const { prompts } = await client.listPrompts();
+            const names = prompts.map(p => p.name);
+            assert.ok(names.includes('everything_simple-prompt') && names.includes('everything_args-prompt'), names.join(', '));
+            const got = await client.getPrompt({ name: 'everything_args-prompt', arguments: { city: 'Lisbon' } });
+            assert.ok(got.messages.length > 0 && JSON.stringify(got.messages).includes('Lisbon'), JSON.stringify(got));
+            const { resources } = await client.listResources();
+            const doc = resources.find(r => r.uri.startsWith('demo://resource/static/document/'));
+            assert.ok(doc, JSON.stringify(resources.slice(0, 3)));
+            assert.ok(doc.name.startsWith('everything_'), `namespaced: ${doc.name}`);
+            const read = await client.readResource({ uri: doc.uri });
+            assert.equal(read.contents[0].uri, doc.uri);
+            assert.ok((read.contents[0].text ?? read.contents[0].blob ?? '').length > 0);
+            const { resourceTemplates } = await client.listResourceTemplates();
+            assert.ok(resourceTemplates.some(t => t.uriTemplate === 'demo://resource/dynamic/text/{resourceId}'), JSON.stringify(resourceTemplates));
+            const dynamic = await client.readResource({ uri: 'demo://resource/dynamic/text/7' });
+            assert.equal(dynamic.contents[0].uri, 'demo://resource/dynamic/text/7');
+            const missing = await client.readResource({ uri: 'nowhere://x' }).then(
+                () => 'read',
+                e => String(e.message)
+            );
+            assert.match(missing, /not found/i);
+            await client.close();
+            // Bob holds no connection: nothing of it, and its resources are not found for him.
+            const other = await mcpClient(bob.app.accessToken);
+            assert.deepEqual((await other.listPrompts()).prompts, []);
+            const hidden = await other.readResource({ uri: doc.uri }).then(
+                () => 'read',
+                e => String(e.message)
+            );
+            assert.match(hidden, /not found/i);
+            await other.close();
+        })
+    );
+
+    test(
         'another tenant without a connection sees none of those tools and cannot call them',
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::Gateway;
 use crate::auth::insufficient_scope;
-use crate::jsonrpc::{self, Framing, INVALID_PARAMS, METHOD_NOT_FOUND};
-use crate::tools::{Answer, Round, ToolError};
+use crate::jsonrpc::{self, Framing, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND};
+use crate::tools::{Answer, Offer, Round, ToolError};
 use crate::transport::{LATEST_VERSION, SESSION_HEADER, SUPPORTED_VERSIONS};
 use bk_access::AccessContext;
 
@@ -102,7 +102,7 @@ pub async fn initialize(gw: &Gateway, ctx: &AccessContext, id: &Value, params: &
         id,
         json!({
             "protocolVersion": version,
-            "capabilities": {"tools": {"listChanged": false}, "logging": {}},
+            "capabilities": {"tools": {"listChanged": false}, "prompts": {}, "resources": {}, "logging": {}},
             "serverInfo": server_info(),
             "instructions": INSTRUCTIONS,
         }),
@@ -123,7 +123,14 @@ pub async fn dispatch(
     params: &Value,
 ) -> Response {
     let need = match method {
-        "ping" | "tools/list" | "logging/setLevel" => Some(Need::Read),
+        "ping"
+        | "tools/list"
+        | "logging/setLevel"
+        | "prompts/list"
+        | "prompts/get"
+        | "resources/list"
+        | "resources/templates/list"
+        | "resources/read" => Some(Need::Read),
         "tools/call" => Some(Need::Call),
         _ => None,
     };
@@ -142,6 +149,12 @@ pub async fn dispatch(
             ),
         },
         "tools/list" => jsonrpc::result_raw(framing, id, &tool_list(gw, ctx).await),
+        "prompts/list" => jsonrpc::result(framing, id, offered(gw, ctx, Offer::Prompts).await),
+        "resources/list" => jsonrpc::result(framing, id, offered(gw, ctx, Offer::Resources).await),
+        "resources/templates/list" => jsonrpc::result(framing, id, offered(gw, ctx, Offer::ResourceTemplates).await),
+        "prompts/get" => framed(framing, id, get_prompt(gw, ctx, params).await),
+        // 2025-11-25: an unknown resource is -32002.
+        "resources/read" => framed(framing, id, read_resource(gw, ctx, params, RESOURCE_NOT_FOUND).await),
         "tools/call" => framed(framing, id, call_tool(gw, ctx, version, params, &Round::default()).await),
         _ => jsonrpc::error(
             framing,
@@ -149,6 +162,50 @@ pub async fn dispatch(
             METHOD_NOT_FOUND,
             &format!("method {} is not supported", method.chars().take(80).collect::<String>()),
         ),
+    }
+}
+
+/// The legacy revision's "resource not found".
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// What the caller may read of `kind` (prompts, resources, resource templates) from every source.
+pub(crate) async fn offered(gw: &Gateway, ctx: &AccessContext, kind: Offer) -> Value {
+    gw.tools.offered_json(ctx, client_providers(ctx), kind).await
+}
+
+/// `prompts/get`: a prompt of a provider the caller may read (an unknown one and a hidden one
+/// answer alike: -32602 naming it).
+pub(crate) async fn get_prompt(gw: &Gateway, ctx: &AccessContext, params: &Value) -> Reply {
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return invalid_params("params.name (the prompt name) is required".into());
+    };
+    let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+    match gw.tools.get_prompt(ctx, client_providers(ctx), name, &args).await {
+        Some(Ok(v)) => Reply::Result(v),
+        Some(Err(ToolError::InvalidParams(m))) => invalid_params(m),
+        Some(Err(ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. })) => {
+            Reply::Error { code: INTERNAL_ERROR, message: m }
+        }
+        None => invalid_params(format!("unknown prompt {}", name.chars().take(80).collect::<String>())),
+    }
+}
+
+/// `resources/read`: a resource of a provider the caller may read; `not_found` is the code for
+/// an unknown (or hidden) URI.
+pub(crate) async fn read_resource(gw: &Gateway, ctx: &AccessContext, params: &Value, not_found: i64) -> Reply {
+    let Some(uri) = params.get("uri").and_then(Value::as_str) else {
+        return invalid_params("params.uri (the resource URI) is required".into());
+    };
+    match gw.tools.read_resource(ctx, client_providers(ctx), uri).await {
+        Some(Ok(v)) => Reply::Result(v),
+        Some(Err(ToolError::InvalidParams(m))) => invalid_params(m),
+        Some(Err(ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. })) => {
+            Reply::Error { code: INTERNAL_ERROR, message: m }
+        }
+        None => Reply::Error {
+            code: not_found,
+            message: format!("resource not found: {}", uri.chars().take(200).collect::<String>()),
+        },
     }
 }
 

@@ -50,6 +50,19 @@ pub fn visibility(
     Visibility::Visible
 }
 
+/// Whether the caller may read what a provider offers besides tools — its prompts and resources:
+/// the rule for its read-only tools (scope, the client's providers, the grant's permission).
+pub fn provider_readable(
+    scopes: &ScopeSet,
+    restrictions: &Restrictions,
+    client_providers: Option<&[String]>,
+    provider: &str,
+) -> bool {
+    scopes.allows_mcp_read()
+        && client_providers.is_none_or(|allowed| allowed.iter().any(|p| p == provider))
+        && restrictions.permission_for(provider) != ProviderPermission::Disabled
+}
+
 /// A tool owned by `id` is within `allowed` (`None` = all); a tool owned by nothing always is.
 fn within(allowed: &Option<Vec<String>>, id: &Option<String>) -> bool {
     match (allowed, id) {

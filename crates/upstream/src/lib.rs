@@ -34,10 +34,15 @@ use bk_connections::{Broker, BrokerError, Catalog, Credential};
 use bk_domain::connection::{Connection, ConnectionStatus};
 use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE};
-use bk_gateway::tools::{Access, Answer, Round, ToolDescriptor, ToolError, ToolListing, ToolSource, UpstreamTool};
+use bk_gateway::tools::{
+    Access, Answer, Offer, Offered, Readable, Round, ToolDescriptor, ToolError, ToolListing, ToolSource, UpstreamTool,
+};
 use bk_outbound::SafeFetcher;
 use rmcp::RoleClient;
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+};
 use rmcp::service::ClientServiceExt;
 use rmcp::service::{Peer, RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -123,7 +128,16 @@ struct CachedListing {
     fetched: Instant,
     /// Unique per fetch: names this exact list.
     serial: u64,
-    tools: Arc<Vec<Value>>,
+    snap: Arc<Snapshot>,
+}
+
+/// What a connection's server offers (MCP objects as it listed them).
+#[derive(Default)]
+struct Snapshot {
+    tools: Vec<Value>,
+    prompts: Vec<Value>,
+    resources: Vec<Value>,
+    templates: Vec<Value>,
 }
 
 /// A tenant's active connections whose provider offers tools (from an MCP server or declared).
@@ -331,26 +345,30 @@ impl UpstreamTools {
     }
 
     /// The connection's tool list from its server (one 401 answered with a refreshed credential).
-    async fn fetch_listing(&self, c: &Connection, url: &Url) -> Result<Vec<Value>, String> {
+    /// `Ok(None)`: another caller fetched it while this one waited for the connection's slot.
+    async fn fetch_listing(&self, c: &Connection, url: &Url) -> Result<Option<Snapshot>, String> {
         let slot = self.slot(c.id.as_str());
         let mut slot = slot.lock().await;
-        // Someone may have fetched it while this caller waited for the slot.
-        if let Some(l) = self.fresh_listing(c.id.as_str()) {
-            return Ok((*l).clone());
+        if self
+            .listings
+            .lock()
+            .unwrap()
+            .get(c.id.as_str())
+            .is_some_and(|l| l.fetched.elapsed() < self.settings.list_ttl)
+        {
+            return Ok(None);
         }
         let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| e.to_string())?;
         for attempt in 0..2 {
             let result = match self.peer(&mut slot, url, &cred).await {
-                Ok(peer) => tokio::time::timeout(self.settings.list_timeout, peer.list_all_tools())
+                Ok(peer) => tokio::time::timeout(self.settings.list_timeout, snapshot(&peer))
                     .await
                     .map_err(|_| "no tool list within the time limit".to_owned())
                     .and_then(|r| r.map_err(service_failure)),
                 Err(e) => Err(e),
             };
             match result {
-                Ok(tools) => {
-                    return Ok(tools.into_iter().filter_map(|t| serde_json::to_value(t).ok()).collect());
-                }
+                Ok(snap) => return Ok(Some(snap)),
                 Err(e) if e == "401" && attempt == 0 => {
                     *slot = None;
                     cred = self
@@ -361,6 +379,10 @@ impl UpstreamTools {
                 }
                 Err(e) => {
                     *slot = None;
+                    if let Some(scopes) = e.strip_prefix(STEP_UP) {
+                        self.step_up(c, scopes).await;
+                        return Err(format!("the server asks for more access (scope {scopes})"));
+                    }
                     return Err(if e == "401" {
                         "the server refused the connection's credential (401)".into()
                     } else {
@@ -372,18 +394,15 @@ impl UpstreamTools {
         Err("the server refused the connection's credential (401)".into())
     }
 
-    fn fresh_listing(&self, connection: &str) -> Option<Arc<Vec<Value>>> {
-        let l = self.listings.lock().unwrap();
-        let cached = l.get(connection)?;
-        (cached.fetched.elapsed() < self.settings.list_ttl).then(|| cached.tools.clone())
-    }
-
     /// The connection's listing (cached, or fetched now): its serial and tools. `None` when its
     /// server cannot be listed now (logged and counted). Declared HTTP tools never change: serial 0.
-    async fn listing(&self, c: &Connection, p: &Provider) -> Option<(u64, Arc<Vec<Value>>)> {
+    async fn listing(&self, c: &Connection, p: &Provider) -> Option<(u64, Arc<Snapshot>)> {
         let url = match &p.tools {
             CatalogTools::UpstreamMcp { url } => url,
-            CatalogTools::Http { tools } => return Some((0, Arc::new(tools.iter().map(http_listed).collect()))),
+            CatalogTools::Http { tools } => {
+                let tools = tools.iter().map(http_listed).collect();
+                return Some((0, Arc::new(Snapshot { tools, ..Snapshot::default() })));
+            }
             CatalogTools::None => return None,
         };
         {
@@ -392,23 +411,24 @@ impl UpstreamTools {
                 && cached.fetched.elapsed() < self.settings.list_ttl
             {
                 self.counters.list_cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Some((cached.serial, cached.tools.clone()));
+                return Some((cached.serial, cached.snap.clone()));
             }
         }
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         match self.fetch_listing(c, url).await {
-            Ok(tools) => {
+            Ok(fetched) => {
                 let mut l = self.listings.lock().unwrap();
                 // A concurrent fetch may have stored one meanwhile: keep the first (same tools).
                 if let Some(cached) = l.get(c.id.as_str())
                     && cached.fetched.elapsed() < self.settings.list_ttl
                 {
-                    return Some((cached.serial, cached.tools.clone()));
+                    return Some((cached.serial, cached.snap.clone()));
                 }
+                let fetched = fetched?;
                 let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-                let tools = Arc::new(tools);
-                l.insert(c.id.to_string(), CachedListing { fetched: Instant::now(), serial, tools: tools.clone() });
-                Some((serial, tools))
+                let snap = Arc::new(fetched);
+                l.insert(c.id.to_string(), CachedListing { fetched: Instant::now(), serial, snap: snap.clone() });
+                Some((serial, snap))
             }
             Err(why) => {
                 self.counters.list_failures.fetch_add(1, Ordering::Relaxed);
@@ -422,7 +442,7 @@ impl UpstreamTools {
     }
 
     /// The descriptors of these listings under their namespaced names.
-    fn describe(&self, listed: &[(&Connection, Arc<Vec<Value>>)]) -> Vec<ToolDescriptor> {
+    fn describe(&self, listed: &[(&Connection, Arc<Snapshot>)]) -> Vec<ToolDescriptor> {
         let mut namer = names::Namer::default();
         namer.reserve(self.reserved.iter().map(String::as_str));
         let mut per_provider: HashMap<&str, usize> = HashMap::new();
@@ -430,7 +450,8 @@ impl UpstreamTools {
             *per_provider.entry(c.provider_id.as_str()).or_default() += 1;
         }
         let mut out = Vec::new();
-        for (c, tools) in listed {
+        for (c, snap) in listed {
+            let tools = &snap.tools;
             let provider = self.catalog.get(&c.provider_id);
             let label = (per_provider[c.provider_id.as_str()] > 1).then(|| names::connection_label(c.id.as_str()));
             for t in tools.iter() {
@@ -485,9 +506,9 @@ impl ToolSource for UpstreamTools {
         let mut key: Composite = Vec::new();
         let mut listed = Vec::new();
         for ((c, _), found) in wanted.iter().zip(fetched) {
-            if let Some((serial, tools)) = found {
+            if let Some((serial, snap)) = found {
                 key.push((c.id.to_string(), serial));
-                listed.push((c, tools));
+                listed.push((c, snap));
             }
         }
         if let Some(l) = self.composites.lock().unwrap().get(&key) {
@@ -501,6 +522,82 @@ impl ToolSource for UpstreamTools {
             composites.clear();
         }
         composites.entry(key).or_insert(listing).clone()
+    }
+
+    async fn offered(&self, ctx: &AccessContext, kind: Offer) -> Vec<Offered> {
+        self.named(ctx, kind).await.into_iter().map(|n| n.offered).collect()
+    }
+
+    async fn get_prompt(
+        &self,
+        ctx: &AccessContext,
+        name: &str,
+        args: &Value,
+        readable: Readable<'_>,
+    ) -> Option<Result<Value, ToolError>> {
+        let found = self.named(ctx, Offer::Prompts).await.into_iter().find(|n| {
+            n.offered.item.get("name").and_then(Value::as_str) == Some(name) && readable(&n.offered.provider)
+        })?;
+        let mut params = GetPromptRequestParams::new(found.upstream_name.clone());
+        if let Value::Object(a) = args {
+            params = params.with_arguments(a.clone());
+        }
+        let provider = found.offered.provider.clone();
+        let result = self
+            .request(&found.connection, &found.url, move |peer| {
+                let params = params.clone();
+                async move {
+                    match peer.get_prompt_once(params).await? {
+                        GetPromptResponse::Complete(r) => Ok(serde_json::to_value(r).unwrap_or(Value::Null)),
+                        _ => Err(ServiceError::UnexpectedResponse),
+                    }
+                }
+            })
+            .await;
+        Some(result.map_err(|e| ToolError::Failed(format!("the {provider} server could not give that prompt: {e}"))))
+    }
+
+    async fn read_resource(
+        &self,
+        ctx: &AccessContext,
+        uri: &str,
+        readable: Readable<'_>,
+    ) -> Option<Result<Value, ToolError>> {
+        let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
+        let connections = self.connections(&ctx.account_id).await;
+        let mut by_template = None;
+        let mut found = None;
+        for (c, p) in connections.iter().filter(|(c, _)| reach.allows(&c.provider_id) && readable(&c.provider_id)) {
+            let CatalogTools::UpstreamMcp { url } = &p.tools else { continue };
+            let Some((_, snap)) = self.listing(c, p).await else { continue };
+            if snap.resources.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(uri)) {
+                found = Some((c, url));
+                break;
+            }
+            if by_template.is_none()
+                && snap
+                    .templates
+                    .iter()
+                    .any(|t| t.get("uriTemplate").and_then(Value::as_str).is_some_and(|t| template_matches(t, uri)))
+            {
+                by_template = Some((c, url));
+            }
+        }
+        let (c, url) = found.or(by_template)?;
+        let params = ReadResourceRequestParams::new(uri);
+        let result = self
+            .request(c, url, move |peer| {
+                let params = params.clone();
+                async move {
+                    match peer.read_resource_once(params).await? {
+                        ReadResourceResponse::Complete(r) => Ok(serde_json::to_value(r).unwrap_or(Value::Null)),
+                        _ => Err(ServiceError::UnexpectedResponse),
+                    }
+                }
+            })
+            .await;
+        let provider = &c.provider_id;
+        Some(result.map_err(|e| ToolError::Failed(format!("the {provider} server could not read that resource: {e}"))))
     }
 
     async fn call(
@@ -598,7 +695,109 @@ impl ToolSource for UpstreamTools {
     }
 }
 
+/// A prompt, resource or template under the name the caller sees, and where it comes from.
+struct Named {
+    offered: Offered,
+    connection: Connection,
+    url: Url,
+    upstream_name: String,
+}
+
 impl UpstreamTools {
+    /// What the caller's reachable connections offer of `kind`, names namespaced like tools'
+    /// (`<provider>_<name>`, a connection label when a provider is connected twice); resources and
+    /// templates keep their URIs.
+    async fn named(&self, ctx: &AccessContext, kind: Offer) -> Vec<Named> {
+        let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
+        let connections = self.connections(&ctx.account_id).await;
+        let wanted: Vec<(&Connection, &Url, &Arc<Provider>)> = connections
+            .iter()
+            .filter(|(c, _)| reach.allows(&c.provider_id))
+            .filter_map(|(c, p)| match &p.tools {
+                CatalogTools::UpstreamMcp { url } => Some((c, url, p)),
+                _ => None,
+            })
+            .collect();
+        let snaps = futures_util::future::join_all(wanted.iter().map(|(c, _, p)| self.listing(c, p))).await;
+        let mut per_provider: HashMap<&str, usize> = HashMap::new();
+        for (c, _, _) in &wanted {
+            *per_provider.entry(c.provider_id.as_str()).or_default() += 1;
+        }
+        let mut namer = names::Namer::default();
+        let mut out = Vec::new();
+        for ((c, url, _), snap) in wanted.iter().zip(snaps) {
+            let Some((_, snap)) = snap else { continue };
+            let label = (per_provider[c.provider_id.as_str()] > 1).then(|| names::connection_label(c.id.as_str()));
+            let items = match kind {
+                Offer::Prompts => &snap.prompts,
+                Offer::Resources => &snap.resources,
+                Offer::ResourceTemplates => &snap.templates,
+            };
+            for item in items {
+                let Some(upstream_name) = item.get("name").and_then(Value::as_str) else { continue };
+                let mut item = item.clone();
+                item["name"] = json!(namer.name(&c.provider_id, label.as_deref(), upstream_name));
+                out.push(Named {
+                    offered: Offered { provider: c.provider_id.clone(), item },
+                    connection: (*c).clone(),
+                    url: (*url).clone(),
+                    upstream_name: upstream_name.to_owned(),
+                });
+            }
+        }
+        out
+    }
+
+    /// One request to the connection's server with its kept client (made anew, and one 401
+    /// answered with a refreshed credential, as for tool calls), within the call time limit.
+    async fn request<F, Fut>(&self, c: &Connection, url: &Url, f: F) -> Result<Value, String>
+    where
+        F: Fn(Peer<RoleClient>) -> Fut,
+        Fut: Future<Output = Result<Value, ServiceError>>,
+    {
+        let slot = self.slot(c.id.as_str());
+        let provider = &c.provider_id;
+        let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| unusable(provider, &e))?;
+        for attempt in 0..2 {
+            let peer = {
+                let mut slot = slot.lock().await;
+                self.peer(&mut slot, url, &cred).await
+            };
+            let result = match peer {
+                Ok(peer) => tokio::time::timeout(self.settings.call_timeout, f(peer))
+                    .await
+                    .map_err(|_| format!("no answer within {} s", self.settings.call_timeout.as_secs()))
+                    .and_then(|r| r.map_err(service_failure)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e) if e == "401" && attempt == 0 => {
+                    *slot.lock().await = None;
+                    cred = self
+                        .broker
+                        .credential_after_401(&c.account_id, &c.id, &cred)
+                        .await
+                        .map_err(|e| unusable(provider, &e))?;
+                }
+                Err(e) if e.starts_with(STEP_UP) => {
+                    let scopes = &e[STEP_UP.len()..];
+                    self.step_up(c, scopes).await;
+                    return Err(format!("more access is needed (scope {scopes}): reconnect the {provider} connection"));
+                }
+                Err(e) => {
+                    *slot.lock().await = None;
+                    return Err(if e == "401" {
+                        format!("the {provider} server refused this connection's credential; reconnect it")
+                    } else {
+                        e.chars().take(300).collect()
+                    });
+                }
+            }
+        }
+        Err(format!("the {provider} server refused this connection's credential; reconnect it"))
+    }
+
     /// The server asked for `scopes` (space-separated) it did not grant: the connection keeps them
     /// for the reconnect (SEP-2350: the new request asks for what was held plus what was asked).
     async fn step_up(&self, c: &Connection, scopes: &str) {
@@ -640,6 +839,61 @@ impl UpstreamTools {
     }
 }
 
+/// Everything a server offers: its tools, and its prompts, resources and resource templates where
+/// it declared those capabilities (a failure there leaves them out; the tools still count).
+async fn snapshot(peer: &Peer<RoleClient>) -> Result<Snapshot, ServiceError> {
+    let tools = peer.list_all_tools().await?;
+    let caps = peer.peer_info().map(|i| i.capabilities.clone());
+    let mut snap = Snapshot {
+        tools: tools.into_iter().filter_map(|t| serde_json::to_value(t).ok()).collect(),
+        ..Snapshot::default()
+    };
+    let values = |v: Vec<Value>| v;
+    if caps.as_ref().is_some_and(|c| c.prompts.is_some()) {
+        match peer.list_all_prompts().await {
+            Ok(p) => snap.prompts = values(p.into_iter().filter_map(|x| serde_json::to_value(x).ok()).collect()),
+            Err(e) => tracing::info!(error = %e, "an upstream server's prompts could not be listed"),
+        }
+    }
+    if caps.as_ref().is_some_and(|c| c.resources.is_some()) {
+        match peer.list_all_resources().await {
+            Ok(r) => snap.resources = r.into_iter().filter_map(|x| serde_json::to_value(x).ok()).collect(),
+            Err(e) => tracing::info!(error = %e, "an upstream server's resources could not be listed"),
+        }
+        match peer.list_all_resource_templates().await {
+            Ok(t) => snap.templates = t.into_iter().filter_map(|x| serde_json::to_value(x).ok()).collect(),
+            Err(e) => tracing::info!(error = %e, "an upstream server's resource templates could not be listed"),
+        }
+    }
+    Ok(snap)
+}
+
+/// Whether `uri` is one of the URIs of an RFC 6570 template (expressions match one or more
+/// characters; the literal parts must appear in order, the first at the start, the last at the end).
+fn template_matches(template: &str, uri: &str) -> bool {
+    let mut literals = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        literals.push(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => rest = &rest[open + close + 1..],
+            None => return false,
+        }
+    }
+    literals.push(rest);
+    if literals.len() == 1 {
+        return template == uri;
+    }
+    let (first, last) = (literals[0], literals[literals.len() - 1]);
+    let Some(mut tail) = uri.strip_prefix(first) else { return false };
+    for lit in &literals[1..literals.len() - 1] {
+        // At least one character for the expression before it.
+        let Some(pos) = tail.get(1..).and_then(|t| t.find(lit)) else { return false };
+        tail = &tail[1 + pos + lit.len()..];
+    }
+    tail.len() > last.len() && tail.ends_with(last)
+}
+
 /// How a declared HTTP tool is listed (as an MCP `Tool`).
 fn http_listed(t: &HttpTool) -> Value {
     let mut v = json!({
@@ -664,5 +918,23 @@ fn unusable(provider: &str, e: &BrokerError) -> String {
         }
         BrokerError::Missing => format!("the {provider} connection no longer exists"),
         other => format!("the {provider} connection cannot be used now: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
+
+    #[test]
+    fn uris_match_their_templates() {
+        let t = "demo://resource/dynamic/text/{resourceId}";
+        assert!(template_matches(t, "demo://resource/dynamic/text/7"));
+        assert!(!template_matches(t, "demo://resource/dynamic/text/"));
+        assert!(!template_matches(t, "demo://resource/dynamic/blob/7"));
+        assert!(template_matches("notion://{space}/page/{id}.md", "notion://eng/page/42.md"));
+        assert!(!template_matches("notion://{space}/page/{id}.md", "notion://eng/page/42.txt"));
+        assert!(!template_matches("notion://{space}/page/{id}.md", "notion:///page/42.md"));
+        assert!(template_matches("fixed://a", "fixed://a") && !template_matches("fixed://a", "fixed://b"));
+        assert!(!template_matches("broken://{x", "broken://x"));
     }
 }

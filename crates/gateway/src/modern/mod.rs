@@ -31,10 +31,10 @@ use serde_json::{Value, json};
 use crate::Gateway;
 use crate::dispatch::{self, LOG_LEVELS, Need, Reply};
 use crate::jsonrpc::{
-    self, Framing, HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY,
-    PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION,
+    self, Framing, HEADER_MISMATCH, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+    MISSING_CLIENT_CAPABILITY, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION,
 };
-use crate::tools::Round;
+use crate::tools::{Offer, Round};
 use crate::transport::{accepts, header_str, wants_plain_json};
 use bk_access::AccessContext;
 use bk_domain::audit::Outcome;
@@ -193,17 +193,24 @@ async fn route(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Request<'_
             let streams_ok = !wants_plain_json(r.headers) && accepts(r.headers, "text/event-stream");
             listen::listen(gw, ctx, id, r.params, streams_ok, r.headers).await
         }
-        // Prompts and resources will come from upstream servers; for now the lists are empty.
-        "prompts/list" => list(id, "prompts"),
-        "resources/list" => list(id, "resources"),
-        "resources/templates/list" => list(id, "resourceTemplates"),
+        // Prompts and resources come from tenants' upstream servers, under the same policy.
+        "prompts/list" => offered(gw, ctx, id, Offer::Prompts).await,
+        "resources/list" => offered(gw, ctx, id, Offer::Resources).await,
+        "resources/templates/list" => offered(gw, ctx, id, Offer::ResourceTemplates).await,
         "prompts/get" => match field("name") {
-            Some(name) => invalid_params(id, "Prompt not found", json!({"name": name})),
+            Some(_) => reply(id, dispatch::get_prompt(gw, ctx, r.params.unwrap_or(&Value::Null)).await),
             None => invalid_params(id, "params.name (the prompt name) is required", json!({})),
         },
         // SEP-2164: an unknown resource is -32602 naming the URI (never an empty `contents`).
         "resources/read" => match field("uri") {
-            Some(uri) => invalid_params(id, "Resource not found", json!({"uri": uri})),
+            Some(uri) => {
+                match dispatch::read_resource(gw, ctx, r.params.unwrap_or(&Value::Null), INVALID_PARAMS).await {
+                    Reply::Error { code: INVALID_PARAMS, .. } => {
+                        invalid_params(id, "Resource not found", json!({"uri": uri}))
+                    }
+                    other => reply(id, other),
+                }
+            }
             None => invalid_params(id, "params.uri (the resource URI) is required", json!({})),
         },
         other => method_not_found(id, other),
@@ -229,8 +236,19 @@ fn discover_result() -> Value {
     })
 }
 
-fn list(id: &Value, key: &str) -> Response {
-    jsonrpc::result(Framing::Json, id, complete(json!({ key: [] }), Some(PER_GRANT)))
+async fn offered(gw: &Gateway, ctx: &AccessContext, id: &Value, kind: Offer) -> Response {
+    jsonrpc::result(Framing::Json, id, complete(dispatch::offered(gw, ctx, kind).await, Some(PER_GRANT)))
+}
+
+/// A prompt or resource answer in the 2026-07-28 envelope.
+fn reply(id: &Value, r: Reply) -> Response {
+    match r {
+        Reply::Result(v) => jsonrpc::result(Framing::Json, id, complete(v, None)),
+        Reply::Error { code, message } => jsonrpc::error(Framing::Json, id, code, &message),
+        Reply::InputRequired { .. } | Reply::NeedsCapability { .. } => {
+            jsonrpc::error(Framing::Json, id, INTERNAL_ERROR, "the answer needs input, which is not relayed")
+        }
+    }
 }
 
 /// Adds the 2026-07-28 result envelope: `resultType`, caching hints when given, and `serverInfo`

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 pub use builtin::{BuiltinDeps, BuiltinTools, GrantChanges, StoredGrants};
-pub use source::{ToolListing, ToolSource};
+pub use source::{Offer, Offered, Readable, ToolListing, ToolSource};
 
-use crate::policy::{Visibility, visibility};
+use crate::policy::{Visibility, provider_readable, visibility};
 use bk_access::AccessContext;
 
 /// The gateway's own tools' names (no upstream tool is named like one).
@@ -228,6 +228,53 @@ impl Tools {
             });
             if let Some(index) = found {
                 return Some(ResolvedTool { source, tools: listing.tools, index });
+            }
+        }
+        None
+    }
+
+    /// `{"prompts"|"resources"|"resourceTemplates": [...]}`: what every source offers of `kind`,
+    /// of the providers this caller may read.
+    pub async fn offered_json(&self, ctx: &AccessContext, client_providers: Option<&[String]>, kind: Offer) -> Value {
+        let mut items = Vec::new();
+        for s in &self.sources {
+            for o in s.offered(ctx, kind).await {
+                if provider_readable(&ctx.scopes, &ctx.restrictions, client_providers, &o.provider) {
+                    items.push(o.item);
+                }
+            }
+        }
+        json!({ kind.key(): items })
+    }
+
+    /// `prompts/get`: `None` when no readable provider offers a prompt of that name.
+    pub async fn get_prompt(
+        &self,
+        ctx: &AccessContext,
+        client_providers: Option<&[String]>,
+        name: &str,
+        args: &Value,
+    ) -> Option<Result<Value, ToolError>> {
+        let readable = |p: &str| provider_readable(&ctx.scopes, &ctx.restrictions, client_providers, p);
+        for s in &self.sources {
+            if let Some(r) = s.get_prompt(ctx, name, args, &readable).await {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// `resources/read`: `None` when no readable provider offers that URI.
+    pub async fn read_resource(
+        &self,
+        ctx: &AccessContext,
+        client_providers: Option<&[String]>,
+        uri: &str,
+    ) -> Option<Result<Value, ToolError>> {
+        let readable = |p: &str| provider_readable(&ctx.scopes, &ctx.restrictions, client_providers, p);
+        for s in &self.sources {
+            if let Some(r) = s.read_resource(ctx, uri, &readable).await {
+                return Some(r);
             }
         }
         None

@@ -20,6 +20,36 @@ pub struct ToolListing {
     pub tools: Arc<[ToolDescriptor]>,
 }
 
+/// What a source offers besides tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    Prompts,
+    Resources,
+    ResourceTemplates,
+}
+
+impl Offer {
+    /// The member of the list result.
+    pub fn key(self) -> &'static str {
+        match self {
+            Offer::Prompts => "prompts",
+            Offer::Resources => "resources",
+            Offer::ResourceTemplates => "resourceTemplates",
+        }
+    }
+}
+
+/// A prompt, resource or resource template as the caller sees it, and the provider it belongs to
+/// (the policy decides on the provider).
+#[derive(Clone, Debug)]
+pub struct Offered {
+    pub provider: String,
+    pub item: Value,
+}
+
+/// The policy's answer for a provider: may the caller read its prompts and resources?
+pub type Readable<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
 #[async_trait]
 pub trait ToolSource: Send + Sync {
     /// The tools this source offers to the caller (upstream sources answer per tenant). Called on
@@ -35,4 +65,33 @@ pub trait ToolSource: Send + Sync {
         args: &Value,
         round: &Round<'_>,
     ) -> Result<Answer, ToolError>;
+
+    /// Prompts, resources or resource templates offered to the caller (the registry keeps those of
+    /// providers it may read).
+    async fn offered(&self, _ctx: &AccessContext, _kind: Offer) -> Vec<Offered> {
+        Vec::new()
+    }
+
+    /// `prompts/get` of a prompt this source offers under `name`, if it is one of a provider the
+    /// caller may read (`readable`); `None`: not this source's.
+    async fn get_prompt(
+        &self,
+        _ctx: &AccessContext,
+        _name: &str,
+        _args: &Value,
+        _readable: Readable<'_>,
+    ) -> Option<Result<Value, ToolError>> {
+        None
+    }
+
+    /// `resources/read` of `uri`, if a provider the caller may read offers it (as a resource or
+    /// under one of its templates); `None`: not this source's.
+    async fn read_resource(
+        &self,
+        _ctx: &AccessContext,
+        _uri: &str,
+        _readable: Readable<'_>,
+    ) -> Option<Result<Value, ToolError>> {
+        None
+    }
 }
