@@ -219,6 +219,26 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
     );
 
     test(
+        'answers pass through a filter: token-shaped text is redacted, text beyond 50 KB is cut with a notice',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(alice.app.accessToken);
+            const leaked = await client.callTool({
+                name: 'everything_echo',
+                arguments: { message: 'the key is Bearer abcdefghijklmnopqrstuvwxyz and ghp_0123456789abcdefghijABCDEFGHIJ' }
+            });
+            const text = leaked.content.map(c => c.text).join(' ');
+            assert.ok(!text.includes('abcdefghijklmnopqrstuvwxyz') && !text.includes('ghp_0123'), text);
+            assert.match(text, /\[REDACTED\]/);
+            const big = await client.callTool({ name: 'everything_echo', arguments: { message: 'x'.repeat(60 * 1024) } });
+            const total = big.content.filter(c => c.type === 'text').reduce((n, c) => n + c.text.length, 0);
+            assert.ok(total < 52 * 1024, `cut: ${total}`);
+            assert.match(big.content.at(-1).text, /the gateway cut \d+ KB/);
+            await client.close();
+        })
+    );
+
+    test(
         'the server’s prompts and resources too: listed namespaced, got and read through the gateway',
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {
@@ -489,6 +509,11 @@ describe('the gateway: declarative HTTP tools against a real REST API', () => {
         const conn = await api(bk.issuer, 'GET', `/api/v1/connections/${bob.connectionId}`, { token: bob.accessToken });
         assert.equal(conn.body.status, 'expired', conn.text);
         assert.match(conn.body.lastError, /401/);
+        // Its tools stay listed; a call now says what is wrong and where to fix it.
+        await sleep(2200);
+        const again = await c.callTool({ name: 'company_account', arguments: {} });
+        assert.equal(again.isError, true);
+        assert.ok(again.content[0].text.includes(`connection is expired`) && again.content[0].text.includes(`${bk.issuer}/connections`), JSON.stringify(again));
         await c.close();
     });
 });

@@ -152,6 +152,11 @@ impl AuditLog {
         self.redactor.redact_value(v);
     }
 
+    /// Token-shaped text in every string of `v` replaced (upstream answers on their way to a client).
+    pub fn redact_strings(&self, v: &mut serde_json::Value) {
+        self.redactor.redact_strings(v);
+    }
+
     /// Applies the redactor to an event (also used for anything else about to be persisted).
     pub fn redact(&self, e: &mut AuditEvent) {
         if let Some(r) = e.target.as_deref().and_then(|t| self.redactor.redacted(t)) {

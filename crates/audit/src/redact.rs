@@ -71,6 +71,21 @@ impl Redactor {
         Some(out)
     }
 
+    /// Every string in `v` with token-shaped text replaced; field names are not judged (for data
+    /// from elsewhere, whose fields are its own).
+    pub fn redact_strings(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => {
+                if let Some(r) = self.redacted(s) {
+                    *s = r;
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| self.redact_strings(x)),
+            Value::Object(m) => m.values_mut().for_each(|x| self.redact_strings(x)),
+            _ => {}
+        }
+    }
+
     pub fn redact_value(&self, v: &mut Value) {
         match v {
             Value::String(s) => {

@@ -198,7 +198,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         audit.clone(),
     );
-    let upstream_tools = upstream_tools(&upstream_policy, sql.clone(), catalog.clone(), broker.clone())?;
+    let redactor = audit.clone();
+    let upstream_tools = upstream_tools(
+        &upstream_policy,
+        sql.clone(),
+        catalog.clone(),
+        broker.clone(),
+        Arc::new(move |v: &mut serde_json::Value| redactor.redact_strings(v)),
+        format!("{issuer}/connections"),
+    )?;
     let upstream_counters = upstream_tools.counters();
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
@@ -418,6 +426,8 @@ fn upstream_tools(
     store: Arc<dyn bk_domain::ports::ConnectionStore>,
     catalog: Arc<bk_connections::Catalog>,
     broker: bk_connections::Broker,
+    redact: bk_upstream::Redact,
+    connect_url: String,
 ) -> anyhow::Result<bk_upstream::UpstreamTools> {
     let http = bk_outbound::client_builder(policy)
         .map_err(|e| anyhow::anyhow!("connections: {e}"))?
@@ -436,7 +446,8 @@ fn upstream_tools(
         broker,
         http,
         api,
-        bk_upstream::UpstreamSettings::default(),
+        redact,
+        bk_upstream::UpstreamSettings { connect_url, ..bk_upstream::UpstreamSettings::default() },
         bk_gateway::tools::BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
     ))
 }

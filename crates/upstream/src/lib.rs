@@ -50,6 +50,10 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::{Value, json};
 use url::Url;
 
+/// What every upstream answer goes through before a client sees it: token-shaped text replaced
+/// (the audit log's redactor).
+pub type Redact = Arc<dyn Fn(&mut Value) + Send + Sync>;
+
 /// How upstream servers are used.
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
@@ -61,6 +65,10 @@ pub struct UpstreamSettings {
     pub call_timeout: Duration,
     /// How long a tenant's set of connections is reused before it is read again.
     pub connections_ttl: Duration,
+    /// The most text of one answer handed to the client (the rest cut, with a notice).
+    pub max_text_bytes: usize,
+    /// Where a person (re)connects a provider (named in the errors of unusable connections).
+    pub connect_url: String,
 }
 
 impl Default for UpstreamSettings {
@@ -70,6 +78,8 @@ impl Default for UpstreamSettings {
             list_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),
             connections_ttl: Duration::from_secs(2),
+            max_text_bytes: 50 * 1024,
+            connect_url: "/connections".into(),
         }
     }
 }
@@ -156,6 +166,7 @@ pub struct UpstreamTools {
     http: reqwest::Client,
     /// Declarative HTTP tools' calls (request-forgery safe, bounded).
     api: SafeFetcher,
+    redact: Redact,
     settings: UpstreamSettings,
     counters: Arc<UpstreamCounters>,
     /// Names the gateway's own tools hold (never given to an upstream tool).
@@ -210,6 +221,7 @@ impl UpstreamTools {
         broker: Broker,
         http: reqwest::Client,
         api: SafeFetcher,
+        redact: Redact,
         settings: UpstreamSettings,
         reserved: Vec<String>,
     ) -> Self {
@@ -219,6 +231,7 @@ impl UpstreamTools {
             broker,
             http,
             api,
+            redact,
             settings,
             counters: Arc::new(UpstreamCounters::default()),
             reserved,
@@ -244,8 +257,10 @@ impl UpstreamTools {
         {
             return a.connections.clone();
         }
+        // Expired and failed connections too: their tools stay listed (as last seen) and a call
+        // says how to fix the connection.
         let query = ConnectionQuery {
-            status: Some(ConnectionStatus::Active),
+            status: None,
             sort_by: ConnectionSort::CreatedAt,
             descending: false,
             limit: MAX_CONNECTIONS_PAGE,
@@ -261,6 +276,7 @@ impl UpstreamTools {
         let found: Vec<(Connection, Arc<Provider>)> = page
             .items
             .into_iter()
+            .filter(|c| c.status != ConnectionStatus::Revoked)
             .filter_map(|c| {
                 let p = self.catalog.get(&c.provider_id)?.clone();
                 match &p.tools {
@@ -407,6 +423,10 @@ impl UpstreamTools {
         };
         {
             let l = self.listings.lock().unwrap();
+            // A connection that cannot be used now is not asked: its tools as last seen, if any.
+            if c.status != ConnectionStatus::Active {
+                return l.get(c.id.as_str()).map(|cached| (cached.serial, cached.snap.clone()));
+            }
             if let Some(cached) = l.get(c.id.as_str())
                 && cached.fetched.elapsed() < self.settings.list_ttl
             {
@@ -554,7 +574,14 @@ impl ToolSource for UpstreamTools {
                 }
             })
             .await;
-        Some(result.map_err(|e| ToolError::Failed(format!("the {provider} server could not give that prompt: {e}"))))
+        Some(
+            result
+                .map(|mut v| {
+                    self.filter(&mut v, "messages");
+                    v
+                })
+                .map_err(|e| ToolError::Failed(format!("the {provider} server could not give that prompt: {e}"))),
+        )
     }
 
     async fn read_resource(
@@ -597,7 +624,14 @@ impl ToolSource for UpstreamTools {
             })
             .await;
         let provider = &c.provider_id;
-        Some(result.map_err(|e| ToolError::Failed(format!("the {provider} server could not read that resource: {e}"))))
+        Some(
+            result
+                .map(|mut v| {
+                    self.filter(&mut v, "contents");
+                    v
+                })
+                .map_err(|e| ToolError::Failed(format!("the {provider} server could not read that resource: {e}"))),
+        )
     }
 
     async fn call(
@@ -620,8 +654,19 @@ impl ToolSource for UpstreamTools {
         let id = ConnectionId::from_string(target.connection_id.clone());
         let connections = self.connections(&ctx.account_id).await;
         let Some((c, p)) = connections.iter().find(|(c, _)| c.id == id) else {
-            return Err(failed(format!("the {provider} connection is no longer active; reconnect it")));
+            return Err(failed(format!(
+                "the {provider} connection no longer exists; connect {provider} again at {}",
+                self.settings.connect_url
+            )));
         };
+        if c.status != ConnectionStatus::Active {
+            return Err(failed(format!(
+                "the {provider} connection is {}{}: reconnect it at {}",
+                c.status.as_str(),
+                c.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                self.settings.connect_url
+            )));
+        }
         let url = match &p.tools {
             CatalogTools::UpstreamMcp { url } => url,
             CatalogTools::Http { tools } => {
@@ -661,8 +706,9 @@ impl ToolSource for UpstreamTools {
             };
             match result {
                 Ok(r) => {
-                    let value = serde_json::to_value(r)
+                    let mut value = serde_json::to_value(r)
                         .map_err(|_| failed(format!("the {provider} server's answer could not be read")))?;
+                    self.filter(&mut value, "content");
                     return Ok(Answer::Upstream(value));
                 }
                 Err(e) if e == "401" && attempt == 0 => {
@@ -692,6 +738,43 @@ impl ToolSource for UpstreamTools {
             }
         }
         Err(failed(format!("the {provider} server refused this connection's credential; reconnect it")))
+    }
+}
+
+impl UpstreamTools {
+    /// An upstream answer as a client may see it: token-shaped text redacted everywhere, and the
+    /// text of `list` (content blocks, messages or resource contents) cut at `max_text_bytes` in
+    /// all, with a notice.
+    fn filter(&self, v: &mut Value, list: &str) {
+        (self.redact)(v);
+        let mut left = self.settings.max_text_bytes;
+        let mut cut = 0usize;
+        let Some(items) = v.get_mut(list).and_then(Value::as_array_mut) else { return };
+        for item in items.iter_mut() {
+            // A text block, a prompt message's content, or a resource's text.
+            let text = match item.get_mut("content") {
+                Some(c) if c.is_object() => c.get_mut("text"),
+                _ => item.get_mut("text"),
+            };
+            let Some(Value::String(s)) = text else { continue };
+            if s.len() <= left {
+                left -= s.len();
+                continue;
+            }
+            let mut end = left;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            cut += s.len() - end;
+            s.truncate(end);
+            left = 0;
+        }
+        if cut > 0 {
+            items.push(json!({
+                "type": "text",
+                "text": format!("[the gateway cut {} KB of this answer: at most {} KB of text are passed on]", cut.div_ceil(1024), self.settings.max_text_bytes / 1024),
+            }));
+        }
     }
 }
 
@@ -820,6 +903,10 @@ impl UpstreamTools {
             })?;
             match http::outcome(provider, def, answer) {
                 http::Outcome::Done { text, structured } => {
+                    let mut v = json!({"text": text, "structured": structured});
+                    (self.redact)(&mut v);
+                    let text = v["text"].as_str().unwrap_or_default().to_owned();
+                    let structured = Some(v["structured"].take()).filter(|s| !s.is_null());
                     return Ok(Answer::Complete(bk_gateway::tools::ToolOutput { text, structured }));
                 }
                 http::Outcome::Unauthorized if attempt == 0 => {
