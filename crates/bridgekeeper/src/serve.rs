@@ -441,12 +441,7 @@ fn upstream_tools(
     })
     .map_err(|e| anyhow::anyhow!("connections: {e}"))?;
     Ok(bk_upstream::UpstreamTools::new(
-        store,
-        catalog,
-        broker,
-        http,
-        api,
-        redact,
+        bk_upstream::UpstreamDeps { store, catalog, broker, http, api, redact },
         bk_upstream::UpstreamSettings { connect_url, ..bk_upstream::UpstreamSettings::default() },
         bk_gateway::tools::BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
     ))

@@ -54,6 +54,21 @@ use url::Url;
 /// (the audit log's redactor).
 pub type Redact = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
+/// What the source reaches.
+pub struct UpstreamDeps {
+    /// The tenants' connections.
+    pub store: Arc<dyn ConnectionStore>,
+    pub catalog: Arc<Catalog>,
+    /// Every connection's usable credential.
+    pub broker: Broker,
+    /// The outbound client for MCP servers (the operator's URLs), without a limit on a whole
+    /// exchange (event streams); each request is bounded by the settings.
+    pub http: reqwest::Client,
+    /// Declarative HTTP tools' calls (request-forgery safe, bounded).
+    pub api: SafeFetcher,
+    pub redact: Redact,
+}
+
 /// How upstream servers are used.
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
@@ -213,18 +228,8 @@ fn service_failure(e: ServiceError) -> String {
 }
 
 impl UpstreamTools {
-    /// `http`: the outbound client for MCP servers (the operator's URLs), without a limit on a
-    /// whole exchange (event streams); each request here is bounded by the settings.
-    pub fn new(
-        store: Arc<dyn ConnectionStore>,
-        catalog: Arc<Catalog>,
-        broker: Broker,
-        http: reqwest::Client,
-        api: SafeFetcher,
-        redact: Redact,
-        settings: UpstreamSettings,
-        reserved: Vec<String>,
-    ) -> Self {
+    pub fn new(deps: UpstreamDeps, settings: UpstreamSettings, reserved: Vec<String>) -> Self {
+        let UpstreamDeps { store, catalog, broker, http, api, redact } = deps;
         Self {
             store,
             catalog,
