@@ -278,6 +278,43 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
     );
 
     test(
+        'the REST face: a provider’s tools and a call, for backends without MCP, under the same policy',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const listed = await api(bk.issuer, 'GET', '/api/v1/providers/everything/tools', { token: alice.app.accessToken });
+            assert.equal(listed.status, 200, listed.text);
+            const echo = listed.body.tools.find(t => t.name === 'echo');
+            assert.ok(echo, listed.text.slice(0, 500));
+            assert.equal(echo.mode, 'read');
+            assert.equal(echo.mcpName, 'everything_echo');
+            assert.ok(echo.parameters.properties.message);
+            assert.equal(listed.body.tools.find(t => t.name === 'toggle-simulated-logging').mode, 'write');
+            const called = await api(bk.issuer, 'POST', '/api/v1/providers/everything/tools/echo', {
+                token: alice.app.accessToken,
+                json: { message: 'over REST' }
+            });
+            assert.equal(called.status, 200, called.text);
+            assert.match(called.body.content[0].text, /over REST/);
+            const bad = await api(bk.issuer, 'POST', '/api/v1/providers/everything/tools/get-sum', {
+                token: alice.app.accessToken,
+                json: { a: 'two' }
+            });
+            assert.equal(bad.body.isError, true, `invalid arguments are a tool error: ${bad.text}`);
+            // Bob has no connection: no tools, and a call is 404 like an unknown tool.
+            const none = await api(bk.issuer, 'GET', '/api/v1/providers/everything/tools', { token: bob.app.accessToken });
+            assert.deepEqual(none.body.tools, []);
+            const refused = await api(bk.issuer, 'POST', '/api/v1/providers/everything/tools/echo', {
+                token: bob.app.accessToken,
+                json: { message: 'x' }
+            });
+            assert.equal(refused.status, 404, refused.text);
+            assert.match(refused.headers['content-type'], /problem\+json/);
+            const anonymous = await api(bk.issuer, 'GET', '/api/v1/providers/everything/tools');
+            assert.equal(anonymous.status, 401);
+        })
+    );
+
+    test(
         'another tenant without a connection sees none of those tools and cannot call them',
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {

@@ -13,6 +13,7 @@ mod modern;
 mod origin;
 pub mod policy;
 mod rate;
+mod rest;
 mod rounds;
 pub mod schema;
 mod session;
@@ -126,5 +127,9 @@ impl Gateway {
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new().route("/mcp", post(transport::post).get(transport::get).delete(transport::delete)).with_state(gateway)
+    Router::new()
+        .route("/mcp", post(transport::post).get(transport::get).delete(transport::delete))
+        .route("/api/v1/providers/{id}/tools", axum::routing::get(rest::list))
+        .route("/api/v1/providers/{id}/tools/{tool}", post(rest::call))
+        .with_state(gateway)
 }

@@ -233,6 +233,16 @@ impl Tools {
         None
     }
 
+    /// Every tool the sources list for this caller, in listing order (before the policy: filter
+    /// with `policy::visibility`).
+    pub async fn descriptors(&self, ctx: &AccessContext) -> Vec<ToolDescriptor> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            out.extend(s.list(ctx).await.tools.iter().cloned());
+        }
+        out
+    }
+
     /// `{"prompts"|"resources"|"resourceTemplates": [...]}`: what every source offers of `kind`,
     /// of the providers this caller may read.
     pub async fn offered_json(&self, ctx: &AccessContext, client_providers: Option<&[String]>, kind: Offer) -> Value {
