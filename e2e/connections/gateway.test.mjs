@@ -434,6 +434,35 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
             await client.close();
         })
     );
+
+    test(
+        'two tenants with their own keys: each call carries its own tenant’s key, never the other’s',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const bobKey = `bob-key-${rand()}`;
+            const res = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+                token: bob.app.accessToken,
+                json: { providerId: 'everything', redirectUrl: APP_REDIRECT, providerParams: { apiKey: bobKey } }
+            });
+            assert.equal(res.status, 201, res.text);
+            await sleep(2200);
+            const asBob = await mcpClient(bob.app.accessToken);
+            const names = (await asBob.listTools()).tools.map(t => t.name);
+            assert.ok(names.includes('everything_echo'), 'one connection: no label');
+            let mark = everything.requests.length;
+            await asBob.callTool({ name: 'everything_echo', arguments: { message: 'bob' } });
+            const bobSaw = new Set(everything.requests.slice(mark).map(r => r.authorization));
+            assert.deepEqual([...bobSaw], [`Bearer ${bobKey}`]);
+            await asBob.close();
+            const asAlice = await mcpClient(alice.app.accessToken);
+            const echo = (await asAlice.listTools()).tools.map(t => t.name).find(n => /^everything_.*echo$/.test(n));
+            mark = everything.requests.length;
+            await asAlice.callTool({ name: echo, arguments: { message: 'alice' } });
+            const aliceSaw = [...new Set(everything.requests.slice(mark).map(r => r.authorization))];
+            assert.ok(aliceSaw.length > 0 && !aliceSaw.includes(`Bearer ${bobKey}`), JSON.stringify(aliceSaw));
+            await asAlice.close();
+        })
+    );
 });
 
 // Declarative HTTP tools: a company's own REST API behind the gateway. The API here is a real

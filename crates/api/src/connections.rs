@@ -20,7 +20,7 @@
 //!   `oauth2`, with `resource` and PKCE; the callback checks `iss` as the server advertises it,
 //!   exchanges the code, and confirms the token with one `initialize` (its `serverInfo` becomes
 //!   the connection's metadata). What a refresh needs is sealed with the tokens.
-//! - `token_exchange` providers are not served yet (501 naming the kind).
+//! - `token_exchange` providers: 501 until accounts have verified emails (the backend trusts the email it is sent).
 //!
 //! The PKCE verifier of a flow is never stored: it is derived from the flow's state under a
 //! server key, and only the returning browser carries the state.
@@ -431,10 +431,16 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
             }))
             .into_response())
         }
-        other => Err(Problem::new(
+        // The backend trusts the email it is sent: exchanging an address nobody proved would hand its
+        // token to whoever signed up with it. Accounts here have no verified email yet.
+        AuthKind::TokenExchange(_) => Err(Problem::new(
             StatusCode::NOT_IMPLEMENTED,
             "Not implemented",
-            format!("connecting {} providers is not available yet", other.name()),
+            format!(
+                "connecting {:?} (token_exchange) needs a verified email for this account, which this server cannot \
+                 establish yet; it is not exchanged unverified",
+                provider.id
+            ),
         )),
     }
 }

@@ -461,3 +461,26 @@ fn a_client_metadata_url_that_is_not_https_or_plain_http_without_the_switch_stop
     let err = run(&[("BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK", "true")]);
     assert!(err.contains("connections.allow_http_loopback needs connections.allow_private_addresses"), "{err}");
 }
+
+#[tokio::test]
+async fn security_a_token_exchange_provider_never_exchanges_an_unverified_email() {
+    // The tenant backend trusts the email it is sent: whoever signs up as someone@company would get
+    // that person's scoped token. Accounts here have no verified email, so nothing is exchanged.
+    let (server, _dir) = server(&[
+        ("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__NAME", "Nexus CRM"),
+        ("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__AUTH", "token_exchange"),
+        (
+            "BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__TOKEN_EXCHANGE__VERIFY_URL",
+            "https://api.nexus.example/auth/verify",
+        ),
+        ("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__TOKEN_EXCHANGE__ADMIN_TOKEN", "nexus-admin-do-not-show"),
+    ]);
+    let token = tenant(&server, "victim@nexus.example", SCOPES).await;
+    let res = initiate(&server, &token, json!({"providerId": "nexus", "redirectUrl": CLIENT_REDIRECT})).await;
+    assert_eq!(res.status(), 501);
+    let p: Value = res.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("verified email"), "{p}");
+    let list = get(&server, &token, "/api/v1/connections").await.json::<Value>().await.unwrap();
+    assert_eq!(list["total"], 0);
+    assert!(!server.logs().contains("nexus-admin-do-not-show"));
+}
