@@ -67,6 +67,9 @@ async function startEverything() {
     });
     const requests = [];
     let down = false;
+    /** How tools/call is answered: ok (forwarded), hang (never), huge (10 MB of text), garbage (malformed JSON). */
+    let mode = 'ok';
+    const hung = [];
     const proxy = http.createServer((req, res) => {
         const chunks = [];
         req.on('data', c => chunks.push(c));
@@ -81,6 +84,22 @@ async function startEverything() {
             requests.push({ method: req.method, rpc: method, authorization: req.headers.authorization });
             if (down) {
                 res.writeHead(503).end();
+                return;
+            }
+            if (method === 'tools/call' && mode !== 'ok') {
+                const id = JSON.parse(body.toString()).id;
+                if (mode === 'hang') {
+                    hung.push(res);
+                    return;
+                }
+                if (mode === 'huge') {
+                    const text = 'y'.repeat(10 * 1024 * 1024);
+                    res.writeHead(200, { 'Content-Type': 'application/json' });
+                    res.end(JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text }] } }));
+                    return;
+                }
+                res.writeHead(200, { 'Content-Type': 'application/json' });
+                res.end('{"jsonrpc": "2.0", "id": ' + JSON.stringify(id) + ', "result": [not json');
                 return;
             }
             const out = http.request(
@@ -100,6 +119,10 @@ async function startEverything() {
         requests,
         setDown(v) {
             down = v;
+        },
+        setMode(m) {
+            mode = m;
+            if (m === 'ok') for (const r of hung.splice(0)) r.destroy();
         },
         async stop() {
             proxy.close();
@@ -136,7 +159,8 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
             [`${p}TOOLS__URL`]: everything.url,
             BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
             BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true',
-            BRIDGEKEEPER_METRICS__PUBLIC: 'true'
+            BRIDGEKEEPER_METRICS__PUBLIC: 'true',
+            BRIDGEKEEPER_CONNECTIONS__MCP_CALL_TIMEOUT_MS: '3000'
         });
         const person = async name => {
             const agent = new UserAgent();
@@ -234,6 +258,37 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
             const total = big.content.filter(c => c.type === 'text').reduce((n, c) => n + c.text.length, 0);
             assert.ok(total < 52 * 1024, `cut: ${total}`);
             assert.match(big.content.at(-1).text, /the gateway cut \d+ KB/);
+            await client.close();
+        })
+    );
+
+    test(
+        'faults: a hanging call ends at the time limit, a 10 MB answer is cut, a malformed one is a clear error; the session lives on',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(alice.app.accessToken);
+            const echo = args => client.callTool({ name: 'everything_echo', arguments: args });
+            try {
+                everything.setMode('hang');
+                const started = Date.now();
+                const hung = await echo({ message: 'x' });
+                assert.equal(hung.isError, true);
+                assert.match(hung.content[0].text, /no answer within 3 s/, JSON.stringify(hung));
+                assert.ok(Date.now() - started < 8000, `bounded: ${Date.now() - started} ms`);
+                everything.setMode('huge');
+                const huge = await echo({ message: 'x' });
+                const total = huge.content.filter(c => c.type === 'text').reduce((n, c) => n + c.text.length, 0);
+                assert.ok(total < 52 * 1024, `cut to 50 KB: ${total}`);
+                assert.match(huge.content.at(-1).text, /the gateway cut/);
+                everything.setMode('garbage');
+                const garbage = await echo({ message: 'x' });
+                assert.equal(garbage.isError, true);
+                assert.match(garbage.content[0].text, /everything/, JSON.stringify(garbage));
+            } finally {
+                everything.setMode('ok');
+            }
+            const fine = await echo({ message: 'after the faults' });
+            assert.match(fine.content[0].text, /after the faults/);
             await client.close();
         })
     );

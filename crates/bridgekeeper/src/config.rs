@@ -69,6 +69,11 @@ pub struct ConnectionsConfig {
     pub client_metadata_url: Option<String>,
     /// The name Bridgekeeper gives itself as that client (metadata document, registrations).
     pub client_name: String,
+    /// Connecting to a tenant's upstream MCP server and listing what it offers: a server slower
+    /// than this is left out of that listing.
+    pub mcp_list_timeout_ms: u64,
+    /// One call to an upstream tool, prompt or resource.
+    pub mcp_call_timeout_ms: u64,
 }
 
 impl Default for ConnectionsConfig {
@@ -83,6 +88,8 @@ impl Default for ConnectionsConfig {
             refresh_skew_secs: 60,
             client_metadata_url: None,
             client_name: "Bridgekeeper".into(),
+            mcp_list_timeout_ms: 5_000,
+            mcp_call_timeout_ms: 60_000,
         }
     }
 }
@@ -100,6 +107,8 @@ impl std::fmt::Debug for ConnectionsConfig {
             .field("refresh_skew_secs", &self.refresh_skew_secs)
             .field("client_metadata_url", &self.client_metadata_url)
             .field("client_name", &self.client_name)
+            .field("mcp_list_timeout_ms", &self.mcp_list_timeout_ms)
+            .field("mcp_call_timeout_ms", &self.mcp_call_timeout_ms)
             .finish()
     }
 }

@@ -205,7 +205,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         catalog.clone(),
         broker.clone(),
         Arc::new(move |v: &mut serde_json::Value| redactor.redact_strings(v)),
-        format!("{issuer}/connections"),
+        bk_upstream::UpstreamSettings {
+            connect_url: format!("{issuer}/connections"),
+            list_timeout: std::time::Duration::from_millis(config.connections.mcp_list_timeout_ms.clamp(100, 120_000)),
+            call_timeout: std::time::Duration::from_millis(config.connections.mcp_call_timeout_ms.clamp(100, 3_600_000)),
+            ..bk_upstream::UpstreamSettings::default()
+        },
     )?;
     let upstream_counters = upstream_tools.counters();
     let api = Arc::new(bk_api::Api {
@@ -427,7 +432,7 @@ fn upstream_tools(
     catalog: Arc<bk_connections::Catalog>,
     broker: bk_connections::Broker,
     redact: bk_upstream::Redact,
-    connect_url: String,
+    settings: bk_upstream::UpstreamSettings,
 ) -> anyhow::Result<bk_upstream::UpstreamTools> {
     let http = bk_outbound::client_builder(policy)
         .map_err(|e| anyhow::anyhow!("connections: {e}"))?
@@ -442,7 +447,7 @@ fn upstream_tools(
     .map_err(|e| anyhow::anyhow!("connections: {e}"))?;
     Ok(bk_upstream::UpstreamTools::new(
         bk_upstream::UpstreamDeps { store, catalog, broker, http, api, redact },
-        bk_upstream::UpstreamSettings { connect_url, ..bk_upstream::UpstreamSettings::default() },
+        settings,
         bk_gateway::tools::BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
     ))
 }
