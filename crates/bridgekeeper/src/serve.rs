@@ -208,7 +208,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         bk_upstream::UpstreamSettings {
             connect_url: format!("{issuer}/connections"),
             list_timeout: std::time::Duration::from_millis(config.connections.mcp_list_timeout_ms.clamp(100, 120_000)),
-            call_timeout: std::time::Duration::from_millis(config.connections.mcp_call_timeout_ms.clamp(100, 3_600_000)),
+            call_timeout: std::time::Duration::from_millis(
+                config.connections.mcp_call_timeout_ms.clamp(100, 3_600_000),
+            ),
             ..bk_upstream::UpstreamSettings::default()
         },
     )?;
