@@ -84,6 +84,8 @@ function bridgekeeperEnv(serverUrl, context) {
     // auth/pre-registration: the operator's client at that AS (the context names it).
     if (context.client_id) env[`${p}MCP__CLIENT_ID`] = context.client_id;
     if (context.client_secret) env[`${p}MCP__CLIENT_SECRET`] = context.client_secret;
+    // The operator names the authorization server its client was registered at (the context says).
+    if (context.issuer) env[`${p}MCP__ISSUER`] = context.issuer;
     return env;
 }
 

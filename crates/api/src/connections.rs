@@ -582,6 +582,15 @@ pub async fn start_mcp(
     let auth: McpAuth = if let (true, Some(url)) = (found.accepts_documents, &server.connect_client.document_url) {
         found.with_client(url.clone(), TokenAuth::None, Registration::Document)
     } else if let Some(id) = &m.client.client_id {
+        // The operator's secret goes only to the authorization server it was registered at.
+        if let Some(expected) = &m.issuer
+            && *expected != found.issuer
+        {
+            return Err(mcp_problem(
+                provider_id,
+                &McpError::IssuerMismatch { found: found.issuer.clone(), expected: expected.clone() },
+            ));
+        }
         let token_auth = if m.client.client_secret.is_some() { found.secret_auth() } else { TokenAuth::None };
         found.with_client(id.clone(), token_auth, Registration::Preregistered)
     } else if let Some(endpoint) = found.registration_endpoint.clone() {

@@ -417,8 +417,11 @@ impl Upstream {
         let endpoint = |name: &str| -> Result<Option<String>, McpError> {
             match meta.get(name).and_then(Value::as_str) {
                 None => Ok(None),
+                // https (plain http only where loopback http is allowed): the person's browser goes
+                // to the authorization endpoint with the request's state and PKCE challenge.
                 Some(u) => match Url::parse(u) {
-                    Ok(parsed) if matches!(parsed.scheme(), "https" | "http") => Ok(Some(u.to_owned())),
+                    Ok(parsed) if self.http().allows(&parsed) => Ok(Some(u.to_owned())),
+                    Ok(_) => Err(McpError::NoServerMetadata(format!("{issuer} ({name} is not an https URL)"))),
                     _ => Err(McpError::NoServerMetadata(format!("{issuer} ({name} is not a URL)"))),
                 },
             }

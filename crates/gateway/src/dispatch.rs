@@ -180,7 +180,12 @@ pub(crate) async fn get_prompt(gw: &Gateway, ctx: &AccessContext, params: &Value
         return invalid_params("params.name (the prompt name) is required".into());
     };
     let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
-    match gw.tools.get_prompt(ctx, client_providers(ctx), name, &args).await {
+    let found = gw.tools.get_prompt(ctx, client_providers(ctx), name, &args).await;
+    if let Some(r) = &found {
+        let outcome = if r.is_ok() { Outcome::Success } else { Outcome::Failure };
+        gw.emit(gw.event("mcp.prompts_get", outcome, ctx).target(name.chars().take(128).collect::<String>()));
+    }
+    match found {
         Some(Ok(v)) => Reply::Result(v),
         Some(Err(ToolError::InvalidParams(m))) => invalid_params(m),
         Some(Err(ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. })) => {
@@ -196,7 +201,12 @@ pub(crate) async fn read_resource(gw: &Gateway, ctx: &AccessContext, params: &Va
     let Some(uri) = params.get("uri").and_then(Value::as_str) else {
         return invalid_params("params.uri (the resource URI) is required".into());
     };
-    match gw.tools.read_resource(ctx, client_providers(ctx), uri).await {
+    let found = gw.tools.read_resource(ctx, client_providers(ctx), uri).await;
+    if let Some(r) = &found {
+        let outcome = if r.is_ok() { Outcome::Success } else { Outcome::Failure };
+        gw.emit(gw.event("mcp.resources_read", outcome, ctx).target(uri.chars().take(256).collect::<String>()));
+    }
+    match found {
         Some(Ok(v)) => Reply::Result(v),
         Some(Err(ToolError::InvalidParams(m))) => invalid_params(m),
         Some(Err(ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. })) => {

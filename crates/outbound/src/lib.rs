@@ -125,6 +125,12 @@ impl SafeFetcher {
         Ok(())
     }
 
+    /// Whether this fetcher would send a request to `url` at all (scheme and literal address; names
+    /// are judged when they resolve).
+    pub fn allows(&self, url: &Url) -> bool {
+        self.check_target(url).is_ok()
+    }
+
     /// Plain http only to a loopback host, and only when the policy allows private addresses and
     /// http on loopback.
     fn http_allowed(&self, url: &Url) -> bool {

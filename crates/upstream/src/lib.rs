@@ -207,24 +207,59 @@ fn bearer(c: &Credential) -> &str {
     }
 }
 
-/// Marks a failure the credential explains: `"401"` (refused: refresh once), or
-/// `"insufficient_scope:<scopes>"` (403: the server wants more access, step-up), from the server's
-/// `WWW-Authenticate` challenge; anything else is `fallback`.
-fn classify(challenge: Option<&str>, fallback: String) -> String {
-    match challenge.and_then(|h| bk_connections::mcp::bearer_challenge(&[h])) {
-        Some(c) if c.error.as_deref() == Some("insufficient_scope") => {
-            format!("{STEP_UP}{}", c.scope.unwrap_or_default())
+/// Marks a failure the credential explains, from the transport's typed errors only (never from
+/// message text, which an upstream writes): `"401"` (the server answered 401: refresh once), or
+/// `"insufficient_scope:<scopes>"` (403 with `error="insufficient_scope"`: step-up). `None`: any other
+/// failure (a 403 without that error is a plain refusal).
+fn auth_failure(root: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rmcp::transport::streamable_http_client::{AuthRequiredError, InsufficientScopeError};
+    let mut source = Some(root);
+    while let Some(current) = source {
+        if current.downcast_ref::<AuthRequiredError>().is_some() {
+            return Some("401".to_owned());
         }
-        Some(_) => "401".to_owned(),
-        None if fallback.contains("401") => "401".to_owned(),
-        None => fallback,
+        if let Some(e) = current.downcast_ref::<InsufficientScopeError>() {
+            return bk_connections::mcp::bearer_challenge(&[&e.www_authenticate_header])
+                .filter(|c| c.error.as_deref() == Some("insufficient_scope"))
+                .map(|c| format!("{STEP_UP}{}", c.scope.or(e.required_scope.clone()).unwrap_or_default()));
+        }
+        source = current.source();
     }
+    None
 }
 
 const STEP_UP: &str = "insufficient_scope:";
 
+/// A request's failure: an auth marker (see `auth_failure`), `"mcp:"` + the server's JSON-RPC
+/// error (the server answered: the client stays usable), or the transport's failure.
 fn service_failure(e: ServiceError) -> String {
-    classify(e.auth_challenge(), e.to_string())
+    match &e {
+        ServiceError::TransportSend(t) => auth_failure(t.error.as_ref()).unwrap_or_else(|| e.to_string()),
+        ServiceError::McpError(m) => format!("{ANSWERED}{}", m.message),
+        _ => e.to_string(),
+    }
+}
+
+/// Prefix of a failure the server answered with (a JSON-RPC error): the kept client stays.
+const ANSWERED: &str = "mcp:";
+/// Prefix of a request that ran out of time (the request is cancelled; the client stays).
+const SLOW: &str = "no answer within";
+
+/// Whether the kept client survives this failure: the server answered, or one request was slow.
+fn keeps_client(e: &str) -> bool {
+    e.starts_with(ANSWERED) || e.starts_with(SLOW)
+}
+
+/// A failure in words for the caller (bounded; the caller redacts it).
+fn failure_text(provider: &str, e: &str) -> String {
+    let shown = |s: &str| s.chars().filter(|c| !c.is_control()).take(300).collect::<String>();
+    match e {
+        "401" => format!("the {provider} server refused this connection's credential; reconnect it"),
+        _ if e.starts_with(ANSWERED) => {
+            format!("the {provider} server answered with an error: {}", shown(&e[ANSWERED.len()..]))
+        }
+        _ => format!("the {provider} server failed: {}", shown(e)),
+    }
 }
 
 impl UpstreamTools {
@@ -359,7 +394,17 @@ impl UpstreamTools {
             tokio::time::timeout(self.settings.list_timeout, handler.serve_with_lifecycle(transport, lifecycle))
                 .await
                 .map_err(|_| format!("no answer to initialize within {} ms", self.settings.list_timeout.as_millis()))?
-                .map_err(|e| classify(e.auth_challenge(), e.to_string()))?;
+                .map_err(|e| match e.auth_challenge() {
+                    // The handshake met a 401 or 403 (rmcp keeps its challenge): step-up when the
+                    // challenge says so, else the credential was refused.
+                    Some(h) => match bk_connections::mcp::bearer_challenge(&[h]) {
+                        Some(c) if c.error.as_deref() == Some("insufficient_scope") => {
+                            format!("{STEP_UP}{}", c.scope.unwrap_or_default())
+                        }
+                        _ => "401".to_owned(),
+                    },
+                    None => e.to_string(),
+                })?;
         let peer = service.peer().clone();
         *slot = Some(Pooled { generation: cred.generation(), service, last_used: Instant::now() });
         Ok(peer)
@@ -384,7 +429,7 @@ impl UpstreamTools {
             let result = match self.peer(&mut slot, url, &cred).await {
                 Ok(peer) => tokio::time::timeout(self.settings.list_timeout, snapshot(&peer))
                     .await
-                    .map_err(|_| "no tool list within the time limit".to_owned())
+                    .map_err(|_| format!("{SLOW} {} ms (listing)", self.settings.list_timeout.as_millis()))
                     .and_then(|r| r.map_err(service_failure)),
                 Err(e) => Err(e),
             };
@@ -399,7 +444,11 @@ impl UpstreamTools {
                         .map_err(|e| e.to_string())?;
                 }
                 Err(e) => {
-                    *slot = None;
+                    if keeps_client(&e) {
+                        // The server answered (or was slow): the client is still good.
+                    } else {
+                        *slot = None;
+                    }
                     if let Some(scopes) = e.strip_prefix(STEP_UP) {
                         self.step_up(c, scopes).await;
                         return Err(format!("the server asks for more access (scope {scopes})"));
@@ -732,13 +781,11 @@ impl ToolSource for UpstreamTools {
                     )));
                 }
                 Err(e) => {
-                    *slot.lock().await = None;
+                    if !keeps_client(&e) {
+                        *slot.lock().await = None;
+                    }
                     tracing::warn!(connection = %c.id, provider = %provider, tool = %target.name, why = %e, "an upstream tool call failed");
-                    return Err(failed(if e == "401" {
-                        format!("the {provider} server refused this connection's credential; reconnect it")
-                    } else {
-                        format!("the {provider} server failed: {}", e.chars().take(300).collect::<String>())
-                    }));
+                    return Err(failed(self.redact_text(failure_text(&provider, &e))));
                 }
             }
         }
@@ -747,6 +794,16 @@ impl ToolSource for UpstreamTools {
 }
 
 impl UpstreamTools {
+    /// Text from an upstream (an error message) with token-shaped parts redacted.
+    fn redact_text(&self, s: String) -> String {
+        let mut v = Value::String(s);
+        (self.redact)(&mut v);
+        match v {
+            Value::String(s) => s,
+            _ => String::new(),
+        }
+    }
+
     /// An upstream answer as a client may see it: token-shaped text redacted everywhere, and the
     /// text of `list` (content blocks, messages or resource contents) cut at `max_text_bytes` in
     /// all, with a notice.
@@ -874,12 +931,10 @@ impl UpstreamTools {
                     return Err(format!("more access is needed (scope {scopes}): reconnect the {provider} connection"));
                 }
                 Err(e) => {
-                    *slot.lock().await = None;
-                    return Err(if e == "401" {
-                        format!("the {provider} server refused this connection's credential; reconnect it")
-                    } else {
-                        e.chars().take(300).collect()
-                    });
+                    if !keeps_client(&e) {
+                        *slot.lock().await = None;
+                    }
+                    return Err(self.redact_text(failure_text(provider, &e)));
                 }
             }
         }
@@ -924,7 +979,7 @@ impl UpstreamTools {
                 http::Outcome::Unauthorized => {
                     return Err(format!("{provider} refused this connection's credential (HTTP 401): reconnect it"));
                 }
-                http::Outcome::Failed(why) => return Err(why),
+                http::Outcome::Failed(why) => return Err(self.redact_text(why)),
             }
         }
         Err(format!("{provider} refused this connection's credential (HTTP 401): reconnect it"))

@@ -189,6 +189,9 @@ pub struct McpServer {
     /// A client registered by hand, for servers offering neither client metadata documents nor
     /// dynamic registration.
     pub client: ClientCredentials,
+    /// The authorization server that client was registered at (required with a client secret:
+    /// the secret is sent to no other, whatever the MCP server's metadata names later).
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -123,6 +123,7 @@ struct RawClient {
 #[serde(deny_unknown_fields)]
 struct RawMcp {
     url: Option<String>,
+    issuer: Option<String>,
     scopes: Option<Vec<String>>,
     client_id: Option<String>,
     client_id_env: Option<String>,
@@ -355,7 +356,18 @@ fn provider(
         KindName::Mcp => {
             let m = raw.mcp.ok_or_else(|| e("mcp", "auth is mcp but the [mcp] section is missing"))?;
             let u = m.url.as_deref().ok_or_else(|| e("mcp.url", "missing"))?;
+            let issuer = m.issuer.clone();
+            if let Some(i) = &issuer {
+                Url::parse(i).map_err(|x| e("mcp.issuer", &format!("{i:?} is not a URL: {x}")))?;
+            }
+            if issuer.is_none() && (m.client_secret.is_some() || m.client_secret_env.is_some()) {
+                return Err(e(
+                    "mcp.issuer",
+                    "required with a client secret: the authorization server the client was registered at (the secret is sent to no other)",
+                ));
+            }
             AuthKind::Mcp(McpServer {
+                issuer,
                 url: server_url(file, &id, "mcp.url", u, allow_http_loopback)?,
                 scopes: m.scopes.unwrap_or_default(),
                 client: credentials(

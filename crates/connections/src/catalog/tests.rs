@@ -368,3 +368,18 @@ fn http_tools_are_checked_at_start() {
         assert!(e.contains(&format!("field `{field}`")), "{def}: {e}");
     }
 }
+
+#[test]
+fn a_preregistered_mcp_client_secret_names_its_authorization_server() {
+    let text = |extra: &str| {
+        format!(
+            "[docs]\nname = \"Docs\"\nauth = \"mcp\"\n[docs.mcp]\nurl = \"https://mcp.docs.example/mcp\"\nclient_id = \"bk\"\nclient_secret = \"s3cret\"\n{extra}"
+        )
+    };
+    let e = load(Some(&text("")), None).err().unwrap().to_string();
+    assert!(e.contains("field `mcp.issuer`") && !e.contains("s3cret"), "{e}");
+    let c = load(Some(&text("issuer = \"https://auth.docs.example\"\n")), None).unwrap();
+    assert!(
+        matches!(&c.get("docs").unwrap().auth, AuthKind::Mcp(m) if m.issuer.as_deref() == Some("https://auth.docs.example"))
+    );
+}
