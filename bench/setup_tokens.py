@@ -30,7 +30,7 @@ import sys
 import urllib.parse
 
 REDIRECT_URI = "http://127.0.0.1:9/cb"
-SCOPE = "universal-mcp-read-write"
+SCOPE = os.environ.get("BENCH_SCOPE", "universal-mcp-read-write")
 
 
 class Fail(Exception):
