@@ -7,7 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams,
+    ServerCapabilities, ServerConfig, Tool,
+};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -38,7 +41,13 @@ impl ServerHandler for Fast {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let text = request.arguments.as_ref().and_then(|a| a.get("message")).and_then(|m| m.as_str()).unwrap_or("ok").to_owned();
+        let text = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("message"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("ok")
+            .to_owned();
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }
@@ -62,7 +71,8 @@ async fn upstream(port: u16, extra: usize) {
     config.sse_keep_alive = None;
     config.legacy_session_mode = false;
     config.json_response = true;
-    let service = StreamableHttpService::new(move || Ok(fast.clone()), Arc::new(NeverSessionManager::default()), config);
+    let service =
+        StreamableHttpService::new(move || Ok(fast.clone()), Arc::new(NeverSessionManager::default()), config);
     let app = axum::Router::new().nest_service("/mcp", service);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     eprintln!("upstream listening on {}", listener.local_addr().unwrap());
@@ -119,7 +129,9 @@ async fn load(url: String, body: String, rate: u64, seconds: u64, conns: usize, 
     }
     let elapsed = started.elapsed().as_secs_f64().max(seconds as f64);
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map(|d| d.as_micros()).unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map(|d| d.as_micros()).unwrap_or(0)
+    };
     let mean = if all.is_empty() { 0 } else { all.iter().map(|d| d.as_micros()).sum::<u128>() / all.len() as u128 };
     println!(
         "requests={} errors={} rps={:.0} p50_us={} p99_us={} mean_us={}",
@@ -136,7 +148,9 @@ async fn load(url: String, body: String, rate: u64, seconds: u64, conns: usize, 
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("upstream") => upstream(args[2].parse().unwrap(), args.get(3).map(|n| n.parse().unwrap()).unwrap_or(0)).await,
+        Some("upstream") => {
+            upstream(args[2].parse().unwrap(), args.get(3).map(|n| n.parse().unwrap()).unwrap_or(0)).await
+        }
         Some("load") => {
             load(
                 args[2].clone(),
