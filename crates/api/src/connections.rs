@@ -409,27 +409,11 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
         }
         AuthKind::OAuth2(o) => {
             let url = start_oauth2(&server, &who, &account_id, o, &provider.id, &redirect_url).await?;
-            server.emit(
-                who.stamp(server.event("connection.initiated", Outcome::Success))
-                    .detail("provider", provider.id.clone()),
-            );
-            Ok(Json(json!({
-                "authorizationUrl": url.as_str(),
-                "providerMetadata": crate::providers::view(&provider),
-            }))
-            .into_response())
+            Ok(initiated(&server, &who, &provider, &url))
         }
         AuthKind::Mcp(m) => {
             let url = start_mcp(&server, &who, &account_id, m, &provider.id, &redirect_url).await?;
-            server.emit(
-                who.stamp(server.event("connection.initiated", Outcome::Success))
-                    .detail("provider", provider.id.clone()),
-            );
-            Ok(Json(json!({
-                "authorizationUrl": url.as_str(),
-                "providerMetadata": crate::providers::view(&provider),
-            }))
-            .into_response())
+            Ok(initiated(&server, &who, &provider, &url))
         }
         // The backend trusts the email it is sent: exchanging an address nobody proved would hand its
         // token to whoever signed up with it. Accounts here have no verified email yet.
@@ -443,6 +427,18 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
             ),
         )),
     }
+}
+
+/// A flow started: audited, and the URL the person is sent to.
+fn initiated(server: &Api, who: &Caller, provider: &Provider, url: &Url) -> Response {
+    server.emit(
+        who.stamp(server.event("connection.initiated", Outcome::Success)).detail("provider", provider.id.clone()),
+    );
+    Json(json!({
+        "authorizationUrl": url.as_str(),
+        "providerMetadata": crate::providers::view(provider),
+    }))
+    .into_response()
 }
 
 /// Seals a pasted key and stores the connection (within the account's quota).

@@ -489,14 +489,7 @@ impl Upstream {
     /// One authenticated `initialize` with a new connection's token: the server accepts it, and
     /// what it says of itself is kept with the connection. The session it opened is closed again.
     pub async fn probe_mcp(&self, server: &Url, access_token: &str) -> Result<Value, String> {
-        let body = initialize_request();
-        let req = self
-            .http()
-            .client()
-            .post(server.clone())
-            .bearer_auth(access_token)
-            .header(reqwest::header::ACCEPT, "application/json, text/event-stream")
-            .json(&body);
+        let req = self.authenticated_post(server, access_token, &initialize_request());
         let answer = self.http().send(req).await.map_err(|e| e.to_string())?;
         if matches!(answer.status, 400 | 404 | 405) {
             // A server of the stateless 2026-07-28 revision has no `initialize`: discover instead.
@@ -548,6 +541,16 @@ fn initialize_request() -> Value {
 }
 
 impl Upstream {
+    /// A JSON-RPC POST to the MCP server with the connection's new token.
+    fn authenticated_post(&self, server: &Url, access_token: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.http()
+            .client()
+            .post(server.clone())
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json, text/event-stream")
+            .json(body)
+    }
+
     /// `server/discover` (MCP 2026-07-28) with the new token: what the server says of itself.
     async fn discover_server(&self, server: &Url, access_token: &str) -> Result<Value, String> {
         const MODERN: &str = "2026-07-28";
@@ -559,14 +562,7 @@ impl Upstream {
                 "io.modelcontextprotocol/clientInfo": {"name": "Bridgekeeper", "version": env!("CARGO_PKG_VERSION")},
             }},
         });
-        let req = self
-            .http()
-            .client()
-            .post(server.clone())
-            .bearer_auth(access_token)
-            .header(reqwest::header::ACCEPT, "application/json, text/event-stream")
-            .header("mcp-protocol-version", MODERN)
-            .json(&body);
+        let req = self.authenticated_post(server, access_token, &body).header("mcp-protocol-version", MODERN);
         let answer = self.http().send(req).await.map_err(|e| e.to_string())?;
         if !(200..300).contains(&answer.status) {
             return Err(format!("the server answered HTTP {} to initialize and to server/discover", answer.status));
