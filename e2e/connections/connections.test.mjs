@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { extractForm } from '../ts/lib/browser.mjs';
 import { UserAgent, rawRequest } from './lib/agent.mjs';
 import { api, providerEnv, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
+import { throughInteraction } from './lib/interaction.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 
 const PROVIDER = 'acme';
@@ -82,24 +83,10 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
      * and the pages seen.
      */
     async function atUpstream(authorizationUrl, { decision = 'approve', wrongPasswordFirst = false } = {}) {
-        const seen = [];
-        let url = authorizationUrl;
-        for (let hop = 0; hop < 12; hop++) {
-            const res = await agent.get(url);
-            if (res.status === 302 || res.status === 303) {
-                assert.ok(res.location, `redirect without Location at ${url}`);
-                if (res.location.startsWith(callbackUrl())) return { callback: res.location, seen };
-                assert.ok(res.location.startsWith(upstream.issuer), `the upstream redirected elsewhere: ${res.location}`);
-                url = res.location;
-                continue;
-            }
-            assert.equal(res.status, 200, `GET ${url}: ${res.status} ${res.text}`);
-            const action = res.text.match(/<form method="post" action="([^"]+)"/)?.[1];
-            assert.ok(action, `a form at ${url}: ${res.text}`);
-            const target = new URL(action, url).href;
-            let posted;
-            if (res.text.includes('name="password"')) {
-                seen.push('login');
+        return throughInteraction(agent, authorizationUrl, {
+            issuer: upstream.issuer,
+            callbackUrl: callbackUrl(),
+            async login({ res, action, target, seen }) {
                 extractForm(res.text, action);
                 if (wrongPasswordFirst) {
                     wrongPasswordFirst = false;
@@ -108,17 +95,14 @@ describe('connections: oidc-provider as an operator-added oauth2 provider', () =
                     assert.match(wrong.text, /Wrong username or password/);
                     seen.push('login refused');
                 }
-                posted = await agent.post(target, { username: user.username, password: user.password });
-            } else {
-                seen.push('consent');
+                return agent.post(target, { username: user.username, password: user.password });
+            },
+            async consent({ res, target }) {
                 assert.match(res.text, /Bridgekeeper \(e2e\)/, 'the consent page names the client');
                 for (const s of SCOPES) assert.ok(res.text.includes(s), `the consent page shows ${s}`);
-                posted = await agent.post(target, { decision });
+                return agent.post(target, { decision });
             }
-            assert.ok(posted.status === 302 || posted.status === 303, `POST ${target}: ${posted.status} ${posted.text}`);
-            url = posted.location;
-        }
-        throw new Error(`no redirect to ${callbackUrl()} after 12 hops: ${seen.join(', ')}`);
+        });
     }
 
     /** initiate → the upstream's pages → the callback → the app's redirect URI. */

@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 
 import { UserAgent, rawRequest } from './lib/agent.mjs';
 import { api, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
+import { throughInteraction } from './lib/interaction.mjs';
 import { REQUIRED_SCOPE, startMcpUpstream } from './lib/mcp-upstream.mjs';
 
 const PROVIDER = 'docs';
@@ -94,38 +95,19 @@ describe('connections: a protected MCP server (TypeScript SDK) whose authorizati
     let consentsShown = 0;
     /** The person at oidc-provider, from the authorization URL to its redirect to Bridgekeeper's callback. */
     async function atUpstream(authorizationUrl) {
-        const seen = [];
-        let url = authorizationUrl;
-        for (let hop = 0; hop < 12; hop++) {
-            const res = await agent.get(url);
-            if (res.status === 302 || res.status === 303) {
-                assert.ok(res.location, `redirect without Location at ${url}`);
-                if (res.location.startsWith(callbackUrl())) return { callback: res.location, seen };
-                assert.ok(res.location.startsWith(upstream.issuer), `the upstream redirected elsewhere: ${res.location}`);
-                url = res.location;
-                continue;
-            }
-            assert.equal(res.status, 200, `GET ${url}: ${res.status} ${res.text}`);
-            const action = res.text.match(/<form method="post" action="([^"]+)"/)?.[1];
-            assert.ok(action, `a form at ${url}: ${res.text}`);
-            const target = new URL(action, url).href;
-            let posted;
-            if (res.text.includes('name="password"')) {
-                seen.push('login');
-                posted = await agent.post(target, { username: user.username, password: user.password });
-            } else {
-                seen.push('consent');
+        return throughInteraction(agent, authorizationUrl, {
+            issuer: upstream.issuer,
+            callbackUrl: callbackUrl(),
+            login: ({ target }) => agent.post(target, { username: user.username, password: user.password }),
+            async consent({ res, target }) {
                 assert.match(res.text, /<strong class="client">Bridgekeeper<\/strong>/, 'the consent page names the registered client');
                 // The first consent shows what is asked of the resource; later ones (prompt=consent,
                 // sent with offline_access, asks again) may find it all granted already.
                 if (consentsShown++ === 0)
                     assert.ok(res.text.includes(`${upstream.mcpUrl}: ${REQUIRED_SCOPE}`), `the consent page shows the resource and its scope: ${res.text}`);
-                posted = await agent.post(target, { decision: 'approve' });
+                return agent.post(target, { decision: 'approve' });
             }
-            assert.ok(posted.status === 302 || posted.status === 303, `POST ${target}: ${posted.status} ${posted.text}`);
-            url = posted.location;
-        }
-        throw new Error(`no redirect to ${callbackUrl()} after 12 hops: ${seen.join(', ')}`);
+        });
     }
 
     /** initiate, checked; returns the authorization URL's parameters. */

@@ -15,8 +15,8 @@
 //   MCP URL is its one resource server, whose access tokens are opaque and carry `aud` = the MCP
 //   URL), refresh tokens (on offline_access, or for the MCP resource) rotated on every use,
 //   revocation, introspection, and RFC 9207 `iss` in authorization responses (advertised by
-//   oidc-provider itself). Login and consent are pages of this module on the package's
-//   interaction API, as in ./upstream.mjs.
+//   oidc-provider itself). Login and consent are the pages of ./interaction.mjs on the
+//   package's interaction API, as in ./upstream.mjs.
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
@@ -35,30 +35,7 @@ import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 
 import { makeCerts } from '../../lib/certs.mjs';
 import { rawRequest } from './agent.mjs';
-
-const esc = s =>
-    String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-
-function page(res, status, title, body) {
-    const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body><h1>${esc(title)}</h1>${body}</body></html>`;
-    res.writeHead(status, {
-        'Content-Type': 'text/html; charset=utf-8',
-        'Cache-Control': 'no-store',
-        'Content-Length': Buffer.byteLength(html)
-    });
-    res.end(html);
-}
-
-async function readForm(req) {
-    const chunks = [];
-    let size = 0;
-    for await (const c of req) {
-        size += c.length;
-        if (size > 64 * 1024) throw new Error('form too large');
-        chunks.push(c);
-    }
-    return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-}
+import { accountFinder, interactionPages, page } from './interaction.mjs';
 
 async function listen(server) {
     await new Promise((resolve, reject) => {
@@ -119,15 +96,7 @@ export async function startMcpUpstream({ user, accessTokenTtl = 300, serverInfo 
                 token_endpoint_auth_method: 'client_secret_post'
             }
         ],
-        async findAccount(_ctx, sub) {
-            if (sub !== user.accountId) return undefined;
-            return {
-                accountId: sub,
-                async claims() {
-                    return { sub, email: user.email, email_verified: true, name: user.name };
-                }
-            };
-        },
+        findAccount: accountFinder(user),
         claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
         scopes: ['openid', 'offline_access', 'email', 'profile'],
         // A refresh token for a code grant of a client allowed to refresh that asked for offline
@@ -232,90 +201,11 @@ export async function startMcpUpstream({ user, accessTokenTtl = 300, serverInfo 
     provider.on('server_error', (ctx, err) => record('server_error', { route: ctx?.oidc?.route, message: err.message }));
 
     const app = provider.callback();
+    const interaction = interactionPages({ provider, user, interactions, loginTitle: 'Sign in to Docs', showResources: true, recordDetails: true });
     asHandler = (req, res) => {
         const u = new URL(req.url, issuer);
-        const m = u.pathname.match(/^\/interaction\/([A-Za-z0-9_-]+)$/);
-        if (!m) return app(req, res);
-        interactionPage(req, res, m[1]).catch(err => {
-            interactions.push({ method: req.method, path: u.pathname, outcome: `error: ${err.message}` });
-            if (!res.headersSent) page(res, 400, 'Error', `<p>${esc(err.message)}</p>`);
-        });
+        if (!interaction(req, res, u.pathname)) app(req, res);
     };
-
-    async function interactionPage(req, res, uid) {
-        const details = await provider.interactionDetails(req, res);
-        if (details.uid !== uid) throw new Error('interaction mismatch');
-        const { prompt, params, session } = details;
-        const client = await provider.Client.find(params.client_id);
-        const action = `/interaction/${uid}`;
-        if (req.method === 'GET') {
-            interactions.push({ method: 'GET', prompt: prompt.name });
-            if (prompt.name === 'login') return loginForm(res, action, '');
-            if (prompt.name === 'consent') return consentForm(res, action, client, params, prompt.details);
-            throw new Error(`unexpected prompt ${prompt.name}`);
-        }
-        if (req.method !== 'POST') throw new Error('method not allowed');
-        const form = await readForm(req);
-        if (prompt.name === 'login') {
-            if (form.get('username') !== user.username || form.get('password') !== user.password) {
-                interactions.push({ method: 'POST', prompt: 'login', outcome: 'wrong password' });
-                return loginForm(res, action, 'Wrong username or password.', 401);
-            }
-            interactions.push({ method: 'POST', prompt: 'login', outcome: 'signed in' });
-            return provider.interactionFinished(req, res, { login: { accountId: user.accountId } }, { mergeWithLastSubmission: false });
-        }
-        if (prompt.name === 'consent') {
-            if (form.get('decision') !== 'approve') {
-                interactions.push({ method: 'POST', prompt: 'consent', outcome: 'denied' });
-                return provider.interactionFinished(
-                    req,
-                    res,
-                    { error: 'access_denied', error_description: 'The user denied the request.' },
-                    { mergeWithLastSubmission: false }
-                );
-            }
-            const grant = details.grantId
-                ? await provider.Grant.find(details.grantId)
-                : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-            const d = prompt.details;
-            if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
-            if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
-            if (d.missingResourceScopes) {
-                for (const [indicator, scope] of Object.entries(d.missingResourceScopes)) grant.addResourceScope(indicator, scope.join(' '));
-            }
-            const grantId = await grant.save();
-            interactions.push({ method: 'POST', prompt: 'consent', outcome: 'approved', grantId, details: d });
-            return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
-        }
-        throw new Error(`unexpected prompt ${prompt.name}`);
-    }
-
-    function loginForm(res, action, error, status = 200) {
-        page(
-            res,
-            status,
-            'Sign in to Docs',
-            `${error ? `<p class="error">${esc(error)}</p>` : ''}<form method="post" action="${esc(action)}">` +
-                `<input name="username" autocomplete="username"><input type="password" name="password" autocomplete="current-password">` +
-                `<button type="submit">Sign in</button></form>`
-        );
-    }
-
-    function consentForm(res, action, client, params, details) {
-        const resources = Object.entries(details.missingResourceScopes ?? {}).map(([r, s]) => `${r}: ${s.join(' ')}`);
-        page(
-            res,
-            200,
-            'Authorize',
-            `<p><strong class="client">${esc(client?.clientName ?? params.client_id)}</strong> asks for: ` +
-                `<span class="scopes">${esc(params.scope ?? '')}</span></p>` +
-                `<p class="missing">${esc((details.missingOIDCScope ?? []).join(' '))}</p>` +
-                `<p class="resources">${esc(resources.join('; '))}</p>` +
-                `<form method="post" action="${esc(action)}">` +
-                `<button type="submit" name="decision" value="approve">Allow</button>` +
-                `<button type="submit" name="decision" value="deny">Deny</button></form>`
-        );
-    }
 
     const endpoints = {
         discovery: `${issuer}/.well-known/openid-configuration`,

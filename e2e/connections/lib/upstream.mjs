@@ -9,12 +9,9 @@
 // introspection and userinfo on. One confidential client (client_secret_post)
 // whose only redirect URI is Bridgekeeper's callback.
 //
-// Login and consent: oidc-provider leaves these pages to the application
-// (`interactions.url`); its `devInteractions` are a development placeholder that
-// signs in anyone by typing any name, with no password. So devInteractions are
-// off and this module serves the pages a real deployment serves, built on the
-// package's interaction API (interactionDetails / interactionFinished, Grant):
-// a login form that checks a password, and a consent page (approve or deny).
+// Login and consent: devInteractions are off; this module serves the pages a real
+// deployment serves (./interaction.mjs): a login form that checks a password, and
+// a consent page (approve or deny).
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
@@ -24,30 +21,7 @@ import path from 'node:path';
 import Provider from 'oidc-provider';
 
 import { makeCerts } from '../../lib/certs.mjs';
-
-const esc = s =>
-    String(s).replace(/[&<>"']/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-
-function page(res, status, title, body) {
-    const html = `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body><h1>${esc(title)}</h1>${body}</body></html>`;
-    res.writeHead(status, {
-        'Content-Type': 'text/html; charset=utf-8',
-        'Cache-Control': 'no-store',
-        'Content-Length': Buffer.byteLength(html)
-    });
-    res.end(html);
-}
-
-async function readForm(req) {
-    const chunks = [];
-    let size = 0;
-    for await (const c of req) {
-        size += c.length;
-        if (size > 64 * 1024) throw new Error('form too large');
-        chunks.push(c);
-    }
-    return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-}
+import { accountFinder, interactionPages, page } from './interaction.mjs';
 
 /**
  * Starts listening (so the URLs are known) before the provider exists: the
@@ -95,15 +69,7 @@ export async function startUpstream({ accessTokenTtl, user }) {
                     token_endpoint_auth_method: 'client_secret_post'
                 }
             ],
-            async findAccount(_ctx, sub) {
-                if (sub !== user.accountId) return undefined;
-                return {
-                    accountId: sub,
-                    async claims() {
-                        return { sub, email: user.email, email_verified: true, name: user.name };
-                    }
-                };
-            },
+            findAccount: accountFinder(user),
             claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
             scopes: ['openid', 'offline_access', 'email', 'profile'],
             // A refresh token for every code grant of a client allowed to refresh that asked for
@@ -190,93 +156,15 @@ export async function startUpstream({ accessTokenTtl, user }) {
         provider.on('userinfo.error', (ctx, err) => record('userinfo.error', { error: err.error }));
 
         const app = provider.callback();
+        const interaction = interactionPages({ provider, user, interactions, loginTitle: 'Sign in to Acme' });
         handler = (req, res) => {
             const u = new URL(req.url, issuer);
             if (tokenDelayMs > 0 && req.method === 'POST' && u.pathname === '/token') {
                 setTimeout(() => app(req, res), tokenDelayMs);
                 return;
             }
-            const m = u.pathname.match(/^\/interaction\/([A-Za-z0-9_-]+)$/);
-            if (!m) return app(req, res);
-            interactionPage(req, res, m[1]).catch(err => {
-                interactions.push({ method: req.method, path: u.pathname, outcome: `error: ${err.message}` });
-                if (!res.headersSent) page(res, 400, 'Error', `<p>${esc(err.message)}</p>`);
-            });
+            if (!interaction(req, res, u.pathname)) app(req, res);
         };
-    }
-
-    /** The login and consent pages (GET renders, POST decides). */
-    async function interactionPage(req, res, uid) {
-        const details = await provider.interactionDetails(req, res);
-        if (details.uid !== uid) throw new Error('interaction mismatch');
-        const { prompt, params, session } = details;
-        const client = await provider.Client.find(params.client_id);
-        const action = `/interaction/${uid}`;
-        if (req.method === 'GET') {
-            interactions.push({ method: 'GET', prompt: prompt.name });
-            if (prompt.name === 'login') return loginForm(res, action, '');
-            if (prompt.name === 'consent') return consentForm(res, action, client, params, prompt.details);
-            throw new Error(`unexpected prompt ${prompt.name}`);
-        }
-        if (req.method !== 'POST') throw new Error('method not allowed');
-        const form = await readForm(req);
-        if (prompt.name === 'login') {
-            if (form.get('username') !== user.username || form.get('password') !== user.password) {
-                interactions.push({ method: 'POST', prompt: 'login', outcome: 'wrong password' });
-                return loginForm(res, action, 'Wrong username or password.', 401);
-            }
-            interactions.push({ method: 'POST', prompt: 'login', outcome: 'signed in' });
-            return provider.interactionFinished(req, res, { login: { accountId: user.accountId } }, { mergeWithLastSubmission: false });
-        }
-        if (prompt.name === 'consent') {
-            if (form.get('decision') !== 'approve') {
-                interactions.push({ method: 'POST', prompt: 'consent', outcome: 'denied' });
-                return provider.interactionFinished(
-                    req,
-                    res,
-                    { error: 'access_denied', error_description: 'The user denied the request.' },
-                    { mergeWithLastSubmission: false }
-                );
-            }
-            const grant = details.grantId
-                ? await provider.Grant.find(details.grantId)
-                : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-            const d = prompt.details;
-            if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
-            if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
-            if (d.missingResourceScopes) {
-                for (const [indicator, scope] of Object.entries(d.missingResourceScopes)) grant.addResourceScope(indicator, scope.join(' '));
-            }
-            const grantId = await grant.save();
-            interactions.push({ method: 'POST', prompt: 'consent', outcome: 'approved', grantId });
-            return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
-        }
-        throw new Error(`unexpected prompt ${prompt.name}`);
-    }
-
-    function loginForm(res, action, error, status = 200) {
-        page(
-            res,
-            status,
-            'Sign in to Acme',
-            `${error ? `<p class="error">${esc(error)}</p>` : ''}<form method="post" action="${esc(action)}">` +
-                `<input name="username" autocomplete="username"><input type="password" name="password" autocomplete="current-password">` +
-                `<button type="submit">Sign in</button></form>`
-        );
-    }
-
-    function consentForm(res, action, client, params, details) {
-        page(
-            res,
-            200,
-            'Authorize',
-            `<p><strong class="client">${esc(client?.clientName ?? params.client_id)}</strong> asks for: ` +
-                `<span class="scopes">${esc(params.scope ?? '')}</span></p>` +
-                `<p class="missing">${esc((details.missingOIDCScope ?? []).join(' '))}</p>` +
-                `<form method="post" action="${esc(action)}">` +
-                `<button type="submit" name="decision" value="approve">Allow</button>` +
-                `<button type="submit" name="decision" value="deny">Deny</button></form>`
-        );
     }
 
     async function stop() {
