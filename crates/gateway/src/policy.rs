@@ -124,4 +124,48 @@ mod tests {
         assert_eq!(visibility(&read(), &r, None, &t), Visibility::Hidden);
         assert_eq!(visibility(&read(), &Restrictions::unrestricted(), None, &t), Visibility::Visible);
     }
+
+    /// Scope × provider permission × the client's providers × access, for a provider's tools and
+    /// for its prompts and resources (`provider_readable`): every combination, one expectation each.
+    #[test]
+    fn the_policy_matrix() {
+        let scopes = [
+            ("none", ScopeSet::empty()),
+            ("read", read()),
+            ("read-write", ScopeSet::from_scopes([Scope::McpReadWrite])),
+        ];
+        let permissions = [None, Some("read-write"), Some("read"), Some("disabled")];
+        let clients: [Option<&[String]>; 3] = [None, Some(&[]), Some(&["acme".to_owned()][..])];
+        let mut checked = 0;
+        for (scope_name, scope) in &scopes {
+            for permission in permissions {
+                let r = match permission {
+                    Some(p) => {
+                        Restrictions::from_params(Some(&format!(r#"{{"acme":"{p}"}}"#)), None, None, None).unwrap()
+                    }
+                    None => Restrictions::unrestricted(),
+                };
+                for client in clients {
+                    let client_allows = client.is_none_or(|c| c.iter().any(|p| p == "acme"));
+                    let open = *scope_name != "none" && client_allows && permission != Some("disabled");
+                    for access in [Access::Read, Access::Write] {
+                        let expected = open && !(permission == Some("read") && access == Access::Write);
+                        let got = visibility(scope, &r, client, &tool(Some("acme"), access)) == Visibility::Visible;
+                        assert_eq!(
+                            got, expected,
+                            "tool {access:?}: scope {scope_name}, permission {permission:?}, client {client:?}"
+                        );
+                        checked += 1;
+                    }
+                    assert_eq!(
+                        provider_readable(scope, &r, client, "acme"),
+                        open,
+                        "prompts/resources: scope {scope_name}, permission {permission:?}, client {client:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 4 * 3 * 3);
+    }
 }
