@@ -809,34 +809,75 @@ impl UpstreamTools {
     /// all, with a notice.
     fn filter(&self, v: &mut Value, list: &str) {
         (self.redact)(v);
-        let mut left = self.settings.max_text_bytes;
-        let mut cut = 0usize;
-        let Some(items) = v.get_mut(list).and_then(Value::as_array_mut) else { return };
-        for item in items.iter_mut() {
-            // A text block, a prompt message's content, or a resource's text.
-            let text = match item.get_mut("content") {
-                Some(c) if c.is_object() => c.get_mut("text"),
-                _ => item.get_mut("text"),
-            };
-            let Some(Value::String(s)) = text else { continue };
-            if s.len() <= left {
-                left -= s.len();
-                continue;
-            }
-            let mut end = left;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            cut += s.len() - end;
-            s.truncate(end);
-            left = 0;
+        cap_answer(v, list, self.settings.max_text_bytes);
+    }
+}
+
+/// The most one binary block (image, audio, blob) may carry on to the client.
+const MAX_BINARY_BYTES: usize = 1 << 20;
+/// The most `structuredContent` may weigh (serialised).
+const MAX_STRUCTURED_BYTES: usize = 256 << 10;
+
+/// Bounds an answer: the text of `list`'s items (text blocks, a prompt message's content, an
+/// embedded resource's text) at `max_text` bytes in all; a binary block over 1 MB and
+/// `structuredContent` over 256 KB replaced by notices.
+fn cap_answer(v: &mut Value, list: &str, max_text: usize) {
+    let mut notices = Vec::new();
+    if v.get("structuredContent").is_some_and(|s| s.to_string().len() > MAX_STRUCTURED_BYTES) {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("structuredContent");
         }
-        if cut > 0 {
-            items.push(json!({
-                "type": "text",
-                "text": format!("[the gateway cut {} KB of this answer: at most {} KB of text are passed on]", cut.div_ceil(1024), self.settings.max_text_bytes / 1024),
-            }));
+        notices.push(format!("[the gateway left out the structured content: over {} KB]", MAX_STRUCTURED_BYTES / 1024));
+    }
+    let Some(items) = v.get_mut(list).and_then(Value::as_array_mut) else { return };
+    let mut left = max_text;
+    let mut cut = 0usize;
+    for item in items.iter_mut() {
+        // The block itself, a prompt message's content, or an embedded resource.
+        let inner = ["content", "resource"].into_iter().find(|k| item.get(*k).is_some_and(Value::is_object));
+        let holder = match inner {
+            Some(k) => &item[k],
+            None => &*item,
+        };
+        let too_big = ["data", "blob"]
+            .iter()
+            .any(|k| holder.get(*k).and_then(Value::as_str).is_some_and(|d| d.len() > MAX_BINARY_BYTES));
+        if too_big {
+            let kind = holder.get("mimeType").and_then(Value::as_str).unwrap_or("binary").to_owned();
+            // The whole block goes (a message keeps its role).
+            let notice = json!({"type": "text", "text": format!("[the gateway left out a {kind} block over {} KB]", MAX_BINARY_BYTES / 1024)});
+            match inner {
+                Some("content") => item["content"] = notice,
+                _ => *item = notice,
+            }
+            continue;
         }
+        let holder = match inner {
+            Some(k) => &mut item[k],
+            None => item,
+        };
+        let Some(Value::String(s)) = holder.get_mut("text") else { continue };
+        if s.len() <= left {
+            left -= s.len();
+            continue;
+        }
+        let mut end = left;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        cut += s.len() - end;
+        s.truncate(end);
+        left = 0;
+    }
+    if cut > 0 {
+        notices.push(format!(
+            "[the gateway cut {} KB of this answer: at most {} KB of text are passed on]",
+            cut.div_ceil(1024),
+            max_text / 1024
+        ));
+    }
+    for n in notices {
+        items.push(json!({"type": "text", "text": n}));
     }
 }
 
@@ -1071,6 +1112,33 @@ fn unusable(provider: &str, e: &BrokerError) -> String {
 #[cfg(test)]
 mod tests {
     use super::template_matches;
+
+    #[test]
+    fn answers_are_bounded_text_binary_and_structured() {
+        let mut v = serde_json::json!({
+            "content": [
+                {"type": "text", "text": "a".repeat(30)},
+                {"type": "resource", "resource": {"uri": "x://1", "text": "b".repeat(30)}},
+                {"type": "image", "mimeType": "image/png", "data": "c".repeat(super::MAX_BINARY_BYTES + 1)},
+                {"type": "image", "mimeType": "image/png", "data": "small"},
+                {"type": "resource", "resource": {"uri": "x://2", "blob": "e".repeat(super::MAX_BINARY_BYTES + 1)}},
+            ],
+            "structuredContent": {"big": "d".repeat(super::MAX_STRUCTURED_BYTES + 1)},
+        });
+        super::cap_answer(&mut v, "content", 40);
+        let c = v["content"].as_array().unwrap();
+        assert_eq!(c[0]["text"].as_str().unwrap().len(), 30);
+        assert_eq!(c[1]["resource"]["text"].as_str().unwrap().len(), 10, "embedded text counts toward the cap");
+        assert!(c[2]["text"].as_str().unwrap().contains("left out a image/png block"));
+        assert_eq!(c[3]["data"], "small");
+        assert_eq!(c[4]["type"], "text", "an oversized embedded resource goes whole: {}", c[4]);
+        assert!(v.get("structuredContent").is_none());
+        let notes: Vec<&str> = c[5..].iter().map(|n| n["text"].as_str().unwrap()).collect();
+        assert!(
+            notes.iter().any(|n| n.contains("structured content")) && notes.iter().any(|n| n.contains("cut 1 KB")),
+            "{notes:?}"
+        );
+    }
 
     #[test]
     fn uris_match_their_templates() {
