@@ -257,12 +257,31 @@ impl Broker {
         if !row.connection.can_refresh {
             // The provider no longer takes it and nothing can renew it: the connection says so.
             let reason = "the provider refused the credential (401) and it cannot be refreshed: reconnect";
-            let mut c = row.connection;
-            c.status = ConnectionStatus::Expired;
-            c.last_error = Some(reason.into());
-            c.updated_at = self.inner.clock.now();
-            self.inner.changed(account, &c, ConnectionStatus::Active).await?;
-            return Err(BrokerError::NotUsable { status: c.status, reason: reason.into(), connection: Box::new(c) });
+            let marked = self
+                .inner
+                .under_lease(account, id, |c| {
+                    c.status = ConnectionStatus::Expired;
+                    c.last_error = Some(reason.into());
+                })
+                .await?;
+            let c = match marked {
+                Some(c) => {
+                    self.inner.events.record(
+                        self.inner
+                            .emit(&c, "connection.status_changed", Outcome::Success)
+                            .detail("from", ConnectionStatus::Active.as_str())
+                            .detail("to", c.status.as_str())
+                            .detail("reason", reason),
+                    );
+                    c
+                }
+                None => row.connection,
+            };
+            return Err(BrokerError::NotUsable {
+                status: ConnectionStatus::Expired,
+                reason: reason.into(),
+                connection: Box::new(c),
+            });
         }
         let outcome = self.refresh_once(account, id, rejected.generation, Trigger::Upstream401).await?;
         self.usable(outcome, None).await
@@ -277,29 +296,39 @@ impl Broker {
         id: &ConnectionId,
         scopes: &[String],
     ) -> Result<(), BrokerError> {
-        let Some(mut c) = self.inner.store.connection(account, id).await? else { return Err(BrokerError::Missing) };
-        let mut required: Vec<String> = c
-            .metadata
-            .get("requiredScopes")
-            .and_then(serde_json::Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        for s in scopes.iter().filter(|s| !s.is_empty() && s.len() <= 256).take(50) {
-            if !required.contains(s) {
-                required.push(s.clone());
-            }
+        let changed = self
+            .inner
+            .under_lease(account, id, |c| {
+                let mut required: Vec<String> = c
+                    .metadata
+                    .get("requiredScopes")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                for s in scopes.iter().filter(|s| !s.is_empty() && s.len() <= 256).take(50) {
+                    if !required.contains(s) {
+                        required.push(s.clone());
+                    }
+                }
+                if !c.metadata.is_object() {
+                    c.metadata = serde_json::json!({});
+                }
+                c.metadata["requiredScopes"] = serde_json::json!(required);
+                c.last_error = Some(format!(
+                    "the provider asked for more access (scope {}): reconnect to grant it",
+                    required.join(" ")
+                ));
+            })
+            .await?;
+        if let Some(c) = changed {
+            let scopes = c.metadata["requiredScopes"].as_array().map(|a| a.len()).unwrap_or(0);
+            self.inner.events.record(
+                self.inner
+                    .emit(&c, "connection.scope_required", Outcome::Success)
+                    .detail("scopes", c.metadata["requiredScopes"].to_string())
+                    .detail("count", scopes as u64),
+            );
         }
-        if !c.metadata.is_object() {
-            c.metadata = serde_json::json!({});
-        }
-        c.metadata["requiredScopes"] = serde_json::json!(required);
-        c.last_error =
-            Some(format!("the provider asked for more access (scope {}): reconnect to grant it", required.join(" ")));
-        c.updated_at = self.inner.clock.now();
-        self.inner.store.update_connection(account, &c, None).await?;
-        self.inner.events.record(
-            self.inner.emit(&c, "connection.scope_required", Outcome::Success).detail("scopes", required.join(" ")),
-        );
         Ok(())
     }
 
@@ -430,20 +459,29 @@ impl Inner {
         }
     }
 
-    /// Saves a connection whose status moved from `from` and audits the change.
-    async fn changed(&self, account: &AccountId, c: &Connection, from: ConnectionStatus) -> Result<(), StoreError> {
-        self.store.update_connection(account, c, None).await?;
-        if from != c.status {
-            let mut e = self
-                .emit(c, "connection.status_changed", Outcome::Success)
-                .detail("from", from.as_str())
-                .detail("to", c.status.as_str());
-            if let Some(reason) = &c.last_error {
-                e = e.detail("reason", reason.clone());
+    /// Changes a connection's state under its refresh lease, so a refresh under way (or landing at
+    /// the same moment) is never undone: `None` (nothing written) when another holds the lease, or
+    /// when the last holder stopped mid-refresh (its evidence is left for the next refresh).
+    async fn under_lease(
+        &self,
+        account: &AccountId,
+        id: &ConnectionId,
+        change: impl FnOnce(&mut Connection),
+    ) -> Result<Option<Connection>, StoreError> {
+        let now = self.clock.now();
+        let token = bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<16>());
+        match self.store.acquire_refresh_lease(account, id, now, now + 5, &token).await? {
+            LeaseAttempt::Acquired(held) if !held.interrupted => {
+                let mut c = held.connection;
+                change(&mut c);
+                c.updated_at = now;
+                let stored = self.store.finish_refresh(account, &c, None, held.failed_at, &token).await?;
+                Ok(stored.then_some(c))
             }
-            self.events.record(e);
+            // Left to run out: the next refresh still sees that the previous holder stopped.
+            LeaseAttempt::Acquired(_) => Ok(None),
+            LeaseAttempt::Held { .. } | LeaseAttempt::Missing => Ok(None),
         }
-        Ok(())
     }
 
     fn emit(&self, c: &Connection, kind: &str, outcome: Outcome) -> AuditEvent {

@@ -296,7 +296,7 @@ impl ConnectionStore for SqlStore {
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE connections SET scopes = $3, status = $4, expires_at = $5, can_refresh = $6, last_error = $7, \
-             credential = COALESCE($8, credential), updated_at = $9, refresh_failed_at = $10, \
+             credential = COALESCE($8, credential), updated_at = $9, refresh_failed_at = $10, metadata = $12, \
              refresh_generation = refresh_generation + 1, refresh_lease_until = NULL, refresh_lease_token = NULL \
              WHERE account_id = $1 AND id = $2 AND refresh_lease_token = $11",
         )
@@ -311,6 +311,7 @@ impl ConnectionStore for SqlStore {
         .bind(c.updated_at)
         .bind(failed_at)
         .bind(lease_token)
+        .bind(to_json(&c.metadata)?)
         .execute(&self.writer)
         .await
         .db()?;

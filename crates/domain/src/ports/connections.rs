@@ -138,7 +138,8 @@ pub trait ConnectionStore: Send + Sync {
         until: UnixTime,
         lease_token: &str,
     ) -> Result<LeaseAttempt>;
-    /// Stores a refresh's outcome — the connection's state and, when given, its new sealed credential
+    /// Stores a refresh's outcome (or another change made under the lease) — the connection's state
+    /// (status, expiry, scopes, metadata, last error) and, when given, its new sealed credential
     /// (a rotated refresh token lands with its access token, in one write) and the time of a
     /// transient failure — bumps the generation and releases the lease, if `lease_token` still holds
     /// it. False, changing nothing, when it does not (the lease ran out and another caller took it,
