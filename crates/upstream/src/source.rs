@@ -1,0 +1,232 @@
+//! The gateway's view of this source (`ToolSource`): listing for a caller, prompts and
+//! resources, and calls — to an upstream MCP server or a declared HTTP tool.
+
+use super::*;
+
+#[async_trait]
+impl ToolSource for UpstreamTools {
+    async fn list(&self, ctx: &AccessContext) -> ToolListing {
+        self.sweep();
+        let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
+        let connections = self.connections(&ctx.account_id).await;
+        let wanted: Vec<&(Connection, Arc<Provider>)> =
+            connections.iter().filter(|(c, _)| reach.allows(&c.provider_id)).collect();
+        let fetched = futures_util::future::join_all(wanted.iter().map(|(c, p)| self.listing(c, p))).await;
+        let mut key: Composite = Vec::new();
+        let mut listed = Vec::new();
+        for ((c, _), found) in wanted.iter().zip(fetched) {
+            if let Some((serial, snap)) = found {
+                key.push((c.id.to_string(), serial));
+                listed.push((c, snap));
+            }
+        }
+        if let Some(l) = self.composites.lock().unwrap().get(&key) {
+            return l.clone();
+        }
+        let tools = self.describe(&listed);
+        let listing = ToolListing { version: self.next_version.fetch_add(1, Ordering::Relaxed), tools: tools.into() };
+        let mut composites = self.composites.lock().unwrap();
+        if composites.len() > 10_000 {
+            // Versions are never reused: a dropped set gets a new one when it is seen again.
+            composites.clear();
+        }
+        composites.entry(key).or_insert(listing).clone()
+    }
+
+    async fn offered(&self, ctx: &AccessContext, kind: Offer) -> Vec<Offered> {
+        self.named(ctx, kind).await.into_iter().map(|n| n.offered).collect()
+    }
+
+    async fn get_prompt(
+        &self,
+        ctx: &AccessContext,
+        name: &str,
+        args: &Value,
+        readable: Readable<'_>,
+    ) -> Option<Result<Value, ToolError>> {
+        let found = self.named(ctx, Offer::Prompts).await.into_iter().find(|n| {
+            n.offered.item.get("name").and_then(Value::as_str) == Some(name) && readable(&n.offered.provider)
+        })?;
+        let mut params = GetPromptRequestParams::new(found.upstream_name.clone());
+        if let Value::Object(a) = args {
+            params = params.with_arguments(a.clone());
+        }
+        let provider = found.offered.provider.clone();
+        let result = self
+            .request(&found.connection, &found.url, move |peer| {
+                let params = params.clone();
+                async move {
+                    match peer.get_prompt_once(params).await? {
+                        GetPromptResponse::Complete(r) => Ok(serde_json::to_value(r).unwrap_or(Value::Null)),
+                        _ => Err(ServiceError::UnexpectedResponse),
+                    }
+                }
+            })
+            .await;
+        Some(
+            result
+                .map(|mut v| {
+                    self.filter(&mut v, "messages");
+                    v
+                })
+                .map_err(|e| ToolError::Failed(format!("the {provider} server could not give that prompt: {e}"))),
+        )
+    }
+
+    async fn read_resource(
+        &self,
+        ctx: &AccessContext,
+        uri: &str,
+        readable: Readable<'_>,
+    ) -> Option<Result<Value, ToolError>> {
+        let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
+        let connections = self.connections(&ctx.account_id).await;
+        let mut by_template = None;
+        let mut found = None;
+        for (c, p) in connections.iter().filter(|(c, _)| reach.allows(&c.provider_id) && readable(&c.provider_id)) {
+            let CatalogTools::UpstreamMcp { url } = &p.tools else { continue };
+            let Some((_, snap)) = self.listing(c, p).await else { continue };
+            if snap.resources.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(uri)) {
+                found = Some((c, url));
+                break;
+            }
+            if by_template.is_none()
+                && snap
+                    .templates
+                    .iter()
+                    .any(|t| t.get("uriTemplate").and_then(Value::as_str).is_some_and(|t| template_matches(t, uri)))
+            {
+                by_template = Some((c, url));
+            }
+        }
+        let (c, url) = found.or(by_template)?;
+        let params = ReadResourceRequestParams::new(uri);
+        let result = self
+            .request(c, url, move |peer| {
+                let params = params.clone();
+                async move {
+                    match peer.read_resource_once(params).await? {
+                        ReadResourceResponse::Complete(r) => Ok(serde_json::to_value(r).unwrap_or(Value::Null)),
+                        _ => Err(ServiceError::UnexpectedResponse),
+                    }
+                }
+            })
+            .await;
+        let provider = &c.provider_id;
+        Some(
+            result
+                .map(|mut v| {
+                    self.filter(&mut v, "contents");
+                    v
+                })
+                .map_err(|e| ToolError::Failed(format!("the {provider} server could not read that resource: {e}"))),
+        )
+    }
+
+    async fn call(
+        &self,
+        ctx: &AccessContext,
+        tool: &ToolDescriptor,
+        args: &Value,
+        _round: &Round<'_>,
+    ) -> Result<Answer, ToolError> {
+        let Some(target) = &tool.upstream else {
+            return Err(ToolError::Failed(format!("{} is not an upstream tool", tool.name)));
+        };
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let failed = |why: String| {
+            self.counters.call_failures.fetch_add(1, Ordering::Relaxed);
+            ToolError::Failed(why)
+        };
+        let provider = tool.provider.clone().unwrap_or_default();
+        // The connection as this caller's tenant holds it now (the listing may be a moment old).
+        let id = ConnectionId::from_string(target.connection_id.clone());
+        let connections = self.connections(&ctx.account_id).await;
+        let Some((c, p)) = connections.iter().find(|(c, _)| c.id == id) else {
+            return Err(failed(format!(
+                "the {provider} connection no longer exists; connect {provider} again at {}",
+                self.settings.connect_url
+            )));
+        };
+        if c.status != ConnectionStatus::Active {
+            return Err(failed(format!(
+                "the {provider} connection is {}{}: reconnect it at {}",
+                c.status.as_str(),
+                c.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                self.settings.connect_url
+            )));
+        }
+        let url = match &p.tools {
+            CatalogTools::UpstreamMcp { url } => url,
+            CatalogTools::Http { tools } => {
+                let Some(def) = tools.iter().find(|t| t.name == target.name) else {
+                    return Err(failed(format!("{} is no longer offered by {provider}", tool.name)));
+                };
+                return self.call_http(c, def, args, &provider).await.map_err(failed);
+            }
+            CatalogTools::None => return Err(failed(format!("{provider} offers no tools now"))),
+        };
+        let mut params = CallToolRequestParams::new(target.name.clone());
+        if let Value::Object(a) = args {
+            params = params.with_arguments(a.clone());
+        }
+        let answer = self
+            .request(c, url, move |peer| {
+                let params = params.clone();
+                async move { Ok(serde_json::to_value(peer.call_tool(params).await?).unwrap_or(Value::Null)) }
+            })
+            .await;
+        match answer {
+            Ok(mut value) => {
+                self.filter(&mut value, "content");
+                Ok(Answer::Upstream(value))
+            }
+            Err(why) => {
+                tracing::warn!(connection = %c.id, provider = %provider, tool = %target.name, why = %why, "an upstream tool call failed");
+                Err(failed(why))
+            }
+        }
+    }
+}
+
+impl UpstreamTools {
+    /// One declared HTTP tool's call with the connection's credential (one 401 answered with a
+    /// refreshed credential).
+    pub(crate) async fn call_http(
+        &self,
+        c: &Connection,
+        def: &HttpTool,
+        args: &Value,
+        provider: &str,
+    ) -> Result<Answer, String> {
+        let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| unusable(provider, &e))?;
+        for attempt in 0..2 {
+            let req = http::request(&self.api, def, args, bearer(cred.credential()))?;
+            let answer = self.api.send(req).await.map_err(|e| {
+                tracing::warn!(connection = %c.id, provider = %provider, tool = %def.name, error = %e, "an HTTP tool call failed");
+                format!("{provider} could not be reached: {e}")
+            })?;
+            match http::outcome(provider, def, answer) {
+                http::Outcome::Done { text, structured } => {
+                    let mut v = json!({"text": text, "structured": structured});
+                    (self.redact)(&mut v);
+                    let text = v["text"].as_str().unwrap_or_default().to_owned();
+                    let structured = Some(v["structured"].take()).filter(|s| !s.is_null());
+                    return Ok(Answer::Complete(bk_gateway::tools::ToolOutput { text, structured }));
+                }
+                http::Outcome::Unauthorized if attempt == 0 => {
+                    cred = self
+                        .broker
+                        .credential_after_401(&c.account_id, &c.id, &cred)
+                        .await
+                        .map_err(|e| unusable(provider, &e))?;
+                }
+                http::Outcome::Unauthorized => {
+                    return Err(format!("{provider} refused this connection's credential (HTTP 401): reconnect it"));
+                }
+                http::Outcome::Failed(why) => return Err(self.redact_text(why)),
+            }
+        }
+        Err(format!("{provider} refused this connection's credential (HTTP 401): reconnect it"))
+    }
+}
