@@ -10,6 +10,7 @@ mod account;
 mod audit;
 mod caller;
 mod clients;
+mod connect_mcp;
 mod connections;
 pub mod handoff;
 mod pats;
@@ -195,7 +196,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/connections", get(connections::list))
         .route("/api/v1/connections/initiate", post(connections::initiate))
         .route("/api/v1/connections/callback", get(connections::callback))
-        .route("/.well-known/oauth-client", get(connections::client_document))
+        .route("/.well-known/oauth-client", get(connect_mcp::client_document))
         .route("/api/v1/connections/{id}", get(connections::get).delete(connections::delete))
         .route("/api/v1/connections/{id}/refresh", put(connections::refresh))
         .with_state(api)
