@@ -638,3 +638,133 @@ describe('the gateway: declarative HTTP tools against a real REST API', () => {
         await c.close();
     });
 });
+
+// Calls that fail well: per-tool rate limits ("N/min", globs, `_default`) answered 429 with
+// `Retry-After` on /mcp and the REST face alike, counted per tenant; and the circuit breaker: a
+// server that keeps failing is left alone (calls fail at once, without reaching it) until one probe
+// after the cooldown finds it back.
+describe('the gateway: rate limits per tool and a circuit breaker per upstream server', () => {
+    let everything;
+    let bk;
+    let alice;
+    let bob;
+
+    before(async () => {
+        everything = await startEverything();
+        const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__EVERYTHING__';
+        bk = await startBridgekeeper({
+            [`${p}NAME`]: 'Everything',
+            [`${p}AUTH`]: 'api_key',
+            [`${p}TOOLS__KIND`]: 'mcp',
+            [`${p}TOOLS__URL`]: everything.url,
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true',
+            BRIDGEKEEPER_METRICS__PUBLIC: 'true',
+            BRIDGEKEEPER_CONNECTIONS__BREAKER_FAILURES: '2',
+            BRIDGEKEEPER_CONNECTIONS__BREAKER_COOLDOWN_MS: '2000',
+            BRIDGEKEEPER_MCP__TOOL_RATE_LIMITS__PER_TOOL: '{"everything_e*" = "3/min", "_default" = "100/min"}'
+        });
+        const person = async name => {
+            const app = await signUpAndAuthorizeApp(new UserAgent(), bk.issuer, {
+                email: `${name}-${rand()}@example.com`,
+                password: `pw-${rand()}-correct horse`,
+                redirectUri: APP_REDIRECT,
+                scope: 'connections universal-mcp-read-write'
+            });
+            const res = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+                token: app.accessToken,
+                json: { providerId: 'everything', redirectUrl: APP_REDIRECT, providerParams: { apiKey: `${name}-key` } }
+            });
+            assert.equal(res.status, 201, res.text);
+            return app;
+        };
+        alice = await person('alice');
+        bob = await person('bob');
+    });
+
+    after(async () => {
+        await bk?.stop();
+        await everything?.stop();
+    });
+
+    /** One JSON-RPC tools/call as a backend makes it (no session, plain JSON): status, headers, body. */
+    const call = async (token, name, args) => {
+        const res = await fetch(new URL('/mcp', bk.issuer), {
+            method: 'POST',
+            headers: {
+                Authorization: `Bearer ${token}`,
+                'Content-Type': 'application/json',
+                Accept: 'application/json',
+                'X-Response-Format': 'json',
+                'MCP-Protocol-Version': '2025-11-25'
+            },
+            body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } })
+        });
+        return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.json() };
+    };
+
+    test('a tool over its limit is refused with 429 and Retry-After on /mcp and REST; other tools and tenants go on', { timeout: TEST_TIMEOUT_MS }, async () => {
+        for (let i = 0; i < 3; i++) {
+            const ok = await call(alice.accessToken, 'everything_echo', { message: `m${i}` });
+            assert.equal(ok.status, 200, JSON.stringify(ok.body));
+            assert.match(ok.body.result.content[0].text, new RegExp(`m${i}`));
+        }
+        const seen = everything.requests.filter(r => r.rpc === 'tools/call').length;
+        const refused = await call(alice.accessToken, 'everything_echo', { message: 'one too many' });
+        assert.equal(refused.status, 429, JSON.stringify(refused.body));
+        assert.ok(Number(refused.retryAfter) >= 1 && Number(refused.retryAfter) <= 60, `Retry-After: ${refused.retryAfter}`);
+        assert.match(refused.body.error.message, /rate limit exceeded: 3 calls of everything_echo by this account per minute \(rule everything_e\*\)/);
+        assert.equal(refused.body.error.data.rule, 'everything_e*');
+        assert.equal(refused.body.error.data.limit, 'per_tool');
+        assert.equal(everything.requests.filter(r => r.rpc === 'tools/call').length, seen, 'the refused call never reached the server');
+        // The REST face counts the same calls.
+        const rest = await api(bk.issuer, 'POST', '/api/v1/providers/everything/tools/echo', {
+            token: alice.accessToken,
+            json: { message: 'rest' }
+        });
+        assert.equal(rest.status, 429, rest.text);
+        assert.ok(Number(rest.headers['retry-after']) >= 1, JSON.stringify(rest.headers));
+        assert.match(rest.body.detail, /rate limit exceeded/);
+        // Another tool (the `_default` rule) and another tenant are counted apart.
+        const sum = await call(alice.accessToken, 'everything_get-sum', { a: 2, b: 3 });
+        assert.equal(sum.status, 200, JSON.stringify(sum.body));
+        const other = await call(bob.accessToken, 'everything_echo', { message: 'bob' });
+        assert.equal(other.status, 200, JSON.stringify(other.body));
+    });
+
+    test('a server that keeps failing is left alone after 2 failures and tried again after the cooldown', { timeout: TEST_TIMEOUT_MS }, async () => {
+        const metric = async name => {
+            const text = (await api(bk.issuer, 'GET', '/metrics')).text;
+            const m = text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
+            assert.ok(m, `${name} in /metrics`);
+            return Number(m[1]);
+        };
+        const opened = await metric('bridgekeeper_upstream_circuits_opened_total');
+        everything.setDown(true);
+        try {
+            for (let i = 0; i < 2; i++) {
+                const failed = await call(bob.accessToken, 'everything_get-sum', { a: 1, b: i });
+                assert.equal(failed.body.result.isError, true, JSON.stringify(failed.body));
+                assert.match(failed.body.result.content[0].text, /everything server failed/);
+            }
+            const before = everything.requests.length;
+            const fast = await call(bob.accessToken, 'everything_get-sum', { a: 1, b: 9 });
+            assert.equal(fast.body.result.isError, true);
+            assert.match(fast.body.result.content[0].text, /has been failing; it is left alone for now: retry in \d+ s/);
+            assert.equal(everything.requests.length, before, 'the open circuit sent nothing to the server');
+            // Another tenant of the same server meets the same open circuit.
+            const alsoFast = await call(alice.accessToken, 'everything_get-sum', { a: 2, b: 2 });
+            assert.match(alsoFast.body.result.content[0].text, /left alone for now/);
+            assert.equal(await metric('bridgekeeper_upstream_circuits_opened_total'), opened + 1);
+            assert.ok((await metric('bridgekeeper_upstream_circuit_refusals_total')) >= 2);
+        } finally {
+            everything.setDown(false);
+        }
+        await sleep(2100);
+        const back = await call(bob.accessToken, 'everything_get-sum', { a: 20, b: 22 });
+        assert.equal(back.body.result.isError ?? false, false, JSON.stringify(back.body));
+        assert.match(back.body.result.content[0].text, /42/);
+        const again = await call(alice.accessToken, 'everything_get-sum', { a: 1, b: 1 });
+        assert.equal(again.body.result.isError ?? false, false, JSON.stringify(again.body));
+    });
+});

@@ -74,6 +74,12 @@ pub struct ConnectionsConfig {
     pub mcp_list_timeout_ms: u64,
     /// One call to an upstream tool, prompt or resource.
     pub mcp_call_timeout_ms: u64,
+    /// Consecutive failures of an upstream server (unreachable, timed out, 5xx) after which it is
+    /// left alone for `breaker_cooldown_ms`: calls fail at once, listings leave its tools out
+    /// (0: never).
+    pub breaker_failures: u32,
+    /// How long a failing upstream server is left alone before one request may try it again.
+    pub breaker_cooldown_ms: u64,
 }
 
 impl Default for ConnectionsConfig {
@@ -90,6 +96,8 @@ impl Default for ConnectionsConfig {
             client_name: "Bridgekeeper".into(),
             mcp_list_timeout_ms: 5_000,
             mcp_call_timeout_ms: 60_000,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
         }
     }
 }
@@ -109,6 +117,8 @@ impl std::fmt::Debug for ConnectionsConfig {
             .field("client_name", &self.client_name)
             .field("mcp_list_timeout_ms", &self.mcp_list_timeout_ms)
             .field("mcp_call_timeout_ms", &self.mcp_call_timeout_ms)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown_ms", &self.breaker_cooldown_ms)
             .finish()
     }
 }
@@ -177,6 +187,23 @@ pub struct McpConfig {
     pub rate_limit_per_minute: u32,
     /// How long an MCP session lives after `initialize`, in seconds.
     pub session_ttl_secs: i64,
+    /// Tool calls (on `/mcp` and the REST face alike) limited per tool, tenant and client.
+    pub tool_rate_limits: ToolRateLimitsConfig,
+}
+
+/// Limits on tool calls, each a table of `name-or-glob = "N/unit"` (unit `s`, `sec`, `second`,
+/// `min`, `minute`, `h`, `hour`, `d`, `day`): the exact name wins, else the most specific glob
+/// (`*` any run of characters, `?` one), else `_default`; a name nothing matches is not limited.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolRateLimitsConfig {
+    /// Each tenant's calls of each tool, by the tool's name as clients see it (`github_*`,
+    /// `everything_echo`, `whoami`).
+    pub per_tool: std::collections::BTreeMap<String, String>,
+    /// All tool calls of one tenant, by account id.
+    pub per_tenant: std::collections::BTreeMap<String, String>,
+    /// All tool calls through one client (an app, for all the tenants it serves), by client id.
+    pub per_client: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for McpConfig {
@@ -186,6 +213,7 @@ impl Default for McpConfig {
             allowed_origins: Vec::new(),
             rate_limit_per_minute: 600,
             session_ttl_secs: 24 * 3600,
+            tool_rate_limits: ToolRateLimitsConfig::default(),
         }
     }
 }
@@ -460,6 +488,12 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The tool-call limits, parsed (an error names the table and the rule).
+    pub fn tool_limit_rules(&self) -> Result<bk_gateway::ToolLimitRules, String> {
+        let t = &self.mcp.tool_rate_limits;
+        bk_gateway::ToolLimitRules::parse(&t.per_tool, &t.per_tenant, &t.per_client)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         self.listen
             .parse::<SocketAddr>()
@@ -473,6 +507,9 @@ impl Config {
         if let Some(m) = &self.metrics.listen {
             m.parse::<SocketAddr>()
                 .with_context(|| format!("metrics.listen: {m:?} is not an address such as 127.0.0.1:9090"))?;
+        }
+        if let Err(e) = self.tool_limit_rules() {
+            bail!("{e}");
         }
         if self.mcp.rate_limit_per_minute == 0 {
             bail!("mcp.rate_limit_per_minute must be at least 1");

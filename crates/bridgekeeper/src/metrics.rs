@@ -130,12 +130,20 @@ fn exposition(sources: &Sources) -> impl IntoResponse {
          # HELP bridgekeeper_upstream_tool_calls_total Tool calls forwarded to upstream MCP servers, by outcome.\n\
          # TYPE bridgekeeper_upstream_tool_calls_total counter\n\
          bridgekeeper_upstream_tool_calls_total{{outcome=\"ok\"}} {}\n\
-         bridgekeeper_upstream_tool_calls_total{{outcome=\"failed\"}} {}\n",
+         bridgekeeper_upstream_tool_calls_total{{outcome=\"failed\"}} {}\n\
+         # HELP bridgekeeper_upstream_circuit_refusals_total Upstream requests refused at once because their server's circuit was open.\n\
+         # TYPE bridgekeeper_upstream_circuit_refusals_total counter\n\
+         bridgekeeper_upstream_circuit_refusals_total {}\n\
+         # HELP bridgekeeper_upstream_circuits_opened_total Times an upstream server's circuit opened after consecutive failures.\n\
+         # TYPE bridgekeeper_upstream_circuits_opened_total counter\n\
+         bridgekeeper_upstream_circuits_opened_total {}\n",
         up.lists.load(Relaxed).saturating_sub(up.list_failures.load(Relaxed)),
         up.list_failures.load(Relaxed),
         up.list_cache_hits.load(Relaxed),
         up.calls.load(Relaxed).saturating_sub(up.call_failures.load(Relaxed)),
         up.call_failures.load(Relaxed),
+        up.circuit_refusals.load(Relaxed),
+        up.circuits_opened.load(Relaxed),
     ));
     if let Some((free, total)) = free_space.and_then(|s| s.free_bytes().map(|f| (f, s.total_bytes()))) {
         body.push_str(&format!(

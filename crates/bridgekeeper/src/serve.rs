@@ -211,6 +211,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             call_timeout: std::time::Duration::from_millis(
                 config.connections.mcp_call_timeout_ms.clamp(100, 3_600_000),
             ),
+            breaker: bk_upstream::BreakerSettings {
+                failures: config.connections.breaker_failures,
+                cooldown: std::time::Duration::from_millis(
+                    config.connections.breaker_cooldown_ms.clamp(100, 3_600_000),
+                ),
+            },
             ..bk_upstream::UpstreamSettings::default()
         },
     )?;
@@ -262,6 +268,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             session_ttl_secs: config.mcp.session_ttl_secs,
             shared_limiter,
             request_state_key,
+            tool_limits: config.tool_limit_rules().map_err(anyhow::Error::msg)?,
         },
         audit.clone(),
         vec![Box::new(upstream_tools)],

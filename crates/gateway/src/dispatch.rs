@@ -60,9 +60,32 @@ pub(crate) fn scope_refusal(gw: &Gateway, ctx: &AccessContext, need: Need) -> Op
 /// capability a tool needs.
 pub(crate) enum Reply {
     Result(Value),
-    Error { code: i64, message: String },
-    InputRequired { requests: Value, state: Value },
-    NeedsCapability { required: Value, message: String },
+    Error {
+        code: i64,
+        message: String,
+    },
+    InputRequired {
+        requests: Value,
+        state: Value,
+    },
+    NeedsCapability {
+        required: Value,
+        message: String,
+    },
+    /// Over a tool-call limit: HTTP 429 with `Retry-After` on every face.
+    Limited(crate::tool_limits::Limited, String),
+}
+
+impl Reply {
+    /// The 429 of a limited call, in JSON-RPC.
+    pub(crate) fn limited_response(id: &Value, limited: &crate::tool_limits::Limited, message: &str) -> Response {
+        jsonrpc::limited(
+            id,
+            message,
+            limited.retry_after,
+            json!({"retryAfterSecs": limited.retry_after, "limit": limited.which, "rule": limited.rule}),
+        )
+    }
 }
 
 /// A legacy answer: plain JSON-RPC in the request's framing.
@@ -75,6 +98,7 @@ fn framed(framing: Framing, id: &Value, reply: Reply) -> Response {
             framed(framing, id, tool_error_result("this tool needs input, which needs MCP 2026-07-28"))
         }
         Reply::NeedsCapability { message, .. } => framed(framing, id, tool_error_result(&message)),
+        Reply::Limited(l, message) => Reply::limited_response(id, &l, &message),
     }
 }
 
@@ -274,6 +298,17 @@ pub(crate) async fn call_tool(
     };
     if let Err(why) = crate::schema::validate(&tool.descriptor().input_schema, &args) {
         return invalid(&why);
+    }
+    if let Err(limited) = gw.tool_limits.check(ctx, name).await {
+        let message = limited.message(name);
+        gw.emit(
+            gw.event("ratelimit.refused", Outcome::Denied, ctx)
+                .target(name)
+                .detail("limit", format!("tool_calls.{}", limited.which))
+                .detail("rule", limited.rule.clone())
+                .detail("provider", tool.descriptor().provider.as_deref().unwrap_or("bridgekeeper")),
+        );
+        return Reply::Limited(limited, message);
     }
     let started = std::time::Instant::now();
     let outcome = gw.tools.call(ctx, &tool, &args, round).await;

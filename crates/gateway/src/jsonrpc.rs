@@ -90,6 +90,13 @@ pub fn error_status(status: StatusCode, id: &Value, code: i64, message: &str, da
     json_body(status, json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string())
 }
 
+/// A request over a rate limit: 429 with `Retry-After`, and the JSON-RPC error saying which limit.
+pub fn limited(id: &Value, message: &str, retry_after_secs: u64, data: Value) -> Response {
+    let mut res = error_status(StatusCode::TOO_MANY_REQUESTS, id, INVALID_REQUEST, message, Some(data));
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    res
+}
+
 /// A JSON-RPC notification as one message.
 pub fn notification_text(method: &str, params: Value) -> String {
     json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()

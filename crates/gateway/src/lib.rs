@@ -17,6 +17,7 @@ mod rest;
 mod rounds;
 pub mod schema;
 mod session;
+pub mod tool_limits;
 pub mod tools;
 mod transport;
 
@@ -31,6 +32,7 @@ use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ports::{ConnectionStore, McpSessionStore, SessionStore};
 
 pub use bk_access::AccessContext;
+pub use tool_limits::ToolLimitRules;
 
 /// What the operator configures for `/mcp`.
 #[derive(Clone)]
@@ -43,6 +45,8 @@ pub struct GatewayConfig {
     pub shared_limiter: Option<Arc<dyn bk_limits::Limiter>>,
     /// Seals the `requestState` of multi-round-trip requests (derived from the master key).
     pub request_state_key: Arc<MacKey>,
+    /// Limits on tool calls per tool, tenant and client (counted in `shared_limiter` when set).
+    pub tool_limits: ToolLimitRules,
 }
 
 /// What `/mcp` keeps and reads: MCP sessions (legacy protocol), the grants its built-in tools
@@ -60,6 +64,7 @@ pub struct Gateway {
     hosts: origin::HostPolicy,
     sessions: session::McpSessions,
     limiter: rate::AccountLimiter,
+    tool_limits: tool_limits::ToolLimits,
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn Clock>,
     states: rounds::RequestStates,
@@ -101,6 +106,10 @@ impl Gateway {
                 Some(l) => rate::AccountLimiter::shared(config.rate_limit_per_minute, l.clone()),
                 None => rate::AccountLimiter::per_minute(config.rate_limit_per_minute),
             },
+            tool_limits: tool_limits::ToolLimits::new(
+                config.tool_limits.clone(),
+                config.shared_limiter.clone().unwrap_or_else(|| Arc::new(bk_limits::LocalLimiter::default())),
+            ),
             audit,
             clock,
             states: rounds::RequestStates::new(config.request_state_key.clone()),

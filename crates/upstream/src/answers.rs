@@ -47,6 +47,16 @@ pub(crate) fn keeps_client(e: &str) -> bool {
     e.starts_with(ANSWERED) || e.starts_with(SLOW)
 }
 
+/// How a request ended, for the circuit breaker: the server answered (a result, a JSON-RPC
+/// error, a refused credential, a step-up), or the service failed (transport, time-out, 5xx).
+pub(crate) fn ending<T>(result: &Result<T, String>) -> breaker::Ending {
+    match result {
+        Ok(_) => breaker::Ending::Answered,
+        Err(e) if e == "401" || e.starts_with(STEP_UP) || e.starts_with(ANSWERED) => breaker::Ending::Answered,
+        Err(_) => breaker::Ending::Failed,
+    }
+}
+
 /// A failure in words for the caller (bounded; the caller redacts it).
 pub(crate) fn failure_text(provider: &str, e: &str) -> String {
     let shown = |s: &str| s.chars().filter(|c| !c.is_control()).take(300).collect::<String>();

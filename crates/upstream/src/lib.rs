@@ -19,13 +19,17 @@
 //!   set, so two tenants never share a version — the gateway caches serialised lists by version.
 
 mod answers;
+mod breaker;
 pub mod http;
 mod listing;
 pub mod names;
 mod source;
 
 use answers::{SLOW, STEP_UP, cap_answer, failure_text, keeps_client, service_failure, unusable};
+use breaker::{Breakers, Ending, origin_of};
 use listing::template_matches;
+
+pub use breaker::BreakerSettings;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +94,8 @@ pub struct UpstreamSettings {
     pub max_text_bytes: usize,
     /// Where a person (re)connects a provider (named in the errors of unusable connections).
     pub connect_url: String,
+    /// When a failing server is left alone.
+    pub breaker: BreakerSettings,
 }
 
 impl Default for UpstreamSettings {
@@ -101,6 +107,7 @@ impl Default for UpstreamSettings {
             connections_ttl: Duration::from_secs(2),
             max_text_bytes: 50 * 1024,
             connect_url: "/connections".into(),
+            breaker: BreakerSettings::default(),
         }
     }
 }
@@ -113,6 +120,10 @@ pub struct UpstreamCounters {
     pub calls: AtomicU64,
     pub call_failures: AtomicU64,
     pub list_cache_hits: AtomicU64,
+    /// Requests refused at once because their server's circuit was open.
+    pub circuit_refusals: AtomicU64,
+    /// Times a server's circuit opened.
+    pub circuits_opened: AtomicU64,
 }
 
 type Listings = Arc<Mutex<HashMap<String, CachedListing>>>;
@@ -194,6 +205,7 @@ pub struct UpstreamTools {
     reserved: Vec<String>,
     accounts: Mutex<HashMap<AccountId, AccountConnections>>,
     listings: Listings,
+    breakers: Breakers,
     composites: Mutex<HashMap<Composite, ToolListing>>,
     /// One client slot per connection; fetching a listing or making a client holds it.
     clients: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Pooled>>>>>,
@@ -216,6 +228,7 @@ fn bearer(c: &Credential) -> &str {
 impl UpstreamTools {
     pub fn new(deps: UpstreamDeps, settings: UpstreamSettings, reserved: Vec<String>) -> Self {
         let UpstreamDeps { store, catalog, broker, http, api, redact } = deps;
+        let breaker = settings.breaker;
         Self {
             store,
             catalog,
@@ -228,6 +241,7 @@ impl UpstreamTools {
             reserved,
             accounts: Mutex::default(),
             listings: Arc::default(),
+            breakers: Breakers::new(breaker),
             composites: Mutex::default(),
             clients: Mutex::default(),
             next_serial: AtomicU64::new(1),
@@ -239,6 +253,27 @@ impl UpstreamTools {
 
     pub fn counters(&self) -> Arc<UpstreamCounters> {
         self.counters.clone()
+    }
+
+    /// Upstream origins whose circuit is open now.
+    pub fn open_circuits(&self) -> usize {
+        self.breakers.open_count()
+    }
+
+    /// May a request go to the server at `url` now? The refusal in words when its circuit is open.
+    pub(crate) fn admit(&self, provider: &str, url: &Url) -> Result<(), String> {
+        self.breakers.admit(&origin_of(url)).map_err(|secs| {
+            self.counters.circuit_refusals.fetch_add(1, Ordering::Relaxed);
+            format!("the {provider} server has been failing; it is left alone for now: retry in {secs} s")
+        })
+    }
+
+    /// Records how a request the breaker let through to `url` ended.
+    pub(crate) fn ended(&self, url: &Url, ending: Ending) {
+        if self.breakers.record(&origin_of(url), ending) {
+            self.counters.circuits_opened.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(origin = %origin_of(url), "an upstream server keeps failing: its circuit is open");
+        }
     }
 
     /// The tenant's active connections whose provider offers tools, oldest first.
@@ -393,6 +428,7 @@ impl UpstreamTools {
         let slot = self.slot(c.id.as_str());
         let provider = &c.provider_id;
         let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| unusable(provider, &e))?;
+        self.admit(provider, url)?;
         for attempt in 0..2 {
             let peer = {
                 let mut slot = slot.lock().await;
@@ -401,10 +437,11 @@ impl UpstreamTools {
             let result = match peer {
                 Ok(peer) => tokio::time::timeout(self.settings.call_timeout, f(peer))
                     .await
-                    .map_err(|_| format!("no answer within {} s", self.settings.call_timeout.as_secs()))
+                    .map_err(|_| format!("{SLOW} {} s", self.settings.call_timeout.as_secs()))
                     .and_then(|r| r.map_err(service_failure)),
                 Err(e) => Err(e),
             };
+            self.ended(url, answers::ending(&result));
             match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e == "401" && attempt == 0 => {

@@ -27,6 +27,7 @@ impl UpstreamTools {
             return Ok(None);
         }
         let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| e.to_string())?;
+        self.admit(&c.provider_id, url)?;
         for attempt in 0..2 {
             let result = match self.peer(&mut slot, url, &cred).await {
                 Ok(peer) => tokio::time::timeout(self.settings.list_timeout, snapshot(&peer))
@@ -35,6 +36,7 @@ impl UpstreamTools {
                     .and_then(|r| r.map_err(service_failure)),
                 Err(e) => Err(e),
             };
+            self.ended(url, answers::ending(&result));
             match result {
                 Ok(snap) => return Ok(Some(snap)),
                 Err(e) if e == "401" && attempt == 0 => {

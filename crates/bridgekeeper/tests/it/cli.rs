@@ -65,6 +65,20 @@ fn unknown_config_keys_are_errors() {
 }
 
 #[test]
+fn a_bad_tool_rate_limit_is_a_start_up_error_naming_its_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bk.toml");
+    std::fs::write(&file, "[mcp.tool_rate_limits.per_tool]\n\"github_*\" = \"10/fortnight\"\n").unwrap();
+    let out = run(&["serve", "--config", file.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mcp.tool_rate_limits.per_tool") && err.contains("github_*") && err.contains("10/fortnight"),
+        "{err}"
+    );
+}
+
+#[test]
 fn migrate_creates_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["migrate", "--data-dir", dir.path().to_str().unwrap()], &[]);

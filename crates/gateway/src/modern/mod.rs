@@ -248,6 +248,7 @@ fn reply(id: &Value, r: Reply) -> Response {
         Reply::InputRequired { .. } | Reply::NeedsCapability { .. } => {
             jsonrpc::error(Framing::Json, id, INTERNAL_ERROR, "the answer needs input, which is not relayed")
         }
+        Reply::Limited(l, message) => Reply::limited_response(id, &l, &message),
     }
 }
 
@@ -334,6 +335,7 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
     let result = match reply {
         Reply::Result(result) => result,
         Reply::Error { code, message } => return jsonrpc::error(framing, r.id, code, &message),
+        Reply::Limited(l, message) => return Reply::limited_response(r.id, &l, &message),
         Reply::InputRequired { requests, state } => {
             let sealed = gw.states.seal(ctx, tool, &args(), state, gw.clock.now_ms());
             let mut result = json!({"resultType": "input_required", "inputRequests": requests, "requestState": sealed});
