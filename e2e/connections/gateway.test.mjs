@@ -12,124 +12,19 @@
 //   BK_BIN=/abs/path/to/bridgekeeper e2e/connections/run.sh     (runs every *.test.mjs here)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import { createRequire } from 'node:module';
-import net from 'node:net';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import { UserAgent } from './lib/agent.mjs';
 import { api, authorizeApp, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
+import { startEverything } from './lib/everything.mjs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-const require = createRequire(import.meta.url);
-const EVERYTHING = require.resolve('@modelcontextprotocol/server-everything/dist/index.js');
 const APP_REDIRECT = 'http://127.0.0.1:53690/connected';
 const TEST_TIMEOUT_MS = 60_000;
 const rand = () => randomBytes(6).toString('hex');
-
-const freePort = () =>
-    new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => {
-            const { port } = s.address();
-            s.close(() => resolve(port));
-        });
-    });
-
-/**
- * server-everything on a loopback port behind a recording proxy (the test sees each request's
- * Authorization header and JSON-RPC method as the server received them).
- */
-async function startEverything() {
-    const port = await freePort();
-    const child = spawn(process.execPath, [EVERYTHING, 'streamableHttp'], {
-        env: { ...process.env, PORT: String(port) },
-        stdio: ['ignore', 'pipe', 'pipe']
-    });
-    let log = '';
-    await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server-everything did not start: ${log}`)), 20_000);
-        const seen = chunk => {
-            log += chunk;
-            if (log.includes('listening on port')) {
-                clearTimeout(timer);
-                resolve();
-            }
-        };
-        child.stdout.on('data', seen);
-        child.stderr.on('data', seen);
-        child.once('exit', code => reject(new Error(`server-everything exited (${code}): ${log}`)));
-    });
-    const requests = [];
-    let down = false;
-    /** How tools/call is answered: ok (forwarded), hang (never), huge (10 MB of text), garbage (malformed JSON). */
-    let mode = 'ok';
-    const hung = [];
-    const proxy = http.createServer((req, res) => {
-        const chunks = [];
-        req.on('data', c => chunks.push(c));
-        req.on('end', () => {
-            const body = Buffer.concat(chunks);
-            let method;
-            try {
-                method = JSON.parse(body.toString()).method;
-            } catch {
-                method = undefined;
-            }
-            requests.push({ method: req.method, rpc: method, authorization: req.headers.authorization });
-            if (down) {
-                res.writeHead(503).end();
-                return;
-            }
-            if (method === 'tools/call' && mode !== 'ok') {
-                const id = JSON.parse(body.toString()).id;
-                if (mode === 'hang') {
-                    hung.push(res);
-                    return;
-                }
-                if (mode === 'huge') {
-                    const text = 'y'.repeat(10 * 1024 * 1024);
-                    res.writeHead(200, { 'Content-Type': 'application/json' });
-                    res.end(JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text }] } }));
-                    return;
-                }
-                res.writeHead(200, { 'Content-Type': 'application/json' });
-                res.end('{"jsonrpc": "2.0", "id": ' + JSON.stringify(id) + ', "result": [not json');
-                return;
-            }
-            const out = http.request(
-                { host: '127.0.0.1', port, path: req.url, method: req.method, headers: req.headers },
-                up => {
-                    res.writeHead(up.statusCode, up.headers);
-                    up.pipe(res);
-                }
-            );
-            out.on('error', () => res.writeHead(502).end());
-            out.end(body);
-        });
-    });
-    await new Promise(r => proxy.listen(0, '127.0.0.1', r));
-    return {
-        url: `http://127.0.0.1:${proxy.address().port}/mcp`,
-        requests,
-        setDown(v) {
-            down = v;
-        },
-        setMode(m) {
-            mode = m;
-            if (m === 'ok') for (const r of hung.splice(0)) r.destroy();
-        },
-        async stop() {
-            proxy.close();
-            child.kill('SIGTERM');
-        }
-    };
-}
 
 describe('the gateway: a tenant’s connected MCP server as tools on /mcp (server-everything)', () => {
     let everything;
@@ -366,6 +261,139 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
             assert.match(refused.headers['content-type'], /problem\+json/);
             const anonymous = await api(bk.issuer, 'GET', '/api/v1/providers/everything/tools');
             assert.equal(anonymous.status, 401);
+        })
+    );
+
+    test(
+        'progress from the server reaches the client while the call runs, under the client’s own token',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(alice.app.accessToken);
+            const seen = [];
+            const r = await client.callTool(
+                { name: 'everything_trigger-long-running-operation', arguments: { duration: 2, steps: 4 } },
+                undefined,
+                { onprogress: p => seen.push(p), timeout: 20_000 }
+            );
+            assert.match(r.content[0].text, /Long running operation completed/);
+            assert.deepEqual(
+                seen.map(p => [p.progress, p.total]),
+                [[1, 4], [2, 4], [3, 4], [4, 4]],
+                `every step relayed in order: ${JSON.stringify(seen)}`
+            );
+            await client.close();
+        })
+    );
+
+    test(
+        'a client that cancels a running call stops it at the server too (notifications/cancelled relayed)',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(alice.app.accessToken);
+            const mark = everything.requests.length;
+            const abort = new AbortController();
+            const progressed = new Promise(resolve => {
+                client
+                    .callTool(
+                        { name: 'everything_trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
+                        undefined,
+                        { signal: abort.signal, onprogress: resolve, timeout: 60_000 }
+                    )
+                    .catch(() => {});
+            });
+            await progressed; // the call runs upstream
+            abort.abort('the person changed their mind');
+            let cancelled;
+            for (let i = 0; i < 50 && !cancelled; i++) {
+                await sleep(100);
+                cancelled = everything.requests.slice(mark).find(r => r.rpc === 'notifications/cancelled');
+            }
+            assert.ok(cancelled, `the server was told: ${JSON.stringify(everything.requests.slice(mark).map(r => r.rpc))}`);
+            assert.equal(cancelled.authorization, `Bearer ${key}`, 'with the tenant’s credential');
+            // The session goes on.
+            const r = await client.callTool({ name: 'everything_echo', arguments: { message: 'still here' } });
+            assert.match(r.content[0].text, /still here/);
+            await client.close();
+        })
+    );
+
+    /** A 2026-07-28 tools/call (stateless, `_meta` envelope) answered as an event stream. */
+    const modernCall = (token, name, args, meta, signal) =>
+        fetch(new URL('/mcp', bk.issuer), {
+            method: 'POST',
+            signal,
+            headers: {
+                Authorization: `Bearer ${token}`,
+                'Content-Type': 'application/json',
+                Accept: 'application/json, text/event-stream',
+                'MCP-Protocol-Version': '2026-07-28',
+                'Mcp-Method': 'tools/call',
+                'Mcp-Name': name
+            },
+            body: JSON.stringify({
+                jsonrpc: '2.0',
+                id: 'call-1',
+                method: 'tools/call',
+                params: {
+                    name,
+                    arguments: args,
+                    _meta: {
+                        'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+                        'io.modelcontextprotocol/clientCapabilities': {},
+                        'io.modelcontextprotocol/clientInfo': { name: 'raw-2026', version: '1' },
+                        ...meta
+                    }
+                }
+            })
+        });
+
+    test(
+        '2026-07-28: progress and log messages stream before the result; closing the stream cancels the call upstream',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const res = await modernCall(
+                alice.app.accessToken,
+                'everything_trigger-long-running-operation',
+                { duration: 1, steps: 2 },
+                { progressToken: 'p-42', 'io.modelcontextprotocol/logLevel': 'info' }
+            );
+            assert.equal(res.status, 200);
+            assert.match(res.headers.get('content-type'), /text\/event-stream/);
+            const messages = (await res.text())
+                .split('\n')
+                .filter(l => l.startsWith('data:'))
+                .map(l => JSON.parse(l.slice(5)));
+            const progress = messages.filter(m => m.method === 'notifications/progress').map(m => m.params);
+            assert.deepEqual(progress, [
+                { progressToken: 'p-42', progress: 1, total: 2 },
+                { progressToken: 'p-42', progress: 2, total: 2 }
+            ]);
+            const last = messages.at(-1);
+            assert.equal(last.id, 'call-1');
+            assert.equal(last.result.resultType, 'complete');
+            assert.match(last.result.content[0].text, /Long running operation completed/);
+            assert.ok(messages.some(m => m.method === 'notifications/message' && /called tool/.test(m.params.data.message)));
+
+            // Closing the stream is the cancellation (2026-07-28, Streamable HTTP).
+            const mark = everything.requests.length;
+            const abort = new AbortController();
+            const long = await modernCall(
+                alice.app.accessToken,
+                'everything_trigger-long-running-operation',
+                { duration: 30, steps: 30 },
+                { progressToken: 'p-43' },
+                abort.signal
+            );
+            const reader = long.body.getReader();
+            const first = new TextDecoder().decode((await reader.read()).value);
+            assert.match(first, /notifications\/progress/, 'the call is running');
+            abort.abort();
+            let cancelled;
+            for (let i = 0; i < 50 && !cancelled; i++) {
+                await sleep(100);
+                cancelled = everything.requests.slice(mark).find(r => r.rpc === 'notifications/cancelled');
+            }
+            assert.ok(cancelled, `the server was told: ${JSON.stringify(everything.requests.slice(mark).map(r => r.rpc))}`);
         })
     );
 

@@ -102,6 +102,76 @@ fn framed(framing: Framing, id: &Value, reply: Reply) -> Response {
     }
 }
 
+/// A legacy reply as the last message of a relayed call's stream.
+fn legacy_message(id: &Value, reply: Reply) -> String {
+    match reply {
+        Reply::Result(r) => jsonrpc::result_text(id, r),
+        Reply::Error { code, message } => jsonrpc::error_text(id, code, &message, None),
+        Reply::InputRequired { .. } => {
+            legacy_message(id, tool_error_result("this tool needs input, which needs MCP 2026-07-28"))
+        }
+        Reply::NeedsCapability { message, .. } => legacy_message(id, tool_error_result(&message)),
+        Reply::Limited(l, message) => jsonrpc::error_text(
+            id,
+            jsonrpc::INVALID_REQUEST,
+            &message,
+            Some(json!({"retryAfterSecs": l.retry_after, "limit": l.which, "rule": l.rule})),
+        ),
+    }
+}
+
+struct LegacyFrame {
+    id: Value,
+}
+
+impl crate::relay::Frame for LegacyFrame {
+    fn respond(self, reply: Reply) -> Response {
+        framed(Framing::Sse, &self.id, reply)
+    }
+    fn messages(self, reply: Reply) -> Vec<String> {
+        vec![legacy_message(&self.id, reply)]
+    }
+}
+
+/// A legacy `tools/call` answered as an event stream: run in a task of its own, its upstream
+/// progress and log messages (`info` and above: the legacy session's `logging/setLevel` is not
+/// kept) relayed before the result, cancellable by the session's `notifications/cancelled` and by
+/// the client going away.
+pub(crate) async fn call_tool_relayed(
+    gw: Arc<Gateway>,
+    ctx: AccessContext,
+    session: Option<&str>,
+    version: &str,
+    id: Value,
+    params: Value,
+) -> Response {
+    if let Some(res) = scope_refusal(&gw, &ctx, Need::Call) {
+        return res;
+    }
+    let progress = params.pointer("/_meta/progressToken").filter(|t| t.is_string() || t.is_number()).cloned();
+    let cancellable = session.map(|s| (gw.in_flight.clone(), s, &id));
+    let version = version.to_owned();
+    let frame = LegacyFrame { id: id.clone() };
+    let work = {
+        let gw = gw.clone();
+        move |relay| async move {
+            let round = Round { relay: Some(relay), ..Round::default() };
+            call_tool(&gw, &ctx, &version, &params, &round).await
+        }
+    };
+    crate::relay::run(progress, Some("info"), cancellable, work, frame).await
+}
+
+/// `notifications/cancelled` on a legacy session: the call it names stops (its upstream request
+/// is cancelled in turn), if it runs here.
+pub(crate) fn cancelled(gw: &Gateway, session: &str, params: &Value) {
+    if let Some(id) = params.get("requestId").filter(|i| i.is_string() || i.is_number())
+        && gw.in_flight.cancel(session, id)
+    {
+        tracing::debug!(request = %id, "a tool call was cancelled by its client");
+    }
+}
+
 /// `{"tools":[…]}` as this caller may see it (serialised once per visible set, see `Tools::list_json`).
 pub(crate) async fn tool_list(gw: &Gateway, ctx: &AccessContext) -> Arc<str> {
     gw.tools.list_json(ctx, client_providers(ctx)).await

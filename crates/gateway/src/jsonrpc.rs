@@ -39,6 +39,14 @@ fn message_response(framing: Framing, message: String) -> Response {
     }
 }
 
+/// Messages in the request's framing: an event stream of them all, or (plain JSON) the last.
+pub fn messages(framing: Framing, mut messages: Vec<String>) -> Response {
+    match framing {
+        Framing::Sse => sse(messages),
+        Framing::Json => json_body(StatusCode::OK, messages.pop().unwrap_or_default()),
+    }
+}
+
 /// One SSE stream of JSON-RPC messages (notifications first, the response last).
 pub fn sse(messages: impl IntoIterator<Item = String>) -> Response {
     let mut body = String::new();
@@ -100,6 +108,15 @@ pub fn limited(id: &Value, message: &str, retry_after_secs: u64, data: Value) ->
 /// A JSON-RPC notification as one message.
 pub fn notification_text(method: &str, params: Value) -> String {
     json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+/// An error response as one message.
+pub fn error_text(id: &Value, code: i64, message: &str, data: Option<Value>) -> String {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(d) = data {
+        error["data"] = d;
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string()
 }
 
 /// A result response as one message.

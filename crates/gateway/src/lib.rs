@@ -13,6 +13,7 @@ mod modern;
 mod origin;
 pub mod policy;
 mod rate;
+pub mod relay;
 mod rest;
 mod rounds;
 pub mod schema;
@@ -69,6 +70,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     states: rounds::RequestStates,
     listeners: modern::Listeners,
+    /// Tool calls a legacy session may cancel (`notifications/cancelled`) while they run.
+    in_flight: Arc<relay::InFlight>,
     /// Set once at shutdown: open `subscriptions/listen` streams end (with their closing result).
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -114,6 +117,7 @@ impl Gateway {
             clock,
             states: rounds::RequestStates::new(config.request_state_key.clone()),
             listeners: modern::Listeners::default(),
+            in_flight: Arc::default(),
             closing: tokio::sync::watch::Sender::new(false),
         }
     }

@@ -194,6 +194,11 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
         );
     }
     let (Some(id), Some(method)) = (id, method) else {
+        if method == Some("notifications/cancelled")
+            && let Some(s) = &session
+        {
+            dispatch::cancelled(&gw, &s.id, &params);
+        }
         // Notifications and responses are acknowledged without a body.
         return StatusCode::ACCEPTED.into_response();
     };
@@ -207,6 +212,10 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
     } else {
         Framing::Json
     };
+    if framing == Framing::Sse {
+        let session = session.as_ref().map(|s| s.id.as_str());
+        return dispatch::call_tool_relayed(gw.clone(), ctx, session, version, id, params).await;
+    }
     dispatch::dispatch(&gw, &ctx, framing, version, &id, method, &params).await
 }
 

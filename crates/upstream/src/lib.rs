@@ -135,6 +135,45 @@ type Listings = Arc<Mutex<HashMap<String, CachedListing>>>;
 struct Handler {
     connection_id: String,
     listings: std::sync::Weak<Mutex<HashMap<String, CachedListing>>>,
+    routes: Arc<Routes>,
+    redact: Redact,
+}
+
+/// The calls of one client that relay notifications to their callers while they run: by the
+/// progress token each upstream request carries.
+#[derive(Default)]
+pub(crate) struct Routes {
+    by_token: Mutex<HashMap<rmcp::model::ProgressToken, bk_gateway::relay::Relay>>,
+}
+
+impl Routes {
+    /// Routes the request's notifications to `relay` until the guard is dropped.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        token: rmcp::model::ProgressToken,
+        relay: bk_gateway::relay::Relay,
+    ) -> RouteGuard {
+        self.by_token.lock().unwrap().insert(token.clone(), relay);
+        RouteGuard { routes: self.clone(), token }
+    }
+}
+
+pub(crate) struct RouteGuard {
+    routes: Arc<Routes>,
+    token: rmcp::model::ProgressToken,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.routes.by_token.lock().unwrap().remove(&self.token);
+    }
+}
+
+/// What a request to a connection's server is made with: its client and the client's routes.
+#[derive(Clone)]
+pub(crate) struct Upstream {
+    pub(crate) peer: Peer<RoleClient>,
+    pub(crate) routes: Arc<Routes>,
 }
 
 impl rmcp::ClientHandler for Handler {
@@ -152,11 +191,56 @@ impl rmcp::ClientHandler for Handler {
         }
         std::future::ready(())
     }
+
+    /// Progress of a relayed call goes to its caller, under the caller's own token.
+    fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        let relay = self.routes.by_token.lock().unwrap().get(&params.progress_token).cloned();
+        if let Some(relay) = relay {
+            let message =
+                params.message.map(|m| self.redacted(Value::String(m))).and_then(|v| v.as_str().map(str::to_owned));
+            relay.progress(params.progress, params.total, message);
+        }
+        std::future::ready(())
+    }
+
+    /// A log message goes to the caller of the one relayed call in flight on this client: the
+    /// transport does not say which request's stream a notification came with, so with several
+    /// calls in flight (or none) it is not relayed rather than risk the wrong caller.
+    #[allow(deprecated)]
+    fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        let only = {
+            let routes = self.routes.by_token.lock().unwrap();
+            if routes.len() == 1 { routes.values().next().cloned() } else { None }
+        };
+        if let Some(relay) = only {
+            let level = serde_json::to_value(params.level).ok();
+            if let Some(level) = level.as_ref().and_then(Value::as_str) {
+                relay.log(level, params.logger, self.redacted(params.data));
+            }
+        }
+        std::future::ready(())
+    }
+}
+
+impl Handler {
+    fn redacted(&self, mut v: Value) -> Value {
+        (self.redact)(&mut v);
+        v
+    }
 }
 
 /// A kept client of one connection, made with the credential of `generation`.
 struct Pooled {
     generation: i64,
+    routes: Arc<Routes>,
     service: RunningService<RoleClient, Handler>,
     last_used: Instant,
 }
@@ -353,21 +437,21 @@ impl UpstreamTools {
 
     /// A client of the connection made with `cred` (the kept one when it was made with the same
     /// credential), with the slot held by the caller.
-    async fn peer(
-        &self,
-        slot: &mut Option<Pooled>,
-        url: &Url,
-        cred: &UsableCredential,
-    ) -> Result<Peer<RoleClient>, String> {
+    async fn peer(&self, slot: &mut Option<Pooled>, url: &Url, cred: &UsableCredential) -> Result<Upstream, String> {
         if let Some(p) = slot.as_mut()
             && p.generation == cred.generation()
             && !p.service.is_transport_closed()
         {
             p.last_used = Instant::now();
-            return Ok(p.service.peer().clone());
+            return Ok(Upstream { peer: p.service.peer().clone(), routes: p.routes.clone() });
         }
-        let handler =
-            Handler { connection_id: cred.connection().id.to_string(), listings: Arc::downgrade(&self.listings) };
+        let routes = Arc::new(Routes::default());
+        let handler = Handler {
+            connection_id: cred.connection().id.to_string(),
+            listings: Arc::downgrade(&self.listings),
+            routes: routes.clone(),
+            redact: self.redact.clone(),
+        };
         let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(bearer(cred.credential()));
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
         // The 2026-07-28 revision first (`server/discover`), the `initialize` handshake for servers
@@ -392,8 +476,9 @@ impl UpstreamTools {
                     None => e.to_string(),
                 })?;
         let peer = service.peer().clone();
-        *slot = Some(Pooled { generation: cred.generation(), service, last_used: Instant::now() });
-        Ok(peer)
+        *slot =
+            Some(Pooled { generation: cred.generation(), routes: routes.clone(), service, last_used: Instant::now() });
+        Ok(Upstream { peer, routes })
     }
 }
 
@@ -422,7 +507,7 @@ impl UpstreamTools {
     /// answered with a refreshed credential, as for tool calls), within the call time limit.
     async fn request<F, Fut>(&self, c: &Connection, url: &Url, f: F) -> Result<Value, String>
     where
-        F: Fn(Peer<RoleClient>) -> Fut,
+        F: Fn(Upstream) -> Fut,
         Fut: Future<Output = Result<Value, ServiceError>>,
     {
         let slot = self.slot(c.id.as_str());

@@ -30,7 +30,7 @@ impl UpstreamTools {
         self.admit(&c.provider_id, url)?;
         for attempt in 0..2 {
             let result = match self.peer(&mut slot, url, &cred).await {
-                Ok(peer) => tokio::time::timeout(self.settings.list_timeout, snapshot(&peer))
+                Ok(up) => tokio::time::timeout(self.settings.list_timeout, snapshot(&up.peer))
                     .await
                     .map_err(|_| format!("{SLOW} {} ms (listing)", self.settings.list_timeout.as_millis()))
                     .and_then(|r| r.map_err(service_failure)),

@@ -53,10 +53,10 @@ impl ToolSource for UpstreamTools {
         }
         let provider = found.offered.provider.clone();
         let result = self
-            .request(&found.connection, &found.url, move |peer| {
+            .request(&found.connection, &found.url, move |up| {
                 let params = params.clone();
                 async move {
-                    match peer.get_prompt_once(params).await? {
+                    match up.peer.get_prompt_once(params).await? {
                         GetPromptResponse::Complete(r) => Ok(serde_json::to_value(r).unwrap_or(Value::Null)),
                         _ => Err(ServiceError::UnexpectedResponse),
                     }
@@ -102,10 +102,10 @@ impl ToolSource for UpstreamTools {
         let (c, url) = found.or(by_template)?;
         let params = ReadResourceRequestParams::new(uri);
         let result = self
-            .request(c, url, move |peer| {
+            .request(c, url, move |up| {
                 let params = params.clone();
                 async move {
-                    match peer.read_resource_once(params).await? {
+                    match up.peer.read_resource_once(params).await? {
                         ReadResourceResponse::Complete(r) => Ok(serde_json::to_value(r).unwrap_or(Value::Null)),
                         _ => Err(ServiceError::UnexpectedResponse),
                     }
@@ -128,7 +128,7 @@ impl ToolSource for UpstreamTools {
         ctx: &AccessContext,
         tool: &ToolDescriptor,
         args: &Value,
-        _round: &Round<'_>,
+        round: &Round<'_>,
     ) -> Result<Answer, ToolError> {
         let Some(target) = &tool.upstream else {
             return Err(ToolError::Failed(format!("{} is not an upstream tool", tool.name)));
@@ -170,10 +170,18 @@ impl ToolSource for UpstreamTools {
         if let Value::Object(a) = args {
             params = params.with_arguments(a.clone());
         }
+        let relay = round.relay.clone().filter(|r| r.wants_anything());
         let answer = self
-            .request(c, url, move |peer| {
+            .request(c, url, move |up| {
                 let params = params.clone();
-                async move { Ok(serde_json::to_value(peer.call_tool(params).await?).unwrap_or(Value::Null)) }
+                let relay = relay.clone();
+                async move {
+                    let result = match relay {
+                        None => up.peer.call_tool(params).await?,
+                        Some(relay) => relayed_call(&up, params, relay).await?,
+                    };
+                    Ok(serde_json::to_value(result).unwrap_or(Value::Null))
+                }
             })
             .await;
         match answer {
@@ -186,6 +194,50 @@ impl ToolSource for UpstreamTools {
                 Err(failed(why))
             }
         }
+    }
+}
+
+/// A `tools/call` whose progress and log messages go to the caller's relay while it runs; dropped
+/// before its answer (the caller went away or cancelled), it is cancelled at the server.
+async fn relayed_call(
+    up: &Upstream,
+    params: CallToolRequestParams,
+    relay: bk_gateway::relay::Relay,
+) -> Result<rmcp::model::CallToolResult, ServiceError> {
+    use rmcp::model::{CallToolRequest, ClientRequest, ServerResult};
+    let handle = up
+        .peer
+        .send_request_with_option(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await?;
+    let _route = up.routes.register(handle.progress_token.clone(), relay);
+    let mut cancel = CancelOnDrop { peer: up.peer.clone(), id: Some(handle.id.clone()) };
+    let answer = handle.await_response().await;
+    cancel.id = None;
+    match answer? {
+        ServerResult::CallToolResult(r) => Ok(r),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
+}
+
+/// Tells the server a request is abandoned (`notifications/cancelled`) unless disarmed.
+struct CancelOnDrop {
+    peer: Peer<RoleClient>,
+    id: Option<rmcp::model::RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            let params = rmcp::model::CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+            if let Err(e) = peer.notify_cancelled(params).await {
+                tracing::debug!(error = %e, "telling an upstream server a call was cancelled failed");
+            }
+        });
     }
 }
 

@@ -297,7 +297,7 @@ fn complete_raw(object_json: &str, tail: &str) -> String {
     format!("{members}{sep}{tail}}}")
 }
 
-async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Response {
+async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Request<'_>) -> Response {
     let framing = if !wants_plain_json(r.headers) && accepts(r.headers, "text/event-stream") {
         Framing::Sse
     } else {
@@ -307,7 +307,7 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
     let params = r.params.unwrap_or(&Value::Null);
     let tool = params.get("name").and_then(Value::as_str).unwrap_or("");
     // The arguments as the tool sees them (see `dispatch::call_tool`), which a state is bound to.
-    let args = || match params.get("arguments") {
+    let args = match params.get("arguments") {
         None | Some(Value::Null) => json!({}),
         Some(a) => a.clone(),
     };
@@ -317,7 +317,7 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
     }
     let state = match params.get("requestState") {
         None => None,
-        Some(Value::String(sealed)) => match gw.states.open(ctx, tool, &args(), sealed, gw.clock.now_ms()) {
+        Some(Value::String(sealed)) => match gw.states.open(ctx, tool, &args, sealed, gw.clock.now_ms()) {
             Ok(data) => Some(data),
             Err(why) => {
                 gw.emit(
@@ -330,48 +330,135 @@ async fn call_tool(gw: &Gateway, ctx: &AccessContext, r: &Request<'_>) -> Respon
         },
         Some(_) => return invalid_params(r.id, "params.requestState must be a string", json!({})),
     };
-    let round = Round { modern: true, can_elicit_form: r.elicits_forms, state, responses };
-    let reply = dispatch::call_tool(gw, ctx, REVISION, params, &round).await;
-    let result = match reply {
-        Reply::Result(result) => result,
-        Reply::Error { code, message } => return jsonrpc::error(framing, r.id, code, &message),
-        Reply::Limited(l, message) => return Reply::limited_response(r.id, &l, &message),
-        Reply::InputRequired { requests, state } => {
-            let sealed = gw.states.seal(ctx, tool, &args(), state, gw.clock.now_ms());
-            let mut result = json!({"resultType": "input_required", "inputRequests": requests, "requestState": sealed});
-            result["_meta"] = json!({SERVER_INFO: dispatch::server_info()});
-            return jsonrpc::result(framing, r.id, result);
-        }
-        Reply::NeedsCapability { required, message } => {
-            return jsonrpc::error_status(
-                StatusCode::BAD_REQUEST,
-                r.id,
-                MISSING_CLIENT_CAPABILITY,
-                &message,
-                Some(json!({"requiredCapabilities": required})),
-            );
-        }
-    };
     // One `info` notification about the call, only for a client that asked for logs at that level
     // and reads a stream.
     let log = framing == Framing::Sse && r.log_level.is_some_and(|l| at_or_below(l, "info"));
-    if !log {
-        return jsonrpc::result_raw(framing, r.id, &complete_json(result));
+    let frame = ModernFrame {
+        gw: gw.clone(),
+        ctx: ctx.clone(),
+        id: r.id.clone(),
+        tool: tool.to_owned(),
+        args,
+        log,
+        started,
+        framing,
+    };
+    let progress = params.pointer("/_meta/progressToken").filter(|t| t.is_string() || t.is_number()).cloned();
+    if framing == Framing::Sse && (progress.is_some() || r.log_level.is_some()) {
+        // Relayed: upstream progress and log messages reach the client while the call runs, and
+        // closing the stream cancels it.
+        let responses = responses.cloned();
+        let (gw, ctx, params, elicits_forms) = (gw.clone(), ctx.clone(), params.clone(), r.elicits_forms);
+        let work = move |relay| async move {
+            let round = Round {
+                modern: true,
+                can_elicit_form: elicits_forms,
+                state,
+                responses: responses.as_ref(),
+                relay: Some(relay),
+            };
+            dispatch::call_tool(&gw, &ctx, REVISION, &params, &round).await
+        };
+        return crate::relay::run(progress, r.log_level, None, work, frame).await;
     }
-    let tool = r.params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
-    let note = jsonrpc::notification_text(
-        "notifications/message",
-        json!({
-            "level": "info",
-            "logger": "bridgekeeper",
-            "data": {
-                "message": format!("called tool {}", tool.chars().take(80).collect::<String>()),
-                "isError": result.get("isError") == Some(&Value::Bool(true)),
-                "latencyMs": started.elapsed().as_millis() as u64,
-            },
-        }),
-    );
-    jsonrpc::sse([note, jsonrpc::result_text(r.id, complete(result, None))])
+    let round = Round { modern: true, can_elicit_form: r.elicits_forms, state, responses, relay: None };
+    let reply = dispatch::call_tool(gw, ctx, REVISION, params, &round).await;
+    crate::relay::Frame::respond(frame, reply)
+}
+
+/// How a 2026-07-28 `tools/call` is answered once its reply is known.
+struct ModernFrame {
+    gw: std::sync::Arc<Gateway>,
+    ctx: AccessContext,
+    id: Value,
+    tool: String,
+    args: Value,
+    log: bool,
+    started: Instant,
+    framing: Framing,
+}
+
+/// The messages of a 200 answer, or an answer with a status of its own (and the same as one
+/// message, for a stream that already started).
+enum Answered {
+    Messages(Vec<String>),
+    Status(Response, String),
+}
+
+impl ModernFrame {
+    fn answered(&self, reply: Reply) -> Answered {
+        let id = &self.id;
+        let result = match reply {
+            Reply::Result(result) => result,
+            Reply::Error { code, message } => {
+                return Answered::Messages(vec![jsonrpc::error_text(id, code, &message, None)]);
+            }
+            Reply::Limited(l, message) => {
+                let data = json!({"retryAfterSecs": l.retry_after, "limit": l.which, "rule": l.rule});
+                return Answered::Status(
+                    Reply::limited_response(id, &l, &message),
+                    jsonrpc::error_text(id, INVALID_REQUEST, &message, Some(data)),
+                );
+            }
+            Reply::InputRequired { requests, state } => {
+                let sealed = self.gw.states.seal(&self.ctx, &self.tool, &self.args, state, self.gw.clock.now_ms());
+                let mut result =
+                    json!({"resultType": "input_required", "inputRequests": requests, "requestState": sealed});
+                result["_meta"] = json!({SERVER_INFO: dispatch::server_info()});
+                return Answered::Messages(vec![jsonrpc::result_text(id, result)]);
+            }
+            Reply::NeedsCapability { required, message } => {
+                let data = json!({"requiredCapabilities": required});
+                return Answered::Status(
+                    jsonrpc::error_status(
+                        StatusCode::BAD_REQUEST,
+                        id,
+                        MISSING_CLIENT_CAPABILITY,
+                        &message,
+                        Some(data.clone()),
+                    ),
+                    jsonrpc::error_text(id, MISSING_CLIENT_CAPABILITY, &message, Some(data)),
+                );
+            }
+        };
+        if !self.log {
+            let id = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
+            return Answered::Messages(vec![format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{}}}",
+                complete_json(result)
+            )]);
+        }
+        let note = jsonrpc::notification_text(
+            "notifications/message",
+            json!({
+                "level": "info",
+                "logger": "bridgekeeper",
+                "data": {
+                    "message": format!("called tool {}", self.tool.chars().take(80).collect::<String>()),
+                    "isError": result.get("isError") == Some(&Value::Bool(true)),
+                    "latencyMs": self.started.elapsed().as_millis() as u64,
+                },
+            }),
+        );
+        Answered::Messages(vec![note, jsonrpc::result_text(id, complete(result, None))])
+    }
+}
+
+impl crate::relay::Frame for ModernFrame {
+    fn respond(self, reply: Reply) -> Response {
+        let framing = self.framing;
+        match self.answered(reply) {
+            Answered::Status(res, _) => res,
+            Answered::Messages(messages) => jsonrpc::messages(framing, messages),
+        }
+    }
+
+    fn messages(self, reply: Reply) -> Vec<String> {
+        match self.answered(reply) {
+            Answered::Status(_, message) => vec![message],
+            Answered::Messages(messages) => messages,
+        }
+    }
 }
 
 /// Is `requested` (a valid level) at or below `level` in severity, i.e. does it ask for `level`?

@@ -81,6 +81,9 @@ pub struct Round<'a> {
     pub state: Option<Value>,
     /// The client's `inputResponses`: unverified input.
     pub responses: Option<&'a Value>,
+    /// Where the call's progress and log messages go while it runs (`None`: the client reads no
+    /// stream, or asked for nothing a source could send).
+    pub relay: Option<crate::relay::Relay>,
 }
 
 /// One tool as a source offers it: what clients see, plus what the policy needs to know.

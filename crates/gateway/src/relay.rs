@@ -1,0 +1,275 @@
+//! A tool call's notifications relayed to the client while it runs: an upstream server's progress
+//! (re-addressed to the client's own `progressToken`) and log messages (at the level the client
+//! asked for), written into the call's SSE response stream before its result.
+//!
+//! A call that can be relayed runs in a task of its own. Its response waits for the first
+//! notification or the result, whichever comes first: a result before any notification is
+//! answered exactly as an unrelayed call (any status); a notification first starts a 200 event
+//! stream that carries every later notification and ends with the result. When the client goes
+//! away (the 2026-07-28 revision's cancellation: closing the stream) or cancels the request
+//! (`notifications/cancelled`, legacy sessions), the task is aborted, which cancels the upstream
+//! request in turn.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::dispatch::{LOG_LEVELS, Reply};
+
+/// Where a call's notifications go, and which the client wants. Cheap to clone; a tool source
+/// keeps a clone only while the call runs.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::UnboundedSender<String>,
+    /// The client's `_meta.progressToken` (`None`: it wants no progress).
+    progress_token: Option<Value>,
+    /// The least severe level relayed (an index into `LOG_LEVELS`; `None`: no logs).
+    min_level: Option<usize>,
+}
+
+impl Relay {
+    pub(crate) fn new(
+        tx: mpsc::UnboundedSender<String>,
+        progress_token: Option<Value>,
+        log_level: Option<&str>,
+    ) -> Self {
+        let min_level = log_level.and_then(|l| LOG_LEVELS.iter().position(|x| *x == l));
+        Self { inner: Arc::new(Inner { tx, progress_token, min_level }) }
+    }
+
+    /// Does the client want anything relayed at all?
+    pub fn wants_anything(&self) -> bool {
+        self.inner.progress_token.is_some() || self.inner.min_level.is_some()
+    }
+
+    /// Progress of the call, under the client's token (dropped when it gave none).
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<String>) {
+        let Some(token) = &self.inner.progress_token else { return };
+        let mut params = json!({"progressToken": token, "progress": progress});
+        if let Some(t) = total {
+            params["total"] = json!(t);
+        }
+        if let Some(m) = message {
+            params["message"] = json!(m);
+        }
+        self.send("notifications/progress", params);
+    }
+
+    /// A log message from the tool (dropped when less severe than the client asked for).
+    pub fn log(&self, level: &str, logger: Option<String>, data: Value) {
+        let Some(min) = self.inner.min_level else { return };
+        match LOG_LEVELS.iter().position(|x| *x == level) {
+            Some(rank) if rank >= min => {}
+            _ => return,
+        }
+        let mut params = json!({"level": level, "data": data});
+        if let Some(l) = logger {
+            params["logger"] = json!(l);
+        }
+        self.send("notifications/message", params);
+    }
+
+    fn send(&self, method: &str, params: Value) {
+        // The client gone: nothing to do (the call is being aborted).
+        let _ = self.inner.tx.send(crate::jsonrpc::notification_text(method, params));
+    }
+}
+
+/// Calls running in tasks of their own that a legacy session may cancel by request id.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    calls: Mutex<HashMap<(String, String), AbortHandle>>,
+}
+
+impl InFlight {
+    fn key(session: &str, id: &Value) -> (String, String) {
+        (session.to_owned(), id.to_string())
+    }
+
+    /// Aborts the session's call with this request id; `true` when one was running.
+    pub(crate) fn cancel(&self, session: &str, id: &Value) -> bool {
+        match self.calls.lock().unwrap().remove(&Self::key(session, id)) {
+            Some(h) => {
+                h.abort();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Keeps a call cancellable by its session while it runs.
+struct Registered {
+    in_flight: Arc<InFlight>,
+    key: (String, String),
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.in_flight.calls.lock().unwrap().remove(&self.key);
+    }
+}
+
+/// Aborts the call's task when the response (or the stream carrying it) is dropped.
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How the answer is framed, by era: `respond` as a whole response (nothing relayed yet), or
+/// `messages` as the last messages of a stream (after notifications).
+pub(crate) trait Frame: Send + 'static {
+    fn respond(self, reply: Reply) -> Response;
+    fn messages(self, reply: Reply) -> Vec<String>;
+}
+
+/// The message for a call that was aborted after its stream started (the client cancelled).
+const CANCELLED: &str = "the request was cancelled";
+
+/// Runs `work` with a relay in a task of its own (see the module's comment). `cancellable`: the
+/// legacy session and request id under which `notifications/cancelled` may abort it.
+pub(crate) async fn run<W, Fut, F>(
+    progress_token: Option<Value>,
+    log_level: Option<&str>,
+    cancellable: Option<(Arc<InFlight>, &str, &Value)>,
+    work: W,
+    frame: F,
+) -> Response
+where
+    W: FnOnce(Relay) -> Fut,
+    Fut: Future<Output = Reply> + Send + 'static,
+    F: Frame,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let relay = Relay::new(tx, progress_token, log_level);
+    let mut task: JoinHandle<Reply> = tokio::spawn(work(relay));
+    let abort = AbortOnDrop(task.abort_handle());
+    let registered = cancellable.map(|(in_flight, session, id)| {
+        let key = InFlight::key(session, id);
+        in_flight.calls.lock().unwrap().insert(key.clone(), task.abort_handle());
+        Registered { in_flight, key }
+    });
+    let first = tokio::select! {
+        biased;
+        done = &mut task => {
+            drop(registered);
+            return match done {
+                Ok(reply) => frame.respond(reply),
+                Err(_) => frame.respond(Reply::Error { code: crate::jsonrpc::INTERNAL_ERROR, message: CANCELLED.into() }),
+            };
+        }
+        Some(note) = rx.recv() => note,
+    };
+    let state = Streaming {
+        first: Some(first),
+        rx,
+        task: Some(task),
+        frame: Some(frame),
+        tail: Vec::new(),
+        _abort: abort,
+        _registered: registered,
+    };
+    let body = futures_util::stream::unfold(state, |mut s| async move {
+        s.next().await.map(|chunk| (Ok::<_, Infallible>(chunk), s))
+    });
+    let mut res = Response::new(Body::from_stream(body));
+    *res.status_mut() = StatusCode::OK;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}
+
+struct Streaming<F> {
+    first: Option<String>,
+    rx: mpsc::UnboundedReceiver<String>,
+    task: Option<JoinHandle<Reply>>,
+    frame: Option<F>,
+    /// The last messages, once the call ended.
+    tail: Vec<String>,
+    _abort: AbortOnDrop,
+    _registered: Option<Registered>,
+}
+
+fn event(message: &str) -> String {
+    format!("event: message\ndata: {message}\n\n")
+}
+
+impl<F: Frame> Streaming<F> {
+    async fn next(&mut self) -> Option<String> {
+        if let Some(first) = self.first.take() {
+            return Some(event(&first));
+        }
+        if !self.tail.is_empty() {
+            return Some(event(&self.tail.remove(0)));
+        }
+        let task = self.task.as_mut()?;
+        tokio::select! {
+            biased;
+            Some(note) = self.rx.recv() => Some(event(&note)),
+            done = task => {
+                self.task = None;
+                // Notifications sent just before the end still go first.
+                while let Ok(note) = self.rx.try_recv() {
+                    self.tail.push(note);
+                }
+                let frame = self.frame.take()?;
+                // Cancelled by the client (an error here): the spec asks for no response.
+                if let Ok(reply) = done {
+                    self.tail.extend(frame.messages(reply));
+                }
+                if self.tail.is_empty() {
+                    return None;
+                }
+                Some(event(&self.tail.remove(0)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(token: Option<Value>, level: Option<&str>) -> (Relay, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Relay::new(tx, token, level), rx)
+    }
+
+    #[test]
+    fn progress_goes_out_under_the_clients_token_and_only_when_it_gave_one() {
+        let (r, mut rx) = relay(Some(json!("client-token-7")), None);
+        r.progress(2.0, Some(5.0), Some("two of five".into()));
+        let note: Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        assert_eq!(note["method"], "notifications/progress");
+        assert_eq!(
+            note["params"],
+            json!({"progressToken": "client-token-7", "progress": 2.0, "total": 5.0, "message": "two of five"})
+        );
+        r.log("emergency", None, json!("x"));
+        assert!(rx.try_recv().is_err(), "no logs without a level");
+        let (r, mut rx) = relay(None, Some("warning"));
+        r.progress(1.0, None, None);
+        r.log("info", None, json!("too chatty"));
+        r.log("error", Some("db".into()), json!({"m": 1}));
+        let note: Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+        assert_eq!(note["params"], json!({"level": "error", "logger": "db", "data": {"m": 1}}));
+        assert!(rx.try_recv().is_err(), "only the error: no progress without a token, no info below warning");
+    }
+}
