@@ -665,6 +665,81 @@ describe('the gateway: declarative HTTP tools against a real REST API', () => {
         assert.ok(again.content[0].text.includes(`connection is expired`) && again.content[0].text.includes(`${bk.issuer}/connections`), JSON.stringify(again));
         await c.close();
     });
+
+    test('a client that can open URLs is asked to reconnect in the browser: -32042 on 2025-11-25, input_required on 2026-07-28, retried until it works', { timeout: TEST_TIMEOUT_MS }, async () => {
+        // Legacy: the official SDK client declaring URL-mode elicitation gets URLElicitationRequiredError.
+        const legacy = new Client({ name: 'url-elicitation', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } });
+        await legacy.connect(
+            new StreamableHTTPClientTransport(new URL('/mcp', bk.issuer), {
+                requestInit: { headers: { Authorization: `Bearer ${bob.accessToken}` } }
+            })
+        );
+        const err = await legacy.callTool({ name: 'company_account', arguments: {} }).then(
+            r => assert.fail(`expected -32042, got ${JSON.stringify(r)}`),
+            e => e
+        );
+        assert.equal(err.code, -32042, String(err));
+        const [elicitation] = err.data.elicitations;
+        assert.equal(elicitation.mode, 'url');
+        assert.equal(elicitation.url, `${bk.issuer}/connections`);
+        assert.ok(elicitation.elicitationId.length >= 16);
+        assert.match(elicitation.message, /company connection is expired/);
+        await legacy.close();
+
+        // 2026-07-28: an input round; a decline ends the call with a tool error.
+        const modern = async extra => {
+            const res = await fetch(new URL('/mcp', bk.issuer), {
+                method: 'POST',
+                headers: {
+                    Authorization: `Bearer ${bob.accessToken}`,
+                    'Content-Type': 'application/json',
+                    Accept: 'application/json',
+                    'MCP-Protocol-Version': '2026-07-28',
+                    'Mcp-Method': 'tools/call',
+                    'Mcp-Name': 'company_account'
+                },
+                body: JSON.stringify({
+                    jsonrpc: '2.0',
+                    id: 7,
+                    method: 'tools/call',
+                    params: {
+                        name: 'company_account',
+                        arguments: {},
+                        ...extra,
+                        _meta: {
+                            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+                            'io.modelcontextprotocol/clientCapabilities': { elicitation: { url: {} } }
+                        }
+                    }
+                })
+            });
+            assert.equal(res.status, 200);
+            return (await res.json()).result;
+        };
+        const asked = await modern({});
+        assert.equal(asked.resultType, 'input_required', JSON.stringify(asked));
+        assert.deepEqual(asked.inputRequests.connect.method, 'elicitation/create');
+        assert.equal(asked.inputRequests.connect.params.mode, 'url');
+        assert.equal(asked.inputRequests.connect.params.url, `${bk.issuer}/connections`);
+        const declined = await modern({ requestState: asked.requestState, inputResponses: { connect: { action: 'decline' } } });
+        assert.equal(declined.isError, true);
+        assert.match(declined.content[0].text, /chose not to/);
+        // Accepted but not done yet: asked again.
+        const still = await modern({ requestState: asked.requestState, inputResponses: { connect: { action: 'accept' } } });
+        assert.equal(still.resultType, 'input_required');
+        // The person reconnects (a new key, the old connection removed); the retry goes through.
+        const res = await api(bk.issuer, 'POST', '/api/v1/connections/initiate', {
+            token: bob.accessToken,
+            json: { providerId: 'company', redirectUrl: APP_REDIRECT, providerParams: { apiKey: apiToken } }
+        });
+        assert.equal(res.status, 201, res.text);
+        const gone = await api(bk.issuer, 'DELETE', `/api/v1/connections/${bob.connectionId}`, { token: bob.accessToken });
+        assert.ok([200, 204].includes(gone.status), gone.text);
+        await sleep(2200);
+        const done = await modern({ requestState: still.requestState, inputResponses: { connect: { action: 'accept' } } });
+        assert.equal(done.resultType, 'complete', JSON.stringify(done));
+        assert.equal(done.structuredContent.email, apiEmail);
+    });
 });
 
 // Calls that fail well: per-tool rate limits ("N/min", globs, `_default`) answered 429 with

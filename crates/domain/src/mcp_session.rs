@@ -17,9 +17,55 @@ pub struct McpSession {
     pub grant_id: SessionId,
     pub protocol_version: String,
     pub client_name: Option<String>,
+    /// What the client said at `initialize` it can do that the gateway may ask of it.
+    pub client_features: ClientFeatures,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub ended_at: Option<UnixTime>,
+}
+
+/// The client capabilities the gateway acts on: answering sampling, form-mode and URL-mode
+/// elicitation. Kept with a legacy session (declared once, at `initialize`); a 2026-07-28
+/// request declares them in its own `_meta`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientFeatures {
+    pub sampling: bool,
+    pub elicit_form: bool,
+    pub elicit_url: bool,
+}
+
+impl ClientFeatures {
+    /// From an MCP `ClientCapabilities` object (`elicitation: {}` means form mode only).
+    pub fn from_capabilities(caps: Option<&serde_json::Value>) -> Self {
+        let Some(caps) = caps.and_then(serde_json::Value::as_object) else { return Self::default() };
+        let elicitation = caps.get("elicitation").and_then(serde_json::Value::as_object);
+        Self {
+            sampling: caps.get("sampling").is_some_and(serde_json::Value::is_object),
+            elicit_form: elicitation.is_some_and(|e| e.contains_key("form") || !e.contains_key("url")),
+            elicit_url: elicitation.is_some_and(|e| e.contains_key("url")),
+        }
+    }
+
+    /// As stored: the names of the features, comma-separated.
+    pub fn to_text(self) -> String {
+        let mut out = Vec::new();
+        if self.sampling {
+            out.push("sampling");
+        }
+        if self.elicit_form {
+            out.push("elicit-form");
+        }
+        if self.elicit_url {
+            out.push("elicit-url");
+        }
+        out.join(",")
+    }
+
+    /// From `to_text` (unknown names are ignored).
+    pub fn from_text(s: &str) -> Self {
+        let has = |n: &str| s.split(',').any(|x| x == n);
+        Self { sampling: has("sampling"), elicit_form: has("elicit-form"), elicit_url: has("elicit-url") }
+    }
 }
 
 impl McpSession {
@@ -39,6 +85,23 @@ pub fn is_well_formed_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn client_features_read_capabilities_and_round_trip() {
+        let f = |v: serde_json::Value| ClientFeatures::from_capabilities(Some(&v));
+        assert_eq!(f(serde_json::json!({})), ClientFeatures::default());
+        assert_eq!(
+            f(serde_json::json!({"elicitation": {}})),
+            ClientFeatures { elicit_form: true, ..ClientFeatures::default() },
+            "an empty elicitation capability is form mode"
+        );
+        let all = f(serde_json::json!({"sampling": {}, "elicitation": {"form": {}, "url": {}}}));
+        assert_eq!(all, ClientFeatures { sampling: true, elicit_form: true, elicit_url: true });
+        assert!(!f(serde_json::json!({"elicitation": {"url": {}}})).elicit_form);
+        for x in [all, ClientFeatures::default(), f(serde_json::json!({"elicitation": {"url": {}}}))] {
+            assert_eq!(ClientFeatures::from_text(&x.to_text()), x);
+        }
+    }
+
     fn session(expires_at: UnixTime, ended_at: Option<UnixTime>) -> McpSession {
         McpSession {
             id: "s".into(),
@@ -46,6 +109,7 @@ mod tests {
             grant_id: SessionId::from_string("ses_1"),
             protocol_version: "2025-06-18".into(),
             client_name: None,
+            client_features: ClientFeatures::default(),
             created_at: 0,
             expires_at,
             ended_at,

@@ -18,6 +18,7 @@ use crate::jsonrpc::{self, Framing, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_F
 use crate::tools::{Answer, Offer, Round, ToolError};
 use crate::transport::{LATEST_VERSION, SESSION_HEADER, SUPPORTED_VERSIONS};
 use bk_access::AccessContext;
+use bk_domain::mcp_session::ClientFeatures;
 
 /// MCP logging levels, least severe first.
 pub(crate) const LOG_LEVELS: &[&str] =
@@ -72,6 +73,12 @@ pub(crate) enum Reply {
         required: Value,
         message: String,
     },
+    /// A JSON-RPC error with `data` (the URL elicitation a legacy client is asked for).
+    ErrorData {
+        code: i64,
+        message: String,
+        data: Value,
+    },
     /// Over a tool-call limit: HTTP 429 with `Retry-After` on every face.
     Limited(crate::tool_limits::Limited, String),
 }
@@ -99,6 +106,9 @@ fn framed(framing: Framing, id: &Value, reply: Reply) -> Response {
         }
         Reply::NeedsCapability { message, .. } => framed(framing, id, tool_error_result(&message)),
         Reply::Limited(l, message) => Reply::limited_response(id, &l, &message),
+        Reply::ErrorData { code, message, data } => {
+            jsonrpc::messages(framing, vec![jsonrpc::error_text(id, code, &message, Some(data))])
+        }
     }
 }
 
@@ -107,6 +117,7 @@ fn legacy_message(id: &Value, reply: Reply) -> String {
     match reply {
         Reply::Result(r) => jsonrpc::result_text(id, r),
         Reply::Error { code, message } => jsonrpc::error_text(id, code, &message, None),
+        Reply::ErrorData { code, message, data } => jsonrpc::error_text(id, code, &message, Some(data)),
         Reply::InputRequired { .. } => {
             legacy_message(id, tool_error_result("this tool needs input, which needs MCP 2026-07-28"))
         }
@@ -141,6 +152,7 @@ pub(crate) async fn call_tool_relayed(
     gw: Arc<Gateway>,
     ctx: AccessContext,
     session: Option<&str>,
+    features: ClientFeatures,
     version: &str,
     id: Value,
     params: Value,
@@ -155,11 +167,16 @@ pub(crate) async fn call_tool_relayed(
     let work = {
         let gw = gw.clone();
         move |relay| async move {
-            let round = Round { relay: Some(relay), ..Round::default() };
+            let round = Round { relay: Some(relay), ..legacy_round(features) };
             call_tool(&gw, &ctx, &version, &params, &round).await
         }
     };
     crate::relay::run(progress, Some("info"), cancellable, work, frame).await
+}
+
+/// A legacy call's round: no input rounds; what the session's client declared at `initialize`.
+fn legacy_round<'a>(features: ClientFeatures) -> Round<'a> {
+    Round { can_elicit_form: features.elicit_form, can_elicit_url: features.elicit_url, ..Round::default() }
 }
 
 /// `notifications/cancelled` on a legacy session: the call it names stops (its upstream request
@@ -184,7 +201,8 @@ pub async fn initialize(gw: &Gateway, ctx: &AccessContext, id: &Value, params: &
     let asked = params.get("protocolVersion").and_then(Value::as_str).unwrap_or(LATEST_VERSION);
     let version = if SUPPORTED_VERSIONS.contains(&asked) { asked } else { LATEST_VERSION };
     let client_name = params.pointer("/clientInfo/name").and_then(Value::as_str).map(str::to_owned);
-    let session = match gw.sessions.create(ctx, version, client_name).await {
+    let features = bk_domain::mcp_session::ClientFeatures::from_capabilities(params.get("capabilities"));
+    let session = match gw.sessions.create(ctx, version, client_name, features).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "creating an MCP session failed");
@@ -207,15 +225,18 @@ pub async fn initialize(gw: &Gateway, ctx: &AccessContext, id: &Value, params: &
     res
 }
 
+/// A legacy request answered as plain JSON (a `tools/call` read as a stream goes through
+/// `call_tool_relayed`).
 pub async fn dispatch(
     gw: &Gateway,
     ctx: &AccessContext,
-    framing: Framing,
+    features: ClientFeatures,
     version: &str,
     id: &Value,
     method: &str,
     params: &Value,
 ) -> Response {
+    let framing = Framing::Json;
     let need = match method {
         "ping"
         | "tools/list"
@@ -249,7 +270,7 @@ pub async fn dispatch(
         "prompts/get" => framed(framing, id, get_prompt(gw, ctx, params).await),
         // 2025-11-25: an unknown resource is -32002.
         "resources/read" => framed(framing, id, read_resource(gw, ctx, params, RESOURCE_NOT_FOUND).await),
-        "tools/call" => framed(framing, id, call_tool(gw, ctx, version, params, &Round::default()).await),
+        "tools/call" => framed(framing, id, call_tool(gw, ctx, version, params, &legacy_round(features)).await),
         _ => jsonrpc::error(
             framing,
             id,
@@ -258,6 +279,9 @@ pub async fn dispatch(
         ),
     }
 }
+
+/// URLElicitationRequiredError (2025-11-25).
+const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 /// The legacy revision's "resource not found".
 const RESOURCE_NOT_FOUND: i64 = -32002;
@@ -282,9 +306,11 @@ pub(crate) async fn get_prompt(gw: &Gateway, ctx: &AccessContext, params: &Value
     match found {
         Some(Ok(v)) => Reply::Result(v),
         Some(Err(ToolError::InvalidParams(m))) => invalid_params(m),
-        Some(Err(ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. })) => {
-            Reply::Error { code: INTERNAL_ERROR, message: m }
-        }
+        Some(Err(
+            ToolError::Failed(m)
+            | ToolError::NeedsCapability { message: m, .. }
+            | ToolError::NeedsUrl { message: m, .. },
+        )) => Reply::Error { code: INTERNAL_ERROR, message: m },
         None => invalid_params(format!("unknown prompt {}", name.chars().take(80).collect::<String>())),
     }
 }
@@ -303,9 +329,11 @@ pub(crate) async fn read_resource(gw: &Gateway, ctx: &AccessContext, params: &Va
     match found {
         Some(Ok(v)) => Reply::Result(v),
         Some(Err(ToolError::InvalidParams(m))) => invalid_params(m),
-        Some(Err(ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. })) => {
-            Reply::Error { code: INTERNAL_ERROR, message: m }
-        }
+        Some(Err(
+            ToolError::Failed(m)
+            | ToolError::NeedsCapability { message: m, .. }
+            | ToolError::NeedsUrl { message: m, .. },
+        )) => Reply::Error { code: INTERNAL_ERROR, message: m },
         None => Reply::Error {
             code: not_found,
             message: format!("resource not found: {}", uri.chars().take(200).collect::<String>()),
@@ -390,9 +418,12 @@ pub(crate) async fn call_tool(
         }
         Ok(Answer::Upstream(_)) => (Outcome::Success, None),
         Ok(Answer::InputRequired { .. }) => (Outcome::Success, Some("input required".to_owned())),
-        Err(ToolError::InvalidParams(m) | ToolError::Failed(m) | ToolError::NeedsCapability { message: m, .. }) => {
-            (Outcome::Failure, Some(m.clone()))
-        }
+        Err(
+            ToolError::InvalidParams(m)
+            | ToolError::Failed(m)
+            | ToolError::NeedsCapability { message: m, .. }
+            | ToolError::NeedsUrl { message: m, .. },
+        ) => (Outcome::Failure, Some(m.clone())),
     };
     let mut event = gw
         .event("mcp.tools_call", result, ctx)
@@ -418,5 +449,17 @@ pub(crate) async fn call_tool(
         Err(ToolError::InvalidParams(m)) => invalid(&m),
         Err(ToolError::Failed(m)) => tool_error_result(&m),
         Err(ToolError::NeedsCapability { required, message }) => Reply::NeedsCapability { required, message },
+        // Legacy revisions (2025-11-25): URLElicitationRequiredError, which the client resolves by
+        // opening the URL and retrying.
+        Err(ToolError::NeedsUrl { url, message }) => Reply::ErrorData {
+            code: URL_ELICITATION_REQUIRED,
+            data: json!({"elicitations": [{
+                "mode": "url",
+                "elicitationId": bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<16>()),
+                "url": url,
+                "message": message,
+            }]}),
+            message,
+        },
     }
 }

@@ -168,6 +168,7 @@ pub async fn call(
     match dispatch::call_tool(&gw, &ctx, "2025-11-25", &params, &Round::default()).await {
         Reply::Result(r) => Json(r).into_response(),
         Reply::Error { message, .. } => problem(StatusCode::BAD_REQUEST, "Invalid arguments", &message),
+        Reply::ErrorData { message, .. } => problem(StatusCode::CONFLICT, "Action needed", &message),
         Reply::Limited(l, message) => {
             let mut res = problem(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded", &message);
             res.headers_mut().insert(axum::http::header::RETRY_AFTER, l.retry_after.into());

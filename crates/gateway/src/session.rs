@@ -42,6 +42,7 @@ impl McpSessions {
         ctx: &AccessContext,
         protocol_version: &str,
         client_name: Option<String>,
+        client_features: bk_domain::mcp_session::ClientFeatures,
     ) -> Result<McpSession, StoreError> {
         let now = self.clock.now();
         let session = McpSession {
@@ -50,6 +51,7 @@ impl McpSessions {
             grant_id: ctx.session_id.clone(),
             protocol_version: protocol_version.to_owned(),
             client_name: client_name.map(|n| n.chars().filter(|c| !c.is_control()).take(100).collect()),
+            client_features,
             created_at: now,
             expires_at: now + self.ttl_secs,
             ended_at: None,

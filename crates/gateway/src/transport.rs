@@ -212,11 +212,12 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
     } else {
         Framing::Json
     };
+    let features = session.as_ref().map(|s| s.client_features).unwrap_or_default();
     if framing == Framing::Sse {
         let session = session.as_ref().map(|s| s.id.as_str());
-        return dispatch::call_tool_relayed(gw.clone(), ctx, session, version, id, params).await;
+        return dispatch::call_tool_relayed(gw.clone(), ctx, session, features, version, id, params).await;
     }
-    dispatch::dispatch(&gw, &ctx, framing, version, &id, method, &params).await
+    dispatch::dispatch(&gw, &ctx, features, version, &id, method, &params).await
 }
 
 /// No server-initiated stream is offered: GET answers 405 (after the host check, the token and the

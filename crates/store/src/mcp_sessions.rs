@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bk_domain::UnixTime;
 use bk_domain::ids::{AccountId, SessionId, TenantId};
-use bk_domain::mcp_session::McpSession;
+use bk_domain::mcp_session::{ClientFeatures, McpSession};
 use bk_domain::ports::{McpSessionStore, Result};
 use sqlx::Row;
 
@@ -14,14 +14,15 @@ use crate::rows::Db;
 impl McpSessionStore for SqlStore {
     async fn create_mcp_session(&self, s: &McpSession) -> Result<()> {
         sqlx::query(
-            "INSERT INTO mcp_sessions (id, account_id, grant_id, protocol_version, client_name, created_at, expires_at, ended_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+            "INSERT INTO mcp_sessions (id, account_id, grant_id, protocol_version, client_name, client_features, created_at, expires_at, ended_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
         )
         .bind(&s.id)
         .bind(s.account_id.as_str())
         .bind(s.grant_id.as_str())
         .bind(&s.protocol_version)
         .bind(s.client_name.clone())
+        .bind(s.client_features.to_text())
         .bind(s.created_at)
         .bind(s.expires_at)
         .execute(&self.writer)
@@ -31,7 +32,7 @@ impl McpSessionStore for SqlStore {
 
     async fn mcp_session(&self, tenant: &TenantId, id: &str) -> Result<Option<McpSession>> {
         let row = sqlx::query(
-            "SELECT id, account_id, grant_id, protocol_version, client_name, created_at, expires_at, ended_at \
+            "SELECT id, account_id, grant_id, protocol_version, client_name, client_features, created_at, expires_at, ended_at \
              FROM mcp_sessions WHERE id = $1 AND account_id = $2",
         )
         .bind(id)
@@ -46,6 +47,7 @@ impl McpSessionStore for SqlStore {
             grant_id: SessionId::from_string(r.try_get::<String, _>("grant_id").db()?),
             protocol_version: r.try_get("protocol_version").db()?,
             client_name: r.try_get("client_name").db()?,
+            client_features: ClientFeatures::from_text(&r.try_get::<String, _>("client_features").db()?),
             created_at: r.try_get("created_at").db()?,
             expires_at: r.try_get("expires_at").db()?,
             ended_at: r.try_get("ended_at").db()?,

@@ -21,6 +21,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "handoff codes", include_str!("../migrations/sqlite/0011_handoff_codes.sql")),
     (12, "connection lease token", include_str!("../migrations/sqlite/0012_connection_lease_token.sql")),
     (13, "upstream registrations", include_str!("../migrations/sqlite/0013_upstream_registrations.sql")),
+    (14, "mcp session client features", include_str!("../migrations/sqlite/0014_mcp_session_client_features.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -36,6 +37,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "handoff codes", include_str!("../migrations/postgres/0011_handoff_codes.sql")),
     (12, "connection lease token", include_str!("../migrations/postgres/0012_connection_lease_token.sql")),
     (13, "upstream registrations", include_str!("../migrations/postgres/0013_upstream_registrations.sql")),
+    (14, "mcp session client features", include_str!("../migrations/postgres/0014_mcp_session_client_features.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -143,18 +143,16 @@ impl ToolSource for UpstreamTools {
         let id = ConnectionId::from_string(target.connection_id.clone());
         let connections = self.connections(&ctx.account_id).await;
         let Some((c, p)) = connections.iter().find(|(c, _)| c.id == id) else {
-            return Err(failed(format!(
-                "the {provider} connection no longer exists; connect {provider} again at {}",
-                self.settings.connect_url
-            )));
+            let why = format!("the {provider} connection no longer exists; connect {provider} again");
+            return self.connect_needed(&provider, why, round).map_err(|e| self.count_failure(e));
         };
         if c.status != ConnectionStatus::Active {
-            return Err(failed(format!(
-                "the {provider} connection is {}{}: reconnect it at {}",
+            let why = format!(
+                "the {provider} connection is {}{}: reconnect it",
                 c.status.as_str(),
                 c.last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
-                self.settings.connect_url
-            )));
+            );
+            return self.connect_needed(&provider, why, round).map_err(|e| self.count_failure(e));
         }
         let url = match &p.tools {
             CatalogTools::UpstreamMcp { url } => url,
@@ -241,7 +239,48 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The key of the connect link among a 2026-07-28 call's input requests.
+const CONNECT_REQUEST: &str = "connect";
+
 impl UpstreamTools {
+    fn count_failure(&self, e: ToolError) -> ToolError {
+        self.counters.call_failures.fetch_add(1, Ordering::Relaxed);
+        e
+    }
+
+    /// A call whose connection is missing or unusable: the person has to (re)connect the
+    /// provider. A client that can open a URL for them is asked to (URL-mode elicitation: a
+    /// 2026-07-28 `input_required` whose retry finds the connection working again, or — legacy
+    /// revisions — error -32042); otherwise a tool error with the link.
+    fn connect_needed(&self, provider: &str, why: String, round: &Round<'_>) -> Result<Answer, ToolError> {
+        let url = self.settings.connect_url.clone();
+        if !round.can_elicit_url {
+            return Err(ToolError::Failed(format!("{why} at {url}")));
+        }
+        let message = format!("{why}: open {url} to connect {provider}, then try again.");
+        if !round.modern {
+            return Err(ToolError::NeedsUrl { url, message });
+        }
+        // The retry of an earlier round: the person declined or the connection is still not usable.
+        if round.state.is_some() {
+            let action = round
+                .responses
+                .and_then(|r| r.get(CONNECT_REQUEST))
+                .and_then(|r| r.get("action"))
+                .and_then(Value::as_str);
+            if matches!(action, Some("decline" | "cancel")) {
+                return Err(ToolError::Failed(format!("{why}; the person chose not to (at {url})")));
+            }
+        }
+        Ok(Answer::InputRequired {
+            requests: json!({CONNECT_REQUEST: {
+                "method": "elicitation/create",
+                "params": {"mode": "url", "url": url, "message": message},
+            }}),
+            state: json!({"connect": provider}),
+        })
+    }
+
     /// One declared HTTP tool's call with the connection's credential (one 401 answered with a
     /// refreshed credential).
     pub(crate) async fn call_http(

@@ -69,6 +69,8 @@ pub struct Envelope<'a> {
     pub log_level: Option<&'a str>,
     /// The client declared form-mode elicitation (`elicitation: {}` means form, as the schema says).
     pub elicits_forms: bool,
+    /// The client declared URL-mode elicitation.
+    pub elicits_urls: bool,
 }
 
 /// One thing wrong with the envelope: the key, and what is wrong with it.
@@ -103,14 +105,11 @@ pub fn read(params: Option<&Value>) -> Result<Envelope<'_>, Vec<Problem>> {
             None
         }
     };
-    let mut elicits_forms = false;
+    let mut features = bk_domain::mcp_session::ClientFeatures::default();
     match meta.get(CLIENT_CAPABILITIES) {
         None => problems.push(Problem { key: CLIENT_CAPABILITIES, problem: "is required" }),
-        Some(Value::Object(caps)) => {
-            elicits_forms = caps
-                .get("elicitation")
-                .and_then(Value::as_object)
-                .is_some_and(|e| e.contains_key("form") || !e.contains_key("url"));
+        Some(caps @ Value::Object(_)) => {
+            features = bk_domain::mcp_session::ClientFeatures::from_capabilities(Some(caps));
         }
         Some(_) => problems.push(Problem { key: CLIENT_CAPABILITIES, problem: "must be an object" }),
     }
@@ -129,7 +128,9 @@ pub fn read(params: Option<&Value>) -> Result<Envelope<'_>, Vec<Problem>> {
         }
     };
     match version {
-        Some(version) if problems.is_empty() => Ok(Envelope { version, log_level, elicits_forms }),
+        Some(version) if problems.is_empty() => {
+            Ok(Envelope { version, log_level, elicits_forms: features.elicit_form, elicits_urls: features.elicit_url })
+        }
         _ => Err(problems),
     }
 }
@@ -262,7 +263,10 @@ mod tests {
     #[test]
     fn envelope_names_every_missing_or_bad_key() {
         let ok = meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: {}}));
-        assert_eq!(read(Some(&ok)), Ok(Envelope { version: "2026-07-28", log_level: None, elicits_forms: false }));
+        assert_eq!(
+            read(Some(&ok)),
+            Ok(Envelope { version: "2026-07-28", log_level: None, elicits_forms: false, elicits_urls: false })
+        );
         let forms = |caps: Value| {
             read(Some(&meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: caps})))).unwrap().elicits_forms
         };

@@ -141,8 +141,15 @@ pub async fn post(
     if let Err(message) = envelope::headers_present(headers, method, params) {
         return bad_request(&id, HEADER_MISMATCH, &message);
     }
-    let request =
-        Request { id: &id, method, params, log_level: env.log_level, elicits_forms: env.elicits_forms, headers };
+    let request = Request {
+        id: &id,
+        method,
+        params,
+        log_level: env.log_level,
+        elicits_forms: env.elicits_forms,
+        elicits_urls: env.elicits_urls,
+        headers,
+    };
     route(gw, ctx, &request).await
 }
 
@@ -153,6 +160,7 @@ struct Request<'a> {
     params: Option<&'a Value>,
     log_level: Option<&'a str>,
     elicits_forms: bool,
+    elicits_urls: bool,
     headers: &'a HeaderMap,
 }
 
@@ -244,7 +252,9 @@ async fn offered(gw: &Gateway, ctx: &AccessContext, id: &Value, kind: Offer) -> 
 fn reply(id: &Value, r: Reply) -> Response {
     match r {
         Reply::Result(v) => jsonrpc::result(Framing::Json, id, complete(v, None)),
-        Reply::Error { code, message } => jsonrpc::error(Framing::Json, id, code, &message),
+        Reply::Error { code, message } | Reply::ErrorData { code, message, .. } => {
+            jsonrpc::error(Framing::Json, id, code, &message)
+        }
         Reply::InputRequired { .. } | Reply::NeedsCapability { .. } => {
             jsonrpc::error(Framing::Json, id, INTERNAL_ERROR, "the answer needs input, which is not relayed")
         }
@@ -348,11 +358,13 @@ async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Reques
         // Relayed: upstream progress and log messages reach the client while the call runs, and
         // closing the stream cancels it.
         let responses = responses.cloned();
-        let (gw, ctx, params, elicits_forms) = (gw.clone(), ctx.clone(), params.clone(), r.elicits_forms);
+        let (gw, ctx, params, elicits_forms, elicits_urls) =
+            (gw.clone(), ctx.clone(), params.clone(), r.elicits_forms, r.elicits_urls);
         let work = move |relay| async move {
             let round = Round {
                 modern: true,
                 can_elicit_form: elicits_forms,
+                can_elicit_url: elicits_urls,
                 state,
                 responses: responses.as_ref(),
                 relay: Some(relay),
@@ -361,7 +373,14 @@ async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Reques
         };
         return crate::relay::run(progress, r.log_level, None, work, frame).await;
     }
-    let round = Round { modern: true, can_elicit_form: r.elicits_forms, state, responses, relay: None };
+    let round = Round {
+        modern: true,
+        can_elicit_form: r.elicits_forms,
+        can_elicit_url: r.elicits_urls,
+        state,
+        responses,
+        relay: None,
+    };
     let reply = dispatch::call_tool(gw, ctx, REVISION, params, &round).await;
     crate::relay::Frame::respond(frame, reply)
 }
@@ -392,6 +411,9 @@ impl ModernFrame {
             Reply::Result(result) => result,
             Reply::Error { code, message } => {
                 return Answered::Messages(vec![jsonrpc::error_text(id, code, &message, None)]);
+            }
+            Reply::ErrorData { code, message, data } => {
+                return Answered::Messages(vec![jsonrpc::error_text(id, code, &message, Some(data))]);
             }
             Reply::Limited(l, message) => {
                 let data = json!({"retryAfterSecs": l.retry_after, "limit": l.which, "rule": l.rule});

@@ -40,6 +40,9 @@ pub enum ToolError {
     /// The tool needs to ask the client something it did not say it can answer (2026-07-28:
     /// -32021 with `requiredCapabilities`).
     NeedsCapability { required: Value, message: String },
+    /// The person must do something in the browser first (connect or reconnect a provider) and
+    /// the client can open a URL for them (URL-mode elicitation; legacy revisions: error -32042).
+    NeedsUrl { url: String, message: String },
 }
 
 pub struct ToolOutput {
@@ -77,6 +80,8 @@ pub struct Round<'a> {
     pub modern: bool,
     /// The client declared form-mode elicitation in its capabilities.
     pub can_elicit_form: bool,
+    /// The client declared URL-mode elicitation (a connect link it can open for the person).
+    pub can_elicit_url: bool,
     /// What this tool kept in the previous round's state, after the gateway verified it.
     pub state: Option<Value>,
     /// The client's `inputResponses`: unverified input.
