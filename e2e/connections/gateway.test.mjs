@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import { UserAgent } from './lib/agent.mjs';
 import { api, authorizeApp, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
@@ -394,6 +395,55 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
                 cancelled = everything.requests.slice(mark).find(r => r.rpc === 'notifications/cancelled');
             }
             assert.ok(cancelled, `the server was told: ${JSON.stringify(everything.requests.slice(mark).map(r => r.rpc))}`);
+        })
+    );
+
+    test(
+        'the server’s sampling and elicitation requests reach the client of the call that caused them; a client without the capability is refused cleanly',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const asked = [];
+            const able = new Client(
+                { name: 'gateway-e2e-sampling', version: '1.0.0' },
+                { capabilities: { sampling: {}, elicitation: { form: {} } } }
+            );
+            able.setRequestHandler(CreateMessageRequestSchema, async req => {
+                asked.push(req.params);
+                // A scripted stand-in for the person's LLM (nothing real can run here).
+                return { model: 'scripted-llm', role: 'assistant', content: { type: 'text', text: `scripted answer to: ${req.params.messages[0].content.text}` } };
+            });
+            able.setRequestHandler(ElicitRequestSchema, async req => {
+                asked.push(req.params);
+                return { action: 'accept', content: { name: 'Ada Lovelace' } };
+            });
+            await able.connect(
+                new StreamableHTTPClientTransport(new URL('/mcp', bk.issuer), {
+                    requestInit: { headers: { Authorization: `Bearer ${alice.app.accessToken}` } }
+                })
+            );
+            const names = (await able.listTools()).tools.map(t => t.name);
+            assert.ok(names.includes('everything_trigger-sampling-request') && names.includes('everything_trigger-elicitation-request'), names.join(', '));
+            const sampled = await able.callTool({ name: 'everything_trigger-sampling-request', arguments: { prompt: 'the capital of Portugal', maxTokens: 20 } });
+            assert.equal(sampled.isError ?? false, false, JSON.stringify(sampled));
+            assert.match(sampled.content[0].text, /scripted-llm/);
+            assert.match(sampled.content[0].text, /scripted answer to: .*the capital of Portugal/);
+            assert.equal(asked[0].maxTokens, 20, 'the server’s request reached the client as it was sent');
+            const elicited = await able.callTool({ name: 'everything_trigger-elicitation-request', arguments: {} });
+            assert.match(elicited.content.map(c => c.text).join('\n'), /Ada Lovelace/, JSON.stringify(elicited));
+            assert.equal(asked[1].requestedSchema.required[0], 'name');
+            await able.close();
+
+            // A client that declared neither: the server's request is refused, the call ends with
+            // the server's error, the session goes on.
+            const plain = await mcpClient(alice.app.accessToken);
+            const refused = await plain.callTool({ name: 'everything_trigger-sampling-request', arguments: { prompt: 'x', maxTokens: 5 } }).then(
+                r => JSON.stringify(r),
+                e => String(e.message)
+            );
+            assert.match(refused, /did not declare the capability sampling\/createMessage needs/);
+            const r = await plain.callTool({ name: 'everything_echo', arguments: { message: 'still here' } });
+            assert.match(r.content[0].text, /still here/);
+            await plain.close();
         })
     );
 

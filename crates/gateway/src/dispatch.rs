@@ -162,6 +162,7 @@ pub(crate) async fn call_tool_relayed(
     }
     let progress = params.pointer("/_meta/progressToken").filter(|t| t.is_string() || t.is_number()).cloned();
     let cancellable = session.map(|s| (gw.in_flight.clone(), s, &id));
+    let asker = session.map(|s| crate::relay::Asker { pending: gw.pending.clone(), session: s.to_owned(), features });
     let version = version.to_owned();
     let frame = LegacyFrame { id: id.clone() };
     let work = {
@@ -171,12 +172,19 @@ pub(crate) async fn call_tool_relayed(
             call_tool(&gw, &ctx, &version, &params, &round).await
         }
     };
-    crate::relay::run(progress, Some("info"), cancellable, work, frame).await
+    crate::relay::run(progress, Some("info"), asker, cancellable, work, frame).await
 }
 
 /// A legacy call's round: no input rounds; what the session's client declared at `initialize`.
 fn legacy_round<'a>(features: ClientFeatures) -> Round<'a> {
     Round { can_elicit_form: features.elicit_form, can_elicit_url: features.elicit_url, ..Round::default() }
+}
+
+/// A response POSTed on a legacy session: the answer to a request relayed to its client.
+pub(crate) fn answered(gw: &Gateway, session: &str, message: &Value) {
+    if !gw.pending.answer(session, message) {
+        tracing::debug!("a response on an MCP session answered nothing waiting here");
+    }
 }
 
 /// `notifications/cancelled` on a legacy session: the call it names stops (its upstream request

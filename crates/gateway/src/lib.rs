@@ -72,6 +72,8 @@ pub struct Gateway {
     listeners: modern::Listeners,
     /// Tool calls a legacy session may cancel (`notifications/cancelled`) while they run.
     in_flight: Arc<relay::InFlight>,
+    /// Requests to legacy clients (sampling, elicitation) awaiting their answers.
+    pending: Arc<relay::Pending>,
     /// Set once at shutdown: open `subscriptions/listen` streams end (with their closing result).
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -118,6 +120,7 @@ impl Gateway {
             states: rounds::RequestStates::new(config.request_state_key.clone()),
             listeners: modern::Listeners::default(),
             in_flight: Arc::default(),
+            pending: Arc::default(),
             closing: tokio::sync::watch::Sender::new(false),
         }
     }

@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::dispatch::{LOG_LEVELS, Reply};
@@ -33,6 +33,9 @@ pub struct Relay {
 
 struct Inner {
     tx: mpsc::UnboundedSender<String>,
+    /// Requests to the client (sampling, elicitation): only on a legacy session's stream, whose
+    /// client answers by POSTing the response on that session.
+    asker: Option<Asker>,
     /// The client's `_meta.progressToken` (`None`: it wants no progress).
     progress_token: Option<Value>,
     /// The least severe level relayed (an index into `LOG_LEVELS`; `None`: no logs).
@@ -44,14 +47,63 @@ impl Relay {
         tx: mpsc::UnboundedSender<String>,
         progress_token: Option<Value>,
         log_level: Option<&str>,
+        asker: Option<Asker>,
     ) -> Self {
         let min_level = log_level.and_then(|l| LOG_LEVELS.iter().position(|x| *x == l));
-        Self { inner: Arc::new(Inner { tx, progress_token, min_level }) }
+        Self { inner: Arc::new(Inner { tx, asker, progress_token, min_level }) }
     }
 
-    /// Does the client want anything relayed at all?
+    /// Does the client want anything relayed at all (or can it be asked something)?
     pub fn wants_anything(&self) -> bool {
-        self.inner.progress_token.is_some() || self.inner.min_level.is_some()
+        self.inner.progress_token.is_some() || self.inner.min_level.is_some() || self.inner.asker.is_some()
+    }
+
+    /// Asks the client (`sampling/createMessage` or `elicitation/create`) and waits for its answer:
+    /// the result, or why there is none. Refused at once when the client did not declare the
+    /// capability or reads no stream it could be asked on.
+    pub async fn ask(&self, method: &str, params: Value, wait: std::time::Duration) -> Result<Value, String> {
+        let Some(asker) = &self.inner.asker else {
+            return Err(format!(
+                "the client cannot be asked for {method} here (it needs a 2025-11-25 session reading this call's event stream)"
+            ));
+        };
+        let declared = match method {
+            "sampling/createMessage" => asker.features.sampling,
+            "elicitation/create" => match params.get("mode").and_then(Value::as_str) {
+                Some("url") => asker.features.elicit_url,
+                _ => asker.features.elicit_form,
+            },
+            _ => false,
+        };
+        if !declared {
+            return Err(format!("the client did not declare the capability {method} needs"));
+        }
+        let id = format!("bk-{}", bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<16>()));
+        let key = (asker.session.clone(), Value::String(id.clone()).to_string());
+        let (done, answer) = oneshot::channel();
+        asker.pending.waiting.lock().unwrap().insert(key.clone(), done);
+        let forget = Forget { pending: asker.pending.clone(), key };
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        if self.inner.tx.send(request).is_err() {
+            return Err("the client went away".into());
+        }
+        let answer = tokio::time::timeout(wait, answer).await;
+        drop(forget);
+        match answer {
+            Ok(Ok(Ok(result))) => Ok(result),
+            Ok(Ok(Err(error))) => Err(format!(
+                "the client answered with an error: {}",
+                error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            )),
+            Ok(Err(_)) => Err("the client went away".into()),
+            Err(_) => Err(format!("the client did not answer within {} s", wait.as_secs())),
+        }
     }
 
     /// Progress of the call, under the client's token (dropped when it gave none).
@@ -84,6 +136,52 @@ impl Relay {
     fn send(&self, method: &str, params: Value) {
         // The client gone: nothing to do (the call is being aborted).
         let _ = self.inner.tx.send(crate::jsonrpc::notification_text(method, params));
+    }
+}
+
+/// What a legacy session's stream may ask its client, and where the answers arrive.
+#[derive(Clone)]
+pub(crate) struct Asker {
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) session: String,
+    pub(crate) features: bk_domain::mcp_session::ClientFeatures,
+}
+
+/// Requests to clients awaiting their answers, by (session, request id): the ids are random, so
+/// an answer is only taken from the session it was asked on, for a question it was asked.
+#[derive(Default)]
+pub(crate) struct Pending {
+    waiting: Mutex<HashMap<(String, String), Waiter>>,
+}
+
+/// Where a client's answer goes: its `result`, or its `error`.
+type Waiter = oneshot::Sender<Result<Value, Value>>;
+
+impl Pending {
+    /// A client's response (`result` or `error`) on its session; `false` when nothing here waits
+    /// for it (unknown, answered already, timed out, or asked on another instance).
+    pub(crate) fn answer(&self, session: &str, message: &Value) -> bool {
+        let Some(id) = message.get("id") else { return false };
+        let key = (session.to_owned(), id.to_string());
+        let Some(done) = self.waiting.lock().unwrap().remove(&key) else { return false };
+        let answer = match (message.get("result"), message.get("error")) {
+            (Some(r), _) => Ok(r.clone()),
+            (None, Some(e)) => Err(e.clone()),
+            (None, None) => Err(serde_json::json!({"message": "a response with neither result nor error"})),
+        };
+        done.send(answer).is_ok()
+    }
+}
+
+/// Removes a question from `Pending` when its asker stops waiting.
+struct Forget {
+    pending: Arc<Pending>,
+    key: (String, String),
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.pending.waiting.lock().unwrap().remove(&self.key);
     }
 }
 
@@ -146,6 +244,7 @@ const CANCELLED: &str = "the request was cancelled";
 pub(crate) async fn run<W, Fut, F>(
     progress_token: Option<Value>,
     log_level: Option<&str>,
+    asker: Option<Asker>,
     cancellable: Option<(Arc<InFlight>, &str, &Value)>,
     work: W,
     frame: F,
@@ -156,7 +255,7 @@ where
     F: Frame,
 {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let relay = Relay::new(tx, progress_token, log_level);
+    let relay = Relay::new(tx, progress_token, log_level, asker);
     let mut task: JoinHandle<Reply> = tokio::spawn(work(relay));
     let abort = AbortOnDrop(task.abort_handle());
     let registered = cancellable.map(|(in_flight, session, id)| {
@@ -249,7 +348,34 @@ mod tests {
 
     fn relay(token: Option<Value>, level: Option<&str>) -> (Relay, mpsc::UnboundedReceiver<String>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Relay::new(tx, token, level), rx)
+        (Relay::new(tx, token, level, None), rx)
+    }
+
+    #[tokio::test]
+    async fn a_question_to_the_client_is_answered_only_from_its_own_session() {
+        use bk_domain::mcp_session::ClientFeatures;
+        let pending = Arc::new(Pending::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let asker = |features| Asker { pending: pending.clone(), session: "sess-a".into(), features };
+        // Undeclared: refused at once, nothing sent.
+        let r = Relay::new(tx.clone(), None, None, Some(asker(ClientFeatures::default())));
+        let refused = r.ask("sampling/createMessage", json!({}), std::time::Duration::from_secs(5)).await;
+        assert!(refused.unwrap_err().contains("did not declare"));
+        assert!(rx.try_recv().is_err());
+        // Declared: the request goes out on the stream; an answer on another session is ignored.
+        let r = Relay::new(tx, None, None, Some(asker(ClientFeatures { sampling: true, ..ClientFeatures::default() })));
+        let asking = tokio::spawn(async move {
+            r.ask("sampling/createMessage", json!({"maxTokens": 5}), std::time::Duration::from_secs(5)).await
+        });
+        let sent: Value = serde_json::from_str(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!(sent["method"], "sampling/createMessage");
+        let id = sent["id"].clone();
+        assert!(id.as_str().unwrap().starts_with("bk-"));
+        assert!(!pending.answer("sess-b", &json!({"id": id, "result": {"stolen": true}})), "another session's answer");
+        assert!(!pending.answer("sess-a", &json!({"id": "bk-guess", "result": {}})), "an id never asked");
+        assert!(pending.answer("sess-a", &json!({"id": id, "result": {"model": "m"}})));
+        assert_eq!(asking.await.unwrap(), Ok(json!({"model": "m"})));
+        assert!(!pending.answer("sess-a", &json!({"id": id, "result": {}})), "answered once");
     }
 
     #[test]

@@ -193,11 +193,13 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
             "Mcp-Session-Id header is required (call initialize first)",
         );
     }
-    let (Some(id), Some(method)) = (id, method) else {
-        if method == Some("notifications/cancelled")
-            && let Some(s) = &session
-        {
-            dispatch::cancelled(&gw, &s.id, &params);
+    let (Some(id), Some(method)) = (id.clone(), method) else {
+        if let Some(s) = &session {
+            match (method, &id) {
+                (Some("notifications/cancelled"), _) => dispatch::cancelled(&gw, &s.id, &params),
+                (None, Some(_)) => dispatch::answered(&gw, &s.id, &msg),
+                _ => {}
+            }
         }
         // Notifications and responses are acknowledged without a body.
         return StatusCode::ACCEPTED.into_response();

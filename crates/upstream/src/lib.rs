@@ -144,29 +144,54 @@ struct Handler {
 #[derive(Default)]
 pub(crate) struct Routes {
     by_token: Mutex<HashMap<rmcp::model::ProgressToken, bk_gateway::relay::Relay>>,
+    /// The same calls by their request id: a server's request (sampling, elicitation) arriving on
+    /// a call's response stream is marked with it by the transport.
+    by_request: Mutex<HashMap<rmcp::model::RequestId, bk_gateway::relay::Relay>>,
 }
 
 impl Routes {
-    /// Routes the request's notifications to `relay` until the guard is dropped.
+    /// Routes the request's notifications and requests to `relay` until the guard is dropped.
     pub(crate) fn register(
         self: &Arc<Self>,
         token: rmcp::model::ProgressToken,
+        request: rmcp::model::RequestId,
         relay: bk_gateway::relay::Relay,
     ) -> RouteGuard {
-        self.by_token.lock().unwrap().insert(token.clone(), relay);
-        RouteGuard { routes: self.clone(), token }
+        self.by_token.lock().unwrap().insert(token.clone(), relay.clone());
+        self.by_request.lock().unwrap().insert(request.clone(), relay);
+        RouteGuard { routes: self.clone(), token, request }
+    }
+
+    /// The relay of the call whose response stream carried this server request.
+    fn of_request(&self, extensions: &rmcp::model::Extensions) -> Option<bk_gateway::relay::Relay> {
+        match extensions.get::<rmcp::service::InboundStreamOrigin>()? {
+            rmcp::service::InboundStreamOrigin::OutboundRequest(id) => self.by_request.lock().unwrap().get(id).cloned(),
+            rmcp::service::InboundStreamOrigin::Unassociated => None,
+        }
     }
 }
 
 pub(crate) struct RouteGuard {
     routes: Arc<Routes>,
     token: rmcp::model::ProgressToken,
+    request: rmcp::model::RequestId,
 }
 
 impl Drop for RouteGuard {
     fn drop(&mut self) {
         self.routes.by_token.lock().unwrap().remove(&self.token);
+        self.routes.by_request.lock().unwrap().remove(&self.request);
     }
+}
+
+/// How long a relayed question (sampling, elicitation) waits for the person behind the client.
+const ASK_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// What Bridgekeeper tells upstream servers it can do for them: answer sampling and elicitation
+/// (form and URL) by asking the client of the call that caused it — refused when that client
+/// cannot (see `Handler::ask`).
+fn client_capabilities() -> ClientCapabilities {
+    serde_json::from_value(json!({"sampling": {}, "elicitation": {"form": {}, "url": {}}})).unwrap_or_default()
 }
 
 /// What a request to a connection's server is made with: its client and the client's routes.
@@ -178,7 +203,27 @@ pub(crate) struct Upstream {
 
 impl rmcp::ClientHandler for Handler {
     fn get_info(&self) -> ClientConfig {
-        ClientConfig::new(ClientCapabilities::default(), Implementation::new("Bridgekeeper", env!("CARGO_PKG_VERSION")))
+        ClientConfig::new(client_capabilities(), Implementation::new("Bridgekeeper", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// A server asks for an LLM completion while serving a call: relayed to that call's client
+    /// (sampling is deprecated by SEP-2577, still served by 2025-11-25 servers).
+    #[allow(deprecated)]
+    fn create_message(
+        &self,
+        params: rmcp::model::CreateMessageRequestParams,
+        context: rmcp::service::RequestContext<RoleClient>,
+    ) -> impl Future<Output = Result<rmcp::model::CreateMessageResult, rmcp::ErrorData>> + Send + '_ {
+        self.ask("sampling/createMessage", params, context)
+    }
+
+    /// A server asks the person for input while serving a call: relayed to that call's client.
+    fn create_elicitation(
+        &self,
+        params: rmcp::model::ElicitRequestParams,
+        context: rmcp::service::RequestContext<RoleClient>,
+    ) -> impl Future<Output = Result<rmcp::model::ElicitResult, rmcp::ErrorData>> + Send + '_ {
+        self.ask("elicitation/create", params, context)
     }
 
     fn on_tool_list_changed(
@@ -231,6 +276,25 @@ impl rmcp::ClientHandler for Handler {
 }
 
 impl Handler {
+    /// A server's request relayed to the client of the call it came with (the transport marks
+    /// which call's response stream carried it); refused when it came with none, or when that
+    /// client cannot answer it.
+    async fn ask<P: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+        context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<R, rmcp::ErrorData> {
+        let refuse = |why: String| rmcp::ErrorData::new(rmcp::model::ErrorCode::INVALID_REQUEST, why, None);
+        let Some(relay) = self.routes.of_request(&context.extensions) else {
+            return Err(refuse(format!("{method} is answered only while a call of this client is running")));
+        };
+        let params = serde_json::to_value(params).map_err(|e| refuse(e.to_string()))?;
+        tracing::debug!(connection = %self.connection_id, method, "an upstream server asks the client");
+        let answer = relay.ask(method, params, ASK_WAIT).await.map_err(refuse)?;
+        serde_json::from_value(answer).map_err(|e| refuse(format!("the client's answer to {method} is malformed: {e}")))
+    }
+
     fn redacted(&self, mut v: Value) -> Value {
         (self.redact)(&mut v);
         v

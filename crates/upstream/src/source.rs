@@ -210,7 +210,7 @@ async fn relayed_call(
             rmcp::service::PeerRequestOptions::no_options(),
         )
         .await?;
-    let _route = up.routes.register(handle.progress_token.clone(), relay);
+    let _route = up.routes.register(handle.progress_token.clone(), handle.id.clone(), relay);
     let mut cancel = CancelOnDrop { peer: up.peer.clone(), id: Some(handle.id.clone()) };
     let answer = handle.await_response().await;
     cancel.id = None;

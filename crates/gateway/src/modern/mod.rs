@@ -371,7 +371,7 @@ async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Reques
             };
             dispatch::call_tool(&gw, &ctx, REVISION, &params, &round).await
         };
-        return crate::relay::run(progress, r.log_level, None, work, frame).await;
+        return crate::relay::run(progress, r.log_level, None, None, work, frame).await;
     }
     let round = Round {
         modern: true,
