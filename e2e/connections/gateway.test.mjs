@@ -448,6 +448,85 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
     );
 
     test(
+        '2026-07-28: a listen stream watching a resource of the server hears when it changes; closing it unsubscribes upstream',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const client = await mcpClient(alice.app.accessToken);
+            const { resources } = await client.listResources();
+            const uri = resources.find(r => r.uri.startsWith('demo://resource/static/document/')).uri;
+            const mark = everything.requests.length;
+            const abort = new AbortController();
+            const res = await fetch(new URL('/mcp', bk.issuer), {
+                method: 'POST',
+                signal: abort.signal,
+                headers: {
+                    Authorization: `Bearer ${alice.app.accessToken}`,
+                    'Content-Type': 'application/json',
+                    Accept: 'application/json, text/event-stream',
+                    'MCP-Protocol-Version': '2026-07-28',
+                    'Mcp-Method': 'subscriptions/listen'
+                },
+                body: JSON.stringify({
+                    jsonrpc: '2.0',
+                    id: 'sub-1',
+                    method: 'subscriptions/listen',
+                    params: {
+                        notifications: { resourceSubscriptions: [uri, 'nowhere://not-offered'] },
+                        _meta: {
+                            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+                            'io.modelcontextprotocol/clientCapabilities': {}
+                        }
+                    }
+                })
+            });
+            assert.equal(res.status, 200);
+            const reader = res.body.getReader();
+            const decoder = new TextDecoder();
+            let buffered = '';
+            const nextMessage = async () => {
+                for (;;) {
+                    const at = buffered.indexOf('\n\n');
+                    if (at >= 0) {
+                        const chunk = buffered.slice(0, at);
+                        buffered = buffered.slice(at + 2);
+                        const data = chunk.split('\n').find(l => l.startsWith('data:'));
+                        if (data) return JSON.parse(data.slice(5));
+                        continue;
+                    }
+                    const { value, done } = await reader.read();
+                    if (done) throw new Error('the stream ended');
+                    buffered += decoder.decode(value, { stream: true });
+                }
+            };
+            const ack = await nextMessage();
+            assert.equal(ack.method, 'notifications/subscriptions/acknowledged');
+            assert.deepEqual(ack.params.notifications.resourceSubscriptions, [uri], 'only what a connection offers is honoured');
+            assert.ok(everything.requests.slice(mark).some(r => r.rpc === 'resources/subscribe'), 'subscribed upstream');
+            // The server starts sending updates for what its session subscribed to.
+            await client.callTool({ name: 'everything_toggle-subscriber-updates', arguments: {} });
+            try {
+                const update = await Promise.race([
+                    nextMessage(),
+                    sleep(15_000).then(() => assert.fail('no resource update within 15 s'))
+                ]);
+                assert.equal(update.method, 'notifications/resources/updated');
+                assert.equal(update.params.uri, uri);
+                assert.equal(update.params._meta['io.modelcontextprotocol/subscriptionId'], 'sub-1');
+            } finally {
+                await client.callTool({ name: 'everything_toggle-subscriber-updates', arguments: {} });
+                abort.abort();
+            }
+            let unsubscribed;
+            for (let i = 0; i < 50 && !unsubscribed; i++) {
+                await sleep(100);
+                unsubscribed = everything.requests.slice(mark).find(r => r.rpc === 'resources/unsubscribe');
+            }
+            assert.ok(unsubscribed, 'the last watcher gone, the upstream subscription ends');
+            await client.close();
+        })
+    );
+
+    test(
         'another tenant without a connection sees none of those tools and cannot call them',
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {

@@ -24,6 +24,7 @@ pub mod http;
 mod listing;
 pub mod names;
 mod source;
+mod watch;
 
 use answers::{SLOW, STEP_UP, cap_answer, failure_text, keeps_client, service_failure, unusable};
 use breaker::{Breakers, Ending, origin_of};
@@ -45,7 +46,8 @@ use bk_domain::connection::{Connection, ConnectionStatus};
 use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, ConnectionStore, MAX_CONNECTIONS_PAGE};
 use bk_gateway::tools::{
-    Access, Answer, Offer, Offered, Readable, Round, ToolDescriptor, ToolError, ToolListing, ToolSource, UpstreamTool,
+    Access, Answer, Offer, Offered, Readable, ResourceWatch, Round, ToolDescriptor, ToolError, ToolListing, ToolSource,
+    UpstreamTool,
 };
 use bk_outbound::SafeFetcher;
 use rmcp::RoleClient;
@@ -137,6 +139,7 @@ struct Handler {
     listings: std::sync::Weak<Mutex<HashMap<String, CachedListing>>>,
     routes: Arc<Routes>,
     redact: Redact,
+    watches: std::sync::Weak<Mutex<HashMap<(String, String), watch::Watched>>>,
 }
 
 /// The calls of one client that relay notifications to their callers while they run: by the
@@ -233,6 +236,18 @@ impl rmcp::ClientHandler for Handler {
         if let Some(listings) = self.listings.upgrade() {
             listings.lock().unwrap().remove(&self.connection_id);
             tracing::debug!(connection = %self.connection_id, "an upstream server's tool list changed");
+        }
+        std::future::ready(())
+    }
+
+    /// A watched resource changed: its watchers hear of it.
+    fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        if let Some(watches) = self.watches.upgrade() {
+            watch::updated(&watches, &self.connection_id, &params.uri);
         }
         std::future::ready(())
     }
@@ -353,6 +368,7 @@ pub struct UpstreamTools {
     reserved: Vec<String>,
     accounts: Mutex<HashMap<AccountId, AccountConnections>>,
     listings: Listings,
+    watches: watch::Watches,
     breakers: Breakers,
     composites: Mutex<HashMap<Composite, ToolListing>>,
     /// One client slot per connection; fetching a listing or making a client holds it.
@@ -389,6 +405,7 @@ impl UpstreamTools {
             reserved,
             accounts: Mutex::default(),
             listings: Arc::default(),
+            watches: Arc::default(),
             breakers: Breakers::new(breaker),
             composites: Mutex::default(),
             clients: Mutex::default(),
@@ -480,8 +497,14 @@ impl UpstreamTools {
             return;
         }
         let mut closed = 0;
-        self.clients.lock().unwrap().retain(|_, slot| {
+        let watched: std::collections::HashSet<String> =
+            self.watches.lock().unwrap().keys().map(|(c, _)| c.clone()).collect();
+        self.clients.lock().unwrap().retain(|connection, slot| {
             let Ok(mut guard) = slot.try_lock() else { return true };
+            if watched.contains(connection) {
+                // Its watched resources' updates come through it.
+                return true;
+            }
             if guard.as_ref().is_some_and(|p| p.last_used.elapsed() >= IDLE_CLIENT) {
                 *guard = None;
                 closed += 1;
@@ -515,6 +538,7 @@ impl UpstreamTools {
             listings: Arc::downgrade(&self.listings),
             routes: routes.clone(),
             redact: self.redact.clone(),
+            watches: Arc::downgrade(&self.watches),
         };
         let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(bearer(cred.credential()));
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
@@ -540,6 +564,18 @@ impl UpstreamTools {
                     None => e.to_string(),
                 })?;
         let peer = service.peer().clone();
+        // A new client of a connection with watched resources subscribes to them again.
+        let watched = watch::watched_on(&self.watches, cred.connection().id.as_str());
+        if !watched.is_empty() {
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                for uri in watched {
+                    if let Err(e) = watch::subscribe(&peer, &uri).await {
+                        tracing::info!(error = %e, "subscribing a new upstream client to a watched resource failed");
+                    }
+                }
+            });
+        }
         *slot =
             Some(Pooled { generation: cred.generation(), routes: routes.clone(), service, last_used: Instant::now() });
         Ok(Upstream { peer, routes })

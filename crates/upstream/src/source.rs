@@ -79,27 +79,8 @@ impl ToolSource for UpstreamTools {
         uri: &str,
         readable: Readable<'_>,
     ) -> Option<Result<Value, ToolError>> {
-        let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
-        let connections = self.connections(&ctx.account_id).await;
-        let mut by_template = None;
-        let mut found = None;
-        for (c, p) in connections.iter().filter(|(c, _)| reach.allows(&c.provider_id) && readable(&c.provider_id)) {
-            let CatalogTools::UpstreamMcp { url } = &p.tools else { continue };
-            let Some((_, snap)) = self.listing(c, p).await else { continue };
-            if snap.resources.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(uri)) {
-                found = Some((c, url));
-                break;
-            }
-            if by_template.is_none()
-                && snap
-                    .templates
-                    .iter()
-                    .any(|t| t.get("uriTemplate").and_then(Value::as_str).is_some_and(|t| template_matches(t, uri)))
-            {
-                by_template = Some((c, url));
-            }
-        }
-        let (c, url) = found.or(by_template)?;
+        let (c, url) = self.resource_owner(ctx, uri, readable).await?;
+        let (c, url) = (&c, &url);
         let params = ReadResourceRequestParams::new(uri);
         let result = self
             .request(c, url, move |up| {
@@ -121,6 +102,11 @@ impl ToolSource for UpstreamTools {
                 })
                 .map_err(|e| ToolError::Failed(format!("the {provider} server could not read that resource: {e}"))),
         )
+    }
+
+    async fn watch_resource(&self, ctx: &AccessContext, uri: &str, readable: Readable<'_>) -> Option<ResourceWatch> {
+        let (c, url) = self.resource_owner(ctx, uri, readable).await?;
+        self.watch(&c, &url, uri).await
     }
 
     async fn call(
@@ -236,6 +222,37 @@ impl Drop for CancelOnDrop {
                 tracing::debug!(error = %e, "telling an upstream server a call was cancelled failed");
             }
         });
+    }
+}
+
+impl UpstreamTools {
+    /// The connection that offers `uri` to this caller (a listed resource first, else the first
+    /// whose template matches), of a provider it may read, and its server's URL.
+    async fn resource_owner(
+        &self,
+        ctx: &AccessContext,
+        uri: &str,
+        readable: Readable<'_>,
+    ) -> Option<(Connection, Url)> {
+        let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());
+        let connections = self.connections(&ctx.account_id).await;
+        let mut by_template = None;
+        for (c, p) in connections.iter().filter(|(c, _)| reach.allows(&c.provider_id) && readable(&c.provider_id)) {
+            let CatalogTools::UpstreamMcp { url } = &p.tools else { continue };
+            let Some((_, snap)) = self.listing(c, p).await else { continue };
+            if snap.resources.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(uri)) {
+                return Some((c.clone(), url.clone()));
+            }
+            if by_template.is_none()
+                && snap
+                    .templates
+                    .iter()
+                    .any(|t| t.get("uriTemplate").and_then(Value::as_str).is_some_and(|t| template_matches(t, uri)))
+            {
+                by_template = Some((c.clone(), url.clone()));
+            }
+        }
+        by_template
     }
 }
 

@@ -3,8 +3,11 @@
 //! first (`notifications/subscriptions/acknowledged` with the subset honoured), and every message
 //! on it carries the subscription id (the request's JSON-RPC id) in `_meta`.
 //!
-//! Honoured: `toolsListChanged`. Prompts and resources come from upstream servers, which this
-//! gateway does not proxy yet, so their filters are left out of the acknowledgment (as the
+//! Honoured: `toolsListChanged`, and `resourceSubscriptions` for the URIs a provider the caller
+//! may read offers from a server that takes subscriptions (the acknowledgment lists those; the
+//! gateway subscribes upstream once per connection and resource, whatever the number of
+//! listeners, and sends `notifications/resources/updated` when the server says one changed).
+//! The list-changed filters of prompts and resources are left out of the acknowledgment (as the
 //! specification asks for types a server does not support).
 //!
 //! What decides a caller's tools is its grant (scopes, provider permissions, restrictions), its
@@ -41,10 +44,21 @@ pub const MAX_STREAMS_PER_ACCOUNT: usize = 8;
 /// The filter fields and their types; anything else is ignored (forward compatible).
 const BOOLEAN_FILTERS: [&str; 3] = ["toolsListChanged", "promptsListChanged", "resourcesListChanged"];
 
-/// Checks the filter: `Ok(true)` when tool-list changes are asked for.
-fn read_filter(params: Option<&Value>) -> Result<bool, String> {
+/// Resources one stream may watch.
+pub const MAX_RESOURCE_SUBSCRIPTIONS: usize = 32;
+const MAX_URI_LEN: usize = 2048;
+
+/// What a stream was asked for.
+#[derive(Debug, Default, PartialEq)]
+struct Filter {
+    tools: bool,
+    resources: Vec<String>,
+}
+
+/// Checks the filter.
+fn read_filter(params: Option<&Value>) -> Result<Filter, String> {
     let Some(filter) = params.and_then(|p| p.get("notifications")) else {
-        return Ok(false);
+        return Ok(Filter::default());
     };
     let Some(filter) = filter.as_object() else {
         return Err("params.notifications must be an object".into());
@@ -54,12 +68,28 @@ fn read_filter(params: Option<&Value>) -> Result<bool, String> {
             return Err(format!("params.notifications.{key} must be a boolean"));
         }
     }
-    if let Some(uris) = filter.get("resourceSubscriptions")
-        && !uris.as_array().is_some_and(|a| a.iter().all(Value::is_string))
-    {
-        return Err("params.notifications.resourceSubscriptions must be an array of strings".into());
+    let mut resources = Vec::new();
+    if let Some(uris) = filter.get("resourceSubscriptions") {
+        let Some(uris) = uris.as_array().filter(|a| a.iter().all(Value::is_string)) else {
+            return Err("params.notifications.resourceSubscriptions must be an array of strings".into());
+        };
+        if uris.len() > MAX_RESOURCE_SUBSCRIPTIONS {
+            return Err(format!(
+                "params.notifications.resourceSubscriptions may name at most {MAX_RESOURCE_SUBSCRIPTIONS} resources"
+            ));
+        }
+        for u in uris.iter().filter_map(Value::as_str) {
+            if u.is_empty() || u.len() > MAX_URI_LEN {
+                return Err(format!(
+                    "params.notifications.resourceSubscriptions: a URI has 1 to {MAX_URI_LEN} characters"
+                ));
+            }
+            if !resources.iter().any(|r| r == u) {
+                resources.push(u.to_owned());
+            }
+        }
     }
-    Ok(filter.get("toolsListChanged") == Some(&Value::Bool(true)))
+    Ok(Filter { tools: filter.get("toolsListChanged") == Some(&Value::Bool(true)), resources })
 }
 
 pub async fn listen(
@@ -79,8 +109,8 @@ pub async fn listen(
             None,
         );
     }
-    let tools = match read_filter(params) {
-        Ok(t) => t,
+    let filter = match read_filter(params) {
+        Ok(f) => f,
         Err(message) => return jsonrpc::error_status(StatusCode::OK, id, INVALID_PARAMS, &message, None),
     };
     let Some(slot) = gw.listeners.take(&ctx.account_id) else {
@@ -93,7 +123,21 @@ pub async fn listen(
         );
     };
     let token = bearer_token(headers).unwrap_or_default().to_owned();
-    let acknowledged = if tools { json!({"toolsListChanged": true}) } else { json!({}) };
+    let mut watches = Vec::new();
+    for uri in &filter.resources {
+        if let Some(w) = gw.tools.watch_resource(ctx, ctx.client_providers.as_deref(), uri).await {
+            watches.push((uri.clone(), w));
+        }
+    }
+    let mut acknowledged = serde_json::Map::new();
+    if filter.tools {
+        acknowledged.insert("toolsListChanged".into(), json!(true));
+    }
+    if !filter.resources.is_empty() {
+        acknowledged
+            .insert("resourceSubscriptions".into(), json!(watches.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>()));
+    }
+    let tools = filter.tools;
     let ack = jsonrpc::notification_text(
         "notifications/subscriptions/acknowledged",
         json!({"_meta": {SUBSCRIPTION_ID: id}, "notifications": acknowledged}),
@@ -109,6 +153,7 @@ pub async fn listen(
         keepalive: interval(KEEPALIVE_EVERY),
         pending: Some(ack),
         ended: false,
+        watches,
         _slot: slot,
     };
     let body = futures_util::stream::unfold(stream, |mut s| async move {
@@ -142,6 +187,18 @@ enum Tick {
     Closing,
     Keepalive,
     Recheck,
+    /// A watched resource changed (its index), or its watch ended (`true`).
+    Updated(usize, bool),
+}
+
+/// The first of the watches to signal: its index, and whether it ended.
+async fn next_update(watches: &mut [(String, crate::tools::ResourceWatch)]) -> (usize, bool) {
+    use tokio::sync::broadcast::error::RecvError;
+    let waits = watches
+        .iter_mut()
+        .enumerate()
+        .map(|(i, (_, w))| Box::pin(async move { (i, matches!(w.updates.recv().await, Err(RecvError::Closed))) }));
+    futures_util::future::select_all(waits).await.0
 }
 
 struct Stream {
@@ -156,6 +213,8 @@ struct Stream {
     /// A message due before anything else (the acknowledgment).
     pending: Option<String>,
     ended: bool,
+    /// The resources watched for this stream.
+    watches: Vec<(String, crate::tools::ResourceWatch)>,
     _slot: StreamSlot,
 }
 
@@ -169,12 +228,24 @@ impl Stream {
             return None;
         }
         loop {
+            let watching = !self.watches.is_empty();
             let tick = tokio::select! {
                 _ = self.closing.wait_for(|closing| *closing) => Tick::Closing,
                 _ = self.keepalive.tick() => Tick::Keepalive,
                 _ = self.recheck.tick() => Tick::Recheck,
+                (i, ended) = next_update(&mut self.watches), if watching => Tick::Updated(i, ended),
             };
             match tick {
+                Tick::Updated(i, true) => {
+                    let (uri, _) = self.watches.remove(i);
+                    tracing::debug!(uri = %uri, "a watched resource's upstream subscription ended");
+                }
+                Tick::Updated(i, false) => {
+                    return Some(event(&jsonrpc::notification_text(
+                        "notifications/resources/updated",
+                        json!({"_meta": {SUBSCRIPTION_ID: self.id}, "uri": self.watches[i].0}),
+                    )));
+                }
                 Tick::Closing => return Some(self.end()),
                 Tick::Keepalive => return Some(": keepalive\n\n".to_owned()),
                 Tick::Recheck => {
@@ -252,10 +323,23 @@ mod tests {
 
     #[test]
     fn the_filter_is_type_checked_and_only_tools_are_honoured() {
-        assert_eq!(read_filter(None), Ok(false));
-        assert_eq!(read_filter(Some(&json!({"notifications": {"toolsListChanged": true}}))), Ok(true));
-        assert_eq!(read_filter(Some(&json!({"notifications": {"promptsListChanged": true}}))), Ok(false));
-        assert_eq!(read_filter(Some(&json!({"notifications": {"futureThing": 3}}))), Ok(false));
+        let tools = |t| Ok(Filter { tools: t, resources: Vec::new() });
+        assert_eq!(read_filter(None), tools(false));
+        assert_eq!(read_filter(Some(&json!({"notifications": {"toolsListChanged": true}}))), tools(true));
+        assert_eq!(read_filter(Some(&json!({"notifications": {"promptsListChanged": true}}))), tools(false));
+        assert_eq!(read_filter(Some(&json!({"notifications": {"futureThing": 3}}))), tools(false));
+        assert_eq!(
+            read_filter(Some(&json!({"notifications": {"resourceSubscriptions": ["a://1", "a://2", "a://1"]}}))),
+            Ok(Filter { tools: false, resources: vec!["a://1".into(), "a://2".into()] }),
+            "each URI once"
+        );
+        let many: Vec<String> = (0..=MAX_RESOURCE_SUBSCRIPTIONS).map(|i| format!("a://{i}")).collect();
+        assert!(
+            read_filter(Some(&json!({"notifications": {"resourceSubscriptions": many}})))
+                .unwrap_err()
+                .contains("at most")
+        );
+        assert!(read_filter(Some(&json!({"notifications": {"resourceSubscriptions": [""]}}))).is_err());
         assert!(read_filter(Some(&json!({"notifications": []}))).unwrap_err().contains("must be an object"));
         assert!(
             read_filter(Some(&json!({"notifications": {"toolsListChanged": "yes"}})))

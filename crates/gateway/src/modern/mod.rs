@@ -239,7 +239,7 @@ fn discover_result() -> Value {
     json!({
         "supportedVersions": SUPPORTED_VERSIONS,
         // `logging`: log notifications are sent, but only to a request that set a log level.
-        "capabilities": {"tools": {"listChanged": true}, "prompts": {}, "resources": {}, "logging": {}},
+        "capabilities": {"tools": {"listChanged": true}, "prompts": {}, "resources": {"subscribe": true}, "logging": {}},
         "instructions": dispatch::INSTRUCTIONS,
     })
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 pub use builtin::{BuiltinDeps, BuiltinTools, GrantChanges, StoredGrants};
-pub use source::{Offer, Offered, Readable, ToolListing, ToolSource};
+pub use source::{Offer, Offered, Readable, ResourceWatch, ToolListing, ToolSource};
 
 use crate::policy::{Visibility, provider_readable, visibility};
 use bk_access::AccessContext;
@@ -293,6 +293,22 @@ impl Tools {
         for s in &self.sources {
             if let Some(r) = s.read_resource(ctx, uri, &readable).await {
                 return Some(r);
+            }
+        }
+        None
+    }
+
+    /// A watch on `uri` from the first source that offers it to this caller under the policy.
+    pub async fn watch_resource(
+        &self,
+        ctx: &AccessContext,
+        client_providers: Option<&[String]>,
+        uri: &str,
+    ) -> Option<ResourceWatch> {
+        let readable = |p: &str| provider_readable(&ctx.scopes, &ctx.restrictions, client_providers, p);
+        for s in &self.sources {
+            if let Some(w) = s.watch_resource(ctx, uri, &readable).await {
+                return Some(w);
             }
         }
         None

@@ -47,6 +47,13 @@ pub struct Offered {
     pub item: Value,
 }
 
+/// A watched resource: a signal on `updates` each time its server says it changed; dropping the
+/// watch ends it (the last watch of a resource unsubscribes upstream).
+pub struct ResourceWatch {
+    pub updates: tokio::sync::broadcast::Receiver<()>,
+    pub guard: Box<dyn Send + Sync>,
+}
+
 /// The policy's answer for a provider: may the caller read its prompts and resources?
 pub type Readable<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
@@ -92,6 +99,12 @@ pub trait ToolSource: Send + Sync {
         _uri: &str,
         _readable: Readable<'_>,
     ) -> Option<Result<Value, ToolError>> {
+        None
+    }
+
+    /// Watches `uri` for changes (2026-07-28 `resourceSubscriptions`), if a provider the caller
+    /// may read offers it and its server takes subscriptions; `None` otherwise.
+    async fn watch_resource(&self, _ctx: &AccessContext, _uri: &str, _readable: Readable<'_>) -> Option<ResourceWatch> {
         None
     }
 }
