@@ -199,6 +199,13 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
             assert.ok(names.includes('everything_simple-prompt') && names.includes('everything_args-prompt'), names.join(', '));
             const got = await client.getPrompt({ name: 'everything_args-prompt', arguments: { city: 'Lisbon' } });
             assert.ok(got.messages.length > 0 && JSON.stringify(got.messages).includes('Lisbon'), JSON.stringify(got));
+            // A missing argument is the client's mistake: invalid params, as the server said.
+            const missing_arg = await client.getPrompt({ name: 'everything_args-prompt', arguments: {} }).then(
+                r => assert.fail(`expected -32602, got ${JSON.stringify(r)}`),
+                e => e
+            );
+            assert.equal(missing_arg.code, -32602, String(missing_arg));
+            assert.match(missing_arg.message, /city/);
             const { resources } = await client.listResources();
             const doc = resources.find(r => r.uri.startsWith('demo://resource/static/document/'));
             assert.ok(doc, JSON.stringify(resources.slice(0, 3)));

@@ -32,9 +32,21 @@ pub(crate) const STEP_UP: &str = "insufficient_scope:";
 pub(crate) fn service_failure(e: ServiceError) -> String {
     match &e {
         ServiceError::TransportSend(t) => auth_failure(t.error.as_ref()).unwrap_or_else(|| e.to_string()),
+        ServiceError::McpError(m) if m.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
+            format!("{ANSWERED}{INVALID_PARAMS}{}", m.message)
+        }
         ServiceError::McpError(m) => format!("{ANSWERED}{}", m.message),
         _ => e.to_string(),
     }
+}
+
+/// After `ANSWERED`: the server said the request's parameters were invalid (-32602), which the
+/// caller reports as its own invalid-params error (a prompt's missing argument).
+pub(crate) const INVALID_PARAMS: &str = "invalid params: ";
+
+/// Whether a failure in words (`failure_text`) is the server's invalid-params answer.
+pub(crate) fn is_invalid_params(provider: &str, text: &str) -> bool {
+    text.starts_with(&format!("the {provider} server answered with an error: {INVALID_PARAMS}"))
 }
 
 /// Prefix of a failure the server answered with (a JSON-RPC error): the kept client stays.

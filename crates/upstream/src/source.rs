@@ -69,7 +69,13 @@ impl ToolSource for UpstreamTools {
                     self.filter(&mut v, "messages");
                     v
                 })
-                .map_err(|e| ToolError::Failed(format!("the {provider} server could not give that prompt: {e}"))),
+                .map_err(|e| {
+                    if answers::is_invalid_params(&provider, &e) {
+                        ToolError::InvalidParams(e)
+                    } else {
+                        ToolError::Failed(format!("the {provider} server could not give that prompt: {e}"))
+                    }
+                }),
         )
     }
 
