@@ -372,6 +372,36 @@ fn invalid_params(message: String) -> Reply {
     Reply::Error { code: INVALID_PARAMS, message }
 }
 
+/// Records a call that was dropped before it ended (the client cancelled or went away): the
+/// upstream may have acted already, so it is audited like any other call.
+struct Unfinished<'a> {
+    gw: &'a Gateway,
+    ctx: &'a AccessContext,
+    tool: &'a str,
+    provider: &'a str,
+    started: std::time::Instant,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let micros = self.started.elapsed().as_micros() as u64;
+        self.gw.emit(
+            self.gw
+                .event("mcp.tools_call", Outcome::Failure, self.ctx)
+                .target(self.tool)
+                .latency_ms((micros / 1000) as i64)
+                .detail("tool", self.tool)
+                .detail("provider", self.provider)
+                .detail("latency_us", micros)
+                .detail("error", "cancelled by the client before it ended"),
+        );
+    }
+}
+
 /// `tools/call` (the caller's `Need::Call` is checked): resolves the tool under the policy,
 /// validates the arguments, calls it and records the audit event. `version` is the protocol
 /// revision the call is made under.
@@ -405,7 +435,10 @@ pub(crate) async fn call_tool(
     if let Err(why) = crate::schema::validate(&tool.descriptor().input_schema, &args) {
         return invalid(&why);
     }
-    if let Err(limited) = gw.tool_limits.check(ctx, name).await {
+    // A retry carrying a verified `requestState` continues a call already counted.
+    if round.state.is_none()
+        && let Err(limited) = gw.tool_limits.check(ctx, name).await
+    {
         let message = limited.message(name);
         gw.emit(
             gw.event("ratelimit.refused", Outcome::Denied, ctx)
@@ -417,7 +450,10 @@ pub(crate) async fn call_tool(
         return Reply::Limited(limited, message);
     }
     let started = std::time::Instant::now();
+    let provider = tool.descriptor().provider.as_deref().unwrap_or("bridgekeeper");
+    let mut unfinished = Unfinished { gw, ctx, tool: name, provider, started, armed: true };
     let outcome = gw.tools.call(ctx, &tool, &args, round).await;
+    unfinished.armed = false;
     let micros = started.elapsed().as_micros() as u64;
     let (result, reason) = match &outcome {
         Ok(Answer::Complete(_)) => (Outcome::Success, None),
@@ -438,7 +474,7 @@ pub(crate) async fn call_tool(
         .target(name)
         .latency_ms((micros / 1000) as i64)
         .detail("tool", name)
-        .detail("provider", tool.descriptor().provider.as_deref().unwrap_or("bridgekeeper"))
+        .detail("provider", provider)
         .detail("latency_us", micros);
     if let Some(r) = reason {
         event = event.detail("error", r);

@@ -32,7 +32,7 @@ pub struct Relay {
 }
 
 struct Inner {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::Sender<String>,
     /// Requests to the client (sampling, elicitation): only on a legacy session's stream, whose
     /// client answers by POSTing the response on that session.
     asker: Option<Asker>,
@@ -44,7 +44,7 @@ struct Inner {
 
 impl Relay {
     pub(crate) fn new(
-        tx: mpsc::UnboundedSender<String>,
+        tx: mpsc::Sender<String>,
         progress_token: Option<Value>,
         log_level: Option<&str>,
         asker: Option<Asker>,
@@ -84,10 +84,16 @@ impl Relay {
         asker.pending.waiting.lock().unwrap().insert(key.clone(), done);
         let forget = Forget { pending: asker.pending.clone(), key };
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
-        if self.inner.tx.send(request).is_err() {
-            return Err("the client went away".into());
+        // A question waits for room in the stream (progress and logs are dropped when it is full).
+        let sent = tokio::time::timeout(wait, self.inner.tx.send(request)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return Err("the client is not reading its stream".into());
         }
-        let answer = tokio::time::timeout(wait, answer).await;
+        // The stream gone (the call ended or was cancelled), nobody can answer.
+        let answer = tokio::select! {
+            a = tokio::time::timeout(wait, answer) => a,
+            _ = self.inner.tx.closed() => return Err("the call this question belonged to has ended".into()),
+        };
         drop(forget);
         match answer {
             Ok(Ok(Ok(result))) => Ok(result),
@@ -134,8 +140,9 @@ impl Relay {
     }
 
     fn send(&self, method: &str, params: Value) {
-        // The client gone: nothing to do (the call is being aborted).
-        let _ = self.inner.tx.send(crate::jsonrpc::notification_text(method, params));
+        // The client gone (the call is being aborted), or not reading: progress and logs are dropped
+        // rather than held without bound.
+        let _ = self.inner.tx.try_send(crate::jsonrpc::notification_text(method, params));
     }
 }
 
@@ -184,6 +191,9 @@ impl Drop for Forget {
         self.pending.waiting.lock().unwrap().remove(&self.key);
     }
 }
+
+/// Notifications and questions held for a stream its client is slow to read.
+const RELAY_BUFFER: usize = 64;
 
 /// Calls running in tasks of their own that a legacy session may cancel by request id.
 #[derive(Default)]
@@ -254,14 +264,20 @@ where
     Fut: Future<Output = Reply> + Send + 'static,
     F: Frame,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(RELAY_BUFFER);
     let relay = Relay::new(tx, progress_token, log_level, asker);
     let mut task: JoinHandle<Reply> = tokio::spawn(work(relay));
     let abort = AbortOnDrop(task.abort_handle());
-    let registered = cancellable.map(|(in_flight, session, id)| {
+    // A request id the session reuses while its first call runs leaves the first one cancellable.
+    let registered = cancellable.and_then(|(in_flight, session, id)| {
         let key = InFlight::key(session, id);
-        in_flight.calls.lock().unwrap().insert(key.clone(), task.abort_handle());
-        Registered { in_flight, key }
+        let mut calls = in_flight.calls.lock().unwrap();
+        if calls.contains_key(&key) {
+            return None;
+        }
+        calls.insert(key.clone(), task.abort_handle());
+        drop(calls);
+        Some(Registered { in_flight, key })
     });
     let first = tokio::select! {
         biased;
@@ -297,7 +313,7 @@ where
 
 struct Streaming<F> {
     first: Option<String>,
-    rx: mpsc::UnboundedReceiver<String>,
+    rx: mpsc::Receiver<String>,
     task: Option<JoinHandle<Reply>>,
     frame: Option<F>,
     /// The last messages, once the call ended.
@@ -346,8 +362,8 @@ impl<F: Frame> Streaming<F> {
 mod tests {
     use super::*;
 
-    fn relay(token: Option<Value>, level: Option<&str>) -> (Relay, mpsc::UnboundedReceiver<String>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn relay(token: Option<Value>, level: Option<&str>) -> (Relay, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(RELAY_BUFFER);
         (Relay::new(tx, token, level, None), rx)
     }
 
@@ -355,7 +371,7 @@ mod tests {
     async fn a_question_to_the_client_is_answered_only_from_its_own_session() {
         use bk_domain::mcp_session::ClientFeatures;
         let pending = Arc::new(Pending::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(RELAY_BUFFER);
         let asker = |features| Asker { pending: pending.clone(), session: "sess-a".into(), features };
         // Undeclared: refused at once, nothing sent.
         let r = Relay::new(tx.clone(), None, None, Some(asker(ClientFeatures::default())));

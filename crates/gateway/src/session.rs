@@ -83,8 +83,10 @@ impl McpSessions {
             }
         };
         let now = now_ms.div_euclid(1000);
+        // A session belongs to the grant whose token created it: another app of the same account
+        // cannot use it (nor answer its questions or cancel its calls).
         Ok(match session {
-            Some(s) if s.is_live(now) => Lookup::Live(s),
+            Some(s) if s.is_live(now) && s.grant_id == ctx.session_id => Lookup::Live(s),
             _ => Lookup::NotFound,
         })
     }

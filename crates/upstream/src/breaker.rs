@@ -1,12 +1,16 @@
-//! A circuit breaker per upstream origin (`scheme://host:port`): after `failures` failures in a
-//! row that say the service itself is failing (the transport failed, the server timed out or
+//! A circuit breaker per upstream origin (`scheme://host:port`) and tenant: after `failures`
+//! failures in a row that say the service itself is failing (the transport failed, the server timed out or
 //! answered 5xx — never a refused credential, a step-up or a JSON-RPC error, which a working server
 //! gives), the origin is left alone for `cooldown`: calls fail at once saying when to retry and
 //! listings leave its tools out, so a dead server costs its tenants no time-outs and gets no load.
 //! After the cooldown one request is let through (half-open): its success closes the circuit, its
 //! failure opens it again for another cooldown.
 //!
-//! Kept in this process: each instance learns about a failing server from its own requests.
+//! Kept per tenant, so that no tenant can open the circuit for the others (a tenant's own slow calls
+//! or refused credential are its own business) nor hold another's probe; each tenant pays at most
+//! `failures` failed requests to learn that a server is down. Kept in this process: each instance
+//! learns about a failing server from its own requests. A probe whose request is dropped before it
+//! ends (the caller went away) lets the next request probe.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -53,23 +57,33 @@ impl Breakers {
         Self { settings, origins: Mutex::default() }
     }
 
-    /// May a request go to `origin` now? `Err(seconds until it may)` while the circuit is open.
-    pub(crate) fn admit(&self, origin: &str) -> Result<(), u64> {
-        self.admit_at(origin, Instant::now())
+    /// May a request go to `origin` now? A permit (a probe when the circuit is half-open), or
+    /// `Err(seconds until it may)` while the circuit is open.
+    pub(crate) fn admit<'a>(&'a self, origin: &str) -> Result<Permit<'a>, u64> {
+        let probe = self.admit_at(origin, Instant::now())?;
+        Ok(Permit { breakers: self, origin: origin.to_owned(), probe, done: false })
     }
 
-    fn admit_at(&self, origin: &str, now: Instant) -> Result<(), u64> {
+    /// `Ok(true)` for the half-open probe.
+    fn admit_at(&self, origin: &str, now: Instant) -> Result<bool, u64> {
         let mut origins = self.origins.lock().unwrap();
-        let Some(s) = origins.get_mut(origin) else { return Ok(()) };
+        let Some(s) = origins.get_mut(origin) else { return Ok(false) };
         match s.open_until {
-            None => Ok(()),
+            None => Ok(false),
             Some(until) if now < until => Err(until.duration_since(now).as_secs().max(1)),
             // Half-open: one probe at a time.
             Some(_) if s.probing => Err(1),
             Some(_) => {
                 s.probing = true;
-                Ok(())
+                Ok(true)
             }
+        }
+    }
+
+    /// A probe that ended without an outcome: the next request may probe.
+    fn abandon(&self, origin: &str) {
+        if let Some(s) = self.origins.lock().unwrap().get_mut(origin) {
+            s.probing = false;
         }
     }
 
@@ -113,9 +127,34 @@ impl Breakers {
     }
 }
 
-/// The breaker's key of a URL: its origin.
-pub(crate) fn origin_of(url: &url::Url) -> String {
-    url.origin().ascii_serialization()
+/// A request the breaker let through; a probe dropped before its outcome is recorded frees the
+/// half-open slot.
+pub(crate) struct Permit<'a> {
+    breakers: &'a Breakers,
+    origin: String,
+    probe: bool,
+    done: bool,
+}
+
+impl Permit<'_> {
+    /// Records how the request ended (the first outcome counts; later ones of a retry too).
+    pub(crate) fn ended(&mut self, ending: Ending) -> bool {
+        self.done = true;
+        self.breakers.record(&self.origin, ending)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.done {
+            self.breakers.abandon(&self.origin);
+        }
+    }
+}
+
+/// The breaker's key of a URL for a tenant: its origin and the account.
+pub(crate) fn origin_of(url: &url::Url, account: &str) -> String {
+    format!("{} {account}", url.origin().ascii_serialization())
 }
 
 #[cfg(test)]
@@ -128,7 +167,7 @@ mod tests {
         let t0 = Instant::now();
         let o = "https://mcp.example";
         for _ in 0..2 {
-            assert_eq!(b.admit_at(o, t0), Ok(()));
+            assert_eq!(b.admit_at(o, t0), Ok(false));
             assert!(!b.record_at(o, Ending::Failed, t0));
         }
         // An answer in between resets the count.
@@ -138,20 +177,33 @@ mod tests {
         }
         assert!(b.record_at(o, Ending::Failed, t0), "the third failure in a row opens the circuit");
         assert_eq!(b.admit_at(o, t0 + Duration::from_secs(10)), Err(20));
-        assert_eq!(b.admit_at("https://other.example", t0), Ok(()), "other origins are not affected");
+        assert_eq!(b.admit_at("https://other.example", t0), Ok(false), "other origins are not affected");
         // Half-open: one probe; a second caller waits.
         let later = t0 + Duration::from_secs(31);
-        assert_eq!(b.admit_at(o, later), Ok(()));
+        assert_eq!(b.admit_at(o, later), Ok(true));
         assert_eq!(b.admit_at(o, later), Err(1));
         // The probe fails: open again for a whole cooldown (not counted as newly opened).
         assert!(!b.record_at(o, Ending::Failed, later));
         assert_eq!(b.admit_at(o, later + Duration::from_secs(1)), Err(29));
         // The next probe succeeds: closed.
         let much_later = later + Duration::from_secs(31);
-        assert_eq!(b.admit_at(o, much_later), Ok(()));
+        assert_eq!(b.admit_at(o, much_later), Ok(true));
         b.record_at(o, Ending::Answered, much_later);
-        assert_eq!(b.admit_at(o, much_later), Ok(()));
-        assert_eq!(b.admit_at(o, much_later), Ok(()));
+        assert_eq!(b.admit_at(o, much_later), Ok(false));
+        assert_eq!(b.admit_at(o, much_later), Ok(false));
+    }
+
+    #[test]
+    fn a_probe_dropped_before_its_outcome_lets_the_next_request_probe() {
+        let b = Breakers::new(BreakerSettings { failures: 1, cooldown: Duration::from_millis(1) });
+        let o = "https://mcp.example acct-1";
+        b.admit(o).unwrap().ended(Ending::Failed);
+        std::thread::sleep(Duration::from_millis(5));
+        let probe = b.admit(o).unwrap();
+        assert!(probe.probe);
+        assert_eq!(b.admit(o).err(), Some(1), "one probe at a time");
+        drop(probe); // the caller went away mid-request
+        assert!(b.admit(o).unwrap().probe, "the next request probes instead of waiting forever");
     }
 
     #[test]
@@ -160,6 +212,6 @@ mod tests {
         for _ in 0..100 {
             b.record("https://x.example", Ending::Failed);
         }
-        assert_eq!(b.admit("https://x.example"), Ok(()));
+        assert!(b.admit("https://x.example").is_ok());
     }
 }

@@ -140,6 +140,8 @@ struct Handler {
     routes: Arc<Routes>,
     redact: Redact,
     watches: std::sync::Weak<Mutex<HashMap<(String, String), watch::Watched>>>,
+    /// How long a relayed question waits for its answer (no longer than a call may take).
+    ask_wait: Duration,
 }
 
 /// The calls of one client that relay notifications to their callers while they run: by the
@@ -150,9 +152,27 @@ pub(crate) struct Routes {
     /// The same calls by their request id: a server's request (sampling, elicitation) arriving on
     /// a call's response stream is marked with it by the transport.
     by_request: Mutex<HashMap<rmcp::model::RequestId, bk_gateway::relay::Relay>>,
+    /// Requests in flight on this client, relayed or not (a log message is relayed only when the
+    /// one in flight is a relayed call: otherwise it could belong to another caller's request).
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a request in flight on a client while it lives.
+pub(crate) struct Busy(Arc<Routes>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Routes {
+    /// Counts a request in flight until the guard is dropped.
+    pub(crate) fn busy(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
     /// Routes the request's notifications and requests to `relay` until the guard is dropped.
     pub(crate) fn register(
         self: &Arc<Self>,
@@ -186,9 +206,6 @@ impl Drop for RouteGuard {
         self.routes.by_request.lock().unwrap().remove(&self.request);
     }
 }
-
-/// How long a relayed question (sampling, elicitation) waits for the person behind the client.
-const ASK_WAIT: Duration = Duration::from_secs(10 * 60);
 
 /// What Bridgekeeper tells upstream servers it can do for them: answer sampling and elicitation
 /// (form and URL) by asking the client of the call that caused it — refused when that client
@@ -278,7 +295,8 @@ impl rmcp::ClientHandler for Handler {
     ) -> impl Future<Output = ()> + Send + '_ {
         let only = {
             let routes = self.routes.by_token.lock().unwrap();
-            if routes.len() == 1 { routes.values().next().cloned() } else { None }
+            let alone = self.routes.in_flight.load(Ordering::Relaxed) == 1;
+            if alone && routes.len() == 1 { routes.values().next().cloned() } else { None }
         };
         if let Some(relay) = only {
             let level = serde_json::to_value(params.level).ok();
@@ -304,9 +322,22 @@ impl Handler {
         let Some(relay) = self.routes.of_request(&context.extensions) else {
             return Err(refuse(format!("{method} is answered only while a call of this client is running")));
         };
-        let params = serde_json::to_value(params).map_err(|e| refuse(e.to_string()))?;
+        let mut params = serde_json::to_value(params).map_err(|e| refuse(e.to_string()))?;
+        // What reaches the client passes the same filter as results; and a completion never asks
+        // the client for context from its session, which spans every provider of the tenant.
+        (self.redact)(&mut params);
+        if let Some(p) = params.as_object_mut()
+            && p.contains_key("includeContext")
+        {
+            p.insert("includeContext".into(), json!("none"));
+        }
         tracing::debug!(connection = %self.connection_id, method, "an upstream server asks the client");
-        let answer = relay.ask(method, params, ASK_WAIT).await.map_err(refuse)?;
+        // The server may give up on its request; the call it came with ends within its time limit.
+        let answer = tokio::select! {
+            a = relay.ask(method, params, self.ask_wait) => a,
+            _ = context.ct.cancelled() => Err(format!("the server cancelled its {method} request")),
+        };
+        let answer = answer.map_err(refuse)?;
         serde_json::from_value(answer).map_err(|e| refuse(format!("the client's answer to {method} is malformed: {e}")))
     }
 
@@ -425,19 +456,20 @@ impl UpstreamTools {
         self.breakers.open_count()
     }
 
-    /// May a request go to the server at `url` now? The refusal in words when its circuit is open.
-    pub(crate) fn admit(&self, provider: &str, url: &Url) -> Result<(), String> {
-        self.breakers.admit(&origin_of(url)).map_err(|secs| {
+    /// May a request for `account` go to the server at `url` now? The refusal in words when its
+    /// circuit is open.
+    pub(crate) fn admit(&self, provider: &str, url: &Url, account: &AccountId) -> Result<breaker::Permit<'_>, String> {
+        self.breakers.admit(&origin_of(url, account.as_str())).map_err(|secs| {
             self.counters.circuit_refusals.fetch_add(1, Ordering::Relaxed);
             format!("the {provider} server has been failing; it is left alone for now: retry in {secs} s")
         })
     }
 
-    /// Records how a request the breaker let through to `url` ended.
-    pub(crate) fn ended(&self, url: &Url, ending: Ending) {
-        if self.breakers.record(&origin_of(url), ending) {
+    /// Records how a request the breaker let through ended.
+    pub(crate) fn ended(&self, permit: &mut breaker::Permit<'_>, url: &Url, ending: Ending) {
+        if permit.ended(ending) {
             self.counters.circuits_opened.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(origin = %origin_of(url), "an upstream server keeps failing: its circuit is open");
+            tracing::warn!(origin = %url.origin().ascii_serialization(), "an upstream server keeps failing for a tenant: its circuit is open");
         }
     }
 
@@ -539,6 +571,7 @@ impl UpstreamTools {
             routes: routes.clone(),
             redact: self.redact.clone(),
             watches: Arc::downgrade(&self.watches),
+            ask_wait: self.settings.call_timeout,
         };
         let config = StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(bearer(cred.credential()));
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
@@ -613,20 +646,23 @@ impl UpstreamTools {
         let slot = self.slot(c.id.as_str());
         let provider = &c.provider_id;
         let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| unusable(provider, &e))?;
-        self.admit(provider, url)?;
+        let mut permit = self.admit(provider, url, &c.account_id)?;
         for attempt in 0..2 {
             let peer = {
                 let mut slot = slot.lock().await;
                 self.peer(&mut slot, url, &cred).await
             };
             let result = match peer {
-                Ok(peer) => tokio::time::timeout(self.settings.call_timeout, f(peer))
-                    .await
-                    .map_err(|_| format!("{SLOW} {} s", self.settings.call_timeout.as_secs()))
-                    .and_then(|r| r.map_err(service_failure)),
+                Ok(peer) => {
+                    let _busy = peer.routes.busy();
+                    tokio::time::timeout(self.settings.call_timeout, f(peer))
+                        .await
+                        .map_err(|_| format!("{SLOW} {} s", self.settings.call_timeout.as_secs()))
+                        .and_then(|r| r.map_err(service_failure))
+                }
                 Err(e) => Err(e),
             };
-            self.ended(url, answers::ending(&result));
+            self.ended(&mut permit, url, answers::ending(&result));
             match result {
                 Ok(v) => return Ok(v),
                 Err(e) if e == "401" && attempt == 0 => {

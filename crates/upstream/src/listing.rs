@@ -27,16 +27,19 @@ impl UpstreamTools {
             return Ok(None);
         }
         let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| e.to_string())?;
-        self.admit(&c.provider_id, url)?;
+        let mut permit = self.admit(&c.provider_id, url, &c.account_id)?;
         for attempt in 0..2 {
             let result = match self.peer(&mut slot, url, &cred).await {
-                Ok(up) => tokio::time::timeout(self.settings.list_timeout, snapshot(&up.peer))
-                    .await
-                    .map_err(|_| format!("{SLOW} {} ms (listing)", self.settings.list_timeout.as_millis()))
-                    .and_then(|r| r.map_err(service_failure)),
+                Ok(up) => {
+                    let _busy = up.routes.busy();
+                    tokio::time::timeout(self.settings.list_timeout, snapshot(&up.peer))
+                        .await
+                        .map_err(|_| format!("{SLOW} {} ms (listing)", self.settings.list_timeout.as_millis()))
+                        .and_then(|r| r.map_err(service_failure))
+                }
                 Err(e) => Err(e),
             };
-            self.ended(url, answers::ending(&result));
+            self.ended(&mut permit, url, answers::ending(&result));
             match result {
                 Ok(snap) => return Ok(Some(snap)),
                 Err(e) if e == "401" && attempt == 0 => {

@@ -315,7 +315,7 @@ impl UpstreamTools {
     ) -> Result<Answer, String> {
         let mut cred = self.broker.credential(&c.account_id, &c.id).await.map_err(|e| unusable(provider, &e))?;
         let req = http::request(&self.api, def, args, bearer(cred.credential()))?;
-        self.admit(provider, &def.url)?;
+        let mut permit = self.admit(provider, &def.url, &c.account_id)?;
         let mut req = Some(req);
         for attempt in 0..2 {
             let req = match req.take() {
@@ -323,11 +323,11 @@ impl UpstreamTools {
                 None => http::request(&self.api, def, args, bearer(cred.credential()))?,
             };
             let answer = self.api.send(req).await.map_err(|e| {
-                self.ended(&def.url, Ending::Failed);
+                self.ended(&mut permit, &def.url, Ending::Failed);
                 tracing::warn!(connection = %c.id, provider = %provider, tool = %def.name, error = %e, "an HTTP tool call failed");
                 format!("{provider} could not be reached: {e}")
             })?;
-            self.ended(&def.url, if answer.status >= 500 { Ending::Failed } else { Ending::Answered });
+            self.ended(&mut permit, &def.url, if answer.status >= 500 { Ending::Failed } else { Ending::Answered });
             match http::outcome(provider, def, answer) {
                 http::Outcome::Done { text, structured } => {
                     let mut v = json!({"text": text, "structured": structured});

@@ -76,6 +76,20 @@ async fn session_bound_to_account() {
 }
 
 #[tokio::test]
+async fn security_an_mcp_session_belongs_to_the_grant_that_created_it() {
+    let server = Server::start();
+    let (flow, _, first) = signed_in(&server, "two-apps@example.com").await;
+    // The same person authorizes a second app: another grant of the same account.
+    let (_, second) = flow.login_client("universal-mcp-read-write").await;
+    let sid = flow.mcp_initialize(&first.access, V).await;
+    // The other app cannot use the session (nor answer the questions relayed on it, nor cancel
+    // its calls): it looks unknown.
+    let other = flow.mcp_in(&second.access, &sid, V, "tools/list", json!({})).await;
+    assert_eq!(other.status(), 404);
+    assert_eq!(flow.mcp_in(&first.access, &sid, V, "tools/list", json!({})).await.status(), 200);
+}
+
+#[tokio::test]
 async fn session_survives_refresh_and_delete_ends_it() {
     let server = Server::start();
     let (flow, client_id, t1) = signed_in(&server, "s3@example.com").await;
