@@ -122,6 +122,10 @@ impl UpstreamTools {
                 entry.tx.subscribe()
             }
         };
-        Some(ResourceWatch { updates, guard: Box::new(WatchGuard { watches: self.watches.clone(), key, slot }) })
+        Some(ResourceWatch {
+            provider: c.provider_id.clone(),
+            updates,
+            guard: Box::new(WatchGuard { watches: self.watches.clone(), key, slot }),
+        })
     }
 }

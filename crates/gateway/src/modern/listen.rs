@@ -258,6 +258,20 @@ impl Stream {
                     let now = fingerprint(&self.gw, &ctx).await;
                     if now != self.seen {
                         self.seen = now;
+                        // The grant changed: resources of providers it may no longer read stop.
+                        let providers = ctx.client_providers.as_deref();
+                        self.watches.retain(|(uri, w)| {
+                            let keep = crate::policy::provider_readable(
+                                &ctx.scopes,
+                                &ctx.restrictions,
+                                providers,
+                                &w.provider,
+                            );
+                            if !keep {
+                                tracing::debug!(uri = %uri, "a watched resource is no longer readable by this grant");
+                            }
+                            keep
+                        });
                         if self.tools {
                             return Some(event(&jsonrpc::notification_text(
                                 "notifications/tools/list_changed",

@@ -50,6 +50,8 @@ pub struct Offered {
 /// A watched resource: a signal on `updates` each time its server says it changed; dropping the
 /// watch ends it (the last watch of a resource unsubscribes upstream).
 pub struct ResourceWatch {
+    /// The provider whose resource it is (the policy is asked again when the grant changes).
+    pub provider: String,
     pub updates: tokio::sync::broadcast::Receiver<()>,
     pub guard: Box<dyn Send + Sync>,
 }
