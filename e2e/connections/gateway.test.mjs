@@ -534,6 +534,98 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
     );
 
     test(
+        '2026-07-28: the server’s sampling and elicitation requests become input rounds the client answers on its retry',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const round = async (name, args, extra) => {
+                const res = await fetch(new URL('/mcp', bk.issuer), {
+                    method: 'POST',
+                    headers: {
+                        Authorization: `Bearer ${alice.app.accessToken}`,
+                        'Content-Type': 'application/json',
+                        Accept: 'application/json',
+                        'MCP-Protocol-Version': '2026-07-28',
+                        'Mcp-Method': 'tools/call',
+                        'Mcp-Name': name
+                    },
+                    body: JSON.stringify({
+                        jsonrpc: '2.0',
+                        id: 11,
+                        method: 'tools/call',
+                        params: {
+                            name,
+                            arguments: args,
+                            ...extra,
+                            _meta: {
+                                'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+                                'io.modelcontextprotocol/clientCapabilities': { sampling: {}, elicitation: { form: {} } }
+                            }
+                        }
+                    })
+                });
+                assert.equal(res.status, 200);
+                const body = await res.json();
+                assert.ok(body.result, JSON.stringify(body));
+                return body.result;
+            };
+            const args = { prompt: 'the capital of Portugal', maxTokens: 20 };
+            const asked = await round('everything_trigger-sampling-request', args, {});
+            assert.equal(asked.resultType, 'input_required', JSON.stringify(asked));
+            const [[key, question]] = Object.entries(asked.inputRequests);
+            assert.equal(question.method, 'sampling/createMessage');
+            assert.equal(question.params.maxTokens, 20);
+            const done = await round('everything_trigger-sampling-request', args, {
+                requestState: asked.requestState,
+                inputResponses: {
+                    [key]: { model: 'scripted-llm', role: 'assistant', content: { type: 'text', text: 'scripted: Lisbon' } }
+                }
+            });
+            assert.equal(done.resultType, 'complete', JSON.stringify(done));
+            assert.match(done.content[0].text, /scripted: Lisbon/);
+            // The state is spent: the parked call ended.
+            const again = await fetch(new URL('/mcp', bk.issuer), {
+                method: 'POST',
+                headers: {
+                    Authorization: `Bearer ${alice.app.accessToken}`,
+                    'Content-Type': 'application/json',
+                    Accept: 'application/json',
+                    'MCP-Protocol-Version': '2026-07-28',
+                    'Mcp-Method': 'tools/call',
+                    'Mcp-Name': 'everything_trigger-sampling-request'
+                },
+                body: JSON.stringify({
+                    jsonrpc: '2.0',
+                    id: 12,
+                    method: 'tools/call',
+                    params: {
+                        name: 'everything_trigger-sampling-request',
+                        arguments: args,
+                        requestState: asked.requestState,
+                        inputResponses: { [key]: {} },
+                        _meta: {
+                            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+                            'io.modelcontextprotocol/clientCapabilities': { sampling: {} }
+                        }
+                    }
+                })
+            }).then(r => r.json());
+            assert.equal(again.error.code, -32602, JSON.stringify(again));
+            assert.match(again.error.message, /no longer waiting/);
+
+            const form = await round('everything_trigger-elicitation-request', {}, {});
+            assert.equal(form.resultType, 'input_required', JSON.stringify(form));
+            const [[fkey, fq]] = Object.entries(form.inputRequests);
+            assert.equal(fq.method, 'elicitation/create');
+            assert.equal(fq.params.requestedSchema.required[0], 'name');
+            const filled = await round('everything_trigger-elicitation-request', {}, {
+                requestState: form.requestState,
+                inputResponses: { [fkey]: { action: 'accept', content: { name: 'Grace Hopper' } } }
+            });
+            assert.match(filled.content.map(c => c.text).join('\n'), /Grace Hopper/, JSON.stringify(filled));
+        })
+    );
+
+    test(
         'another tenant without a connection sees none of those tools and cannot call them',
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {

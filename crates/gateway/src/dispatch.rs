@@ -162,7 +162,10 @@ pub(crate) async fn call_tool_relayed(
     }
     let progress = params.pointer("/_meta/progressToken").filter(|t| t.is_string() || t.is_number()).cloned();
     let cancellable = session.map(|s| (gw.in_flight.clone(), s, &id));
-    let asker = session.map(|s| crate::relay::Asker { pending: gw.pending.clone(), session: s.to_owned(), features });
+    let asker = session.map(|s| crate::relay::Asker {
+        via: crate::relay::AskVia::Session { pending: gw.pending.clone(), session: s.to_owned() },
+        features,
+    });
     let version = version.to_owned();
     let frame = LegacyFrame { id: id.clone() };
     let work = {
@@ -172,7 +175,7 @@ pub(crate) async fn call_tool_relayed(
             call_tool(&gw, &ctx, &version, &params, &round).await
         }
     };
-    crate::relay::run(progress, Some("info"), asker, cancellable, work, frame).await
+    crate::relay::run(progress, Some("info"), asker, cancellable, None, features, work, frame).await
 }
 
 /// A legacy call's round: no input rounds; what the session's client declared at `initialize`.

@@ -74,6 +74,8 @@ pub struct Gateway {
     in_flight: Arc<relay::InFlight>,
     /// Requests to legacy clients (sampling, elicitation) awaiting their answers.
     pending: Arc<relay::Pending>,
+    /// 2026-07-28 calls parked for their clients' answers to an input round.
+    parked: Arc<relay::Parked>,
     /// Set once at shutdown: open `subscriptions/listen` streams end (with their closing result).
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -121,6 +123,7 @@ impl Gateway {
             listeners: modern::Listeners::default(),
             in_flight: Arc::default(),
             pending: Arc::default(),
+            parked: Arc::default(),
             closing: tokio::sync::watch::Sender::new(false),
         }
     }

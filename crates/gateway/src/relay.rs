@@ -78,23 +78,34 @@ impl Relay {
         if !declared {
             return Err(format!("the client did not declare the capability {method} needs"));
         }
-        let id = format!("bk-{}", bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<16>()));
-        let key = (asker.session.clone(), Value::String(id.clone()).to_string());
-        let (done, answer) = oneshot::channel();
-        asker.pending.waiting.lock().unwrap().insert(key.clone(), done);
-        let forget = Forget { pending: asker.pending.clone(), key };
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
-        // A question waits for room in the stream (progress and logs are dropped when it is full).
-        let sent = tokio::time::timeout(wait, self.inner.tx.send(request)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            return Err("the client is not reading its stream".into());
-        }
-        // The stream gone (the call ended or was cancelled), nobody can answer.
-        let answer = tokio::select! {
-            a = tokio::time::timeout(wait, answer) => a,
-            _ = self.inner.tx.closed() => return Err("the call this question belonged to has ended".into()),
+        let answer = match &asker.via {
+            AskVia::Session { pending, session } => {
+                let id = format!("bk-{}", bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<16>()));
+                let key = (session.clone(), Value::String(id.clone()).to_string());
+                let (done, answer) = oneshot::channel();
+                pending.waiting.lock().unwrap().insert(key.clone(), done);
+                let _forget = Forget { pending: pending.clone(), key };
+                let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+                // A question waits for room in the stream (progress and logs are dropped when it is full).
+                let sent = tokio::time::timeout(wait, self.inner.tx.send(request)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return Err("the client is not reading its stream".into());
+                }
+                // The stream gone (the call ended or was cancelled), nobody can answer.
+                tokio::select! {
+                    a = tokio::time::timeout(wait, answer) => a,
+                    _ = self.inner.tx.closed() => return Err("the call this question belonged to has ended".into()),
+                }
+            }
+            AskVia::Rounds(questions) => {
+                let (done, answer) = oneshot::channel();
+                let q = Question { method: method.to_owned(), params, answer: done };
+                if questions.try_send(q).is_err() {
+                    return Err(format!("the call has too many questions open (at most {MAX_QUESTIONS})"));
+                }
+                tokio::time::timeout(wait, answer).await
+            }
         };
-        drop(forget);
         match answer {
             Ok(Ok(Ok(result))) => Ok(result),
             Ok(Ok(Err(error))) => Err(format!(
@@ -146,12 +157,28 @@ impl Relay {
     }
 }
 
-/// What a legacy session's stream may ask its client, and where the answers arrive.
+/// What a call may ask its client, and how.
 #[derive(Clone)]
 pub(crate) struct Asker {
-    pub(crate) pending: Arc<Pending>,
-    pub(crate) session: String,
+    pub(crate) via: AskVia,
     pub(crate) features: bk_domain::mcp_session::ClientFeatures,
+}
+
+#[derive(Clone)]
+pub(crate) enum AskVia {
+    /// A legacy session: a request in the call's stream, answered by a response POSTed on the
+    /// session.
+    Session { pending: Arc<Pending>, session: String },
+    /// 2026-07-28: an input round — the call is parked, its questions become the `inputRequests`
+    /// of an `input_required` result, and the client's retry brings the answers.
+    Rounds(mpsc::Sender<Question>),
+}
+
+/// A question of a running call for an input round.
+pub(crate) struct Question {
+    method: String,
+    params: Value,
+    answer: Waiter,
 }
 
 /// Requests to clients awaiting their answers, by (session, request id): the ids are random, so
@@ -219,7 +246,7 @@ impl InFlight {
 }
 
 /// Keeps a call cancellable by its session while it runs.
-struct Registered {
+pub(crate) struct Registered {
     in_flight: Arc<InFlight>,
     key: (String, String),
 }
@@ -239,6 +266,62 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Questions one call may have open in one round.
+const MAX_QUESTIONS: usize = 4;
+/// Calls parked for their client's answers on this instance (beyond it, a question is refused).
+const MAX_PARKED: usize = 10_000;
+
+/// A call running in its task: its result, notifications and questions.
+pub(crate) struct Running {
+    task: JoinHandle<Reply>,
+    _abort: AbortOnDrop,
+    notes: mpsc::Receiver<String>,
+    questions: mpsc::Receiver<Question>,
+}
+
+/// Calls waiting for their clients' answers to an input round (2026-07-28), by a random id the
+/// sealed `requestState` carries; a call not resumed within the state's lifetime is aborted.
+#[derive(Default)]
+pub(crate) struct Parked {
+    calls: Mutex<HashMap<String, ParkedCall>>,
+}
+
+struct ParkedCall {
+    since: std::time::Instant,
+    running: Running,
+    /// The open questions by their key in `inputRequests`.
+    waiting: Vec<(String, Waiter)>,
+}
+
+impl Parked {
+    /// Parks the call with its open questions; `None` when too many calls are parked here.
+    fn park(&self, running: Running, waiting: Vec<(String, Waiter)>) -> Option<String> {
+        let ttl = std::time::Duration::from_millis(crate::rounds::STATE_TTL_MS as u64);
+        let mut calls = self.calls.lock().unwrap();
+        calls.retain(|_, c| c.since.elapsed() < ttl);
+        if calls.len() >= MAX_PARKED {
+            return None;
+        }
+        let id = bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<16>());
+        calls.insert(id.clone(), ParkedCall { since: std::time::Instant::now(), running, waiting });
+        Some(id)
+    }
+
+    /// The parked call `id`, its questions answered from the client's `inputResponses` (a
+    /// question left unanswered is answered with an error).
+    pub(crate) fn resume(&self, id: &str, responses: Option<&Value>) -> Option<Running> {
+        let call = self.calls.lock().unwrap().remove(id)?;
+        for (key, waiter) in call.waiting {
+            let answer = match responses.and_then(|r| r.get(&key)) {
+                Some(v) => Ok(v.clone()),
+                None => Err(json!({"message": "the client gave no answer"})),
+            };
+            let _ = waiter.send(answer);
+        }
+        Some(call.running)
+    }
+}
+
 /// How the answer is framed, by era: `respond` as a whole response (nothing relayed yet), or
 /// `messages` as the last messages of a stream (after notifications).
 pub(crate) trait Frame: Send + 'static {
@@ -250,12 +333,16 @@ pub(crate) trait Frame: Send + 'static {
 const CANCELLED: &str = "the request was cancelled";
 
 /// Runs `work` with a relay in a task of its own (see the module's comment). `cancellable`: the
-/// legacy session and request id under which `notifications/cancelled` may abort it.
+/// legacy session and request id under which `notifications/cancelled` may abort it. `parked`:
+/// where the call waits when it asks its client something in an input round (2026-07-28).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<W, Fut, F>(
     progress_token: Option<Value>,
     log_level: Option<&str>,
     asker: Option<Asker>,
     cancellable: Option<(Arc<InFlight>, &str, &Value)>,
+    parked: Option<Arc<Parked>>,
+    features: bk_domain::mcp_session::ClientFeatures,
     work: W,
     frame: F,
 ) -> Response
@@ -264,10 +351,15 @@ where
     Fut: Future<Output = Reply> + Send + 'static,
     F: Frame,
 {
-    let (tx, mut rx) = mpsc::channel(RELAY_BUFFER);
+    let (tx, notes) = mpsc::channel(RELAY_BUFFER);
+    let (qtx, questions) = mpsc::channel(MAX_QUESTIONS);
+    let asker = match (&parked, asker) {
+        (Some(_), _) => Some(Asker { via: AskVia::Rounds(qtx), features }),
+        (None, a) => a,
+    };
     let relay = Relay::new(tx, progress_token, log_level, asker);
-    let mut task: JoinHandle<Reply> = tokio::spawn(work(relay));
-    let abort = AbortOnDrop(task.abort_handle());
+    let task: JoinHandle<Reply> = tokio::spawn(work(relay));
+    let _abort = AbortOnDrop(task.abort_handle());
     // A request id the session reuses while its first call runs leaves the first one cancellable.
     let registered = cancellable.and_then(|(in_flight, session, id)| {
         let key = InFlight::key(session, id);
@@ -279,24 +371,38 @@ where
         drop(calls);
         Some(Registered { in_flight, key })
     });
+    drive(Running { task, _abort, notes, questions }, parked, registered, frame).await
+}
+
+/// Waits for what the running call does first: its result (answered as a whole), a question
+/// (the call is parked, answered `input_required`), or a notification (an event stream starts).
+pub(crate) async fn drive<F: Frame>(
+    mut running: Running,
+    parked: Option<Arc<Parked>>,
+    registered: Option<Registered>,
+    frame: F,
+) -> Response {
     let first = tokio::select! {
         biased;
-        done = &mut task => {
+        done = &mut running.task => {
             drop(registered);
             return match done {
                 Ok(reply) => frame.respond(reply),
                 Err(_) => frame.respond(Reply::Error { code: crate::jsonrpc::INTERNAL_ERROR, message: CANCELLED.into() }),
             };
         }
-        Some(note) = rx.recv() => note,
+        Some(q) = running.questions.recv(), if parked.is_some() => {
+            let reply = park(parked.as_deref(), running, q);
+            return frame.respond(reply);
+        }
+        Some(note) = running.notes.recv() => note,
     };
     let state = Streaming {
         first: Some(first),
-        rx,
-        task: Some(task),
+        running: Some(running),
+        parked,
         frame: Some(frame),
         tail: Vec::new(),
-        _abort: abort,
         _registered: registered,
     };
     let body = futures_util::stream::unfold(state, |mut s| async move {
@@ -311,14 +417,39 @@ where
     res
 }
 
+/// Parks the call for an input round with `first` and any other question already asked; the
+/// reply asking the client (or, when nothing more can be parked here, the refusal).
+fn park(parked: Option<&Parked>, mut running: Running, first: Question) -> Reply {
+    let mut questions = vec![first];
+    while let Ok(q) = running.questions.try_recv() {
+        questions.push(q);
+    }
+    let mut requests = serde_json::Map::new();
+    let mut waiting = Vec::new();
+    for (i, q) in questions.into_iter().enumerate() {
+        let key = format!("upstream-{i}");
+        requests.insert(key.clone(), json!({"method": q.method, "params": q.params}));
+        waiting.push((key, q.answer));
+    }
+    match parked.and_then(|p| p.park(running, waiting)) {
+        Some(id) => Reply::InputRequired { requests: Value::Object(requests), state: json!({RESUME: id}) },
+        None => Reply::Error {
+            code: crate::jsonrpc::INTERNAL_ERROR,
+            message: "the server holds too many calls waiting for input; try again later".into(),
+        },
+    }
+}
+
+/// The key of a parked call's id in the data of a sealed `requestState`.
+pub(crate) const RESUME: &str = "io.bridgekeeper/resume";
+
 struct Streaming<F> {
     first: Option<String>,
-    rx: mpsc::Receiver<String>,
-    task: Option<JoinHandle<Reply>>,
+    running: Option<Running>,
+    parked: Option<Arc<Parked>>,
     frame: Option<F>,
-    /// The last messages, once the call ended.
+    /// The last messages, once the call ended or asked for input.
     tail: Vec<String>,
-    _abort: AbortOnDrop,
     _registered: Option<Registered>,
 }
 
@@ -334,16 +465,23 @@ impl<F: Frame> Streaming<F> {
         if !self.tail.is_empty() {
             return Some(event(&self.tail.remove(0)));
         }
-        let task = self.task.as_mut()?;
+        let running = self.running.as_mut()?;
+        let asks = self.parked.is_some();
         tokio::select! {
             biased;
-            Some(note) = self.rx.recv() => Some(event(&note)),
-            done = task => {
-                self.task = None;
+            Some(note) = running.notes.recv() => Some(event(&note)),
+            Some(q) = running.questions.recv(), if asks => {
+                let running = self.running.take()?;
+                let frame = self.frame.take()?;
+                self.tail.extend(frame.messages(park(self.parked.as_deref(), running, q)));
+                Some(event(&self.tail.remove(0)))
+            }
+            done = &mut running.task => {
                 // Notifications sent just before the end still go first.
-                while let Ok(note) = self.rx.try_recv() {
+                while let Ok(note) = running.notes.try_recv() {
                     self.tail.push(note);
                 }
+                self.running = None;
                 let frame = self.frame.take()?;
                 // Cancelled by the client (an error here): the spec asks for no response.
                 if let Ok(reply) = done {
@@ -372,7 +510,8 @@ mod tests {
         use bk_domain::mcp_session::ClientFeatures;
         let pending = Arc::new(Pending::default());
         let (tx, mut rx) = mpsc::channel(RELAY_BUFFER);
-        let asker = |features| Asker { pending: pending.clone(), session: "sess-a".into(), features };
+        let asker =
+            |features| Asker { via: AskVia::Session { pending: pending.clone(), session: "sess-a".into() }, features };
         // Undeclared: refused at once, nothing sent.
         let r = Relay::new(tx.clone(), None, None, Some(asker(ClientFeatures::default())));
         let refused = r.ask("sampling/createMessage", json!({}), std::time::Duration::from_secs(5)).await;

@@ -71,6 +71,8 @@ pub struct Envelope<'a> {
     pub elicits_forms: bool,
     /// The client declared URL-mode elicitation.
     pub elicits_urls: bool,
+    /// The client declared sampling.
+    pub samples: bool,
 }
 
 /// One thing wrong with the envelope: the key, and what is wrong with it.
@@ -128,9 +130,13 @@ pub fn read(params: Option<&Value>) -> Result<Envelope<'_>, Vec<Problem>> {
         }
     };
     match version {
-        Some(version) if problems.is_empty() => {
-            Ok(Envelope { version, log_level, elicits_forms: features.elicit_form, elicits_urls: features.elicit_url })
-        }
+        Some(version) if problems.is_empty() => Ok(Envelope {
+            version,
+            log_level,
+            elicits_forms: features.elicit_form,
+            elicits_urls: features.elicit_url,
+            samples: features.sampling,
+        }),
         _ => Err(problems),
     }
 }
@@ -265,7 +271,13 @@ mod tests {
         let ok = meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: {}}));
         assert_eq!(
             read(Some(&ok)),
-            Ok(Envelope { version: "2026-07-28", log_level: None, elicits_forms: false, elicits_urls: false })
+            Ok(Envelope {
+                version: "2026-07-28",
+                log_level: None,
+                elicits_forms: false,
+                elicits_urls: false,
+                samples: false
+            })
         );
         let forms = |caps: Value| {
             read(Some(&meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: caps})))).unwrap().elicits_forms

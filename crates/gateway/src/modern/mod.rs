@@ -148,6 +148,7 @@ pub async fn post(
         log_level: env.log_level,
         elicits_forms: env.elicits_forms,
         elicits_urls: env.elicits_urls,
+        samples: env.samples,
         headers,
     };
     route(gw, ctx, &request).await
@@ -161,6 +162,7 @@ struct Request<'a> {
     log_level: Option<&'a str>,
     elicits_forms: bool,
     elicits_urls: bool,
+    samples: bool,
     headers: &'a HeaderMap,
 }
 
@@ -353,11 +355,33 @@ async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Reques
         started,
         framing,
     };
+    let features = bk_domain::mcp_session::ClientFeatures {
+        sampling: r.samples,
+        elicit_form: r.elicits_forms,
+        elicit_url: r.elicits_urls,
+    };
+    // The retry of a call parked for the client's answers (an upstream server's question): the
+    // answers go to it and it goes on.
+    if let Some(id) = state.as_ref().and_then(|d| d.get(crate::relay::RESUME)).and_then(Value::as_str) {
+        return match gw.parked.resume(id, responses) {
+            Some(running) => crate::relay::drive(running, Some(gw.parked.clone()), None, frame).await,
+            None => invalid_params(
+                r.id,
+                "the call this requestState continues is no longer waiting here (it ended, expired, or another instance holds it); call the tool again",
+                json!({"field": "requestState"}),
+            ),
+        };
+    }
     let progress = params.pointer("/_meta/progressToken").filter(|t| t.is_string() || t.is_number()).cloned();
-    if framing == Framing::Sse && (progress.is_some() || r.log_level.is_some()) {
-        // Relayed: upstream progress and log messages reach the client while the call runs, and
-        // closing the stream cancels it.
+    let streams = framing == Framing::Sse && (progress.is_some() || r.log_level.is_some());
+    let asks = features.sampling || features.elicit_form || features.elicit_url;
+    if streams || asks {
+        // Relayed: upstream progress and log messages reach a client reading a stream while the
+        // call runs (closing the stream cancels it), and an upstream server's question to a
+        // client that can answer it becomes an input round.
+        let (progress, log_level) = if framing == Framing::Sse { (progress, r.log_level) } else { (None, None) };
         let responses = responses.cloned();
+        let parked = Some(gw.parked.clone());
         let (gw, ctx, params, elicits_forms, elicits_urls) =
             (gw.clone(), ctx.clone(), params.clone(), r.elicits_forms, r.elicits_urls);
         let work = move |relay| async move {
@@ -371,7 +395,7 @@ async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Reques
             };
             dispatch::call_tool(&gw, &ctx, REVISION, &params, &round).await
         };
-        return crate::relay::run(progress, r.log_level, None, None, work, frame).await;
+        return crate::relay::run(progress, log_level, None, None, parked, features, work, frame).await;
     }
     let round = Round {
         modern: true,
