@@ -13,8 +13,11 @@ pub struct McpSession {
     /// The `Mcp-Session-Id` (256 random bits).
     pub id: String,
     pub account_id: AccountId,
-    /// The grant whose token created it (informational: the session is bound to the account).
+    /// The grant whose token created it (informational).
     pub grant_id: SessionId,
+    /// The client (app) whose token created it: only that client's tokens may use it (empty for
+    /// sessions created before this was kept).
+    pub client_id: String,
     pub protocol_version: String,
     pub client_name: Option<String>,
     /// What the client said at `initialize` it can do that the gateway may ask of it.
@@ -110,6 +113,7 @@ mod tests {
             protocol_version: "2025-06-18".into(),
             client_name: None,
             client_features: ClientFeatures::default(),
+            client_id: String::new(),
             created_at: 0,
             expires_at,
             ended_at,

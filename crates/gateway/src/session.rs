@@ -49,6 +49,7 @@ impl McpSessions {
             id: b64url(&random_bytes::<32>()),
             account_id: ctx.account_id.clone(),
             grant_id: ctx.session_id.clone(),
+            client_id: ctx.client_id.to_string(),
             protocol_version: protocol_version.to_owned(),
             client_name: client_name.map(|n| n.chars().filter(|c| !c.is_control()).take(100).collect()),
             client_features,
@@ -83,10 +84,12 @@ impl McpSessions {
             }
         };
         let now = now_ms.div_euclid(1000);
-        // A session belongs to the grant whose token created it: another app of the same account
-        // cannot use it (nor answer its questions or cancel its calls).
+        // A session belongs to the app (client) whose token created it — its later grants too (a
+        // step-up re-authorization keeps the session) — never to another app of the same account,
+        // which could otherwise answer its questions or cancel its calls.
+        let ours = |s: &McpSession| s.client_id.is_empty() || s.client_id == ctx.client_id.as_str();
         Ok(match session {
-            Some(s) if s.is_live(now) && s.grant_id == ctx.session_id => Lookup::Live(s),
+            Some(s) if s.is_live(now) && ours(&s) => Lookup::Live(s),
             _ => Lookup::NotFound,
         })
     }

@@ -14,12 +14,13 @@ use crate::rows::Db;
 impl McpSessionStore for SqlStore {
     async fn create_mcp_session(&self, s: &McpSession) -> Result<()> {
         sqlx::query(
-            "INSERT INTO mcp_sessions (id, account_id, grant_id, protocol_version, client_name, client_features, created_at, expires_at, ended_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+            "INSERT INTO mcp_sessions (id, account_id, grant_id, client_id, protocol_version, client_name, client_features, created_at, expires_at, ended_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
         )
         .bind(&s.id)
         .bind(s.account_id.as_str())
         .bind(s.grant_id.as_str())
+        .bind(&s.client_id)
         .bind(&s.protocol_version)
         .bind(s.client_name.clone())
         .bind(s.client_features.to_text())
@@ -32,7 +33,7 @@ impl McpSessionStore for SqlStore {
 
     async fn mcp_session(&self, tenant: &TenantId, id: &str) -> Result<Option<McpSession>> {
         let row = sqlx::query(
-            "SELECT id, account_id, grant_id, protocol_version, client_name, client_features, created_at, expires_at, ended_at \
+            "SELECT id, account_id, grant_id, client_id, protocol_version, client_name, client_features, created_at, expires_at, ended_at \
              FROM mcp_sessions WHERE id = $1 AND account_id = $2",
         )
         .bind(id)
@@ -45,6 +46,7 @@ impl McpSessionStore for SqlStore {
             id: r.try_get("id").db()?,
             account_id: AccountId::from_string(r.try_get::<String, _>("account_id").db()?),
             grant_id: SessionId::from_string(r.try_get::<String, _>("grant_id").db()?),
+            client_id: r.try_get("client_id").db()?,
             protocol_version: r.try_get("protocol_version").db()?,
             client_name: r.try_get("client_name").db()?,
             client_features: ClientFeatures::from_text(&r.try_get::<String, _>("client_features").db()?),

@@ -21,7 +21,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "handoff codes", include_str!("../migrations/sqlite/0011_handoff_codes.sql")),
     (12, "connection lease token", include_str!("../migrations/sqlite/0012_connection_lease_token.sql")),
     (13, "upstream registrations", include_str!("../migrations/sqlite/0013_upstream_registrations.sql")),
-    (14, "mcp session client features", include_str!("../migrations/sqlite/0014_mcp_session_client_features.sql")),
+    (
+        14,
+        "mcp session client features and client",
+        include_str!("../migrations/sqlite/0014_mcp_session_client_features.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -37,7 +41,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "handoff codes", include_str!("../migrations/postgres/0011_handoff_codes.sql")),
     (12, "connection lease token", include_str!("../migrations/postgres/0012_connection_lease_token.sql")),
     (13, "upstream registrations", include_str!("../migrations/postgres/0013_upstream_registrations.sql")),
-    (14, "mcp session client features", include_str!("../migrations/postgres/0014_mcp_session_client_features.sql")),
+    (
+        14,
+        "mcp session client features and client",
+        include_str!("../migrations/postgres/0014_mcp_session_client_features.sql"),
+    ),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

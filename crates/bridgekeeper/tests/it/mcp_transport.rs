@@ -76,17 +76,27 @@ async fn session_bound_to_account() {
 }
 
 #[tokio::test]
-async fn security_an_mcp_session_belongs_to_the_grant_that_created_it() {
+async fn security_an_mcp_session_belongs_to_the_app_that_created_it() {
     let server = Server::start();
-    let (flow, _, first) = signed_in(&server, "two-apps@example.com").await;
-    // The same person authorizes a second app: another grant of the same account.
-    let (_, second) = flow.login_client("universal-mcp-read-write").await;
+    let (flow, first_app, first) = signed_in(&server, "two-apps@example.com").await;
+    // The same person authorizes a second app (another client) of the same account.
+    let (scope, redirect) = ("universal-mcp-read-write", "http://127.0.0.1:9/other-app");
+    let other_app = flow.register(redirect, scope).await;
+    let back = flow.approve(&flow.authorize_url(&other_app, redirect, scope, "st")).await;
+    let code = crate::harness::query_param(&back, "code").expect("code");
+    let second = flow.exchange_code(&other_app, redirect, &code).await;
     let sid = flow.mcp_initialize(&first.access, V).await;
     // The other app cannot use the session (nor answer the questions relayed on it, nor cancel
     // its calls): it looks unknown.
     let other = flow.mcp_in(&second.access, &sid, V, "tools/list", json!({})).await;
     assert_eq!(other.status(), 404);
     assert_eq!(flow.mcp_in(&first.access, &sid, V, "tools/list", json!({})).await.status(), 200);
+    // The same app's later grant (a step-up re-authorization) keeps it.
+    let back = flow.approve(&flow.authorize_url(&first_app, "http://127.0.0.1:9/callback", scope, "st2")).await;
+    let code = crate::harness::query_param(&back, "code").expect("code");
+    let later = flow.exchange_code(&first_app, "http://127.0.0.1:9/callback", &code).await;
+    assert_ne!(later.access, first.access);
+    assert_eq!(flow.mcp_in(&later.access, &sid, V, "tools/list", json!({})).await.status(), 200);
 }
 
 #[tokio::test]

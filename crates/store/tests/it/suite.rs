@@ -234,6 +234,7 @@ pub async fn mcp_sessions_are_tenant_bound(store: &SqlStore) {
         id: "sess-1".into(),
         account_id: a.clone(),
         grant_id: SessionId::generate(),
+        client_id: "cli_inspector".into(),
         protocol_version: "2025-11-25".into(),
         client_name: Some("inspector".into()),
         client_features: bk_domain::mcp_session::ClientFeatures {
@@ -249,6 +250,7 @@ pub async fn mcp_sessions_are_tenant_bound(store: &SqlStore) {
     let got = store.mcp_session(&a, "sess-1").await.unwrap().unwrap();
     assert_eq!((got.protocol_version.as_str(), got.client_name.as_deref()), ("2025-11-25", Some("inspector")));
     assert_eq!(got.client_features, s.client_features, "what the client declared is kept");
+    assert_eq!(got.client_id, "cli_inspector");
     assert!(store.mcp_session(&b, "sess-1").await.unwrap().is_none(), "another tenant's session looks absent");
     assert!(!store.end_mcp_session(&b, "sess-1", 5).await.unwrap(), "another tenant cannot end it");
     assert!(store.end_mcp_session(&a, "sess-1", 5).await.unwrap());
