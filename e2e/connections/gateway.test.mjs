@@ -27,6 +27,37 @@ const APP_REDIRECT = 'http://127.0.0.1:53690/connected';
 const TEST_TIMEOUT_MS = 60_000;
 const rand = () => randomBytes(6).toString('hex');
 
+/**
+ * A 2026-07-28 request to `issuer`'s /mcp as the SDKs send it (stateless: the `_meta` envelope in
+ * `params`, the version, method and name headers): the fetch Response.
+ */
+const modernPost = (issuer, token, { id = 1, method = 'tools/call', params = {}, capabilities = {}, meta = {}, stream = false, signal } = {}) =>
+    fetch(new URL('/mcp', issuer), {
+        method: 'POST',
+        signal,
+        headers: {
+            Authorization: `Bearer ${token}`,
+            'Content-Type': 'application/json',
+            Accept: stream ? 'application/json, text/event-stream' : 'application/json',
+            'MCP-Protocol-Version': '2026-07-28',
+            'Mcp-Method': method,
+            ...(params.name ? { 'Mcp-Name': params.name } : {})
+        },
+        body: JSON.stringify({
+            jsonrpc: '2.0',
+            id,
+            method,
+            params: {
+                ...params,
+                _meta: {
+                    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+                    'io.modelcontextprotocol/clientCapabilities': capabilities,
+                    ...meta
+                }
+            }
+        })
+    });
+
 describe('the gateway: a tenant’s connected MCP server as tools on /mcp (server-everything)', () => {
     let everything;
     let bk;
@@ -327,32 +358,12 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
 
     /** A 2026-07-28 tools/call (stateless, `_meta` envelope) answered as an event stream. */
     const modernCall = (token, name, args, meta, signal) =>
-        fetch(new URL('/mcp', bk.issuer), {
-            method: 'POST',
-            signal,
-            headers: {
-                Authorization: `Bearer ${token}`,
-                'Content-Type': 'application/json',
-                Accept: 'application/json, text/event-stream',
-                'MCP-Protocol-Version': '2026-07-28',
-                'Mcp-Method': 'tools/call',
-                'Mcp-Name': name
-            },
-            body: JSON.stringify({
-                jsonrpc: '2.0',
-                id: 'call-1',
-                method: 'tools/call',
-                params: {
-                    name,
-                    arguments: args,
-                    _meta: {
-                        'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-                        'io.modelcontextprotocol/clientCapabilities': {},
-                        'io.modelcontextprotocol/clientInfo': { name: 'raw-2026', version: '1' },
-                        ...meta
-                    }
-                }
-            })
+        modernPost(bk.issuer, token, {
+            id: 'call-1',
+            params: { name, arguments: args },
+            meta: { 'io.modelcontextprotocol/clientInfo': { name: 'raw-2026', version: '1' }, ...meta },
+            stream: true,
+            signal
         });
 
     test(
@@ -463,28 +474,12 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
             const uri = resources.find(r => r.uri.startsWith('demo://resource/static/document/')).uri;
             const mark = everything.requests.length;
             const abort = new AbortController();
-            const res = await fetch(new URL('/mcp', bk.issuer), {
-                method: 'POST',
-                signal: abort.signal,
-                headers: {
-                    Authorization: `Bearer ${alice.app.accessToken}`,
-                    'Content-Type': 'application/json',
-                    Accept: 'application/json, text/event-stream',
-                    'MCP-Protocol-Version': '2026-07-28',
-                    'Mcp-Method': 'subscriptions/listen'
-                },
-                body: JSON.stringify({
-                    jsonrpc: '2.0',
-                    id: 'sub-1',
-                    method: 'subscriptions/listen',
-                    params: {
-                        notifications: { resourceSubscriptions: [uri, 'nowhere://not-offered'] },
-                        _meta: {
-                            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-                            'io.modelcontextprotocol/clientCapabilities': {}
-                        }
-                    }
-                })
+            const res = await modernPost(bk.issuer, alice.app.accessToken, {
+                id: 'sub-1',
+                method: 'subscriptions/listen',
+                params: { notifications: { resourceSubscriptions: [uri, 'nowhere://not-offered'] } },
+                stream: true,
+                signal: abort.signal
             });
             assert.equal(res.status, 200);
             const reader = res.body.getReader();
@@ -538,30 +533,10 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {
             const round = async (name, args, extra) => {
-                const res = await fetch(new URL('/mcp', bk.issuer), {
-                    method: 'POST',
-                    headers: {
-                        Authorization: `Bearer ${alice.app.accessToken}`,
-                        'Content-Type': 'application/json',
-                        Accept: 'application/json',
-                        'MCP-Protocol-Version': '2026-07-28',
-                        'Mcp-Method': 'tools/call',
-                        'Mcp-Name': name
-                    },
-                    body: JSON.stringify({
-                        jsonrpc: '2.0',
-                        id: 11,
-                        method: 'tools/call',
-                        params: {
-                            name,
-                            arguments: args,
-                            ...extra,
-                            _meta: {
-                                'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-                                'io.modelcontextprotocol/clientCapabilities': { sampling: {}, elicitation: { form: {} } }
-                            }
-                        }
-                    })
+                const res = await modernPost(bk.issuer, alice.app.accessToken, {
+                    id: 11,
+                    params: { name, arguments: args, ...extra },
+                    capabilities: { sampling: {}, elicitation: { form: {} } }
                 });
                 assert.equal(res.status, 200);
                 const body = await res.json();
@@ -583,31 +558,15 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
             assert.equal(done.resultType, 'complete', JSON.stringify(done));
             assert.match(done.content[0].text, /scripted: Lisbon/);
             // The state is spent: the parked call ended.
-            const again = await fetch(new URL('/mcp', bk.issuer), {
-                method: 'POST',
-                headers: {
-                    Authorization: `Bearer ${alice.app.accessToken}`,
-                    'Content-Type': 'application/json',
-                    Accept: 'application/json',
-                    'MCP-Protocol-Version': '2026-07-28',
-                    'Mcp-Method': 'tools/call',
-                    'Mcp-Name': 'everything_trigger-sampling-request'
+            const again = await modernPost(bk.issuer, alice.app.accessToken, {
+                id: 12,
+                params: {
+                    name: 'everything_trigger-sampling-request',
+                    arguments: args,
+                    requestState: asked.requestState,
+                    inputResponses: { [key]: {} }
                 },
-                body: JSON.stringify({
-                    jsonrpc: '2.0',
-                    id: 12,
-                    method: 'tools/call',
-                    params: {
-                        name: 'everything_trigger-sampling-request',
-                        arguments: args,
-                        requestState: asked.requestState,
-                        inputResponses: { [key]: {} },
-                        _meta: {
-                            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-                            'io.modelcontextprotocol/clientCapabilities': { sampling: {} }
-                        }
-                    }
-                })
+                capabilities: { sampling: {} }
             }).then(r => r.json());
             assert.equal(again.error.code, -32602, JSON.stringify(again));
             assert.match(again.error.message, /no longer waiting/);
@@ -916,30 +875,10 @@ describe('the gateway: declarative HTTP tools against a real REST API', () => {
 
         // 2026-07-28: an input round; a decline ends the call with a tool error.
         const modern = async extra => {
-            const res = await fetch(new URL('/mcp', bk.issuer), {
-                method: 'POST',
-                headers: {
-                    Authorization: `Bearer ${bob.accessToken}`,
-                    'Content-Type': 'application/json',
-                    Accept: 'application/json',
-                    'MCP-Protocol-Version': '2026-07-28',
-                    'Mcp-Method': 'tools/call',
-                    'Mcp-Name': 'company_account'
-                },
-                body: JSON.stringify({
-                    jsonrpc: '2.0',
-                    id: 7,
-                    method: 'tools/call',
-                    params: {
-                        name: 'company_account',
-                        arguments: {},
-                        ...extra,
-                        _meta: {
-                            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
-                            'io.modelcontextprotocol/clientCapabilities': { elicitation: { url: {} } }
-                        }
-                    }
-                })
+            const res = await modernPost(bk.issuer, bob.accessToken, {
+                id: 7,
+                params: { name: 'company_account', arguments: {}, ...extra },
+                capabilities: { elicitation: { url: {} } }
             });
             assert.equal(res.status, 200);
             return (await res.json()).result;

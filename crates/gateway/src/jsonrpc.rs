@@ -39,6 +39,16 @@ fn message_response(framing: Framing, message: String) -> Response {
     }
 }
 
+/// A streamed event-stream response (a relayed call, a listen stream) around `body`.
+pub fn event_stream(body: axum::body::Body) -> Response {
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}
+
 /// Messages in the request's framing: an event stream of them all, or (plain JSON) the last.
 pub fn messages(framing: Framing, mut messages: Vec<String>) -> Response {
     match framing {

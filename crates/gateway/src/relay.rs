@@ -16,7 +16,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -408,13 +407,7 @@ pub(crate) async fn drive<F: Frame>(
     let body = futures_util::stream::unfold(state, |mut s| async move {
         s.next().await.map(|chunk| (Ok::<_, Infallible>(chunk), s))
     });
-    let mut res = Response::new(Body::from_stream(body));
-    *res.status_mut() = StatusCode::OK;
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    res
+    crate::jsonrpc::event_stream(Body::from_stream(body))
 }
 
 /// Parks the call for an input round with `first` and any other question already asked; the

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -159,12 +159,7 @@ pub async fn listen(
     let body = futures_util::stream::unfold(stream, |mut s| async move {
         s.next().await.map(|chunk| (Ok::<_, Infallible>(chunk), s))
     });
-    let mut res = Response::new(Body::from_stream(body));
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    res
+    jsonrpc::event_stream(Body::from_stream(body))
 }
 
 fn interval(every: Duration) -> tokio::time::Interval {
