@@ -20,7 +20,7 @@ import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextpr
 
 import { UserAgent } from './lib/agent.mjs';
 import { api, authorizeApp, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
-import { startEverything } from './lib/everything.mjs';
+import { everythingEnv, startEverything, withLogsOf } from './lib/everything.mjs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const APP_REDIRECT = 'http://127.0.0.1:53690/connected';
@@ -77,18 +77,12 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
 
     before(async () => {
         everything = await startEverything();
-        const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__EVERYTHING__';
-        bk = await startBridgekeeper({
-            [`${p}NAME`]: 'Everything',
-            [`${p}DESCRIPTION`]: 'The MCP reference server (server-everything)',
-            [`${p}AUTH`]: 'api_key',
-            [`${p}TOOLS__KIND`]: 'mcp',
-            [`${p}TOOLS__URL`]: everything.url,
-            BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
-            BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true',
-            BRIDGEKEEPER_METRICS__PUBLIC: 'true',
-            BRIDGEKEEPER_CONNECTIONS__MCP_CALL_TIMEOUT_MS: '3000'
-        });
+        bk = await startBridgekeeper(
+            everythingEnv(everything.url, {
+                BRIDGEKEEPER_METRICS__PUBLIC: 'true',
+                BRIDGEKEEPER_CONNECTIONS__MCP_CALL_TIMEOUT_MS: '3000'
+            })
+        );
         const person = async name => {
             const agent = new UserAgent();
             const app = await signUpAndAuthorizeApp(agent, bk.issuer, {
@@ -113,14 +107,7 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
         await everything?.stop();
     });
 
-    const withLogs = fn => async t => {
-        try {
-            await fn(t);
-        } catch (err) {
-            err.message += `\n--- server log (tail) ---\n${bk?.logTail()}`;
-            throw err;
-        }
-    };
+    const withLogs = withLogsOf(() => bk);
 
     test(
         'the tenant sees the server’s tools next to the built-ins, namespaced, read-only where the server says so',
@@ -921,19 +908,14 @@ describe('the gateway: rate limits per tool and a circuit breaker per upstream s
 
     before(async () => {
         everything = await startEverything();
-        const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__EVERYTHING__';
-        bk = await startBridgekeeper({
-            [`${p}NAME`]: 'Everything',
-            [`${p}AUTH`]: 'api_key',
-            [`${p}TOOLS__KIND`]: 'mcp',
-            [`${p}TOOLS__URL`]: everything.url,
-            BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
-            BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true',
-            BRIDGEKEEPER_METRICS__PUBLIC: 'true',
-            BRIDGEKEEPER_CONNECTIONS__BREAKER_FAILURES: '2',
-            BRIDGEKEEPER_CONNECTIONS__BREAKER_COOLDOWN_MS: '2000',
-            BRIDGEKEEPER_MCP__TOOL_RATE_LIMITS__PER_TOOL: '{"everything_e*" = "3/min", "_default" = "100/min"}'
-        });
+        bk = await startBridgekeeper(
+            everythingEnv(everything.url, {
+                BRIDGEKEEPER_METRICS__PUBLIC: 'true',
+                BRIDGEKEEPER_CONNECTIONS__BREAKER_FAILURES: '2',
+                BRIDGEKEEPER_CONNECTIONS__BREAKER_COOLDOWN_MS: '2000',
+                BRIDGEKEEPER_MCP__TOOL_RATE_LIMITS__PER_TOOL: '{"everything_e*" = "3/min", "_default" = "100/min"}'
+            })
+        );
         const person = async name => {
             const app = await signUpAndAuthorizeApp(new UserAgent(), bk.issuer, {
                 email: `${name}-${rand()}@example.com`,

@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 
 import { UserAgent } from './lib/agent.mjs';
 import { api, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
-import { startEverything } from './lib/everything.mjs';
+import { everythingEnv, startEverything, withLogsOf } from './lib/everything.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pyDir = path.resolve(here, '..', 'python');
@@ -121,16 +121,7 @@ describe('the gateway with the official MCP Python SDK as the client (server-eve
         async () => {
             python = pythonVenv();
             everything = await startEverything();
-            const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__EVERYTHING__';
-            bk = await startBridgekeeper({
-                [`${p}NAME`]: 'Everything',
-                [`${p}DESCRIPTION`]: 'The MCP reference server (server-everything)',
-                [`${p}AUTH`]: 'api_key',
-                [`${p}TOOLS__KIND`]: 'mcp',
-                [`${p}TOOLS__URL`]: everything.url,
-                BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
-                BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true'
-            });
+            bk = await startBridgekeeper(everythingEnv(everything.url));
             const person = async name => {
                 const email = `${name}-${rand()}@example.com`;
                 const app = await signUpAndAuthorizeApp(new UserAgent(), bk.issuer, {
@@ -157,14 +148,7 @@ describe('the gateway with the official MCP Python SDK as the client (server-eve
         await everything?.stop();
     });
 
-    const withLogs = fn => async t => {
-        try {
-            await fn(t);
-        } catch (err) {
-            err.message += `\n--- server log (tail) ---\n${bk?.logTail()}`;
-            throw err;
-        }
-    };
+    const withLogs = withLogsOf(() => bk);
     const mcpUrl = () => new URL('/mcp', bk.issuer).href;
 
     test(

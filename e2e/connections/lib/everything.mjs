@@ -108,3 +108,31 @@ export async function startEverything() {
     };
 }
 
+
+/**
+ * The environment that configures `url` (a server-everything) as the operator-added provider
+ * `everything` (`api_key`, tools from that MCP server on loopback), plus `extra`.
+ */
+export function everythingEnv(url, extra = {}) {
+    const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__EVERYTHING__';
+    return {
+        [`${p}NAME`]: 'Everything',
+        [`${p}DESCRIPTION`]: 'The MCP reference server (server-everything)',
+        [`${p}AUTH`]: 'api_key',
+        [`${p}TOOLS__KIND`]: 'mcp',
+        [`${p}TOOLS__URL`]: url,
+        BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
+        BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true',
+        ...extra
+    };
+}
+
+/** Appends the server's log tail to a failing test's message. */
+export const withLogsOf = getBk => fn => async t => {
+    try {
+        await fn(t);
+    } catch (err) {
+        err.message += `\n--- server log (tail) ---\n${getBk()?.logTail()}`;
+        throw err;
+    }
+};
