@@ -144,6 +144,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
             None => (Arc::new(bk_limits::LocalLimiter::default()), None),
         };
+    // Several instances share Redis: what reaches one for a call another runs is passed on.
+    let bus: Option<Arc<dyn bk_limits::bus::Bus>> = match &config.redis.url {
+        Some(url) => Some(bk_limits::bus::RedisBus::start(url, &config.redis.key_prefix).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let audit_config = config.audit.to_config();
     let audit = bk_audit::AuditLog::start(store.clone(), &audit_config)?;
     let verifier = Arc::new(Verifier::new(
@@ -269,6 +274,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             shared_limiter,
             request_state_key,
             tool_limits: config.tool_limit_rules().map_err(anyhow::Error::msg)?,
+            bus,
         },
         audit.clone(),
         vec![Box::new(upstream_tools)],

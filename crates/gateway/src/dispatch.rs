@@ -185,7 +185,18 @@ fn legacy_round<'a>(features: ClientFeatures) -> Round<'a> {
 
 /// A response POSTed on a legacy session: the answer to a request relayed to its client.
 pub(crate) fn answered(gw: &Gateway, session: &str, message: &Value) {
-    if !gw.pending.answer(session, message) {
+    if gw.pending.answer(session, message) {
+        return;
+    }
+    // Asked by another instance, perhaps (a load balancer without affinity).
+    if let Some((bus, instance)) = &gw.bus {
+        let m = crate::relay::BusMessage::Answer {
+            from: instance.clone(),
+            session: session.to_owned(),
+            message: message.clone(),
+        };
+        bus.publish(serde_json::to_string(&m).unwrap_or_default());
+    } else {
         tracing::debug!("a response on an MCP session answered nothing waiting here");
     }
 }
@@ -193,10 +204,16 @@ pub(crate) fn answered(gw: &Gateway, session: &str, message: &Value) {
 /// `notifications/cancelled` on a legacy session: the call it names stops (its upstream request
 /// is cancelled in turn), if it runs here.
 pub(crate) fn cancelled(gw: &Gateway, session: &str, params: &Value) {
-    if let Some(id) = params.get("requestId").filter(|i| i.is_string() || i.is_number())
-        && gw.in_flight.cancel(session, id)
-    {
+    let Some(id) = params.get("requestId").filter(|i| i.is_string() || i.is_number()) else { return };
+    if gw.in_flight.cancel(session, id) {
         tracing::debug!(request = %id, "a tool call was cancelled by its client");
+    } else if let Some((bus, instance)) = &gw.bus {
+        let m = crate::relay::BusMessage::Cancel {
+            from: instance.clone(),
+            session: session.to_owned(),
+            request: id.clone(),
+        };
+        bus.publish(serde_json::to_string(&m).unwrap_or_default());
     }
 }
 

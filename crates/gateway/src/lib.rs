@@ -48,6 +48,9 @@ pub struct GatewayConfig {
     pub request_state_key: Arc<MacKey>,
     /// Limits on tool calls per tool, tenant and client (counted in `shared_limiter` when set).
     pub tool_limits: ToolLimitRules,
+    /// Between instances (Redis): a legacy client's answer or cancellation that reaches another
+    /// instance than the one running the call is passed on to it.
+    pub bus: Option<Arc<dyn bk_limits::bus::Bus>>,
 }
 
 /// What `/mcp` keeps and reads: MCP sessions (legacy protocol), the grants its built-in tools
@@ -76,6 +79,8 @@ pub struct Gateway {
     pending: Arc<relay::Pending>,
     /// 2026-07-28 calls parked for their clients' answers to an input round.
     parked: Arc<relay::Parked>,
+    /// The instance bus, and this instance's id on it.
+    bus: Option<(Arc<dyn bk_limits::bus::Bus>, String)>,
     /// Set once at shutdown: open `subscriptions/listen` streams end (with their closing result).
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -97,6 +102,13 @@ impl Gateway {
             audit: audit.clone(),
             clock: clock.clone(),
         };
+        let pending: Arc<relay::Pending> = Arc::default();
+        let in_flight: Arc<relay::InFlight> = Arc::default();
+        let bus = config.bus.clone().map(|b| {
+            let instance = bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<12>());
+            relay::apply_from_bus(b.subscribe(), instance.clone(), pending.clone(), in_flight.clone());
+            (b, instance)
+        });
         Self {
             verifier,
             resource: format!("{issuer}/mcp"),
@@ -121,8 +133,9 @@ impl Gateway {
             clock,
             states: rounds::RequestStates::new(config.request_state_key.clone()),
             listeners: modern::Listeners::default(),
-            in_flight: Arc::default(),
-            pending: Arc::default(),
+            in_flight,
+            pending,
+            bus,
             parked: Arc::default(),
             closing: tokio::sync::watch::Sender::new(false),
         }

@@ -206,6 +206,48 @@ impl Pending {
     }
 }
 
+/// What one instance passes to the others (see `bk_limits::bus`).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum BusMessage {
+    /// A client's response on a session, to a question another instance may have asked.
+    Answer { from: String, session: String, message: Value },
+    /// A session's `notifications/cancelled` for a call another instance may run.
+    Cancel { from: String, session: String, request: Value },
+}
+
+/// Applies what other instances publish, for as long as the bus runs.
+pub(crate) fn apply_from_bus(
+    mut messages: tokio::sync::broadcast::Receiver<String>,
+    instance: String,
+    pending: Arc<Pending>,
+    in_flight: Arc<InFlight>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        loop {
+            let payload = match messages.recv().await {
+                Ok(p) => p,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "this instance fell behind the instance bus");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            match serde_json::from_str::<BusMessage>(&payload) {
+                Ok(BusMessage::Answer { from, session, message }) if from != instance => {
+                    pending.answer(&session, &message);
+                }
+                Ok(BusMessage::Cancel { from, session, request }) if from != instance => {
+                    in_flight.cancel(&session, &request);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "an unreadable message on the instance bus"),
+            }
+        }
+    });
+}
+
 /// Removes a question from `Pending` when its asker stops waiting.
 struct Forget {
     pending: Arc<Pending>,

@@ -1,7 +1,10 @@
-//! Rate limits shared by every instance (Redis) or kept in this process (the default).
+//! Rate limits shared by every instance (Redis) or kept in this process (the default); and the
+//! message bus between instances (`bus`, Redis publish/subscribe).
 //! A limit is `limit` events per `window_secs` per key within a bucket (`registrations` per IP,
 //! `sign_in_failures` per account name, `client_auth_failures` per client, …).
 #![forbid(unsafe_code)]
+
+pub mod bus;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

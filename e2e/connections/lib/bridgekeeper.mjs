@@ -10,11 +10,11 @@ import { extractForm } from '../../ts/lib/browser.mjs';
 import { rawRequest } from './agent.mjs';
 
 /** Starts the binary with `env` added to this process's environment (server.mjs passes it on). */
-export async function startBridgekeeper(env) {
+export async function startBridgekeeper(env, options = {}) {
     const saved = Object.fromEntries(Object.keys(env).map(k => [k, process.env[k]]));
     Object.assign(process.env, env);
     try {
-        return await startServer();
+        return await startServer(options);
     } finally {
         for (const [k, v] of Object.entries(saved)) {
             if (v === undefined) delete process.env[k];

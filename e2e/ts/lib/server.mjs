@@ -22,16 +22,18 @@ const LOG_TAIL_LINES = 200;
 
 /**
  * Spawns `bridgekeeper serve --listen 127.0.0.1:0 --data-dir <tmp>` and waits
- * for its JSON "listening" log line.
+ * for its JSON "listening" log line. `peerOf`: the data directory of a running
+ * instance to share (a second instance on the same database; it is left in place).
  *
  * @returns {Promise<{issuer: string, addr: string, dataDir: string, logTail: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer() {
+export async function startServer({ peerOf } = {}) {
     const bin = serverBinary();
     if (!existsSync(bin)) {
         throw new Error(`server binary not found at ${bin} (build it with cargo build, or set BK_BIN)`);
     }
-    const dataDir = await mkdtemp(path.join(tmpdir(), 'bk-e2e-'));
+    const dataDir = peerOf ?? (await mkdtemp(path.join(tmpdir(), 'bk-e2e-')));
+    const removeDataDir = () => (peerOf ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }));
     const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
         env: { ...process.env, BRIDGEKEEPER_LOG_FORMAT: 'json' },
         stdio: ['ignore', 'pipe', 'pipe']
@@ -90,7 +92,7 @@ export async function startServer() {
         info = await listening;
     } catch (err) {
         if (!exited) child.kill('SIGKILL');
-        await rm(dataDir, { recursive: true, force: true });
+        await removeDataDir();
         throw err;
     }
 
@@ -111,7 +113,7 @@ export async function startServer() {
             }
         }
         process.removeListener('exit', killOnExit);
-        await rm(dataDir, { recursive: true, force: true });
+        await removeDataDir();
         if (stuck) throw new Error(`server did not stop within 10 s of SIGTERM and was killed; output:\n${logTail()}`);
     }
 
