@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { UserAgent, rawRequest } from './lib/agent.mjs';
 import { api, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
 import { throughInteraction } from './lib/interaction.mjs';
+import { extractForm } from '../ts/lib/browser.mjs';
 import { REQUIRED_SCOPE, startMcpUpstream } from './lib/mcp-upstream.mjs';
 
 const PROVIDER = 'docs';
@@ -537,6 +538,36 @@ describe('connections: a protected MCP server (TypeScript SDK) whose authorizati
             assert.equal(q.get('prompt'), 'consent', 'offline_access comes with prompt=consent');
             assert.equal(upstream.refreshPolicy[0]?.offlineAccess, true, 'oidc-provider granted offline_access');
         }
+    );
+
+    test(
+        'the connections page connects the MCP server too: a button, the server’s authorization server, back to the page',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const page = await agent.get(`${bk.issuer}/connections`);
+            assert.equal(page.status, 200, page.text);
+            // The connect form of this provider's card (each provider has one).
+            const card = page.text.match(new RegExp(`<li class="card" id="provider-${PROVIDER}">[\\s\\S]*?</li>`));
+            assert.ok(card, `a card for ${PROVIDER}: ${page.text}`);
+            const form = extractForm(card[0], '/connections/connect');
+            assert.equal(form.hidden.get('provider'), PROVIDER);
+            const started = await agent.post(`${bk.issuer}/connections/connect`, Object.fromEntries(form.hidden));
+            assert.equal(started.status, 303, `${started.status} ${started.text}`);
+            const url = new URL(started.location);
+            assert.equal(url.origin + url.pathname, upstream.endpoints.authorize, 'discovered from the server');
+            assert.equal(url.searchParams.get('resource'), upstream.mcpUrl);
+            const { callback } = await atUpstream(url.href);
+            const back = await agent.get(callback);
+            assert.equal(back.status, 303, `callback: ${back.status} ${back.text}`);
+            const to = new URL(back.location);
+            assert.equal(to.origin + to.pathname, `${bk.issuer}/connections`, 'back to the page');
+            assert.equal(to.searchParams.get('status'), 'active');
+            const id = to.searchParams.get('connectionId');
+            const c = await call('GET', `/api/v1/connections/${id}`);
+            assert.equal(c.status, 200, c.text);
+            assert.equal(c.body.providerId, PROVIDER);
+            assert.equal(c.body.status, 'active');
+        })
     );
 
     test(

@@ -34,6 +34,7 @@ use bk_domain::ports::{
 };
 
 pub use caller::Caller;
+pub use connect_mcp::start_mcp;
 pub use connections::{connect_with_key, remove_connection, start_oauth2};
 pub use handoff::ClientAuthenticator;
 pub use problem::Problem;

@@ -149,7 +149,7 @@ struct ProviderView {
     description: String,
     logo: Option<String>,
     initial: String,
-    /// `oauth2`, `api_key`, or `unavailable`.
+    /// `oauth2`, `mcp`, `api_key`, or `unavailable`.
     kind: &'static str,
     key_label: Option<String>,
     key_help: Option<String>,
@@ -226,6 +226,7 @@ fn connectable(p: &Provider) -> Result<&'static str, String> {
     }
     match &p.auth {
         AuthKind::OAuth2(_) => Ok("oauth2"),
+        AuthKind::Mcp(_) => Ok("mcp"),
         AuthKind::ApiKey(_) => Ok("api_key"),
         other => Err(format!("connecting {} services is not available yet", other.name())),
     }
@@ -431,14 +432,21 @@ pub async fn connect(State(s): State<Arc<ConnectionsPage>>, headers: HeaderMap, 
                 Err(p) => render(&s, &v, problem_status(&p), error_flash(sentence(&p)), &none).await,
             }
         }
-        AuthKind::OAuth2(o) => {
+        AuthKind::OAuth2(_) | AuthKind::Mcp(_) => {
             let back = match url::Url::parse(&format!("{}{PAGE}", s.api.issuer)) {
                 Ok(u) => u,
                 Err(_) => {
                     return s.web.message(StatusCode::INTERNAL_SERVER_ERROR, "Error", "The server is misconfigured.");
                 }
             };
-            match bk_api::start_oauth2(&s.api, &who, &v.account.id, o, &provider.id, &back).await {
+            // An OAuth provider's authorization page, or a remote MCP server's authorization
+            // server (discovered from the server now).
+            let started = match &provider.auth {
+                AuthKind::OAuth2(o) => bk_api::start_oauth2(&s.api, &who, &v.account.id, o, &provider.id, &back).await,
+                AuthKind::Mcp(m) => bk_api::start_mcp(&s.api, &who, &v.account.id, m, &provider.id, &back).await,
+                _ => Err(Problem::server_error()),
+            };
+            match started {
                 Ok(url) => {
                     s.api.emit(
                         v.stamp(s.api.event("connection.initiated", Outcome::Success))
