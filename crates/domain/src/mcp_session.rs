@@ -22,6 +22,8 @@ pub struct McpSession {
     pub client_name: Option<String>,
     /// What the client said at `initialize` it can do that the gateway may ask of it.
     pub client_features: ClientFeatures,
+    /// The least severe log level the client asked for (`logging/setLevel`); none yet.
+    pub log_level: Option<String>,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub ended_at: Option<UnixTime>,
@@ -113,6 +115,7 @@ mod tests {
             protocol_version: "2025-06-18".into(),
             client_name: None,
             client_features: ClientFeatures::default(),
+            log_level: None,
             client_id: String::new(),
             created_at: 0,
             expires_at,

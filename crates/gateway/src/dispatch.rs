@@ -18,7 +18,7 @@ use crate::jsonrpc::{self, Framing, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_F
 use crate::tools::{Answer, Offer, Round, ToolError};
 use crate::transport::{LATEST_VERSION, SESSION_HEADER, SUPPORTED_VERSIONS};
 use bk_access::AccessContext;
-use bk_domain::mcp_session::ClientFeatures;
+use bk_domain::mcp_session::{ClientFeatures, McpSession};
 
 /// MCP logging levels, least severe first.
 pub(crate) const LOG_LEVELS: &[&str] =
@@ -145,18 +145,20 @@ impl crate::relay::Frame for LegacyFrame {
 }
 
 /// A legacy `tools/call` answered as an event stream: run in a task of its own, its upstream
-/// progress and log messages (`info` and above: the legacy session's `logging/setLevel` is not
-/// kept) relayed before the result, cancellable by the session's `notifications/cancelled` and by
-/// the client going away.
+/// progress and log messages (at the level the session's `logging/setLevel` asked for, `info`
+/// until it does) relayed before the result, cancellable by the session's `notifications/cancelled`
+/// and by the client going away.
 pub(crate) async fn call_tool_relayed(
     gw: Arc<Gateway>,
     ctx: AccessContext,
-    session: Option<&str>,
-    features: ClientFeatures,
+    session: Option<&McpSession>,
     version: &str,
     id: Value,
     params: Value,
 ) -> Response {
+    let features = session.map(|s| s.client_features).unwrap_or_default();
+    let log_level = session.and_then(|s| s.log_level.clone()).unwrap_or_else(|| "info".to_owned());
+    let session = session.map(|s| s.id.as_str());
     if let Some(res) = scope_refusal(&gw, &ctx, Need::Call) {
         return res;
     }
@@ -175,7 +177,7 @@ pub(crate) async fn call_tool_relayed(
             call_tool(&gw, &ctx, &version, &params, &round).await
         }
     };
-    crate::relay::run(progress, Some("info"), asker, cancellable, None, features, work, frame).await
+    crate::relay::run(progress, Some(&log_level), asker, cancellable, None, features, work, frame).await
 }
 
 /// A legacy call's round: no input rounds; what the session's client declared at `initialize`.
@@ -258,13 +260,14 @@ pub async fn initialize(gw: &Gateway, ctx: &AccessContext, id: &Value, params: &
 pub async fn dispatch(
     gw: &Gateway,
     ctx: &AccessContext,
-    features: ClientFeatures,
+    session: Option<&McpSession>,
     version: &str,
     id: &Value,
     method: &str,
     params: &Value,
 ) -> Response {
     let framing = Framing::Json;
+    let features = session.map(|s| s.client_features).unwrap_or_default();
     let need = match method {
         "ping"
         | "tools/list"
@@ -283,7 +286,16 @@ pub async fn dispatch(
     match method {
         "ping" => jsonrpc::result(framing, id, json!({})),
         "logging/setLevel" => match params.get("level").and_then(Value::as_str) {
-            Some(l) if LOG_LEVELS.contains(&l) => jsonrpc::result(framing, id, json!({})),
+            Some(l) if LOG_LEVELS.contains(&l) => {
+                // Kept with the session: the level relayed upstream log messages are filtered at.
+                if let Some(s) = session
+                    && let Err(e) = gw.sessions.set_log_level(ctx, &s.id, l).await
+                {
+                    tracing::error!(error = %e, "keeping an MCP session's log level failed");
+                    return jsonrpc::unavailable("the server could not keep the log level; retry", None);
+                }
+                jsonrpc::result(framing, id, json!({}))
+            }
             _ => jsonrpc::error(
                 framing,
                 id,

@@ -27,7 +27,7 @@ pub struct McpSessions {
 }
 
 pub enum Lookup {
-    Live(McpSession),
+    Live(Box<McpSession>),
     /// Unknown, ended, expired, or another account's: all answer 404 alike.
     NotFound,
 }
@@ -53,6 +53,7 @@ impl McpSessions {
             protocol_version: protocol_version.to_owned(),
             client_name: client_name.map(|n| n.chars().filter(|c| !c.is_control()).take(100).collect()),
             client_features,
+            log_level: None,
             created_at: now,
             expires_at: now + self.ttl_secs,
             ended_at: None,
@@ -89,9 +90,18 @@ impl McpSessions {
         // which could otherwise answer its questions or cancel its calls.
         let ours = |s: &McpSession| s.client_id.is_empty() || s.client_id == ctx.client_id.as_str();
         Ok(match session {
-            Some(s) if s.is_live(now) && ours(&s) => Lookup::Live(s),
+            Some(s) if s.is_live(now) && ours(&s) => Lookup::Live(Box::new(s)),
             _ => Lookup::NotFound,
         })
+    }
+
+    /// Keeps the log level the session's client asked for (seen by every instance; this one at once).
+    pub async fn set_log_level(&self, ctx: &AccessContext, id: &str, level: &str) -> Result<(), StoreError> {
+        self.store.set_mcp_session_log_level(&ctx.account_id, id, level).await?;
+        if let Some((_, _, Some(s))) = self.lock().get_mut(id) {
+            s.log_level = Some(level.to_owned());
+        }
+        Ok(())
     }
 
     /// Ends the caller's session; false if there was no live one.

@@ -111,7 +111,7 @@ async fn session_of(
         return Ok(None);
     };
     match gw.sessions.find(ctx, id).await {
-        Ok(Lookup::Live(s)) => Ok(Some(s)),
+        Ok(Lookup::Live(s)) => Ok(Some(*s)),
         Ok(Lookup::NotFound) => {
             Err(refuse(StatusCode::NOT_FOUND, INVALID_REQUEST, "session not found; initialize a new one"))
         }
@@ -214,12 +214,10 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
     } else {
         Framing::Json
     };
-    let features = session.as_ref().map(|s| s.client_features).unwrap_or_default();
     if framing == Framing::Sse {
-        let session = session.as_ref().map(|s| s.id.as_str());
-        return dispatch::call_tool_relayed(gw.clone(), ctx, session, features, version, id, params).await;
+        return dispatch::call_tool_relayed(gw.clone(), ctx, session.as_ref(), version, id, params).await;
     }
-    dispatch::dispatch(&gw, &ctx, features, version, &id, method, &params).await
+    dispatch::dispatch(&gw, &ctx, session.as_ref(), version, &id, method, &params).await
 }
 
 /// No server-initiated stream is offered: GET answers 405 (after the host check, the token and the

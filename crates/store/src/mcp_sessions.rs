@@ -33,7 +33,7 @@ impl McpSessionStore for SqlStore {
 
     async fn mcp_session(&self, tenant: &TenantId, id: &str) -> Result<Option<McpSession>> {
         let row = sqlx::query(
-            "SELECT id, account_id, grant_id, client_id, protocol_version, client_name, client_features, created_at, expires_at, ended_at \
+            "SELECT id, account_id, grant_id, client_id, protocol_version, client_name, client_features, log_level, created_at, expires_at, ended_at \
              FROM mcp_sessions WHERE id = $1 AND account_id = $2",
         )
         .bind(id)
@@ -50,10 +50,22 @@ impl McpSessionStore for SqlStore {
             protocol_version: r.try_get("protocol_version").db()?,
             client_name: r.try_get("client_name").db()?,
             client_features: ClientFeatures::from_text(&r.try_get::<String, _>("client_features").db()?),
+            log_level: r.try_get("log_level").db()?,
             created_at: r.try_get("created_at").db()?,
             expires_at: r.try_get("expires_at").db()?,
             ended_at: r.try_get("ended_at").db()?,
         }))
+    }
+
+    async fn set_mcp_session_log_level(&self, tenant: &TenantId, id: &str, level: &str) -> Result<()> {
+        sqlx::query("UPDATE mcp_sessions SET log_level = $1 WHERE id = $2 AND account_id = $3")
+            .bind(level)
+            .bind(id)
+            .bind(tenant.as_str())
+            .execute(&self.writer)
+            .await
+            .db()?;
+        Ok(())
     }
 
     async fn end_mcp_session(&self, tenant: &TenantId, id: &str, now: UnixTime) -> Result<bool> {

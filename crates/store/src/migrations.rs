@@ -23,7 +23,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "upstream registrations", include_str!("../migrations/sqlite/0013_upstream_registrations.sql")),
     (
         14,
-        "mcp session client features and client",
+        "mcp session client features, client and log level",
         include_str!("../migrations/sqlite/0014_mcp_session_client_features.sql"),
     ),
 ];
@@ -43,7 +43,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "upstream registrations", include_str!("../migrations/postgres/0013_upstream_registrations.sql")),
     (
         14,
-        "mcp session client features and client",
+        "mcp session client features, client and log level",
         include_str!("../migrations/postgres/0014_mcp_session_client_features.sql"),
     ),
 ];

@@ -242,6 +242,7 @@ pub async fn mcp_sessions_are_tenant_bound(store: &SqlStore) {
             elicit_form: false,
             elicit_url: true,
         },
+        log_level: None,
         created_at: 1,
         expires_at: 100,
         ended_at: None,
@@ -251,6 +252,11 @@ pub async fn mcp_sessions_are_tenant_bound(store: &SqlStore) {
     assert_eq!((got.protocol_version.as_str(), got.client_name.as_deref()), ("2025-11-25", Some("inspector")));
     assert_eq!(got.client_features, s.client_features, "what the client declared is kept");
     assert_eq!(got.client_id, "cli_inspector");
+    assert_eq!(got.log_level, None);
+    store.set_mcp_session_log_level(&b, "sess-1", "debug").await.unwrap();
+    assert_eq!(store.mcp_session(&a, "sess-1").await.unwrap().unwrap().log_level, None, "another tenant cannot set it");
+    store.set_mcp_session_log_level(&a, "sess-1", "warning").await.unwrap();
+    assert_eq!(store.mcp_session(&a, "sess-1").await.unwrap().unwrap().log_level.as_deref(), Some("warning"));
     assert!(store.mcp_session(&b, "sess-1").await.unwrap().is_none(), "another tenant's session looks absent");
     assert!(!store.end_mcp_session(&b, "sess-1", 5).await.unwrap(), "another tenant cannot end it");
     assert!(store.end_mcp_session(&a, "sess-1", 5).await.unwrap());
