@@ -453,6 +453,31 @@ describe('the gateway: a tenant’s connected MCP server as tools on /mcp (serve
     );
 
     test(
+        'security: a question an upstream server relays to the client passes the redactor, as answers do',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0ZW5hbnQtc2VjcmV0In0.c2lnbmF0dXJlLWJ5dGVzLWhlcmU';
+            const asked = [];
+            const client = new Client({ name: 'gateway-e2e-redaction', version: '1.0.0' }, { capabilities: { sampling: {} } });
+            client.setRequestHandler(CreateMessageRequestSchema, async req => {
+                asked.push(req.params);
+                return { model: 'scripted-llm', role: 'assistant', content: { type: 'text', text: 'ok' } };
+            });
+            await client.connect(
+                new StreamableHTTPClientTransport(new URL('/mcp', bk.issuer), {
+                    requestInit: { headers: { Authorization: `Bearer ${alice.app.accessToken}` } }
+                })
+            );
+            await client.callTool({ name: 'everything_trigger-sampling-request', arguments: { prompt: `leak ${jwt}`, maxTokens: 5 } });
+            assert.equal(asked.length, 1, 'the question reached the client');
+            const seen = JSON.stringify(asked[0]);
+            assert.ok(!seen.includes(jwt), `a token-shaped string reached the client: ${seen}`);
+            assert.match(seen, /\[REDACTED\]/);
+            await client.close();
+        })
+    );
+
+    test(
         '2026-07-28: a listen stream watching a resource of the server hears when it changes; closing it unsubscribes upstream',
         { timeout: TEST_TIMEOUT_MS },
         withLogs(async () => {

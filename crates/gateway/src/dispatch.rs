@@ -18,7 +18,7 @@ use crate::jsonrpc::{self, Framing, INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_F
 use crate::tools::{Answer, Offer, Round, ToolError};
 use crate::transport::{LATEST_VERSION, SESSION_HEADER, SUPPORTED_VERSIONS};
 use bk_access::AccessContext;
-use bk_domain::mcp_session::{ClientFeatures, McpSession};
+use bk_domain::mcp_session::McpSession;
 
 /// MCP logging levels, least severe first.
 pub(crate) const LOG_LEVELS: &[&str] =
@@ -86,29 +86,15 @@ pub(crate) enum Reply {
 impl Reply {
     /// The 429 of a limited call, in JSON-RPC.
     pub(crate) fn limited_response(id: &Value, limited: &crate::tool_limits::Limited, message: &str) -> Response {
-        jsonrpc::limited(
-            id,
-            message,
-            limited.retry_after,
-            json!({"retryAfterSecs": limited.retry_after, "limit": limited.which, "rule": limited.rule}),
-        )
+        jsonrpc::limited(id, message, limited.retry_after, limited.data())
     }
 }
 
-/// A legacy answer: plain JSON-RPC in the request's framing.
+/// A legacy answer: plain JSON-RPC in the request's framing (a limited call: its 429).
 fn framed(framing: Framing, id: &Value, reply: Reply) -> Response {
     match reply {
-        Reply::Result(r) => jsonrpc::result(framing, id, r),
-        Reply::Error { code, message } => jsonrpc::error(framing, id, code, &message),
-        // A legacy request never gets a round (`Round::modern` is false): tools answer with an error.
-        Reply::InputRequired { .. } => {
-            framed(framing, id, tool_error_result("this tool needs input, which needs MCP 2026-07-28"))
-        }
-        Reply::NeedsCapability { message, .. } => framed(framing, id, tool_error_result(&message)),
         Reply::Limited(l, message) => Reply::limited_response(id, &l, &message),
-        Reply::ErrorData { code, message, data } => {
-            jsonrpc::messages(framing, vec![jsonrpc::error_text(id, code, &message, Some(data))])
-        }
+        other => jsonrpc::messages(framing, vec![legacy_message(id, other)]),
     }
 }
 
@@ -118,16 +104,12 @@ fn legacy_message(id: &Value, reply: Reply) -> String {
         Reply::Result(r) => jsonrpc::result_text(id, r),
         Reply::Error { code, message } => jsonrpc::error_text(id, code, &message, None),
         Reply::ErrorData { code, message, data } => jsonrpc::error_text(id, code, &message, Some(data)),
+        // A legacy request never gets a round (`Round::modern` is false): tools answer with an error.
         Reply::InputRequired { .. } => {
             legacy_message(id, tool_error_result("this tool needs input, which needs MCP 2026-07-28"))
         }
         Reply::NeedsCapability { message, .. } => legacy_message(id, tool_error_result(&message)),
-        Reply::Limited(l, message) => jsonrpc::error_text(
-            id,
-            jsonrpc::INVALID_REQUEST,
-            &message,
-            Some(json!({"retryAfterSecs": l.retry_after, "limit": l.which, "rule": l.rule})),
-        ),
+        Reply::Limited(l, message) => jsonrpc::error_text(id, jsonrpc::INVALID_REQUEST, &message, Some(l.data())),
     }
 }
 
@@ -173,16 +155,11 @@ pub(crate) async fn call_tool_relayed(
     let work = {
         let gw = gw.clone();
         move |relay| async move {
-            let round = Round { relay: Some(relay), ..legacy_round(features) };
+            let round = Round { relay: Some(relay), ..Round::for_client(false, features) };
             call_tool(&gw, &ctx, &version, &params, &round).await
         }
     };
     crate::relay::run(progress, Some(&log_level), asker, cancellable, None, features, work, frame).await
-}
-
-/// A legacy call's round: no input rounds; what the session's client declared at `initialize`.
-fn legacy_round<'a>(features: ClientFeatures) -> Round<'a> {
-    Round { can_elicit_form: features.elicit_form, can_elicit_url: features.elicit_url, ..Round::default() }
 }
 
 /// A response POSTed on a legacy session: the answer to a request relayed to its client.
@@ -191,14 +168,11 @@ pub(crate) fn answered(gw: &Gateway, session: &str, message: &Value) {
         return;
     }
     // Asked by another instance, perhaps (a load balancer without affinity).
-    if let Some((bus, instance)) = &gw.bus {
-        let m = crate::relay::BusMessage::Answer {
-            from: instance.clone(),
-            session: session.to_owned(),
-            message: message.clone(),
-        };
-        bus.publish(serde_json::to_string(&m).unwrap_or_default());
-    } else {
+    if !gw.publish(|from| crate::relay::BusMessage::Answer {
+        from,
+        session: session.to_owned(),
+        message: message.clone(),
+    }) {
         tracing::debug!("a response on an MCP session answered nothing waiting here");
     }
 }
@@ -209,13 +183,8 @@ pub(crate) fn cancelled(gw: &Gateway, session: &str, params: &Value) {
     let Some(id) = params.get("requestId").filter(|i| i.is_string() || i.is_number()) else { return };
     if gw.in_flight.cancel(session, id) {
         tracing::debug!(request = %id, "a tool call was cancelled by its client");
-    } else if let Some((bus, instance)) = &gw.bus {
-        let m = crate::relay::BusMessage::Cancel {
-            from: instance.clone(),
-            session: session.to_owned(),
-            request: id.clone(),
-        };
-        bus.publish(serde_json::to_string(&m).unwrap_or_default());
+    } else {
+        gw.publish(|from| crate::relay::BusMessage::Cancel { from, session: session.to_owned(), request: id.clone() });
     }
 }
 
@@ -310,7 +279,9 @@ pub async fn dispatch(
         "prompts/get" => framed(framing, id, get_prompt(gw, ctx, params).await),
         // 2025-11-25: an unknown resource is -32002.
         "resources/read" => framed(framing, id, read_resource(gw, ctx, params, RESOURCE_NOT_FOUND).await),
-        "tools/call" => framed(framing, id, call_tool(gw, ctx, version, params, &legacy_round(features)).await),
+        "tools/call" => {
+            framed(framing, id, call_tool(gw, ctx, version, params, &Round::for_client(false, features)).await)
+        }
         _ => jsonrpc::error(
             framing,
             id,

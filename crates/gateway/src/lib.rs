@@ -153,6 +153,13 @@ impl Gateway {
             .session(&ctx.session_id)
     }
 
+    /// Passes a message to the other instances (`from`: this instance's id); `false` without a bus.
+    pub(crate) fn publish(&self, message: impl FnOnce(String) -> relay::BusMessage) -> bool {
+        let Some((bus, instance)) = &self.bus else { return false };
+        bus.publish(serde_json::to_string(&message(instance.clone())).unwrap_or_default());
+        true
+    }
+
     pub(crate) fn emit(&self, e: AuditEvent) {
         self.audit.record(e);
     }

@@ -32,8 +32,7 @@ pub struct Relay {
 
 struct Inner {
     tx: mpsc::Sender<String>,
-    /// Requests to the client (sampling, elicitation): only on a legacy session's stream, whose
-    /// client answers by POSTing the response on that session.
+    /// How the client may be asked something (sampling, elicitation), when it can be.
     asker: Option<Asker>,
     /// The client's `_meta.progressToken` (`None`: it wants no progress).
     progress_token: Option<Value>,
@@ -276,13 +275,8 @@ impl InFlight {
 
     /// Aborts the session's call with this request id; `true` when one was running.
     pub(crate) fn cancel(&self, session: &str, id: &Value) -> bool {
-        match self.calls.lock().unwrap().remove(&Self::key(session, id)) {
-            Some(h) => {
-                h.abort();
-                true
-            }
-            None => false,
-        }
+        let handle = self.calls.lock().unwrap().remove(&Self::key(session, id));
+        handle.map(|h| h.abort()).is_some()
     }
 }
 

@@ -148,6 +148,11 @@ pub struct Limited {
 }
 
 impl Limited {
+    /// What a refusal's JSON-RPC error carries as `data`.
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::json!({"retryAfterSecs": self.retry_after, "limit": self.which, "rule": self.rule})
+    }
+
     pub fn message(&self, tool: &str) -> String {
         let unit = match self.rate.window_secs {
             1 => "second".to_owned(),
@@ -185,25 +190,24 @@ impl ToolLimits {
         // Each limit's bucket and key: the rule's key is part of the bucket, so two rules never
         // share counts, and a changed rate starts a fresh count.
         let mut wanted = Vec::with_capacity(3);
-        if let Some((rule, rate)) = self.rules.per_tool.rate_for(tool) {
-            wanted.push(("per_tool", rule, rate, format!("{account}\u{1f}{tool}")));
-        }
-        if let Some((rule, rate)) = self.rules.per_tenant.rate_for(account) {
-            wanted.push(("per_tenant", rule, rate, account.to_owned()));
-        }
-        if let Some((rule, rate)) = self.rules.per_client.rate_for(client) {
-            wanted.push(("per_client", rule, rate, client.to_owned()));
+        let tables = [
+            ("per_tool", &self.rules.per_tool, tool, format!("{account}\u{1f}{tool}")),
+            ("per_tenant", &self.rules.per_tenant, account, account.to_owned()),
+            ("per_client", &self.rules.per_client, client, client.to_owned()),
+        ];
+        for (which, rules, name, key) in tables {
+            if let Some((rule, rate)) = rules.rate_for(name) {
+                wanted.push((which, rule, rate, key, format!("tool_calls:{which}:{rule}")));
+            }
         }
         // First ask without counting, so a call refused by one limit is not counted by another.
-        for (which, rule, rate, key) in &wanted {
-            let bucket = format!("tool_calls:{which}:{rule}");
-            if let Some(wait) = self.limiter.retry_after(&bucket, key, rate.limit, rate.window_secs).await {
+        for (which, rule, rate, key, bucket) in &wanted {
+            if let Some(wait) = self.limiter.retry_after(bucket, key, rate.limit, rate.window_secs).await {
                 return Err(Limited { retry_after: wait, which, rule: (*rule).to_owned(), rate: *rate });
             }
         }
-        for (which, rule, rate, key) in &wanted {
-            let bucket = format!("tool_calls:{which}:{rule}");
-            if let Err(wait) = self.limiter.acquire(&bucket, key, rate.limit, rate.window_secs).await {
+        for (which, rule, rate, key, bucket) in &wanted {
+            if let Err(wait) = self.limiter.acquire(bucket, key, rate.limit, rate.window_secs).await {
                 return Err(Limited { retry_after: wait, which, rule: (*rule).to_owned(), rate: *rate });
             }
         }

@@ -119,12 +119,6 @@ impl Breakers {
             }
         }
     }
-
-    /// Origins whose circuit is open now (for `/metrics`).
-    pub(crate) fn open_count(&self) -> usize {
-        let now = Instant::now();
-        self.origins.lock().unwrap().values().filter(|s| s.open_until.is_some_and(|u| now < u)).count()
-    }
 }
 
 /// A request the breaker let through; a probe dropped before its outcome is recorded frees the

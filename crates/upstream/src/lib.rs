@@ -451,11 +451,6 @@ impl UpstreamTools {
         self.counters.clone()
     }
 
-    /// Upstream origins whose circuit is open now.
-    pub fn open_circuits(&self) -> usize {
-        self.breakers.open_count()
-    }
-
     /// May a request for `account` go to the server at `url` now? The refusal in words when its
     /// circuit is open.
     pub(crate) fn admit(&self, provider: &str, url: &Url, account: &AccountId) -> Result<breaker::Permit<'_>, String> {

@@ -126,10 +126,7 @@ impl ToolSource for UpstreamTools {
             return Err(ToolError::Failed(format!("{} is not an upstream tool", tool.name)));
         };
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let failed = |why: String| {
-            self.counters.call_failures.fetch_add(1, Ordering::Relaxed);
-            ToolError::Failed(why)
-        };
+        let failed = |why: String| self.count_failure(ToolError::Failed(why));
         let provider = tool.provider.clone().unwrap_or_default();
         // The connection as this caller's tenant holds it now (the listing may be a moment old).
         let id = ConnectionId::from_string(target.connection_id.clone());
@@ -266,6 +263,7 @@ impl UpstreamTools {
 const CONNECT_REQUEST: &str = "connect";
 
 impl UpstreamTools {
+    /// Counts a failed call (`/metrics`) on its way out.
     fn count_failure(&self, e: ToolError) -> ToolError {
         self.counters.call_failures.fetch_add(1, Ordering::Relaxed);
         e

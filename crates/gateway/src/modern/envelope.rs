@@ -5,6 +5,7 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
+use bk_domain::mcp_session::ClientFeatures;
 use serde_json::{Map, Value, json};
 
 use crate::dispatch::LOG_LEVELS;
@@ -67,12 +68,9 @@ pub struct Envelope<'a> {
     pub version: &'a str,
     /// The least severe level the client wants log notifications for; none without it.
     pub log_level: Option<&'a str>,
-    /// The client declared form-mode elicitation (`elicitation: {}` means form, as the schema says).
-    pub elicits_forms: bool,
-    /// The client declared URL-mode elicitation.
-    pub elicits_urls: bool,
-    /// The client declared sampling.
-    pub samples: bool,
+    /// What the client declared it can answer (sampling, form- and URL-mode elicitation;
+    /// `elicitation: {}` means form, as the schema says).
+    pub features: ClientFeatures,
 }
 
 /// One thing wrong with the envelope: the key, and what is wrong with it.
@@ -107,11 +105,11 @@ pub fn read(params: Option<&Value>) -> Result<Envelope<'_>, Vec<Problem>> {
             None
         }
     };
-    let mut features = bk_domain::mcp_session::ClientFeatures::default();
+    let mut features = ClientFeatures::default();
     match meta.get(CLIENT_CAPABILITIES) {
         None => problems.push(Problem { key: CLIENT_CAPABILITIES, problem: "is required" }),
         Some(caps @ Value::Object(_)) => {
-            features = bk_domain::mcp_session::ClientFeatures::from_capabilities(Some(caps));
+            features = ClientFeatures::from_capabilities(Some(caps));
         }
         Some(_) => problems.push(Problem { key: CLIENT_CAPABILITIES, problem: "must be an object" }),
     }
@@ -130,13 +128,7 @@ pub fn read(params: Option<&Value>) -> Result<Envelope<'_>, Vec<Problem>> {
         }
     };
     match version {
-        Some(version) if problems.is_empty() => Ok(Envelope {
-            version,
-            log_level,
-            elicits_forms: features.elicit_form,
-            elicits_urls: features.elicit_url,
-            samples: features.sampling,
-        }),
+        Some(version) if problems.is_empty() => Ok(Envelope { version, log_level, features }),
         _ => Err(problems),
     }
 }
@@ -271,16 +263,13 @@ mod tests {
         let ok = meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: {}}));
         assert_eq!(
             read(Some(&ok)),
-            Ok(Envelope {
-                version: "2026-07-28",
-                log_level: None,
-                elicits_forms: false,
-                elicits_urls: false,
-                samples: false
-            })
+            Ok(Envelope { version: "2026-07-28", log_level: None, features: ClientFeatures::default() })
         );
         let forms = |caps: Value| {
-            read(Some(&meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: caps})))).unwrap().elicits_forms
+            read(Some(&meta(json!({PROTOCOL_VERSION: "2026-07-28", CLIENT_CAPABILITIES: caps}))))
+                .unwrap()
+                .features
+                .elicit_form
         };
         assert!(forms(json!({"elicitation": {}})), "an empty elicitation object means form mode");
         assert!(forms(json!({"elicitation": {"form": {}, "url": {}}})));

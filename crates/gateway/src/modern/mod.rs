@@ -141,16 +141,7 @@ pub async fn post(
     if let Err(message) = envelope::headers_present(headers, method, params) {
         return bad_request(&id, HEADER_MISMATCH, &message);
     }
-    let request = Request {
-        id: &id,
-        method,
-        params,
-        log_level: env.log_level,
-        elicits_forms: env.elicits_forms,
-        elicits_urls: env.elicits_urls,
-        samples: env.samples,
-        headers,
-    };
+    let request = Request { id: &id, method, params, log_level: env.log_level, features: env.features, headers };
     route(gw, ctx, &request).await
 }
 
@@ -160,9 +151,7 @@ struct Request<'a> {
     method: &'a str,
     params: Option<&'a Value>,
     log_level: Option<&'a str>,
-    elicits_forms: bool,
-    elicits_urls: bool,
-    samples: bool,
+    features: bk_domain::mcp_session::ClientFeatures,
     headers: &'a HeaderMap,
 }
 
@@ -355,11 +344,7 @@ async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Reques
         started,
         framing,
     };
-    let features = bk_domain::mcp_session::ClientFeatures {
-        sampling: r.samples,
-        elicit_form: r.elicits_forms,
-        elicit_url: r.elicits_urls,
-    };
+    let features = r.features;
     // The retry of a call parked for the client's answers (an upstream server's question): the
     // answers go to it and it goes on.
     if let Some(id) = state.as_ref().and_then(|d| d.get(crate::relay::RESUME)).and_then(Value::as_str) {
@@ -382,29 +367,15 @@ async fn call_tool(gw: &std::sync::Arc<Gateway>, ctx: &AccessContext, r: &Reques
         let (progress, log_level) = if framing == Framing::Sse { (progress, r.log_level) } else { (None, None) };
         let responses = responses.cloned();
         let parked = Some(gw.parked.clone());
-        let (gw, ctx, params, elicits_forms, elicits_urls) =
-            (gw.clone(), ctx.clone(), params.clone(), r.elicits_forms, r.elicits_urls);
+        let (gw, ctx, params) = (gw.clone(), ctx.clone(), params.clone());
         let work = move |relay| async move {
-            let round = Round {
-                modern: true,
-                can_elicit_form: elicits_forms,
-                can_elicit_url: elicits_urls,
-                state,
-                responses: responses.as_ref(),
-                relay: Some(relay),
-            };
+            let round =
+                Round { state, responses: responses.as_ref(), relay: Some(relay), ..Round::for_client(true, features) };
             dispatch::call_tool(&gw, &ctx, REVISION, &params, &round).await
         };
         return crate::relay::run(progress, log_level, None, None, parked, features, work, frame).await;
     }
-    let round = Round {
-        modern: true,
-        can_elicit_form: r.elicits_forms,
-        can_elicit_url: r.elicits_urls,
-        state,
-        responses,
-        relay: None,
-    };
+    let round = Round { state, responses, ..Round::for_client(true, features) };
     let reply = dispatch::call_tool(gw, ctx, REVISION, params, &round).await;
     crate::relay::Frame::respond(frame, reply)
 }
@@ -440,10 +411,9 @@ impl ModernFrame {
                 return Answered::Messages(vec![jsonrpc::error_text(id, code, &message, Some(data))]);
             }
             Reply::Limited(l, message) => {
-                let data = json!({"retryAfterSecs": l.retry_after, "limit": l.which, "rule": l.rule});
                 return Answered::Status(
                     Reply::limited_response(id, &l, &message),
-                    jsonrpc::error_text(id, INVALID_REQUEST, &message, Some(data)),
+                    jsonrpc::error_text(id, INVALID_REQUEST, &message, Some(l.data())),
                 );
             }
             Reply::InputRequired { requests, state } => {

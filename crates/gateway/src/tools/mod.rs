@@ -91,6 +91,14 @@ pub struct Round<'a> {
     pub relay: Option<crate::relay::Relay>,
 }
 
+impl Round<'_> {
+    /// A round for a client that declared `features` (`modern`: a 2026-07-28 request, whose
+    /// results may ask for input).
+    pub fn for_client(modern: bool, features: bk_domain::mcp_session::ClientFeatures) -> Self {
+        Self { modern, can_elicit_form: features.elicit_form, can_elicit_url: features.elicit_url, ..Self::default() }
+    }
+}
+
 /// One tool as a source offers it: what clients see, plus what the policy needs to know.
 #[derive(Clone, Debug)]
 pub struct ToolDescriptor {
