@@ -13,12 +13,20 @@ pub struct Account {
     /// argon2id PHC string; `None` for accounts that sign in another way.
     pub password_hash: Option<String>,
     pub created_at: UnixTime,
+    /// When the person proved they receive mail at `email` (followed the link sent to it); `None`
+    /// until then, and again after the address changes.
+    pub email_verified_at: Option<UnixTime>,
 }
 
 impl Account {
     /// A new account that signs in with a password. `email` is the one [`check_new_account`] returned.
     pub fn with_password(id: AccountId, email: String, password_hash: String, now: UnixTime) -> Self {
-        Self { id, email, password_hash: Some(password_hash), created_at: now }
+        Self { id, email, password_hash: Some(password_hash), created_at: now, email_verified_at: None }
+    }
+
+    /// Has the person proved the address (what `email_verified` in tokens and userinfo says)?
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
     }
 }
 

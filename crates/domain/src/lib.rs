@@ -11,6 +11,7 @@ pub mod client;
 pub mod client_metadata;
 pub mod code;
 pub mod connection;
+pub mod email_token;
 pub mod grant;
 pub mod handoff;
 pub mod ids;

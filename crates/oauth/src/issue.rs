@@ -101,8 +101,8 @@ pub async fn id_token(
     if !scopes.contains(Scope::OpenId) {
         return Ok(None);
     }
-    let email = match server.store.account(&grant.account_id).await? {
-        Some(a) => a.email,
+    let (email, email_verified) = match server.store.account(&grant.account_id).await? {
+        Some(a) => (a.email.clone(), a.email_verified()),
         None => return Err(OAuthError::invalid_grant("the account no longer exists")),
     };
     let digest = bk_crypto::secret::sha256(access_token.as_bytes());
@@ -122,7 +122,7 @@ pub async fn id_token(
     }
     if scopes.contains(Scope::Email) {
         claims["email"] = json!(email);
-        claims["email_verified"] = json!(false);
+        claims["email_verified"] = json!(email_verified);
     }
     if scopes.contains(Scope::Profile) {
         claims["preferred_username"] = json!(email);

@@ -37,9 +37,18 @@ pub async fn userinfo(State(server): State<Arc<AuthServer>>, headers: HeaderMap)
     }
     let mut claims = json!({"sub": ctx.account_id});
     if ctx.scopes.contains(Scope::Email) {
+        // Read now, not from the token's session: whether the address is proved changes while tokens live.
+        let verified = match server.store.account(&ctx.account_id).await {
+            Ok(Some(a)) => a.email == ctx.email && a.email_verified(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup for userinfo failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "temporarily_unavailable"})))
+                    .into_response();
+            }
+        };
         claims["email"] = json!(ctx.email);
-        // Bridgekeeper does not verify email addresses (yet): say so rather than imply it.
-        claims["email_verified"] = json!(false);
+        claims["email_verified"] = json!(verified);
     }
     if ctx.scopes.contains(Scope::Profile) {
         claims["preferred_username"] = json!(ctx.email);

@@ -11,6 +11,7 @@ mod browser_sessions;
 mod checkpoint;
 mod clients;
 mod connections;
+mod email_tokens;
 mod grants;
 mod handoff_codes;
 mod keys;

@@ -26,6 +26,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "mcp session client features, client and log level",
         include_str!("../migrations/sqlite/0014_mcp_session_client_features.sql"),
     ),
+    (15, "email verification", include_str!("../migrations/sqlite/0015_email_verification.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -46,6 +47,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "mcp session client features, client and log level",
         include_str!("../migrations/postgres/0014_mcp_session_client_features.sql"),
     ),
+    (15, "email verification", include_str!("../migrations/postgres/0015_email_verification.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -8,6 +8,7 @@ mod audit;
 mod browser_sessions;
 mod clients;
 mod connections;
+mod email_tokens;
 mod grants;
 mod handoff;
 mod keys;
@@ -22,6 +23,7 @@ pub use connections::{
     ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
     MAX_CONNECTIONS_PAGE, RefreshLease, SealedConnection, SealedRow,
 };
+pub use email_tokens::EmailTokenStore;
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use handoff::HandoffCodeStore;
 pub use keys::{MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyStore, StoredSigningKey};
@@ -68,11 +70,12 @@ pub trait Store:
     + ConnectionStore
     + ConnectionFlowStore
     + HandoffCodeStore
+    + EmailTokenStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)
     async fn ping(&self) -> Result<()>;
     /// Deletes what can no longer be used: codes a day past expiry (kept that long so a late replay still
-    /// revokes), expired refresh tokens, expired MCP and browser sessions, connect flows and handoff codes. Returns the number of rows deleted.
+    /// revokes), expired refresh tokens, expired MCP and browser sessions, connect flows, handoff codes and emailed links. Returns the number of rows deleted.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
 }

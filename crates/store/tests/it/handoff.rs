@@ -41,7 +41,13 @@ handoff_tests!(handoff_code_is_taken_once_under_concurrency, handoff_code_belong
 
 async fn account(store: &SqlStore) -> AccountId {
     let id = AccountId::generate();
-    let a = Account { id: id.clone(), email: format!("{id}@example.com"), password_hash: None, created_at: 1 };
+    let a = Account {
+        id: id.clone(),
+        email: format!("{id}@example.com"),
+        password_hash: None,
+        created_at: 1,
+        email_verified_at: None,
+    };
     store.create_account(&a).await.unwrap();
     id
 }

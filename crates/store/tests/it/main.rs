@@ -2,6 +2,7 @@
 //! `BRIDGEKEEPER_TEST_POSTGRES_URL` is set (each run in a schema of its own; unreachable = failure).
 
 mod connections;
+mod email;
 mod handoff;
 mod suite;
 

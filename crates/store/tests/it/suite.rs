@@ -23,6 +23,7 @@ async fn account(store: &SqlStore, email: &str) -> AccountId {
         email: email.into(),
         password_hash: Some("$argon2id$x".into()),
         created_at: 1,
+        email_verified_at: None,
     };
     store.create_account(&a).await.unwrap();
     a.id
@@ -111,7 +112,13 @@ async fn session_with_token(store: &SqlStore) -> (AccountId, ClientId, Grant, Re
 
 pub async fn accounts_are_unique_by_email(store: &SqlStore) {
     let id = account(store, "x@example.com").await;
-    let dup = Account { id: AccountId::generate(), email: "x@example.com".into(), password_hash: None, created_at: 2 };
+    let dup = Account {
+        id: AccountId::generate(),
+        email: "x@example.com".into(),
+        password_hash: None,
+        created_at: 2,
+        email_verified_at: None,
+    };
     assert!(matches!(store.create_account(&dup).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.account_by_email("x@example.com").await.unwrap().unwrap().id, id);
     assert_eq!(store.account(&id).await.unwrap().unwrap().email, "x@example.com");
