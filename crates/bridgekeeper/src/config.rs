@@ -37,6 +37,37 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub connections: ConnectionsConfig,
+    pub email: EmailConfig,
+}
+
+/// Mail: verification links, password-reset links and security notices.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `smtps://user:pass@host[:port]`, `smtp://user:pass@host:587?tls=required`, or plain
+    /// `smtp://localhost:port` (loopback only). Unset: log-only mode, messages written to `outbox_dir`.
+    pub smtp_url: Option<String>,
+    /// The sender, `Name <address>`.
+    pub from: String,
+    /// Where messages go in log-only mode (default `{data_dir}/outbox`).
+    pub outbox_dir: Option<PathBuf>,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self { smtp_url: None, from: "Bridgekeeper <no-reply@localhost>".into(), outbox_dir: None }
+    }
+}
+
+/// The SMTP URL may hold a password: never printed.
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "[set]"))
+            .field("from", &self.from)
+            .field("outbox_dir", &self.outbox_dir)
+            .finish()
+    }
 }
 
 /// The provider catalog's operator layers (see `bk_connections::catalog`).
@@ -403,6 +434,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             connections: ConnectionsConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -431,6 +463,7 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("OPEN_ONLY_MASTER_KEYS", "open_only_master_keys"),
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis.url"),
+    ("SMTP_URL", "email.smtp_url"),
     ("LOG_FORMAT", "log.format"),
     ("LOG_LEVEL", "log.level"),
 ];

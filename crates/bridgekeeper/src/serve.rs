@@ -252,6 +252,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         broker,
         connect_client: connect_client(&config.connections, &issuer)?,
     });
+    let outbox = config.email.outbox_dir.clone().unwrap_or_else(|| config.data_dir.join("outbox"));
+    let mail = bk_mail::Mailer::new(config.email.smtp_url.as_deref(), &config.email.from, &outbox)?;
+    if mail.is_outbox() {
+        tracing::warn!("{}", mail.describe());
+    } else {
+        tracing::info!("{}", mail.describe());
+    }
     let web = Arc::new(bk_web::WebState::new(
         auth.clone(),
         browser_sessions,
@@ -260,6 +267,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             per_source: config.limits.login_failures_per_source_per_minute,
             per_account: config.limits.login_failures_per_account_per_minute,
         },
+        Arc::new(mail),
+        sql.clone(),
     ));
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
@@ -303,6 +312,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Router::new()
         .merge(bk_oauth::router(auth))
         .merge(bk_api::router(api.clone()))
+        .merge(bk_web::dashboard_router(web.clone(), api.clone()))
         .merge(bk_web::connections_router(web.clone(), api))
         .merge(bk_web::router(web))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -34,6 +34,18 @@ impl Account {
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// The longest password accepted, in bytes (argon2 input is bounded so hashing cost is too).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+impl NewAccountError {
+    /// A stable name for the error (a page's `?error=` code).
+    pub fn code(self) -> &'static str {
+        match self {
+            NewAccountError::InvalidEmail => "invalid_email",
+            NewAccountError::PasswordTooShort => "password_too_short",
+            NewAccountError::PasswordTooLong => "password_too_long",
+            NewAccountError::EmailTaken => "email_taken",
+        }
+    }
+}
+
 /// The longest email address accepted, in bytes (RFC 5321's path limit).
 pub const MAX_EMAIL_BYTES: usize = 254;
 

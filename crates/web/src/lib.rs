@@ -1,10 +1,13 @@
-//! The browser-facing pages: sign-up, sign-in, sign-out, the authorization endpoint's
+//! The browser-facing pages: sign-up, sign-in, sign-out, email verification and password reset
+//! and change (`account_email`), the account dashboard, the authorization endpoint's
 //! login-and-consent step, and the connections page (with the white-label handoff that opens it).
 //! Server-rendered HTML (no JavaScript), every form CSRF-protected, every page unframeable.
 #![forbid(unsafe_code)]
 
+mod account_email;
 mod authorize;
 pub mod connections_page;
+pub mod dashboard;
 pub mod pages;
 mod sign_in_limits;
 
@@ -26,11 +29,21 @@ pub struct WebState {
     /// Signed-in browser sessions (server-side, so signing out ends them).
     pub browser_sessions: Arc<BrowserSessions>,
     pub sign_in_limits: SignInLimits,
+    /// Where verification links, reset links and security notices go (SMTP or the outbox).
+    pub mail: Arc<bk_mail::Mailer>,
+    /// Emailed links, by digest.
+    pub email_tokens: Arc<dyn bk_domain::ports::EmailTokenStore>,
 }
 
 impl WebState {
-    pub fn new(auth: Arc<AuthServer>, browser_sessions: Arc<BrowserSessions>, sign_in_limits: SignInLimits) -> Self {
-        Self { auth, templates: templates(), browser_sessions, sign_in_limits }
+    pub fn new(
+        auth: Arc<AuthServer>,
+        browser_sessions: Arc<BrowserSessions>,
+        sign_in_limits: SignInLimits,
+        mail: Arc<bk_mail::Mailer>,
+        email_tokens: Arc<dyn bk_domain::ports::EmailTokenStore>,
+    ) -> Self {
+        Self { auth, templates: templates(), browser_sessions, sign_in_limits, mail, email_tokens }
     }
 
     /// Renders a template into an HTML response with the page security headers.
@@ -66,8 +79,13 @@ fn templates() -> Environment<'static> {
         ("consent.html", include_str!("templates/consent.html")),
         ("message.html", include_str!("templates/message.html")),
         ("home.html", include_str!("templates/home.html")),
+        ("forgot.html", include_str!("templates/forgot.html")),
+        ("reset.html", include_str!("templates/reset.html")),
         ("connections.html", include_str!("templates/connections.html")),
-    ] {
+    ]
+    .into_iter()
+    .chain(dashboard::TEMPLATES.iter().copied())
+    {
         // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
         env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
     }
@@ -185,12 +203,22 @@ pub fn connections_router(state: Arc<WebState>, api: Arc<bk_api::Api>) -> Router
     connections_page::router(state, api)
 }
 
+/// The account dashboard (`dashboard`).
+pub fn dashboard_router(state: Arc<WebState>, api: Arc<bk_api::Api>) -> Router {
+    dashboard::router(state, api)
+}
+
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/signup", get(pages::signup_form).post(pages::signup))
         .route("/logout", axum::routing::post(pages::logout))
+        .route(account_email::VERIFY_PATH, get(account_email::verify_email))
+        .route(account_email::FORGOT_PATH, get(account_email::forgot_form).post(account_email::forgot))
+        .route(account_email::RESET_PATH, get(account_email::reset_form).post(account_email::reset))
+        .route("/account/email/verify", axum::routing::post(account_email::resend_verification))
+        .route("/account/password", axum::routing::post(account_email::change_password))
         .route("/api/v1/auth/authorize", get(authorize::authorize))
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))

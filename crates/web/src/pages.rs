@@ -25,11 +25,16 @@ pub struct NextQuery {
     next: Option<String>,
     /// Set by the answer to a sign-up: the sign-in page says what to do next.
     signed_up: Option<String>,
+    /// Set by the answer to a password reset.
+    reset: Option<String>,
 }
 
 /// What the sign-in page says after every sign-up, whether the email was new or already registered
 /// (so the answer does not tell which).
-const SIGNED_UP: &str = "Thanks for signing up. Sign in with your email address and password to continue.";
+const SIGNED_UP: &str = "Thanks for signing up. Sign in with your email address and password to continue. If the \
+                         address is new here, we sent it a link to verify it.";
+/// What the sign-in page says after a password reset.
+const RESET_DONE: &str = "Your password was changed. Sign in with the new one.";
 
 /// The browser session of the request, or a new anonymous one (and whether it must be set).
 pub(crate) fn session_of(state: &WebState, headers: &HeaderMap) -> (BrowserSession, bool) {
@@ -71,7 +76,7 @@ pub(crate) async fn signed_in(state: &WebState, s: &BrowserSession) -> Option<(A
     }
 }
 
-fn form_expired(state: &WebState) -> Response {
+pub(crate) fn form_expired(state: &WebState) -> Response {
     state.message(
         StatusCode::BAD_REQUEST,
         "This form has expired",
@@ -149,7 +154,13 @@ pub async fn login_form(
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
     let brand = crate::client_of_next(&state, &next).await.as_ref().and_then(crate::brand_of);
-    let notice = q.signed_up.is_some().then_some(SIGNED_UP);
+    let notice = if q.signed_up.is_some() {
+        Some(SIGNED_UP)
+    } else if q.reset.is_some() {
+        Some(RESET_DONE)
+    } else {
+        None
+    };
     let res = render_login_page(&state, &s, StatusCode::OK, &next, "", None, notice, brand);
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
@@ -334,7 +345,7 @@ async fn create_account(
     email: &str,
     password: String,
     now: i64,
-) -> Result<AccountId, SignUpRefused> {
+) -> Result<Account, SignUpRefused> {
     let failed = |msg: &str| SignUpRefused::Page(StatusCode::BAD_REQUEST, msg.to_owned());
     let email = check_new_account(email, &password).map_err(|e| failed(&e.to_string()))?;
     // The hash is computed for a taken email too (the store tells at insert), so both take as long.
@@ -345,7 +356,7 @@ async fn create_account(
         .ok_or_else(|| failed("The server could not hash the password."))?;
     let account = Account::with_password(AccountId::generate(), email, hash, now);
     match store.create_account(&account).await {
-        Ok(()) => Ok(account.id),
+        Ok(()) => Ok(account),
         Err(StoreError::Conflict(_)) => Err(SignUpRefused::EmailTaken),
         Err(e) => {
             tracing::error!(error = %e, "account creation failed");
@@ -380,9 +391,11 @@ pub async fn signup(
     let email = field(&pairs, "email").unwrap_or("");
     let password = field(&pairs, "password").unwrap_or("").to_owned();
     match create_account(state.auth.store.as_ref(), email, password, now).await {
-        Ok(id) => {
-            tracing::info!(account = %id, "account created by sign-up");
-            state.auth.emit(state.auth.event("account.signup", Outcome::Success).account(&id).ip(peer.ip()));
+        Ok(account) => {
+            tracing::info!(account = %account.id, "account created by sign-up");
+            state.auth.emit(state.auth.event("account.signup", Outcome::Success).account(&account.id).ip(peer.ip()));
+            // Mailed after the answer is decided (as for a taken email, which gets nothing).
+            crate::account_email::send_verification(&state, &account, now).await;
             signed_up(&next)
         }
         Err(SignUpRefused::EmailTaken) => {

@@ -316,6 +316,8 @@ pub struct Tokens {
     pub access: String,
     pub refresh: String,
     pub scope: String,
+    /// With the scope `openid`.
+    pub id_token: Option<String>,
 }
 
 impl Flow {
@@ -532,6 +534,7 @@ pub async fn tokens(res: reqwest::Response) -> Tokens {
         access: v["access_token"].as_str().unwrap().to_owned(),
         refresh: v["refresh_token"].as_str().unwrap().to_owned(),
         scope: v["scope"].as_str().unwrap().to_owned(),
+        id_token: v["id_token"].as_str().map(str::to_owned),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `bridgekeeper` binary on an ephemeral port with a
 //! temporary SQLite database and talks to it over HTTP, as a client would.
 
+mod account_email;
 mod audit;
 mod authorize;
 mod cli;
