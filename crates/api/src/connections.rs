@@ -20,7 +20,8 @@
 //!   `oauth2`, with `resource` and PKCE; the callback checks `iss` as the server advertises it,
 //!   exchanges the code, and confirms the token with one `initialize` (its `serverInfo` becomes
 //!   the connection's metadata). What a refresh needs is sealed with the tokens.
-//! - `token_exchange` providers: 501 until accounts have verified emails (the backend trusts the email it is sent).
+//! - `token_exchange` providers: the account's verified email is exchanged at the tenant backend for a
+//!   scoped token, sealed; 403 when the address is not verified or the backend refuses the user.
 //!
 //! The PKCE verifier of a flow is never stored: it is derived from the flow's state under a
 //! server key, and only the returning browser carries the state.
@@ -413,17 +414,23 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
             let url = start_mcp(&server, &who, &account_id, m, &provider.id, &redirect_url).await?;
             Ok(initiated(&server, &who, &provider, &url))
         }
-        // The backend trusts the email it is sent: exchanging an address nobody proved would hand its
-        // token to whoever signed up with it. Accounts here have no verified email yet.
-        AuthKind::TokenExchange(_) => Err(Problem::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "Not implemented",
-            format!(
-                "connecting {:?} (token_exchange) needs a verified email for this account, which this server cannot \
-                 establish yet; it is not exchanged unverified",
-                provider.id
-            ),
-        )),
+        AuthKind::TokenExchange(t) => {
+            let connection = connect_exchanged(&server, &account_id, &provider.id, t).await?;
+            server.emit(
+                who.stamp(server.event("connection.created", Outcome::Success))
+                    .target(&connection.id)
+                    .detail("provider", provider.id.clone()),
+            );
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({
+                    "authorizationUrl": null,
+                    "providerMetadata": crate::providers::view(&provider),
+                    "connection": view(&connection),
+                })),
+            )
+                .into_response())
+        }
     }
 }
 
@@ -451,23 +458,96 @@ pub async fn connect_with_key(
     if key.is_empty() || key.len() > MAX_API_KEY_BYTES || key.chars().any(char::is_control) {
         return Err(Problem::invalid("providerParams.apiKey", "the key must be 1 to 4096 printable characters"));
     }
-    let credential = Credential::ApiKey { key: key.to_owned() };
+    store_connection(server, account_id, provider_id, &Credential::ApiKey { key: key.to_owned() }, None, None).await
+}
+
+/// Connects a `token_exchange` provider for the account: its **verified** email goes to the tenant
+/// backend's verify endpoint with the operator's admin token, and the scoped token it answers is
+/// sealed as the connection's credential. The backend trusts the address it is sent, so an address
+/// nobody proved is never exchanged (it would hand the token to whoever signed up with it).
+pub async fn connect_exchanged(
+    server: &Api,
+    account_id: &AccountId,
+    provider_id: &str,
+    t: &bk_connections::catalog::TokenExchange,
+) -> Result<Connection, Problem> {
+    let Some(account) = server.store.account(account_id).await? else {
+        return Err(Problem::forbidden("the account no longer exists"));
+    };
+    if !account.email_verified() {
+        server.emit(
+            server
+                .event("connection.refused", Outcome::Denied)
+                .account(account_id)
+                .detail("provider", provider_id.to_owned())
+                .detail("reason", "email_not_verified"),
+        );
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "Email not verified",
+            format!(
+                "connecting {provider_id:?} sends this account's email address to the provider, which trusts it: verify \
+                 the address first (the link sent at sign-up, or a new one from {}/account/security)",
+                server.issuer
+            ),
+        ));
+    }
+    let exchanged = match server.upstream.exchange_email(t, &account.email).await {
+        Ok(x) => x,
+        Err(UpstreamError::Refused { error, .. }) => {
+            tracing::info!(account = %account_id, provider = provider_id, %error, "the backend refused a token exchange");
+            server.emit(
+                server
+                    .event("connection.refused", Outcome::Denied)
+                    .account(account_id)
+                    .detail("provider", provider_id.to_owned())
+                    .detail("reason", error.clone()),
+            );
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "Refused by the provider",
+                format!("{provider_id:?} refused access for this account's email address ({error})"),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(provider = provider_id, error = %e, "token exchange failed");
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "Provider unavailable",
+                format!("{provider_id:?} could not be reached or answered something unexpected; try again"),
+            ));
+        }
+    };
+    let expires_at = exchanged.expires_in.map(|s| server.clock.now().saturating_add(s));
+    store_connection(server, account_id, provider_id, &exchanged.credential, exchanged.user_id.clone(), expires_at)
+        .await
+}
+
+/// Seals `credential` and stores a new active connection holding it, within the account's quota.
+async fn store_connection(
+    server: &Api,
+    account_id: &AccountId,
+    provider_id: &str,
+    credential: &Credential,
+    provider_user_id: Option<String>,
+    expires_at: Option<i64>,
+) -> Result<Connection, Problem> {
     let now = server.clock.now();
     let connection = Connection {
         id: ConnectionId::generate(),
         account_id: account_id.clone(),
         provider_id: provider_id.to_owned(),
-        provider_user_id: None,
+        provider_user_id,
         scopes: Vec::new(),
         status: ConnectionStatus::Active,
-        expires_at: None,
+        expires_at,
         can_refresh: false,
         metadata: json!({}),
         last_error: None,
         created_at: now,
         updated_at: now,
     };
-    let sealed = server.vault.seal(account_id, &connection.id, &credential).map_err(|e| {
+    let sealed = server.vault.seal(account_id, &connection.id, credential).map_err(|e| {
         tracing::error!(error = %e, "sealing a credential failed");
         Problem::server_error()
     })?;

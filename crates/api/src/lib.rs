@@ -35,7 +35,7 @@ use bk_domain::ports::{
 
 pub use caller::Caller;
 pub use connect_mcp::start_mcp;
-pub use connections::{connect_with_key, remove_connection, start_oauth2};
+pub use connections::{connect_exchanged, connect_with_key, remove_connection, start_oauth2};
 pub use handoff::ClientAuthenticator;
 pub use problem::Problem;
 

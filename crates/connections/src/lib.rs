@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod catalog;
+pub mod exchange;
 pub mod mcp;
 pub mod oauth2;
 pub mod vault;

@@ -149,7 +149,7 @@ struct ProviderView {
     description: String,
     logo: Option<String>,
     initial: String,
-    /// `oauth2`, `mcp`, `api_key`, or `unavailable`.
+    /// `oauth2`, `mcp`, `api_key`, `token_exchange`, or `unavailable`.
     kind: &'static str,
     key_label: Option<String>,
     key_help: Option<String>,
@@ -228,7 +228,7 @@ fn connectable(p: &Provider) -> Result<&'static str, String> {
         AuthKind::OAuth2(_) => Ok("oauth2"),
         AuthKind::Mcp(_) => Ok("mcp"),
         AuthKind::ApiKey(_) => Ok("api_key"),
-        other => Err(format!("connecting {} services is not available yet", other.name())),
+        AuthKind::TokenExchange(_) => Ok("token_exchange"),
     }
 }
 
@@ -407,31 +407,40 @@ pub async fn connect(State(s): State<Arc<ConnectionsPage>>, headers: HeaderMap, 
         return render(&s, &v, StatusCode::TOO_MANY_REQUESTS, error_flash(msg), &none).await;
     }
     let who = v.caller();
-    match &provider.auth {
+    // Connected at once: a pasted key, or a token the provider's backend issues for the account's
+    // verified email.
+    let connected = match &provider.auth {
         AuthKind::ApiKey(f) => {
             let key = field(&form, "api_key").unwrap_or("").to_owned();
             if key.trim().is_empty() {
                 let msg = format!("Enter your {} to connect {}.", f.label, provider.display.name);
                 return render(&s, &v, StatusCode::BAD_REQUEST, error_flash(msg), &none).await;
             }
-            match bk_api::connect_with_key(&s.api, &v.account.id, &provider.id, key).await {
-                Ok(c) => {
-                    s.api.emit(
-                        v.stamp(s.api.event("connection.created", Outcome::Success))
-                            .target(&c.id)
-                            .detail("provider", provider.id.clone()),
-                    );
-                    // A reconnect replaces the expired connection it was asked from.
-                    if let Some(old) = field(&form, "replaces").filter(|o| !o.is_empty()) {
-                        replace(&s, &v, &who, &ConnectionId::from_string(old), &c).await;
-                    }
-                    let mut q = url::form_urlencoded::Serializer::new(String::new());
-                    q.append_pair("connectionId", c.id.as_str()).append_pair("status", c.status.as_str());
-                    see_other(&format!("{PAGE}?{}", q.finish()))
-                }
-                Err(p) => render(&s, &v, problem_status(&p), error_flash(sentence(&p)), &none).await,
-            }
+            Some(bk_api::connect_with_key(&s.api, &v.account.id, &provider.id, key).await)
         }
+        AuthKind::TokenExchange(t) => Some(bk_api::connect_exchanged(&s.api, &v.account.id, &provider.id, t).await),
+        AuthKind::OAuth2(_) | AuthKind::Mcp(_) => None,
+    };
+    if let Some(result) = connected {
+        return match result {
+            Ok(c) => {
+                s.api.emit(
+                    v.stamp(s.api.event("connection.created", Outcome::Success))
+                        .target(&c.id)
+                        .detail("provider", provider.id.clone()),
+                );
+                // A reconnect replaces the expired connection it was asked from.
+                if let Some(old) = field(&form, "replaces").filter(|o| !o.is_empty()) {
+                    replace(&s, &v, &who, &ConnectionId::from_string(old), &c).await;
+                }
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair("connectionId", c.id.as_str()).append_pair("status", c.status.as_str());
+                see_other(&format!("{PAGE}?{}", q.finish()))
+            }
+            Err(p) => render(&s, &v, problem_status(&p), error_flash(sentence(&p)), &none).await,
+        };
+    }
+    match &provider.auth {
         AuthKind::OAuth2(_) | AuthKind::Mcp(_) => {
             let back = match url::Url::parse(&format!("{}{PAGE}", s.api.issuer)) {
                 Ok(u) => u,
@@ -457,16 +466,7 @@ pub async fn connect(State(s): State<Arc<ConnectionsPage>>, headers: HeaderMap, 
                 Err(p) => render(&s, &v, problem_status(&p), error_flash(sentence(&p)), &none).await,
             }
         }
-        _ => {
-            render(
-                &s,
-                &v,
-                StatusCode::BAD_REQUEST,
-                error_flash("This service cannot be connected here yet.".into()),
-                &none,
-            )
-            .await
-        }
+        _ => s.web.message(StatusCode::INTERNAL_SERVER_ERROR, "Error", "This service cannot be connected here."),
     }
 }
 

@@ -465,7 +465,8 @@ fn a_client_metadata_url_that_is_not_https_or_plain_http_without_the_switch_stop
 #[tokio::test]
 async fn security_a_token_exchange_provider_never_exchanges_an_unverified_email() {
     // The tenant backend trusts the email it is sent: whoever signs up as someone@company would get
-    // that person's scoped token. Accounts here have no verified email, so nothing is exchanged.
+    // that person's scoped token. Until the address is verified, nothing is sent to the backend
+    // (e2e/connections/exchange.test.mjs connects verified accounts against a real backend).
     let (server, _dir) = server(&[
         ("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__NAME", "Nexus CRM"),
         ("BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__AUTH", "token_exchange"),
@@ -477,9 +478,10 @@ async fn security_a_token_exchange_provider_never_exchanges_an_unverified_email(
     ]);
     let token = tenant(&server, "victim@nexus.example", SCOPES).await;
     let res = initiate(&server, &token, json!({"providerId": "nexus", "redirectUrl": CLIENT_REDIRECT})).await;
-    assert_eq!(res.status(), 501);
+    assert_eq!(res.status(), 403);
     let p: Value = res.json().await.unwrap();
-    assert!(p["detail"].as_str().unwrap().contains("verified email"), "{p}");
+    assert_eq!(p["title"], "Email not verified", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("verify the address first"), "{p}");
     let list = get(&server, &token, "/api/v1/connections").await.json::<Value>().await.unwrap();
     assert_eq!(list["total"], 0);
     assert!(!server.logs().contains("nexus-admin-do-not-show"));

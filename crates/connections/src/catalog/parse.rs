@@ -404,7 +404,7 @@ fn provider(
                 &setting("token_exchange.admin_token"),
             )?;
             AuthKind::TokenExchange(TokenExchange {
-                verify_url: url(file, &id, "token_exchange.verify_url", u)?,
+                verify_url: server_url(file, &id, "token_exchange.verify_url", u, allow_http_loopback)?,
                 admin_token,
                 missing,
             })
@@ -545,8 +545,9 @@ fn http_tool(
     Ok(tool)
 }
 
-/// An MCP server's URL: https, or plain http on a loopback host when the operator allows it
-/// (`connections.allow_http_loopback`, development and tests only).
+/// A provider server's URL (an MCP server, an HTTP tool, a verify endpoint): https, or plain http
+/// on a loopback host when the operator allows it (`connections.allow_http_loopback`, development
+/// and tests only).
 fn server_url(file: &str, id: &str, field: &str, s: &str, allow_http_loopback: bool) -> Result<Url, CatalogError> {
     let loopback_http = Url::parse(s).ok().filter(|x| {
         allow_http_loopback
