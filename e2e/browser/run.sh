@@ -5,7 +5,10 @@
 # redirect back with code/state/iss, and markup in a client's name and
 # description rendered as text (screenshots in e2e/artifacts/); and the
 # connections page, opened through the white-label handoff and signed in
-# directly, at desktop and phone width (screenshots in e2e/browser/screenshots/).
+# directly, at desktop and phone width (screenshots in e2e/browser/screenshots/);
+# and email verification and password reset with real mail: the binary sends
+# over SMTP to a local sink (aiosmtpd from PyPI, pinned in requirements-smtp.txt,
+# installed into e2e/browser/.venv on first use; needs Python >= 3.10).
 #
 #   BK_BIN=/path/to/bridgekeeper e2e/browser/run.sh
 #
