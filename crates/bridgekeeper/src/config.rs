@@ -38,6 +38,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub connections: ConnectionsConfig,
     pub email: EmailConfig,
+    pub accounts: AccountsConfig,
+}
+
+/// Rules for every account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Every account must sign in with a second factor: one without sets it up right after its
+    /// password, before it is signed in; none can turn it off.
+    pub require_second_factor: bool,
 }
 
 /// Mail: verification links, password-reset links and security notices.
@@ -435,6 +445,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             connections: ConnectionsConfig::default(),
             email: EmailConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }

@@ -227,11 +227,16 @@ pub async fn rotate_master(store: &bk_store::SqlStore, master: &MasterKey) -> an
             MasterSealedKind::ClientSecret => format!("client-secret:{}", v.id).into_bytes(),
             MasterSealedKind::SigningKey => v.id.clone().into_bytes(),
             MasterSealedKind::UpstreamClientSecret => bk_domain::connection::upstream_registration_binding(&v.id),
+            MasterSealedKind::TotpSecret => {
+                bk_domain::second_factor::totp_binding(&bk_domain::ids::AccountId::from_string(v.id.clone()))
+                    .into_bytes()
+            }
         };
         let what = match v.kind {
             MasterSealedKind::ClientSecret => "client secret",
             MasterSealedKind::SigningKey => "signing key",
             MasterSealedKind::UpstreamClientSecret => "upstream registration",
+            MasterSealedKind::TotpSecret => "TOTP secret",
         };
         let new = match master.open(&aad, &v.sealed) {
             Ok(plain) => master.seal(&aad, &zeroize::Zeroizing::new(plain))?,

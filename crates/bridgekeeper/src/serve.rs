@@ -269,7 +269,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         Arc::new(mail),
         sql.clone(),
-    ));
+        sql.clone(),
+    )
+    .requiring_second_factor(config.accounts.require_second_factor));
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
         sql.clone(),

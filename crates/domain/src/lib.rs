@@ -25,6 +25,7 @@ pub mod refresh;
 pub mod registration;
 pub mod restrictions;
 pub mod scope;
+pub mod second_factor;
 pub mod token;
 
 /// Seconds since the Unix epoch. Every rule takes `now` as an argument so tests are deterministic.

@@ -89,6 +89,17 @@ impl MasterSealedStore for SqlStore {
                 sealed: r.try_get("secret_sealed").db()?,
             });
         }
+        let rows = sqlx::query("SELECT account_id, secret_sealed FROM account_totp ORDER BY account_id")
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        for r in &rows {
+            out.push(MasterSealedValue {
+                kind: MasterSealedKind::TotpSecret,
+                id: r.try_get("account_id").db()?,
+                sealed: r.try_get("secret_sealed").db()?,
+            });
+        }
         Ok(out)
     }
 
@@ -102,6 +113,9 @@ impl MasterSealedStore for SqlStore {
             }
             MasterSealedKind::UpstreamClientSecret => {
                 "UPDATE upstream_registrations SET secret_sealed = $3 WHERE id = $1 AND secret_sealed = $2"
+            }
+            MasterSealedKind::TotpSecret => {
+                "UPDATE account_totp SET secret_sealed = $3 WHERE account_id = $1 AND secret_sealed = $2"
             }
         };
         let r = sqlx::query(sql).bind(id).bind(old.to_vec()).bind(new.to_vec()).execute(&self.writer).await.db()?;

@@ -21,5 +21,6 @@ mod pats;
 mod pool;
 mod rotation;
 mod rows;
+mod second_factor;
 
 pub use pool::{Backend, PoolSettings, SqlStore};

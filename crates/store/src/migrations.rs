@@ -27,6 +27,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0014_mcp_session_client_features.sql"),
     ),
     (15, "email verification", include_str!("../migrations/sqlite/0015_email_verification.sql")),
+    (18, "second factor", include_str!("../migrations/sqlite/0018_second_factor.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -48,6 +49,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0014_mcp_session_client_features.sql"),
     ),
     (15, "email verification", include_str!("../migrations/postgres/0015_email_verification.sql")),
+    (18, "second factor", include_str!("../migrations/postgres/0018_second_factor.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -93,7 +93,7 @@ pub(crate) async fn send_verification(state: &WebState, account: &Account, now: 
 }
 
 /// A security notice: something changed on the account, and what to do if it was not the owner.
-fn notify(state: &WebState, account: &Account, subject: &str, what: &str) {
+pub(crate) fn notify(state: &WebState, account: &Account, subject: &str, what: &str) {
     state.mail.send_later(Email {
         to: account.email.clone(),
         subject: subject.to_owned(),

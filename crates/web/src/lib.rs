@@ -9,6 +9,7 @@ mod authorize;
 pub mod connections_page;
 pub mod dashboard;
 pub mod pages;
+mod second_factor;
 mod sign_in_limits;
 
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub struct WebState {
     pub mail: Arc<bk_mail::Mailer>,
     /// Emailed links, by digest.
     pub email_tokens: Arc<dyn bk_domain::ports::EmailTokenStore>,
+    /// Accounts' authenticators and recovery codes.
+    pub second_factors: Arc<dyn bk_domain::ports::SecondFactorStore>,
+    /// Every account must have a second factor (`accounts.require_second_factor`).
+    pub require_second_factor: bool,
 }
 
 impl WebState {
@@ -42,8 +47,24 @@ impl WebState {
         sign_in_limits: SignInLimits,
         mail: Arc<bk_mail::Mailer>,
         email_tokens: Arc<dyn bk_domain::ports::EmailTokenStore>,
+        second_factors: Arc<dyn bk_domain::ports::SecondFactorStore>,
     ) -> Self {
-        Self { auth, templates: templates(), browser_sessions, sign_in_limits, mail, email_tokens }
+        Self {
+            auth,
+            templates: templates(),
+            browser_sessions,
+            sign_in_limits,
+            mail,
+            email_tokens,
+            second_factors,
+            require_second_factor: false,
+        }
+    }
+
+    /// Requires a second factor of every account (`accounts.require_second_factor`).
+    pub fn requiring_second_factor(mut self, required: bool) -> Self {
+        self.require_second_factor = required;
+        self
     }
 
     /// Renders a template into an HTML response with the page security headers.
@@ -81,6 +102,10 @@ fn templates() -> Environment<'static> {
         ("home.html", include_str!("templates/home.html")),
         ("forgot.html", include_str!("templates/forgot.html")),
         ("reset.html", include_str!("templates/reset.html")),
+        ("second_factor.html", include_str!("templates/second_factor.html")),
+        ("totp_enrol.html", include_str!("templates/totp_enrol.html")),
+        ("totp_codes.html", include_str!("templates/totp_codes.html")),
+        ("totp_status.html", include_str!("templates/totp_status.html")),
         ("connections.html", include_str!("templates/connections.html")),
     ]
     .into_iter()
@@ -219,6 +244,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route(account_email::RESET_PATH, get(account_email::reset_form).post(account_email::reset))
         .route("/account/email/verify", axum::routing::post(account_email::resend_verification))
         .route("/account/password", axum::routing::post(account_email::change_password))
+        .route(second_factor::SIGN_IN_PATH, get(second_factor::sign_in_form).post(second_factor::sign_in))
+        .route(second_factor::ENROL_PATH, get(second_factor::enrol_form).post(second_factor::enrol))
+        .route(second_factor::DISABLE_PATH, axum::routing::post(second_factor::disable))
         .route("/api/v1/auth/authorize", get(authorize::authorize))
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))

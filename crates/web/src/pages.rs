@@ -283,24 +283,12 @@ pub async fn login(
     .unwrap_or(false);
     match account {
         Some(a) if ok => {
-            // Signing in again in this browser ends the session it had.
-            if let Err(e) = state.browser_sessions.sign_out(&s, now).await {
-                tracing::warn!(error = %e, "ending the previous browser session failed");
+            // The password was right; a second factor may still be due (or, required, to be set up).
+            match crate::second_factor::after_password(&state, &s, &a, &next, now).await {
+                Ok(Some(ask)) => ask,
+                Ok(None) => complete_sign_in(&state, &s, &a, &next, peer.ip(), now, None).await,
+                Err(res) => res,
             }
-            let fresh = match state.browser_sessions.sign_in(a.id.clone(), now).await {
-                Ok(fresh) => fresh,
-                Err(e) => {
-                    tracing::error!(error = %e, "storing the browser session failed");
-                    return state.message(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Try again",
-                        "The server could not sign you in right now.",
-                    );
-                }
-            };
-            tracing::info!(account = %a.id, "signed in");
-            state.auth.emit(state.auth.event("auth.signin", Outcome::Success).account(&a.id).ip(peer.ip()));
-            with_cookie(see_other(&next), fresh.set_cookie(&state.auth.cookie_keys))
         }
         _ => {
             limits.record_failure(limiter, Some(&email), &source).await;
@@ -316,6 +304,41 @@ pub async fn login(
             render_login(&state, &s, StatusCode::UNAUTHORIZED, &next, &email, Some(msg), brand)
         }
     }
+}
+
+/// Signs `account` in in this browser (after its password and, where due, its second factor): the
+/// session it had ends, a fresh one is stored and set, the sign-in is audited; off to `next`.
+pub(crate) async fn complete_sign_in(
+    state: &WebState,
+    s: &BrowserSession,
+    account: &Account,
+    next: &str,
+    ip: std::net::IpAddr,
+    now: i64,
+    second_factor: Option<&str>,
+) -> Response {
+    // Signing in again in this browser ends the session it had.
+    if let Err(e) = state.browser_sessions.sign_out(s, now).await {
+        tracing::warn!(error = %e, "ending the previous browser session failed");
+    }
+    let fresh = match state.browser_sessions.sign_in(account.id.clone(), now).await {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            tracing::error!(error = %e, "storing the browser session failed");
+            return state.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "The server could not sign you in right now.",
+            );
+        }
+    };
+    tracing::info!(account = %account.id, "signed in");
+    let mut event = state.auth.event("auth.signin", Outcome::Success).account(&account.id).ip(ip);
+    if let Some(how) = second_factor {
+        event = event.detail("second_factor", how);
+    }
+    state.auth.emit(event);
+    with_cookie(see_other(next), fresh.set_cookie(&state.auth.cookie_keys))
 }
 
 pub async fn signup_form(

@@ -24,6 +24,7 @@ mod oidc;
 mod pages;
 mod pat;
 mod registration;
+mod second_factor;
 mod security_audit_stream;
 mod security_browser_sessions;
 mod security_client_lockout;

@@ -34,6 +34,8 @@ pub enum MasterSealedKind {
     /// The secret of a registration at an upstream authorization server; bound to
     /// `upstream-client-secret:{id}`.
     UpstreamClientSecret,
+    /// An account's TOTP secret; bound to `totp-secret:{account id}`.
+    TotpSecret,
 }
 
 /// One such value.

@@ -13,6 +13,7 @@ mod grants;
 mod handoff;
 mod keys;
 mod mcp_sessions;
+mod second_factor;
 mod tokens;
 
 pub use accounts::AccountStore;
@@ -28,6 +29,7 @@ pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, Sess
 pub use handoff::HandoffCodeStore;
 pub use keys::{MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
+pub use second_factor::{SecondFactorStore, StoredTotp};
 pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
 
 use async_trait::async_trait;
@@ -71,6 +73,7 @@ pub trait Store:
     + ConnectionFlowStore
     + HandoffCodeStore
     + EmailTokenStore
+    + SecondFactorStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)

@@ -4,6 +4,7 @@
 mod connections;
 mod email;
 mod handoff;
+mod second_factor;
 mod suite;
 
 use bridgekeeper_store::SqlStore;
