@@ -12,6 +12,8 @@ pub enum EmailPurpose {
     VerifyEmail,
     /// Lets the person choose a new password.
     ResetPassword,
+    /// Moves the account to a new address (sent to the new address; `email` is the new one).
+    ChangeEmail,
 }
 
 impl EmailPurpose {
@@ -19,6 +21,7 @@ impl EmailPurpose {
         match self {
             EmailPurpose::VerifyEmail => "verify_email",
             EmailPurpose::ResetPassword => "reset_password",
+            EmailPurpose::ChangeEmail => "change_email",
         }
     }
 
@@ -26,6 +29,7 @@ impl EmailPurpose {
         match s {
             "verify_email" => Some(EmailPurpose::VerifyEmail),
             "reset_password" => Some(EmailPurpose::ResetPassword),
+            "change_email" => Some(EmailPurpose::ChangeEmail),
             _ => None,
         }
     }
@@ -34,10 +38,21 @@ impl EmailPurpose {
     /// (a reset link is a sign-in, so it is short-lived).
     pub fn lifetime_secs(self) -> i64 {
         match self {
-            EmailPurpose::VerifyEmail => 24 * 3600,
+            EmailPurpose::VerifyEmail | EmailPurpose::ChangeEmail => 24 * 3600,
             EmailPurpose::ResetPassword => 30 * 60,
         }
     }
+}
+
+/// What following an address-change link did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmailChange {
+    /// The account now has the new address, verified.
+    Changed { account_id: AccountId, old_email: String, new_email: String },
+    /// Another account has taken the new address since: nothing changed (the link is spent).
+    Taken { account_id: AccountId, new_email: String },
+    /// Unknown, used, expired or not an address-change link.
+    Dead,
 }
 
 /// An emailed link as stored (never the token itself, only its digest).
@@ -86,7 +101,7 @@ mod tests {
 
     #[test]
     fn purposes_have_stable_names_and_lifetimes() {
-        for p in [EmailPurpose::VerifyEmail, EmailPurpose::ResetPassword] {
+        for p in [EmailPurpose::VerifyEmail, EmailPurpose::ResetPassword, EmailPurpose::ChangeEmail] {
             assert_eq!(EmailPurpose::parse(p.as_str()), Some(p));
         }
         assert_eq!(EmailPurpose::parse("other"), None);

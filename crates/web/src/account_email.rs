@@ -19,7 +19,7 @@ use bk_domain::UnixTime;
 use bk_domain::account::{Account, MAX_EMAIL_BYTES, check_password, normalize_email};
 use bk_domain::audit::Outcome;
 use bk_domain::browser_session::BrowserSessionEnd;
-use bk_domain::email_token::{EmailPurpose, StoredEmailToken};
+use bk_domain::email_token::{EmailChange, EmailPurpose, StoredEmailToken};
 use bk_mail::Email;
 use minijinja::context;
 use serde::Deserialize;
@@ -32,6 +32,8 @@ use bk_access::browser::BrowserSession;
 pub(crate) const VERIFY_PATH: &str = "/verify-email";
 pub(crate) const RESET_PATH: &str = "/reset-password";
 pub(crate) const FORGOT_PATH: &str = "/forgot-password";
+pub(crate) const CHANGE_PATH: &str = "/account/email";
+pub(crate) const CONFIRM_CHANGE_PATH: &str = "/confirm-email-change";
 const SECURITY_PAGE: &str = "/account/security";
 
 /// Verification links a signed-in person may ask for, per account per hour.
@@ -93,9 +95,9 @@ pub(crate) async fn send_verification(state: &WebState, account: &Account, now: 
 }
 
 /// A security notice: something changed on the account, and what to do if it was not the owner.
-pub(crate) fn notify(state: &WebState, account: &Account, subject: &str, what: &str) {
+pub(crate) fn notify(state: &WebState, to: &str, subject: &str, what: &str) {
     state.mail.send_later(Email {
-        to: account.email.clone(),
+        to: to.to_owned(),
         subject: subject.to_owned(),
         text: format!(
             "Hello,\n\n{what}\n\nIf this was you, there is nothing to do. If it was not, reset your password at \
@@ -115,6 +117,7 @@ async fn dead_link(state: &WebState, token: &str, purpose: EmailPurpose, now: Un
     let again = match purpose {
         EmailPurpose::VerifyEmail => "Ask for a new one on your account's security page.",
         EmailPurpose::ResetPassword => "Ask for a new one on the “Forgot your password?” page.",
+        EmailPurpose::ChangeEmail => "Ask for a new one on your account's email page.",
     };
     let (title, why) = match stored {
         Some(t) if t.used_at.is_some() => ("This link was used already", "Each link works once."),
@@ -229,7 +232,7 @@ pub async fn change_password(
     state.auth.emit(state.auth.event("account.password_changed", Outcome::Success).account(&account.id).ip(peer.ip()));
     notify(
         &state,
-        &account,
+        &account.email,
         "Your password was changed",
         "the password of your account was changed, and every browser signed in to it was signed out.",
     );
@@ -457,7 +460,7 @@ pub async fn reset(
     state.auth.emit(state.auth.event("account.password_reset", Outcome::Success).account(&account.id).ip(peer.ip()));
     notify(
         &state,
-        &account,
+        &account.email,
         "Your password was reset",
         "the password of your account was reset through a link sent to this address, and every browser signed in to it was signed out.",
     );
@@ -501,4 +504,134 @@ fn unavailable(state: &WebState, doing: &str, e: &dyn std::fmt::Display) -> Resp
         "Try again",
         "The server could not do this right now. Try again in a moment.",
     )
+}
+
+/// `GET /account/email`: the form to move the account to another address.
+pub async fn change_email_form(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+    let (s, _) = session_of(&state, &headers);
+    match signed_in(&state, &s).await {
+        Some((account, _)) => render_change(&state, &s, &account, StatusCode::OK, "", None, None),
+        None => see_other(&format!(
+            "/login?next={}",
+            url::form_urlencoded::byte_serialize(CHANGE_PATH.as_bytes()).collect::<String>()
+        )),
+    }
+}
+
+fn render_change(
+    state: &WebState,
+    s: &BrowserSession,
+    account: &Account,
+    status: StatusCode,
+    new_email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
+    state.page(
+        status,
+        "email_change.html",
+        context! {
+            csrf_token => s.csrf_token(&state.auth.cookie_keys), email => account.email.clone(),
+            verified => account.email_verified(), new_email, error, notice,
+        },
+    )
+}
+
+/// `POST /account/email`: with the current password, sends a link to the new address; following it
+/// moves the account there. The answer is the same whether or not the address is taken (the link
+/// then fails when followed, saying why).
+pub async fn change_email(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (account, s, pairs) = match signed_in_form(&state, &headers, &body).await {
+        Ok(found) => found,
+        Err(res) => return res,
+    };
+    let typed = field(&pairs, "new_email").unwrap_or("");
+    let new_email = normalize_email(typed);
+    let echo = if typed.len() <= MAX_EMAIL_BYTES { typed.trim() } else { "" };
+    let refuse = |status, msg: &str| render_change(&state, &s, &account, status, echo, Some(msg), None);
+    if new_email.len() > MAX_EMAIL_BYTES || !bk_domain::account::is_valid_email(&new_email) {
+        return refuse(StatusCode::BAD_REQUEST, "Enter a valid email address.");
+    }
+    if new_email == account.email {
+        return refuse(StatusCode::BAD_REQUEST, "That is your address already.");
+    }
+    let limiter = state.auth.limiter.as_ref();
+    let bucket = "password_change_failures";
+    if limiter.retry_after(bucket, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await.is_some() {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait a minute and try again.");
+    }
+    let current = field(&pairs, "current_password").unwrap_or("").to_owned();
+    let phc = account.password_hash.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        current.len() <= 1024 && phc.is_some_and(|h| bk_crypto::password::verify_password(&current, &h))
+    })
+    .await
+    .unwrap_or(false);
+    if !ok {
+        limiter.record(bucket, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await;
+        return refuse(StatusCode::UNAUTHORIZED, "The current password is not correct.");
+    }
+    if limiter.acquire("verify_email_sends", account.id.as_str(), VERIFY_SENDS_PER_HOUR, 3600).await.is_err() {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many links sent this hour. Try again later.");
+    }
+    let now = state.auth.clock.now();
+    let token = b64url(&random_bytes::<32>());
+    let stored =
+        StoredEmailToken::new(hash_of(&token), account.id.clone(), EmailPurpose::ChangeEmail, new_email.clone(), now);
+    if let Err(e) = state.email_tokens.create_email_token(&stored).await {
+        return unavailable(&state, "storing an address-change link", &e);
+    }
+    state.mail.send_later(Email {
+        to: new_email.clone(),
+        subject: "Confirm your new email address".into(),
+        text: format!(
+            "Hello,\n\nthe account {old} at {issuer} asked to use this address ({new}) from now on. Confirm it by \
+             opening this link (it works once, for 24 hours):\n\n{url}\n\nIf you did not ask for this, ignore this message.\n",
+            old = account.email,
+            new = new_email,
+            issuer = state.auth.issuer,
+            url = link(&state, CONFIRM_CHANGE_PATH, &token),
+        ),
+    });
+    state
+        .auth
+        .emit(state.auth.event("account.email_change_requested", Outcome::Success).account(&account.id).ip(peer.ip()));
+    let notice = format!("We sent a link to {new_email}. Your address changes when you open it (within 24 hours).");
+    render_change(&state, &s, &account, StatusCode::OK, "", None, Some(&notice))
+}
+
+/// `GET /confirm-email-change?token=…`: moves the account to the address the link was sent to.
+pub async fn confirm_email_change(State(state): State<Arc<WebState>>, Query(q): Query<TokenQuery>) -> Response {
+    let now = state.auth.clock.now();
+    let token = q.token.unwrap_or_default();
+    match state.email_tokens.use_email_change(&hash_of(&token), now).await {
+        Ok(EmailChange::Changed { account_id, old_email, new_email }) => {
+            tracing::info!(account = %account_id, "email address changed");
+            state.auth.emit(state.auth.event("account.email_changed", Outcome::Success).account(&account_id));
+            // The old address hears of it (someone who took over a session could otherwise move it quietly).
+            notify(
+                &state,
+                &old_email,
+                "Your email address was changed",
+                &format!("the address of your account was changed to {new_email}."),
+            );
+            state.message(
+                StatusCode::OK,
+                "Email address changed",
+                &format!("Your account now uses {new_email}, verified."),
+            )
+        }
+        Ok(EmailChange::Taken { .. }) => state.message(
+            StatusCode::CONFLICT,
+            "That address is taken",
+            "Another account uses that address now, so yours was not changed.",
+        ),
+        Ok(EmailChange::Dead) => dead_link(&state, &token, EmailPurpose::ChangeEmail, now).await,
+        Err(e) => unavailable(&state, "changing the address", &e),
+    }
 }

@@ -102,6 +102,7 @@ fn templates() -> Environment<'static> {
         ("home.html", include_str!("templates/home.html")),
         ("forgot.html", include_str!("templates/forgot.html")),
         ("reset.html", include_str!("templates/reset.html")),
+        ("email_change.html", include_str!("templates/email_change.html")),
         ("second_factor.html", include_str!("templates/second_factor.html")),
         ("totp_enrol.html", include_str!("templates/totp_enrol.html")),
         ("totp_codes.html", include_str!("templates/totp_codes.html")),
@@ -244,6 +245,8 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route(account_email::RESET_PATH, get(account_email::reset_form).post(account_email::reset))
         .route("/account/email/verify", axum::routing::post(account_email::resend_verification))
         .route("/account/password", axum::routing::post(account_email::change_password))
+        .route(account_email::CHANGE_PATH, get(account_email::change_email_form).post(account_email::change_email))
+        .route(account_email::CONFIRM_CHANGE_PATH, get(account_email::confirm_email_change))
         .route(second_factor::SIGN_IN_PATH, get(second_factor::sign_in_form).post(second_factor::sign_in))
         .route(second_factor::ENROL_PATH, get(second_factor::enrol_form).post(second_factor::enrol))
         .route(second_factor::DISABLE_PATH, axum::routing::post(second_factor::disable))

@@ -259,7 +259,7 @@ async fn check_code(state: &WebState, account: &Account, typed: &str, now: UnixT
                 let left = state.second_factors.recovery_codes_left(&account.id).await.unwrap_or(0);
                 crate::account_email::notify(
                     state,
-                    account,
+                    &account.email,
                     "A recovery code was used",
                     &format!("a recovery code was used to sign in to your account; {left} are left."),
                 );
@@ -417,7 +417,7 @@ async fn confirm_enrolment(
     );
     crate::account_email::notify(
         state,
-        account,
+        &account.email,
         "A sign-in method was added to your account",
         "an authenticator app (two-factor sign-in) was added to your account; signing in now asks for its code.",
     );
@@ -543,7 +543,7 @@ pub async fn disable(
             );
             crate::account_email::notify(
                 &state,
-                &account,
+                &account.email,
                 "Two-factor sign-in was turned off",
                 "the authenticator app was removed from your account: signing in now asks only for the password.",
             );

@@ -386,3 +386,55 @@ async fn resending_the_verification_link() {
     assert_eq!(res.status(), 303);
     assert!(location(&res).starts_with("/login?next="));
 }
+
+#[tokio::test]
+async fn changing_the_address_takes_the_link_sent_to_the_new_one_and_tells_the_old_one() {
+    let server = Server::start();
+    let flow = Flow::signup(&server, "old-address@example.com").await;
+    let page = flow.http.get(server.url("/account/email")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("old-address@example.com"));
+    let change = |new: &str, pw: &str| {
+        let form = [
+            ("csrf_token", input(&page, "csrf_token")),
+            ("new_email", new.to_owned()),
+            ("current_password", pw.to_owned()),
+        ];
+        flow.http.post(server.url("/account/email")).form(&form).send()
+    };
+    assert_eq!(change("new-address@example.com", "wrong password!").await.unwrap().status(), 401);
+    assert_eq!(change("not an address", &flow.password).await.unwrap().status(), 400);
+    let res = change("New-Address@Example.com", &flow.password).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("We sent a link to new-address@example.com"));
+    let message = wait_for_mail(&server, "new-address@example.com", "Confirm your new email address").await;
+    let link = link_in(&message, "/confirm-email-change");
+    // Nothing changed until the link is followed.
+    assert_eq!(sign_in(&server, "old-address@example.com", &flow.password).await.1, 303);
+
+    let res = client().get(server.url(&link)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("now uses new-address@example.com"));
+    wait_for_mail(&server, "old-address@example.com", "Your email address was changed").await;
+    assert_eq!(sign_in(&server, "old-address@example.com", &flow.password).await.1, 401);
+    assert_eq!(sign_in(&server, "new-address@example.com", &flow.password).await.1, 303);
+    let (_, tokens) = flow.login_client("openid email").await;
+    assert!(userinfo_email_verified(&server, &tokens.access).await, "the new address is verified by the link");
+    assert_eq!(client().get(server.url(&link)).send().await.unwrap().status(), 400, "the link works once");
+
+    // A link to an address another account took meanwhile changes nothing.
+    let page = flow.http.get(server.url("/account/email")).send().await.unwrap().text().await.unwrap();
+    let form = [
+        ("csrf_token", input(&page, "csrf_token")),
+        ("new_email", "contested@example.com".to_owned()),
+        ("current_password", flow.password.clone()),
+    ];
+    assert_eq!(flow.http.post(server.url("/account/email")).form(&form).send().await.unwrap().status(), 200);
+    let link = link_in(
+        &wait_for_mail(&server, "contested@example.com", "Confirm your new email address").await,
+        "/confirm-email-change",
+    );
+    Flow::signup(&server, "contested@example.com").await;
+    let res = client().get(server.url(&link)).send().await.unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(sign_in(&server, "new-address@example.com", &flow.password).await.1, 303, "unchanged");
+}

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::Result;
 use crate::UnixTime;
-use crate::email_token::{EmailPurpose, StoredEmailToken};
+use crate::email_token::{EmailChange, EmailPurpose, StoredEmailToken};
 use crate::ids::AccountId;
 
 #[async_trait]
@@ -20,6 +20,9 @@ pub trait EmailTokenStore: Send + Sync {
         purpose: EmailPurpose,
         now: UnixTime,
     ) -> Result<Option<StoredEmailToken>>;
+    /// Follows an address-change link: in one transaction, uses the link (once, unexpired) and gives
+    /// the account the address it was sent to, verified at `now`.
+    async fn use_email_change(&self, token_hash: &[u8], now: UnixTime) -> Result<EmailChange>;
     /// Marks every unused link of `purpose` sent to `account` used (a reset ends the others); how many.
     async fn void_email_tokens(&self, account: &AccountId, purpose: EmailPurpose, now: UnixTime) -> Result<u64>;
 }

@@ -41,6 +41,7 @@ email_tests!(
     an_emailed_link_is_used_once_under_concurrency,
     an_emailed_link_keeps_to_its_purpose_and_lifetime,
     verifying_proves_only_the_address_the_link_was_sent_to,
+    an_address_change_link_moves_the_account_once_and_never_onto_a_taken_address,
 );
 
 async fn account(store: &SqlStore) -> Account {
@@ -125,4 +126,41 @@ async fn verifying_proves_only_the_address_the_link_was_sent_to(store: Arc<SqlSt
     assert!(store.set_password(&a.id, "$argon2id$new").await.unwrap());
     assert_eq!(store.account(&a.id).await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$new"));
     assert!(!store.set_password(&AccountId::generate(), "$argon2id$x").await.unwrap());
+}
+
+async fn an_address_change_link_moves_the_account_once_and_never_onto_a_taken_address(store: Arc<SqlStore>) {
+    use bk_domain::email_token::EmailChange;
+    let a = account(&store).await;
+    let new = format!("new-{}", a.email);
+    let change = StoredEmailToken::new(vec![20; 32], a.id.clone(), EmailPurpose::ChangeEmail, new.clone(), 1_000);
+    store.create_email_token(&change).await.unwrap();
+    // Not through the other purposes' door.
+    assert!(store.use_email_token(&[20; 32], EmailPurpose::VerifyEmail, 1_001).await.unwrap().is_none());
+    let done = store.use_email_change(&[20; 32], 1_002).await.unwrap();
+    assert_eq!(
+        done,
+        EmailChange::Changed { account_id: a.id.clone(), old_email: a.email.clone(), new_email: new.clone() }
+    );
+    let moved = store.account(&a.id).await.unwrap().unwrap();
+    assert_eq!((moved.email.as_str(), moved.email_verified_at), (new.as_str(), Some(1_002)));
+    assert!(store.account_by_email(&a.email).await.unwrap().is_none(), "the old address is free");
+    assert_eq!(store.use_email_change(&[20; 32], 1_003).await.unwrap(), EmailChange::Dead, "once");
+    // A reset link is not an address change.
+    store.create_email_token(&link(&moved, 21, EmailPurpose::ResetPassword, 1_000)).await.unwrap();
+    assert_eq!(store.use_email_change(&[21; 32], 1_003).await.unwrap(), EmailChange::Dead);
+    // Taken since the link was sent: nothing moves, and the link is spent.
+    let b = account(&store).await;
+    let to_taken = StoredEmailToken::new(vec![22; 32], a.id.clone(), EmailPurpose::ChangeEmail, b.email.clone(), 1_000);
+    store.create_email_token(&to_taken).await.unwrap();
+    assert_eq!(
+        store.use_email_change(&[22; 32], 1_004).await.unwrap(),
+        EmailChange::Taken { account_id: a.id.clone(), new_email: b.email.clone() }
+    );
+    assert_eq!(store.account(&a.id).await.unwrap().unwrap().email, new, "unchanged");
+    assert!(store.email_token(&[22; 32]).await.unwrap().unwrap().used_at.is_some());
+    // Expired.
+    let late =
+        StoredEmailToken::new(vec![23; 32], a.id.clone(), EmailPurpose::ChangeEmail, "late@example.com".into(), 1_000);
+    store.create_email_token(&late).await.unwrap();
+    assert_eq!(store.use_email_change(&[23; 32], late.expires_at).await.unwrap(), EmailChange::Dead);
 }
