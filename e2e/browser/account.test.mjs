@@ -168,7 +168,7 @@ describe('Verification and password reset by real mail, in Chromium', () => {
         const page = await newPage();
         await signIn(page, person.password);
         assert.match(await page.locator('main').innerText(), new RegExp(person.email.replace(/[.]/g, '\\.')));
-        await page.getByRole('button', { name: 'Sign out' }).click();
+        await page.getByRole('button', { name: 'Sign out', exact: true }).click();
         await page.waitForURL(/\/login/);
 
         await page.getByRole('link', { name: 'Forgot your password?' }).click();

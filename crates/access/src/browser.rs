@@ -4,14 +4,16 @@
 //!
 //! A signed-in session is also kept server-side ([`BrowserSessions`], by the digest of its id), and
 //! every request that acts on the cookie's sign-in checks it there: signing out ends the session for
-//! every copy of the cookie, on every instance within a second.
+//! every copy of the cookie, on every instance within a second. The account's security page lists
+//! its live sessions (by a handle derived from the digest, never the id or the digest itself) and
+//! ends one, or all of them.
 
 use std::sync::Arc;
 
 use bk_crypto::mac::MacKey;
-use bk_crypto::secret::{b64url, b64url_decode, ct_eq, random_bytes, sha256};
+use bk_crypto::secret::{b64url, b64url_decode, ct_eq, random_bytes, sha256, sha256_parts};
 use bk_domain::UnixTime;
-use bk_domain::browser_session::{BrowserSessionEnd, StoredBrowserSession};
+use bk_domain::browser_session::{BrowserSessionEnd, StoredBrowserSession, bounded_user_agent};
 use bk_domain::ids::AccountId;
 use bk_domain::ports::{BrowserSessionStore, StoreError};
 use http::{HeaderMap, HeaderValue, header};
@@ -118,6 +120,25 @@ impl BrowserSession {
     }
 }
 
+/// How often a session's "last seen" time is written (a page view within this of the last write
+/// writes nothing).
+const SEEN_EVERY_SECS: i64 = 300;
+
+/// The handle a page names a stored session by: derived from its digest (so neither the cookie's
+/// session id nor the database key ever reaches a page or a form), stable, 22 characters.
+pub fn session_handle(id_hash: &[u8]) -> String {
+    b64url(&sha256_parts(&[b"bk-browser-session-handle|", id_hash])[..16])
+}
+
+/// What ending one session of an account did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndedSession {
+    /// No live session of this account has that handle (another account's, ended, or unknown).
+    NotFound,
+    /// Ended; `current`: it was the session of the browser that asked.
+    Ended { current: bool },
+}
+
 /// How long this instance trusts what it last read about a browser session: the longest a sign-out
 /// on another instance goes unseen here (the same bound as access-token sessions).
 const LIVE_TTL_MS: i64 = 500;
@@ -136,6 +157,17 @@ impl BrowserSessions {
 
     /// Signs `account` in: a fresh session id (so one planted before sign-in is worthless), stored.
     pub async fn sign_in(&self, account: AccountId, now: UnixTime) -> Result<BrowserSession, StoreError> {
+        self.sign_in_from(account, None, now).await
+    }
+
+    /// Signs `account` in from a browser whose `User-Agent` header is `user_agent` (kept bounded, so
+    /// the security page can tell the person's browsers apart).
+    pub async fn sign_in_from(
+        &self,
+        account: AccountId,
+        user_agent: Option<&str>,
+        now: UnixTime,
+    ) -> Result<BrowserSession, StoreError> {
         let session = BrowserSession::signed_in(account.clone(), now);
         let stored = StoredBrowserSession {
             id_hash: sha256(session.sid.as_bytes()).to_vec(),
@@ -143,6 +175,8 @@ impl BrowserSessions {
             created_at: now,
             expires_at: session.expires_at,
             ended_at: None,
+            user_agent: user_agent.and_then(bounded_user_agent),
+            last_seen_at: Some(now),
         };
         self.store.create_browser_session(&stored).await?;
         Ok(session)
@@ -178,6 +212,77 @@ impl BrowserSessions {
         let ended = self.store.end_browser_session(&key, BrowserSessionEnd::SignedOut, now).await;
         self.live.remove(&key);
         ended
+    }
+
+    /// Notes that a page saw this signed-in session at `now` (and its browser's `User-Agent`, kept
+    /// if none is yet): written at most every few minutes per session. Best effort: a failure is
+    /// logged, never shown.
+    pub async fn seen(&self, session: &BrowserSession, user_agent: Option<&str>, now_ms: i64) {
+        let Some((account, _)) = &session.account else { return };
+        let key = sha256(session.sid.as_bytes());
+        let stored = match self.live.get(&key, now_ms) {
+            Some(s) => s,
+            None => match self.store.browser_session(&key).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading a browser session failed");
+                    return;
+                }
+            },
+        };
+        let now = now_ms.div_euclid(1000);
+        let Some(mut stored) = stored.filter(|s| s.account_id == *account && s.is_live(now)) else { return };
+        let ua = user_agent.and_then(bounded_user_agent);
+        let stale = stored.last_seen_at.is_none_or(|t| now - t >= SEEN_EVERY_SECS);
+        if !stale && (stored.user_agent.is_some() || ua.is_none()) {
+            return;
+        }
+        if let Err(e) = self.store.touch_browser_session(&key, ua.as_deref(), now).await {
+            tracing::warn!(error = %e, "noting when a browser session was seen failed");
+            return;
+        }
+        stored.last_seen_at = Some(now);
+        if stored.user_agent.is_none() {
+            stored.user_agent = ua;
+        }
+        self.live.put(key, Some(stored), now_ms);
+    }
+
+    /// The account's live browser sessions, newest first.
+    pub async fn list_of(&self, account: &AccountId, now: UnixTime) -> Result<Vec<StoredBrowserSession>, StoreError> {
+        self.store.list_browser_sessions_of(account, now).await
+    }
+
+    /// Is `stored` the session of this cookie?
+    pub fn is_current(session: &BrowserSession, stored: &StoredBrowserSession) -> bool {
+        ct_eq(&sha256(session.sid.as_bytes()), &stored.id_hash)
+    }
+
+    /// Ends the live session of `account` named by `handle` ([`session_handle`]), seen from the
+    /// browser of `current`. The store matches the account too, so a handle of another account's
+    /// session changes nothing, exactly like an unknown one.
+    pub async fn end_one_of(
+        &self,
+        account: &AccountId,
+        handle: &str,
+        current: &BrowserSession,
+        now: UnixTime,
+    ) -> Result<EndedSession, StoreError> {
+        let listed = self.store.list_browser_sessions_of(account, now).await?;
+        let Some(target) = listed.into_iter().find(|s| ct_eq(session_handle(&s.id_hash).as_bytes(), handle.as_bytes()))
+        else {
+            return Ok(EndedSession::NotFound);
+        };
+        let ended =
+            self.store.end_browser_session_of(account, &target.id_hash, BrowserSessionEnd::EndedByOwner, now).await;
+        if let Ok(key) = <[u8; 32]>::try_from(target.id_hash.as_slice()) {
+            self.live.remove(&key);
+        }
+        Ok(if ended? {
+            EndedSession::Ended { current: Self::is_current(current, &target) }
+        } else {
+            EndedSession::NotFound
+        })
     }
 
     /// Ends every browser session of an account (a password change); how many were open.
@@ -229,6 +334,39 @@ mod tests {
                 n += 1;
             }
             Ok(n)
+        }
+        async fn list_browser_sessions_of(
+            &self,
+            a: &AccountId,
+            now: UnixTime,
+        ) -> Result<Vec<StoredBrowserSession>, StoreError> {
+            let mut v: Vec<_> =
+                self.0.lock().unwrap().values().filter(|s| s.account_id == *a && s.is_live(now)).cloned().collect();
+            v.sort_by(|x, y| y.created_at.cmp(&x.created_at).then(x.id_hash.cmp(&y.id_hash)));
+            Ok(v)
+        }
+        async fn end_browser_session_of(
+            &self,
+            a: &AccountId,
+            h: &[u8],
+            _: BrowserSessionEnd,
+            now: UnixTime,
+        ) -> Result<bool, StoreError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .get_mut(h)
+                .is_some_and(|s| s.account_id == *a && s.ended_at.replace(now).is_none()))
+        }
+        async fn touch_browser_session(&self, h: &[u8], ua: Option<&str>, now: UnixTime) -> Result<(), StoreError> {
+            if let Some(s) = self.0.lock().unwrap().get_mut(h).filter(|s| s.ended_at.is_none()) {
+                s.last_seen_at = Some(now);
+                if s.user_agent.is_none() {
+                    s.user_agent = ua.map(str::to_owned);
+                }
+            }
+            Ok(())
         }
     }
 
@@ -282,5 +420,66 @@ mod tests {
         for s in [a, b] {
             assert!(sessions.check(s, 1_001_000).await.unwrap().account.is_none());
         }
+    }
+
+    #[tokio::test]
+    async fn an_account_ends_only_its_own_sessions_by_handle() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = BrowserSessions::new(store.clone());
+        let mine = sessions.sign_in_from(account(), Some("Firefox/140"), 1_000).await.unwrap();
+        let other = sessions.sign_in(account(), 1_001).await.unwrap();
+        let bobs = sessions.sign_in(AccountId::from_string("acc_2"), 1_002).await.unwrap();
+        let listed = sessions.list_of(&account(), 1_100).await.unwrap();
+        assert_eq!(listed.len(), 2, "bob's session is not alice's");
+        assert_eq!(listed[1].user_agent.as_deref(), Some("Firefox/140"));
+        assert!(BrowserSessions::is_current(&mine, &listed[1]) && !BrowserSessions::is_current(&mine, &listed[0]));
+        let handle = |s: &BrowserSession| session_handle(&sha256(s.sid.as_bytes()));
+        assert_eq!(handle(&mine).len(), 22);
+        assert!(!handle(&mine).contains(&mine.sid), "the handle is not the session id");
+
+        // Alice cannot end bob's session with its handle; nothing changes.
+        assert_eq!(
+            sessions.end_one_of(&account(), &handle(&bobs), &mine, 1_100).await.unwrap(),
+            EndedSession::NotFound
+        );
+        assert!(sessions.check(bobs.clone(), 1_100_000).await.unwrap().account.is_some());
+        assert_eq!(sessions.end_one_of(&account(), "nonsense", &mine, 1_100).await.unwrap(), EndedSession::NotFound);
+
+        // She ends her other browser's session, then her own.
+        assert_eq!(
+            sessions.end_one_of(&account(), &handle(&other), &mine, 1_100).await.unwrap(),
+            EndedSession::Ended { current: false }
+        );
+        assert!(sessions.check(other.clone(), 1_100_000).await.unwrap().account.is_none(), "ended at once here");
+        assert_eq!(
+            sessions.end_one_of(&account(), &handle(&other), &mine, 1_101).await.unwrap(),
+            EndedSession::NotFound,
+            "already ended"
+        );
+        assert_eq!(
+            sessions.end_one_of(&account(), &handle(&mine), &mine, 1_102).await.unwrap(),
+            EndedSession::Ended { current: true }
+        );
+        assert!(sessions.check(mine, 1_102_000).await.unwrap().account.is_none());
+    }
+
+    #[tokio::test]
+    async fn seen_notes_the_browser_and_writes_at_most_every_few_minutes() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = BrowserSessions::new(store.clone());
+        let s = sessions.sign_in(account(), 1_000).await.unwrap();
+        let stored = || store.0.lock().unwrap().get(&sha256(s.sid.as_bytes()).to_vec()).cloned().unwrap();
+        assert_eq!(stored().last_seen_at, Some(1_000));
+        sessions.seen(&s, Some("Chromium/150\n"), 1_010_000).await;
+        assert_eq!((stored().user_agent.as_deref(), stored().last_seen_at), (Some("Chromium/150"), Some(1_010)));
+        sessions.seen(&s, Some("Other/1"), 1_100_000).await;
+        assert_eq!((stored().user_agent.as_deref(), stored().last_seen_at), (Some("Chromium/150"), Some(1_010)));
+        sessions.seen(&s, None, 1_010_000 + SEEN_EVERY_SECS * 1000).await;
+        assert_eq!(stored().last_seen_at, Some(1_010 + SEEN_EVERY_SECS));
+        // A session that is not signed in, or ended, is never touched.
+        sessions.seen(&BrowserSession::anonymous(1_000), Some("x"), 2_000_000).await;
+        assert!(sessions.sign_out(&s, 2_000).await.unwrap());
+        sessions.seen(&s, None, 3_000_000).await;
+        assert_eq!(stored().last_seen_at, Some(1_010 + SEEN_EVERY_SECS));
     }
 }

@@ -1,5 +1,6 @@
 //! `/api/v1/account` and `/api/v1/sessions`: the caller's account and the apps it authorized
-//! (each revocable; its tokens stop working within a second).
+//! (each revocable; its tokens stop working within a second). [`grants_of`] and [`revoke_grant`]
+//! are what the REST handlers and the account dashboard's apps page both call.
 
 use std::sync::Arc;
 
@@ -9,11 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bk_domain::grant::RevocationReason;
 use bk_domain::ids::SessionId;
+use bk_domain::ports::SessionSummary;
 use bk_domain::scope::Scope;
 use serde_json::json;
 
 use crate::Api;
-use crate::caller::caller;
+use crate::caller::{Caller, caller};
 use crate::problem::Problem;
 
 pub async fn account(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
@@ -23,10 +25,32 @@ pub async fn account(State(server): State<Arc<Api>>, headers: HeaderMap) -> Resu
     Ok(Json(json!({"id": a.id, "email": a.email, "createdAt": a.created_at})).into_response())
 }
 
+/// The caller's live grants (authorized apps and PATs' own sessions), newest first.
+pub async fn grants_of(server: &Api, who: &Caller) -> Result<Vec<SessionSummary>, Problem> {
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    Ok(server.store.list_sessions(account_id).await?)
+}
+
+/// Revokes one of the caller's grants: its tokens are refused on every instance within a second,
+/// and every PAT made with them goes too. Another account's grant is not found, exactly like one
+/// that does not exist (the lookup takes the caller's account first).
+pub async fn revoke_grant(server: &Api, who: &Caller, sid: &SessionId) -> Result<(), Problem> {
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    match server.store.session(account_id, sid).await? {
+        Some(g) if g.is_active() => {
+            server.store.revoke_session(sid, RevocationReason::RevokedByUser, server.clock.now()).await?;
+            server.verifier.forget_session(sid);
+            tracing::info!(account = %account_id, session = %sid, "session revoked by its account");
+            server.emit(who.stamp(server.event("session.revoked", bk_domain::audit::Outcome::Success)).target(sid));
+            Ok(())
+        }
+        _ => Err(Problem::not_found("session")),
+    }
+}
+
 pub async fn sessions(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
-    let (account_id, _) = who.person_with(Scope::Account)?;
-    let list = server.store.list_sessions(account_id).await?;
+    let list = grants_of(&server, &who).await?;
     let out: Vec<_> = list
         .iter()
         .map(|s| {
@@ -50,17 +74,6 @@ pub async fn revoke_session(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
-    let (account_id, _) = who.person_with(Scope::Account)?;
-    let sid = SessionId::from_string(id);
-    // Tenant-scoped lookup first: another account's session is indistinguishable from none.
-    match server.store.session(account_id, &sid).await? {
-        Some(g) if g.is_active() => {
-            server.store.revoke_session(&sid, RevocationReason::RevokedByUser, server.clock.now()).await?;
-            server.verifier.forget_session(&sid);
-            tracing::info!(account = %account_id, session = %sid, "session revoked by its account");
-            server.emit(who.stamp(server.event("session.revoked", bk_domain::audit::Outcome::Success)).target(&sid));
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        _ => Err(Problem::not_found("session")),
-    }
+    revoke_grant(&server, &who, &SessionId::from_string(id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,8 +1,11 @@
 //! The audit log's HTTP face: `GET /api/v1/audit` (the caller's own rows, scope `account`),
 //! `GET /api/v1/admin/audit` (operators: every row), `GET /api/v1/events` (a live SSE stream of
 //! the caller's own events; operators see all — re-checked twice a second, and before an event goes
-//! out, so it ends within about a second of its session's revocation or its credential's expiry). Asking for another account's rows yields an empty
-//! page, exactly like an account with none — never an error that would confirm it exists.
+//! out, so it ends within about a second of its session's revocation or its credential's expiry;
+//! a signed-in browser opens it with its session cookie, as the dashboard's live tail does). Asking
+//! for another account's rows yields an empty page, exactly like an account with none — never an
+//! error that would confirm it exists. [`own_audit`] and [`newest_own_audit`] are what the REST
+//! handler and the account dashboard both call.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,28 +43,163 @@ pub struct AuditParams {
     account_id: Option<String>,
 }
 
-fn query_of(p: &AuditParams) -> Result<AuditQuery, Problem> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid("limit", "limit must be 1 to 1000"));
-    }
-    if let Some(k) = &p.kind
-        && (k.is_empty() || k.len() > 64)
-    {
-        return Err(Problem::invalid("kind", "kind must be 1 to 64 characters"));
-    }
-    Ok(AuditQuery {
-        since_ms: p.since.map(|s| s.saturating_mul(1000)),
-        until_ms: p.until.map(|s| s.saturating_mul(1000)),
-        kind: p.kind.clone(),
-        after_seq: p.cursor,
-        limit,
-    })
+/// A filter on the caller's own audit log as a person asks it (times in Unix seconds), before it is
+/// checked: the REST query parameters, or the dashboard's activity form.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub kind: Option<String>,
+    /// 1 to [`MAX_AUDIT_PAGE`]; 100 when absent.
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
 }
 
-fn page(rows: Vec<StoredAuditEvent>, limit: i64) -> Response {
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq)).flatten();
-    Json(json!({"events": rows, "next_cursor": next})).into_response()
+/// The most rows one page of the audit log holds.
+pub const MAX_AUDIT_PAGE: i64 = 1000;
+
+impl AuditFilter {
+    /// The store query, or why the filter is refused (the field named).
+    pub fn query(&self) -> Result<AuditQuery, Problem> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+            return Err(Problem::invalid("limit", "limit must be 1 to 1000"));
+        }
+        if let Some(k) = &self.kind
+            && (k.is_empty() || k.len() > 64)
+        {
+            return Err(Problem::invalid("kind", "kind must be 1 to 64 characters"));
+        }
+        Ok(AuditQuery {
+            since_ms: self.since.map(|s| s.saturating_mul(1000)),
+            until_ms: self.until.map(|s| s.saturating_mul(1000)),
+            kind: self.kind.clone(),
+            after_seq: self.cursor,
+            limit,
+        })
+    }
+}
+
+fn filter_of(p: &AuditParams) -> AuditFilter {
+    AuditFilter { since: p.since, until: p.until, kind: p.kind.clone(), limit: p.limit, cursor: p.cursor }
+}
+
+/// One page of an audit log: rows oldest first, and the cursor of the next page (`None` when this
+/// page was not full, so it was the last).
+#[derive(Clone, Debug)]
+pub struct AuditPage {
+    pub events: Vec<StoredAuditEvent>,
+    pub next_cursor: Option<i64>,
+}
+
+impl AuditPage {
+    fn of(events: Vec<StoredAuditEvent>, limit: i64) -> Self {
+        let next_cursor = (events.len() as i64 == limit).then(|| events.last().map(|r| r.seq)).flatten();
+        Self { events, next_cursor }
+    }
+}
+
+fn page(p: AuditPage) -> Response {
+    Json(json!({"events": p.events, "next_cursor": p.next_cursor})).into_response()
+}
+
+/// A page of the caller's own audit log (scope `account`): what `GET /api/v1/audit` answers and the
+/// dashboard's activity page shows.
+pub async fn own_audit(server: &Api, who: &Caller, q: &AuditQuery) -> Result<AuditPage, Problem> {
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    let rows = server.store.query_audit(Some(account_id), q).await?;
+    Ok(AuditPage::of(rows, q.limit))
+}
+
+/// The newest `n` (at most [`MAX_AUDIT_PAGE`] − 1) rows of the caller's own audit log within `q`'s
+/// time range and kind, newest first (`q`'s cursor and limit are not used).
+pub async fn newest_own_audit(
+    server: &Api,
+    who: &Caller,
+    q: &AuditQuery,
+    n: i64,
+) -> Result<Vec<StoredAuditEvent>, Problem> {
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    let store = server.store.clone();
+    let rows = newest_by(q, n, server.clock.now_ms(), |probe| {
+        let store = store.clone();
+        let tenant = account_id.clone();
+        async move { store.query_audit(Some(&tenant), &probe).await }
+    })
+    .await?;
+    Ok(rows)
+}
+
+/// The newest `n` rows within `q`, newest first, found with `probe` — a store query that answers
+/// the oldest rows first (`ORDER BY seq`), a few times `n` rows at a time. It looks back from
+/// the end of the range in growing windows until one holds at least `n` rows but not a full page
+/// (halving between the last too-small and too-large window), so it reads a few pages, not the
+/// whole log; where more than a page of rows share one millisecond it pages through them.
+async fn newest_by<F, Fut, E>(q: &AuditQuery, n: i64, now_ms: i64, mut probe: F) -> Result<Vec<StoredAuditEvent>, E>
+where
+    F: FnMut(AuditQuery) -> Fut,
+    Fut: Future<Output = Result<Vec<StoredAuditEvent>, E>>,
+{
+    let n = n.clamp(1, MAX_AUDIT_PAGE - 1);
+    // A probe reads at most this many rows: a few times `n`, so finding 10 rows reads tens, not thousands.
+    let limit = n.saturating_mul(4).clamp(64, MAX_AUDIT_PAGE).max(n + 1);
+    let newest = |rows: Vec<StoredAuditEvent>| -> Vec<StoredAuditEvent> {
+        let skip = rows.len().saturating_sub(n as usize);
+        rows.into_iter().skip(skip).rev().collect()
+    };
+    let window = |since_ms: i64, after_seq: Option<i64>| AuditQuery {
+        since_ms: Some(since_ms),
+        until_ms: q.until_ms,
+        kind: q.kind.clone(),
+        after_seq,
+        limit,
+    };
+    let floor = q.since_ms.unwrap_or(0).max(0);
+    let end = q.until_ms.unwrap_or(now_ms.saturating_add(1)).max(floor);
+    // [few, end) is known to hold fewer than n rows; [many, end) at least a full page.
+    let (mut few, mut many): (i64, Option<i64>) = (end, None);
+    let mut width: i64 = 60_000;
+    loop {
+        let start = match many {
+            None => end.saturating_sub(width).max(floor),
+            Some(m) => m + (few - m) / 2,
+        };
+        let rows = probe(window(start, None)).await?;
+        let count = rows.len() as i64;
+        if count < n {
+            if start <= floor {
+                return Ok(newest(rows));
+            }
+            few = start;
+            width = width.saturating_mul(8);
+        } else if count < limit {
+            return Ok(newest(rows));
+        } else {
+            many = Some(start);
+        }
+        if let Some(m) = many
+            && few - m <= 1
+        {
+            // More than a page of rows in the millisecond `m`: read on through them.
+            let mut kept = std::collections::VecDeque::with_capacity(n as usize);
+            let mut after = None;
+            loop {
+                let rows = probe(window(m, after)).await?;
+                let full = rows.len() as i64 == limit;
+                after = rows.last().map(|r| r.seq).or(after);
+                for r in rows {
+                    if kept.len() == n as usize {
+                        kept.pop_front();
+                    }
+                    kept.push_back(r);
+                }
+                if !full {
+                    return Ok(kept.into_iter().rev().collect());
+                }
+            }
+        }
+    }
 }
 
 pub async fn tenant_audit(
@@ -71,12 +209,11 @@ pub async fn tenant_audit(
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Account)?;
-    let q = query_of(&p)?;
+    let q = filter_of(&p).query()?;
     if p.account_id.as_deref().is_some_and(|a| a != account_id.as_str()) {
-        return Ok(page(Vec::new(), q.limit));
+        return Ok(page(AuditPage::of(Vec::new(), q.limit)));
     }
-    let rows = server.store.query_audit(Some(account_id), &q).await?;
-    Ok(page(rows, q.limit))
+    Ok(page(own_audit(&server, &who, &q).await?))
 }
 
 pub async fn admin_audit(
@@ -88,10 +225,10 @@ pub async fn admin_audit(
     if !matches!(who, Caller::Operator { .. }) {
         return Err(Problem::forbidden("the operator audit log needs an operator token"));
     }
-    let q = query_of(&p)?;
+    let q = filter_of(&p).query()?;
     let tenant = p.account_id.map(AccountId::from_string);
     let rows = server.store.query_audit(tenant.as_ref(), &q).await?;
-    Ok(page(rows, q.limit))
+    Ok(page(AuditPage::of(rows, q.limit)))
 }
 
 /// How often a live stream re-checks its caller. With the verifier's own cache (500 ms) a revoked
@@ -199,4 +336,99 @@ pub async fn events(State(server): State<Arc<Api>>, headers: HeaderMap) -> Resul
         live.next().await.map(|e| (Ok::<_, Infallible>(e), live))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bk_domain::audit::{AuditEvent, Outcome};
+
+    fn log(times: &[i64]) -> Vec<StoredAuditEvent> {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| StoredAuditEvent {
+                seq: i as i64 + 1,
+                event: AuditEvent::new(if i % 3 == 0 { "auth.signin" } else { "mcp.tools_call" }, Outcome::Success, *t),
+                prev_hash: String::new(),
+                hash: String::new(),
+            })
+            .collect()
+    }
+
+    /// The store's query over a vector (oldest first, by seq), counting the probes.
+    async fn newest(rows: &[StoredAuditEvent], q: &AuditQuery, n: i64, now_ms: i64) -> (Vec<i64>, usize) {
+        let probes = std::cell::Cell::new(0);
+        let found = newest_by(q, n, now_ms, |p: AuditQuery| {
+            probes.set(probes.get() + 1);
+            let out: Vec<StoredAuditEvent> = rows
+                .iter()
+                .filter(|r| p.since_ms.is_none_or(|s| r.event.at_ms >= s))
+                .filter(|r| p.until_ms.is_none_or(|u| r.event.at_ms < u))
+                .filter(|r| p.kind.as_ref().is_none_or(|k| &r.event.kind == k))
+                .filter(|r| p.after_seq.is_none_or(|a| r.seq > a))
+                .take(p.limit as usize)
+                .cloned()
+                .collect();
+            async move { Ok::<_, ()>(out) }
+        })
+        .await
+        .unwrap();
+        (found.iter().map(|r| r.seq).collect(), probes.get())
+    }
+
+    fn expected(rows: &[StoredAuditEvent], q: &AuditQuery, n: usize) -> Vec<i64> {
+        let mut v: Vec<i64> = rows
+            .iter()
+            .filter(|r| q.since_ms.is_none_or(|s| r.event.at_ms >= s))
+            .filter(|r| q.until_ms.is_none_or(|u| r.event.at_ms < u))
+            .filter(|r| q.kind.as_ref().is_none_or(|k| &r.event.kind == k))
+            .map(|r| r.seq)
+            .collect();
+        v.reverse();
+        v.truncate(n);
+        v
+    }
+
+    #[tokio::test]
+    async fn the_newest_rows_are_found_without_reading_the_whole_log() {
+        let now = 1_800_000_000_000;
+        // A year of events, one every 10 minutes, then a busy last hour (one a second), and a burst
+        // of 2,500 in a single millisecond a day ago.
+        let mut times: Vec<i64> = (0..52_560).map(|i| now - 366 * 86_400_000 + i * 600_000).collect();
+        times.extend(std::iter::repeat_n(now - 86_400_000, 2_500));
+        times.sort();
+        times.extend((0..3_600).map(|i| now - 3_600_000 + i * 1000));
+        let rows = log(&times);
+        let all = AuditQuery::default();
+        for n in [1, 10, 50, 300, 999] {
+            let (got, probes) = newest(&rows, &all, n, now).await;
+            assert_eq!(got, expected(&rows, &all, n as usize), "n = {n}");
+            assert!(probes <= 40, "n = {n}: {probes} probes");
+        }
+        // A kind, a time range ending in the past (through the burst), a range holding fewer than n.
+        let signins = AuditQuery { kind: Some("auth.signin".into()), ..AuditQuery::default() };
+        assert_eq!(newest(&rows, &signins, 20, now).await.0, expected(&rows, &signins, 20));
+        let past = AuditQuery { until_ms: Some(now - 86_400_000 + 1), ..AuditQuery::default() };
+        assert_eq!(newest(&rows, &past, 30, now).await.0, expected(&rows, &past, 30));
+        let narrow = AuditQuery { since_ms: Some(now - 2_000), until_ms: Some(now), ..AuditQuery::default() };
+        assert_eq!(newest(&rows, &narrow, 10, now).await.0, expected(&rows, &narrow, 10));
+        assert_eq!(newest(&rows, &narrow, 10, now).await.0.len(), 2);
+        // An empty log, and one whose events are all older than any window.
+        assert!(newest(&[], &all, 10, now).await.0.is_empty());
+        let old = log(&[5, 6, 7]);
+        assert_eq!(newest(&old, &all, 10, now).await.0, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        assert!(AuditFilter { limit: Some(0), ..AuditFilter::default() }.query().is_err());
+        assert!(AuditFilter { limit: Some(1001), ..AuditFilter::default() }.query().is_err());
+        assert!(AuditFilter { kind: Some(String::new()), ..AuditFilter::default() }.query().is_err());
+        assert!(AuditFilter { kind: Some("k".repeat(65)), ..AuditFilter::default() }.query().is_err());
+        let q = AuditFilter { since: Some(10), until: Some(20), cursor: Some(7), ..AuditFilter::default() }
+            .query()
+            .unwrap();
+        assert_eq!((q.since_ms, q.until_ms, q.after_seq, q.limit), (Some(10_000), Some(20_000), Some(7), 100));
+    }
 }

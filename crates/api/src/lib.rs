@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+pub mod admin_accounts;
 mod audit;
 mod caller;
 mod clients;
@@ -33,10 +34,13 @@ use bk_domain::ports::{
     PatStore, SessionStore,
 };
 
+pub use account::{grants_of, revoke_grant};
+pub use audit::{AuditFilter, AuditPage, MAX_AUDIT_PAGE, newest_own_audit, own_audit};
 pub use caller::Caller;
 pub use connect_mcp::start_mcp;
 pub use connections::{connect_exchanged, connect_with_key, remove_connection, start_oauth2};
 pub use handoff::ClientAuthenticator;
+pub use pats::{CreatedPat, NewPat, PatMaker, create_pat, live_pats, pat_maker, pat_scope_ceiling, revoke_pat};
 pub use problem::Problem;
 
 /// What the management API stores and reads.
@@ -176,6 +180,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/account", get(account::account))
         .route("/api/v1/audit", get(audit::tenant_audit))
         .route("/api/v1/admin/audit", get(audit::admin_audit))
+        .route("/api/v1/admin/accounts", get(admin_accounts::list))
+        .route("/api/v1/admin/accounts/{id}", get(admin_accounts::get).delete(admin_accounts::delete))
+        .route("/api/v1/admin/accounts/{id}/disable", post(admin_accounts::disable))
+        .route("/api/v1/admin/accounts/{id}/enable", post(admin_accounts::enable))
         .route("/api/v1/events", get(audit::events))
         .route("/api/v1/sessions", get(account::sessions))
         .route("/api/v1/sessions/{id}", delete(account::revoke_session))

@@ -5,7 +5,9 @@
 //! token, whose scopes and restrictions are the ceiling, and never outliving its session: a PAT made
 //! with a token is revoked with that token's session. Each lives `tokens.pat_default_ttl_days` unless
 //! asked otherwise (`"expires_in": "never"` only when asked for); an account holds at most
-//! `limits.max_pats_per_account` live PATs.
+//! `limits.max_pats_per_account` live PATs. The rules live in [`pat_maker`] / [`PatMaker::create`],
+//! [`live_pats`] and [`revoke_pat`], which the REST handlers here and the account dashboard's
+//! tokens page both call with their `Caller`.
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use bk_crypto::secret::{new_token, token_hash};
 use bk_domain::audit::Outcome;
 use bk_domain::client::ClientRole;
 use bk_domain::grant::{Grant, GrantKind};
-use bk_domain::ids::{ClientId, SessionId};
+use bk_domain::ids::{AccountId, ClientId, SessionId};
 use bk_domain::ports::PatCreation;
 use bk_domain::restrictions::Restrictions;
 use bk_domain::scope::{Scope, ScopeSet};
@@ -96,106 +98,189 @@ fn pat_view(p: &PersonalAccessToken, g: &Grant) -> Value {
     })
 }
 
-pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    let who = caller(&server, &headers, true).await?;
+/// What a person asks a new PAT to be, parsed (from the REST body or the dashboard's form); the
+/// rules — name, ceilings, lifetime, quota — are applied by [`PatMaker::create`].
+#[derive(Clone, Debug)]
+pub struct NewPat {
+    pub name: String,
+    /// As asked; cut to what the creator may give (unknown scopes were already dropped).
+    pub scopes: ScopeSet,
+    pub lifetime: PatLifetime,
+    /// As asked; cut to the creator's own restrictions.
+    pub restrictions: Restrictions,
+}
+
+/// A PAT just created: the token itself is in `token`, shown once and never stored.
+pub struct CreatedPat {
+    pub pat: PersonalAccessToken,
+    pub grant: Grant,
+    pub token: bk_crypto::secret::Secret,
+    /// Seconds until it expires (`None`: never).
+    pub expires_in: Option<i64>,
+}
+
+/// A caller that may create PATs for its account, and that account. Only [`pat_maker`] makes one,
+/// after the first-party check, so creating a PAT without that check does not compile.
+pub struct PatMaker<'a> {
+    who: &'a Caller,
+    account_id: AccountId,
+}
+
+/// The scopes a PAT may ever carry: a PAT is a third-party credential of its account (never
+/// `agents-all`). A creator's own scopes cut this further.
+pub fn pat_scope_ceiling() -> ScopeSet {
+    ClientRole::ThirdParty.scope_ceiling()
+}
+
+/// May `who` create PATs? A person (scope `account`) through a first-party caller: the browser, a
+/// PAT, or a white-label client's token — never a third-party app's token (audited when refused).
+pub async fn pat_maker<'a>(server: &Api, who: &'a Caller) -> Result<PatMaker<'a>, Problem> {
     let (account_id, _) = who.person_with(Scope::Account)?;
     let account_id = account_id.clone();
-    if !creator_of(&server, &who).await?.is_first_party() {
+    if !creator_of(server, who).await?.is_first_party() {
         server.emit(who.stamp(server.event("pat.created", Outcome::Denied)).detail("reason", "third-party client"));
         return Err(Problem::forbidden(
             "a third-party app's token cannot create personal access tokens, whatever its scopes; create one \
              while signed in to this server in a browser, with a personal access token, or through a white-label client",
         ));
     }
-    let req: CreatePat = json_body(&headers, &body)?;
-    let name = req.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Problem::invalid("name", "name must be 1 to 100 printable characters"));
+    Ok(PatMaker { who, account_id })
+}
+
+/// Creates a PAT for `who` (the REST endpoint and the dashboard's form both come here).
+pub async fn create_pat(server: &Api, who: &Caller, req: NewPat) -> Result<CreatedPat, Problem> {
+    pat_maker(server, who).await?.create(server, req).await
+}
+
+impl PatMaker<'_> {
+    /// Creates the PAT: never wider than its creator, within the account's quota, audited.
+    pub async fn create(&self, server: &Api, req: NewPat) -> Result<CreatedPat, Problem> {
+        let who = self.who;
+        let name = req.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Problem::invalid("name", "name must be 1 to 100 printable characters"));
+        }
+        let (scope_ceiling, restriction_ceiling) = who.ceiling();
+        // Never agents-all, never more than its creator.
+        let scopes = req.scopes.intersect(&scope_ceiling.with_implied()).intersect(&pat_scope_ceiling());
+        if scopes.is_empty() {
+            return Err(Problem::invalid("scopes", "none of the requested scopes can be granted to this token"));
+        }
+        let restrictions = req.restrictions.intersect(&restriction_ceiling);
+        let now = server.clock.now();
+        let expires_at = req
+            .lifetime
+            .expires_at(now, server.limits.pat_default_ttl_secs)
+            .map_err(|m| Problem::invalid("expires_in", m))?;
+        let token = new_token(PAT_PREFIX);
+        let grant = Grant {
+            id: SessionId::generate(),
+            account_id: self.account_id.clone(),
+            client_id: ClientId::from_string(PAT_CLIENT),
+            scopes,
+            restrictions,
+            kind: GrantKind::PersonalAccessToken,
+            resource: server.mcp_resource(),
+            auth_time: now,
+            created_at: now,
+            revoked_at: None,
+        };
+        let pat = PersonalAccessToken {
+            id: format!("pat_{}", &bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<12>())),
+            account_id: self.account_id.clone(),
+            session_id: grant.id.clone(),
+            // A PAT made with a token dies with that token's session; one made in the browser stands alone.
+            parent_session_id: match who {
+                Caller::Token(c) => Some(c.session_id.clone()),
+                _ => None,
+            },
+            name,
+            hash: token_hash(token.expose()),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        match server.store.create_pat(&pat, &grant, server.limits.max_pats_per_account).await? {
+            PatCreation::Created => {}
+            PatCreation::QuotaReached => {
+                return Err(Problem::quota(format!(
+                    "this account already holds {} live personal access tokens, the most it may \
+                     (limits.max_pats_per_account); revoke one first",
+                    server.limits.max_pats_per_account
+                )));
+            }
+            PatCreation::ParentRevoked => {
+                return Err(Problem::unauthorized("the access token's session has been revoked"));
+            }
+        }
+        tracing::info!(account = %pat.account_id, pat = %pat.id, "personal access token created");
+        server.emit(
+            who.stamp(server.event("pat.created", Outcome::Success))
+                .pat(&pat.id)
+                .target(&pat.id)
+                .detail("scope", grant.scopes.to_string()),
+        );
+        Ok(CreatedPat { expires_in: expires_at.map(|e| e - now), pat, grant, token })
     }
-    let asked = match &req.scopes {
+}
+
+/// The JSON body of `POST /api/v1/auth/pat`, parsed (unknown scopes dropped, restrictions checked).
+fn new_pat_of(req: CreatePat) -> Result<NewPat, Problem> {
+    let scopes = match &req.scopes {
         Value::String(s) => ScopeSet::parse_lenient(s),
         Value::Array(a) => ScopeSet::from_scopes(a.iter().filter_map(|v| v.as_str()).filter_map(Scope::parse)),
         _ => return Err(Problem::invalid("scopes", "scopes must be an array of scope names")),
     };
-    let (scope_ceiling, restriction_ceiling) = who.ceiling();
-    // A PAT is a third-party credential of its account: never agents-all, never more than its creator.
-    let scopes = asked.intersect(&scope_ceiling.with_implied()).intersect(&ClientRole::ThirdParty.scope_ceiling());
-    if scopes.is_empty() {
-        return Err(Problem::invalid("scopes", "none of the requested scopes can be granted to this token"));
-    }
     let restrictions = Restrictions::from_params(
         json_text(&req.provider_permissions).as_deref(),
         req.default_provider_permission.as_deref(),
         json_text(&req.agent_ids).as_deref(),
         json_text(&req.knowledge_base_ids).as_deref(),
     )
-    .map_err(|m| Problem::invalid(m.split([':', ' ']).next().unwrap_or("body"), m.clone()))?
-    .intersect(&restriction_ceiling);
-    let now = server.clock.now();
-    let expires_at = lifetime_of(req.expires_in.as_ref())?
-        .expires_at(now, server.limits.pat_default_ttl_secs)
-        .map_err(|m| Problem::invalid("expires_in", m))?;
-    let token = new_token(PAT_PREFIX);
-    let grant = Grant {
-        id: SessionId::generate(),
-        account_id: account_id.clone(),
-        client_id: ClientId::from_string(PAT_CLIENT),
-        scopes,
-        restrictions,
-        kind: GrantKind::PersonalAccessToken,
-        resource: server.mcp_resource(),
-        auth_time: now,
-        created_at: now,
-        revoked_at: None,
-    };
-    let pat = PersonalAccessToken {
-        id: format!("pat_{}", &bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<12>())),
-        account_id,
-        session_id: grant.id.clone(),
-        // A PAT made with a token dies with that token's session; one made in the browser stands alone.
-        parent_session_id: match &who {
-            Caller::Token(c) => Some(c.session_id.clone()),
-            _ => None,
-        },
-        name,
-        hash: token_hash(token.expose()),
-        created_at: now,
-        expires_at,
-        revoked_at: None,
-    };
-    match server.store.create_pat(&pat, &grant, server.limits.max_pats_per_account).await? {
-        PatCreation::Created => {}
-        PatCreation::QuotaReached => {
-            return Err(Problem::quota(format!(
-                "this account already holds {} live personal access tokens, the most it may \
-                 (limits.max_pats_per_account); revoke one first",
-                server.limits.max_pats_per_account
-            )));
-        }
-        PatCreation::ParentRevoked => {
-            return Err(Problem::unauthorized("the access token's session has been revoked"));
-        }
-    }
-    tracing::info!(account = %pat.account_id, pat = %pat.id, "personal access token created");
-    server.emit(
-        who.stamp(server.event("pat.created", Outcome::Success))
-            .pat(&pat.id)
-            .target(&pat.id)
-            .detail("scope", grant.scopes.to_string()),
-    );
-    let mut out = pat_view(&pat, &grant);
-    out["token"] = json!(token.into_string());
-    out["expires_in"] = json!(expires_at.map(|e| e - now));
+    .map_err(|m| Problem::invalid(m.split([':', ' ']).next().unwrap_or("body"), m.clone()))?;
+    let lifetime = lifetime_of(req.expires_in.as_ref())?;
+    Ok(NewPat { name: req.name, scopes, lifetime, restrictions })
+}
+
+pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    let who = caller(&server, &headers, true).await?;
+    // Who may create comes first: a third-party app is refused whatever it sends.
+    let maker = pat_maker(&server, &who).await?;
+    let req: CreatePat = json_body(&headers, &body)?;
+    let created = maker.create(&server, new_pat_of(req)?).await?;
+    let mut out = pat_view(&created.pat, &created.grant);
+    out["token"] = json!(created.token.into_string());
+    out["expires_in"] = json!(created.expires_in);
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
+}
+
+/// The account's live PATs (unrevoked, unexpired) with their sessions, newest first.
+pub async fn live_pats(server: &Api, who: &Caller) -> Result<Vec<(PersonalAccessToken, Grant)>, Problem> {
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    let now = server.clock.now();
+    let mut pats = server.store.list_pats(account_id).await?;
+    pats.retain(|(p, _)| p.expires_at.is_none_or(|e| e > now));
+    Ok(pats)
+}
+
+/// Revokes one of the caller's PATs (and its session, and the PATs it made). Another account's PAT
+/// is not found, exactly like one that does not exist: the store matches the account.
+pub async fn revoke_pat(server: &Api, who: &Caller, id: &str) -> Result<(), Problem> {
+    let (account_id, _) = who.person_with(Scope::Account)?;
+    match server.store.revoke_pat(account_id, id, server.clock.now()).await? {
+        Some(sid) => {
+            server.verifier.forget_session(&sid);
+            tracing::info!(account = %account_id, pat = %id, "personal access token revoked");
+            server.emit(who.stamp(server.event("pat.revoked", Outcome::Success)).pat(id).target(id));
+            Ok(())
+        }
+        None => Err(Problem::not_found("personal access token")),
+    }
 }
 
 pub async fn list(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
-    let (account_id, _) = who.person_with(Scope::Account)?;
-    let pats = server.store.list_pats(account_id).await?;
-    let now = server.clock.now();
-    let live: Vec<Value> =
-        pats.iter().filter(|(p, _)| p.expires_at.is_none_or(|e| e > now)).map(|(p, g)| pat_view(p, g)).collect();
+    let live: Vec<Value> = live_pats(&server, &who).await?.iter().map(|(p, g)| pat_view(p, g)).collect();
     Ok(Json(json!({"tokens": live})).into_response())
 }
 
@@ -205,14 +290,6 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
-    let (account_id, _) = who.person_with(Scope::Account)?;
-    match server.store.revoke_pat(account_id, &id, server.clock.now()).await? {
-        Some(sid) => {
-            server.verifier.forget_session(&sid);
-            tracing::info!(account = %account_id, pat = %id, "personal access token revoked");
-            server.emit(who.stamp(server.event("pat.revoked", Outcome::Success)).pat(&id).target(&id));
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        None => Err(Problem::not_found("personal access token")),
-    }
+    revoke_pat(&server, &who, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

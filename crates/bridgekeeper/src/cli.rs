@@ -155,6 +155,51 @@ pub enum AccountAction {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// List accounts, newest first: status, and counts of live grants, PATs and connections.
+    List {
+        /// Only accounts whose email contains this (any case).
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long, value_parser = ["active", "disabled", "deleted"])]
+        status: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// At most this many (1 to 100).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
+    },
+    /// One account: status, and counts of live grants, PATs and connections.
+    Show {
+        id: String,
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
+    },
+    /// Disable an account: every app session, PAT and browser session is revoked at once, and it
+    /// cannot sign in until enabled again. Idempotent.
+    Disable {
+        id: String,
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
+    },
+    /// Enable a disabled account (nothing that was revoked comes back).
+    Enable {
+        id: String,
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
+    },
+    /// Delete an account, irreversibly: disabled, then its connections (sealed credentials), PATs,
+    /// emailed links and browser sessions erased, its email replaced and its password cleared.
+    /// Its audit rows are kept.
+    Delete {
+        id: String,
+        /// Required: deleting cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
+    },
 }
 
 fn load(cfg: &ConfigArgs, listen: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
@@ -237,33 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Admin { cfg, what: Admin::Account { action: AccountAction::Create { email, password_stdin } } } => {
-            if !password_stdin {
-                bail!("--password-stdin is required");
-            }
-            let config = load(&cfg, None, None)?;
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            let (store, _) = crate::serve::open_store(&config).await?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-            // The same rules and messages as the sign-up page: the domain's, then argon2 off the async threads.
-            let email = check_new_account(&email, &password)?;
-            let hash = tokio::task::spawn_blocking(move || bk_crypto::password::hash_password(&password)).await;
-            let Some(hash) = hash.ok().and_then(Result::ok) else { bail!("The server could not hash the password.") };
-            let account = Account::with_password(AccountId::generate(), email, hash, now);
-            match store.create_account(&account).await {
-                Ok(()) => {
-                    println!("{}", account.id);
-                    Ok(())
-                }
-                Err(StoreError::Conflict(_)) => Err(NewAccountError::EmailTaken.into()),
-                Err(e) => {
-                    tracing::error!(error = %e, "account creation failed");
-                    bail!("The server could not create the account right now.")
-                }
-            }
-        }
+        Command::Admin { cfg, what: Admin::Account { action } } => account(&cfg, action).await,
         Command::Admin { cfg, what: Admin::Audit { action } } => {
             let config = load(&cfg, None, None)?;
             let (store, _) = crate::serve::open_store(&config).await?;
@@ -399,6 +418,219 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// `admin account create`: the same rules and messages as the sign-up page.
+async fn create_account(cfg: &ConfigArgs, email: String, password_stdin: bool) -> anyhow::Result<()> {
+    if !password_stdin {
+        bail!("--password-stdin is required");
+    }
+    let config = load(cfg, None, None)?;
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_owned();
+    let (store, _) = crate::serve::open_store(&config).await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    // The same rules and messages as the sign-up page: the domain's, then argon2 off the async threads.
+    let email = check_new_account(&email, &password)?;
+    let hash = tokio::task::spawn_blocking(move || bk_crypto::password::hash_password(&password)).await;
+    let Some(hash) = hash.ok().and_then(Result::ok) else { bail!("The server could not hash the password.") };
+    let account = Account::with_password(AccountId::generate(), email, hash, now);
+    match store.create_account(&account).await {
+        Ok(()) => {
+            println!("{}", account.id);
+            Ok(())
+        }
+        Err(StoreError::Conflict(_)) => Err(NewAccountError::EmailTaken.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "account creation failed");
+            bail!("The server could not create the account right now.")
+        }
+    }
+}
+
+/// `admin account …`: create, or the operator's list, show, disable, enable and delete, on the
+/// configured database. The changes are audited (`account.disabled`, `.enabled`, `.deleted`, marked
+/// `via: cli`); a running server sees them within a second.
+async fn account(cfg: &ConfigArgs, action: AccountAction) -> anyhow::Result<()> {
+    use bk_api::admin_accounts::{account_json, deleted_event, disabled_event, enabled_event};
+    use bk_domain::account::{AccountEnabling, AccountQuery, AccountStatus, MAX_ACCOUNTS_PAGE};
+    use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
+
+    if let AccountAction::Create { email, password_stdin } = action {
+        return create_account(cfg, email, password_stdin).await;
+    }
+    let config = load(cfg, None, None)?;
+    let (store, _) = crate::serve::open_store(&config).await?;
+    let store = std::sync::Arc::new(store);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let now_ms = now.saturating_mul(1000);
+    let overview = |id: AccountId| {
+        let store = store.clone();
+        async move { store.account_overview(&id, now).await?.with_context(|| format!("no account {id}")) }
+    };
+    // Changes are audited like the API's, through the same writer (redaction, hash chain).
+    let audit = |e: AuditEvent| {
+        let store = store.clone();
+        let config = config.audit.to_config();
+        async move {
+            let log = bk_audit::AuditLog::start(store, &config)?;
+            log.record(e.detail("via", "cli"));
+            log.flush().await;
+            anyhow::Ok(())
+        }
+    };
+    let event = |kind: &str| AuditEvent::new(kind, Outcome::Success, now_ms);
+    match action {
+        // Answered above, before the database is opened here.
+        AccountAction::Create { .. } => Ok(()),
+        AccountAction::List { email, status, page, limit, format } => {
+            if page == 0 || !(1..=MAX_ACCOUNTS_PAGE).contains(&limit) {
+                bail!("--page must be at least 1 and --limit 1 to {MAX_ACCOUNTS_PAGE}");
+            }
+            let email = email.map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty());
+            if email.as_ref().is_some_and(|e| e.len() > bk_domain::account::MAX_EMAIL_BYTES) {
+                bail!("--email is at most 254 bytes");
+            }
+            let q = AccountQuery {
+                email_contains: email,
+                status: status.as_deref().and_then(AccountStatus::parse),
+                page,
+                limit,
+            };
+            let found = store.list_accounts(&q, now).await?;
+            let rows: Vec<serde_json::Value> = found.items.iter().map(account_json).collect();
+            if format == "json" {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "accounts": rows, "page": page, "limit": limit, "total": found.total,
+                    }))?
+                );
+            } else {
+                for r in &rows {
+                    println!("{}", account_line(r));
+                }
+                println!("{} accounts match (page {page}, {} per page)", found.total, limit);
+            }
+            Ok(())
+        }
+        AccountAction::Show { id, format } => {
+            let v = account_json(&overview(AccountId::from_string(id)).await?);
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for key in [
+                    "id",
+                    "email",
+                    "emailVerified",
+                    "status",
+                    "createdAt",
+                    "disabledAt",
+                    "deletedAt",
+                    "liveGrants",
+                    "livePats",
+                    "connections",
+                ] {
+                    println!("{key:<14} {}", text_of(&v[key]));
+                }
+            }
+            Ok(())
+        }
+        AccountAction::Disable { id, format } => {
+            let id = AccountId::from_string(id);
+            let r = store.disable_account(&id, now).await?.with_context(|| format!("no account {id}"))?;
+            audit(disabled_event(event("account.disabled"), &id, &r)).await?;
+            let v = account_json(&overview(id.clone()).await?);
+            if format == "json" {
+                let revoked = serde_json::json!({
+                    "alreadyDisabled": !r.newly_disabled, "sessions": r.sessions.len(), "pats": r.pats,
+                    "browserSessions": r.browser_sessions,
+                });
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"account": v, "revoked": revoked}))?);
+            } else {
+                let was = if r.newly_disabled { "disabled" } else { "already disabled;" };
+                println!(
+                    "{was} {id}: revoked {} sessions, {} PATs, {} browser sessions",
+                    r.sessions.len(),
+                    r.pats,
+                    r.browser_sessions
+                );
+            }
+            Ok(())
+        }
+        AccountAction::Enable { id, format } => {
+            let id = AccountId::from_string(id);
+            let outcome = store.enable_account(&id).await?.with_context(|| format!("no account {id}"))?;
+            audit(enabled_event(event("account.enabled"), &id, outcome)).await?;
+            if outcome == AccountEnabling::Deleted {
+                bail!("{id} is deleted: a deleted account cannot be enabled");
+            }
+            let v = account_json(&overview(id.clone()).await?);
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if outcome == AccountEnabling::Enabled {
+                println!("enabled {id} (it signs in again; nothing that was revoked comes back)");
+            } else {
+                println!("{id} is already active");
+            }
+            Ok(())
+        }
+        AccountAction::Delete { id, yes, format } => {
+            if !yes {
+                bail!("deleting an account cannot be undone: add --yes to delete {id}");
+            }
+            let id = AccountId::from_string(id);
+            let x = store.delete_account(&id, now).await?.with_context(|| format!("no account {id}"))?;
+            audit(deleted_event(event("account.deleted"), &id, &x)).await?;
+            let v = account_json(&overview(id.clone()).await?);
+            if format == "json" {
+                let erased = serde_json::json!({
+                    "alreadyDeleted": !x.newly_deleted, "sessionsRevoked": x.revoked.sessions.len(),
+                    "connections": x.connections, "pats": x.pats, "emailLinks": x.email_links,
+                    "browserSessions": x.browser_sessions,
+                });
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"account": v, "erased": erased}))?);
+            } else {
+                let was = if x.newly_deleted { "deleted" } else { "already deleted;" };
+                println!(
+                    "{was} {id}: revoked {} sessions; erased {} connections, {} PATs, {} emailed links, {} browser sessions; email now {}",
+                    x.revoked.sessions.len(),
+                    x.connections,
+                    x.pats,
+                    x.email_links,
+                    x.browser_sessions,
+                    text_of(&v["email"])
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A JSON value as a column of text output (`-` for null).
+fn text_of(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        v => v.to_string(),
+    }
+}
+
+/// One account as a line of `admin account list`.
+fn account_line(r: &serde_json::Value) -> String {
+    format!(
+        "{:<36} {:<8} verified={:<5} created={} disabled={} grants={} pats={} connections={} {}",
+        text_of(&r["id"]),
+        text_of(&r["status"]),
+        text_of(&r["emailVerified"]),
+        text_of(&r["createdAt"]),
+        text_of(&r["disabledAt"]),
+        text_of(&r["liveGrants"]),
+        text_of(&r["livePats"]),
+        text_of(&r["connections"]),
+        text_of(&r["email"]),
+    )
 }
 
 /// A database URL without its password, for messages.

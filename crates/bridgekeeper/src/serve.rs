@@ -259,19 +259,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         tracing::info!("{}", mail.describe());
     }
-    let web = Arc::new(bk_web::WebState::new(
-        auth.clone(),
-        browser_sessions,
-        bk_web::SignInLimits {
-            per_account_and_source: config.limits.login_failures_per_minute,
-            per_source: config.limits.login_failures_per_source_per_minute,
-            per_account: config.limits.login_failures_per_account_per_minute,
-        },
-        Arc::new(mail),
-        sql.clone(),
-        sql.clone(),
-    )
-    .requiring_second_factor(config.accounts.require_second_factor));
+    let web = Arc::new(
+        bk_web::WebState::new(
+            auth.clone(),
+            browser_sessions,
+            bk_web::SignInLimits {
+                per_account_and_source: config.limits.login_failures_per_minute,
+                per_source: config.limits.login_failures_per_source_per_minute,
+                per_account: config.limits.login_failures_per_account_per_minute,
+            },
+            Arc::new(mail),
+            sql.clone(),
+            sql.clone(),
+            sql.clone(),
+        )
+        .requiring_second_factor(config.accounts.require_second_factor),
+    );
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
         sql.clone(),

@@ -16,18 +16,160 @@ pub struct Account {
     /// When the person proved they receive mail at `email` (followed the link sent to it); `None`
     /// until then, and again after the address changes.
     pub email_verified_at: Option<UnixTime>,
+    /// When an operator disabled the account: from then on it cannot sign in and holds no live
+    /// credential, until it is enabled again. `None`: active (or enabled since).
+    pub disabled_at: Option<UnixTime>,
+    /// When an operator deleted the account (irreversible): its credentials are erased, its email is
+    /// [`deleted_email`] and it has no password. `None`: not deleted.
+    pub deleted_at: Option<UnixTime>,
 }
 
 impl Account {
     /// A new account that signs in with a password. `email` is the one [`check_new_account`] returned.
     pub fn with_password(id: AccountId, email: String, password_hash: String, now: UnixTime) -> Self {
-        Self { id, email, password_hash: Some(password_hash), created_at: now, email_verified_at: None }
+        Self {
+            id,
+            email,
+            password_hash: Some(password_hash),
+            created_at: now,
+            email_verified_at: None,
+            disabled_at: None,
+            deleted_at: None,
+        }
     }
 
     /// Has the person proved the address (what `email_verified` in tokens and userinfo says)?
     pub fn email_verified(&self) -> bool {
         self.email_verified_at.is_some()
     }
+
+    /// May the account not be used: disabled, or deleted (a deleted account is disabled too)? Sign-in
+    /// refuses such an account, whatever the password.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some() || self.deleted_at.is_some()
+    }
+
+    /// Active, disabled or deleted.
+    pub fn status(&self) -> AccountStatus {
+        if self.deleted_at.is_some() {
+            AccountStatus::Deleted
+        } else if self.disabled_at.is_some() {
+            AccountStatus::Disabled
+        } else {
+            AccountStatus::Active
+        }
+    }
+}
+
+/// Where an account stands, as operators see and filter it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    /// Disabled by an operator: no sign-in, no live credential; can be enabled again.
+    Disabled,
+    /// Deleted by an operator: credentials erased, email replaced; irreversible.
+    Deleted,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Disabled => "disabled",
+            AccountStatus::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(AccountStatus::Active),
+            "disabled" => Some(AccountStatus::Disabled),
+            "deleted" => Some(AccountStatus::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// The email a deleted account keeps instead of its own: unique, under the reserved top-level domain
+/// `.invalid` (RFC 2606) so nothing is ever sent to it, and not a valid address for sign-up or
+/// sign-in (no dot in its domain), so the real address can sign up again.
+pub fn deleted_email(id: &AccountId) -> String {
+    format!("deleted-{id}@invalid")
+}
+
+/// An account as an operator sees it: the account and counts of what it holds now.
+#[derive(Clone, Debug)]
+pub struct AccountOverview {
+    pub account: Account,
+    /// Unrevoked OAuth grants (authorized apps).
+    pub live_grants: u64,
+    /// Unrevoked, unexpired personal access tokens.
+    pub live_pats: u64,
+    /// Connected services (whatever their status: each holds a sealed credential).
+    pub connections: u64,
+}
+
+/// The most accounts one page of the operator's list holds.
+pub const MAX_ACCOUNTS_PAGE: u32 = 100;
+
+/// A filter on the operator's account list (newest first).
+#[derive(Clone, Debug)]
+pub struct AccountQuery {
+    /// Only accounts whose email contains this (compared in lower case; `%` and `_` are literal).
+    pub email_contains: Option<String>,
+    pub status: Option<AccountStatus>,
+    /// From 1.
+    pub page: u32,
+    /// 1 to [`MAX_ACCOUNTS_PAGE`].
+    pub limit: u32,
+}
+
+/// One page of accounts and how many match in all.
+#[derive(Clone, Debug)]
+pub struct AccountPage {
+    pub items: Vec<AccountOverview>,
+    pub total: u64,
+}
+
+/// What disabling an account revoked. Disabling an account already disabled (or deleted) revokes
+/// whatever is live again and keeps the first `disabled_at`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountRevocation {
+    /// False when it was disabled already.
+    pub newly_disabled: bool,
+    /// Sessions revoked now: OAuth grants and the sessions of PATs (their cached state must go).
+    pub sessions: Vec<crate::ids::SessionId>,
+    /// Personal access tokens revoked now.
+    pub pats: u64,
+    /// Browser sessions ended now.
+    pub browser_sessions: u64,
+}
+
+/// What deleting an account erased (beyond what disabling it revoked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountErasure {
+    pub revoked: AccountRevocation,
+    /// False when it was deleted already (nothing was left to erase).
+    pub newly_deleted: bool,
+    /// Connections deleted with their sealed credentials.
+    pub connections: u64,
+    /// Personal access tokens deleted.
+    pub pats: u64,
+    /// Emailed links deleted.
+    pub email_links: u64,
+    /// Browser sessions deleted.
+    pub browser_sessions: u64,
+}
+
+/// What enabling an account did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountEnabling {
+    /// It was disabled and is active again (nothing it held comes back).
+    Enabled,
+    /// It was active: nothing changed.
+    AlreadyActive,
+    /// It is deleted, which cannot be undone: nothing changed.
+    Deleted,
 }
 
 /// The shortest password accepted, in characters.
@@ -253,6 +395,31 @@ mod tests {
         }
         let huge = "a".repeat(60_000) + "@example.com";
         assert_eq!(typed_email_for_audit(&huge), "[not an email address: 60012 bytes]");
+    }
+
+    #[test]
+    fn status_follows_disable_and_delete() {
+        let mut a = Account::with_password(AccountId::from_string("acc_1"), "a@b.co".into(), "h".into(), 1);
+        assert_eq!((a.status(), a.is_disabled()), (AccountStatus::Active, false));
+        a.disabled_at = Some(2);
+        assert_eq!((a.status(), a.is_disabled()), (AccountStatus::Disabled, true));
+        a.deleted_at = Some(3);
+        assert_eq!((a.status(), a.is_disabled()), (AccountStatus::Deleted, true));
+        a.disabled_at = None;
+        assert!(a.is_disabled(), "a deleted account is refused even without disabled_at");
+        for s in [AccountStatus::Active, AccountStatus::Disabled, AccountStatus::Deleted] {
+            assert_eq!(AccountStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(AccountStatus::parse("Active"), None);
+    }
+
+    #[test]
+    fn a_deleted_accounts_email_is_unique_and_never_an_address() {
+        let id = AccountId::from_string("acc_xyz");
+        let e = deleted_email(&id);
+        assert_eq!(e, "deleted-acc_xyz@invalid");
+        assert!(!is_valid_email(&e), "the placeholder can neither sign up nor receive mail");
+        assert_eq!(check_new_account(&e, "long enough"), Err(NewAccountError::InvalidEmail));
     }
 
     #[test]

@@ -17,6 +17,25 @@ pub struct StoredBrowserSession {
     /// The cookie's own expiry: the session ends then even if nobody signs out.
     pub expires_at: UnixTime,
     pub ended_at: Option<UnixTime>,
+    /// The browser's `User-Agent` as it was first seen (bounded, printable), shown on the account's
+    /// security page so the person can tell their browsers apart. `None` until known.
+    pub user_agent: Option<String>,
+    /// When a page of this site last saw the session (at most every few minutes, not every request).
+    pub last_seen_at: Option<UnixTime>,
+}
+
+/// The most browser sessions of one account a listing returns (newest first).
+pub const MAX_LISTED_BROWSER_SESSIONS: i64 = 100;
+
+/// The longest `User-Agent` kept with a browser session, in characters.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// A `User-Agent` header as kept with a session: printable characters only, at most
+/// [`MAX_USER_AGENT_CHARS`]; `None` when nothing printable is left.
+pub fn bounded_user_agent(raw: &str) -> Option<String> {
+    let ua: String = raw.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT_CHARS).collect();
+    let ua = ua.trim();
+    (!ua.is_empty()).then(|| ua.to_owned())
 }
 
 impl StoredBrowserSession {
@@ -33,6 +52,10 @@ pub enum BrowserSessionEnd {
     SignedOut,
     /// The account's password changed: every browser must sign in again.
     PasswordChanged,
+    /// The person ended this session from another browser (the security page's "End").
+    EndedByOwner,
+    /// The person signed out everywhere (every browser session of the account, this one included).
+    SignedOutEverywhere,
 }
 
 impl BrowserSessionEnd {
@@ -40,6 +63,8 @@ impl BrowserSessionEnd {
         match self {
             BrowserSessionEnd::SignedOut => "signed_out",
             BrowserSessionEnd::PasswordChanged => "password_changed",
+            BrowserSessionEnd::EndedByOwner => "ended_by_owner",
+            BrowserSessionEnd::SignedOutEverywhere => "signed_out_everywhere",
         }
     }
 }
@@ -55,6 +80,8 @@ mod tests {
             created_at: 100,
             expires_at,
             ended_at,
+            user_agent: None,
+            last_seen_at: None,
         }
     }
 
@@ -76,5 +103,15 @@ mod tests {
     fn end_reasons_have_stable_names() {
         assert_eq!(BrowserSessionEnd::SignedOut.as_str(), "signed_out");
         assert_eq!(BrowserSessionEnd::PasswordChanged.as_str(), "password_changed");
+        assert_eq!(BrowserSessionEnd::EndedByOwner.as_str(), "ended_by_owner");
+        assert_eq!(BrowserSessionEnd::SignedOutEverywhere.as_str(), "signed_out_everywhere");
+    }
+
+    #[test]
+    fn user_agents_are_bounded_and_printable() {
+        assert_eq!(bounded_user_agent("  Mozilla/5.0 (X11)  ").as_deref(), Some("Mozilla/5.0 (X11)"));
+        assert_eq!(bounded_user_agent("a\u{0}b\nc").as_deref(), Some("abc"));
+        assert_eq!(bounded_user_agent(" \t "), None);
+        assert_eq!(bounded_user_agent(&"x".repeat(1000)).map(|u| u.chars().count()), Some(MAX_USER_AGENT_CHARS));
     }
 }

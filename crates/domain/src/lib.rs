@@ -17,6 +17,7 @@ pub mod handoff;
 pub mod ids;
 pub mod mcp_session;
 pub mod network;
+pub mod passkey;
 pub mod pkce;
 pub mod ports;
 pub mod rate_limit;

@@ -17,6 +17,7 @@ mod handoff_codes;
 mod keys;
 mod mcp_sessions;
 mod migrations;
+mod passkeys;
 mod pats;
 mod pool;
 mod rotation;

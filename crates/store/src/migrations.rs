@@ -27,7 +27,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0014_mcp_session_client_features.sql"),
     ),
     (15, "email verification", include_str!("../migrations/sqlite/0015_email_verification.sql")),
+    (16, "browser session details", include_str!("../migrations/sqlite/0016_browser_session_details.sql")),
+    (17, "account status", include_str!("../migrations/sqlite/0017_account_status.sql")),
     (18, "second factor", include_str!("../migrations/sqlite/0018_second_factor.sql")),
+    (19, "passkeys", include_str!("../migrations/sqlite/0019_passkeys.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -49,7 +52,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0014_mcp_session_client_features.sql"),
     ),
     (15, "email verification", include_str!("../migrations/postgres/0015_email_verification.sql")),
+    (16, "browser session details", include_str!("../migrations/postgres/0016_browser_session_details.sql")),
+    (17, "account status", include_str!("../migrations/postgres/0017_account_status.sql")),
     (18, "second factor", include_str!("../migrations/postgres/0018_second_factor.sql")),
+    (19, "passkeys", include_str!("../migrations/postgres/0019_passkeys.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -255,6 +255,7 @@ impl Store for SqlStore {
             ("connection_flows", now),
             ("handoff_codes", now),
             ("email_tokens", now),
+            ("webauthn_ceremonies", now),
         ] {
             // `table` is one of the constant names above.
             deleted += sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE expires_at < $1")))

@@ -225,10 +225,11 @@ pub async fn change_password(
         return res;
     }
     // This browser goes on under a fresh session id (the old one ended with the others).
-    let fresh = match state.browser_sessions.sign_in(account.id.clone(), now).await {
-        Ok(f) => f,
-        Err(e) => return unavailable(&state, "signing this browser in again", &e),
-    };
+    let fresh =
+        match state.browser_sessions.sign_in_from(account.id.clone(), crate::pages::user_agent(&headers), now).await {
+            Ok(f) => f,
+            Err(e) => return unavailable(&state, "signing this browser in again", &e),
+        };
     state.auth.emit(state.auth.event("account.password_changed", Outcome::Success).account(&account.id).ip(peer.ip()));
     notify(
         &state,

@@ -9,6 +9,7 @@ mod authorize;
 pub mod connections_page;
 pub mod dashboard;
 pub mod pages;
+mod passkeys;
 mod second_factor;
 mod sign_in_limits;
 
@@ -38,6 +39,10 @@ pub struct WebState {
     pub second_factors: Arc<dyn bk_domain::ports::SecondFactorStore>,
     /// Every account must have a second factor (`accounts.require_second_factor`).
     pub require_second_factor: bool,
+    /// Passkeys and WebAuthn ceremonies.
+    pub passkeys: Arc<dyn bk_domain::ports::PasskeyStore>,
+    /// The WebAuthn relying party (the issuer's host); `None` when it is not a domain name.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl WebState {
@@ -48,7 +53,12 @@ impl WebState {
         mail: Arc<bk_mail::Mailer>,
         email_tokens: Arc<dyn bk_domain::ports::EmailTokenStore>,
         second_factors: Arc<dyn bk_domain::ports::SecondFactorStore>,
+        passkeys: Arc<dyn bk_domain::ports::PasskeyStore>,
     ) -> Self {
+        let webauthn = passkeys::relying_party(&auth.issuer).map(Arc::new);
+        if webauthn.is_none() {
+            tracing::info!(issuer = %auth.issuer, "passkeys are off: the issuer's host is not a domain name");
+        }
         Self {
             auth,
             templates: templates(),
@@ -58,6 +68,8 @@ impl WebState {
             email_tokens,
             second_factors,
             require_second_factor: false,
+            passkeys,
+            webauthn,
         }
     }
 
@@ -107,6 +119,7 @@ fn templates() -> Environment<'static> {
         ("totp_enrol.html", include_str!("templates/totp_enrol.html")),
         ("totp_codes.html", include_str!("templates/totp_codes.html")),
         ("totp_status.html", include_str!("templates/totp_status.html")),
+        ("passkeys.html", include_str!("templates/passkeys.html")),
         ("connections.html", include_str!("templates/connections.html")),
     ]
     .into_iter()
@@ -134,12 +147,24 @@ pub async fn page_security_headers(req: axum::extract::Request, next: axum::midd
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; \
+             base-uri 'none'; frame-ancestors 'none'",
         ),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     res
+}
+
+async fn passkeys_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        include_str!("../static/passkeys.js"),
+    )
+        .into_response()
 }
 
 async fn stylesheet() -> Response {
@@ -250,6 +275,12 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route(second_factor::SIGN_IN_PATH, get(second_factor::sign_in_form).post(second_factor::sign_in))
         .route(second_factor::ENROL_PATH, get(second_factor::enrol_form).post(second_factor::enrol))
         .route(second_factor::DISABLE_PATH, axum::routing::post(second_factor::disable))
+        .route(passkeys::PAGE, get(passkeys::page).post(passkeys::register))
+        .route(passkeys::REGISTER_OPTIONS, axum::routing::post(passkeys::register_options))
+        .route(passkeys::DELETE, axum::routing::post(passkeys::delete))
+        .route(passkeys::SIGN_IN_OPTIONS, axum::routing::post(passkeys::sign_in_options))
+        .route(passkeys::SIGN_IN, axum::routing::post(passkeys::sign_in))
+        .route("/static/passkeys.js", get(passkeys_script))
         .route("/api/v1/auth/authorize", get(authorize::authorize))
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))

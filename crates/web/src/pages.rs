@@ -76,6 +76,11 @@ pub(crate) async fn signed_in(state: &WebState, s: &BrowserSession) -> Option<(A
     }
 }
 
+/// The browser's `User-Agent`, for the list of signed-in browsers (bounded; shown, never trusted).
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.get(..ua.len().min(256)).unwrap_or(""))
+}
+
 pub(crate) fn form_expired(state: &WebState) -> Response {
     state.message(
         StatusCode::BAD_REQUEST,
@@ -121,7 +126,10 @@ fn render_login_page(
     state.page(
         status,
         "login.html",
-        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error, notice, brand },
+        context! {
+            csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error, notice, brand,
+            passkeys => state.webauthn.is_some(),
+        },
     )
 }
 
@@ -282,11 +290,24 @@ pub async fn login(
     .await
     .unwrap_or(false);
     match account {
+        Some(a) if ok && a.is_disabled() => {
+            // The right password proves who asks, so saying why is no oracle.
+            state.auth.emit(
+                state
+                    .auth
+                    .event("auth.signin", Outcome::Denied)
+                    .account(&a.id)
+                    .ip(peer.ip())
+                    .detail("reason", "disabled"),
+            );
+            let msg = "This account is disabled. Ask the operator of this server.";
+            render_login(&state, &s, StatusCode::FORBIDDEN, &next, &email, Some(msg), brand)
+        }
         Some(a) if ok => {
             // The password was right; a second factor may still be due (or, required, to be set up).
             match crate::second_factor::after_password(&state, &s, &a, &next, now).await {
                 Ok(Some(ask)) => ask,
-                Ok(None) => complete_sign_in(&state, &s, &a, &next, peer.ip(), now, None).await,
+                Ok(None) => complete_sign_in(&state, &s, &a, &next, peer.ip(), None, &headers).await,
                 Err(res) => res,
             }
         }
@@ -314,14 +335,15 @@ pub(crate) async fn complete_sign_in(
     account: &Account,
     next: &str,
     ip: std::net::IpAddr,
-    now: i64,
     second_factor: Option<&str>,
+    headers: &HeaderMap,
 ) -> Response {
+    let now = state.auth.clock.now();
     // Signing in again in this browser ends the session it had.
     if let Err(e) = state.browser_sessions.sign_out(s, now).await {
         tracing::warn!(error = %e, "ending the previous browser session failed");
     }
-    let fresh = match state.browser_sessions.sign_in(account.id.clone(), now).await {
+    let fresh = match state.browser_sessions.sign_in_from(account.id.clone(), user_agent(headers), now).await {
         Ok(fresh) => fresh,
         Err(e) => {
             tracing::error!(error = %e, "storing the browser session failed");

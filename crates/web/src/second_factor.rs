@@ -80,6 +80,16 @@ fn marker_cookie(state: &WebState, m: &Marker) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("bk_mfa=; Path=/; Max-Age=0"))
 }
 
+/// The cookie that drops the sign-in marker (a sign-in completed elsewhere: a passkey).
+pub(crate) fn clear_marker_cookie(state: &WebState) -> HeaderValue {
+    clear_marker(state)
+}
+
+/// The account whose password this browser gave, waiting for its second factor.
+pub(crate) fn pending_account(state: &WebState, headers: &HeaderMap, s: &BrowserSession) -> Option<AccountId> {
+    read_marker(state, headers, s, state.auth.clock.now()).filter(|m| m.pending == Pending::Verify).map(|m| m.account)
+}
+
 fn clear_marker(state: &WebState) -> HeaderValue {
     let secure = if state.auth.cookie_keys.secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!("{MARKER}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"))
@@ -123,14 +133,19 @@ pub(crate) async fn after_password(
     next: &str,
     now: UnixTime,
 ) -> Result<Option<Response>, Response> {
-    let has = match state.second_factors.totp(&account.id).await {
-        Ok(t) => t.is_some(),
-        Err(e) => return Err(unavailable(state, "reading the second factor", &e)),
-    };
-    let pending = match (has, state.require_second_factor) {
-        (true, _) => Pending::Verify,
-        (false, true) => Pending::Enrol,
-        (false, false) => return Ok(None),
+    // Two-factor sign-in is on when an authenticator app is set up (it comes with recovery codes);
+    // a passkey then also answers. Passkeys alone sign in without the password instead, and are
+    // not demanded after it (no recovery codes would stand in for a lost device) — unless the
+    // operator requires a second factor, when a passkey is one.
+    let (totp, passkeys) =
+        match (state.second_factors.totp(&account.id).await, state.passkeys.passkeys_of(&account.id).await) {
+            (Ok(t), Ok(keys)) => (t.is_some(), !keys.is_empty() && state.webauthn.is_some()),
+            (Err(e), _) | (_, Err(e)) => return Err(unavailable(state, "reading the second factor", &e)),
+        };
+    let pending = match (totp, passkeys, state.require_second_factor) {
+        (true, _, _) | (false, true, true) => Pending::Verify,
+        (false, false, true) => Pending::Enrol,
+        (false, _, false) => return Ok(None),
     };
     let marker = Marker { account: account.id.clone(), sid: s.sid.clone(), pending, expires_at: now + MARKER_SECS };
     let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -154,11 +169,7 @@ pub async fn sign_in_form(
     let next = safe_next(q.next.as_deref());
     let Some(marker) = read_marker(&state, &headers, &s, now) else { return start_over(&state) };
     match marker.pending {
-        Pending::Verify => state.page(
-            StatusCode::OK,
-            "second_factor.html",
-            context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, error => None::<String> },
-        ),
+        Pending::Verify => code_page(&state, &s, &marker.account, &next, StatusCode::OK, None).await,
         Pending::Enrol => match state.auth.store.account(&marker.account).await {
             Ok(Some(a)) => enrol_page(&state, &s, &a, SIGN_IN_PATH, &next, None, true),
             _ => start_over(&state),
@@ -197,7 +208,7 @@ pub async fn sign_in(
     let limiter = state.auth.limiter.as_ref();
     if limiter.retry_after(FAILURES, account.id.as_str(), FAILURES_PER_MINUTE, 60).await.is_some() {
         let msg = "Too many wrong codes. Wait a minute and try again.";
-        return code_page(&state, &s, &next, StatusCode::TOO_MANY_REQUESTS, Some(msg));
+        return code_page(&state, &s, &account.id, &next, StatusCode::TOO_MANY_REQUESTS, Some(msg)).await;
     }
     let typed = field(&pairs, "code").unwrap_or("");
     let factor = match marker.pending {
@@ -205,9 +216,16 @@ pub async fn sign_in(
         Pending::Enrol => match confirm_enrolment(&state, &s, &account, &pairs, now).await {
             Ok(Some(codes)) => {
                 // Enrolled: signed in, and the recovery codes are shown once on the way.
-                let res =
-                    crate::pages::complete_sign_in(&state, &s, &account, &next, peer.ip(), now, Some("totp_enrolled"))
-                        .await;
+                let res = crate::pages::complete_sign_in(
+                    &state,
+                    &s,
+                    &account,
+                    &next,
+                    peer.ip(),
+                    Some("totp_enrolled"),
+                    &headers,
+                )
+                .await;
                 let res = with_cookie(res, clear_marker(&state));
                 return codes_page(&state, res, &codes, &next);
             }
@@ -217,7 +235,7 @@ pub async fn sign_in(
     };
     match factor {
         Some(how) => {
-            let res = crate::pages::complete_sign_in(&state, &s, &account, &next, peer.ip(), now, Some(how)).await;
+            let res = crate::pages::complete_sign_in(&state, &s, &account, &next, peer.ip(), Some(how), &headers).await;
             with_cookie(res, clear_marker(&state))
         }
         None => {
@@ -227,18 +245,30 @@ pub async fn sign_in(
                 .emit(state.auth.event("auth.second_factor", Outcome::Failure).account(&account.id).ip(peer.ip()));
             let msg = "That code is not right. Enter the current code from your authenticator app, or a recovery code.";
             match marker.pending {
-                Pending::Verify => code_page(&state, &s, &next, StatusCode::UNAUTHORIZED, Some(msg)),
+                Pending::Verify => code_page(&state, &s, &account.id, &next, StatusCode::UNAUTHORIZED, Some(msg)).await,
                 Pending::Enrol => enrol_page(&state, &s, &account, SIGN_IN_PATH, &next, Some(msg), true),
             }
         }
     }
 }
 
-fn code_page(state: &WebState, s: &BrowserSession, next: &str, status: StatusCode, error: Option<&str>) -> Response {
+/// The second-factor page: the code form when the account has an authenticator app, the passkey
+/// button when it has passkeys.
+async fn code_page(
+    state: &WebState,
+    s: &BrowserSession,
+    account: &AccountId,
+    next: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let totp = state.second_factors.totp(account).await.ok().flatten().is_some();
+    let passkeys =
+        state.webauthn.is_some() && state.passkeys.passkeys_of(account).await.map(|k| !k.is_empty()).unwrap_or(false);
     state.page(
         status,
         "second_factor.html",
-        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, error },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, error, totp, passkeys },
     )
 }
 

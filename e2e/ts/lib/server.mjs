@@ -1,5 +1,6 @@
 // Starts the real Bridgekeeper binary on an ephemeral loopback port with a
 // fresh data directory, and stops it again.
+import { createServer as createNetServer } from 'node:net';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -24,17 +25,21 @@ const LOG_TAIL_LINES = 200;
  * Spawns `bridgekeeper serve --listen 127.0.0.1:0 --data-dir <tmp>` and waits
  * for its JSON "listening" log line. `peerOf`: the data directory of a running
  * instance to share (a second instance on the same database; it is left in place).
+ * `localhost`: listen on a free port of 127.0.0.1 with the issuer http://localhost:PORT (WebAuthn
+ * needs a domain name as the relying party id; an IP address is refused).
  *
  * @returns {Promise<{issuer: string, addr: string, dataDir: string, logTail: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer({ peerOf } = {}) {
+export async function startServer({ peerOf, localhost = false } = {}) {
     const bin = serverBinary();
     if (!existsSync(bin)) {
         throw new Error(`server binary not found at ${bin} (build it with cargo build, or set BK_BIN)`);
     }
     const dataDir = peerOf ?? (await mkdtemp(path.join(tmpdir(), 'bk-e2e-')));
     const removeDataDir = () => (peerOf ? Promise.resolve() : rm(dataDir, { recursive: true, force: true }));
-    const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    const address = localhost ? await freeLocalPort().then(port => ({ listen: `127.0.0.1:${port}`, issuer: `http://localhost:${port}` })) : { listen: '127.0.0.1:0' };
+    const args = ['serve', '--listen', address.listen, '--data-dir', dataDir, ...(address.issuer ? ['--issuer', address.issuer] : [])];
+    const child = spawn(bin, args, {
         env: { ...process.env, BRIDGEKEEPER_LOG_FORMAT: 'json' },
         stdio: ['ignore', 'pipe', 'pipe']
     });
@@ -118,4 +123,16 @@ export async function startServer({ peerOf } = {}) {
     }
 
     return { ...info, dataDir, logTail, stop };
+}
+
+/** A port of 127.0.0.1 free right now (listened on and closed). */
+function freeLocalPort() {
+    return new Promise((resolve, reject) => {
+        const probe = createNetServer();
+        probe.once('error', reject);
+        probe.listen(0, '127.0.0.1', () => {
+            const { port } = probe.address();
+            probe.close(() => resolve(port));
+        });
+    });
 }

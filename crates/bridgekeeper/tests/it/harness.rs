@@ -111,7 +111,9 @@ impl Server {
             None => (backend_env(), dir.path().to_owned()),
         };
         let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        // A test may name the address (an issuer on localhost needs its port known first).
+        let listen = env.iter().find(|(k, _)| *k == "BRIDGEKEEPER_LISTEN").map_or("127.0.0.1:0", |(_, v)| *v);
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(&data_dir)
             .env("BRIDGEKEEPER_LOG_FORMAT", "json")
             .stdout(Stdio::piped())

@@ -2,6 +2,7 @@
 //! temporary SQLite database and talks to it over HTTP, as a client would.
 
 mod account_email;
+mod admin_accounts;
 mod audit;
 mod authorize;
 mod cli;
@@ -22,6 +23,7 @@ mod mcp_transport;
 mod multi_instance;
 mod oidc;
 mod pages;
+mod passkeys;
 mod pat;
 mod registration;
 mod second_factor;
@@ -29,6 +31,7 @@ mod security_audit_stream;
 mod security_browser_sessions;
 mod security_client_lockout;
 mod security_consent_warning;
+mod security_dashboard;
 mod security_headers;
 mod security_introspection;
 mod security_loopback;

@@ -13,6 +13,7 @@ mod grants;
 mod handoff;
 mod keys;
 mod mcp_sessions;
+mod passkeys;
 mod second_factor;
 mod tokens;
 
@@ -29,6 +30,7 @@ pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, Sess
 pub use handoff::HandoffCodeStore;
 pub use keys::{MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyStore, StoredSigningKey};
 pub use mcp_sessions::McpSessionStore;
+pub use passkeys::PasskeyStore;
 pub use second_factor::{SecondFactorStore, StoredTotp};
 pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
 
@@ -74,6 +76,7 @@ pub trait Store:
     + HandoffCodeStore
     + EmailTokenStore
     + SecondFactorStore
+    + PasskeyStore
 {
     fn backend(&self) -> &'static str;
     /// Is the database reachable? (readiness)

@@ -52,6 +52,8 @@ async fn account(store: &SqlStore) -> Account {
         password_hash: Some("$argon2id$old".into()),
         created_at: 1,
         email_verified_at: None,
+        disabled_at: None,
+        deleted_at: None,
     };
     store.create_account(&a).await.unwrap();
     a

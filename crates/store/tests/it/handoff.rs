@@ -47,6 +47,8 @@ async fn account(store: &SqlStore) -> AccountId {
         password_hash: None,
         created_at: 1,
         email_verified_at: None,
+        disabled_at: None,
+        deleted_at: None,
     };
     store.create_account(&a).await.unwrap();
     id

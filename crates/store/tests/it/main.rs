@@ -1,9 +1,11 @@
 //! One store test suite, run against every backend: the embedded SQLite always, and PostgreSQL when
 //! `BRIDGEKEEPER_TEST_POSTGRES_URL` is set (each run in a schema of its own; unreachable = failure).
 
+mod accounts_admin;
 mod connections;
 mod email;
 mod handoff;
+mod passkeys;
 mod second_factor;
 mod suite;
 
@@ -85,6 +87,7 @@ suite_tests!(
     concurrent_rotations_of_many_tokens_each_apply_once,
     deleting_a_client_revokes_its_sessions,
     browser_sessions_end_on_sign_out_and_per_account,
+    browser_sessions_are_listed_and_ended_per_account,
     pats_die_with_the_session_that_created_them,
     pat_quota_holds_under_concurrency,
     client_quota_holds_under_concurrency,

@@ -24,6 +24,8 @@ async fn account(store: &SqlStore, email: &str) -> AccountId {
         password_hash: Some("$argon2id$x".into()),
         created_at: 1,
         email_verified_at: None,
+        disabled_at: None,
+        deleted_at: None,
     };
     store.create_account(&a).await.unwrap();
     a.id
@@ -118,6 +120,8 @@ pub async fn accounts_are_unique_by_email(store: &SqlStore) {
         password_hash: None,
         created_at: 2,
         email_verified_at: None,
+        disabled_at: None,
+        deleted_at: None,
     };
     assert!(matches!(store.create_account(&dup).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.account_by_email("x@example.com").await.unwrap().unwrap().id, id);
@@ -425,6 +429,8 @@ pub async fn browser_sessions_end_on_sign_out_and_per_account(store: &SqlStore) 
         created_at: 100,
         expires_at: 1000,
         ended_at: None,
+        user_agent: None,
+        last_seen_at: None,
     };
     for (h, who) in [(1, &alice), (2, &alice), (3, &bob)] {
         store.create_browser_session(&session(h, who)).await.unwrap();
@@ -449,6 +455,65 @@ pub async fn browser_sessions_end_on_sign_out_and_per_account(store: &SqlStore) 
     for h in [1, 2, 3] {
         assert!(store.browser_session(&[h; 32]).await.unwrap().is_none(), "session {h} purged after expiry");
     }
+}
+
+/// The security page's view of browser sessions: an account lists only its own live sessions, ends
+/// one of its own by digest (another account's digest changes nothing), and each session keeps the
+/// first User-Agent seen and when it was last seen.
+pub async fn browser_sessions_are_listed_and_ended_per_account(store: &SqlStore) {
+    use bk_domain::browser_session::{BrowserSessionEnd, StoredBrowserSession};
+    use bk_domain::ports::BrowserSessionStore;
+    let alice = account(store, "list-a@example.com").await;
+    let bob = account(store, "list-b@example.com").await;
+    let session = |hash: u8, who: &AccountId, created_at: i64, expires_at: i64| StoredBrowserSession {
+        id_hash: vec![hash; 32],
+        account_id: who.clone(),
+        created_at,
+        expires_at,
+        ended_at: None,
+        user_agent: None,
+        last_seen_at: None,
+    };
+    for s in [
+        session(1, &alice, 100, 1000),
+        session(2, &alice, 200, 1000),
+        session(3, &alice, 50, 150),
+        session(4, &bob, 300, 1000),
+    ] {
+        store.create_browser_session(&s).await.unwrap();
+    }
+    let hashes = |list: Vec<StoredBrowserSession>| list.into_iter().map(|s| s.id_hash[0]).collect::<Vec<_>>();
+    assert_eq!(
+        hashes(store.list_browser_sessions_of(&alice, 160).await.unwrap()),
+        vec![2, 1],
+        "alice's live sessions, newest first; the expired one is left out, bob's never shows"
+    );
+    assert_eq!(hashes(store.list_browser_sessions_of(&bob, 160).await.unwrap()), vec![4]);
+
+    // The first User-Agent seen stays; the last-seen time moves on.
+    store.touch_browser_session(&[1; 32], Some("Firefox/140"), 170).await.unwrap();
+    store.touch_browser_session(&[1; 32], Some("Other/1"), 180).await.unwrap();
+    store.touch_browser_session(&[1; 32], None, 190).await.unwrap();
+    let one = store.browser_session(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((one.user_agent.as_deref(), one.last_seen_at), (Some("Firefox/140"), Some(190)));
+
+    // Bob cannot end alice's session, even knowing its digest.
+    assert!(!store.end_browser_session_of(&bob, &[1; 32], BrowserSessionEnd::EndedByOwner, 200).await.unwrap());
+    assert!(store.browser_session(&[1; 32]).await.unwrap().unwrap().is_live(200), "alice's session is untouched");
+    assert!(!store.end_browser_session_of(&alice, &[9; 32], BrowserSessionEnd::EndedByOwner, 200).await.unwrap());
+    // Alice ends it, once.
+    assert!(store.end_browser_session_of(&alice, &[1; 32], BrowserSessionEnd::EndedByOwner, 200).await.unwrap());
+    assert!(!store.end_browser_session_of(&alice, &[1; 32], BrowserSessionEnd::EndedByOwner, 210).await.unwrap());
+    assert_eq!(store.browser_session(&[1; 32]).await.unwrap().unwrap().ended_at, Some(200));
+    assert_eq!(hashes(store.list_browser_sessions_of(&alice, 220).await.unwrap()), vec![2]);
+    // An ended session is not touched back to life (nor its details changed).
+    store.touch_browser_session(&[1; 32], None, 230).await.unwrap();
+    assert_eq!(store.browser_session(&[1; 32]).await.unwrap().unwrap().last_seen_at, Some(190));
+
+    // Signing out everywhere ends alice's sessions, not bob's.
+    assert_eq!(store.end_browser_sessions_of(&alice, BrowserSessionEnd::SignedOutEverywhere, 240).await.unwrap(), 1);
+    assert!(store.list_browser_sessions_of(&alice, 250).await.unwrap().is_empty());
+    assert_eq!(hashes(store.list_browser_sessions_of(&bob, 250).await.unwrap()), vec![4]);
 }
 
 /// A PAT of `account` (session on the PAT pseudo-client), made with a token of `parent` (None: from a
