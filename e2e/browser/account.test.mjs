@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,12 +20,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
 import { startServer } from '../oidc/lib/bridgekeeper.mjs';
+import { totp } from './lib/totp.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = path.resolve(here, '..', 'artifacts');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TEST_TIMEOUT_MS = 120_000;
 const rand = () => randomBytes(6).toString('hex');
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const PHONE = { width: 390, height: 844 };
 
 /** e2e/browser/.venv with requirements-smtp.txt installed (created or updated when it changed). */
 function smtpPython() {
@@ -196,6 +200,98 @@ describe('Verification and password reset by real mail, in Chromium', () => {
         await page.goto(link);
         assert.match(await page.locator('main').innerText(), /used already/);
         await page.close();
+    });
+
+    test('two-factor sign-in: the authenticator set up from the page’s key, its code asked after the password', { timeout: TEST_TIMEOUT_MS }, async () => {
+        const page = await newPage();
+        await signIn(page, person.next);
+        await page.goto(`${server.issuer}/account/security/totp`);
+        assert.ok(await page.locator('img.qr').getAttribute('src').then(src => src.startsWith('data:image/svg+xml;base64,')), 'a QR code');
+        const key = await page.locator('#totp-secret').innerText();
+        await page.screenshot({ path: path.join(ARTIFACTS, 'account-totp-enrol.png'), fullPage: true });
+        await page.getByLabel('Code from the app').fill(totp(key));
+        await page.getByRole('button', { name: 'Turn on two-factor sign-in' }).click();
+        await page.waitForLoadState();
+        const codes = await page.locator('.recovery-codes code').allInnerTexts();
+        assert.equal(codes.length, 10);
+        person.recovery = codes;
+        await page.screenshot({ path: path.join(ARTIFACTS, 'account-recovery-codes.png'), fullPage: true });
+        assert.match(await mail(person.email, 'A sign-in method was added to your account'), /authenticator app/);
+        await page.getByRole('link', { name: /I saved them/ }).click();
+
+        await page.goto(`${server.issuer}/`);
+        await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+        await page.waitForURL(/\/login/);
+        await signIn(page, person.next);
+        await page.waitForURL(/\/login\/second-factor/);
+        assert.match(await page.locator('main').innerText(), /authenticator app/);
+        // The code of the next step (the enrolment spent this one; one step of skew is allowed).
+        await page.getByLabel('Code').fill(totp(key, Date.now() + 30_000));
+        await page.getByRole('button', { name: 'Continue' }).click();
+        await page.waitForURL(url => !url.pathname.startsWith('/login'));
+        assert.match(await page.locator('main').innerText(), new RegExp(person.email.replace(/[.]/g, '\\.')));
+        await page.close();
+    });
+
+    test('the sign-in, recovery and security pages pass an axe-core scan (no serious or critical violation)', { timeout: TEST_TIMEOUT_MS }, async () => {
+        // axe is injected as an inline script, which the pages' CSP refuses: this context alone bypasses it.
+        const scanning = await context.browser().newContext({ bypassCSP: true, viewport: { width: 1100, height: 900 } });
+        const page = await scanning.newPage();
+        const scan = async name => {
+            for (const viewport of [{ width: 1100, height: 900 }, PHONE]) {
+                await page.setViewportSize(viewport);
+                await page.addScriptTag({ content: AXE });
+                const violations = await page.evaluate(async () =>
+                    (await window.axe.run(document, { resultTypes: ['violations'] })).violations.map(v => ({ id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 3) }))
+                );
+                const grave = violations.filter(v => v.impact === 'serious' || v.impact === 'critical');
+                assert.deepEqual(grave, [], `${name} at ${viewport.width}px: ${JSON.stringify(grave)}`);
+            }
+        };
+        for (const p of ['/login', '/signup', '/forgot-password']) {
+            await page.goto(`${server.issuer}${p}`);
+            await scan(p);
+        }
+        // The reset page, from a real link.
+        const other = { email: `axe-${rand()}@example.com`, password: `axe-${rand()}-password` };
+        await page.goto(`${server.issuer}/signup`);
+        await page.getByLabel('Email').fill(other.email);
+        await page.getByLabel('Password').fill(other.password);
+        await page.getByRole('button', { name: 'Create account' }).click();
+        await page.waitForURL(/\/login/);
+        await page.goto(`${server.issuer}/forgot-password`);
+        await page.getByLabel('Email').fill(other.email);
+        await page.getByRole('button', { name: 'Send the link' }).click();
+        await page.waitForLoadState();
+        await page.goto(await linkFrom(other.email, 'Reset your password', '/reset-password'));
+        await scan('/reset-password');
+        // Signed in: the pages of the security section, the enrolment page included.
+        await page.goto(`${server.issuer}/login`);
+        await page.getByLabel('Email').fill(other.email);
+        await page.getByLabel('Password').fill(other.password);
+        await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+        await page.waitForLoadState();
+        for (const p of ['/account/security/totp', '/account/email', '/account/security/passkeys']) {
+            await page.goto(`${server.issuer}${p}`);
+            await scan(p);
+        }
+        // The second-factor page, as the person with an authenticator sees it.
+        await page.goto(`${server.issuer}/`);
+        await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+        await page.waitForURL(/\/login/);
+        await page.getByLabel('Email').fill(person.email);
+        await page.getByLabel('Password').fill(person.next);
+        await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+        await page.waitForURL(/\/login\/second-factor/);
+        await scan('/login/second-factor');
+        // A recovery code works there, once.
+        await page.getByLabel('Code').fill(person.recovery[0]);
+        await page.getByRole('button', { name: 'Continue' }).click();
+        await page.waitForURL(url => !url.pathname.startsWith('/login'));
+        await page.goto(`${server.issuer}/account/security/totp`);
+        assert.match(await page.locator('main').innerText(), /9 unused recovery codes left/);
+        await scan('/account/security/totp (on)');
+        await scanning.close();
     });
 
     test('no CSP violation, script error or failed request', () => {

@@ -250,7 +250,8 @@ impl BrowserSessions {
 
     /// The account's live browser sessions, newest first.
     pub async fn list_of(&self, account: &AccountId, now: UnixTime) -> Result<Vec<StoredBrowserSession>, StoreError> {
-        self.store.list_browser_sessions_of(account, now).await
+        // Idle ones are signed out already, though their rows say nothing of it yet.
+        Ok(self.store.list_browser_sessions_of(account, now).await?.into_iter().filter(|s| s.is_live(now)).collect())
     }
 
     /// Is `stored` the session of this cookie?
@@ -391,13 +392,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_idle_session_is_signed_out() {
+        use bk_domain::browser_session::IDLE_TIMEOUT_SECS;
+        let sessions = BrowserSessions::new(Arc::new(MemoryStore::default()));
+        let s = sessions.sign_in(account(), 1_000).await.unwrap();
+        let at = |secs: i64| (1_000 + secs) * 1000;
+        // Seen an hour in: the idle timeout counts from there.
+        sessions.seen(&s, None, at(3600)).await;
+        let fresh = BrowserSessions::new(sessions.store.clone());
+        assert!(fresh.check(s.clone(), at(3600 + IDLE_TIMEOUT_SECS - 1)).await.unwrap().account.is_some());
+        let later = BrowserSessions::new(sessions.store.clone());
+        assert!(later.check(s.clone(), at(3600 + IDLE_TIMEOUT_SECS)).await.unwrap().account.is_none(), "idle");
+        assert!(later.list_of(&account(), 1_000 + 3600 + IDLE_TIMEOUT_SECS).await.unwrap().is_empty(), "not listed");
+    }
+
+    #[tokio::test]
     async fn unknown_expired_or_foreign_sessions_are_anonymous() {
         let sessions = BrowserSessions::new(Arc::new(MemoryStore::default()));
         // A validly signed cookie the server never stored (issued before sign-out existed, or forged with the key).
         let unknown = BrowserSession::signed_in(account(), 1_000);
         assert!(sessions.check(unknown, 1_000_000).await.unwrap().account.is_none());
         let s = sessions.sign_in(account(), 1_000).await.unwrap();
-        assert!(sessions.check(s.clone(), (s.expires_at - 1) * 1000).await.unwrap().account.is_some());
+        assert!(sessions.check(s.clone(), 1_060_000).await.unwrap().account.is_some());
         let late = BrowserSessions::new(sessions.store.clone());
         assert!(late.check(s.clone(), s.expires_at * 1000).await.unwrap().account.is_none(), "expired");
         // The same session id claiming another account.

@@ -38,10 +38,17 @@ pub fn bounded_user_agent(raw: &str) -> Option<String> {
     (!ua.is_empty()).then(|| ua.to_owned())
 }
 
+/// A signed-in browser not seen for this long is signed out (the idle timeout; the cookie's own
+/// lifetime, 12 hours, is the absolute one). Pages note a session as seen at most every five
+/// minutes, so it ends between 115 and 120 minutes after the last page.
+pub const IDLE_TIMEOUT_SECS: i64 = 2 * 3600;
+
 impl StoredBrowserSession {
-    /// May a request carrying this session act as its account at `now`?
+    /// May a request carrying this session act as its account at `now`: not ended, not past its
+    /// absolute expiry, and seen (or signed in) within the idle timeout?
     pub fn is_live(&self, now: UnixTime) -> bool {
-        self.ended_at.is_none() && now < self.expires_at
+        let last_active = self.last_seen_at.unwrap_or(self.created_at).max(self.created_at);
+        self.ended_at.is_none() && now < self.expires_at && now - last_active < IDLE_TIMEOUT_SECS
     }
 }
 
@@ -91,6 +98,17 @@ mod tests {
         assert!(session(200, None).is_live(199));
         assert!(!session(200, None).is_live(200), "expiry is exclusive");
         assert!(!session(200, None).is_live(10_000));
+    }
+
+    #[test]
+    fn an_idle_session_is_not_live() {
+        let mut s = session(100 + 12 * 3600, None);
+        assert!(s.is_live(100 + IDLE_TIMEOUT_SECS - 1), "signed in, never seen since: live until the idle timeout");
+        assert!(!s.is_live(100 + IDLE_TIMEOUT_SECS), "idle");
+        s.last_seen_at = Some(100 + 3600);
+        assert!(s.is_live(100 + 3600 + IDLE_TIMEOUT_SECS - 1), "seen: the idle timeout counts from then");
+        assert!(!s.is_live(100 + 3600 + IDLE_TIMEOUT_SECS));
+        assert!(!s.is_live(100 + 12 * 3600), "the absolute expiry holds whatever was seen");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub(crate) async fn signed_in(state: &WebState, s: &BrowserSession) -> Option<(A
         }
     };
     let (id, auth_time) = checked.account.as_ref()?;
+    // A page seen keeps the session from its idle timeout (noted at most every five minutes).
+    state.browser_sessions.seen(&checked, None, state.auth.clock.now_ms()).await;
     match state.auth.store.account(id).await {
         Ok(Some(a)) => Some((a, *auth_time)),
         _ => None,
