@@ -123,7 +123,9 @@ pub async fn caller(server: &Api, headers: &HeaderMap, writes: bool) -> Result<C
         let Some((account_id, _)) = s.account else {
             return Err(Problem::unauthorized("this browser session has ended; sign in again"));
         };
-        if let Some(a) = server.store.account(&account_id).await? {
+        // A disabled account's sessions are ended when it is disabled; this also covers one that
+        // slipped in while the disable committed.
+        if let Some(a) = server.store.account(&account_id).await?.filter(|a| !a.is_disabled()) {
             return Ok(Caller::Browser { account_id: a.id, email: a.email });
         }
     }

@@ -73,7 +73,8 @@ pub(crate) async fn signed_in(state: &WebState, s: &BrowserSession) -> Option<(A
     // A page seen keeps the session from its idle timeout (noted at most every five minutes).
     state.browser_sessions.seen(&checked, None, state.auth.clock.now_ms()).await;
     match state.auth.store.account(id).await {
-        Ok(Some(a)) => Some((a, *auth_time)),
+        // (A disabled account's sessions end when it is disabled; one that slipped in meanwhile counts for nothing.)
+        Ok(Some(a)) if !a.is_disabled() => Some((a, *auth_time)),
         _ => None,
     }
 }
