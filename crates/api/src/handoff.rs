@@ -1,7 +1,8 @@
 //! `POST /api/v1/auth/handoff/init`: the white-label handoff. A white-label client's backend,
 //! holding its customer's access token, asks for a one-time code that opens this server's
-//! connection-management page (`/connections`) in the client's branding, signed in as that
-//! customer with no second sign-in.
+//! connection-management page (`/connections`, intent `connections`) or its account dashboard
+//! (`/account` without its security page, intent `account`, which needs the scope `account`) in the
+//! client's branding, signed in as that customer with no second sign-in.
 //!
 //! The request carries the customer's access token as `Authorization: Bearer …` (issued to this
 //! very client, with the scope `connections`) and the client's own credentials in the JSON body
@@ -157,8 +158,12 @@ pub async fn init(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let req: Init = json_body(&headers, &body)?;
-    let intent = HandoffIntent::parse(&req.intent)
-        .ok_or_else(|| Problem::invalid("intent", "intent must be \"connections\" (the only page a handoff opens)"))?;
+    let intent = HandoffIntent::parse(&req.intent).ok_or_else(|| {
+        Problem::invalid(
+            "intent",
+            "intent must be \"connections\" (the connections page) or \"account\" (the dashboard)",
+        )
+    })?;
     if req.client_id.is_empty() || req.client_id.len() > MAX_CLIENT_ID_BYTES {
         return Err(Problem::invalid("clientId", "clientId must be 1 to 512 characters"));
     }
@@ -187,7 +192,13 @@ pub async fn init(
     if ctx.client_id != client.id {
         return Err(Problem::forbidden("the access token was issued to another client"));
     }
-    let (account_id, _) = who.person_with(Scope::Connections)?;
+    // The dashboard manages apps and tokens: it takes a token carrying `account` (the connections
+    // page, `connections`).
+    let needed = match intent {
+        HandoffIntent::Connections => Scope::Connections,
+        HandoffIntent::Account => Scope::Account,
+    };
+    let (account_id, _) = who.person_with(needed)?;
     let refuse = || {
         Problem::invalid(
             "redirectUri",

@@ -12,18 +12,27 @@ pub const HANDOFF_TTL_SECS: i64 = 30;
 /// What a handoff opens. Only connection management so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandoffIntent {
+    /// The connections page.
     Connections,
+    /// The account dashboard (overview, apps, tokens, activity, and the connections page); not its
+    /// security page, which needs a sign-in here.
+    Account,
 }
 
 impl HandoffIntent {
     pub fn as_str(self) -> &'static str {
         match self {
             HandoffIntent::Connections => "connections",
+            HandoffIntent::Account => "account",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "connections").then_some(HandoffIntent::Connections)
+        match s {
+            "connections" => Some(HandoffIntent::Connections),
+            "account" => Some(HandoffIntent::Account),
+            _ => None,
+        }
     }
 }
 
@@ -68,7 +77,8 @@ mod tests {
     #[test]
     fn only_known_intents_parse() {
         assert_eq!(HandoffIntent::parse("connections"), Some(HandoffIntent::Connections));
-        assert_eq!(HandoffIntent::parse("account"), None);
+        assert_eq!(HandoffIntent::parse("account"), Some(HandoffIntent::Account));
+        assert_eq!(HandoffIntent::parse("security"), None);
         assert_eq!(HandoffIntent::Connections.as_str(), "connections");
     }
 }

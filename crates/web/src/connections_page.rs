@@ -28,6 +28,7 @@ use bk_domain::account::Account;
 use bk_domain::audit::Outcome;
 use bk_domain::client::Client;
 use bk_domain::connection::{Connection, ConnectionStatus};
+use bk_domain::handoff::HandoffIntent;
 use bk_domain::ids::ConnectionId;
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, MAX_CONNECTIONS_PAGE};
 use minijinja::context;
@@ -560,8 +561,16 @@ pub async fn handoff(State(s): State<Arc<ConnectionsPage>>, Query(q): Query<Hand
     session.expires_at = session.expires_at.min(now + HANDOFF_SESSION_SECS);
     let cookie = HandoffCookie { session, client_id: handoff.client.id.clone(), back: handoff.redirect_uri };
     let keys = &s.web.auth.cookie_keys;
-    // The page, and the connect callback (an oauth2 provider sends the browser back there).
-    let res = with_cookie(see_other(PAGE), cookie.encode(keys, PAGE, HANDOFF_SESSION_SECS));
+    // The page, and the connect callback (an oauth2 provider sends the browser back there); for
+    // the account intent, the dashboard too, where the browser lands.
+    let landing = match handoff.intent {
+        HandoffIntent::Connections => PAGE,
+        HandoffIntent::Account => crate::dashboard::OVERVIEW,
+    };
+    let mut res = with_cookie(see_other(landing), cookie.encode(keys, PAGE, HANDOFF_SESSION_SECS));
+    if handoff.intent == HandoffIntent::Account {
+        res = with_cookie(res, cookie.encode(keys, crate::dashboard::OVERVIEW, HANDOFF_SESSION_SECS));
+    }
     with_cookie(res, cookie.encode(keys, bk_api::handoff::CALLBACK_PATH, HANDOFF_SESSION_SECS))
 }
 

@@ -119,10 +119,13 @@ async fn script() -> Response {
         .into_response()
 }
 
-/// The person looking at a dashboard page: signed in here, in this browser.
+/// The person looking at a dashboard page: signed in here, in this browser, or handed off by a
+/// white-label app (then the pages carry its brand and a way back to it).
 pub(crate) struct Viewer {
     pub account: Account,
     pub session: BrowserSession,
+    /// Set for a handed-off sign-in: the app's client and its "back" URL.
+    pub app: Option<(bk_domain::client::Client, String)>,
 }
 
 impl Viewer {
@@ -140,8 +143,28 @@ fn to_login(s: &Dashboard, headers: &HeaderMap, page: &str) -> Response {
     if fresh { with_cookie(res, session.set_cookie(&s.web.auth.cookie_keys)) } else { res }
 }
 
+/// A handed-off sign-in (a white-label app's `account` handoff: its cookie covers `/account`),
+/// checked server-side like any; never for the security page, which needs a sign-in here.
+async fn handed_off(s: &Dashboard, headers: &HeaderMap, page: &str) -> Option<Viewer> {
+    if page.starts_with(SECURITY) {
+        return None;
+    }
+    let now = s.web.auth.clock.now();
+    let h = bk_api::handoff::HandoffCookie::read(headers, &s.web.auth.cookie_keys, now)?;
+    let (account, _) = signed_in(&s.web, &h.session).await?;
+    let client = s.web.auth.store.client(&h.client_id).await.ok().flatten()?;
+    (client.role == bk_domain::client::ClientRole::WhitelabelCustomer).then(|| Viewer {
+        account,
+        session: h.session,
+        app: Some((client, h.back)),
+    })
+}
+
 /// The signed-in viewer of a page, or the way to the sign-in page (back to `page` after).
 pub(crate) async fn viewer(s: &Dashboard, headers: &HeaderMap, page: &str) -> Result<Viewer, Response> {
+    if let Some(v) = handed_off(s, headers, page).await {
+        return Ok(v);
+    }
     let now_ms = s.web.auth.clock.now_ms();
     let Some(session) = BrowserSession::read(headers, &s.web.auth.cookie_keys, now_ms.div_euclid(1000)) else {
         return Err(to_login(s, headers, page));
@@ -151,7 +174,7 @@ pub(crate) async fn viewer(s: &Dashboard, headers: &HeaderMap, page: &str) -> Re
     };
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
     s.web.browser_sessions.seen(&session, user_agent, now_ms).await;
-    Ok(Viewer { account, session })
+    Ok(Viewer { account, session, app: None })
 }
 
 /// The viewer of a form POST made from `page`: the form must carry this session's CSRF token
@@ -162,17 +185,24 @@ pub(crate) async fn form_viewer(
     form: &[(String, String)],
     page: &str,
 ) -> Result<Viewer, Response> {
+    let keys = &s.web.auth.cookie_keys;
+    // A handed-off form carries the handed-off session's token.
+    if let Some(v) = handed_off(s, headers, page).await
+        && field(form, "csrf_token").is_some_and(|t| v.session.csrf_ok(keys, t))
+    {
+        return Ok(v);
+    }
     let now = s.web.auth.clock.now();
-    let Some(session) = BrowserSession::read(headers, &s.web.auth.cookie_keys, now) else {
+    let Some(session) = BrowserSession::read(headers, keys, now) else {
         return Err(crate::pages::form_expired(&s.web));
     };
-    if !field(form, "csrf_token").is_some_and(|t| session.csrf_ok(&s.web.auth.cookie_keys, t)) {
+    if !field(form, "csrf_token").is_some_and(|t| session.csrf_ok(keys, t)) {
         return Err(crate::pages::form_expired(&s.web));
     }
     let Some((account, _)) = signed_in(&s.web, &session).await else {
         return Err(to_login(s, headers, page));
     };
-    Ok(Viewer { account, session })
+    Ok(Viewer { account, session, app: None })
 }
 
 /// Anything serializable as a template value.
@@ -203,20 +233,25 @@ struct NavItem {
     current: bool,
 }
 
-/// The navigation, with `current` marked.
-fn nav(current: &str) -> Vec<NavItem> {
-    NAV.iter().map(|(label, href)| NavItem { label, href, current: *href == current }).collect()
+/// The navigation, with `current` marked (without the security page for a handed-off sign-in).
+fn nav(current: &str, handed_off: bool) -> Vec<NavItem> {
+    NAV.iter()
+        .filter(|(_, href)| !(handed_off && *href == SECURITY))
+        .map(|(label, href)| NavItem { label, href, current: *href == current })
+        .collect()
 }
 
 /// A page's template context: its own values plus what the layout needs (the navigation with the
 /// current page marked, who is signed in, the sign-out form's token, the flash).
-fn page_context(current: &str, email: &str, csrf_token: &str, flash: Flash, ctx: Value) -> Value {
+fn page_context(current: &str, v: &Viewer, csrf_token: &str, flash: Flash, ctx: Value) -> Value {
     let layout = minijinja::context! {
-        nav => ser(nav(current)),
-        email,
+        nav => ser(nav(current, v.app.is_some())),
+        email => v.account.email.clone(),
         csrf_token,
         notice => flash.notice,
         error => flash.error,
+        brand => v.app.as_ref().and_then(|(client, _)| crate::brand_of(client)),
+        back => v.app.as_ref().map(|(_, back)| back.clone()),
     };
     minijinja::context! { ..layout, ..ctx }
 }
@@ -234,7 +269,7 @@ impl Dashboard {
         ctx: Value,
     ) -> Response {
         let csrf_token = v.session.csrf_token(&self.web.auth.cookie_keys);
-        self.web.page(status, template, page_context(current, &v.account.email, &csrf_token, flash, ctx))
+        self.web.page(status, template, page_context(current, v, &csrf_token, flash, ctx))
     }
 
     pub(crate) fn unavailable(&self, what: &str, e: &dyn std::fmt::Display) -> Response {

@@ -365,7 +365,7 @@ async fn handoff_init_refuses_bad_credentials_other_clients_and_open_redirects()
     let res = handoff_init(&s.server, &s.token, init_body(&s.client_id, &s.secret, APP_CALLBACK)).await;
     assert_eq!(status_of(res), 200);
     let mut body = init_body(&s.client_id, &s.secret, APP_SETTINGS);
-    body["intent"] = json!("account");
+    body["intent"] = json!("security");
     let res = handoff_init(&s.server, &s.token, body).await;
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["field"], "intent");
@@ -494,4 +494,65 @@ async fn an_expired_connection_is_reconnected_and_replaced() {
     assert_eq!(listed.len(), 1, "the expired connection was replaced: {listed:?}");
     assert_ne!(listed[0]["id"], old.as_str());
     assert_eq!(listed[0]["status"], "active");
+}
+
+#[tokio::test]
+async fn an_account_handoff_opens_the_dashboard_in_the_apps_branding_without_its_security_page() {
+    let s = setup().await;
+    let mut body = init_body(&s.client_id, &s.secret, APP_SETTINGS);
+    body["intent"] = json!("account");
+    // The dashboard manages apps and tokens: a customer token without `account` cannot open it.
+    let narrow = s.customer.login_with(&s.client_id, Some(&s.secret), APP_CALLBACK, "connections", &[]).await;
+    let res = handoff_init(&s.server, narrow["access_token"].as_str().unwrap(), body.clone()).await;
+    assert_eq!(res.status(), 403);
+    let res = handoff_init(&s.server, &s.token, body).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["intent"], "account");
+
+    let browser = client();
+    let res = browser.get(v["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/account");
+    let paths: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split("; ").find(|p| p.starts_with("Path=")).unwrap().to_owned())
+        .collect();
+    assert!(
+        paths.contains(&"Path=/account".to_owned()) && paths.contains(&"Path=/connections".to_owned()),
+        "{paths:?}"
+    );
+
+    for page in ["/account", "/account/apps", "/account/tokens", "/account/activity", "/connections"] {
+        let res = browser.get(s.server.url(page)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{page}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains(&format!("/static/brand/{}.css", s.client_id)), "{page} is branded: {html}");
+        assert!(html.contains("customer@example.com"), "{page}");
+    }
+    let overview = browser.get(s.server.url("/account")).send().await.unwrap().text().await.unwrap();
+    assert!(overview.contains("Back to YourApp"), "{overview}");
+    assert!(!overview.contains(r#"href="&#x2f;account&#x2f;security""#), "no security page in the navigation");
+    // The security page (password, second factor, sessions) needs a sign-in here.
+    let res = browser.get(s.server.url("/account/security")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(location(&res).starts_with("/login?next="));
+    // A token made on the handed-off tokens page is the customer's.
+    let tokens = browser.get(s.server.url("/account/tokens")).send().await.unwrap().text().await.unwrap();
+    let res = browser
+        .post(s.server.url("/account/tokens"))
+        .form(&[
+            ("csrf_token", input(&tokens, "csrf_token")),
+            ("name", "from the app".to_owned()),
+            ("scope", "universal-mcp-read".to_owned()),
+            ("expires", "default".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    // The rest of the site does not see the handed-off sign-in.
+    assert_eq!(browser.get(s.server.url("/api/v1/account")).send().await.unwrap().status(), 401);
 }

@@ -6,11 +6,56 @@ use super::*;
 
 const CSRF: &str = "tok-123";
 
-fn render(template: &str, current: &str, flash: Flash, ctx: Value) -> String {
+fn viewer(app: Option<(bk_domain::client::Client, String)>) -> Viewer {
+    let mut account = Account::with_password(
+        bk_domain::ids::AccountId::from_string("acc_alice"),
+        "alice@example.com".into(),
+        String::new(),
+        0,
+    );
+    account.password_hash = None;
+    Viewer { account, session: BrowserSession::anonymous(0), app }
+}
+
+fn render_as(v: &Viewer, template: &str, current: &str, flash: Flash, ctx: Value) -> String {
     let env = crate::templates();
     let t = env.get_template(template).unwrap_or_else(|e| panic!("{template}: {e}"));
-    t.render(page_context(current, "alice@example.com", CSRF, flash, ctx))
-        .unwrap_or_else(|e| panic!("{template}: {e:#}"))
+    t.render(page_context(current, v, CSRF, flash, ctx)).unwrap_or_else(|e| panic!("{template}: {e:#}"))
+}
+
+fn render(template: &str, current: &str, flash: Flash, ctx: Value) -> String {
+    render_as(&viewer(None), template, current, flash, ctx)
+}
+
+#[test]
+fn a_handed_off_dashboard_carries_the_apps_brand_and_no_security_page() {
+    use bk_domain::client::{Branding, Client, ClientOrigin, ClientRole, ClientType};
+    let client = Client {
+        id: bk_domain::ids::ClientId::from_string("cli_acme"),
+        name: "Acme <CRM>".into(),
+        client_type: ClientType::Confidential,
+        role: ClientRole::WhitelabelCustomer,
+        origin: ClientOrigin::Manual,
+        redirect_uris: vec!["https://acme.example/cb".into()],
+        allowed_scopes: bk_domain::scope::ScopeSet::all(),
+        allowed_providers: None,
+        domains: vec!["acme.example".into()],
+        branding: Some(Branding { logo: None, description: None, brand_color: Some("#0f9d58".into()) }),
+        secret: None,
+        owner: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    let v = viewer(Some((client, "https://acme.example/settings".into())));
+    let html = render_as(&v, "account_overview.html", OVERVIEW, Flash::default(), overview_ctx(true));
+    assert!(html.contains(r#"href="/static/brand/cli_acme.css""#), "{html}");
+    assert!(html.contains("Acme &lt;CRM&gt;"), "the name, escaped: {html}");
+    assert!(html.contains(r#"href="https:&#x2f;&#x2f;acme.example&#x2f;settings""#), "a way back: {html}");
+    assert!(!html.contains(r#"href="&#x2f;account&#x2f;security""#), "no security page: {html}");
+    assert!(!html.contains(r#"action="/logout""#), "no sign-out (the app's session is the app's): {html}");
+    let own = render("account_overview.html", OVERVIEW, Flash::default(), overview_ctx(true));
+    assert!(own.contains(r#"href="&#x2f;account&#x2f;security""#) && own.contains(r#"action="/logout""#), "{own}");
+    assert!(!own.contains("/static/brand/"));
 }
 
 fn restrictions() -> RestrictionsView {
