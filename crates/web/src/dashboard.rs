@@ -153,11 +153,10 @@ async fn handed_off(s: &Dashboard, headers: &HeaderMap, page: &str) -> Option<Vi
     let h = bk_api::handoff::HandoffCookie::read(headers, &s.web.auth.cookie_keys, now)?;
     let (account, _) = signed_in(&s.web, &h.session).await?;
     let client = s.web.auth.store.client(&h.client_id).await.ok().flatten()?;
-    (client.role == bk_domain::client::ClientRole::WhitelabelCustomer).then(|| Viewer {
-        account,
-        session: h.session,
-        app: Some((client, h.back)),
-    })
+    if client.role != bk_domain::client::ClientRole::WhitelabelCustomer {
+        return None;
+    }
+    Some(Viewer { account, session: h.session, app: Some((client, h.back)) })
 }
 
 /// The signed-in viewer of a page, or the way to the sign-in page (back to `page` after).
