@@ -196,29 +196,20 @@ pub async fn change_password(
     if let Err(e) = check_password(&new) {
         return back("error", e.code());
     }
-    let limiter = state.auth.limiter.as_ref();
-    let bucket = "password_change_failures";
-    if limiter.retry_after(bucket, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await.is_some() {
-        return back("error", "too_many");
-    }
-    let current = field(&pairs, "current_password").unwrap_or("").to_owned();
-    let phc = account.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        current.len() <= 1024 && phc.is_some_and(|h| bk_crypto::password::verify_password(&current, &h))
-    })
-    .await
-    .unwrap_or(false);
-    if !ok {
-        limiter.record(bucket, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await;
-        state.auth.emit(
-            state
-                .auth
-                .event("account.password_changed", Outcome::Failure)
-                .account(&account.id)
-                .ip(peer.ip())
-                .detail("reason", "wrong_current_password"),
-        );
-        return back("error", "wrong_password");
+    match check_current_password(&state, &account, field(&pairs, "current_password").unwrap_or("")).await {
+        CurrentPassword::Right => {}
+        CurrentPassword::TooMany => return back("error", "too_many"),
+        CurrentPassword::Wrong => {
+            state.auth.emit(
+                state
+                    .auth
+                    .event("account.password_changed", Outcome::Failure)
+                    .account(&account.id)
+                    .ip(peer.ip())
+                    .detail("reason", "wrong_current_password"),
+            );
+            return back("error", "wrong_password");
+        }
     }
     let now = state.auth.clock.now();
     if let Err(res) = replace_password(&state, &account, new, now).await {
@@ -238,6 +229,36 @@ pub async fn change_password(
         "the password of your account was changed, and every browser signed in to it was signed out.",
     );
     with_cookie(back("notice", "password_changed"), fresh.set_cookie(&state.auth.cookie_keys))
+}
+
+/// What the current password typed into a form proved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CurrentPassword {
+    Right,
+    Wrong,
+    /// Too many wrong ones this minute: not even checked.
+    TooMany,
+}
+
+/// Checks the current password a signed-in person typed to confirm a change (password, address,
+/// second factor): argon2 off the async threads; five wrong ones a minute per account.
+pub(crate) async fn check_current_password(state: &WebState, account: &Account, typed: &str) -> CurrentPassword {
+    const BUCKET: &str = "password_change_failures";
+    let limiter = state.auth.limiter.as_ref();
+    if limiter.retry_after(BUCKET, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await.is_some() {
+        return CurrentPassword::TooMany;
+    }
+    let (typed, phc) = (typed.to_owned(), account.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || {
+        typed.len() <= 1024 && phc.is_some_and(|h| bk_crypto::password::verify_password(&typed, &h))
+    })
+    .await
+    .unwrap_or(false);
+    if ok {
+        return CurrentPassword::Right;
+    }
+    limiter.record(BUCKET, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await;
+    CurrentPassword::Wrong
 }
 
 /// Hashes and stores a new password, then ends every browser session of the account.
@@ -298,13 +319,10 @@ pub async fn forgot(
     body: Bytes,
 ) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
-        return crate::pages::form_expired(&state);
+    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
+        Ok(found) => found,
+        Err(res) => return *res,
     };
-    let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
-        return crate::pages::form_expired(&state);
-    }
     let typed = field(&pairs, "email").unwrap_or("");
     let email = normalize_email(typed);
     if email.len() > MAX_EMAIL_BYTES || !bk_domain::account::is_valid_email(&email) {
@@ -418,13 +436,10 @@ pub async fn reset(
     body: Bytes,
 ) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else {
-        return crate::pages::form_expired(&state);
+    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
+        Ok(found) => found,
+        Err(res) => return *res,
     };
-    let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
-        return crate::pages::form_expired(&state);
-    }
     let token = field(&pairs, "token").unwrap_or("").to_owned();
     let new = field(&pairs, "new_password").unwrap_or("").to_owned();
     // The password is checked before the link is used, so a too-short one does not spend it.
@@ -561,23 +576,15 @@ pub async fn change_email(
     if new_email == account.email {
         return refuse(StatusCode::BAD_REQUEST, "That is your address already.");
     }
-    let limiter = state.auth.limiter.as_ref();
-    let bucket = "password_change_failures";
-    if limiter.retry_after(bucket, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await.is_some() {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait a minute and try again.");
+    match check_current_password(&state, &account, field(&pairs, "current_password").unwrap_or("")).await {
+        CurrentPassword::Right => {}
+        CurrentPassword::TooMany => {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait a minute and try again.");
+        }
+        CurrentPassword::Wrong => return refuse(StatusCode::UNAUTHORIZED, "The current password is not correct."),
     }
-    let current = field(&pairs, "current_password").unwrap_or("").to_owned();
-    let phc = account.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        current.len() <= 1024 && phc.is_some_and(|h| bk_crypto::password::verify_password(&current, &h))
-    })
-    .await
-    .unwrap_or(false);
-    if !ok {
-        limiter.record(bucket, account.id.as_str(), PASSWORD_CHANGE_FAILURES_PER_MINUTE, 60).await;
-        return refuse(StatusCode::UNAUTHORIZED, "The current password is not correct.");
-    }
-    if limiter.acquire("verify_email_sends", account.id.as_str(), VERIFY_SENDS_PER_HOUR, 3600).await.is_err() {
+    if state.auth.limiter.acquire("verify_email_sends", account.id.as_str(), VERIFY_SENDS_PER_HOUR, 3600).await.is_err()
+    {
         return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many links sent this hour. Try again later.");
     }
     let now = state.auth.clock.now();

@@ -84,6 +84,26 @@ pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.get(..ua.len().min(256)).unwrap_or(""))
 }
 
+/// A form's fields, in order.
+pub(crate) type FormPairs = Vec<(String, String)>;
+
+/// A form POST's browser session and fields, its CSRF token checked first (a stale or forged form
+/// gets "This form has expired" and nothing is read further).
+pub(crate) fn csrf_form(
+    state: &WebState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(BrowserSession, FormPairs), Box<Response>> {
+    let now = state.auth.clock.now();
+    let expired = || Box::new(form_expired(state));
+    let s = BrowserSession::read(headers, &state.auth.cookie_keys, now).ok_or_else(expired)?;
+    let pairs = form_pairs(body);
+    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
+        return Err(expired());
+    }
+    Ok((s, pairs))
+}
+
 pub(crate) fn form_expired(state: &WebState) -> Response {
     state.message(
         StatusCode::BAD_REQUEST,

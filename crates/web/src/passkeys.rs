@@ -34,7 +34,7 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
-use crate::pages::{field, form_expired, form_pairs, session_of, signed_in};
+use crate::pages::{session_of, signed_in};
 use crate::{WebState, safe_next, see_other};
 
 pub(crate) const PAGE: &str = "/account/security/passkeys";
@@ -323,12 +323,10 @@ pub async fn delete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else { return form_expired(&state) };
-    let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
-        return form_expired(&state);
-    }
+    let (s, _) = match crate::pages::csrf_form(&state, &headers, &body) {
+        Ok(found) => found,
+        Err(res) => return *res,
+    };
     let Some((account, _)) = signed_in(&state, &s).await else { return see_other("/login") };
     match state.passkeys.delete_passkey(&account.id, &id).await {
         Ok(true) => {

@@ -36,7 +36,7 @@ use minijinja::context;
 use serde::Deserialize;
 use totp_rs::{Algorithm, Totp};
 
-use crate::pages::{field, form_expired, form_pairs, session_of, signed_in, with_cookie};
+use crate::pages::{field, form_expired, session_of, signed_in, with_cookie};
 use crate::{WebState, safe_next, see_other};
 
 pub(crate) const SIGN_IN_PATH: &str = "/login/second-factor";
@@ -193,11 +193,10 @@ pub async fn sign_in(
     body: Bytes,
 ) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else { return form_expired(&state) };
-    let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
-        return form_expired(&state);
-    }
+    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
+        Ok(found) => found,
+        Err(res) => return *res,
+    };
     let next = safe_next(field(&pairs, "next"));
     let Some(marker) = read_marker(&state, &headers, &s, now) else { return start_over(&state) };
     let account = match state.auth.store.account(&marker.account).await {
@@ -491,11 +490,10 @@ pub async fn enrol_form(State(state): State<Arc<WebState>>, headers: HeaderMap) 
 /// `POST /account/security/totp`: the first code of the new authenticator.
 pub async fn enrol(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else { return form_expired(&state) };
-    let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
-        return form_expired(&state);
-    }
+    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
+        Ok(found) => found,
+        Err(res) => return *res,
+    };
     let Some((account, _)) = signed_in(&state, &s).await else {
         return see_other(&format!("/login?next={}", enc(ENROL_PATH)));
     };
@@ -523,12 +521,10 @@ pub async fn disable(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(&headers, &state.auth.cookie_keys, now) else { return form_expired(&state) };
-    let pairs = form_pairs(&body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
-        return form_expired(&state);
-    }
+    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
+        Ok(found) => found,
+        Err(res) => return *res,
+    };
     let Some((account, _)) = signed_in(&state, &s).await else {
         return see_other(&format!("/login?next={}", enc(ENROL_PATH)));
     };
@@ -546,20 +542,11 @@ pub async fn disable(
             left,
         );
     }
-    let limiter = state.auth.limiter.as_ref();
-    if limiter.retry_after("password_change_failures", account.id.as_str(), 5, 60).await.is_some() {
-        return status_page("Too many attempts. Wait a minute and try again.", left);
-    }
-    let password = field(&pairs, "current_password").unwrap_or("").to_owned();
-    let phc = account.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        password.len() <= 1024 && phc.is_some_and(|h| bk_crypto::password::verify_password(&password, &h))
-    })
-    .await
-    .unwrap_or(false);
-    if !ok {
-        limiter.record("password_change_failures", account.id.as_str(), 5, 60).await;
-        return status_page("The current password is not correct.", left);
+    use crate::account_email::{CurrentPassword, check_current_password};
+    match check_current_password(&state, &account, field(&pairs, "current_password").unwrap_or("")).await {
+        CurrentPassword::Right => {}
+        CurrentPassword::TooMany => return status_page("Too many attempts. Wait a minute and try again.", left),
+        CurrentPassword::Wrong => return status_page("The current password is not correct.", left),
     }
     match state.second_factors.disable_totp(&account.id).await {
         Ok(_) => {

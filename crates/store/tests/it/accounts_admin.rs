@@ -28,34 +28,7 @@ use bk_domain::scope::ScopeSet;
 use bk_domain::token::PersonalAccessToken;
 use bridgekeeper_store::SqlStore;
 
-macro_rules! account_admin_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = crate::sqlite().await;
-                    super::$name(std::sync::Arc::new(store)).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some((store, guard)) = crate::postgres().await {
-                        super::$name(std::sync::Arc::new(store)).await;
-                        guard.drop_schema().await;
-                    } else {
-                        eprintln!("BRIDGEKEEPER_TEST_POSTGRES_URL not set: PostgreSQL backend not exercised");
-                    }
-                }
-            )*
-        }
-    };
-}
-
-account_admin_tests!(
+shared_store_tests!(
     accounts_are_listed_newest_first_filtered_and_paged_with_counts,
     disabling_revokes_everything_the_account_holds_at_once_and_is_idempotent,
     enabling_lifts_a_disable_and_brings_nothing_back,

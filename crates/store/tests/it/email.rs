@@ -10,34 +10,7 @@ use bk_domain::ids::AccountId;
 use bk_domain::ports::{AccountStore, EmailTokenStore, Store};
 use bridgekeeper_store::SqlStore;
 
-macro_rules! email_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = crate::sqlite().await;
-                    super::$name(std::sync::Arc::new(store)).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some((store, guard)) = crate::postgres().await {
-                        super::$name(std::sync::Arc::new(store)).await;
-                        guard.drop_schema().await;
-                    } else {
-                        eprintln!("BRIDGEKEEPER_TEST_POSTGRES_URL not set: PostgreSQL backend not exercised");
-                    }
-                }
-            )*
-        }
-    };
-}
-
-email_tests!(
+shared_store_tests!(
     an_emailed_link_is_used_once_under_concurrency,
     an_emailed_link_keeps_to_its_purpose_and_lifetime,
     verifying_proves_only_the_address_the_link_was_sent_to,

@@ -10,34 +10,7 @@ use bk_domain::ids::{AccountId, ClientId};
 use bk_domain::ports::{AccountStore, HandoffCodeStore, Store, StoreError};
 use bridgekeeper_store::SqlStore;
 
-macro_rules! handoff_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = crate::sqlite().await;
-                    super::$name(std::sync::Arc::new(store)).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some((store, guard)) = crate::postgres().await {
-                        super::$name(std::sync::Arc::new(store)).await;
-                        guard.drop_schema().await;
-                    } else {
-                        eprintln!("BRIDGEKEEPER_TEST_POSTGRES_URL not set: PostgreSQL backend not exercised");
-                    }
-                }
-            )*
-        }
-    };
-}
-
-handoff_tests!(handoff_code_is_taken_once_under_concurrency, handoff_code_belongs_to_its_tenant_and_expires);
+shared_store_tests!(handoff_code_is_taken_once_under_concurrency, handoff_code_belongs_to_its_tenant_and_expires);
 
 async fn account(store: &SqlStore) -> AccountId {
     let id = AccountId::generate();

@@ -1,6 +1,35 @@
 //! One store test suite, run against every backend: the embedded SQLite always, and PostgreSQL when
 //! `BRIDGEKEEPER_TEST_POSTGRES_URL` is set (each run in a schema of its own; unreachable = failure).
 
+/// Tests that take the store as `Arc<SqlStore>` (to share it between tasks), each run on SQLite and,
+/// when `BRIDGEKEEPER_TEST_POSTGRES_URL` is set, on PostgreSQL in a schema of its own.
+macro_rules! shared_store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = crate::sqlite().await;
+                    super::$name(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some((store, guard)) = crate::postgres().await {
+                        super::$name(std::sync::Arc::new(store)).await;
+                        guard.drop_schema().await;
+                    } else {
+                        eprintln!("BRIDGEKEEPER_TEST_POSTGRES_URL not set: PostgreSQL backend not exercised");
+                    }
+                }
+            )*
+        }
+    };
+}
+
 mod accounts_admin;
 mod connections;
 mod email;

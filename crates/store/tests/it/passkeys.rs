@@ -10,34 +10,7 @@ use bk_domain::passkey::{CeremonyPurpose, StoredCeremony, StoredPasskey};
 use bk_domain::ports::{AccountStore, PasskeyStore, Store, StoreError};
 use bridgekeeper_store::SqlStore;
 
-macro_rules! passkey_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = crate::sqlite().await;
-                    super::$name(std::sync::Arc::new(store)).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some((store, guard)) = crate::postgres().await {
-                        super::$name(std::sync::Arc::new(store)).await;
-                        guard.drop_schema().await;
-                    } else {
-                        eprintln!("BRIDGEKEEPER_TEST_POSTGRES_URL not set: PostgreSQL backend not exercised");
-                    }
-                }
-            )*
-        }
-    };
-}
-
-passkey_tests!(passkeys_belong_to_one_account_within_a_quota, a_ceremony_is_taken_once_for_its_purpose);
+shared_store_tests!(passkeys_belong_to_one_account_within_a_quota, a_ceremony_is_taken_once_for_its_purpose);
 
 async fn account(store: &SqlStore) -> AccountId {
     let id = AccountId::generate();

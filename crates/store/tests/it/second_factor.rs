@@ -9,34 +9,7 @@ use bk_domain::ids::AccountId;
 use bk_domain::ports::{AccountStore, SecondFactorStore, StoredTotp};
 use bridgekeeper_store::SqlStore;
 
-macro_rules! second_factor_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = crate::sqlite().await;
-                    super::$name(std::sync::Arc::new(store)).await;
-                }
-            )*
-        }
-        mod postgres_backend {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some((store, guard)) = crate::postgres().await {
-                        super::$name(std::sync::Arc::new(store)).await;
-                        guard.drop_schema().await;
-                    } else {
-                        eprintln!("BRIDGEKEEPER_TEST_POSTGRES_URL not set: PostgreSQL backend not exercised");
-                    }
-                }
-            )*
-        }
-    };
-}
-
-second_factor_tests!(
+shared_store_tests!(
     a_totp_step_is_accepted_once_and_never_an_earlier_one,
     a_recovery_code_works_once_under_concurrency,
     enabling_is_once_and_disabling_removes_everything,
