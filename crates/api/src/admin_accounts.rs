@@ -78,6 +78,7 @@ pub fn deleted_event(e: AuditEvent, id: &AccountId, x: &AccountErasure) -> Audit
         .detail("pats_erased", x.pats)
         .detail("email_links_erased", x.email_links)
         .detail("browser_sessions_erased", x.browser_sessions)
+        .detail("audit_rows_redacted", x.audit_rows_redacted)
 }
 
 /// The operator token's id, or 403 for anyone else (401 without a credential), before anything is read.
@@ -245,6 +246,9 @@ pub async fn delete(
     }
     let id = account_id(id)?;
     let now = server.clock.now();
+    // Events about the account still in the writer's buffer reach the table first, so that the
+    // redaction of its email covers them.
+    server.audit.flush().await;
     let x = server.store.delete_account(&id, now).await?.ok_or_else(|| Problem::not_found("account"))?;
     forget(&server, &id, &x.revoked, now).await;
     tracing::info!(account = %id, operator = %token_id, connections = x.connections, "account deleted");

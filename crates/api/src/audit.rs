@@ -352,6 +352,7 @@ mod tests {
                 event: AuditEvent::new(if i % 3 == 0 { "auth.signin" } else { "mcp.tools_call" }, Outcome::Success, *t),
                 prev_hash: String::new(),
                 hash: String::new(),
+                redacted_at: None,
             })
             .collect()
     }

@@ -225,8 +225,13 @@ async fn writer(
                         // listening there is nothing to build.
                         if stream.receiver_count() > 0 {
                             for (event, p) in batch.drain(..).zip(positions) {
-                                let stored =
-                                    StoredAuditEvent { seq: p.seq, event, prev_hash: p.prev_hash, hash: p.hash };
+                                let stored = StoredAuditEvent {
+                                    seq: p.seq,
+                                    event,
+                                    prev_hash: p.prev_hash,
+                                    hash: p.hash,
+                                    redacted_at: None,
+                                };
                                 let _ = stream.send(Arc::new(stored));
                             }
                         }
@@ -260,36 +265,71 @@ pub struct Verification {
     pub head_seq: i64,
     /// The first broken link: its sequence number and what is wrong.
     pub broken: Option<(i64, String)>,
+    /// Rows redacted when their account was deleted: they still link the chain (their hash is the
+    /// next row's `prev_hash`), but their content no longer matches their hash.
+    pub redacted: u64,
 }
 
-/// Walks the chain from its anchor and reports the first broken link.
+/// Walks the chain from its anchor and reports the first broken link. A row redacted when its
+/// account was deleted is accepted with changed content only if the chain also records that
+/// account's deletion (`account.deleted`, before or after it); marking any other row redacted is
+/// reported as an edit.
 pub async fn verify(store: &dyn AuditStore) -> Result<Verification, bk_domain::ports::StoreError> {
     let ChainState { head_seq, head_hash, anchor_seq, anchor_hash } = store.audit_chain_state().await?;
-    let (mut prev, mut expect_seq, mut checked) = (anchor_hash, anchor_seq + 1, 0u64);
+    let (mut prev, mut expect_seq, mut checked, mut redacted) = (anchor_hash, anchor_seq + 1, 0u64, 0u64);
     let mut after = anchor_seq;
+    let mut deleted: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Redacted rows waiting for their account's deletion to show: account → first such row.
+    let mut waiting: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let edited = "its content does not match its hash (the row was edited)";
     loop {
         let rows = store.audit_range(after, 1000).await?;
         if rows.is_empty() {
             break;
         }
         for r in &rows {
+            let account = r.event.account_id.as_ref().map(|a| a.as_str().to_owned());
+            if r.event.kind == "account.deleted"
+                && r.event.outcome == bk_domain::audit::Outcome::Success
+                && r.redacted_at.is_none()
+                && let Some(a) = &account
+            {
+                deleted.insert(a.clone());
+            }
             let problem = if r.seq != expect_seq {
                 Some(format!("row {expect_seq} is missing (next row is {})", r.seq))
             } else if r.prev_hash != prev {
                 Some("its prev_hash does not match the previous row's hash".to_owned())
             } else if link(&r.prev_hash, r.seq, &r.event) != r.hash {
-                Some("its content does not match its hash (the row was edited)".to_owned())
+                match (&r.redacted_at, &account) {
+                    (Some(_), Some(a)) => {
+                        waiting.entry(a.clone()).or_insert(r.seq);
+                        redacted += 1;
+                        None
+                    }
+                    _ => Some(edited.to_owned()),
+                }
             } else {
                 None
             };
             if let Some(p) = problem {
-                return Ok(Verification { checked, anchor_seq, head_seq, broken: Some((expect_seq.min(r.seq), p)) });
+                return Ok(Verification {
+                    checked,
+                    anchor_seq,
+                    head_seq,
+                    broken: Some((expect_seq.min(r.seq), p)),
+                    redacted,
+                });
             }
             prev = r.hash.clone();
             expect_seq += 1;
             checked += 1;
             after = r.seq;
         }
+    }
+    if let Some(seq) = waiting.iter().filter(|(a, _)| !deleted.contains(*a)).map(|(_, seq)| *seq).min() {
+        let why = format!("{edited}: it is marked redacted, but the chain records no deletion of its account");
+        return Ok(Verification { checked, anchor_seq, head_seq, broken: Some((seq, why)), redacted });
     }
     let broken = if expect_seq - 1 != head_seq {
         Some((expect_seq, format!("the chain ends at {} but its head says {head_seq}", expect_seq - 1)))
@@ -298,7 +338,7 @@ pub async fn verify(store: &dyn AuditStore) -> Result<Verification, bk_domain::p
     } else {
         None
     };
-    Ok(Verification { checked, anchor_seq, head_seq, broken })
+    Ok(Verification { checked, anchor_seq, head_seq, broken, redacted })
 }
 
 /// Applies retention once.

@@ -324,8 +324,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     match v.broken {
                         None => {
                             println!(
-                                "audit chain intact: {} rows checked (anchor {}, head {})",
-                                v.checked, v.anchor_seq, v.head_seq
+                                "audit chain intact: {} rows checked (anchor {}, head {}){}",
+                                v.checked,
+                                v.anchor_seq,
+                                v.head_seq,
+                                if v.redacted > 0 {
+                                    format!("; {} redacted when their account was deleted", v.redacted)
+                                } else {
+                                    String::new()
+                                }
                             );
                             Ok(())
                         }

@@ -159,6 +159,8 @@ pub struct AccountErasure {
     pub email_links: u64,
     /// Browser sessions deleted.
     pub browser_sessions: u64,
+    /// Audit rows of the account whose mention of its email was replaced by the placeholder.
+    pub audit_rows_redacted: u64,
 }
 
 /// What enabling an account did.

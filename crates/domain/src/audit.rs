@@ -126,6 +126,9 @@ pub struct StoredAuditEvent {
     pub event: AuditEvent,
     pub prev_hash: String,
     pub hash: String,
+    /// When the row was redacted (its account deleted); it then no longer matches its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacted_at: Option<i64>,
 }
 
 /// Where events go. Recording never blocks and never fails the request that emits it.
@@ -138,4 +141,53 @@ pub struct NoAudit;
 
 impl AuditSink for NoAudit {
     fn record(&self, _event: AuditEvent) {}
+}
+
+/// Replaces every occurrence of `needle` in the strings of `value` (object keys and values, at any
+/// depth) with `with`; whether anything changed. How a deleted account's email leaves its audit rows.
+pub fn redact_value(value: &mut serde_json::Value, needle: &str, with: &str) -> bool {
+    use serde_json::Value;
+    if needle.is_empty() {
+        return false;
+    }
+    match value {
+        Value::String(s) if s.contains(needle) => {
+            *s = s.replace(needle, with);
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| redact_value(v, needle, with) | changed),
+        Value::Object(map) => {
+            let keys: Vec<String> = map.keys().filter(|k| k.contains(needle)).cloned().collect();
+            let mut changed = !keys.is_empty();
+            for k in keys {
+                if let Some(v) = map.remove(&k) {
+                    map.insert(k.replace(needle, with), v);
+                }
+            }
+            for v in map.values_mut() {
+                changed |= redact_value(v, needle, with);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_value;
+    use serde_json::json;
+
+    #[test]
+    fn an_address_leaves_every_string_of_a_row() {
+        let mut v = json!({"email": "a@b.co", "note": "signed in as a@b.co", "n": 3, "list": ["x", "A@b.co", "a@b.co"], "a@b.co": 1});
+        assert!(redact_value(&mut v, "a@b.co", "deleted-acc_1@invalid"));
+        assert_eq!(
+            v,
+            json!({"email": "deleted-acc_1@invalid", "note": "signed in as deleted-acc_1@invalid", "n": 3,
+                   "list": ["x", "A@b.co", "deleted-acc_1@invalid"], "deleted-acc_1@invalid": 1})
+        );
+        assert!(!redact_value(&mut v, "a@b.co", "x"), "nothing left to change");
+        assert!(!redact_value(&mut json!({"k": "v"}), "", "x"));
+    }
 }

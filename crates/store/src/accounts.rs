@@ -207,6 +207,18 @@ impl AccountStore for SqlStore {
         delete("DELETE FROM handoff_codes WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM mcp_sessions WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM consents WHERE account_id = $1").execute(&mut *tx).await.db()?;
+        // Its audit rows stay (until retention prunes them), without its email: replaced by the
+        // placeholder in their details and target, marked redacted (verification accepts their
+        // changed content because the chain records the account's deletion).
+        let email: Option<String> = sqlx::query_scalar("SELECT email FROM accounts WHERE id = $1")
+            .bind(account.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        let audit_rows_redacted = match email.filter(|e| *e != deleted_email(id)) {
+            Some(email) => redact_audit_rows(&mut tx, id, &email, &deleted_email(id), now).await?,
+            None => 0,
+        };
         // Its sign-in methods: the sealed TOTP secret, recovery codes, passkeys, ceremonies.
         delete("DELETE FROM recovery_codes WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM account_totp WHERE account_id = $1").execute(&mut *tx).await.db()?;
@@ -230,8 +242,46 @@ impl AccountStore for SqlStore {
             pats: pats.rows_affected(),
             email_links: email_links.rows_affected(),
             browser_sessions: browser.rows_affected(),
+            audit_rows_redacted,
         }))
     }
+}
+
+/// Replaces `email` with `placeholder` in the account's audit rows (details and target) and marks
+/// the rows it changed redacted; how many.
+async fn redact_audit_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &AccountId,
+    email: &str,
+    placeholder: &str,
+    now: UnixTime,
+) -> Result<u64> {
+    let rows = sqlx::query("SELECT seq, target, details FROM audit_events WHERE account_id = $1 ORDER BY seq")
+        .bind(id.as_str().to_owned())
+        .fetch_all(&mut **tx)
+        .await
+        .db()?;
+    let mut redacted = 0;
+    for r in &rows {
+        let seq: i64 = r.try_get("seq").db()?;
+        let target: Option<String> = r.try_get("target").db()?;
+        let mut details: serde_json::Value = crate::rows::json_col(r, "details")?;
+        let details_changed = bk_domain::audit::redact_value(&mut details, email, placeholder);
+        let new_target = target.as_ref().filter(|t| t.contains(email)).map(|t| t.replace(email, placeholder));
+        if !details_changed && new_target.is_none() {
+            continue;
+        }
+        sqlx::query("UPDATE audit_events SET details = $1, target = $2, redacted_at = $3 WHERE seq = $4")
+            .bind(crate::rows::to_json(&details)?)
+            .bind(new_target.or(target))
+            .bind(now.saturating_mul(1000))
+            .bind(seq)
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        redacted += 1;
+    }
+    Ok(redacted)
 }
 
 /// An account's disable and delete times, read under its row lock.

@@ -12,8 +12,8 @@ use crate::SqlStore;
 use crate::pool::Backend;
 use crate::rows::{Db, json_col, to_json};
 
-const AUDIT_COLUMNS: &str =
-    "seq, id, at_ms, account_id, actor, kind, target, outcome, latency_ms, request_id, ip, details, prev_hash, hash";
+const AUDIT_COLUMNS: &str = "seq, id, at_ms, account_id, actor, kind, target, outcome, latency_ms, request_id, ip, \
+                             details, prev_hash, hash, redacted_at";
 
 fn audit_from_row(r: &AnyRow) -> Result<StoredAuditEvent> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("audit row: bad {what}"));
@@ -34,6 +34,7 @@ fn audit_from_row(r: &AnyRow) -> Result<StoredAuditEvent> {
         },
         prev_hash: r.try_get("prev_hash").db()?,
         hash: r.try_get("hash").db()?,
+        redacted_at: r.try_get("redacted_at").db()?,
     })
 }
 

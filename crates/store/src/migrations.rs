@@ -31,6 +31,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "account status", include_str!("../migrations/sqlite/0017_account_status.sql")),
     (18, "second factor", include_str!("../migrations/sqlite/0018_second_factor.sql")),
     (19, "passkeys", include_str!("../migrations/sqlite/0019_passkeys.sql")),
+    (20, "audit redaction", include_str!("../migrations/sqlite/0020_audit_redaction.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -56,6 +57,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "account status", include_str!("../migrations/postgres/0017_account_status.sql")),
     (18, "second factor", include_str!("../migrations/postgres/0018_second_factor.sql")),
     (19, "passkeys", include_str!("../migrations/postgres/0019_passkeys.sql")),
+    (20, "audit redaction", include_str!("../migrations/postgres/0020_audit_redaction.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

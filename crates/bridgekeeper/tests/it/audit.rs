@@ -374,9 +374,14 @@ async fn chain_verification_detects_an_edited_row() {
     let ok = cli(&env, &dir, &["admin", "audit", "verify"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("intact"));
-    // Someone edits row 3 in the database.
+    // Someone edits a row of the account in the database.
     let pool = db(&url).await;
-    sqlx::query("UPDATE audit_events SET outcome = 'success', details = '{\"edited\":true}' WHERE seq = 3")
+    let seq: i64 = sqlx::query_scalar("SELECT MIN(seq) FROM audit_events WHERE account_id IS NOT NULL AND seq > 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_events SET outcome = 'success', details = '{\"edited\":true}' WHERE seq = $1")
+        .bind(seq)
         .execute(&pool)
         .await
         .unwrap();
@@ -384,7 +389,16 @@ async fn chain_verification_detects_an_edited_row() {
     let bad = cli(&env, &dir, &["admin", "audit", "verify"]);
     assert!(!bad.status.success());
     let out = String::from_utf8_lossy(&bad.stdout);
-    assert!(out.contains("BROKEN at row 3"), "{out}");
+    assert!(out.contains(&format!("BROKEN at row {seq}")), "{out}");
+    // Marking the edited row redacted (as deleting an account does) does not hide the edit: the
+    // chain records no deletion of its account.
+    let pool = db(&url).await;
+    sqlx::query("UPDATE audit_events SET redacted_at = 1 WHERE seq = $1").bind(seq).execute(&pool).await.unwrap();
+    pool.close().await;
+    let still = cli(&env, &dir, &["admin", "audit", "verify"]);
+    assert!(!still.status.success());
+    let out = String::from_utf8_lossy(&still.stdout);
+    assert!(out.contains(&format!("BROKEN at row {seq}")) && out.contains("no deletion of its account"), "{out}");
     // The tail shows rows in text and JSON.
     let tail = cli(&env, &dir, &["admin", "audit", "tail", "--format", "json", "--since-mins", "60"]);
     let rows: Value = serde_json::from_slice(&tail.stdout).unwrap();

@@ -513,8 +513,17 @@ async fn deleting_erases_credentials_frees_the_email_and_keeps_the_audit_rows(st
     assert!(!store.has_consent(&h.account, &h.client, "universal-mcp-read account").await.unwrap());
     // Its revoked grant stays (the record of what it authorized), revoked.
     assert!(!store.session(&h.account, &h.grant.id).await.unwrap().unwrap().is_active());
-    // The audit rows stay exactly as they were: the hash chain covers them.
-    assert_eq!(store.query_audit(Some(&h.account), &audit_q).await.unwrap(), before);
+    // The audit rows stay, the email replaced by the placeholder where a row named it (marked redacted).
+    let after = store.query_audit(Some(&h.account), &audit_q).await.unwrap();
+    assert_eq!(after.len(), 2);
+    assert_eq!(e.audit_rows_redacted, 1);
+    assert_eq!(after[0].event.details["email"], deleted_email(&h.account), "the row naming the email is redacted");
+    assert!(after[0].redacted_at.is_some());
+    assert_eq!(
+        (&after[0].hash, &after[0].prev_hash, after[0].seq),
+        (&before[0].hash, &before[0].prev_hash, before[0].seq)
+    );
+    assert_eq!(after[1], before[1], "a row without the email is untouched");
     // The address can sign up again, as a new account.
     let again = account(&store, "delete-me@example.com", 900).await;
     assert_ne!(again, h.account);

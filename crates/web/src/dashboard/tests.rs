@@ -387,6 +387,7 @@ fn last_use_is_the_newest_event_of_each_session() {
         },
         prev_hash: String::new(),
         hash: String::new(),
+        redacted_at: None,
     };
     let used = last_used_of(&[
         event(3, 300, Some("a")),
