@@ -81,6 +81,35 @@ pub fn deleted_event(e: AuditEvent, id: &AccountId, x: &AccountErasure) -> Audit
         .detail("audit_rows_redacted", x.audit_rows_redacted)
 }
 
+/// Deletes the account's connections the way their owner would (revoking each grant at its provider,
+/// audited), before the account itself goes. A failure is logged: the deletion erases them anyway.
+async fn revoke_connections_upstream(server: &Api, id: &AccountId, who: &Caller) -> u64 {
+    let mut removed = 0;
+    let query =
+        bk_domain::ports::ConnectionQuery { limit: bk_domain::ports::MAX_CONNECTIONS_PAGE, ..Default::default() };
+    // Each round removes what it listed, so the first page is always the next one (bounded all the same).
+    for _ in 0..100 {
+        let page = match server.store.list_connections(id, &query).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, account = %id, "listing connections before deletion failed");
+                return removed;
+            }
+        };
+        if page.items.is_empty() {
+            return removed;
+        }
+        for c in &page.items {
+            if let Err(p) = crate::remove_connection(server, who, id, &c.id).await {
+                tracing::warn!(error = %p.detail, account = %id, connection = %c.id, "removing a connection before deletion failed");
+                return removed;
+            }
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// The operator token's id, or 403 for anyone else (401 without a credential), before anything is read.
 async fn operator(server: &Api, headers: &HeaderMap, writes: bool) -> Result<String, Problem> {
     match caller(server, headers, writes).await? {
@@ -246,10 +275,14 @@ pub async fn delete(
     }
     let id = account_id(id)?;
     let now = server.clock.now();
+    // Each connection's grant is revoked at its provider first, where the provider can (best
+    // effort: the rows and their ciphertexts are erased below whatever the providers answer).
+    let removed = revoke_connections_upstream(&server, &id, &Caller::Operator { token_id: token_id.clone() }).await;
     // Events about the account still in the writer's buffer reach the table first, so that the
     // redaction of its email covers them.
     server.audit.flush().await;
-    let x = server.store.delete_account(&id, now).await?.ok_or_else(|| Problem::not_found("account"))?;
+    let mut x = server.store.delete_account(&id, now).await?.ok_or_else(|| Problem::not_found("account"))?;
+    x.connections += removed;
     forget(&server, &id, &x.revoked, now).await;
     tracing::info!(account = %id, operator = %token_id, connections = x.connections, "account deleted");
     server.emit(deleted_event(server.event("account.deleted", Outcome::Success).operator(&token_id), &id, &x));
