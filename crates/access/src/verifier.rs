@@ -35,7 +35,7 @@ pub enum VerifyError {
     WrongIssuer,
     #[error("the access token is not meant for this resource")]
     WrongAudience,
-    #[error("the access token's session has been revoked")]
+    #[error("the token has been revoked (it, or the sign-in or app it was made with)")]
     Revoked,
     #[error("the server could not check the token")]
     Unavailable,
@@ -46,6 +46,15 @@ pub enum VerifyError {
 struct VerifiedToken {
     claims: Arc<AccessTokenClaims>,
     scopes: ScopeSet,
+}
+
+/// What a PAT's digest found: a usable PAT, one revoked (itself or the session that made it), or
+/// nothing (then the token is not a PAT of this server).
+#[derive(Clone)]
+enum PatLookup {
+    Live(LivePat),
+    Revoked,
+    Unknown,
 }
 
 /// A PAT as found in the store, reduced to what requests need.
@@ -75,7 +84,7 @@ pub struct Verifier {
     issuer: String,
     tokens: Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>,
     sessions: TtlCache<SessionId, Option<SessionStatus>>,
-    pats: TtlCache<[u8; 32], Option<LivePat>>,
+    pats: TtlCache<[u8; 32], PatLookup>,
 }
 
 impl Verifier {
@@ -163,8 +172,10 @@ impl Verifier {
                     tracing::error!(error = %e, "PAT lookup failed");
                     VerifyError::Unavailable
                 })?;
-                let live = found.and_then(|(pat, grant, email)| {
-                    (pat.revoked_at.is_none() && grant.is_active()).then(|| LivePat {
+                let live = match found {
+                    None => PatLookup::Unknown,
+                    Some((pat, grant, _)) if pat.revoked_at.is_some() || !grant.is_active() => PatLookup::Revoked,
+                    Some((pat, grant, email)) => PatLookup::Live(LivePat {
                         expires_at: pat.expires_at,
                         context: AccessContext {
                             account_id: grant.account_id.clone(),
@@ -177,16 +188,18 @@ impl Verifier {
                             client_providers: None,
                             claims: None,
                         },
-                    })
-                });
+                    }),
+                };
                 self.pats.put(key, live.clone(), now_ms);
                 live
             }
         };
         match live {
-            Some(p) if p.expires_at.is_none_or(|e| e > now_ms.div_euclid(1000)) => Ok(p.context),
-            Some(_) => Err(VerifyError::Expired),
-            None => Err(VerifyError::Invalid),
+            PatLookup::Live(p) if p.expires_at.is_none_or(|e| e > now_ms.div_euclid(1000)) => Ok(p.context),
+            PatLookup::Live(_) => Err(VerifyError::Expired),
+            // Said as it is: a person who revoked a token should read that it was revoked.
+            PatLookup::Revoked => Err(VerifyError::Revoked),
+            PatLookup::Unknown => Err(VerifyError::Invalid),
         }
     }
 

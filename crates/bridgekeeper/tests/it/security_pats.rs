@@ -190,3 +190,30 @@ async fn pats_expire_by_default_and_never_only_when_asked() {
     let v = browser_pat(&server, &flow, json!({"name": "a", "scopes": ["account"]})).await;
     assert_eq!(v["expires_in"], 7 * day);
 }
+
+#[tokio::test]
+async fn a_revoked_pat_is_refused_saying_it_was_revoked() {
+    let server = Server::start();
+    let flow = Flow::signup(&server, "revoker@example.com").await;
+    let pat =
+        browser_pat(&server, &flow, json!({"name": "soon revoked", "scopes": ["account", "universal-mcp-read"]})).await;
+    let token = pat["token"].as_str().unwrap().to_owned();
+    assert_eq!(account_status(&server, &token).await, 200);
+    let res = flow
+        .http
+        .delete(server.url(&format!("/api/v1/auth/pat/{}", pat["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert!(refused_within_a_second(&server, &token).await);
+    let res = reqwest::Client::new().get(server.url("/api/v1/account")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("revoked"), "the answer says why: {body}");
+    assert!(!body.contains("malformed"), "{body}");
+    // A made-up token is still just not one of ours.
+    let res =
+        reqwest::Client::new().get(server.url("/api/v1/account")).bearer_auth("bk_pat_made_up").send().await.unwrap();
+    assert!(res.text().await.unwrap().contains("malformed"));
+}
