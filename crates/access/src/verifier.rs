@@ -52,7 +52,7 @@ struct VerifiedToken {
 /// nothing (then the token is not a PAT of this server).
 #[derive(Clone)]
 enum PatLookup {
-    Live(LivePat),
+    Live(Box<LivePat>),
     Revoked,
     Unknown,
 }
@@ -175,7 +175,7 @@ impl Verifier {
                 let live = match found {
                     None => PatLookup::Unknown,
                     Some((pat, grant, _)) if pat.revoked_at.is_some() || !grant.is_active() => PatLookup::Revoked,
-                    Some((pat, grant, email)) => PatLookup::Live(LivePat {
+                    Some((pat, grant, email)) => PatLookup::Live(Box::new(LivePat {
                         expires_at: pat.expires_at,
                         context: AccessContext {
                             account_id: grant.account_id.clone(),
@@ -188,14 +188,14 @@ impl Verifier {
                             client_providers: None,
                             claims: None,
                         },
-                    }),
+                    })),
                 };
                 self.pats.put(key, live.clone(), now_ms);
                 live
             }
         };
         match live {
-            PatLookup::Live(p) if p.expires_at.is_none_or(|e| e > now_ms.div_euclid(1000)) => Ok(p.context),
+            PatLookup::Live(p) if p.expires_at.is_none_or(|e| e > now_ms.div_euclid(1000)) => Ok(p.context.clone()),
             PatLookup::Live(_) => Err(VerifyError::Expired),
             // Said as it is: a person who revoked a token should read that it was revoked.
             PatLookup::Revoked => Err(VerifyError::Revoked),
