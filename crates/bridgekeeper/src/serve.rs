@@ -325,6 +325,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/ready", get(move || ready(ready_store.clone(), limiter.clone())))
         .merge(metrics_routes)
+        // An unknown route, or a known one asked with another method, says so in problem JSON.
+        .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            bk_api::Problem::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "Not found",
+                format!("there is no route {method} {}", uri.path()),
+            )
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            bk_api::Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                format!("{} does not answer {method}", uri.path()),
+            )
+        })
         .layer(crate::headers::nosniff());
 
     let _ = streams.set(audit.clone());

@@ -117,6 +117,19 @@ async fn request_reset(server: &Server, email: &str) -> (u16, String) {
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
+/// How long a reset request for `email` takes to be answered (the form fetched first, untimed).
+async fn timed_reset(server: &Server, email: &str) -> Duration {
+    let http = client();
+    let page = http.get(server.url("/forgot-password")).send().await.unwrap().text().await.unwrap();
+    let form = [("csrf_token", input(&page, "csrf_token")), ("email", email.to_owned())];
+    let t = Instant::now();
+    let res = http.post(server.url("/forgot-password")).form(&form).send().await.unwrap();
+    let body = res.bytes().await.unwrap();
+    let took = t.elapsed();
+    assert!(!body.is_empty());
+    took
+}
+
 /// Follows a reset link and sets `password`; the answer.
 async fn reset_with(server: &Server, link: &str, password: &str) -> reqwest::Response {
     let http = client();
@@ -274,22 +287,24 @@ async fn security_reset_request_does_not_tell_whether_an_account_exists() {
     assert_eq!((known_status, unknown_status), (200, 200));
     assert_eq!(known_page, unknown_page, "the same page, byte for byte");
     // Timing class: the lookup and the mail happen after the answer, so neither answer waits on them.
+    // Only the POST is timed, interleaved, ten of each; compared by their fastest (the least
+    // disturbed by whatever else the machine runs) and their medians.
     let (mut known, mut unknown) = (Vec::new(), Vec::new());
-    for i in 0..6 {
+    for i in 0..10 {
         // Fresh addresses each time for the unknown side, the same known one (3 sends an hour are
         // allowed per address; over that the answer is the same and nothing is sent).
-        let t = Instant::now();
-        request_reset(&server, "known@example.com").await;
-        known.push(t.elapsed());
-        let t = Instant::now();
-        request_reset(&server, &format!("unknown-{i}@example.com")).await;
-        unknown.push(t.elapsed());
+        known.push(timed_reset(&server, "known@example.com").await);
+        unknown.push(timed_reset(&server, &format!("unknown-{i}@example.com")).await);
     }
     known.sort();
     unknown.sort();
-    let (k, u) = (known[3], unknown[3]);
-    let gap = k.abs_diff(u);
-    assert!(gap < Duration::from_millis(50), "median answer times differ by {gap:?} (known {k:?}, unknown {u:?})");
+    let fastest = known[0].abs_diff(unknown[0]);
+    assert!(fastest < Duration::from_millis(20), "fastest answers differ by {fastest:?}: {known:?} / {unknown:?}");
+    let (k, u) = (known[5], unknown[5]);
+    assert!(
+        k.abs_diff(u) < Duration::from_millis(50) || k.max(u) < k.min(u) * 3,
+        "median answer times differ: known {k:?}, unknown {u:?}"
+    );
     // Only the account's owner got mail, and at most three messages an hour.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = outbox(&server);

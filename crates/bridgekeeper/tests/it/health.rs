@@ -21,3 +21,23 @@ async fn health_answers_and_sigterm_stops_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_problem_json() {
+    let server = Server::start();
+    let http = reqwest::Client::new();
+    let res = http.get(server.url("/api/v1/nothing-here")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!((p["status"].as_u64(), p["title"].as_str()), (Some(404), Some("Not found")));
+    assert!(p["detail"].as_str().unwrap().contains("GET /api/v1/nothing-here"), "{p}");
+
+    let res = http.delete(server.url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let allow = res.headers().get("allow").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(allow.contains("GET"), "Allow names what the route answers: {allow:?}");
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(p["status"], 405);
+}
