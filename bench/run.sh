@@ -171,10 +171,10 @@ for c in "${CONNS[@]}"; do SESSIONS=$((SESSIONS + 2 * c)); done
 log "creating an operator token (admin token create, same data dir as the server)"
 "$BIN" admin token create --name bench --data-dir "$WORK/data" >"$WORK/operator_token.out" 2>&1 ||
   { cat "$WORK/operator_token.out" >&2; echo "bench: admin token create failed" >&2; exit 1; }
-tail -1 "$WORK/operator_token.out" | tr -d '[:space:]' >"$WORK/operator_token.txt"
+grep -o 'bko_[A-Za-z0-9_-]*' "$WORK/operator_token.out" | tail -1 >"$WORK/operator_token.txt"
 grep -q '^bko_' "$WORK/operator_token.txt" ||
-  { cat "$WORK/operator_token.out" >&2; echo "bench: no bko_ token on the last line" >&2; exit 1; }
-echo "operator token id $(head -1 "$WORK/operator_token.out")"
+  { cat "$WORK/operator_token.out" >&2; echo "bench: no bko_ token printed" >&2; exit 1; }
+echo "operator token $(grep '^id: ' "$WORK/operator_token.out")"
 
 log "setting up $SESSIONS public + $SESSIONS confidential sessions (sign-up, DCR / operator API, authorization code + PKCE, code exchange)"
 python3 bench/setup_tokens.py "$BASE" "$WORK" "$SESSIONS" \

@@ -94,7 +94,7 @@ log "$BACKEND, $MINUTES min at ${SHARE} of capacity, sampled every ${SAMPLE}s; b
 start_server
 wait_ready >/dev/null
 env "${ENV[@]}" "$BIN" admin token create --name soak --data-dir "$DATA" >"$WORK/op.out" 2>&1 </dev/null
-grep -o '^bko_[A-Za-z0-9_-]*' "$WORK/op.out" | tail -1 >"$WORK/op.txt"
+grep -o 'bko_[A-Za-z0-9_-]*' "$WORK/op.out" | tail -1 >"$WORK/op.txt"
 [[ -s $WORK/op.txt ]] || { cat "$WORK/op.out" >&2; echo "soak: admin token create printed no token" >&2; exit 1; }
 python3 bench/setup_tokens.py "$BASE" "$WORK" 2 --confidential 1 --operator-token-file "$WORK/op.txt" >/dev/null
 # The introspecting client's own access token (one refresh of its seed), and an MCP session.

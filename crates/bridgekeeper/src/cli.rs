@@ -136,10 +136,13 @@ pub enum AuditAction {
 
 #[derive(Subcommand, Debug)]
 pub enum TokenAction {
-    /// Create an operator token; prints its id and the token (shown once).
+    /// Create an operator token; prints its id and the token (shown once), labelled, or as JSON.
     Create {
         #[arg(long)]
         name: String,
+        /// `text` (`id: …`, `token: …`) or `json` (`{"id", "name", "token"}`, for scripts).
+        #[arg(long, default_value = "text", value_parser = ["json", "text"])]
+        format: String,
     },
     /// Revoke an operator token by id.
     Revoke { id: String },
@@ -393,7 +396,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (store, _) = crate::serve::open_store(&config).await?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
             match action {
-                TokenAction::Create { name } => {
+                TokenAction::Create { name, format } => {
                     let name = name.trim().to_owned();
                     if name.is_empty() || name.len() > 100 {
                         bail!("--name must be 1 to 100 characters");
@@ -403,15 +406,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     store
                         .create_operator_token(&bk_domain::token::OperatorToken {
                             id: id.clone(),
-                            name,
+                            name: name.clone(),
                             hash: bk_crypto::secret::token_hash(token.expose()),
                             created_at: now,
                             revoked_at: None,
                         })
                         .await?;
-                    // The id on the first line, the token on the second: scripts read the last line.
-                    println!("{id}");
-                    println!("{}", token.expose());
+                    if format == "json" {
+                        println!("{}", serde_json::json!({"id": id, "name": name, "token": token.expose()}));
+                    } else {
+                        println!("id: {id}");
+                        println!(
+                            "token: {} (shown once: store it now; revoke with `admin token revoke {id}`)",
+                            token.expose()
+                        );
+                    }
                     Ok(())
                 }
                 TokenAction::Revoke { id } => {

@@ -403,7 +403,7 @@ impl Default for ClientDocumentsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// `json` or `text`.
+    /// `text` (for people: colour only on a terminal) or `json` (one object a line, for machines).
     pub format: String,
     /// A tracing filter such as `info` or `bridgekeeper=debug,info`.
     pub level: String,
@@ -411,7 +411,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "json".into(), level: "info".into() }
+        Self { format: "text".into(), level: "info".into() }
     }
 }
 

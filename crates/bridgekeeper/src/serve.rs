@@ -346,6 +346,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = listens.set(gateway.clone());
     let _ = app_slot.set(app);
     tracing::info!(%addr, %issuer, "listening");
+    tracing::info!(
+        "next: open {issuer}/signup to create an account (or `bridgekeeper admin account create`), then point an MCP \
+         client at {issuer}/mcp"
+    );
     server.await.context("the HTTP server task failed")??;
     if let Some(m) = metrics_server {
         m.abort();

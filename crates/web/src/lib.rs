@@ -57,7 +57,11 @@ impl WebState {
     ) -> Self {
         let webauthn = passkeys::relying_party(&auth.issuer).map(Arc::new);
         if webauthn.is_none() {
-            tracing::info!(issuer = %auth.issuer, "passkeys are off: the issuer's host is not a domain name");
+            tracing::info!(
+                issuer = %auth.issuer,
+                "passkeys are off: the issuer's host is an IP address, and WebAuthn needs a domain name (on this \
+                 machine, --issuer http://localhost:PORT works)"
+            );
         }
         Self {
             auth,

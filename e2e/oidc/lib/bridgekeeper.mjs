@@ -15,19 +15,23 @@ export { serverBinary, startServer };
 const run = promisify(execFile);
 
 /**
- * `bridgekeeper admin token create --name <name> --data-dir <dataDir>`: prints the
- * token id, then the token. Runs beside the live server (same SQLite database).
+ * `bridgekeeper admin token create --name <name> --format json --data-dir <dataDir>`:
+ * prints `{id, name, token}`. Runs beside the live server (same SQLite database).
  *
  * @returns {Promise<{id: string, token: string}>}
  */
 export async function createOperatorToken(dataDir, name = 'e2e') {
-    const { stdout, stderr } = await run(serverBinary(), ['admin', 'token', 'create', '--name', name, '--data-dir', dataDir], {
+    const { stdout, stderr } = await run(serverBinary(), ['admin', 'token', 'create', '--name', name, '--format', 'json', '--data-dir', dataDir], {
         env: { ...process.env, BRIDGEKEEPER_LOG_FORMAT: 'json' },
         timeout: 30_000
     });
-    const lines = stdout.split('\n').map(l => l.trim()).filter(Boolean);
-    assert.equal(lines.length, 2, `admin token create should print two lines (id, token); stdout:\n${stdout}\nstderr:\n${stderr}`);
-    const [id, token] = lines;
+    let printed;
+    try {
+        printed = JSON.parse(stdout);
+    } catch {
+        assert.fail(`admin token create --format json should print one JSON object; stdout:\n${stdout}\nstderr:\n${stderr}`);
+    }
+    const { id, token } = printed;
     assert.match(token, /^bko_/, `operator token should start with bko_; stdout:\n${stdout}`);
     return { id, token };
 }

@@ -497,8 +497,14 @@ async fn security_account_admin_needs_an_operator_token() {
         .arg(server.dir.path())
         .output()
         .unwrap();
+    // The text output, as a person reads it: labelled lines.
     let text = String::from_utf8(out.stdout).unwrap();
-    let (op_id, op2) = (text.lines().next().unwrap().trim().to_owned(), text.lines().last().unwrap().trim().to_owned());
+    let field = |label: &str| {
+        let line = text.lines().find_map(|l| l.strip_prefix(label)).unwrap_or_else(|| panic!("no {label} in {text}"));
+        line.split_whitespace().next().unwrap().to_owned()
+    };
+    let (op_id, op2) = (field("id: "), field("token: "));
+    assert!(text.contains("(shown once"), "{text}");
     assert_eq!(admin(&server, Some(&op2), Method::GET, "/api/v1/admin/accounts").await.status(), 200);
     let out = server
         .command()

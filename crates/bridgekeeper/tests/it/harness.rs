@@ -544,14 +544,14 @@ pub async fn tokens(res: reqwest::Response) -> Tokens {
 pub fn operator_token(server: &Server) -> String {
     let out = server
         .command()
-        .args(["admin", "token", "create", "--name", "test-operator", "--data-dir"])
+        .args(["admin", "token", "create", "--name", "test-operator", "--format", "json", "--data-dir"])
         .arg(server.dir.path())
         .output()
         .expect("run admin token create");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let token = text.lines().last().unwrap().trim().to_owned();
-    assert!(token.starts_with("bko_"), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on standard output");
+    let token = v["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("bko_"), "{v}");
     token
 }
 
