@@ -95,6 +95,10 @@ pub enum KeysAction {
         #[arg(long, default_value = "text", value_parser = ["json", "text"])]
         format: String,
     },
+    /// Make a new signing key the active one. The older keys stay in the JWKS (tokens they signed
+    /// keep verifying) until every such token has expired — the access-token lifetime plus a minute —
+    /// and then leave it; every running instance signs with the new key within ten seconds.
+    Rotate,
     /// Re-seal every stored secret (connection credentials, client secret copies, signing keys)
     /// under the active master key, row by row, while servers keep serving. Every instance must
     /// already hold the active key in its ring (see the README).
@@ -265,6 +269,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             println!("signing {:<20} {role:<10} {} created={}", k.kid.as_str(), k.alg, k.created_at);
                         }
                     }
+                    Ok(())
+                }
+                KeysAction::Rotate => {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+                    let retire_after = now + config.tokens.access_token_ttl_secs + 60;
+                    let (kid, retired) = crate::keys::rotate_signing(&store, &master, now, retire_after).await?;
+                    println!("active signing key: {kid}");
+                    println!(
+                        "older keys: {retired}, published until {retire_after} (Unix time; {} s from now), when every \
+                         token they signed has expired",
+                        retire_after - now
+                    );
                     Ok(())
                 }
                 KeysAction::RotateMaster => {

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bk_crypto::envelope::MasterKey;
 use bk_crypto::keyring::{KeyRing, SigningKey};
 use bk_crypto::secret::{random_bytes, sha256};
+use bk_domain::ids::KeyId;
 use bk_domain::ports::{SigningKeyStore, StoredSigningKey};
 
 use crate::config::Config;
@@ -95,21 +96,41 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A new signing key, stored (sealed) as the newest: the active one of every instance's ring.
+async fn new_signing_key(store: &dyn SigningKeyStore, master: &MasterKey, now: i64) -> anyhow::Result<KeyId> {
+    let (key, der) = tokio::task::spawn_blocking(SigningKey::generate).await??;
+    let sealed = master.seal(key.kid().as_str().as_bytes(), &der)?;
+    let row = StoredSigningKey {
+        kid: key.kid().clone(),
+        alg: "RS256".into(),
+        sealed_private_key: sealed,
+        created_at: now,
+        retire_after: None,
+    };
+    store.insert_signing_key(&row).await?;
+    Ok(key.kid().clone())
+}
+
+/// `keys rotate`: a new signing key becomes active; the others stay in the ring (and the JWKS) until
+/// `retire_after`, when every token they signed has expired. The new key and how many were retired.
+pub async fn rotate_signing(
+    store: &dyn SigningKeyStore,
+    master: &MasterKey,
+    now: i64,
+    retire_after: i64,
+) -> anyhow::Result<(KeyId, u64)> {
+    // The newest key (by creation time, then by its time-ordered id) is every ring's active one.
+    let kid = new_signing_key(store, master, now).await?;
+    let retired = store.retire_signing_keys(&kid, retire_after).await?;
+    Ok((kid, retired))
+}
+
 /// Loads the signing keys, generating the first one if there is none.
 pub async fn keyring(store: &dyn SigningKeyStore, master: &MasterKey, now: i64) -> anyhow::Result<KeyRing> {
     let mut stored = store.signing_keys(now).await?;
     if stored.is_empty() {
-        let (key, der) = tokio::task::spawn_blocking(SigningKey::generate).await??;
-        let sealed = master.seal(key.kid().as_str().as_bytes(), &der)?;
-        let row = StoredSigningKey {
-            kid: key.kid().clone(),
-            alg: "RS256".into(),
-            sealed_private_key: sealed,
-            created_at: now,
-            retire_after: None,
-        };
-        store.insert_signing_key(&row).await?;
-        tracing::info!(kid = %key.kid(), "generated a new RS256 signing key");
+        let kid = new_signing_key(store, master, now).await?;
+        tracing::info!(%kid, "generated a new RS256 signing key");
         stored = store.signing_keys(now).await?;
     }
     ring_of(stored, master)

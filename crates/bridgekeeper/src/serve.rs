@@ -127,6 +127,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(bk_crypto::keyring::KeySet::new(crate::keys::keyring(store.as_ref(), &master, clock.now()).await?));
     let key_source: Arc<dyn bk_oauth::KeySource> =
         Arc::new(crate::keys::StoreKeys { store: store.clone(), master: master.clone(), clock: clock.clone() });
+    // A rotation (`keys rotate`, on any instance) reaches this one within ten seconds: the ring is
+    // read again, and replaced when its keys changed (a new active key, a retired one gone).
+    tokio::spawn(reload_signing_keys(keys.clone(), key_source.clone()));
 
     let (limiter, shared_limiter): (Arc<dyn bk_limits::Limiter>, Option<Arc<dyn bk_limits::Limiter>>) =
         match &config.redis.url {
@@ -412,6 +415,23 @@ async fn ready(store: Arc<dyn Store>, limiter: Arc<dyn bk_limits::Limiter>) -> a
                 axum::Json(serde_json::json!({"status": "not ready", "database": "unreachable"})),
             )
                 .into_response()
+        }
+    }
+}
+
+/// Reads the signing keys every ten seconds and swaps the ring in when they changed.
+async fn reload_signing_keys(keys: Arc<bk_crypto::keyring::KeySet>, source: Arc<dyn bk_oauth::KeySource>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match source.load().await {
+            Ok(ring) if ring.kids() != keys.current().kids() => {
+                tracing::info!(active = %ring.kids()[0], keys = ring.kids().len(), "signing keys changed: ring reloaded");
+                keys.replace(ring);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reloading the signing keys failed"),
         }
     }
 }

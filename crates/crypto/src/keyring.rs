@@ -95,6 +95,13 @@ impl KeyRing {
     pub fn jwks_json(&self) -> &str {
         &self.jwks
     }
+
+    /// The key ids, the active one first (to tell whether a reloaded ring differs).
+    pub fn kids(&self) -> Vec<&str> {
+        std::iter::once(self.active.kid().as_str())
+            .chain(self.all.iter().map(|k| k.kid().as_str()).filter(|k| *k != self.active.kid().as_str()))
+            .collect()
+    }
 }
 
 /// The key ring in use, replaceable while the server runs (another instance generated or rotated a

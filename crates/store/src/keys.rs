@@ -50,6 +50,18 @@ impl SigningKeyStore for SqlStore {
         .db()?;
         Ok(())
     }
+
+    async fn retire_signing_keys(&self, except: &KeyId, retire_after: UnixTime) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE signing_keys SET retire_after = $2 WHERE kid <> $1 AND (retire_after IS NULL OR retire_after > $2)",
+        )
+        .bind(except.as_str())
+        .bind(retire_after)
+        .execute(&self.writer)
+        .await
+        .db()?;
+        Ok(r.rows_affected())
+    }
 }
 
 #[async_trait]

@@ -269,3 +269,69 @@ async fn crash_under_load_loses_nothing_acknowledged() {
     .unwrap();
     assert_eq!(orphans, 0);
 }
+
+/// The `kid` a token was signed with.
+fn kid_of(token: &str) -> String {
+    crate::harness::jwt_parts(token).0["kid"].as_str().unwrap().to_owned()
+}
+
+/// `keys rotate` while both instances serve: every request before, during and after succeeds; both
+/// sign with the new key within seconds; a token signed by the old key keeps verifying (the old key
+/// stays in the JWKS until such tokens have expired).
+#[tokio::test]
+async fn signing_keys_rotate_across_instances_without_a_failed_request() {
+    let (a, b) = pair();
+    let (client_id, t0, flow) = token_via(&a, "rotate@example.com").await;
+    let old_kid = kid_of(&t0.access);
+    let mut refresh = t0.refresh.clone();
+    // Refreshes go to one instance or the other; the flow's base says which.
+    let mut refresher = Flow { http: crate::harness::client(), ..flow };
+    let (mut requests, mut new_kids) = (0, std::collections::HashSet::new());
+    let mut rotated = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "both instances did not sign with the new key within 40 s");
+        // The old token, on both.
+        for server in [&a, &b] {
+            let (s, _) = whoami(&server.base, &t0.access).await;
+            assert_eq!(s, 200, "the old key's token is refused after {requests} requests");
+            requests += 1;
+        }
+        // A new token from each instance in turn (refresh), checked on the other.
+        let (via, other) = if (requests / 4) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        refresher.base = via.base.clone();
+        let res = refresher.refresh(&client_id, &refresh).await;
+        assert_eq!(res.status(), 200, "a refresh failed after {requests} requests");
+        let t = tokens(res).await;
+        refresh = t.refresh.clone();
+        let (s, _) = whoami(&other.base, &t.access).await;
+        assert_eq!(s, 200, "a new token is refused by the other instance after {requests} requests");
+        requests += 2;
+        let kid = kid_of(&t.access);
+        if kid != old_kid {
+            new_kids.insert(via.base.clone());
+        }
+        if !rotated && requests >= 20 {
+            let out =
+                a.command().args(["keys", "rotate", "--data-dir"]).arg(a.dir.path()).output().expect("keys rotate");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(said.contains("active signing key: key_") && said.contains("older keys: 1"), "{said}");
+            rotated = true;
+        }
+        if rotated && new_kids.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Both publish both keys until the old key's tokens have expired.
+    for server in [&a, &b] {
+        let jwks: Value = reqwest::get(server.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        assert_eq!(kids.len(), 2, "{kids:?}");
+        assert!(kids.contains(&old_kid.as_str()));
+    }
+    let (s, _) = whoami(&b.base, &t0.access).await;
+    assert_eq!(s, 200);
+    assert!(requests > 30, "{requests} requests");
+}

@@ -21,6 +21,9 @@ pub trait SigningKeyStore: Send + Sync {
     /// Keys not yet retired at `now`, newest first.
     async fn signing_keys(&self, now: UnixTime) -> Result<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<()>;
+    /// Sets when every other key not retired earlier leaves the key ring (and the JWKS): a rotation;
+    /// how many keys it concerns.
+    async fn retire_signing_keys(&self, except: &KeyId, retire_after: UnixTime) -> Result<u64>;
 }
 
 /// Values sealed under the master key outside connections (whose credentials are re-sealed through

@@ -226,6 +226,12 @@ pub async fn signing_keys_newest_first(store: &SqlStore) {
     assert_eq!(kids, vec!["key_b", "key_a"]);
     assert_eq!(keys[0].sealed_private_key, vec![7; 10]);
     let _ = store.backend();
+    // A rotation: every key but the new one leaves the ring at 100 (one retired earlier keeps its time).
+    assert_eq!(store.retire_signing_keys(&KeyId::from_string("key_b"), 100).await.unwrap(), 1);
+    let kids = |keys: Vec<StoredSigningKey>| keys.into_iter().map(|k| k.kid.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(kids(store.signing_keys(99).await.unwrap()), ["key_b", "key_a"], "both, until the old one retires");
+    assert_eq!(kids(store.signing_keys(100).await.unwrap()), ["key_b"]);
+    assert_eq!(kids(store.signing_keys(4).await.unwrap()), ["key_b", "key_a", "key_old"]);
 }
 
 pub async fn purge_removes_only_expired_rows(store: &SqlStore) {
