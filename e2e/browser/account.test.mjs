@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
 import { startServer } from '../oidc/lib/bridgekeeper.mjs';
+import { shoot } from './lib/shots.mjs';
 import { totp } from './lib/totp.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -162,7 +163,7 @@ describe('Verification and password reset by real mail, in Chromium', () => {
         const link = await linkFrom(person.email, 'Verify your email address', '/verify-email');
         await page.goto(link);
         assert.match(await page.locator('main').innerText(), new RegExp(`${person.email.replace(/[.]/g, '\\.')} is verified`));
-        await page.screenshot({ path: path.join(ARTIFACTS, 'account-email-verified.png'), fullPage: true });
+        await shoot(page, 'account-email-verified');
         await page.goto(link);
         assert.match(await page.locator('main').innerText(), /used already/);
         await page.close();
@@ -178,7 +179,7 @@ describe('Verification and password reset by real mail, in Chromium', () => {
         await page.getByRole('link', { name: 'Forgot your password?' }).click();
         await page.waitForURL(/\/forgot-password/);
         await page.getByLabel('Email').fill(person.email);
-        await page.screenshot({ path: path.join(ARTIFACTS, 'account-forgot-password.png'), fullPage: true });
+        await shoot(page, 'account-forgot-password');
         await page.getByRole('button', { name: 'Send the link' }).click();
         await page.waitForLoadState();
         assert.match(await page.locator('.notice').innerText(), /If an account uses this address/);
@@ -186,7 +187,7 @@ describe('Verification and password reset by real mail, in Chromium', () => {
         const link = await linkFrom(person.email, 'Reset your password', '/reset-password');
         await page.goto(link);
         await page.getByLabel('New password').fill(person.next);
-        await page.screenshot({ path: path.join(ARTIFACTS, 'account-reset-password.png'), fullPage: true });
+        await shoot(page, 'account-reset-password');
         await page.getByRole('button', { name: 'Change the password' }).click();
         await page.waitForURL(/\/login\?reset=1/);
         assert.match(await page.locator('.notice').innerText(), /Your password was changed/);
@@ -208,14 +209,14 @@ describe('Verification and password reset by real mail, in Chromium', () => {
         await page.goto(`${server.issuer}/account/security/totp`);
         assert.ok(await page.locator('img.qr').getAttribute('src').then(src => src.startsWith('data:image/svg+xml;base64,')), 'a QR code');
         const key = await page.locator('#totp-secret').innerText();
-        await page.screenshot({ path: path.join(ARTIFACTS, 'account-totp-enrol.png'), fullPage: true });
+        await shoot(page, 'account-totp-enrol');
         await page.getByLabel('Code from the app').fill(totp(key));
         await page.getByRole('button', { name: 'Turn on two-factor sign-in' }).click();
         await page.waitForLoadState();
         const codes = await page.locator('.recovery-codes code').allInnerTexts();
         assert.equal(codes.length, 10);
         person.recovery = codes;
-        await page.screenshot({ path: path.join(ARTIFACTS, 'account-recovery-codes.png'), fullPage: true });
+        await shoot(page, 'account-recovery-codes');
         assert.match(await mail(person.email, 'A sign-in method was added to your account'), /authenticator app/);
         await page.getByRole('link', { name: /I saved them/ }).click();
 

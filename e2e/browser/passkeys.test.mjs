@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 import { startServer } from '../ts/lib/server.mjs';
+import { shoot } from './lib/shots.mjs';
 import { totp } from './lib/totp.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -23,6 +24,7 @@ const ARTIFACTS = path.resolve(here, '..', 'artifacts');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TEST_TIMEOUT_MS = 120_000;
 const rand = () => randomBytes(6).toString('hex');
+const PHONE = { width: 390, height: 844 };
 
 describe('Passkeys in Chromium with a virtual authenticator', () => {
     let server;
@@ -96,7 +98,7 @@ describe('Passkeys in Chromium with a virtual authenticator', () => {
         const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
         assert.equal(credentials.length, 1, 'one credential on the authenticator');
         assert.equal(credentials[0].isResidentCredential, true, 'discoverable');
-        await page.screenshot({ path: path.join(ARTIFACTS, 'account-passkeys.png'), fullPage: true });
+        await shoot(page, 'account-passkeys');
 
         await signOut();
         await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
@@ -115,7 +117,7 @@ describe('Passkeys in Chromium with a virtual authenticator', () => {
         await signOut();
         await passwordSignIn();
         await page.waitForURL(/\/login\/second-factor/);
-        await page.screenshot({ path: path.join(ARTIFACTS, 'account-second-factor.png'), fullPage: true });
+        await shoot(page, 'account-second-factor');
         await page.getByRole('button', { name: 'Use a passkey' }).click();
         await page.waitForURL(url => !url.pathname.startsWith('/login'));
         assert.match(await main(), new RegExp(person.email.replace(/[.]/g, '\\.')));
