@@ -34,7 +34,8 @@ impl SessionStore for SqlStore {
 
     async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>> {
         let row = sqlx::query(
-            "SELECT s.account_id, a.email, s.client_id, s.revoked_at, s.restrictions, c.allowed_providers \
+            "SELECT s.account_id, a.email, a.disabled_at, s.client_id, s.revoked_at, s.restrictions, \
+             c.allowed_providers \
              FROM sessions s JOIN accounts a ON a.id = s.account_id LEFT JOIN clients c ON c.id = s.client_id \
              WHERE s.id = $1",
         )
@@ -47,7 +48,10 @@ impl SessionStore for SqlStore {
             account_id: AccountId::from_string(r.try_get::<String, _>("account_id").db()?),
             email: r.try_get("email").db()?,
             client_id: ClientId::from_string(r.try_get::<String, _>("client_id").db()?),
-            active: r.try_get::<Option<i64>, _>("revoked_at").db()?.is_none(),
+            // A disabled account's sessions are revoked when it is disabled; one that slipped in while
+            // the disable committed is not active either.
+            active: r.try_get::<Option<i64>, _>("revoked_at").db()?.is_none()
+                && r.try_get::<Option<i64>, _>("disabled_at").db()?.is_none(),
             restrictions: restrictions_of(&r, "restrictions")?,
             client_providers: opt_json_col(&r, "allowed_providers")?,
         }))

@@ -189,6 +189,11 @@ pub async fn revocation_is_idempotent_and_seen_by_status(store: &SqlStore) {
     assert_eq!(st.restrictions, g.restrictions, "restrictions survive the code redemption");
     assert_eq!(st.account_id, a);
     assert_eq!(st.client_providers, Some(vec!["google".to_owned()]), "the client's current provider list");
+    // A disabled account's session is not active, even one its disable did not revoke.
+    store.execute_ddl(&format!("UPDATE accounts SET disabled_at = 5 WHERE id = '{a}'")).await.unwrap();
+    assert!(!store.session_status(&g.id).await.unwrap().unwrap().active);
+    store.execute_ddl(&format!("UPDATE accounts SET disabled_at = NULL WHERE id = '{a}'")).await.unwrap();
+    assert!(store.session_status(&g.id).await.unwrap().unwrap().active);
     assert!(store.revoke_session(&g.id, RevocationReason::RefreshReplay, 30).await.unwrap());
     assert!(!store.revoke_session(&g.id, RevocationReason::RefreshReplay, 31).await.unwrap());
     assert!(!store.session_status(&g.id).await.unwrap().unwrap().active);
