@@ -24,7 +24,7 @@ use bk_mail::Email;
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::pages::{field, form_pairs, session_of, signed_in, with_cookie};
+use crate::pages::{field, session_of, signed_in, with_cookie};
 use crate::sign_in_limits::source_key;
 use crate::{WebState, see_other};
 use bk_access::browser::BrowserSession;
@@ -158,7 +158,7 @@ pub async fn verify_email(State(state): State<Arc<WebState>>, Query(q): Query<To
 
 /// `POST /account/email/verify`: sends the signed-in person a new verification link.
 pub async fn resend_verification(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (account, _, _) = match signed_in_form(&state, &headers, &body).await {
+    let (account, _, _) = match crate::pages::signed_in_form(&state, &headers, &body, SECURITY_PAGE).await {
         Ok(found) => found,
         Err(res) => return res,
     };
@@ -188,7 +188,7 @@ pub async fn change_password(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (account, _, pairs) = match signed_in_form(&state, &headers, &body).await {
+    let (account, _, pairs) = match crate::pages::signed_in_form(&state, &headers, &body, SECURITY_PAGE).await {
         Ok(found) => found,
         Err(res) => return res,
     };
@@ -485,29 +485,6 @@ pub async fn reset(
     with_cookie(see_other("/login?reset=1"), BrowserSession::clear_cookie(&state.auth.cookie_keys))
 }
 
-/// A signed-in person's form POST: the session, checked live; the CSRF token; the account.
-async fn signed_in_form(
-    state: &WebState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(Account, BrowserSession, Vec<(String, String)>), Response> {
-    let now = state.auth.clock.now();
-    let Some(s) = BrowserSession::read(headers, &state.auth.cookie_keys, now) else {
-        return Err(crate::pages::form_expired(state));
-    };
-    let pairs = form_pairs(body);
-    if !field(&pairs, "csrf_token").is_some_and(|t| s.csrf_ok(&state.auth.cookie_keys, t)) {
-        return Err(crate::pages::form_expired(state));
-    }
-    match signed_in(state, &s).await {
-        Some((account, _)) => Ok((account, s, pairs)),
-        None => Err(see_other(&format!(
-            "/login?next={}",
-            url::form_urlencoded::byte_serialize(SECURITY_PAGE.as_bytes()).collect::<String>()
-        ))),
-    }
-}
-
 /// Back to the security page with a notice or error code (the page words it).
 fn back(kind: &str, code: &str) -> Response {
     see_other(&format!("{SECURITY_PAGE}?{kind}={code}"))
@@ -562,7 +539,7 @@ pub async fn change_email(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (account, s, pairs) = match signed_in_form(&state, &headers, &body).await {
+    let (account, s, pairs) = match crate::pages::signed_in_form(&state, &headers, &body, SECURITY_PAGE).await {
         Ok(found) => found,
         Err(res) => return res,
     };

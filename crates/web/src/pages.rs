@@ -104,6 +104,24 @@ pub(crate) fn csrf_form(
     Ok((s, pairs))
 }
 
+/// A signed-in person's form POST from `page`: [`csrf_form`], then the session checked live and its
+/// account; signed out, off to sign in and back to `page`.
+pub(crate) async fn signed_in_form(
+    state: &WebState,
+    headers: &HeaderMap,
+    body: &[u8],
+    page: &str,
+) -> Result<(Account, BrowserSession, FormPairs), Response> {
+    let (s, pairs) = csrf_form(state, headers, body).map_err(|res| *res)?;
+    match signed_in(state, &s).await {
+        Some((account, _)) => Ok((account, s, pairs)),
+        None => {
+            let next: String = url::form_urlencoded::byte_serialize(page.as_bytes()).collect();
+            Err(see_other(&format!("/login?next={next}")))
+        }
+    }
+}
+
 pub(crate) fn form_expired(state: &WebState) -> Response {
     state.message(
         StatusCode::BAD_REQUEST,

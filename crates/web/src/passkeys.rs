@@ -323,11 +323,10 @@ pub async fn delete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (s, _) = match crate::pages::csrf_form(&state, &headers, &body) {
+    let (account, s, _) = match crate::pages::signed_in_form(&state, &headers, &body, PAGE).await {
         Ok(found) => found,
-        Err(res) => return *res,
+        Err(res) => return res,
     };
-    let Some((account, _)) = signed_in(&state, &s).await else { return see_other("/login") };
     match state.passkeys.delete_passkey(&account.id, &id).await {
         Ok(true) => {
             state.auth.emit(

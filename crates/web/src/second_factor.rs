@@ -490,12 +490,9 @@ pub async fn enrol_form(State(state): State<Arc<WebState>>, headers: HeaderMap) 
 /// `POST /account/security/totp`: the first code of the new authenticator.
 pub async fn enrol(State(state): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let now = state.auth.clock.now();
-    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
+    let (account, s, pairs) = match crate::pages::signed_in_form(&state, &headers, &body, ENROL_PATH).await {
         Ok(found) => found,
-        Err(res) => return *res,
-    };
-    let Some((account, _)) = signed_in(&state, &s).await else {
-        return see_other(&format!("/login?next={}", enc(ENROL_PATH)));
+        Err(res) => return res,
     };
     match confirm_enrolment(&state, &s, &account, &pairs, now).await {
         Ok(Some(codes)) => {
@@ -521,12 +518,9 @@ pub async fn disable(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
+    let (account, s, pairs) = match crate::pages::signed_in_form(&state, &headers, &body, ENROL_PATH).await {
         Ok(found) => found,
-        Err(res) => return *res,
-    };
-    let Some((account, _)) = signed_in(&state, &s).await else {
-        return see_other(&format!("/login?next={}", enc(ENROL_PATH)));
+        Err(res) => return res,
     };
     let status_page = |error: &str, left: i64| {
         state.page(
