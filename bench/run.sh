@@ -3,9 +3,11 @@
 #
 # Prints the machine's RS256 signing rate, refresh-token grants/s at the real token endpoint for a
 # public client and for a confidential client (client_secret_basic), the ratios refresh/sign and
-# confidential/public, authenticated MCP tools/list and tools/call (whoami) requests/s, the
-# tools/call latency at a fixed request rate (oha), and tools/call requests/s with the audit log on
-# and off (a second server with BRIDGEKEEPER_AUDIT__ENABLED=false), then a summary block.
+# confidential/public, refresh grants/s for bearer vs DPoP-bound refresh tokens and their ratio
+# (one Node.js load generator for both: wrk cannot sign DPoP proofs), authenticated MCP tools/list
+# and tools/call (whoami) requests/s, the tools/call latency at a fixed request rate (oha), and
+# tools/call requests/s with the audit log on and off (a second server with
+# BRIDGEKEEPER_AUDIT__ENABLED=false), then a summary block.
 # See bench/README.md.
 #
 # Environment knobs (all optional):
@@ -19,6 +21,10 @@
 #   BENCH_RATE_SECONDS=10    its duration
 #   BENCH_RATE_CONNS=16      its connections (enough that a slow answer does not hold back the rate)
 #   BENCH_AUDIT_ROUNDS=2     rounds of the audit on/off comparison (each: one wrk run per server)
+#   BENCH_DPOP_CONNS=16      connections (and grant chains per kind) of the bearer vs DPoP refresh runs
+#   BENCH_DPOP_SECONDS=8     seconds per bearer or DPoP refresh run
+#   BENCH_DPOP_ROUNDS=2      rounds of that comparison (each: one bearer run and one DPoP run)
+#   BENCH_NODE=node          Node.js >= 20 for that comparison (skipped, with a warning, without one)
 #   BENCH_OHA=/path/to/oha   oha binary (default: bench/.tools/bin/oha, ~/.cargo/bin/oha, PATH;
 #                            if none, `cargo install oha --locked --root bench/.tools`)
 set -euo pipefail
@@ -37,6 +43,10 @@ RATE_SECONDS=${BENCH_RATE_SECONDS:-10}
 RATE_CONNS=${BENCH_RATE_CONNS:-16}
 AUDIT_ROUNDS=${BENCH_AUDIT_ROUNDS:-2}
 CLK_TCK=$(getconf CLK_TCK)
+DPOP_CONNS=${BENCH_DPOP_CONNS:-16}
+DPOP_SECONDS=${BENCH_DPOP_SECONDS:-8}
+DPOP_ROUNDS=${BENCH_DPOP_ROUNDS:-2}
+NODE=${BENCH_NODE:-node}
 
 for tool in wrk python3 cargo; do
   command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (wrk: apt-get install -y wrk)" >&2; exit 1; }
@@ -63,15 +73,18 @@ log() { printf '\n== %s\n' "$*"; }
 val() { sed -n "s/^$1=//p" "$2" | tail -1; }
 # utime+stime of a process (all its threads), in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# utime+stime of a process's SQLite threads (sqlx runs each SQLite connection on a thread of its own)
+# utime+stime of a process's SQLite threads (sqlx runs each SQLite connection on a thread of its own).
+# Never fails: under pipefail, a last thread that is not a SQLite worker (or one that ended while
+# being read) would otherwise fail the pipeline and end the whole bench without a word.
 db_ticks() {
   local t
   for t in /proc/"$1"/task/*; do
-    [[ $(cat "$t/comm" 2>/dev/null) == sqlx-sqlite-wor* ]] && awk '{print $14 + $15}' "$t/stat" 2>/dev/null
+    if [[ $(cat "$t/comm" 2>/dev/null) == sqlx-sqlite-wor* ]]; then awk '{print $14 + $15}' "$t/stat" 2>/dev/null || true; fi
   done | awk '{n += $1} END{print n + 0}'
 }
-# context switches (voluntary + involuntary) summed over a process's threads
-ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{n+=$2} END{print n+0}'; }
+# context switches (voluntary + involuntary) summed over a process's threads (a thread that ends
+# while being read is skipped, not a failure)
+ctx_switches() { { cat /proc/"$1"/task/*/status 2>/dev/null || true; } | awk '/ctxt_switches/{n+=$2} END{print n+0}'; }
 # busy and total jiffies of the whole machine
 machine_ticks() { awk '/^cpu /{idle=$5+$6; t=0; for(i=2;i<=NF;i++) t+=$i; print t-idle, t}' /proc/stat; }
 # machine busy % over $1 seconds (nothing of ours running: background load)
@@ -253,6 +266,26 @@ for c in "${CONNS[@]}"; do
   R[refresh_conf_c${c}_vs_public_ratio]=$(awk -v a="${R[refresh_conf_c${c}_grants_per_s]}" \
     -v b="${R[refresh_c${c}_grants_per_s]}" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}')
 done
+
+# ---------------------------------------------------------------------------------------------
+# Refresh grants with DPoP-bound refresh tokens (RFC 9449) next to bearer ones (issue 19). A
+# DPoP-bound refresh needs a fresh ES256 proof per request, which wrk's Lua cannot sign, so both
+# kinds run on one other load generator (bench/dpop_refresh.mjs, Node.js standard library only)
+# in alternating runs: the ratio compares like with like. Fresh codes from setup_tokens.py
+# --codes-only (one public client): the generator redeems half without a proof, half with one.
+DPOP_KEYS="bearer_grants_per_s bearer_runs_per_s bearer_latency_p50_ms bearer_latency_p99_ms bearer_server_cpu_us_per_grant bearer_client_cpu_us_per_grant bearer_server_cpu_cores bearer_client_cpu_cores bearer_machine_busy_pct bearer_failures bearer_first_error dpop_grants_per_s dpop_runs_per_s dpop_latency_p50_ms dpop_latency_p99_ms dpop_server_cpu_us_per_grant dpop_client_cpu_us_per_grant dpop_server_cpu_cores dpop_client_cpu_cores dpop_machine_busy_pct dpop_failures dpop_first_error dpop_vs_bearer_ratio dpop_vs_bearer_server_cpu_ratio"
+node_major=$("$NODE" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if (( node_major >= 20 )); then
+  log "refresh-token grants, bearer vs DPoP-bound: $NODE bench/dpop_refresh.mjs, $DPOP_CONNS connections, ${DPOP_SECONDS}s per run, $DPOP_ROUNDS rounds"
+  wait_idle $SERVER_PID
+  python3 bench/setup_tokens.py "$BASE" "$WORK/dpop" $((2 * DPOP_CONNS)) --codes-only 2>"$WORK/dpop_setup.err" ||
+    { cat "$WORK/dpop_setup.err" >&2; exit 1; }
+  "$NODE" bench/dpop_refresh.mjs "$BASE" "$WORK/dpop/codes.txt" "$DPOP_CONNS" "$DPOP_SECONDS" "$DPOP_ROUNDS" \
+    "$SERVER_PID" "$CLK_TCK" | tee "$WORK/dpop_refresh.txt" || { echo "bench: dpop_refresh.mjs failed" >&2; exit 1; }
+  for k in $DPOP_KEYS; do R[dpop_refresh_$k]=$(val "dpop_refresh_$k" "$WORK/dpop_refresh.txt"); done
+else
+  echo "bench: no Node.js >= 20 ($NODE; BENCH_NODE=...): skipping the bearer vs DPoP refresh comparison" >&2
+fi
 
 best_tl=0 best_tl_c=""
 for c in "${CONNS[@]}"; do
@@ -545,6 +578,22 @@ awk -v cores="$CORES" -v sr="${R[sign_rate_per_s]}" -v srv="${R[refresh_c${best_
 echo "refresh_confidential_grants_per_s=$best_conf (c=$best_conf_c; client_secret_basic)"
 echo "refresh_confidential_failures=$conf_failures"
 echo "refresh_confidential_vs_public_ratio=$conf_ratio (target >= 0.70: $conf_ratio_ok)"
+if [[ -n ${R[dpop_refresh_dpop_vs_bearer_ratio]:-} ]]; then
+  for k in $DPOP_KEYS; do
+    [[ -n ${R[dpop_refresh_$k]:-} ]] && echo "refresh_dpop_cmp_$k=${R[dpop_refresh_$k]}"
+  done
+  # The same bearer grants through wrk (refresh.lua) at the same connection count, when measured:
+  # how much the Node.js generator itself holds back compared with wrk.
+  if [[ -n ${R[refresh_c${DPOP_CONNS}_grants_per_s]:-} ]]; then
+    echo "refresh_dpop_cmp_bearer_vs_wrk_ratio=$(awk -v a="${R[dpop_refresh_bearer_grants_per_s]}" \
+      -v b="${R[refresh_c${DPOP_CONNS}_grants_per_s]}" 'BEGIN{printf "%.3f", (b > 0 ? a/b : 0)}') (node bearer / wrk refresh_c$DPOP_CONNS)"
+  fi
+  echo "refresh_dpop_grants_per_s=${R[dpop_refresh_dpop_grants_per_s]} (bearer ${R[dpop_refresh_bearer_grants_per_s]}/s; c=$DPOP_CONNS, node bench/dpop_refresh.mjs, mean of $DPOP_ROUNDS runs each)"
+  echo "refresh_dpop_failures=$(( ${R[dpop_refresh_bearer_failures]:-0} + ${R[dpop_refresh_dpop_failures]:-0} ))"
+  echo "refresh_dpop_vs_bearer_ratio=${R[dpop_refresh_dpop_vs_bearer_ratio]} (server CPU per grant: ${R[dpop_refresh_dpop_vs_bearer_server_cpu_ratio]} x, ${R[dpop_refresh_dpop_server_cpu_us_per_grant]} vs ${R[dpop_refresh_bearer_server_cpu_us_per_grant]} us)"
+else
+  echo "refresh_dpop_vs_bearer_ratio= (not measured: no Node.js >= 20)"
+fi
 echo "tools_list_per_s=$best_tl (c=$best_tl_c; target >= 20000: $tl_ok)"
 echo "tools_call_per_s=$best_tc (c=$best_tc_c; whoami, audit log on; target >= 15000: $tc_ok)"
 if [[ -n ${R[fixed_rate_latency_p99_ms]:-} ]]; then

@@ -4,6 +4,9 @@
 Signs up one account through the HTML form, registers one public client by dynamic client
 registration, runs the authorization-code flow (PKCE S256) N times and exchanges each code.
 
+With --codes-only it stops before the exchanges: it writes the N codes (valid for 60 s) for a client
+that redeems them itself (bench/dpop_refresh.mjs, which redeems some with a DPoP proof).
+
 With --confidential M --operator-token-file FILE it also creates one confidential client through
 the operator API (POST /api/v1/auth-clients, Bearer operator token), runs the same flow M times
 for it as the same signed-in user and exchanges each code with client_secret_basic
@@ -14,8 +17,11 @@ Writes to OUT_DIR:
   access_token.txt          one access token (for the MCP tools/list run)
   seeds_confidential.txt    (--confidential) the same for the confidential client
   basic_auth.txt            (--confidential) the Authorization header value "Basic …"
+  codes.txt                 (--codes-only, instead of seeds.txt and access_token.txt) one
+                            "client_id code code_verifier redirect_uri" line per session
 
-Usage: setup_tokens.py BASE_URL OUT_DIR [SESSIONS] [--confidential M --operator-token-file FILE]
+Usage: setup_tokens.py BASE_URL OUT_DIR [SESSIONS] [--codes-only]
+                       [--confidential M --operator-token-file FILE]
 Any unexpected response aborts with the exact request and response on stderr.
 """
 
@@ -113,10 +119,11 @@ def code_from(loc, what, res):
     return q["code"][0]
 
 
-def code_flows(c, client_id, sessions, auth_headers, form_client_id):
+def code_flows(c, client_id, sessions, auth_headers, form_client_id, codes=None):
     """Runs `sessions` authorization-code flows (PKCE S256) for client_id as the signed-in user of
     `c`; exchanges each code with the given extra headers (client authentication) and, when
-    form_client_id is set, client_id in the form. Returns ([(client_id, refresh_token)], access)."""
+    form_client_id is set, client_id in the form. Returns ([(client_id, refresh_token)], access).
+    With a list `codes`, appends (client_id, code, verifier) to it instead of exchanging."""
     seeds, access = [], None
     for i in range(sessions):
         verifier = secrets.token_urlsafe(48)
@@ -136,6 +143,9 @@ def code_flows(c, client_id, sessions, auth_headers, form_client_id):
                             {"Content-Type": "application/x-www-form-urlencoded"})
             _, loc, _ = expect(res, {302, 303}, "POST /consent")
         code = code_from(loc, f"authorize #{i}", res)
+        if codes is not None:
+            codes.append((client_id, code, verifier))
+            continue
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
                 "code_verifier": verifier}
         if form_client_id:
@@ -153,12 +163,14 @@ def code_flows(c, client_id, sessions, auth_headers, form_client_id):
 
 
 def main():
-    args, conf_sessions, operator_token = [], 0, None
+    args, conf_sessions, operator_token, codes_only = [], 0, None, False
     argv = sys.argv[1:]
     while argv:
         a = argv.pop(0)
         if a == "--confidential" and argv:
             conf_sessions = int(argv.pop(0))
+        elif a == "--codes-only":
+            codes_only = True
         elif a == "--operator-token-file" and argv:
             operator_token = open(argv.pop(0)).read().strip().splitlines()[-1].strip()
         elif a.startswith("--"):
@@ -206,7 +218,16 @@ def main():
     )
     client_id = json.loads(data)["client_id"]
 
-    # 3. N authorization-code flows, each exchanged for a token pair.
+    # 3. N authorization-code flows, each exchanged for a token pair (or, --codes-only, not).
+    if codes_only:
+        codes = []
+        code_flows(c, client_id, sessions, auth_headers={}, form_client_id=client_id, codes=codes)
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "codes.txt"), "w") as f:
+            for cid, code, verifier in codes:
+                f.write(f"{cid} {code} {verifier} {REDIRECT_URI}\n")
+        print(f"setup: account {email}, client {client_id}, {len(codes)} codes (not redeemed)")
+        return
     seeds, access = code_flows(c, client_id, sessions, auth_headers={}, form_client_id=client_id)
 
     conf_seeds, conf_id = [], None

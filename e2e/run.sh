@@ -60,6 +60,9 @@ echo "== e2e: connecting OAuth-protected MCP servers (MCP conformance suite, cli
 echo "== e2e: Python SDK (OAuth flow, scope step-up)"
 "$here/python/run.sh"
 
+echo "== e2e: schemathesis over the REST API's OpenAPI document (no 5xx, documented answers)"
+"$here/openapi/run.sh"
+
 echo "== e2e: MCP Inspector CLI"
 "$here/inspector/run.sh"
 
@@ -68,3 +71,6 @@ echo "== e2e: openid-client (confidential white-label client, ID token, userinfo
 
 echo "== e2e: Chromium on the white-label login and consent pages"
 "$here/browser/run.sh"
+
+echo "== e2e: the README's commands, run as written (server, account, tokens, white-label client, connection, Inspector, keys)"
+"$here/readme/run.sh"

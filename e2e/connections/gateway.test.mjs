@@ -22,6 +22,7 @@ import { UserAgent } from './lib/agent.mjs';
 import { api, authorizeApp, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
 import { everythingEnv, startEverything, withLogsOf } from './lib/everything.mjs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parsePrometheus } from './lib/python.mjs';
 
 const APP_REDIRECT = 'http://127.0.0.1:53690/connected';
 const TEST_TIMEOUT_MS = 60_000;
@@ -1046,5 +1047,49 @@ describe('the gateway: rate limits per tool and a circuit breaker per upstream s
         assert.match(back.body.result.content[0].text, /42/);
         const again = await call(alice.accessToken, 'everything_get-sum', { a: 1, b: 1 });
         assert.equal(again.body.result.isError ?? false, false, JSON.stringify(again.body));
+    });
+
+    test('after that traffic, /metrics read by a Prometheus text-format parser (prometheus-client) has every family operators need, with samples', { timeout: TEST_TIMEOUT_MS }, async () => {
+        const res = await fetch(new URL('/metrics', bk.issuer));
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+        const families = new Map(parsePrometheus(await res.text()).map(f => [f.name, f]));
+        /** The samples named `sample` of the family `name` (of `type`, described), matching `labels`. */
+        const samples = (name, type, sample = name, labels = {}) => {
+            const f = families.get(name.replace(/_total$/, ''));
+            assert.ok(f, `${name} in /metrics (families: ${[...families.keys()].join(', ')})`);
+            assert.equal(f.type, type, name);
+            assert.ok(f.help?.length > 0, `${name} is described`);
+            return f.samples.filter(s => s.name === sample && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+        };
+        const sum = (name, type, labels = {}, sample = name) => samples(name, type, sample, labels).reduce((n, s) => n + s.value, 0);
+
+        // Requests by route (the route template, never a raw path with ids in it) and status, with latency.
+        assert.ok(sum('bridgekeeper_http_requests_total', 'counter', { route: '/mcp', method: 'POST', status: '200' }) > 0);
+        assert.ok(sum('bridgekeeper_http_requests_total', 'counter', { route: '/api/v1/providers/{id}/tools/{tool}', status: '429' }) > 0);
+        assert.ok(samples('bridgekeeper_http_requests_total', 'counter').every(s => !/[0-9a-f]{16}/.test(s.labels.route)), 'no ids in route labels');
+        const latency = 'bridgekeeper_http_request_duration_seconds';
+        assert.ok(sum(latency, 'histogram', { route: '/mcp' }, `${latency}_count`) > 0);
+        assert.ok(samples(latency, 'histogram', `${latency}_bucket`, { route: '/mcp' }).length > 5, 'latency buckets');
+        // Token grants by type and outcome; MCP methods; upstream calls by provider and outcome.
+        assert.ok(sum('bridgekeeper_token_grants_total', 'counter', { grant_type: 'authorization_code', outcome: 'issued' }) >= 2);
+        assert.ok(sum('bridgekeeper_mcp_requests_total', 'counter', { method: 'tools/call' }) > 0);
+        const mcpLatency = 'bridgekeeper_mcp_request_duration_seconds';
+        assert.ok(sum(mcpLatency, 'histogram', { method: 'tools/call' }, `${mcpLatency}_count`) > 0);
+        assert.ok(sum('bridgekeeper_upstream_calls_total', 'counter', { provider: 'everything', outcome: 'ok' }) > 0);
+        assert.ok(sum('bridgekeeper_upstream_calls_total', 'counter', { provider: 'everything', outcome: 'failed' }) >= 2);
+        const upLatency = 'bridgekeeper_upstream_call_duration_seconds';
+        assert.ok(sum(upLatency, 'histogram', { provider: 'everything' }, `${upLatency}_count`) > 0);
+        // Caches, rate-limit refusals (the per-tool rule above), database pools, the audit queue.
+        assert.ok(sum('bridgekeeper_cache_requests_total', 'counter', { result: 'hit' }) > 0);
+        assert.ok(sum('bridgekeeper_rate_limit_refusals_total', 'counter', { bucket: 'tool_calls:per_tool' }) >= 2);
+        assert.ok(sum('bridgekeeper_db_pool_max_connections', 'gauge') > 0);
+        assert.ok(samples('bridgekeeper_db_pool_connections', 'gauge').some(s => s.labels.state === 'idle'));
+        assert.ok(sum('bridgekeeper_audit_events_written_total', 'counter') > 0);
+        // Present even when nothing waits or was dropped (an alert needs the series to exist).
+        assert.equal(samples('bridgekeeper_audit_queue_depth', 'gauge').length, 1);
+        assert.equal(samples('bridgekeeper_audit_events_dropped_total', 'counter').length, 1);
+        assert.equal(sum('bridgekeeper_audit_events_dropped_total', 'counter'), 0);
+        assert.ok(sum('bridgekeeper_upstream_circuits_opened_total', 'counter') >= 1);
     });
 });

@@ -18,49 +18,23 @@
 // locked requirements into e2e/python/.venv (as e2e/python/run.sh does, with the same stamp).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { UserAgent } from './lib/agent.mjs';
 import { api, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
 import { everythingEnv, startEverything, withLogsOf } from './lib/everything.mjs';
+import { pythonVenv } from './lib/python.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const pyDir = path.resolve(here, '..', 'python');
 const APP_REDIRECT = 'http://127.0.0.1:53692/connected';
 const TEST_TIMEOUT_MS = 60_000;
 const SCRIPT_TIMEOUT_MS = 45_000;
 const rand = () => randomBytes(6).toString('hex');
 
-/**
- * The interpreter of e2e/python/.venv with the locked requirements installed: created and
- * installed the way e2e/python/run.sh does when missing or when requirements.txt changed.
- */
-function pythonVenv() {
-    const venv = path.join(pyDir, '.venv');
-    const python = path.join(venv, 'bin', 'python');
-    const requirements = path.join(pyDir, 'requirements.txt');
-    const stamp = path.join(venv, '.e2e-requirements-stamp');
-    const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 });
-    if (!existsSync(python)) {
-        const system = process.env.PYTHON || 'python3';
-        try {
-            run(system, ['-c', 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)']);
-        } catch (err) {
-            throw new Error(`Python >= 3.10 is required (${system}): ${err.stderr ?? err.message}`);
-        }
-        run(system, ['-m', 'venv', venv]);
-    }
-    const locked = readFileSync(requirements);
-    if (!existsSync(stamp) || !readFileSync(stamp).equals(locked)) {
-        run(python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', requirements]);
-        copyFileSync(requirements, stamp);
-    }
-    return python;
-}
 
 /** Runs python_client.py with `env` and returns the one JSON object it printed (kept in $BK_E2E_PY_DUMP, a directory, when set). */
 function runClient(python, env) {

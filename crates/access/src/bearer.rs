@@ -12,6 +12,14 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The access token of `Authorization: DPoP <token>` (RFC 9449 §7.1).
+pub fn dpop_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("dpop") && !token.is_empty()).then_some(token)
+}
+
 /// A `WWW-Authenticate: Bearer` challenge. Parameters appear in a fixed order and only when set.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Challenge<'a> {

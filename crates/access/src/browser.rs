@@ -152,7 +152,7 @@ pub struct BrowserSessions {
 
 impl BrowserSessions {
     pub fn new(store: Arc<dyn BrowserSessionStore>) -> Self {
-        Self { store, live: TtlCache::new(LIVE_TTL_MS, MAX_CACHED) }
+        Self { store, live: TtlCache::new("browser_sessions", LIVE_TTL_MS, MAX_CACHED) }
     }
 
     /// Signs `account` in: a fresh session id (so one planted before sign-in is worthless), stored.

@@ -8,6 +8,7 @@ pub mod bearer;
 pub mod browser;
 pub mod cache;
 mod context;
+pub mod dpop;
 pub mod operator;
 mod verifier;
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bk_domain::account::{
@@ -19,12 +19,14 @@ use bk_domain::account::{
 use bk_domain::audit::{AuditEvent, Outcome};
 use bk_domain::browser_session::BrowserSessionEnd;
 use bk_domain::ids::AccountId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Api;
 use crate::caller::{Caller, caller};
-use crate::problem::Problem;
+use crate::openapi::AccountStatusName;
+use crate::problem::{PathParam, Problem};
 
 /// The longest account id looked up (ids are `acc_` and 32 hex digits): anything longer is not found
 /// without a query.
@@ -32,20 +34,63 @@ const MAX_ACCOUNT_ID_BYTES: usize = 64;
 
 /// An account as operators see it (the REST API and the command line's `--format json`). Never its
 /// password hash.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminAccountView {
+    pub id: AccountId,
+    pub email: String,
+    pub email_verified: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    #[schema(value_type = AccountStatusName)]
+    pub status: &'static str,
+    /// Unix seconds.
+    pub disabled_at: Option<i64>,
+    /// Unix seconds.
+    pub deleted_at: Option<i64>,
+    /// Unrevoked OAuth grants (authorized apps).
+    pub live_grants: u64,
+    /// Unrevoked, unexpired personal access tokens.
+    pub live_pats: u64,
+    /// Connected services.
+    pub connections: u64,
+}
+
+impl AdminAccountView {
+    pub fn of(o: &AccountOverview) -> Self {
+        let a = &o.account;
+        Self {
+            id: a.id.clone(),
+            email: a.email.clone(),
+            email_verified: a.email_verified(),
+            created_at: a.created_at,
+            status: a.status().as_str(),
+            disabled_at: a.disabled_at,
+            deleted_at: a.deleted_at,
+            live_grants: o.live_grants,
+            live_pats: o.live_pats,
+            connections: o.connections,
+        }
+    }
+}
+
+/// [`AdminAccountView`] as JSON (the command line prints it).
 pub fn account_json(o: &AccountOverview) -> Value {
-    let a = &o.account;
-    json!({
-        "id": a.id,
-        "email": a.email,
-        "emailVerified": a.email_verified(),
-        "createdAt": a.created_at,
-        "status": a.status().as_str(),
-        "disabledAt": a.disabled_at,
-        "deletedAt": a.deleted_at,
-        "liveGrants": o.live_grants,
-        "livePats": o.live_pats,
-        "connections": o.connections,
-    })
+    serde_json::to_value(AdminAccountView::of(o)).unwrap_or_default()
+}
+
+/// A page of accounts, newest first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountPage {
+    pub accounts: Vec<AdminAccountView>,
+    #[schema(minimum = 1, maximum = 4294967295_i64, value_type = i64)]
+    pub page: u32,
+    #[schema(minimum = 1, maximum = 100, value_type = i64)]
+    pub limit: u32,
+    /// Accounts matching the filter, on every page.
+    pub total: u64,
+    pub total_pages: u64,
 }
 
 /// `account.disabled`: what was revoked (counts, never a token or the account's email).
@@ -130,17 +175,23 @@ fn account_id(raw: String) -> Result<AccountId, Problem> {
 async fn overview(server: &Api, id: &AccountId) -> Result<Response, Problem> {
     let o =
         server.store.account_overview(id, server.clock.now()).await?.ok_or_else(|| Problem::not_found("account"))?;
-    Ok(Json(account_json(&o)).into_response())
+    Ok(Json(AdminAccountView::of(&o)).into_response())
 }
 
 /// Query parameters of the list, as text so each error names its parameter.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// From 1 (default 1).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295_i64)]
     page: Option<String>,
+    /// 1 to 100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// A part of the email (any case).
+    /// A part of the email (any case), at most 254 bytes.
     email: Option<String>,
+    #[param(value_type = Option<AccountStatusName>, inline)]
     status: Option<String>,
 }
 
@@ -179,6 +230,23 @@ fn query_of(raw: Option<&str>) -> Result<AccountQuery, Problem> {
 }
 
 /// `GET /api/v1/admin/accounts?page=&limit=&email=&status=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/accounts",
+    operation_id = "adminListAccounts",
+    summary = "Lists accounts",
+    tag = "admin",
+    description = "Every account, newest first, filtered by a part of the email and by status. An operator token.",
+    params(ListParams),
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "A page of accounts", body = AccountPage),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn list(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
@@ -187,21 +255,39 @@ pub async fn list(
     operator(&server, &headers, false).await?;
     let q = query_of(raw.as_deref())?;
     let page = server.store.list_accounts(&q, server.clock.now()).await?;
-    Ok(Json(json!({
-        "accounts": page.items.iter().map(account_json).collect::<Vec<_>>(),
-        "page": q.page,
-        "limit": q.limit,
-        "total": page.total,
-        "totalPages": page.total.div_ceil(u64::from(q.limit)),
-    }))
+    Ok(Json(AccountPage {
+        accounts: page.items.iter().map(AdminAccountView::of).collect(),
+        page: q.page,
+        limit: q.limit,
+        total: page.total,
+        total_pages: page.total.div_ceil(u64::from(q.limit)),
+    })
     .into_response())
 }
 
 /// `GET /api/v1/admin/accounts/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/accounts/{id}",
+    operation_id = "adminGetAccount",
+    summary = "One account",
+    tag = "admin",
+    description = "One account. An operator token.",
+    params(("id" = String, Path, description = "The account id, `acc_…`")),
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "The account", body = AdminAccountView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn get(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     operator(&server, &headers, false).await?;
     overview(&server, &account_id(id)?).await
@@ -220,10 +306,29 @@ async fn forget(server: &Api, id: &AccountId, r: &AccountRevocation, now: i64) {
 }
 
 /// `POST /api/v1/admin/accounts/{id}/disable`: idempotent; answers the account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/accounts/{id}/disable",
+    operation_id = "adminDisableAccount",
+    summary = "Disables an account",
+    tag = "admin",
+    description = "Disables an account: every grant, personal access token and browser session it holds is revoked \
+        at once, and signing in is refused. Idempotent. An operator token.",
+    params(("id" = String, Path, description = "The account id, `acc_…`")),
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "The account as it now is", body = AdminAccountView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn disable(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let token_id = operator(&server, &headers, true).await?;
     let id = account_id(id)?;
@@ -236,10 +341,30 @@ pub async fn disable(
 }
 
 /// `POST /api/v1/admin/accounts/{id}/enable`: nothing revoked comes back; 409 for a deleted account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/accounts/{id}/enable",
+    operation_id = "adminEnableAccount",
+    summary = "Enables an account",
+    tag = "admin",
+    description = "Enables a disabled account (nothing revoked comes back). A deleted account cannot be enabled \
+        (409). An operator token.",
+    params(("id" = String, Path, description = "The account id, `acc_…`")),
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "The account as it now is", body = AdminAccountView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 409, response = crate::problem::Conflict),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn enable(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let token_id = operator(&server, &headers, true).await?;
     let id = account_id(id)?;
@@ -252,17 +377,40 @@ pub async fn enable(
     overview(&server, &id).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteParams {
+    /// The account id again: deleting cannot be undone.
+    #[param(required = true)]
     confirm: Option<String>,
 }
 
 /// `DELETE /api/v1/admin/accounts/{id}?confirm={id}`: irreversible; 204.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/accounts/{id}",
+    operation_id = "adminDeleteAccount",
+    summary = "Deletes an account",
+    tag = "admin",
+    description = "Deletes an account, irreversibly: its connections are revoked at their providers where they can \
+        be and erased, its grants, tokens and sessions revoked, its email redacted from the audit log. The id must \
+        be repeated as `confirm`. An operator token.",
+    params(("id" = String, Path, description = "The account id, `acc_…`"), DeleteParams),
+    security(("operator" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn delete(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     params: Result<Query<DeleteParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let token_id = operator(&server, &headers, true).await?;
@@ -293,6 +441,7 @@ pub async fn delete(
 mod tests {
     use super::*;
     use bk_domain::account::Account;
+    use serde_json::json;
 
     #[test]
     fn the_view_never_carries_the_password_hash() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,24 +22,35 @@ use bk_domain::audit::StoredAuditEvent;
 use bk_domain::ids::AccountId;
 use bk_domain::ports::AuditQuery;
 use bk_domain::scope::Scope;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Api;
 use crate::caller::{Caller, caller};
-use crate::problem::Problem;
+use crate::problem::{Problem, QueryParams, number_param};
 
-#[derive(Deserialize, Default)]
+/// The audit log's query parameters, as text so that each error names its parameter.
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
-    /// Unix seconds.
-    since: Option<i64>,
-    until: Option<i64>,
+    /// From this time on (Unix seconds).
+    #[param(value_type = Option<i64>)]
+    since: Option<String>,
+    /// Before this time (Unix seconds).
+    #[param(value_type = Option<i64>)]
+    until: Option<String>,
+    /// One kind of event (`auth.signin`, `mcp.tools_call`, …).
+    #[param(min_length = 1, max_length = 64)]
     kind: Option<String>,
-    limit: Option<i64>,
+    /// Rows per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
     /// The `next_cursor` of the previous page.
-    cursor: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    cursor: Option<String>,
+    /// One account's rows (for a person, only their own account has any).
     account_id: Option<String>,
 }
 
@@ -81,8 +92,15 @@ impl AuditFilter {
     }
 }
 
-fn filter_of(p: &AuditParams) -> AuditFilter {
-    AuditFilter { since: p.since, until: p.until, kind: p.kind.clone(), limit: p.limit, cursor: p.cursor }
+fn filter_of(p: &AuditParams) -> Result<AuditFilter, Problem> {
+    let seconds = |name: &str, v: &Option<String>| number_param::<i64>(name, v.as_deref(), "Unix seconds");
+    Ok(AuditFilter {
+        since: seconds("since", &p.since)?,
+        until: seconds("until", &p.until)?,
+        kind: p.kind.clone(),
+        limit: number_param("limit", p.limit.as_deref(), "a whole number from 1 to 1000")?,
+        cursor: number_param("cursor", p.cursor.as_deref(), "the next_cursor of the previous page")?,
+    })
 }
 
 /// One page of an audit log: rows oldest first, and the cursor of the next page (`None` when this
@@ -100,8 +118,17 @@ impl AuditPage {
     }
 }
 
+/// A page of the audit log as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPageView {
+    /// Oldest first.
+    pub events: Vec<StoredAuditEvent>,
+    /// The `cursor` of the next page; `null` when this page was the last.
+    pub next_cursor: Option<i64>,
+}
+
 fn page(p: AuditPage) -> Response {
-    Json(json!({"events": p.events, "next_cursor": p.next_cursor})).into_response()
+    Json(AuditPageView { events: p.events, next_cursor: p.next_cursor }).into_response()
 }
 
 /// A page of the caller's own audit log (scope `account`): what `GET /api/v1/audit` answers and the
@@ -202,30 +229,66 @@ where
     }
 }
 
+/// The caller's own audit log.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "getAudit",
+    tag = "audit",
+    description = "The caller's own audit log, oldest first, a page at a time (follow `next_cursor`). Asking for \
+        another account's rows gives an empty page. Scope `account`.",
+    params(AuditParams),
+    security(("bearer" = ["account"])),
+    responses(
+        (status = 200, description = "A page of events", body = AuditPageView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn tenant_audit(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Query(p): Query<AuditParams>,
+    QueryParams(p): QueryParams<AuditParams>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Account)?;
-    let q = filter_of(&p).query()?;
+    let q = filter_of(&p)?.query()?;
     if p.account_id.as_deref().is_some_and(|a| a != account_id.as_str()) {
         return Ok(page(AuditPage::of(Vec::new(), q.limit)));
     }
     Ok(page(own_audit(&server, &who, &q).await?))
 }
 
+/// The whole audit log.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/audit",
+    operation_id = "adminGetAudit",
+    tag = "admin",
+    description = "Every account's audit log (or one account's, with `account_id`), oldest first, a page at a \
+        time. An operator token.",
+    params(AuditParams),
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = AuditPageView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn admin_audit(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Query(p): Query<AuditParams>,
+    QueryParams(p): QueryParams<AuditParams>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     if !matches!(who, Caller::Operator { .. }) {
         return Err(Problem::forbidden("the operator audit log needs an operator token"));
     }
-    let q = filter_of(&p).query()?;
+    let q = filter_of(&p)?.query()?;
     let tenant = p.account_id.map(AccountId::from_string);
     let rows = server.store.query_audit(tenant.as_ref(), &q).await?;
     Ok(page(AuditPage::of(rows, q.limit)))
@@ -314,6 +377,25 @@ impl LiveStream {
     }
 }
 
+/// The live stream of audit events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "streamEvents",
+    tag = "audit",
+    description = "A live stream (Server-Sent Events) of audit events as they are recorded: the caller's own \
+        (scope `account`), or everyone's (an operator token). Each is an `audit` event whose data is a stored \
+        event (`StoredAuditEvent`) and whose id is its `seq`. The credential is checked again twice a second: when \
+        it is revoked or expires, a last `closed` event is sent and the stream ends.",
+    security(("bearer" = ["account"]), ("operator" = [])),
+    responses(
+        (status = 200, description = "The stream (it does not end by itself)", content_type = "text/event-stream",
+            body = String),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn events(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let only = stream_account(&who)?;

@@ -78,6 +78,17 @@ impl Caller {
     }
 }
 
+tokio::task_local! {
+    /// The method and path of the REST request being served: a DPoP proof must name them.
+    static TARGET: (axum::http::Method, String);
+}
+
+/// Middleware of the REST router: keeps the request's method and path for [`caller`].
+pub(crate) async fn with_target(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let target = (req.method().clone(), req.uri().path().to_owned());
+    TARGET.scope(target, next.run(req)).await
+}
+
 /// Identifies the caller: a bearer credential if one is sent, else the browser session cookie.
 /// Cookie-authenticated writes must come from our own origin (a cross-site page cannot send JSON
 /// with cookies without a CORS preflight we never grant, and `Origin`, when sent, must be ours).
@@ -89,17 +100,10 @@ pub async fn caller(server: &Api, headers: &HeaderMap, writes: bool) -> Result<C
                 None => Err(Problem::unauthorized("the operator token is unknown or revoked")),
             };
         }
-        let issuer = server.issuer.as_str();
-        let mcp = server.mcp_resource();
-        return match server.verifier.verify_bearer(token, &[issuer, &mcp]).await {
-            Ok(ctx) => Ok(Caller::Token(ctx)),
-            Err(VerifyError::Unavailable) => Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Unavailable",
-                "the server could not check the token; retry",
-            )),
-            Err(e) => Err(Problem::unauthorized(e.to_string())),
-        };
+        return token_caller(server, headers).await;
+    }
+    if bk_access::bearer::dpop_token(headers).is_some() {
+        return token_caller(server, headers).await;
     }
     let now_ms = server.clock.now_ms();
     if let Some(cookie) = BrowserSession::read(headers, &server.cookie_keys, now_ms.div_euclid(1000))
@@ -130,4 +134,39 @@ pub async fn caller(server: &Api, headers: &HeaderMap, writes: bool) -> Result<C
         }
     }
     Err(Problem::unauthorized("a bearer token (or a signed-in browser session) is required"))
+}
+
+/// An access token or PAT sent as `Bearer`, or a DPoP-bound access token sent as `DPoP` with its
+/// proof for this request (RFC 9449; `htu` is the issuer's URL of the path).
+async fn token_caller(server: &Api, headers: &HeaderMap) -> Result<Caller, Problem> {
+    let issuer = server.issuer.as_str();
+    let mcp = server.mcp_resource();
+    let (method, path) = TARGET.try_with(|t| t.clone()).unwrap_or((axum::http::Method::GET, String::new()));
+    let url = format!("{issuer}{path}");
+    match server.verifier.verify_request(headers, method.as_str(), &url, &[issuer, &mcp]).await {
+        Ok(Some(ctx)) => Ok(Caller::Token(ctx)),
+        Ok(None) => Err(Problem::unauthorized("a bearer token (or a signed-in browser session) is required")),
+        Err(VerifyError::Unavailable) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "the server could not check the token; retry",
+        )),
+        Err(e) => {
+            let mut p = Problem::unauthorized(e.to_string());
+            if let Some(c) = bk_access::dpop::challenge(headers, &e, None) {
+                p.headers.retain(|(h, _)| h != header::WWW_AUTHENTICATE);
+                p.headers.push((header::WWW_AUTHENTICATE, c.header));
+                if c.with_nonce
+                    && let Some(n) = server
+                        .verifier
+                        .dpop
+                        .nonce(server.clock.now())
+                        .and_then(|n| axum::http::HeaderValue::from_str(&n).ok())
+                {
+                    p.headers.push((header::HeaderName::from_static("dpop-nonce"), n));
+                }
+            }
+            Err(p)
+        }
+    }
 }

@@ -6,27 +6,35 @@
 //! What a person can store is bounded: branding (a logo of at most 2 MB) only on white-label clients,
 //! which only operators create; every other field has a size limit; and an account owns at most
 //! `limits.max_clients_per_account` clients.
+//!
+//! Machine clients: a client's grant types (`client_credentials` and token exchange only on a
+//! confidential client an operator creates), how it authenticates (a secret, or `private_key_jwt`
+//! with the public keys it registers) and, set by an operator alone, the account its
+//! `client_credentials` tokens act for (`boundAccountId`).
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bk_domain::audit::Outcome;
-use bk_domain::client::{Branding, Client, ClientOrigin, ClientRole, ClientType, check_whitelabel_redirects};
-use bk_domain::ids::ClientId;
+use bk_domain::client::{
+    AuthMethod, Branding, Client, ClientCapabilities, ClientKeys, ClientOrigin, ClientRole, ClientType, GrantType,
+    MAX_INLINE_JWKS_BYTES, check_grant_types, check_jwks, check_jwks_uri, check_whitelabel_redirects,
+};
+use bk_domain::ids::{AccountId, ClientId};
 use bk_domain::redirect;
 use bk_domain::scope::{Scope, ScopeSet};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::Api;
 use crate::caller::{Caller, caller};
-use crate::problem::{Problem, json_body};
+use crate::openapi::{ClientOriginName, ClientRoleName, ClientTypeName, ScopeName, text_enum};
+use crate::problem::{Body, PathParam, Problem, json_body};
 
 /// Logos may be up to 2 MB (as base64 in JSON: ~2.7 MB), so these routes accept 4 MiB bodies. Only a
 /// white-label client (operators alone create those) carries a logo; the other fields are bounded below,
@@ -36,26 +44,77 @@ const MAX_LOGO_BYTES: usize = 2 * 1024 * 1024;
 /// The longest redirect URI we store (browsers and servers commonly stop near 2 KB).
 const MAX_REDIRECT_URI_BYTES: usize = 2048;
 
-#[derive(Deserialize)]
+/// A client as created or replaced. On a replacement, `type` and `roles` may be repeated but not
+/// changed.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "Example app", "type": "public", "redirectUris": ["https://app.example.com/callback"],
+    "allowedScopes": ["universal-mcp-read", "connections"]}))]
 pub struct ClientBody {
+    /// 1 to 100 printable characters.
     name: String,
+    /// Default `confidential` (a secret is made and shown once).
     #[serde(rename = "type")]
+    #[schema(value_type = Option<ClientTypeName>)]
     client_type: Option<String>,
+    /// One role; default `third-party`. Only an operator creates a `whitelabel-customer` client.
+    #[schema(value_type = Option<Vec<ClientRoleName>>)]
     roles: Option<Vec<String>>,
+    /// Domain names the client's https pages live on (at most 20).
     #[serde(default)]
     domains: Vec<String>,
+    /// 1 to 20 redirect URIs, each at most 2048 bytes (none for a client without the
+    /// `authorization_code` grant).
+    #[serde(default)]
     redirect_uris: Vec<String>,
+    /// Scopes the client may ask for (unknown ones are dropped; default: all its role allows).
     allowed_scopes: Option<Vec<String>>,
+    /// Provider ids the client may use (`null`: every provider; at most 100).
     allowed_providers: Option<Vec<String>>,
+    /// Only for `whitelabel-customer` clients.
     branding: Option<BrandingBody>,
+    /// The grant types the client may use; default `["authorization_code", "refresh_token"]`.
+    /// `client_credentials` and `urn:ietf:params:oauth:grant-type:token-exchange` only for a
+    /// confidential client an operator creates.
+    #[schema(value_type = Option<Vec<GrantTypeName>>)]
+    grant_types: Option<Vec<String>>,
+    /// How the client authenticates; default `client_secret_basic` for a confidential client (a
+    /// secret is made; `client_secret_post` works too) and `none` for a public one. With
+    /// `private_key_jwt` it gets no secret and signs client assertions with a key in `jwks` or at
+    /// `jwksUri`. May be repeated on a replacement but not changed.
+    #[schema(value_type = Option<AuthMethodName>)]
+    token_endpoint_auth_method: Option<String>,
+    /// `private_key_jwt` only: the client's public signing keys, a JWK Set (at most 10 keys, 16 KB) …
+    #[schema(value_type = Option<Object>)]
+    jwks: Option<serde_json::Value>,
+    /// … or the https URL serving it (exactly one of the two).
+    jwks_uri: Option<String>,
+    /// Operators only, and only with `client_credentials`: the account (`acc_…`) the client's
+    /// `client_credentials` tokens act for. `null`: none — its tokens then reach no tenant.
+    bound_account_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+text_enum!(
+    /// A grant type a client may use at the token endpoint.
+    GrantTypeName,
+    GrantType::ALL.map(GrantType::as_str)
+);
+text_enum!(
+    /// How a client authenticates at the token, revocation and introspection endpoints:
+    /// `none` (public), `client_secret_basic` (or `client_secret_post`: a secret), `private_key_jwt`.
+    AuthMethodName,
+    ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
+);
+
+/// How a white-label client presents itself on the sign-in and consent pages.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BrandingBody {
+pub struct BrandingBody {
+    /// A `data:image/(png|jpeg|svg+xml|webp);base64,…` URI of at most 2 MB.
     logo: Option<String>,
+    /// At most 500 characters.
     description: Option<String>,
+    /// `#RRGGBB`.
     brand_color: Option<String>,
 }
 
@@ -165,7 +224,7 @@ fn validate(server: &Api, body: ClientBody, role: ClientRole) -> Result<Validate
     if let Some(bad) = domains.iter().find(|d| !valid_domain(d)) {
         return Err(Problem::invalid("domains", format!("{bad} is not a domain name")));
     }
-    if body.redirect_uris.is_empty() || body.redirect_uris.len() > 20 {
+    if body.redirect_uris.len() > 20 {
         return Err(Problem::invalid("redirectUris", "give 1 to 20 redirect URIs"));
     }
     if body.redirect_uris.iter().any(|u| u.len() > MAX_REDIRECT_URI_BYTES) {
@@ -214,21 +273,233 @@ fn validate(server: &Api, body: ClientBody, role: ClientRole) -> Result<Validate
     })
 }
 
-fn view(c: &Client) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "type": c.client_type.as_str(),
-        "roles": [role_name(c.role)],
-        "origin": c.origin.as_str(),
-        "domains": c.domains,
-        "redirectUris": c.redirect_uris,
-        "allowedScopes": c.allowed_scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "allowedProviders": c.allowed_providers,
-        "branding": c.branding,
-        "createdAt": c.created_at,
-        "updatedAt": c.updated_at,
-    })
+/// The machine-client fields of a body, taken out before the rest is validated.
+struct MachineFields {
+    grant_types: Option<Vec<String>>,
+    jwks: Option<serde_json::Value>,
+    jwks_uri: Option<String>,
+    bound_account_id: Option<String>,
+}
+
+impl MachineFields {
+    fn take(body: &mut ClientBody) -> Self {
+        Self {
+            grant_types: body.grant_types.take(),
+            jwks: body.jwks.take(),
+            jwks_uri: body.jwks_uri.take(),
+            bound_account_id: body.bound_account_id.take(),
+        }
+    }
+}
+
+/// The client's type and authentication method from `type` and `tokenEndpointAuthMethod`.
+fn auth_method_of(client_type: Option<&str>, method: Option<&str>) -> Result<(ClientType, AuthMethod), Problem> {
+    let mismatch = || {
+        Problem::invalid(
+            "tokenEndpointAuthMethod",
+            "a public client authenticates with none, a confidential one with a secret or private_key_jwt",
+        )
+    };
+    let client_type = match client_type {
+        None => None,
+        Some("confidential") => Some(ClientType::Confidential),
+        Some("public") => Some(ClientType::Public),
+        Some(_) => return Err(Problem::invalid("type", "type must be public or confidential")),
+    };
+    let method = match method {
+        None => None,
+        Some("none") => Some(AuthMethod::None),
+        Some("client_secret_basic" | "client_secret_post") => Some(AuthMethod::ClientSecret),
+        Some("private_key_jwt") => Some(AuthMethod::PrivateKeyJwt),
+        Some(_) => {
+            return Err(Problem::invalid(
+                "tokenEndpointAuthMethod",
+                "tokenEndpointAuthMethod must be none, client_secret_basic, client_secret_post or private_key_jwt",
+            ));
+        }
+    };
+    match (client_type, method) {
+        (None | Some(ClientType::Confidential), None) => Ok((ClientType::Confidential, AuthMethod::ClientSecret)),
+        (Some(ClientType::Public), None) | (None | Some(ClientType::Public), Some(AuthMethod::None)) => {
+            Ok((ClientType::Public, AuthMethod::None))
+        }
+        (None | Some(ClientType::Confidential), Some(m @ (AuthMethod::ClientSecret | AuthMethod::PrivateKeyJwt))) => {
+            Ok((ClientType::Confidential, m))
+        }
+        _ => Err(mismatch()),
+    }
+}
+
+/// Checks the machine-client fields into capabilities: grant types (the operator-only ones for an
+/// operator's confidential client), keys exactly when the method is `private_key_jwt`, and a bound
+/// account (operators only, with `client_credentials`, an account that exists and is active).
+async fn capabilities(
+    server: &Api,
+    m: MachineFields,
+    client_type: ClientType,
+    method: AuthMethod,
+    operator: bool,
+    redirect_uris: &[String],
+) -> Result<ClientCapabilities, Problem> {
+    let grant_types = match m.grant_types {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|g| {
+                    GrantType::parse(g).ok_or_else(|| {
+                        let shown: String = g.chars().take(60).collect();
+                        Problem::invalid("grantTypes", format!("{shown} is not a grant type this server offers"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let effective = grant_types.clone().unwrap_or_else(|| GrantType::DEFAULT.to_vec());
+    if !operator && effective.iter().any(|g| g.operator_only()) {
+        return Err(Problem::forbidden(
+            "only an operator can allow client_credentials or token exchange (they mint tokens no person approved)",
+        ));
+    }
+    if effective.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(Problem::invalid("redirectUris", "give 1 to 20 redirect URIs"));
+    }
+    check_grant_types(&effective, client_type, operator, !redirect_uris.is_empty())
+        .map_err(|e| Problem::invalid("grantTypes", e))?;
+    let keys = match (method, m.jwks, m.jwks_uri) {
+        (AuthMethod::PrivateKeyJwt, Some(jwks), None) => {
+            if jwks.to_string().len() > MAX_INLINE_JWKS_BYTES {
+                return Err(Problem::invalid(
+                    "jwks",
+                    format!(
+                        "jwks must be at most {} KB; publish larger sets at a jwksUri",
+                        MAX_INLINE_JWKS_BYTES / 1024
+                    ),
+                ));
+            }
+            check_jwks(&jwks).map_err(|e| Problem::invalid("jwks", e))?;
+            Some(ClientKeys::Jwks(jwks))
+        }
+        (AuthMethod::PrivateKeyJwt, None, Some(uri)) => {
+            check_jwks_uri(&uri).map_err(|e| Problem::invalid("jwksUri", e))?;
+            Some(ClientKeys::JwksUri(uri))
+        }
+        (AuthMethod::PrivateKeyJwt, _, _) => {
+            return Err(Problem::invalid("jwks", "private_key_jwt needs exactly one of jwks and jwksUri"));
+        }
+        (_, None, None) => None,
+        (_, _, _) => return Err(Problem::invalid("jwks", "jwks and jwksUri are only for private_key_jwt")),
+    };
+    let bound_account = match m.bound_account_id {
+        None => None,
+        Some(_) if !operator => return Err(Problem::forbidden("only an operator binds a client to an account")),
+        Some(_) if !effective.contains(&GrantType::ClientCredentials) => {
+            return Err(Problem::invalid(
+                "boundAccountId",
+                "only a client allowed client_credentials acts for an account: add it to grantTypes",
+            ));
+        }
+        Some(id) => {
+            let unknown = || Problem::invalid("boundAccountId", "no active account has this id");
+            if id.is_empty() || id.len() > 100 {
+                return Err(unknown());
+            }
+            let id = AccountId::from_string(id);
+            match server.store.account(&id).await? {
+                Some(a) if !a.is_disabled() => Some(id),
+                _ => return Err(unknown()),
+            }
+        }
+    };
+    Ok(ClientCapabilities { grant_types, keys, bound_account })
+}
+
+/// An OAuth client as the API shows it (never its secret).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientView {
+    pub id: ClientId,
+    pub name: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = ClientTypeName)]
+    pub client_type: &'static str,
+    #[schema(value_type = Vec<ClientRoleName>)]
+    pub roles: [&'static str; 1],
+    #[schema(value_type = ClientOriginName)]
+    pub origin: &'static str,
+    pub domains: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    #[schema(value_type = Vec<ScopeName>)]
+    pub allowed_scopes: Vec<&'static str>,
+    /// `null`: every provider.
+    pub allowed_providers: Option<Vec<String>>,
+    pub branding: Option<Branding>,
+    #[schema(value_type = Vec<GrantTypeName>)]
+    pub grant_types: Vec<&'static str>,
+    #[schema(value_type = AuthMethodName)]
+    pub token_endpoint_auth_method: &'static str,
+    /// `private_key_jwt`: the registered JWK Set, if given inline.
+    #[schema(value_type = Option<Object>)]
+    pub jwks: Option<serde_json::Value>,
+    /// `private_key_jwt`: where the client's JWK Set is fetched, if not inline.
+    pub jwks_uri: Option<String>,
+    /// The account the client's `client_credentials` tokens act for; `null`: none.
+    pub bound_account_id: Option<AccountId>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+fn view(c: &Client, caps: &ClientCapabilities) -> ClientView {
+    ClientView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        client_type: c.client_type.as_str(),
+        roles: [role_name(c.role)],
+        origin: c.origin.as_str(),
+        domains: c.domains.clone(),
+        redirect_uris: c.redirect_uris.clone(),
+        allowed_scopes: c.allowed_scopes.iter().map(|s| s.as_str()).collect(),
+        allowed_providers: c.allowed_providers.clone(),
+        branding: c.branding.clone(),
+        grant_types: caps.grant_types().into_iter().map(GrantType::as_str).collect(),
+        token_endpoint_auth_method: caps.auth_method(c.client_type).as_str(),
+        jwks: match &caps.keys {
+            Some(ClientKeys::Jwks(j)) => Some(j.clone()),
+            _ => None,
+        },
+        jwks_uri: match &caps.keys {
+            Some(ClientKeys::JwksUri(u)) => Some(u.clone()),
+            _ => None,
+        },
+        bound_account_id: caps.bound_account.clone(),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}
+
+/// A client just created: a confidential client's secret is in `clientSecret`, shown this once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedClient {
+    pub client_id: ClientId,
+    pub client: ClientView,
+    /// Only for a confidential client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClientList {
+    pub clients: Vec<ClientView>,
+}
+
+/// A confidential client's new secret, shown this once (the old one stops working).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecret {
+    pub client_id: ClientId,
+    pub client_secret: String,
 }
 
 /// Hashes and seals a new secret off the async threads.
@@ -242,12 +513,18 @@ async fn protect(server: &Api, client_id: &ClientId) -> Result<(String, bk_domai
     Ok((secret, stored))
 }
 
-/// The client if the caller may manage it; 404 otherwise (no existence oracle).
-async fn manageable(server: &Api, who: &Caller, id: &str) -> Result<Client, Problem> {
-    let client = server.store.client(&ClientId::from_string(id)).await?.ok_or_else(|| Problem::not_found("client"))?;
+/// The client if the caller may manage it; 404 otherwise (no existence oracle). The built-in client
+/// that every personal access token's session hangs off is no one's to manage: deleting it would
+/// revoke every account's tokens at once, so it is not found here, as it is not listed.
+async fn manageable(server: &Api, who: &Caller, id: &str) -> Result<(Client, ClientCapabilities), Problem> {
+    if id == crate::pats::PAT_CLIENT {
+        return Err(Problem::not_found("client"));
+    }
+    let (client, caps) =
+        server.store.capable_client(&ClientId::from_string(id)).await?.ok_or_else(|| Problem::not_found("client"))?;
     match who {
-        Caller::Operator { .. } => Ok(client),
-        _ if client.owner.as_ref() == who.account() && client.owner.is_some() => Ok(client),
+        Caller::Operator { .. } => Ok((client, caps)),
+        _ if client.owner.as_ref() == who.account() && client.owner.is_some() => Ok((client, caps)),
         _ => Err(Problem::not_found("client")),
     }
 }
@@ -260,28 +537,53 @@ fn require_manager(who: &Caller) -> Result<(), Problem> {
     Ok(())
 }
 
-pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+/// Creates an OAuth client.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth-clients",
+    operation_id = "createClient",
+    tag = "clients",
+    description = "Creates an OAuth client: an operator's (any role) or the caller's own third-party client (scope \
+        `account`; at most `limits.max_clients_per_account`, else 409). A confidential client's secret is in the \
+        answer, once (a `private_key_jwt` client has none: it registers `jwks` or `jwksUri`). Only an operator \
+        allows `client_credentials` or token exchange (`grantTypes`, confidential clients) and binds a client to an \
+        account (`boundAccountId`), else 403.",
+    request_body = ClientBody,
+    security(("operator" = []), ("bearer" = ["account"])),
+    responses(
+        (status = 201, description = "Created", body = CreatedClient),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 409, response = crate::problem::Conflict),
+        (status = 413, response = crate::problem::PayloadTooLarge),
+        (status = 415, response = crate::problem::UnsupportedMediaType),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
+pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, Body(body): Body) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     require_manager(&who)?;
-    let body: ClientBody = json_body(&headers, &body)?;
+    let mut body: ClientBody = json_body(&headers, &body)?;
     let role = role_of(body.roles.as_ref())?;
-    if role == ClientRole::WhitelabelCustomer && !matches!(who, Caller::Operator { .. }) {
+    let operator = matches!(who, Caller::Operator { .. });
+    if role == ClientRole::WhitelabelCustomer && !operator {
         return Err(Problem::forbidden("only an operator can create a whitelabel-customer client"));
     }
-    let client_type = match body.client_type.as_deref() {
-        Some("confidential") | None => ClientType::Confidential,
-        Some("public") => ClientType::Public,
-        Some(_) => return Err(Problem::invalid("type", "type must be public or confidential")),
-    };
+    let (client_type, method) =
+        auth_method_of(body.client_type.as_deref(), body.token_endpoint_auth_method.as_deref())?;
+    let machine = MachineFields::take(&mut body);
     let v = validate(&server, body, role)?;
+    let caps = capabilities(&server, machine, client_type, method, operator, &v.redirect_uris).await?;
     let now = server.clock.now();
     let id = ClientId::generate();
-    let (secret, stored) = match client_type {
-        ClientType::Confidential => {
+    // A client that signs assertions with its keys gets no secret.
+    let (secret, stored) = match method {
+        AuthMethod::ClientSecret => {
             let (s, stored) = protect(&server, &id).await?;
             (Some(s), Some(stored))
         }
-        ClientType::Public => (None, None),
+        AuthMethod::None | AuthMethod::PrivateKeyJwt => (None, None),
     };
     let client = Client {
         id,
@@ -299,61 +601,124 @@ pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: By
         created_at: now,
         updated_at: now,
     };
-    if client.owner.is_some() {
-        let max = server.limits.max_clients_per_account;
-        if !server.store.insert_owned_client(&client, max).await? {
-            return Err(Problem::quota(format!(
-                "this account already owns {max} clients, the most it may (limits.max_clients_per_account); \
-                 delete one first"
-            )));
-        }
-    } else {
-        server.store.insert_client(&client).await?;
+    let max = server.limits.max_clients_per_account;
+    if !server.store.insert_capable_client(&client, &caps, None, max).await? {
+        return Err(Problem::quota(format!(
+            "this account already owns {max} clients, the most it may (limits.max_clients_per_account); \
+             delete one first"
+        )));
     }
     tracing::info!(client = %client.id, role = role.as_str(), "client created");
-    server.emit(who.stamp(server.event("client.created", Outcome::Success)).target(&client.id));
-    let mut out = json!({"clientId": client.id, "client": view(&client)});
-    if let Some(s) = secret {
-        out["clientSecret"] = json!(s);
-    }
+    server.emit(machine_details(who.stamp(server.event("client.created", Outcome::Success)), &caps).target(&client.id));
+    let out = CreatedClient { client_id: client.id.clone(), client: view(&client, &caps), client_secret: secret };
     Ok((StatusCode::CREATED, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
 
+/// The clients the caller manages.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth-clients",
+    operation_id = "listClients",
+    tag = "clients",
+    description = "Every client (an operator), or the clients the caller's account owns (scope `account`).",
+    security(("operator" = []), ("bearer" = ["account"])),
+    responses(
+        (status = 200, description = "The clients", body = ClientList),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn list(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     require_manager(&who)?;
-    let clients = server.store.list_clients(who.account()).await?;
-    Ok(Json(json!({"clients": clients.iter().map(view).collect::<Vec<_>>()})).into_response())
+    let clients = server.store.list_capable_clients(who.account()).await?;
+    Ok(Json(ClientList { clients: clients.iter().map(|(c, caps)| view(c, caps)).collect() }).into_response())
 }
 
+/// One client.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth-clients/{id}",
+    operation_id = "getClient",
+    tag = "clients",
+    description = "One client the caller manages; another owner's client is not found.",
+    params(("id" = String, Path, description = "The client id, `cli_…`")),
+    security(("operator" = []), ("bearer" = ["account"])),
+    responses(
+        (status = 200, description = "The client", body = ClientView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn get(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     require_manager(&who)?;
-    let client = manageable(&server, &who, &id).await?;
-    Ok(Json(view(&client)).into_response())
+    let (client, caps) = manageable(&server, &who, &id).await?;
+    Ok(Json(view(&client, &caps)).into_response())
 }
 
+/// Replaces a client's settings.
+#[utoipa::path(
+    put,
+    path = "/api/v1/auth-clients/{id}",
+    operation_id = "updateClient",
+    tag = "clients",
+    description = "Replaces a client's name, domains, redirect URIs, allowed scopes and providers, branding, grant \
+        types, keys and bound account (its type, role and authentication method cannot change; fields left out take \
+        their defaults). The sessions of `client_credentials` tokens the new settings no longer allow (grant taken \
+        away, bound to another account or none) end at once.",
+    params(("id" = String, Path, description = "The client id, `cli_…`")),
+    request_body = ClientBody,
+    security(("operator" = []), ("bearer" = ["account"])),
+    responses(
+        (status = 200, description = "The client as stored", body = ClientView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 413, response = crate::problem::PayloadTooLarge),
+        (status = 415, response = crate::problem::UnsupportedMediaType),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn update(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathParam(id): PathParam<String>,
+    Body(body): Body,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     require_manager(&who)?;
-    let mut client = manageable(&server, &who, &id).await?;
-    let body: ClientBody = json_body(&headers, &body)?;
+    let (mut client, current) = manageable(&server, &who, &id).await?;
+    let mut body: ClientBody = json_body(&headers, &body)?;
     if body.roles.is_some() && role_of(body.roles.as_ref())? != client.role {
         return Err(Problem::invalid("roles", "a client's role cannot change; create a new client"));
     }
     if body.client_type.as_deref().is_some_and(|t| t != client.client_type.as_str()) {
         return Err(Problem::invalid("type", "a client's type cannot change; create a new client"));
     }
+    let method = current.auth_method(client.client_type);
+    if let Some(asked) = body.token_endpoint_auth_method.as_deref() {
+        let (_, asked) = auth_method_of(Some(client.client_type.as_str()), Some(asked))?;
+        if asked != method {
+            return Err(Problem::invalid(
+                "tokenEndpointAuthMethod",
+                "a client's authentication method cannot change; create a new client",
+            ));
+        }
+    }
+    let machine = MachineFields::take(&mut body);
     let v = validate(&server, body, client.role)?;
+    let operator = matches!(who, Caller::Operator { .. });
+    let caps = capabilities(&server, machine, client.client_type, method, operator, &v.redirect_uris).await?;
     client.name = v.name;
     client.domains = v.domains;
     client.redirect_uris = v.redirect_uris;
@@ -361,23 +726,42 @@ pub async fn update(
     client.allowed_providers = v.allowed_providers;
     client.branding = v.branding;
     client.updated_at = server.clock.now();
-    if !server.store.update_client(&client).await? {
+    // In the same transaction: the sessions of client_credentials tokens it may no longer hold end.
+    if !server.store.update_capable_client(&client, &caps, client.updated_at).await? {
         return Err(Problem::not_found("client"));
     }
     server.forget_client(&client.id);
     tracing::info!(client = %client.id, "client updated");
-    server.emit(who.stamp(server.event("client.updated", Outcome::Success)).target(&client.id));
-    Ok(Json(view(&client)).into_response())
+    server.emit(machine_details(who.stamp(server.event("client.updated", Outcome::Success)), &caps).target(&client.id));
+    Ok(Json(view(&client, &caps)).into_response())
 }
 
+/// Deletes a client.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth-clients/{id}",
+    operation_id = "deleteClient",
+    tag = "clients",
+    description = "Deletes a client and revokes everything it was granted.",
+    params(("id" = String, Path, description = "The client id, `cli_…`")),
+    security(("operator" = []), ("bearer" = ["account"])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn delete(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     require_manager(&who)?;
-    let client = manageable(&server, &who, &id).await?;
+    let (client, _) = manageable(&server, &who, &id).await?;
     server.store.delete_client(&client.id, server.clock.now()).await?;
     server.forget_client(&client.id);
     tracing::info!(client = %client.id, "client deleted");
@@ -385,16 +769,42 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Rotates a confidential client's secret.
+#[utoipa::path(
+    put,
+    path = "/api/v1/auth-clients/{id}/secret",
+    operation_id = "rotateClientSecret",
+    tag = "clients",
+    description = "Makes a new secret for a confidential client (shown once; the old one stops working). A public \
+        client, or one that authenticates with `private_key_jwt`, has none (400).",
+    params(("id" = String, Path, description = "The client id, `cli_…`")),
+    security(("operator" = []), ("bearer" = ["account"])),
+    responses(
+        (status = 200, description = "The new secret", body = ClientSecret),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn rotate_secret(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     require_manager(&who)?;
-    let mut client = manageable(&server, &who, &id).await?;
-    if client.client_type != ClientType::Confidential {
-        return Err(Problem::invalid("type", "a public client has no secret"));
+    let (mut client, caps) = manageable(&server, &who, &id).await?;
+    match caps.auth_method(client.client_type) {
+        AuthMethod::ClientSecret => {}
+        AuthMethod::None => return Err(Problem::invalid("type", "a public client has no secret")),
+        AuthMethod::PrivateKeyJwt => {
+            return Err(Problem::invalid(
+                "tokenEndpointAuthMethod",
+                "this client authenticates with private_key_jwt: it has no secret (change its keys instead)",
+            ));
+        }
     }
     let (secret, stored) = protect(&server, &client.id).await?;
     client.secret = Some(stored);
@@ -405,7 +815,17 @@ pub async fn rotate_secret(
     server.emit(who.stamp(server.event("client.secret_rotated", Outcome::Success)).target(&client.id));
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
-        Json(json!({"clientId": client.id, "clientSecret": secret})),
+        Json(ClientSecret { client_id: client.id.clone(), client_secret: secret }),
     )
         .into_response())
+}
+
+/// What an audit row of a client change says of its machine capabilities (never its keys).
+fn machine_details(e: bk_domain::audit::AuditEvent, caps: &ClientCapabilities) -> bk_domain::audit::AuditEvent {
+    let grants: Vec<&str> = caps.grant_types().into_iter().map(GrantType::as_str).collect();
+    let mut e = e.detail("grant_types", grants.join(" "));
+    if let Some(a) = &caps.bound_account {
+        e = e.detail("bound_account", a.to_string());
+    }
+    e
 }

@@ -15,8 +15,10 @@ use bk_connections::oauth2::authorization_url;
 use bk_domain::connection::{UpstreamRegistration, upstream_registration_binding};
 use bk_domain::ids::AccountId;
 use bk_domain::ports::{ConnectionQuery, MAX_CONNECTIONS_PAGE};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::Api;
 use crate::caller::Caller;
@@ -181,8 +183,33 @@ pub(crate) async fn registration_secret(server: &Api, auth: &McpAuth) -> Result<
     }
 }
 
+/// Bridgekeeper as an OAuth client of upstream MCP servers' authorization servers (a client ID
+/// metadata document: its `client_id` is the document's own URL).
+#[derive(Serialize, ToSchema)]
+pub struct ClientDocument {
+    pub client_id: String,
+    pub client_name: String,
+    pub client_uri: String,
+    pub redirect_uris: [String; 1],
+    pub grant_types: [&'static str; 2],
+    pub response_types: [&'static str; 1],
+    /// `none`: a public client (PKCE).
+    pub token_endpoint_auth_method: &'static str,
+    pub application_type: &'static str,
+}
+
 /// Bridgekeeper's client ID metadata document (`GET /.well-known/oauth-client`): how it is known
 /// at upstream authorization servers that accept such documents.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-client",
+    operation_id = "getClientDocument",
+    summary = "This server's client ID metadata document",
+    tag = "connections",
+    description = "This server's client ID metadata document: how it is known as an OAuth client at the \
+        authorization servers of remote MCP servers that accept such documents. No credential needed.",
+    responses((status = 200, description = "The document", body = ClientDocument))
+)]
 pub async fn client_document(State(server): State<Arc<Api>>) -> Response {
     let client_id = server
         .connect_client
@@ -191,16 +218,16 @@ pub async fn client_document(State(server): State<Arc<Api>>) -> Response {
         .unwrap_or_else(|| format!("{}/.well-known/oauth-client", server.issuer));
     (
         [(header::CACHE_CONTROL, "public, max-age=3600")],
-        Json(json!({
-            "client_id": client_id,
-            "client_name": server.connect_client.name,
-            "client_uri": server.issuer,
-            "redirect_uris": [callback_url(&server)],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
-            "application_type": "web",
-        })),
+        Json(ClientDocument {
+            client_id,
+            client_name: server.connect_client.name.clone(),
+            client_uri: server.issuer.clone(),
+            redirect_uris: [callback_url(&server)],
+            grant_types: ["authorization_code", "refresh_token"],
+            response_types: ["code"],
+            token_endpoint_auth_method: "none",
+            application_type: "web",
+        }),
     )
         .into_response()
 }

@@ -35,8 +35,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use bk_connections::broker::{BrokerError, RefreshOutcome};
@@ -50,39 +49,76 @@ use bk_domain::connection::{Connection, ConnectionFlow, ConnectionStatus, FLOW_T
 use bk_domain::ids::{AccountId, ConnectionId};
 use bk_domain::ports::{ConnectionQuery, ConnectionSort, MAX_CONNECTIONS_PAGE};
 use bk_domain::scope::Scope;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use url::Url;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Api;
 use crate::caller::{Caller, caller};
 use crate::connect_mcp::{registration_secret, start_mcp};
-use crate::problem::{Problem, json_body};
+use crate::problem::{Body, PathParam, Problem, json_body};
+use crate::providers::ProviderView;
 
 /// The longest API key accepted (before anything is stored or sealed).
 const MAX_API_KEY_BYTES: usize = 4096;
 const MAX_REDIRECT_URL_BYTES: usize = 2048;
 
-/// A connection as the API shows it (its serde form: camelCase, never a credential).
-fn view(c: &Connection) -> Value {
-    json!(c)
+/// A page of the account's connections.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionPage {
+    pub connections: Vec<Connection>,
+    #[schema(minimum = 1, maximum = 4294967295_i64, value_type = i64)]
+    pub page: u32,
+    #[schema(minimum = 1, maximum = 100, value_type = i64)]
+    pub limit: u32,
+    /// Connections matching the filter, on every page.
+    pub total: u64,
+    pub total_pages: u64,
 }
 
 /// Query parameters of the list, all as text so that each error names its parameter.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ListParams {
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// From 1 (default 1).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295_i64)]
     page: Option<String>,
+    /// 1 to 100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `createdAt` (default), `updatedAt`, `expiresAt`, `providerId` or `status`.
+    #[param(value_type = Option<SortByName>, inline)]
     sort_by: Option<String>,
+    /// `desc` (default) or `asc`.
+    #[param(value_type = Option<SortOrderName>, inline)]
     sort_order: Option<String>,
+    #[param(value_type = Option<ConnectionStatus>, inline)]
     status: Option<String>,
+    /// One provider's connections (`provider` is accepted too).
     #[serde(alias = "provider")]
+    #[param(min_length = 1, max_length = 63)]
     provider_id: Option<String>,
-    /// Unix seconds.
+    /// Created at or after (Unix seconds).
+    #[param(value_type = Option<i64>)]
     created_after: Option<String>,
+    /// Created before (Unix seconds).
+    #[param(value_type = Option<i64>)]
     created_before: Option<String>,
 }
+
+crate::openapi::text_enum!(
+    /// What the connections are sorted by.
+    SortByName,
+    ["createdAt", "updatedAt", "expiresAt", "providerId", "status"]
+);
+crate::openapi::text_enum!(
+    /// `desc` or `asc`.
+    SortOrderName,
+    ["desc", "asc"]
+);
 
 fn number<T: std::str::FromStr>(name: &str, v: &Option<String>, what: &str) -> Result<Option<T>, Problem> {
     v.as_deref()
@@ -166,6 +202,29 @@ async fn reachable(
     }
 }
 
+/// The account's connections.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections",
+    operation_id = "listConnections",
+    tag = "connections",
+    description = "The account's connected services, a page at a time; those of providers the caller may not reach \
+        are left out. Scope `connections`.",
+    params(ListParams),
+    security(("bearer" = ["connections"])),
+    responses(
+        (status = 200, description = "A page of connections", body = ConnectionPage, links(
+            ("refresh" = (operation_id = "refreshConnection", parameters(("id" = "$response.body#/connections/0/id")),
+                description = "Refresh the first connection of the page")),
+            ("get" = (operation_id = "getConnection", parameters(("id" = "$response.body#/connections/0/id")),
+                description = "Read the first connection of the page"))
+        )),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn list(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
@@ -175,32 +234,69 @@ pub async fn list(
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let q = ConnectionQuery { providers: who.reach(), ..query_of(raw.as_deref())? };
     let page = server.store.list_connections(account_id, &q).await?;
-    let items: Vec<Value> = page.items.iter().map(view).collect();
-    Ok(Json(json!({
-        "connections": items,
-        "page": q.page,
-        "limit": q.limit,
-        "total": page.total,
-        "totalPages": page.total.div_ceil(u64::from(q.limit)),
-    }))
+    Ok(Json(ConnectionPage {
+        total_pages: page.total.div_ceil(u64::from(q.limit)),
+        connections: page.items,
+        page: q.page,
+        limit: q.limit,
+        total: page.total,
+    })
     .into_response())
 }
 
+/// One connection.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections/{id}",
+    operation_id = "getConnection",
+    tag = "connections",
+    description = "One of the account's connections (never its credential). Another account's, or one of a \
+        provider the caller may not reach, is not found. Scope `connections`.",
+    params(("id" = String, Path, description = "The connection id, `con_…`")),
+    security(("bearer" = ["connections"])),
+    responses(
+        (status = 200, description = "The connection", body = Connection),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn get(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let c = reachable(&server, &who, account_id, &ConnectionId::from_string(id)).await?;
-    Ok(Json(view(&c)).into_response())
+    Ok(Json(c).into_response())
 }
 
+/// Deletes a connection.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/connections/{id}",
+    operation_id = "deleteConnection",
+    tag = "connections",
+    description = "Revokes the connection's grant at its provider where the provider can (RFC 7009), then deletes \
+        it and its sealed credential, whatever the provider answered. Scope `connections`.",
+    params(("id" = String, Path, description = "The connection id, `con_…`")),
+    security(("bearer" = ["connections"])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn delete(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
@@ -233,10 +329,31 @@ pub async fn remove_connection(
     Ok(())
 }
 
+/// Refreshes a connection's tokens now.
+#[utoipa::path(
+    put,
+    path = "/api/v1/connections/{id}/refresh",
+    operation_id = "refreshConnection",
+    tag = "connections",
+    description = "Refreshes the connection's upstream tokens now — exactly once however many callers ask at the \
+        same moment. A connection without a usable refresh token answers 409 (reconnect it); a provider that \
+        cannot refresh just now, 503 with `Retry-After`. Scope `connections`.",
+    params(("id" = String, Path, description = "The connection id, `con_…`")),
+    security(("bearer" = ["connections"])),
+    responses(
+        (status = 200, description = "The connection after the refresh", body = Connection),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 409, response = crate::problem::Conflict),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn refresh(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
@@ -254,7 +371,7 @@ pub async fn refresh(
     })?;
     match outcome {
         RefreshOutcome::Missing => Err(Problem::not_found("connection")),
-        RefreshOutcome::Settled { connection, .. } => Ok(Json(view(&connection)).into_response()),
+        RefreshOutcome::Settled { connection, .. } => Ok(Json(connection).into_response()),
         RefreshOutcome::CannotRefresh(c) => Err(Problem::new(
             StatusCode::CONFLICT,
             "Cannot refresh",
@@ -312,20 +429,42 @@ async fn revoke_upstream(server: &Api, c: &Connection) -> &'static str {
     }
 }
 
-#[derive(Deserialize)]
+/// Which provider to connect, and where the person returns afterwards.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Initiate {
+// The example's `redirectUrl` is a page of this server (always allowed); the served document names
+// this server's own (`openapi::document`).
+#[schema(example = json!({"providerId": "google", "redirectUrl": "https://auth.example.com/connections"}))]
+pub struct Initiate {
+    /// A provider id of the catalog.
     provider_id: String,
+    /// One of the calling client's redirect URIs, an https URL on its domains, or a page of this server
+    /// (at most 2048 bytes).
     redirect_url: String,
     #[serde(default)]
     provider_params: ProviderParams,
 }
 
-#[derive(Deserialize, Default)]
+/// What a provider's connect kind needs from the tenant.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ProviderParams {
-    /// The key of an `api_key` provider, pasted by the tenant.
+pub struct ProviderParams {
+    /// The key of an `api_key` provider, pasted by the tenant (1 to 4096 printable characters; sealed,
+    /// never shown again).
+    #[schema(format = Password)]
     api_key: Option<String>,
+}
+
+/// A connection started: the person goes to `authorizationUrl` (`oauth2`, `mcp`), or — for `api_key`
+/// and `token_exchange` providers — the connection exists already (`connection`, with
+/// `authorizationUrl` null).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Initiated {
+    pub authorization_url: Option<String>,
+    pub provider_metadata: ProviderView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
 }
 
 /// The return URL, if the caller may be sent there.
@@ -348,7 +487,39 @@ async fn return_url(server: &Api, who: &Caller, raw: &str) -> Result<Url, Proble
     if return_url_allowed(&url, &redirects, &domains, &server.issuer_origin()) { Ok(url) } else { Err(refuse()) }
 }
 
-pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+/// Starts connecting a provider.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connections/initiate",
+    operation_id = "initiateConnection",
+    tag = "connections",
+    description = "Starts connecting a provider for the account. `oauth2` and `mcp` providers answer 200 with the \
+        provider's authorization URL: the person approves there and comes back through \
+        `/api/v1/connections/callback` to `redirectUrl` with `connectionId` and `status` (or `error`). `api_key` \
+        providers (the key in `providerParams.apiKey`) and `token_exchange` providers are connected at once (201). \
+        At most `limits.connects_per_account_per_minute` starts a minute (429) and \
+        `limits.max_connections_per_account` connections (409). Scope `connections`.",
+    request_body = Initiate,
+    security(("bearer" = ["connections"])),
+    responses(
+        (status = 200, description = "A flow started: send the person to `authorizationUrl`", body = Initiated),
+        (status = 201, description = "Connected at once", body = Initiated),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 409, response = crate::problem::Conflict),
+        (status = 413, response = crate::problem::PayloadTooLarge),
+        (status = 415, response = crate::problem::UnsupportedMediaType),
+        (status = 429, response = crate::problem::TooManyRequests),
+        (status = 502, response = crate::problem::BadGateway),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
+pub async fn initiate(
+    State(server): State<Arc<Api>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     let (account_id, _) = who.person_with(Scope::Connections)?;
     let account_id = account_id.clone();
@@ -398,11 +569,11 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
             );
             Ok((
                 StatusCode::CREATED,
-                Json(json!({
-                    "authorizationUrl": null,
-                    "providerMetadata": crate::providers::view(&provider),
-                    "connection": view(&connection),
-                })),
+                Json(Initiated {
+                    authorization_url: None,
+                    provider_metadata: crate::providers::view(&provider),
+                    connection: Some(connection),
+                }),
             )
                 .into_response())
         }
@@ -423,11 +594,11 @@ pub async fn initiate(State(server): State<Arc<Api>>, headers: HeaderMap, body: 
             );
             Ok((
                 StatusCode::CREATED,
-                Json(json!({
-                    "authorizationUrl": null,
-                    "providerMetadata": crate::providers::view(&provider),
-                    "connection": view(&connection),
-                })),
+                Json(Initiated {
+                    authorization_url: None,
+                    provider_metadata: crate::providers::view(&provider),
+                    connection: Some(connection),
+                }),
             )
                 .into_response())
         }
@@ -439,10 +610,11 @@ fn initiated(server: &Api, who: &Caller, provider: &Provider, url: &Url) -> Resp
     server.emit(
         who.stamp(server.event("connection.initiated", Outcome::Success)).detail("provider", provider.id.clone()),
     );
-    Json(json!({
-        "authorizationUrl": url.as_str(),
-        "providerMetadata": crate::providers::view(provider),
-    }))
+    Json(Initiated {
+        authorization_url: Some(url.to_string()),
+        provider_metadata: crate::providers::view(provider),
+        connection: None,
+    })
     .into_response()
 }
 
@@ -617,12 +789,17 @@ pub async fn start_oauth2(
 }
 
 /// What the provider sends back (providers add parameters of their own: unknown ones are ignored).
-#[derive(Deserialize, Default)]
-struct CallbackParams {
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackParams {
+    /// The flow's state, as sent to the provider (without it, the answer cannot be matched to a flow).
+    #[param(required = true, min_length = 1, max_length = 256)]
     state: Option<String>,
     /// RFC 9207: the authorization server that answered.
     iss: Option<String>,
+    /// The authorization code.
     code: Option<String>,
+    /// The provider's refusal (`access_denied`, …).
     error: Option<String>,
     error_description: Option<String>,
 }
@@ -709,6 +886,28 @@ fn bounded_scopes(scopes: Vec<String>) -> Vec<String> {
     scopes.into_iter().filter(|s| !s.is_empty() && s.len() <= 256).take(100).collect()
 }
 
+/// Where providers send the person's browser back.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections/callback",
+    operation_id = "connectCallback",
+    tag = "connections",
+    description = "Not for API clients: the redirect URI providers send the person's browser back to. It finishes \
+        the flow `initiate` started, for a browser signed in to this server as the account that started it (else \
+        it sends the browser to sign in first), and sends it on to the flow's `redirectUrl` with `connectionId` and \
+        `status`, or with the provider's `error` and `error_description`. An answer that cannot be sent back \
+        anywhere safe (an unknown, used or expired state; another account's flow) gets a page saying so; so does \
+        a source sending more than `limits.connect_callbacks_per_source_per_minute` a minute (429).",
+    params(CallbackParams),
+    responses(
+        (status = 303, description = "On to the flow's return URL, or to the sign-in page first",
+            headers(("Location" = String, description = "Where the browser goes next"))),
+        (status = 400, description = "A page saying why the connection failed", content_type = "text/html",
+            body = String),
+        (status = 429, description = "A page saying to wait", content_type = "text/html", body = String,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn callback(
     State(server): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -18,7 +18,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -33,13 +32,14 @@ use bk_domain::connection::return_url_allowed;
 use bk_domain::handoff::{HANDOFF_TTL_SECS, HandoffCode, HandoffIntent};
 use bk_domain::ids::{AccountId, ClientId};
 use bk_domain::scope::Scope;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::Api;
 use crate::caller::{Caller, caller};
-use crate::problem::{Problem, json_body};
+use crate::openapi::HandoffIntentName;
+use crate::problem::{Body, Problem, json_body};
 
 /// Authenticates a client by id and secret (implemented by the authorization server, whose secret
 /// check, failure limits and audit the token endpoint uses too).
@@ -141,21 +141,64 @@ const MAX_REDIRECT_URI_BYTES: usize = 2048;
 /// Where a handoff code is redeemed.
 pub const REDEEM_PATH: &str = "/connections/handoff";
 
-#[derive(Deserialize)]
+/// The white-label client's own credentials and where its customer goes back to.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Init {
+pub struct Init {
+    /// The white-label client's id (1 to 512 characters).
     client_id: String,
+    /// Its secret, checked as the token endpoint checks it (failures count towards its lockout).
+    #[schema(format = Password)]
     client_secret: String,
+    /// Where the page's "back" link leads: one of the client's redirect URIs or an https URL on its domains.
     redirect_uri: String,
     /// Parsed into `HandoffIntent` at once, so that an unknown one is refused naming the field.
+    #[schema(value_type = HandoffIntentName)]
     intent: String,
 }
 
+/// A handoff code: open `url` in the customer's browser within `expiresIn` seconds, once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoffCodeView {
+    /// `bkh_…`, single use.
+    pub code: String,
+    /// This server's page that redeems the code.
+    pub url: String,
+    /// Seconds.
+    pub expires_in: i64,
+    #[schema(value_type = HandoffIntentName)]
+    pub intent: &'static str,
+}
+
+/// Hands a white-label client's customer off to this server's pages.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/handoff/init",
+    operation_id = "initHandoff",
+    tag = "handoff",
+    description = "A confidential white-label client's backend, holding its customer's access token (issued to \
+        this very client; scope `connections` for the connections page, `account` for the dashboard), asks for a \
+        one-time code that opens this server's page signed in as that customer. The client authenticates with its \
+        id and secret in the body; a wrong secret counts towards its lockout (429 with `Retry-After`).",
+    request_body = Init,
+    security(("bearer" = ["connections"]), ("bearer" = ["account"])),
+    responses(
+        (status = 200, description = "A one-time code and the URL that redeems it", body = HandoffCodeView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 413, response = crate::problem::PayloadTooLarge),
+        (status = 415, response = crate::problem::UnsupportedMediaType),
+        (status = 429, response = crate::problem::TooManyRequests),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn init(
     State(server): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, Problem> {
     let req: Init = json_body(&headers, &body)?;
     let intent = HandoffIntent::parse(&req.intent).ok_or_else(|| {
@@ -232,12 +275,12 @@ pub async fn init(
     );
     let mut url = Url::parse(&format!("{}{REDEEM_PATH}", server.issuer)).map_err(|_| Problem::server_error())?;
     url.query_pairs_mut().append_pair("code", code.expose());
-    let mut res = Json(json!({
-        "code": code.expose(),
-        "url": url.as_str(),
-        "expiresIn": HANDOFF_TTL_SECS,
-        "intent": intent.as_str(),
-    }))
+    let mut res = Json(HandoffCodeView {
+        code: code.expose().to_owned(),
+        url: url.to_string(),
+        expires_in: HANDOFF_TTL_SECS,
+        intent: intent.as_str(),
+    })
     .into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)

@@ -3,7 +3,9 @@
 //! audit log with its live stream, the provider catalog (`providers.rs`) and the tenant's connected
 //! services (`connections.rs`). Handlers are thin: identify the caller (`caller.rs`), check what
 //! it may do, call the store through the domain's ports, answer; every error is RFC 9457 problem
-//! JSON (`problem.rs`). The agents and credits APIs will join it here.
+//! JSON (`problem.rs`). Each handler carries its OpenAPI operation (`#[utoipa::path]`), and the
+//! router is built from those (`routes!`), so the document at `/openapi.json` (`openapi.rs`) lists
+//! exactly what is served. The agents and credits APIs will join it here.
 #![forbid(unsafe_code)]
 
 mod account;
@@ -14,14 +16,15 @@ mod clients;
 mod connect_mcp;
 mod connections;
 pub mod handoff;
+mod openapi;
 mod pats;
 pub mod problem;
 mod providers;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::{delete, get, post, put};
+use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
 use bk_access::Verifier;
 use bk_access::browser::{BrowserSessions, CookieKeys};
 use bk_connections::{Catalog, Upstream, Vault};
@@ -42,6 +45,9 @@ pub use connections::{connect_exchanged, connect_with_key, remove_connection, st
 pub use handoff::ClientAuthenticator;
 pub use pats::{CreatedPat, NewPat, PatMaker, create_pat, live_pats, pat_maker, pat_scope_ceiling, revoke_pat};
 pub use problem::Problem;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// What the management API stores and reads.
 pub trait ApiStore:
@@ -173,40 +179,74 @@ impl Api {
     }
 }
 
+/// The REST face: every route with its OpenAPI operation, so that a route cannot be served without
+/// being documented (a handler without `#[utoipa::path]` does not compile in `routes!`).
+fn routes() -> OpenApiRouter<Arc<Api>> {
+    let clients_limit = || DefaultBodyLimit::max(clients::BODY_LIMIT);
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(pats::create, pats::list))
+        .routes(routes!(pats::revoke))
+        .routes(routes!(account::account))
+        .routes(routes!(audit::tenant_audit))
+        .routes(routes!(audit::admin_audit))
+        .routes(routes!(admin_accounts::list))
+        .routes(routes!(admin_accounts::get, admin_accounts::delete))
+        .routes(routes!(admin_accounts::disable))
+        .routes(routes!(admin_accounts::enable))
+        .routes(routes!(audit::events))
+        .routes(routes!(account::sessions))
+        .routes(routes!(account::revoke_session))
+        .routes(routes!(clients::create, clients::list).layer(clients_limit()))
+        .routes(routes!(clients::get, clients::update, clients::delete).layer(clients_limit()))
+        .routes(routes!(clients::rotate_secret))
+        .routes(routes!(handoff::init))
+        .routes(routes!(providers::list))
+        .routes(routes!(providers::get))
+        .routes(routes!(connections::list))
+        .routes(routes!(connections::initiate))
+        .routes(routes!(connections::callback))
+        .routes(routes!(connect_mcp::client_document))
+        .routes(routes!(connections::get, connections::delete))
+        .routes(routes!(connections::refresh))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs_page))
+}
+
+/// The OpenAPI document of the REST face as [`router`] serves it at `/openapi.json` (without the
+/// `servers` entry, which names the issuer).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().into_openapi()
+}
+
+/// The REST face's routes, `/openapi.json` and `/docs` among them.
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
-        .route("/api/v1/auth/pat", post(pats::create).get(pats::list))
-        .route("/api/v1/auth/pat/{id}", delete(pats::revoke))
-        .route("/api/v1/account", get(account::account))
-        .route("/api/v1/audit", get(audit::tenant_audit))
-        .route("/api/v1/admin/audit", get(audit::admin_audit))
-        .route("/api/v1/admin/accounts", get(admin_accounts::list))
-        .route("/api/v1/admin/accounts/{id}", get(admin_accounts::get).delete(admin_accounts::delete))
-        .route("/api/v1/admin/accounts/{id}/disable", post(admin_accounts::disable))
-        .route("/api/v1/admin/accounts/{id}/enable", post(admin_accounts::enable))
-        .route("/api/v1/events", get(audit::events))
-        .route("/api/v1/sessions", get(account::sessions))
-        .route("/api/v1/sessions/{id}", delete(account::revoke_session))
-        .route(
-            "/api/v1/auth-clients",
-            post(clients::create).get(clients::list).layer(axum::extract::DefaultBodyLimit::max(clients::BODY_LIMIT)),
-        )
-        .route(
-            "/api/v1/auth-clients/{id}",
-            get(clients::get)
-                .put(clients::update)
-                .delete(clients::delete)
-                .layer(axum::extract::DefaultBodyLimit::max(clients::BODY_LIMIT)),
-        )
-        .route("/api/v1/auth-clients/{id}/secret", put(clients::rotate_secret))
-        .route("/api/v1/auth/handoff/init", post(handoff::init))
-        .route("/api/v1/providers", get(providers::list))
-        .route("/api/v1/providers/{id}", get(providers::get))
-        .route("/api/v1/connections", get(connections::list))
-        .route("/api/v1/connections/initiate", post(connections::initiate))
-        .route("/api/v1/connections/callback", get(connections::callback))
-        .route("/.well-known/oauth-client", get(connect_mcp::client_document))
-        .route("/api/v1/connections/{id}", get(connections::get).delete(connections::delete))
-        .route("/api/v1/connections/{id}/refresh", put(connections::refresh))
-        .with_state(api)
+    let (router, doc) = routes().split_for_parts();
+    let document = Arc::new(openapi::document(doc, &api.issuer));
+    router.layer(axum::middleware::from_fn(caller::with_target)).layer(Extension(document)).with_state(api)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The document's invariants, without a server (the integration test checks the served one).
+    #[test]
+    fn every_operation_is_named_once_and_says_who_may_call_it() {
+        let doc = serde_json::to_value(super::openapi_document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+                assert!(ids.insert(id.to_owned()), "{id} twice");
+                let public = !path.starts_with("/api/v1/") || path == "/api/v1/connections/callback";
+                assert_eq!(op.get("security").is_none(), public, "{method} {path}: security");
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    if let Some(name) = r["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/responses/")) {
+                        assert!(doc["components"]["responses"][name].is_object(), "{method} {path} {status}: {name}");
+                    }
+                }
+            }
+        }
+        assert!(ids.len() >= 32, "{ids:?}");
+    }
 }

@@ -12,8 +12,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bk_crypto::secret::{new_token, token_hash};
@@ -22,31 +21,102 @@ use bk_domain::client::ClientRole;
 use bk_domain::grant::{Grant, GrantKind};
 use bk_domain::ids::{AccountId, ClientId, SessionId};
 use bk_domain::ports::PatCreation;
-use bk_domain::restrictions::Restrictions;
+use bk_domain::restrictions::{ProviderPermission, Restrictions};
 use bk_domain::scope::{Scope, ScopeSet};
 use bk_domain::token::{PatCreator, PatLifetime, PersonalAccessToken};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::Api;
 use crate::caller::{Caller, caller};
-use crate::problem::{Problem, json_body};
+use crate::problem::{Body, PathParam, Problem, json_body};
 use bk_access::PAT_PREFIX;
 
-const PAT_CLIENT: &str = "cli_personal_access_token";
+/// The built-in client every personal access token's session belongs to.
+pub(crate) const PAT_CLIENT: &str = "cli_personal_access_token";
 
-#[derive(Deserialize)]
+/// What a new personal access token should be. Unknown scopes are dropped; what the creator may
+/// not give is cut away (never refused).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "deploy script", "scopes": ["connections", "providers"], "expires_in": 86400}))]
 pub struct CreatePat {
+    /// 1 to 100 printable characters.
     name: String,
-    /// An array of scopes or a space-separated string.
+    /// An array of scope names, or one space-separated string of them.
+    #[schema(schema_with = scopes_schema)]
     scopes: Value,
     /// Seconds (60 to 366 days), `"never"`, or absent/null for the server's default lifetime.
+    #[schema(schema_with = expires_in_schema)]
     expires_in: Option<Value>,
+    /// Permission per provider id (`{"google": "read"}`), as an object or a string holding one.
+    #[schema(schema_with = provider_permissions_schema)]
     provider_permissions: Option<Value>,
+    /// For providers not named in `provider_permissions` (default `read-write`).
+    #[schema(value_type = Option<ProviderPermission>)]
     default_provider_permission: Option<String>,
+    /// The agents the token may reach (absent: all), as an array or a string holding one.
+    #[schema(schema_with = ids_schema)]
     agent_ids: Option<Value>,
+    /// The knowledge bases the token may reach (absent: all), as an array or a string holding one.
+    #[schema(schema_with = ids_schema)]
     knowledge_base_ids: Option<Value>,
+}
+
+// The schemas of the fields that take more than one form (parsed by hand below).
+
+fn one_of(description: &str, items: Vec<utoipa::openapi::schema::Schema>) -> utoipa::openapi::schema::Schema {
+    let mut b = utoipa::openapi::schema::OneOfBuilder::new().description(Some(description));
+    for item in items {
+        b = b.item(item);
+    }
+    b.build().into()
+}
+
+fn typed(t: utoipa::openapi::schema::Type) -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new().schema_type(t).into()
+}
+
+fn strings() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)).into()
+}
+
+fn scopes_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::Type;
+    one_of("An array of scope names, or one space-separated string of them.", vec![strings(), typed(Type::String)])
+}
+
+fn expires_in_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)));
+    let never = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["never"]));
+    one_of(
+        "Seconds (60 to 366 days), `\"never\"`, or absent/null for the server's default lifetime.",
+        vec![seconds.into(), never.into(), typed(Type::Null)],
+    )
+}
+
+fn provider_permissions_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let map = ObjectBuilder::new().schema_type(Type::Object).additional_properties(Some(AdditionalProperties::RefOr(
+        <ProviderPermission as utoipa::PartialSchema>::schema(),
+    )));
+    one_of(
+        "Permission per provider id (`{\"google\": \"read\"}`), as an object or a string holding one.",
+        vec![map.into(), typed(Type::String), typed(Type::Null)],
+    )
+}
+
+fn ids_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::Type;
+    one_of(
+        "Ids (absent or null: all), as an array or a string holding one.",
+        vec![strings(), typed(Type::String), typed(Type::Null)],
+    )
 }
 
 /// A JSON value given as an object/array, or as a string holding JSON (both forms are accepted).
@@ -83,19 +153,57 @@ async fn creator_of(server: &Api, who: &Caller) -> Result<PatCreator, Problem> {
     })
 }
 
-fn pat_view(p: &PersonalAccessToken, g: &Grant) -> Value {
-    json!({
-        "id": p.id,
-        "name": p.name,
-        "session_id": p.session_id,
-        "scopes": g.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "provider_permissions": g.restrictions.provider_permissions,
-        "default_provider_permission": g.restrictions.default_provider_permission,
-        "agent_ids": g.restrictions.allowed_agent_ids,
-        "knowledge_base_ids": g.restrictions.allowed_knowledge_base_ids,
-        "created_at": p.created_at,
-        "expires_at": p.expires_at,
-    })
+/// A personal access token as listed (never the token itself).
+#[derive(Serialize, ToSchema)]
+pub struct PatView {
+    /// `pat_…`
+    pub id: String,
+    pub name: String,
+    /// Its own session (revoking the PAT revokes it).
+    pub session_id: SessionId,
+    pub scopes: Vec<&'static str>,
+    pub provider_permissions: std::collections::BTreeMap<String, ProviderPermission>,
+    pub default_provider_permission: ProviderPermission,
+    /// `null`: every agent.
+    pub agent_ids: Option<Vec<String>>,
+    /// `null`: every knowledge base.
+    pub knowledge_base_ids: Option<Vec<String>>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `null`: never.
+    pub expires_at: Option<i64>,
+}
+
+fn pat_view(p: &PersonalAccessToken, g: &Grant) -> PatView {
+    PatView {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        session_id: p.session_id.clone(),
+        scopes: g.scopes.iter().map(|s| s.as_str()).collect(),
+        provider_permissions: g.restrictions.provider_permissions.clone(),
+        default_provider_permission: g.restrictions.default_provider_permission,
+        agent_ids: g.restrictions.allowed_agent_ids.clone(),
+        knowledge_base_ids: g.restrictions.allowed_knowledge_base_ids.clone(),
+        created_at: p.created_at,
+        expires_at: p.expires_at,
+    }
+}
+
+/// A personal access token just created: `token` is shown this once and never stored.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedPatView {
+    #[serde(flatten)]
+    pub pat: PatView,
+    /// `bkp_…`: send it as `Authorization: Bearer`.
+    pub token: String,
+    /// Seconds until it expires; `null`: never.
+    pub expires_in: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatList {
+    /// Live (unrevoked, unexpired) tokens, newest first.
+    pub tokens: Vec<PatView>,
 }
 
 /// What a person asks a new PAT to be, parsed (from the REST body or the dashboard's form); the
@@ -184,6 +292,7 @@ impl PatMaker<'_> {
             auth_time: now,
             created_at: now,
             revoked_at: None,
+            dpop_jkt: None,
         };
         let pat = PersonalAccessToken {
             id: format!("pat_{}", &bk_crypto::secret::b64url(&bk_crypto::secret::random_bytes::<12>())),
@@ -242,15 +351,41 @@ fn new_pat_of(req: CreatePat) -> Result<NewPat, Problem> {
     Ok(NewPat { name: req.name, scopes, lifetime, restrictions })
 }
 
-pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+/// Creates a personal access token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/pat",
+    operation_id = "createPat",
+    tag = "tokens",
+    description = "Creates a personal access token for the caller's account, never wider than the caller's own \
+        scopes and restrictions, and (made with a token) revoked with that token's session. Scope `account`, and \
+        only through a first-party caller: the person's browser, one of their personal access tokens, or a \
+        white-label client's token (a third-party app's token gets 403 whatever its scopes). At most \
+        `limits.max_pats_per_account` live tokens (409).",
+    request_body = CreatePat,
+    security(("bearer" = ["account"])),
+    responses(
+        (status = 201, description = "Created; the token is in `token`, shown once", body = CreatedPatView),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 409, response = crate::problem::Conflict),
+        (status = 413, response = crate::problem::PayloadTooLarge),
+        (status = 415, response = crate::problem::UnsupportedMediaType),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
+pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, Body(body): Body) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     // Who may create comes first: a third-party app is refused whatever it sends.
     let maker = pat_maker(&server, &who).await?;
     let req: CreatePat = json_body(&headers, &body)?;
     let created = maker.create(&server, new_pat_of(req)?).await?;
-    let mut out = pat_view(&created.pat, &created.grant);
-    out["token"] = json!(created.token.into_string());
-    out["expires_in"] = json!(created.expires_in);
+    let out = CreatedPatView {
+        pat: pat_view(&created.pat, &created.grant),
+        token: created.token.into_string(),
+        expires_in: created.expires_in,
+    };
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(out)).into_response())
 }
 
@@ -278,16 +413,51 @@ pub async fn revoke_pat(server: &Api, who: &Caller, id: &str) -> Result<(), Prob
     }
 }
 
+/// The account's live personal access tokens.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/pat",
+    operation_id = "listPats",
+    tag = "tokens",
+    description = "The account's live (unrevoked, unexpired) personal access tokens, newest first; never the tokens \
+        themselves. Scope `account`.",
+    security(("bearer" = ["account"])),
+    responses(
+        (status = 200, description = "The live tokens", body = PatList),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn list(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Problem> {
     let who = caller(&server, &headers, false).await?;
-    let live: Vec<Value> = live_pats(&server, &who).await?.iter().map(|(p, g)| pat_view(p, g)).collect();
-    Ok(Json(json!({"tokens": live})).into_response())
+    let tokens = live_pats(&server, &who).await?.iter().map(|(p, g)| pat_view(p, g)).collect();
+    Ok(Json(PatList { tokens }).into_response())
 }
 
+/// Revokes a personal access token.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/auth/pat/{id}",
+    operation_id = "revokePat",
+    tag = "tokens",
+    description = "Revokes one of the account's personal access tokens, its session, and the tokens made with it. \
+        Another account's token is not found. Scope `account`.",
+    params(("id" = String, Path, description = "The token's id, `pat_…` (not the token)")),
+    security(("bearer" = ["account"])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, response = crate::problem::BadRequest),
+        (status = 401, response = crate::problem::Unauthorized),
+        (status = 403, response = crate::problem::Forbidden),
+        (status = 404, response = crate::problem::NotFound),
+        (status = 503, response = crate::problem::Unavailable),
+    )
+)]
 pub async fn revoke(
     State(server): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
     revoke_pat(&server, &who, &id).await?;

@@ -46,6 +46,29 @@ impl Default for AuditConfig {
     }
 }
 
+/// What the HTTP request being served adds to every event it records: its id and the client's
+/// address (behind trusted proxies, the address they forwarded). Set once per request by the
+/// server's outermost layer; an event recorded outside a request (a background task) has neither.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub ip: Option<String>,
+}
+
+tokio::task_local! {
+    static REQUEST: RequestContext;
+}
+
+/// Runs `f` as the request `ctx`: events it records carry the request's id and client address.
+pub async fn in_request<F: std::future::Future>(ctx: RequestContext, f: F) -> F::Output {
+    REQUEST.scope(ctx, f).await
+}
+
+/// The id of the request being served, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST.try_with(|c| c.request_id.clone()).ok()
+}
+
 enum Msg {
     Event(Box<AuditEvent>),
     Flush(oneshot::Sender<()>),
@@ -133,6 +156,11 @@ impl AuditLog {
         self.written.load(Ordering::Relaxed)
     }
 
+    /// Events waiting to be written.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Waits until every event recorded before this call is stored.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
@@ -171,6 +199,12 @@ impl AuditSink for AuditLog {
         if !self.enabled {
             return;
         }
+        let _ = REQUEST.try_with(|r| {
+            event.request_id.get_or_insert_with(|| r.request_id.clone());
+            if event.ip.is_none() {
+                event.ip.clone_from(&r.ip);
+            }
+        });
         self.redact(&mut event);
         if let Err(e) = self.tx.try_send(Msg::Event(Box::new(event))) {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;

@@ -97,7 +97,8 @@ pub enum KeysAction {
     },
     /// Make a new signing key the active one. The older keys stay in the JWKS (tokens they signed
     /// keep verifying) until every such token has expired — the access-token lifetime plus a minute —
-    /// and then leave it; every running instance signs with the new key within ten seconds.
+    /// and then leave it; every running instance signs with the new key within ten seconds. Audited
+    /// (`signing_key.rotated`). To rotate on a period instead, set `keys.rotate_every_days`.
     Rotate,
     /// Re-seal every stored secret (connection credentials, client secret copies, signing keys)
     /// under the active master key, row by row, while servers keep serving. Every instance must
@@ -274,13 +275,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysAction::Rotate => {
                     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
                     let retire_after = now + config.tokens.access_token_ttl_secs + 60;
-                    let (kid, retired) = crate::keys::rotate_signing(&store, &master, now, retire_after).await?;
+                    let (kid, done) = crate::keys::rotate_signing(&store, &master, now, retire_after).await?;
                     println!("active signing key: {kid}");
                     println!(
-                        "older keys: {retired}, published until {retire_after} (Unix time; {} s from now), when every \
+                        "older keys: {}, published until {retire_after} (Unix time; {} s from now), when every \
                          token they signed has expired",
+                        done.retired,
                         retire_after - now
                     );
+                    // Audited like the periodic rotation, through the same writer (redaction, hash chain).
+                    let log = bk_audit::AuditLog::start(std::sync::Arc::new(store), &config.audit.to_config())?;
+                    bk_domain::audit::AuditSink::record(
+                        log.as_ref(),
+                        crate::keys::rotation_event(&kid, &done, retire_after, now.saturating_mul(1000), "cli"),
+                    );
+                    log.flush().await;
                     Ok(())
                 }
                 KeysAction::RotateMaster => {

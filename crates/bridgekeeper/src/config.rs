@@ -36,9 +36,139 @@ pub struct Config {
     pub redis: RedisConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub telemetry: TelemetryConfig,
+    pub dpop: DpopConfig,
+    /// Proxies (addresses or CIDR ranges, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` and
+    /// `X-Request-Id` are believed: behind them the client's address is the last untrusted hop of
+    /// `X-Forwarded-For` (rate limits, audit rows, sessions). Empty by default: the header is
+    /// ignored and the peer's address is the client's (`BRIDGEKEEPER_TRUSTED_PROXIES`, commas).
+    #[serde(deserialize_with = "key_list")]
+    pub trusted_proxies: Vec<String>,
     pub connections: ConnectionsConfig,
     pub email: EmailConfig,
     pub accounts: AccountsConfig,
+    pub keys: KeysConfig,
+    pub siwe: SiweConfig,
+}
+
+/// Sign-In with Ethereum (EIP-4361): `GET /api/v1/auth/nonce`, `POST /api/v1/auth/authenticate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiweConfig {
+    /// Off: both endpoints answer 404 and the pages offer no wallet button.
+    pub enabled: bool,
+    /// The EIP-155 chain ids a message may name (a list; in the environment, separated by commas).
+    #[serde(deserialize_with = "chain_list")]
+    pub chain_ids: Vec<u64>,
+    /// How long a nonce may wait for its signed message (30 to 3600 s).
+    pub nonce_ttl_secs: i64,
+    /// Nonces handed out per source address (IPv6: per /64) per minute.
+    pub nonces_per_minute: u32,
+    /// Whether an address no account holds gets an account of its own (otherwise it is refused).
+    pub create_accounts: bool,
+}
+
+impl Default for SiweConfig {
+    fn default() -> Self {
+        let d = bk_web::siwe::SiweSettings::default();
+        Self {
+            enabled: d.enabled,
+            chain_ids: d.chain_ids,
+            nonce_ttl_secs: d.nonce_ttl_secs,
+            nonces_per_minute: d.nonces_per_minute,
+            create_accounts: d.create_accounts,
+        }
+    }
+}
+
+impl SiweConfig {
+    /// The settings the web face takes.
+    pub fn settings(&self) -> bk_web::siwe::SiweSettings {
+        bk_web::siwe::SiweSettings {
+            enabled: self.enabled,
+            chain_ids: self.chain_ids.clone(),
+            nonce_ttl_secs: self.nonce_ttl_secs,
+            nonces_per_minute: self.nonces_per_minute,
+            create_accounts: self.create_accounts,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.chain_ids.is_empty() {
+            bail!(
+                "siwe.chain_ids must name at least one chain id (turn Sign-In with Ethereum off with siwe.enabled = false)"
+            );
+        }
+        if !(30..=3600).contains(&self.nonce_ttl_secs) {
+            bail!("siwe.nonce_ttl_secs must be 30 to 3600");
+        }
+        if self.nonces_per_minute == 0 {
+            bail!("siwe.nonces_per_minute must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Chain ids: a list of numbers, one number, or a string of numbers separated by commas (as an
+/// environment variable gives it).
+fn chain_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Chains {
+        One(u64),
+        Many(Vec<u64>),
+        Text(String),
+    }
+    match Chains::deserialize(d)? {
+        Chains::One(n) => Ok(vec![n]),
+        Chains::Many(v) => Ok(v),
+        Chains::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                c.parse::<u64>()
+                    .map_err(|_| serde::de::Error::custom(format!("siwe.chain_ids: {c:?} is not a chain id")))
+            })
+            .collect(),
+    }
+}
+
+/// Signing keys: optional rotation on a period (`keys rotate` rotates by hand).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// A new signing key becomes active once the active one is this many days old, on whichever
+    /// instance notices first (0: never). Older keys stay published until their tokens expire.
+    pub rotate_every_days: u32,
+    /// The same period in seconds (at least 10), for drills and tests; instead of `rotate_every_days`.
+    pub rotate_every_secs: Option<u64>,
+}
+
+impl KeysConfig {
+    /// The rotation period in seconds, if rotation on a period is on.
+    pub fn rotation_period_secs(&self) -> Option<i64> {
+        match (self.rotate_every_secs, self.rotate_every_days) {
+            (Some(secs), _) => i64::try_from(secs).ok(),
+            (None, 0) => None,
+            (None, days) => Some(i64::from(days) * 86_400),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.rotate_every_secs.is_some() && self.rotate_every_days > 0 {
+            bail!("keys: set rotate_every_days or rotate_every_secs, not both");
+        }
+        if self.rotate_every_days > 3650 {
+            bail!("keys.rotate_every_days must be 0 (never) to 3650");
+        }
+        if let Some(secs) = self.rotate_every_secs
+            && !(10..=3650 * 86_400).contains(&secs)
+        {
+            bail!("keys.rotate_every_secs must be 10 to 315360000 (3650 days)");
+        }
+        Ok(())
+    }
 }
 
 /// Rules for every account.
@@ -425,6 +555,40 @@ pub struct MetricsConfig {
     pub public: bool,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopConfig {
+    /// Require server nonces in DPoP proofs (RFC 9449 §8): a proof without the current nonce is
+    /// answered `use_dpop_nonce` with a `DPoP-Nonce` header, which bounds how long a proof made in
+    /// advance can be used. Off by default (proofs are then bounded by their `iat` and single use).
+    pub require_nonce: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Export traces over OTLP/HTTP to this collector (e.g. `http://127.0.0.1:4318`; `/v1/traces`
+    /// is added unless the URL already ends with it). Off when unset (`BRIDGEKEEPER_OTLP_ENDPOINT`).
+    pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` (the default) or `http/json`.
+    pub otlp_protocol: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// The share of new traces sampled (0.0–1.0); a request continuing a trace follows its parent's choice.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: "http/protobuf".into(),
+            service_name: "bridgekeeper".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -443,9 +607,14 @@ impl Default for Config {
             redis: RedisConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            dpop: DpopConfig::default(),
+            trusted_proxies: Vec::new(),
             connections: ConnectionsConfig::default(),
             email: EmailConfig::default(),
             accounts: AccountsConfig::default(),
+            keys: KeysConfig::default(),
+            siwe: SiweConfig::default(),
         }
     }
 }
@@ -477,6 +646,8 @@ const FLAT_ENV: &[(&str, &str)] = &[
     ("SMTP_URL", "email.smtp_url"),
     ("LOG_FORMAT", "log.format"),
     ("LOG_LEVEL", "log.level"),
+    ("OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+    ("TRUSTED_PROXIES", "trusted_proxies"),
 ];
 
 /// Variables under the prefix that are not configuration (used by the test suite).
@@ -552,6 +723,20 @@ impl Config {
             m.parse::<SocketAddr>()
                 .with_context(|| format!("metrics.listen: {m:?} is not an address such as 127.0.0.1:9090"))?;
         }
+        crate::observe::parse_trusted(&self.trusted_proxies)?;
+        let t = &self.telemetry;
+        if !matches!(t.otlp_protocol.as_str(), "http/protobuf" | "http/json") {
+            bail!("telemetry.otlp_protocol must be http/protobuf or http/json, not {:?}", t.otlp_protocol);
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            bail!("telemetry.sample_ratio must be between 0.0 and 1.0");
+        }
+        if let Some(e) = &t.otlp_endpoint {
+            let u = url::Url::parse(e).with_context(|| format!("telemetry.otlp_endpoint: {e:?} is not a URL"))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                bail!("telemetry.otlp_endpoint must be an http(s) URL");
+            }
+        }
         if let Err(e) = self.tool_limit_rules() {
             bail!("{e}");
         }
@@ -615,6 +800,8 @@ impl Config {
         if self.registration.unused_ttl_secs < 1 {
             bail!("registration.unused_ttl_secs must be at least 1");
         }
+        self.keys.validate()?;
+        self.siwe.validate()?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Key material at start: the master key ring (from configuration, or generated under the data
 //! directory in embedded mode only) and the signing keys (sealed under the master key in the
-//! database); and the operator's `keys list` and `keys rotate-master`.
+//! database); their rotation, by the operator (`keys rotate`) or on a period (`keys.rotate_every_days`,
+//! [`rotate_periodically`]); and the operator's `keys list` and `keys rotate-master`.
 //!
 //! The master key ring: `master_key` seals (and opens); `open_only_master_keys` only open — the old
 //! key while `keys rotate-master` re-seals what it sealed, or a new key introduced to every instance
@@ -15,8 +16,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bk_crypto::envelope::MasterKey;
 use bk_crypto::keyring::{KeyRing, SigningKey};
 use bk_crypto::secret::{random_bytes, sha256};
+use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ids::KeyId;
-use bk_domain::ports::{SigningKeyStore, StoredSigningKey};
+use bk_domain::ports::{SigningKeyRotation, SigningKeyStore, StoredSigningKey};
 
 use crate::config::Config;
 
@@ -96,33 +98,129 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A new signing key, stored (sealed) as the newest: the active one of every instance's ring.
-async fn new_signing_key(store: &dyn SigningKeyStore, master: &MasterKey, now: i64) -> anyhow::Result<KeyId> {
+/// A new signing key, sealed under the master key (RSA key generation runs off the async threads).
+async fn sealed_signing_key(master: &MasterKey, now: i64) -> anyhow::Result<StoredSigningKey> {
     let (key, der) = tokio::task::spawn_blocking(SigningKey::generate).await??;
     let sealed = master.seal(key.kid().as_str().as_bytes(), &der)?;
-    let row = StoredSigningKey {
+    Ok(StoredSigningKey {
         kid: key.kid().clone(),
         alg: "RS256".into(),
         sealed_private_key: sealed,
         created_at: now,
         retire_after: None,
-    };
+    })
+}
+
+/// A new signing key, stored (sealed) as the newest: the active one of every instance's ring.
+async fn new_signing_key(store: &dyn SigningKeyStore, master: &MasterKey, now: i64) -> anyhow::Result<KeyId> {
+    let row = sealed_signing_key(master, now).await?;
     store.insert_signing_key(&row).await?;
-    Ok(key.kid().clone())
+    Ok(row.kid)
 }
 
 /// `keys rotate`: a new signing key becomes active; the others stay in the ring (and the JWKS) until
-/// `retire_after`, when every token they signed has expired. The new key and how many were retired.
+/// `retire_after`, when every token they signed has expired. One transaction: the new key and the
+/// others' retirement are stored together or not at all.
 pub async fn rotate_signing(
     store: &dyn SigningKeyStore,
     master: &MasterKey,
     now: i64,
     retire_after: i64,
-) -> anyhow::Result<(KeyId, u64)> {
+) -> anyhow::Result<(KeyId, SigningKeyRotation)> {
     // The newest key (by creation time, then by its time-ordered id) is every ring's active one.
-    let kid = new_signing_key(store, master, now).await?;
-    let retired = store.retire_signing_keys(&kid, retire_after).await?;
-    Ok((kid, retired))
+    let row = sealed_signing_key(master, now).await?;
+    let done = store
+        .rotate_signing_key(&row, None, retire_after)
+        .await?
+        .context("the store did not apply an unconditional rotation")?;
+    Ok((row.kid, done))
+}
+
+/// The audit event of a rotation (`signing_key.rotated`), by `via` = `cli` or `schedule`.
+pub fn rotation_event(kid: &KeyId, done: &SigningKeyRotation, retire_after: i64, at_ms: i64, via: &str) -> AuditEvent {
+    AuditEvent::new("signing_key.rotated", Outcome::Success, at_ms)
+        .target(kid)
+        .detail("via", via)
+        .detail("replaced", done.replaced.as_ref().map(|k| k.as_str().to_owned()))
+        .detail("retired_keys", done.retired)
+        .detail("older_keys_published_until", retire_after)
+}
+
+/// Rotation on a period, from the configuration: `keys.rotate_every_days` (or `_secs`), and how long an
+/// older key stays published (the access-token lifetime and a minute, as for `keys rotate`).
+#[derive(Clone, Copy, Debug)]
+pub struct SigningKeySchedule {
+    pub period_secs: Option<i64>,
+    pub published_for_secs: i64,
+}
+
+impl SigningKeySchedule {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            period_secs: config.keys.rotation_period_secs(),
+            published_for_secs: config.tokens.access_token_ttl_secs + 60,
+        }
+    }
+
+    /// How often an instance looks: a quarter of the period, at least every second and at most every minute.
+    fn check_every(period_secs: i64) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::try_from(period_secs / 4).unwrap_or(1).clamp(1, 60))
+    }
+}
+
+/// Each instance looks now and then whether the active signing key is older than the period and, if
+/// so, rotates it (as `keys rotate` does, audited with `via: schedule`). The store's rotation is
+/// conditional and atomic, so of several instances that find the key due at once exactly one creates
+/// a key; the others see it within their next reload (10 s) or at the first token it signed.
+pub async fn rotate_periodically(
+    schedule: SigningKeySchedule,
+    store: std::sync::Arc<dyn SigningKeyStore>,
+    master: std::sync::Arc<MasterKey>,
+    clock: std::sync::Arc<dyn bk_domain::access::Clock>,
+    audit: std::sync::Arc<dyn AuditSink>,
+) {
+    let Some(period) = schedule.period_secs else { return };
+    let every = SigningKeySchedule::check_every(period);
+    tracing::info!(period_secs = period, check_every_secs = every.as_secs(), "signing keys rotate on a period");
+    // Instances started together do not all look (and generate a key) at the same instant.
+    let jitter = u64::from(u32::from_le_bytes(random_bytes::<4>())) % u64::try_from(every.as_millis()).unwrap_or(1000);
+    tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        let retire_after = now + schedule.published_for_secs;
+        match rotate_if_due(store.as_ref(), &master, now, period, retire_after).await {
+            Ok(Some((kid, done))) => {
+                tracing::info!(%kid, retired = done.retired, published_until = retire_after,
+                    "signing key rotated on schedule (older keys stay published until their tokens expire)");
+                audit.record(rotation_event(&kid, &done, retire_after, clock.now_ms(), "schedule"));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "rotating the signing key on schedule failed; retrying")
+            }
+        }
+    }
+}
+
+/// Rotates if the active key is older than `period_secs`: the key and what was retired, or `None`
+/// when it is not due or another instance rotated it first.
+pub async fn rotate_if_due(
+    store: &dyn SigningKeyStore,
+    master: &MasterKey,
+    now: i64,
+    period_secs: i64,
+    retire_after: i64,
+) -> anyhow::Result<Option<(KeyId, SigningKeyRotation)>> {
+    let due_before = now - period_secs;
+    // A cheap look first: an RSA key is generated only when the rotation is due.
+    if store.signing_keys(now).await?.first().is_some_and(|active| active.created_at >= due_before) {
+        return Ok(None);
+    }
+    let row = sealed_signing_key(master, now).await?;
+    Ok(store.rotate_signing_key(&row, Some(due_before), retire_after).await?.map(|done| (row.kid, done)))
 }
 
 /// Loads the signing keys, generating the first one if there is none.

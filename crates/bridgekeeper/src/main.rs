@@ -8,6 +8,7 @@ mod headers;
 mod keys;
 mod logging;
 mod metrics;
+mod observe;
 mod serve;
 
 use clap::Parser;

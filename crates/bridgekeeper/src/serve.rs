@@ -78,7 +78,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqlStore, bool)> {
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    crate::logging::init(&config.log);
+    let telemetry = crate::logging::init(&config.log, &config.telemetry)?;
+    // Before anything registers a metric (caches keep their counters from construction on).
+    let metrics_handle = crate::metrics::install()?;
+    let observe = Arc::new(crate::observe::Observe::new(crate::observe::parse_trusted(&config.trusted_proxies)?));
+    if !config.trusted_proxies.is_empty() {
+        tracing::info!(trusted_proxies = ?config.trusted_proxies, "X-Forwarded-For is believed from these proxies");
+    }
     // A catalog that does not hold together stops the start, naming file, provider and field.
     let catalog = Arc::new(config.catalog()?);
     for p in catalog.iter() {
@@ -147,6 +153,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
             None => (Arc::new(bk_limits::LocalLimiter::default()), None),
         };
+    // Every refusal is counted for `/metrics`.
+    let limiter: Arc<dyn bk_limits::Limiter> = Arc::new(bk_limits::Counted(limiter));
+    let shared_limiter = shared_limiter.map(|l| -> Arc<dyn bk_limits::Limiter> { Arc::new(bk_limits::Counted(l)) });
     // Several instances share Redis: what reaches one for a call another runs is passed on.
     let bus: Option<Arc<dyn bk_limits::bus::Bus>> = match &config.redis.url {
         Some(url) => Some(bk_limits::bus::RedisBus::start(url, &config.redis.key_prefix).map_err(anyhow::Error::msg)?),
@@ -154,14 +163,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let audit_config = config.audit.to_config();
     let audit = bk_audit::AuditLog::start(store.clone(), &audit_config)?;
-    let verifier = Arc::new(Verifier::new(
-        keys.clone(),
-        Some(key_source),
-        store.clone(),
-        store.clone(),
-        clock.clone(),
-        issuer.clone(),
-    ));
+    // DPoP proof ids are remembered in Redis when instances share it (a proof replayed at another
+    // instance is caught); server nonces, when required, are MACs every instance can check.
+    let dpop_nonces = config
+        .dpop
+        .require_nonce
+        .then(|| bk_access::dpop::Nonces::new(bk_crypto::mac::MacKey::derive(master.raw(), "dpop-nonce")));
+    let verifier = Arc::new(
+        Verifier::new(keys.clone(), Some(key_source), store.clone(), store.clone(), clock.clone(), issuer.clone())
+            .with_dpop(bk_access::dpop::Guard::new(shared_limiter.clone(), dpop_nonces))
+            .with_clients(store.clone()),
+    );
     let mut auth = AuthServer::new(
         sql.clone(),
         keys,
@@ -186,7 +198,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         master.clone(),
         audit.clone(),
         limiter.clone(),
-    );
+    )
+    .with_key_fetcher(client_key_fetcher(&config.client_metadata_documents)?);
     auth.documents = client_documents(&config.client_metadata_documents, sql.clone())?;
     let auth = Arc::new(auth);
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
@@ -276,7 +289,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             sql.clone(),
             sql.clone(),
         )
-        .requiring_second_factor(config.accounts.require_second_factor),
+        .requiring_second_factor(config.accounts.require_second_factor)
+        .with_siwe(sql.clone(), config.siwe.settings()),
     );
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,
@@ -298,6 +312,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
+    tokio::spawn(crate::keys::rotate_periodically(
+        crate::keys::SigningKeySchedule::of(&config),
+        sql.clone(),
+        api.master.clone(),
+        clock.clone(),
+        audit.clone(),
+    ));
     tokio::spawn(purge_unused_registrations(
         store.clone(),
         clock.clone(),
@@ -308,6 +329,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (metrics_routes, metrics_server) = crate::metrics::start(
         &config.metrics,
         crate::metrics::Sources {
+            handle: metrics_handle,
+            store: sql.clone(),
             audit: audit.clone(),
             free_space,
             registrations: auth.registration_counters.clone(),
@@ -343,6 +366,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 format!("{} does not answer {method}", uri.path()),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(observe, crate::observe::layer))
         .layer(crate::headers::nosniff());
 
     let _ = streams.set(audit.clone());
@@ -361,6 +385,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     audit.flush().await;
     sql.close().await;
     tracing::info!(audit_events_written = audit.written(), audit_events_dropped = audit.dropped(), "stopped");
+    // Sends the spans still buffered (a blocking call: the exporter runs on its own thread).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }
 
@@ -574,6 +600,26 @@ fn client_documents(
     })
     .map_err(|e| anyhow::anyhow!("client_metadata_documents: {e}"))?;
     Ok(Some(Arc::new(bk_oauth::documents::ClientDocuments::new(fetcher, store))))
+}
+
+/// The fetcher of `private_key_jwt` clients' `jwks_uri`s: what a client names is fetched like a
+/// client metadata document (same addresses, CA and time limit), up to a larger key set.
+fn client_key_fetcher(config: &crate::config::ClientDocumentsConfig) -> anyhow::Result<bk_outbound::SafeFetcher> {
+    let extra_roots_pem = match &config.extra_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read client_metadata_documents.extra_ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    bk_outbound::SafeFetcher::new(bk_outbound::FetchPolicy {
+        allow_private_addresses: config.allow_private_addresses,
+        allow_http_loopback: false,
+        extra_roots_pem,
+        timeout: std::time::Duration::from_millis(config.timeout_ms),
+        max_body_bytes: bk_oauth::client_keys::FETCH_LIMIT_BYTES,
+    })
+    .map_err(|e| anyhow::anyhow!("client jwks_uri fetcher: {e}"))
 }
 
 /// Deletes dynamically registered clients that never completed an authorization within `ttl_secs`

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::ids::AccountId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -34,6 +35,7 @@ impl Outcome {
 
 /// Who acted: the client, session, personal access token or operator token involved.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -46,6 +48,7 @@ pub struct Actor {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     pub id: String,
     pub at_ms: i64,
@@ -120,6 +123,7 @@ impl AuditEvent {
 
 /// An event as stored: with its place and links in the hash chain.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredAuditEvent {
     pub seq: i64,
     #[serde(flatten)]

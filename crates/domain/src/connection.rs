@@ -14,6 +14,7 @@ use crate::redirect;
 
 /// Serialises as the API and the `list-connections` tool show it (camelCase, never a credential).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
     pub id: ConnectionId,
@@ -26,6 +27,7 @@ pub struct Connection {
     pub scopes: Vec<String>,
     pub status: ConnectionStatus,
     /// When the upstream access token expires; `None` when the provider gave no expiry.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub expires_at: Option<UnixTime>,
     /// Whether a refresh token (or equivalent) is held.
     pub can_refresh: bool,
@@ -33,12 +35,15 @@ pub struct Connection {
     pub metadata: serde_json::Value,
     /// The last failure, in words fit to show the tenant (never a credential).
     pub last_error: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: UnixTime,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub updated_at: UnixTime,
 }
 
 /// Where a connection stands. Every change is audited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionStatus {
     /// Usable (refreshed when needed).

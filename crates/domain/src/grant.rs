@@ -20,6 +20,9 @@ pub struct Grant {
     pub auth_time: UnixTime,
     pub created_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
+    /// RFC 9449: the thumbprint of the key the grant is bound to (its tokens were first asked for
+    /// with a DPoP proof); a refresh must prove the same key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl Grant {
@@ -102,6 +105,7 @@ mod tests {
             auth_time: 0,
             created_at: 0,
             revoked_at: None,
+            dpop_jkt: None,
         }
     }
 

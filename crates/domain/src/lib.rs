@@ -27,7 +27,9 @@ pub mod registration;
 pub mod restrictions;
 pub mod scope;
 pub mod second_factor;
+pub mod siwe;
 pub mod token;
+pub mod wallet;
 
 /// Seconds since the Unix epoch. Every rule takes `now` as an argument so tests are deterministic.
 pub type UnixTime = i64;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ProviderPermission {
     #[serde(rename = "disabled")]
     Disabled,
@@ -60,6 +61,7 @@ impl ProviderReach {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Restrictions {
     /// Permission per provider id; providers not named get `default_provider_permission`.
     pub provider_permissions: BTreeMap<String, ProviderPermission>,

@@ -6,21 +6,42 @@ use axum::response::{IntoResponse, Response};
 use bk_domain::scope::Scope;
 use serde_json::json;
 
-use bk_access::{Challenge, VerifyError, bearer_token};
+use bk_access::{Challenge, VerifyError};
 
 use crate::Gateway;
 use bk_access::AccessContext;
 
-pub async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<AccessContext, Response> {
-    let Some(token) = bearer_token(headers) else {
-        return Err(unauthorized(gw, None));
-    };
-    match gw.verifier.verify_bearer(token, &[gw.resource.as_str()]).await {
-        Ok(ctx) => Ok(ctx),
+/// The caller of a `/mcp` request sent with `method`: a bearer token, or a DPoP-bound token with its
+/// proof (RFC 9449; `htu` is the `/mcp` URL).
+pub async fn authenticate(gw: &Gateway, headers: &HeaderMap, method: &str) -> Result<AccessContext, Response> {
+    match gw.verifier.verify_request(headers, method, &gw.resource, &[gw.resource.as_str()]).await {
+        Ok(Some(ctx)) => Ok(ctx),
+        Ok(None) => Err(unauthorized(gw, None)),
         Err(VerifyError::Unavailable) => {
             Err(crate::jsonrpc::unavailable("the server could not check the token; retry", Some(1)))
         }
-        Err(e) => Err(unauthorized(gw, Some(&e.to_string()))),
+        Err(e) => {
+            let description = e.to_string();
+            match bk_access::dpop::challenge(headers, &e, Some(&gw.resource_metadata_url)) {
+                Some(c) => {
+                    let body = json!({"error": c.code, "error_description": description});
+                    let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, c.header);
+                    add_nonce(gw, c.with_nonce, &mut res);
+                    Err(res)
+                }
+                None => Err(unauthorized(gw, Some(&description))),
+            }
+        }
+    }
+}
+
+/// A fresh DPoP nonce on an answer that asks for one.
+pub(crate) fn add_nonce(gw: &Gateway, wanted: bool, res: &mut Response) {
+    if wanted
+        && let Some(n) = gw.verifier.dpop.nonce(gw.clock.now()).and_then(|n| header::HeaderValue::from_str(&n).ok())
+    {
+        res.headers_mut().insert("dpop-nonce", n);
     }
 }
 

@@ -18,6 +18,7 @@ mod rest;
 mod rounds;
 pub mod schema;
 mod session;
+mod telemetry;
 pub mod tool_limits;
 pub mod tools;
 mod transport;
@@ -127,7 +128,10 @@ impl Gateway {
             },
             tool_limits: tool_limits::ToolLimits::new(
                 config.tool_limits.clone(),
-                config.shared_limiter.clone().unwrap_or_else(|| Arc::new(bk_limits::LocalLimiter::default())),
+                config
+                    .shared_limiter
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(bk_limits::Counted(Arc::new(bk_limits::LocalLimiter::default())))),
             ),
             audit,
             clock,

@@ -34,6 +34,7 @@ impl AccountLimiter {
         match self.limiter.check_key(account) {
             Ok(()) => Ok(()),
             Err(not_until) => {
+                metrics::counter!("bridgekeeper_rate_limit_refusals_total", "bucket" => "mcp_requests").increment(1);
                 if self.limiter.len() > 100_000 {
                     self.limiter.retain_recent();
                 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bk_domain::audit::Outcome;
 use bk_domain::scope::Scope;
@@ -35,14 +35,22 @@ fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
     res
 }
 
-/// The caller (bearer token for this server or `/mcp`), counted against its account's limit.
-async fn caller(gw: &Gateway, headers: &HeaderMap, needed: Scope) -> Result<AccessContext, Response> {
-    let Some(token) = bk_access::bearer_token(headers) else {
-        return Err(problem(StatusCode::UNAUTHORIZED, "Unauthorized", "a bearer access token is required"));
-    };
+/// The caller (bearer token for this server or `/mcp`, or a DPoP-bound one with its proof for this
+/// request), counted against its account's limit.
+async fn caller(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    needed: Scope,
+) -> Result<AccessContext, Response> {
     let issuer = gw.resource.trim_end_matches("/mcp");
-    let ctx = match gw.verifier.verify_bearer(token, &[issuer, gw.resource.as_str()]).await {
-        Ok(ctx) => ctx,
+    let url = format!("{issuer}{}", uri.path());
+    let ctx = match gw.verifier.verify_request(headers, method.as_str(), &url, &[issuer, gw.resource.as_str()]).await {
+        Ok(Some(ctx)) => ctx,
+        Ok(None) => {
+            return Err(problem(StatusCode::UNAUTHORIZED, "Unauthorized", "a bearer access token is required"));
+        }
         Err(bk_access::VerifyError::Unavailable) => {
             return Err(problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -50,7 +58,14 @@ async fn caller(gw: &Gateway, headers: &HeaderMap, needed: Scope) -> Result<Acce
                 "the token could not be checked; retry",
             ));
         }
-        Err(e) => return Err(problem(StatusCode::UNAUTHORIZED, "Unauthorized", &e.to_string())),
+        Err(e) => {
+            let mut res = problem(StatusCode::UNAUTHORIZED, "Unauthorized", &e.to_string());
+            if let Some(c) = bk_access::dpop::challenge(headers, &e, None) {
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, c.header);
+                crate::auth::add_nonce(gw, c.with_nonce, &mut res);
+            }
+            return Err(res);
+        }
     };
     let allowed = match needed {
         Scope::McpReadWrite => ctx.scopes.allows_mcp_call(),
@@ -101,9 +116,11 @@ pub async fn list(
     State(gw): State<Arc<Gateway>>,
     Path(provider): Path<String>,
     RawQuery(raw): RawQuery,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let ctx = match caller(&gw, &headers, Scope::McpRead).await {
+    let ctx = match caller(&gw, &headers, &method, &uri, Scope::McpRead).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -129,10 +146,12 @@ pub async fn call(
     State(gw): State<Arc<Gateway>>,
     Path((provider, tool)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = match caller(&gw, &headers, Scope::McpReadWrite).await {
+    let ctx = match caller(&gw, &headers, &method, &uri, Scope::McpReadWrite).await {
         Ok(c) => c,
         Err(r) => return r,
     };

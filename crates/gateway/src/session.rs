@@ -72,6 +72,9 @@ impl McpSessions {
             .get(id)
             .filter(|(at, account, _)| now_ms - at < CACHE_TTL_MS && *account == ctx.account_id)
             .map(|(_, _, s)| s.clone());
+        let result = if cached.is_some() { "hit" } else { "miss" };
+        metrics::counter!("bridgekeeper_cache_requests_total", "cache" => "mcp_sessions", "result" => result)
+            .increment(1);
         let session = match cached {
             Some(s) => s,
             None => {

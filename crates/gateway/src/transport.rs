@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::auth::authenticate;
@@ -52,8 +53,8 @@ pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
 
 /// Steps shared by every method of the legacy protocol: host check, authentication, rate limit,
 /// protocol version.
-async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<AccessContext, Response> {
-    let ctx = admit_caller(gw, headers, uri).await?;
+async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri, method: &str) -> Result<AccessContext, Response> {
+    let ctx = admit_caller(gw, headers, uri, method).await?;
     match legacy_version_refusal(headers) {
         Some(res) => Err(res),
         None => Ok(ctx),
@@ -61,12 +62,12 @@ async fn admit(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<AccessCon
 }
 
 /// Steps shared by every request of both eras: host check, authentication, rate limit.
-async fn admit_caller(gw: &Gateway, headers: &HeaderMap, uri: &Uri) -> Result<AccessContext, Response> {
+async fn admit_caller(gw: &Gateway, headers: &HeaderMap, uri: &Uri, method: &str) -> Result<AccessContext, Response> {
     if let Err(why) = gw.hosts.check(headers, uri) {
         tracing::warn!(reason = %why, "refused /mcp request (DNS-rebinding protection)");
         return Err(refuse(StatusCode::FORBIDDEN, INVALID_REQUEST, &format!("forbidden: {why}")));
     }
-    let ctx = authenticate(gw, headers).await?;
+    let ctx = authenticate(gw, headers, method).await?;
     if let Err(wait) = gw.limiter.check(&ctx.account_id).await {
         gw.emit(gw.event("ratelimit.refused", bk_domain::audit::Outcome::Denied, &ctx).detail("limit", "mcp_requests"));
         let mut res = refuse(
@@ -123,13 +124,26 @@ async fn session_of(
 }
 
 pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let ctx = match admit_caller(&gw, &headers, &uri).await {
+    let ctx = match admit_caller(&gw, &headers, &uri, "POST").await {
         Ok(c) => c,
         Err(res) => return res,
     };
     // The body decides the era, so it is parsed here; a legacy request's parse error is still
     // reported where it always was (after the version, content-type and Accept checks).
     let parsed = serde_json::from_slice::<Value>(&body);
+    let (method, span) = crate::telemetry::mcp_request(parsed.as_ref().ok());
+    let started = std::time::Instant::now();
+    let res = answer(gw, ctx, headers, parsed).instrument(span).await;
+    crate::telemetry::mcp_answered(method, started);
+    res
+}
+
+async fn answer(
+    gw: Arc<Gateway>,
+    ctx: AccessContext,
+    headers: HeaderMap,
+    parsed: Result<Value, serde_json::Error>,
+) -> Response {
     if modern::claims(&headers, parsed.as_ref().ok()) {
         return modern::post(&gw, &ctx, &headers, parsed).await;
     }
@@ -224,7 +238,7 @@ pub async fn post(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, 
 /// rate limit), whichever protocol version it names — 2026-07-28 removed the GET stream
 /// (`subscriptions/listen` replaces it), and the legacy revisions make it optional.
 pub async fn get(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -> Response {
-    if let Err(res) = admit_caller(&gw, &headers, &uri).await {
+    if let Err(res) = admit_caller(&gw, &headers, &uri, "GET").await {
         return res;
     }
     let message = if header_str(&headers, "mcp-protocol-version").is_some_and(modern::is_modern_version) {
@@ -239,7 +253,7 @@ pub async fn get(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -
 
 /// DELETE ends the caller's session.
 pub async fn delete(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap) -> Response {
-    let ctx = match admit(&gw, &headers, &uri).await {
+    let ctx = match admit(&gw, &headers, &uri, "DELETE").await {
         Ok(c) => c,
         Err(res) => return res,
     };

@@ -203,6 +203,43 @@ impl Limiter for RedisLimiter {
     }
 }
 
+/// A limiter that counts its refusals for `/metrics` (`bridgekeeper_rate_limit_refusals_total`,
+/// by bucket; a bucket is named by the code or by the operator's tool rules, never by a caller).
+pub struct Counted(pub std::sync::Arc<dyn Limiter>);
+
+fn refused(bucket: &str) {
+    // `tool_calls:<which>:<rule>` names an operator's rule; keep only its kind as the label.
+    let label = match bucket.split_once(':') {
+        Some((kind, rest)) => format!("{kind}:{}", rest.split(':').next().unwrap_or_default()),
+        None => bucket.to_owned(),
+    };
+    metrics::counter!("bridgekeeper_rate_limit_refusals_total", "bucket" => label).increment(1);
+}
+
+#[async_trait]
+impl Limiter for Counted {
+    async fn acquire(&self, bucket: &str, key: &str, limit: u32, window_secs: u32) -> Result<(), u64> {
+        let r = self.0.acquire(bucket, key, limit, window_secs).await;
+        if r.is_err() {
+            refused(bucket);
+        }
+        r
+    }
+    async fn retry_after(&self, bucket: &str, key: &str, limit: u32, window_secs: u32) -> Option<u64> {
+        let r = self.0.retry_after(bucket, key, limit, window_secs).await;
+        if r.is_some() {
+            refused(bucket);
+        }
+        r
+    }
+    async fn record(&self, bucket: &str, key: &str, limit: u32, window_secs: u32) {
+        self.0.record(bucket, key, limit, window_secs).await
+    }
+    async fn healthy(&self) -> bool {
+        self.0.healthy().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,12 @@ impl Mailer {
     }
 
     pub async fn send(&self, email: &Email) -> Result<(), MailError> {
+        // `.invalid` is reserved (RFC 6761 §6.4): an account without an address (a wallet's) has a
+        // placeholder there, and nothing is ever sent to it.
+        if email.to.rsplit_once('@').is_some_and(|(_, domain)| domain.eq_ignore_ascii_case("invalid")) {
+            tracing::debug!(subject = %email.subject, "no email sent: the account has no address");
+            return Ok(());
+        }
         let r = self.deliver(email).await;
         match &r {
             Ok(()) => self.sent.fetch_add(1, Ordering::Relaxed),
@@ -150,6 +156,9 @@ async fn write_outbox(dir: &Path, bytes: &[u8]) -> Result<PathBuf, MailError> {
     options.mode(0o600);
     let mut file = options.open(&path).await.map_err(err)?;
     tokio::io::AsyncWriteExt::write_all(&mut file, bytes).await.map_err(err)?;
+    // tokio hands writes to a blocking thread: without a flush the message may not be in the file
+    // yet when this returns (a reader — a person, a test — would find it empty).
+    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(err)?;
     Ok(path)
 }
 
@@ -241,6 +250,8 @@ mod tests {
             mailer.send(&Email { to: "no at sign".into(), ..email.clone() }).await,
             Err(MailError::To(_))
         ));
+        // An account without an address (`…@invalid`) is never written to.
+        mailer.send(&Email { to: "wallet-acc_1@invalid".into(), ..email.clone() }).await.unwrap();
         assert_eq!(mailer.counts(), (1, 1));
         let files: Vec<_> = std::fs::read_dir(&outbox).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(files.len(), 1);

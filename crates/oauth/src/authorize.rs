@@ -116,6 +116,14 @@ impl AuthServer {
                 return Err(fail("unsupported_response_type", "only response_type=code is supported"));
             }
         }
+        // A client an operator made for other grants only (a machine client) runs no authorization.
+        let caps = match self.capable_client(&client.id).await {
+            Ok(found) => found.map(|(_, caps)| caps).unwrap_or_default(),
+            Err(_) => return Err(AuthorizeError::Page("The server could not look up the application.".into())),
+        };
+        if !caps.allows(bk_domain::client::GrantType::AuthorizationCode) {
+            return Err(fail("unauthorized_client", "this client is not allowed the authorization code flow"));
+        }
         let challenge =
             CodeChallenge::from_request(map.get("code_challenge").copied(), map.get("code_challenge_method").copied())
                 .map_err(|e| fail("invalid_request", &e.to_string()))?;

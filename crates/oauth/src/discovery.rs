@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bk_domain::client::{ASSERTION_ALGORITHMS, GrantType};
 use bk_domain::scope::Scope;
 use serde_json::{Value, json};
 
@@ -29,13 +30,18 @@ fn metadata(s: &AuthServer) -> Value {
         "scopes_supported": scopes(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "revocation_endpoint_auth_methods_supported":
+            ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": s.documents.is_some(),
+        "dpop_signing_alg_values_supported": bk_access::dpop::ALGORITHMS,
         "service_documentation": format!("{i}/"),
     })
 }
@@ -84,6 +90,8 @@ pub async fn protected_resource(State(s): State<Arc<AuthServer>>) -> Response {
         "authorization_servers": [s.issuer],
         "scopes_supported": scopes(),
         "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": bk_access::dpop::ALGORITHMS,
+        "dpop_bound_access_tokens_required": false,
         "resource_name": "Bridgekeeper MCP gateway",
         "resource_documentation": format!("{}/", s.issuer),
     }))

@@ -17,6 +17,8 @@ pub struct OAuthError {
     pub bearer_challenge: bool,
     /// Members added to the error object (what a limit is, its window, when to retry).
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A fresh server nonce for the client's next DPoP proof (`DPoP-Nonce`, RFC 9449 §8).
+    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -29,7 +31,15 @@ impl OAuthError {
             retry_after: None,
             bearer_challenge: false,
             extra: None,
+            dpop_nonce: None,
         }
+    }
+    /// A refused DPoP proof at the token endpoint (RFC 9449 §5): `invalid_dpop_proof`, or
+    /// `use_dpop_nonce` with the nonce to use.
+    pub fn dpop(refusal: bk_access::dpop::Refusal, nonce: Option<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, refusal.code(), refusal.to_string());
+        e.dpop_nonce = nonce;
+        e
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
@@ -82,6 +92,11 @@ impl OAuthError {
     pub fn server_error() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the server could not complete the request")
     }
+    /// The same error with another description.
+    pub fn described(mut self, d: impl Into<String>) -> Self {
+        self.description = d.into();
+        self
+    }
     pub fn with_basic_challenge(mut self) -> Self {
         self.basic_challenge = true;
         self
@@ -117,6 +132,9 @@ impl IntoResponse for OAuthError {
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             h.insert(header::RETRY_AFTER, v);
+        }
+        if let Some(n) = self.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+            h.insert("dpop-nonce", n);
         }
         res
     }

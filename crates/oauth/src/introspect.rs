@@ -30,7 +30,8 @@ pub async fn introspect(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, &body)?;
-    let (client, method) = client_auth::authenticate(&server, &headers, &params, peer.ip()).await?;
+    let (client, method) =
+        client_auth::authenticate(&server, &headers, &params, peer.ip(), client_auth::Endpoint::Introspection).await?;
     if method == Method::None {
         return Err(OAuthError::invalid_client("introspection requires an authenticated (confidential) client"));
     }
@@ -71,14 +72,23 @@ async fn refresh_token(server: &AuthServer, requester: &ClientId, token: &str) -
 /// An access token: the rule is checked on its (signed) claims before its session is looked up.
 async fn access_token(server: &AuthServer, requester: &ClientId, token: &str) -> Option<Value> {
     let claims = server.verifier.decode_unchecked_expiry(token)?;
-    if !may_introspect(requester, &ClientId::from_string(claims.client_id), &claims.aud, &server.resource_servers) {
+    if !may_introspect(
+        requester,
+        &ClientId::from_string(claims.client_id.clone()),
+        &claims.aud,
+        &server.resource_servers,
+    ) {
         return None;
+    }
+    if claims.acts_for_no_account() {
+        return machine_token(server, token, &claims.aud).await;
     }
     let ctx = server.verifier.verify(token, &claims.aud).await.ok()?;
     let c = ctx.claims.as_ref()?;
-    Some(json!({
+    let mut answer = json!({
         "active": true,
-        "token_type": "Bearer",
+        // RFC 9449 §6.2: a DPoP-bound token says so, with the key it is bound to.
+        "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
         "scope": c.scope,
         "client_id": c.client_id,
         "sub": c.sub,
@@ -89,7 +99,38 @@ async fn access_token(server: &AuthServer, requester: &ClientId, token: &str) ->
         "jti": c.jti,
         "sid": c.sid,
         "username": ctx.email,
-    }))
+    });
+    if let Some(cnf) = &c.cnf {
+        answer["cnf"] = json!({ "jkt": cnf.jkt });
+    }
+    // RFC 8693 §4.1: an exchanged token names who acts for the subject.
+    if let Some(act) = &c.act {
+        answer["act"] = json!(act);
+    }
+    Some(answer)
+}
+
+/// The token of a machine client bound to no account: active while the client lives, keeps the
+/// `client_credentials` grant and stays unbound. Its subject is the client; it has no session and
+/// no user.
+async fn machine_token(server: &AuthServer, token: &str, audience: &str) -> Option<Value> {
+    let c = server.verifier.verify_machine(token, &[audience]).await.ok()?;
+    let mut answer = json!({
+        "active": true,
+        "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
+        "scope": c.scope,
+        "client_id": c.client_id,
+        "sub": c.sub,
+        "aud": c.aud,
+        "iss": c.iss,
+        "exp": c.exp,
+        "iat": c.iat,
+        "jti": c.jti,
+    });
+    if let Some(cnf) = &c.cnf {
+        answer["cnf"] = json!({ "jkt": cnf.jkt });
+    }
+    Some(answer)
 }
 
 /// A personal access token is issued to no client that can authenticate, and is meant for `/mcp`:

@@ -18,10 +18,12 @@ use crate::error::OAuthError;
 pub const REFRESH_TOKEN_PREFIX: &str = "bkr_";
 pub const CODE_PREFIX: &str = "bkc_";
 
+/// An access token for `grant`; bound to the key `jkt` (RFC 9449 `cnf.jkt`) when given.
 pub fn access_token(
     server: &AuthServer,
     grant: &Grant,
     scopes: &ScopeSet,
+    jkt: Option<&str>,
     now: UnixTime,
 ) -> Result<String, OAuthError> {
     let claims = AccessTokenClaims {
@@ -31,15 +33,55 @@ pub fn access_token(
         client_id: grant.client_id.to_string(),
         scope: scopes.to_string(),
         sid: grant.id.to_string(),
-        jti: b64url(&random_bytes::<16>()),
+        jti: new_jti(),
         iat: now,
         exp: now + server.lifetimes.access_token,
         auth_time: grant.auth_time,
+        cnf: jkt.map(|jkt| bk_domain::access::Confirmation { jkt: jkt.to_owned() }),
+        act: None,
     };
-    bk_crypto::jwt::sign(server.keys.current().active(), "at+jwt", &claims).map_err(|e| {
+    sign(server, &claims)
+}
+
+/// A fresh token id.
+pub fn new_jti() -> String {
+    b64url(&random_bytes::<16>())
+}
+
+/// Signs access-token claims (`typ` `at+jwt`, RFC 9068) with the active key.
+pub fn sign(server: &AuthServer, claims: &AccessTokenClaims) -> Result<String, OAuthError> {
+    bk_crypto::jwt::sign(server.keys.current().active(), "at+jwt", claims).map_err(|e| {
         tracing::error!(error = %e, "signing an access token failed");
         OAuthError::server_error()
     })
+}
+
+/// A token response without a refresh token (client credentials, RFC 6749 §4.4.3; token
+/// exchange, RFC 8693 §2.2.1 with its `issued_token_type`), never cached.
+pub fn access_only_response(
+    server: &AuthServer,
+    access: String,
+    bound: bool,
+    expires_in: i64,
+    scopes: &ScopeSet,
+    issued_token_type: Option<&str>,
+) -> Response {
+    let mut body = json!({
+        "access_token": access,
+        "token_type": if bound { "DPoP" } else { "Bearer" },
+        "expires_in": expires_in,
+        "scope": scopes.to_string(),
+    });
+    if let Some(t) = issued_token_type {
+        body["issued_token_type"] = json!(t);
+    }
+    let mut res = Json(body).into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(n) = server.verifier.dpop.nonce(server.clock.now()).and_then(|n| HeaderValue::from_str(&n).ok()) {
+        res.headers_mut().insert("dpop-nonce", n);
+    }
+    res
 }
 
 pub fn refresh_token(
@@ -69,13 +111,15 @@ pub fn refresh_token(
 pub fn token_response(
     server: &AuthServer,
     access: String,
+    bound: bool,
     refresh: Secret,
     scopes: &ScopeSet,
     id_token: Option<String>,
 ) -> Response {
     let mut body = json!({
         "access_token": access,
-        "token_type": "Bearer",
+        // RFC 9449 §5: a DPoP-bound access token is of type DPoP.
+        "token_type": if bound { "DPoP" } else { "Bearer" },
         "expires_in": server.lifetimes.access_token,
         "refresh_token": refresh.into_string(),
         "scope": scopes.to_string(),
@@ -86,6 +130,9 @@ pub fn token_response(
     let mut res = Json(body).into_response();
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(n) = server.verifier.dpop.nonce(server.clock.now()).and_then(|n| HeaderValue::from_str(&n).ok()) {
+        res.headers_mut().insert("dpop-nonce", n);
+    }
     res
 }
 
@@ -120,11 +167,13 @@ pub async fn id_token(
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
-    if scopes.contains(Scope::Email) {
+    // An account made by a wallet has no address (its placeholder is never shown): no email claims.
+    let has_email = !bk_domain::wallet::is_placeholder_email(&email);
+    if scopes.contains(Scope::Email) && has_email {
         claims["email"] = json!(email);
         claims["email_verified"] = json!(email_verified);
     }
-    if scopes.contains(Scope::Profile) {
+    if scopes.contains(Scope::Profile) && has_email {
         claims["preferred_username"] = json!(email);
         claims["name"] = json!(email);
     }

@@ -7,6 +7,7 @@
 
 pub mod authorize;
 mod client_auth;
+pub mod client_keys;
 mod discovery;
 pub mod documents;
 pub mod error;
@@ -39,6 +40,9 @@ impl<T: AccountStore + ClientStore + SessionStore + CodeStore + RefreshTokenStor
     for T
 {
 }
+
+/// A client and what it may do besides the authorization-code flow.
+pub type CapableClient = (bk_domain::client::Client, bk_domain::client::ClientCapabilities);
 
 /// Lifetimes of what the server issues, in seconds.
 #[derive(Clone, Debug)]
@@ -96,9 +100,12 @@ pub struct AuthServer {
     pub master: Arc<MasterKey>,
     pub secrets: secrets::SecretVerifier,
     pub cookie_keys: bk_access::browser::CookieKeys,
-    /// Clients by id for at most a second (every token request names one); changes made through
-    /// this instance drop the entry at once.
-    clients: bk_access::cache::TtlCache<bk_domain::ids::ClientId, Option<bk_domain::client::Client>>,
+    /// Clients (with their capabilities) by id for at most a second (every token request names
+    /// one); changes made through this instance drop the entry at once.
+    clients: bk_access::cache::TtlCache<bk_domain::ids::ClientId, Option<CapableClient>>,
+    /// The keys `private_key_jwt` clients sign their assertions with (inline, or fetched from
+    /// their `jwks_uri`).
+    pub client_keys: client_keys::ClientKeySets,
     /// The audit log every handler records to.
     pub audit: Arc<bk_audit::AuditLog>,
     /// Resource servers registered to introspect the tokens meant for them (none can be registered
@@ -139,7 +146,8 @@ impl AuthServer {
             verifier,
             master,
             cookie_keys,
-            clients: bk_access::cache::TtlCache::new(1000, 10_000),
+            clients: bk_access::cache::TtlCache::new("clients", 1000, 10_000),
+            client_keys: client_keys::ClientKeySets::new(None),
             audit,
             resource_servers: Vec::new(),
             documents: None,
@@ -162,19 +170,39 @@ impl AuthServer {
         &self,
         id: &bk_domain::ids::ClientId,
     ) -> Result<Option<bk_domain::client::Client>, bk_domain::ports::StoreError> {
+        Ok(self.capable_client(id).await?.map(|(c, _)| c))
+    }
+
+    /// A live client with its capabilities (a metadata document's client has the defaults),
+    /// through the one-second cache.
+    pub async fn capable_client(
+        &self,
+        id: &bk_domain::ids::ClientId,
+    ) -> Result<Option<CapableClient>, bk_domain::ports::StoreError> {
         let now_ms = self.clock.now_ms();
         if bk_domain::client_metadata::is_document_client_id(id.as_str()) {
             return match &self.documents {
-                Some(d) => d.known(id.as_str(), now_ms).await,
+                Some(d) => Ok(d.known(id.as_str(), now_ms).await?.map(|c| (c, Default::default()))),
                 None => Ok(None),
             };
         }
         if let Some(c) = self.clients.get(id, now_ms) {
             return Ok(c);
         }
-        let c = self.store.client(id).await?;
+        let c = self.store.capable_client(id).await?;
         self.clients.put(id.clone(), c.clone(), now_ms);
         Ok(c)
+    }
+
+    /// Fetches clients' `jwks_uri`s with `fetcher` (at most [`client_keys::FETCH_LIMIT_BYTES`]).
+    pub fn with_key_fetcher(mut self, fetcher: bk_outbound::SafeFetcher) -> Self {
+        self.client_keys = client_keys::ClientKeySets::new(Some(fetcher));
+        self
+    }
+
+    /// The token endpoint's URL.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/api/v1/auth/token", self.issuer)
     }
 
     /// The client an authorization request names, as of now (a metadata document is fetched unless
@@ -206,6 +234,8 @@ impl AuthServer {
     pub fn forget_client(&self, id: &bk_domain::ids::ClientId) {
         self.clients.remove(id);
         self.secrets.forget_client(id);
+        self.client_keys.forget(id);
+        self.verifier.forget_client(id);
     }
 
     /// `scheme://host[:port]` of the issuer.

@@ -2,7 +2,11 @@
 //! endpoint `GET|PUT|DELETE /api/v1/auth/register/{client_id}` (RFC 7592).
 //!
 //! Registration always yields a THIRD_PARTY client; HTTPS redirect URIs except loopback; unknown
-//! scopes dropped. A public registration identical to one from the same source in the reuse window
+//! scopes dropped. A confidential client authenticates with a secret (made here, shown once) or with
+//! `private_key_jwt` and the public keys it registers (`jwks` or `jwks_uri`, exactly one). Only the
+//! authorization-code flow (with refresh tokens) is open to registered clients: `client_credentials`
+//! and token exchange mint tokens no person approved, and anyone may register, so only an operator
+//! makes such clients (`/api/v1/auth-clients`). A public registration identical to one from the same source in the reuse window
 //! answers with that client (a fresh registration access token, nothing created) and does not count
 //! against the limit of new registrations per source; every request counts against a wider ceiling
 //! of attempts. The registration access token is stored only as its digest and rotated on update.
@@ -18,7 +22,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bk_crypto::secret::{ct_eq, new_token, token_hash};
 use bk_domain::audit::Outcome;
-use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType};
+use bk_domain::client::{
+    Client, ClientCapabilities, ClientKeys, ClientOrigin, ClientRole, ClientType, GrantType, MAX_INLINE_JWKS_BYTES,
+};
 use bk_domain::ids::ClientId;
 use bk_domain::rate_limit::source_key;
 use bk_domain::redirect;
@@ -48,6 +54,10 @@ struct MetadataRequest {
     client_id: Option<String>,
     /// RFC 7592 update only: if present, must be the client's current secret.
     client_secret: Option<String>,
+    /// `private_key_jwt` only: the client's public keys, inline …
+    jwks: Option<serde_json::Value>,
+    /// … or where to fetch them.
+    jwks_uri: Option<String>,
 }
 
 /// Registration metadata the server accepts, with its defaults filled in.
@@ -55,6 +65,8 @@ struct Accepted {
     metadata: RegistrationMetadata,
     client_type: ClientType,
     allowed_scopes: ScopeSet,
+    /// The keys of a `private_key_jwt` client.
+    keys: Option<ClientKeys>,
 }
 
 fn accept(server: &AuthServer, meta: &MetadataRequest) -> Result<Accepted, OAuthError> {
@@ -71,20 +83,35 @@ fn accept(server: &AuthServer, meta: &MetadataRequest) -> Result<Accepted, OAuth
     let method = meta.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic");
     let client_type = match method {
         "none" => ClientType::Public,
-        "client_secret_basic" | "client_secret_post" => ClientType::Confidential,
+        "client_secret_basic" | "client_secret_post" | "private_key_jwt" => ClientType::Confidential,
         other => {
             return Err(OAuthError::invalid_client_metadata(format!(
-                "token_endpoint_auth_method {} is not supported; use none, client_secret_basic or client_secret_post",
+                "token_endpoint_auth_method {} is not supported; use none, client_secret_basic, client_secret_post \
+                 or private_key_jwt",
                 clip(other, 40)
             )));
         }
     };
+    let keys = accept_keys(server, method, meta)?;
     let grant_types = meta.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
-    if let Some(g) = grant_types.iter().find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token")) {
-        return Err(OAuthError::invalid_client_metadata(format!(
-            "grant type {} is not supported; use authorization_code and refresh_token",
-            clip(g, 40)
-        )));
+    for g in &grant_types {
+        match GrantType::parse(g) {
+            Some(GrantType::AuthorizationCode | GrantType::RefreshToken) => {}
+            Some(g) => {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "grant type {} is not available to dynamically registered clients: anyone may register, and \
+                     such a client would mint tokens no person approved; ask the operator for a client made with \
+                     /api/v1/auth-clients",
+                    g.as_str()
+                )));
+            }
+            None => {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "grant type {} is not supported; use authorization_code and refresh_token",
+                    clip(g, 40)
+                )));
+            }
+        }
     }
     let response_types = meta.response_types.clone().unwrap_or_else(|| vec!["code".into()]);
     if response_types.iter().any(|r| r != "code") {
@@ -140,7 +167,51 @@ fn accept(server: &AuthServer, meta: &MetadataRequest) -> Result<Accepted, OAuth
         },
         client_type,
         allowed_scopes,
+        keys,
     })
+}
+
+/// The keys of a `private_key_jwt` registration: exactly one of `jwks` (public signing keys, at
+/// most 16 KB) and `jwks_uri` (an https URL the server may fetch); neither for another method.
+fn accept_keys(server: &AuthServer, method: &str, meta: &MetadataRequest) -> Result<Option<ClientKeys>, OAuthError> {
+    if method != "private_key_jwt" {
+        if meta.jwks.is_some() || meta.jwks_uri.is_some() {
+            return Err(OAuthError::invalid_client_metadata(
+                "jwks and jwks_uri are only for token_endpoint_auth_method private_key_jwt",
+            ));
+        }
+        return Ok(None);
+    }
+    match (&meta.jwks, &meta.jwks_uri) {
+        (Some(jwks), None) => check_inline_jwks(jwks).map(|()| Some(ClientKeys::Jwks(jwks.clone()))),
+        (None, Some(uri)) => check_jwks_uri(server, uri).map(|()| Some(ClientKeys::JwksUri(uri.clone()))),
+        _ => Err(OAuthError::invalid_client_metadata(
+            "private_key_jwt needs the client's public keys: give exactly one of jwks and jwks_uri",
+        )),
+    }
+}
+
+/// An inline JWK Set a client registers: public signing keys that parse, at most 16 KB.
+pub(crate) fn check_inline_jwks(jwks: &serde_json::Value) -> Result<(), OAuthError> {
+    if jwks.to_string().len() > MAX_INLINE_JWKS_BYTES {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "jwks must be at most {} KB; publish larger key sets at a jwks_uri",
+            MAX_INLINE_JWKS_BYTES / 1024
+        )));
+    }
+    crate::client_keys::validate_jwks(jwks).map_err(OAuthError::invalid_client_metadata)
+}
+
+/// A `jwks_uri` a client registers: an https URL without credentials or fragment that the
+/// server's fetcher may reach (no literal private address).
+pub(crate) fn check_jwks_uri(server: &AuthServer, uri: &str) -> Result<(), OAuthError> {
+    let url = bk_domain::client::check_jwks_uri(uri).map_err(OAuthError::invalid_client_metadata)?;
+    if !server.client_keys.allows_uri(&url) {
+        return Err(OAuthError::invalid_client_metadata(
+            "jwks_uri must be an https URL on a public address (this server fetches nothing else)",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_metadata(headers: &HeaderMap, body: &[u8]) -> Result<MetadataRequest, OAuthError> {
@@ -188,6 +259,7 @@ fn information(
     token: &str,
     secret: Option<&str>,
     redirect_uris: &[String],
+    keys: Option<&ClientKeys>,
 ) -> Response {
     let m = &reg.metadata;
     let mut body = json!({
@@ -214,6 +286,11 @@ fn information(
     if let Some(s) = secret {
         body["client_secret"] = json!(s);
         body["client_secret_expires_at"] = json!(0);
+    }
+    match keys {
+        Some(ClientKeys::Jwks(jwks)) => body["jwks"] = jwks.clone(),
+        Some(ClientKeys::JwksUri(uri)) => body["jwks_uri"] = json!(uri),
+        None => {}
     }
     no_store((StatusCode::OK, Json(body)).into_response())
 }
@@ -261,6 +338,8 @@ pub async fn register(
 
     let id = ClientId::generate();
     let (secret, stored) = match accepted.client_type {
+        // A private_key_jwt client proves itself with its keys: it gets no secret.
+        ClientType::Confidential if accepted.keys.is_some() => (None, None),
         ClientType::Confidential => {
             let secret = bk_crypto::client_secret::generate().into_string();
             let stored = protect_secret(&server, &id, &secret).await?;
@@ -294,7 +373,8 @@ pub async fn register(
         created_at: now,
         updated_at: now,
     };
-    server.store.insert_registered_client(&client, &reg).await?;
+    let caps = ClientCapabilities { keys: accepted.keys.clone(), ..Default::default() };
+    server.store.insert_capable_client(&client, &caps, Some(&reg), 0).await?;
     server.registration_counters.created.fetch_add(1, Ordering::Relaxed);
     let kind = accepted.client_type.as_str();
     tracing::info!(client = %client.id, ip = %peer.ip(), kind, "client registered dynamically");
@@ -307,7 +387,8 @@ pub async fn register(
             .detail("name", client.name.clone())
             .detail("type", kind),
     );
-    Ok(created(information(&server, &client, &reg, token.expose(), secret.as_deref(), &client.redirect_uris)))
+    let keys = accepted.keys.as_ref();
+    Ok(created(information(&server, &client, &reg, token.expose(), secret.as_deref(), &client.redirect_uris, keys)))
 }
 
 /// Answers with the live public client an identical registration from this source created since
@@ -342,7 +423,7 @@ async fn reuse(
             .ip(peer.ip()),
     );
     let uris = &accepted.metadata.redirect_uris;
-    Ok(Some(created(information(server, &client, &reg, token.expose(), None, uris))))
+    Ok(Some(created(information(server, &client, &reg, token.expose(), None, uris, None))))
 }
 
 async fn protect_secret(
@@ -390,7 +471,8 @@ pub async fn read(
     headers: HeaderMap,
 ) -> Result<Response, OAuthError> {
     let (client, reg, token) = authenticate(&server, &headers, &id).await?;
-    Ok(information(&server, &client, &reg, &token, None, &client.redirect_uris))
+    let caps = server.store.capable_client(&client.id).await?.map(|(_, caps)| caps).unwrap_or_default();
+    Ok(information(&server, &client, &reg, &token, None, &client.redirect_uris, caps.keys.as_ref()))
 }
 
 /// `PUT /api/v1/auth/register/{client_id}` (RFC 7592 §2.2): replaces the registration's metadata,
@@ -416,6 +498,12 @@ pub async fn update(
             accepted.client_type.as_str()
         )));
     }
+    let was_jwt = reg.metadata.token_endpoint_auth_method == "private_key_jwt";
+    if was_jwt != accepted.keys.is_some() {
+        return Err(OAuthError::invalid_client_metadata(
+            "token_endpoint_auth_method cannot change between a secret and private_key_jwt; register a new client",
+        ));
+    }
     if let Some(presented) = &request.client_secret {
         let matches = match &client.secret {
             Some(stored) => {
@@ -440,8 +528,13 @@ pub async fn update(
     reg.metadata = accepted.metadata;
     reg.token_hash = token_hash(token.expose());
     reg.updated_at = now;
+    let keys = accepted.keys.clone();
     if !server.store.update_registration(&reg, Some(&client)).await? {
         return Err(OAuthError::invalid_token("the registration access token is missing, invalid or revoked"));
+    }
+    if keys.is_some() {
+        let caps = ClientCapabilities { keys: keys.clone(), ..Default::default() };
+        server.store.set_client_capabilities(&client.id, &caps, now).await?;
     }
     server.forget_client(&client.id);
     tracing::info!(client = %client.id, ip = %peer.ip(), "client registration updated");
@@ -453,7 +546,7 @@ pub async fn update(
             .ip(peer.ip())
             .detail("name", client.name.clone()),
     );
-    Ok(information(&server, &client, &reg, token.expose(), None, &client.redirect_uris))
+    Ok(information(&server, &client, &reg, token.expose(), None, &client.redirect_uris, keys.as_ref()))
 }
 
 /// `DELETE /api/v1/auth/register/{client_id}` (RFC 7592 §2.3): deletes the client and revokes every

@@ -1,4 +1,4 @@
-//! `POST /api/v1/auth/revoke` (RFC 7009). Revoking either token of a session revokes the whole session
+//! `POST /api/v1/auth/revoke` (RFC 7009). Revoking any token of a session revokes the whole session
 //! (its refresh-token family and, within a second, its access tokens). Unknown tokens, and tokens of
 //! other clients, get 200 too: the answer reveals nothing.
 
@@ -25,7 +25,8 @@ pub async fn revoke(
     body: Bytes,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, &body)?;
-    let (client, _) = client_auth::authenticate(&server, &headers, &params, peer.ip()).await?;
+    let (client, _) =
+        client_auth::authenticate(&server, &headers, &params, peer.ip(), client_auth::Endpoint::Revocation).await?;
     let token = params.require("token")?;
     let hint = params.get("token_type_hint");
     if let Some(h) = hint
@@ -44,11 +45,19 @@ pub async fn revoke(
             .filter(|(t, _)| t.client_id == client.id)
             .map(|(t, _)| t.session_id)
     } else {
-        server
-            .verifier
-            .decode_unchecked_expiry(token)
-            .filter(|c| c.client_id == client.id.as_str())
-            .map(|c| SessionId::from_string(c.sid))
+        match server.verifier.decode_unchecked_expiry(token).filter(|c| c.client_id == client.id.as_str()) {
+            // RFC 7009 §2.2.1: a token that hangs off no session cannot be revoked by itself.
+            Some(c) if c.acts_for_no_account() => {
+                return Err(OAuthError::unsupported_token_type(
+                    "an unbound machine client's access token cannot be revoked by itself: it hangs off no \
+                     session and lives at most the access-token lifetime; deleting the client, or taking \
+                     client_credentials away from it, ends all of them",
+                ));
+            }
+            // An exchanged token hangs off the session of the person's grant: revoking it ends
+            // that session, as revoking any of its tokens does.
+            c => c.map(|c| SessionId::from_string(c.sid)),
+        }
     };
     if let Some(sid) = session {
         if server.store.revoke_session(&sid, RevocationReason::RevokedByClient, server.clock.now()).await? {

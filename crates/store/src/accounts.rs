@@ -219,11 +219,13 @@ impl AccountStore for SqlStore {
             Some(email) => redact_audit_rows(&mut tx, id, &email, &deleted_email(id), now).await?,
             None => 0,
         };
-        // Its sign-in methods: the sealed TOTP secret, recovery codes, passkeys, ceremonies.
+        // Its sign-in methods: the sealed TOTP secret, recovery codes, passkeys, ceremonies, and its
+        // Ethereum addresses (free to sign up again, like its email).
         delete("DELETE FROM recovery_codes WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM account_totp WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM passkeys WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM webauthn_ceremonies WHERE account_id = $1").execute(&mut *tx).await.db()?;
+        delete("DELETE FROM wallet_identities WHERE account_id = $1").execute(&mut *tx).await.db()?;
         sqlx::query(
             "UPDATE accounts SET email = $1, password_hash = NULL, email_verified_at = NULL, \
              disabled_at = COALESCE(disabled_at, $2), deleted_at = COALESCE(deleted_at, $2) WHERE id = $3",

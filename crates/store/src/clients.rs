@@ -2,8 +2,10 @@
 
 use async_trait::async_trait;
 use bk_domain::UnixTime;
-use bk_domain::client::{Client, ClientOrigin, ClientRole, ClientType, StoredSecret};
-use bk_domain::grant::RevocationReason;
+use bk_domain::client::{
+    Client, ClientCapabilities, ClientKeys, ClientOrigin, ClientRole, ClientType, GrantType, StoredSecret,
+};
+use bk_domain::grant::{Grant, RevocationReason};
 use bk_domain::ids::{AccountId, ClientId, TenantId};
 use bk_domain::ports::{ClientStore, ConsentStore, Result, StoreError};
 use bk_domain::registration::{DynamicClient, Registration};
@@ -13,7 +15,7 @@ use sqlx::any::AnyRow;
 use crate::SqlStore;
 use crate::grants::{PatsCreatedBy, revoke_created_pats};
 use crate::pool::Backend;
-use crate::rows::{Db, json_col, opt_json_col, scopes_of, to_json};
+use crate::rows::{Db, GRANT_COLUMNS, grant_from_row, json_col, opt_json_col, scopes_of, to_json};
 
 const CLIENT_COLUMNS: &str = "id, name, client_type, role, origin, redirect_uris, allowed_scopes, allowed_providers, \
      domains, branding, secret_bcrypt, secret_sealed, owner_account_id, created_at, updated_at";
@@ -41,6 +43,87 @@ fn client_from_row(r: &AnyRow) -> Result<Client> {
         created_at: r.try_get("created_at").db()?,
         updated_at: r.try_get("updated_at").db()?,
     })
+}
+
+/// The columns of a client's capabilities (migration 24).
+const CAPABILITY_COLUMNS: &str = "grant_types, jwks, jwks_uri, bound_account_id";
+
+fn capabilities_from_row(r: &AnyRow) -> Result<ClientCapabilities> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("client: bad {what}"));
+    let grant_types = opt_json_col::<Vec<String>>(r, "grant_types")?
+        .map(|list| list.iter().map(|g| GrantType::parse(g).ok_or_else(|| corrupt("grant type"))).collect())
+        .transpose()?;
+    let keys = match (opt_json_col::<serde_json::Value>(r, "jwks")?, r.try_get::<Option<String>, _>("jwks_uri").db()?) {
+        (Some(jwks), None) => Some(ClientKeys::Jwks(jwks)),
+        (None, Some(uri)) => Some(ClientKeys::JwksUri(uri)),
+        (None, None) => None,
+        (Some(_), Some(_)) => return Err(corrupt("keys (both jwks and jwks_uri)")),
+    };
+    Ok(ClientCapabilities {
+        grant_types,
+        keys,
+        bound_account: r.try_get::<Option<String>, _>("bound_account_id").db()?.map(AccountId::from_string),
+    })
+}
+
+/// Stores a live client's capabilities.
+fn set_capabilities_query(
+    id: &ClientId,
+    caps: &ClientCapabilities,
+) -> Result<sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>> {
+    let grant_types =
+        caps.grant_types.as_ref().map(|g| to_json(&g.iter().map(|g| g.as_str()).collect::<Vec<_>>())).transpose()?;
+    let (jwks, jwks_uri) = match &caps.keys {
+        Some(ClientKeys::Jwks(j)) => (Some(to_json(j)?), None),
+        Some(ClientKeys::JwksUri(u)) => (None, Some(u.clone())),
+        None => (None, None),
+    };
+    Ok(sqlx::query(
+        "UPDATE clients SET grant_types = $2, jwks = $3, jwks_uri = $4, bound_account_id = $5 \
+         WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id.as_str().to_owned())
+    .bind(grant_types)
+    .bind(jwks)
+    .bind(jwks_uri)
+    .bind(caps.bound_account.as_ref().map(|a| a.as_str().to_owned())))
+}
+
+/// What `sessions.grant_type` says of a session a `client_credentials` token hangs off.
+const MACHINE_GRANT: &str = "client_credentials";
+
+/// Ends the machine sessions of a client that its new capabilities no longer allow: all of them
+/// when it may no longer use `client_credentials` or is bound to no account, else those of another
+/// account than the one it is bound to now; and every PAT made with their tokens.
+async fn end_disallowed_machine_sessions(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &ClientId,
+    caps: &ClientCapabilities,
+    now: UnixTime,
+) -> Result<()> {
+    let keep = caps.bound_account.as_ref().filter(|_| caps.allows(GrantType::ClientCredentials));
+    let doomed: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM sessions WHERE client_id = $1 AND grant_type = $2 AND revoked_at IS NULL \
+         AND ($3 IS NULL OR account_id <> $3)",
+    )
+    .bind(id.as_str().to_owned())
+    .bind(MACHINE_GRANT)
+    .bind(keep.map(|a| a.as_str().to_owned()))
+    .fetch_all(&mut **tx)
+    .await
+    .db()?;
+    for sid in doomed {
+        let sid = bk_domain::ids::SessionId::from_string(sid);
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+            .bind(now)
+            .bind("client_changed")
+            .bind(sid.as_str().to_owned())
+            .execute(&mut **tx)
+            .await
+            .db()?;
+        revoke_created_pats(tx, PatsCreatedBy::Session(&sid), now).await?;
+    }
+    Ok(())
 }
 
 fn registration_from_row(r: &AnyRow) -> Result<Registration> {
@@ -356,6 +439,164 @@ impl ClientStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn insert_capable_client(
+        &self,
+        c: &Client,
+        caps: &ClientCapabilities,
+        registration: Option<&Registration>,
+        max_per_owner: u32,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        if let Some(owner) = &c.owner {
+            lock_account(&mut tx, self.backend, owner).await?;
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM clients WHERE owner_account_id = $1 AND deleted_at IS NULL")
+                    .bind(owner.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .db()?;
+            if n >= i64::from(max_per_owner) {
+                tx.rollback().await.db()?;
+                return Ok(false);
+            }
+        }
+        insert_query(c)?.execute(&mut *tx).await.db()?;
+        set_capabilities_query(&c.id, caps)?.execute(&mut *tx).await.db()?;
+        if let Some(reg) = registration {
+            sqlx::query(
+                "INSERT INTO client_registrations (client_id, source, fingerprint, metadata, token_hash, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(reg.client_id.as_str())
+            .bind(&reg.source)
+            .bind(&reg.fingerprint)
+            .bind(to_json(&reg.metadata)?)
+            .bind(&reg.token_hash)
+            .bind(reg.created_at)
+            .bind(reg.updated_at)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
+        tx.commit().await.db()?;
+        Ok(true)
+    }
+
+    async fn capable_client(&self, id: &ClientId) -> Result<Option<(Client, ClientCapabilities)>> {
+        let sql =
+            format!("SELECT {CLIENT_COLUMNS}, {CAPABILITY_COLUMNS} FROM clients WHERE id = $1 AND deleted_at IS NULL");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&self.pool).await.db()?;
+        row.map(|r| Ok((client_from_row(&r)?, capabilities_from_row(&r)?))).transpose()
+    }
+
+    async fn list_capable_clients(&self, owner: Option<&AccountId>) -> Result<Vec<(Client, ClientCapabilities)>> {
+        let rows = match owner {
+            Some(o) => {
+                let sql = format!(
+                    "SELECT {CLIENT_COLUMNS}, {CAPABILITY_COLUMNS} FROM clients WHERE owner_account_id = $1 \
+                     AND deleted_at IS NULL ORDER BY created_at, id"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).bind(o.as_str()).fetch_all(&self.pool).await.db()?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {CLIENT_COLUMNS}, {CAPABILITY_COLUMNS} FROM clients WHERE deleted_at IS NULL \
+                     AND id <> 'cli_personal_access_token' ORDER BY created_at, id"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.db()?
+            }
+        };
+        rows.iter().map(|r| Ok((client_from_row(r)?, capabilities_from_row(r)?))).collect()
+    }
+
+    async fn update_capable_client(&self, c: &Client, caps: &ClientCapabilities, now: UnixTime) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE clients SET name = $2, redirect_uris = $3, allowed_scopes = $4, allowed_providers = $5, domains = $6, \
+             branding = $7, secret_bcrypt = $8, secret_sealed = $9, updated_at = $10 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(c.id.as_str())
+        .bind(&c.name)
+        .bind(to_json(&c.redirect_uris)?)
+        .bind(c.allowed_scopes.to_string())
+        .bind(c.allowed_providers.as_ref().map(to_json).transpose()?)
+        .bind(to_json(&c.domains)?)
+        .bind(c.branding.as_ref().map(to_json).transpose()?)
+        .bind(c.secret.as_ref().map(|s| s.bcrypt.clone()))
+        .bind(c.secret.as_ref().map(|s| s.sealed.clone()))
+        .bind(c.updated_at)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await.db()?;
+            return Ok(false);
+        }
+        set_capabilities_query(&c.id, caps)?.execute(&mut *tx).await.db()?;
+        end_disallowed_machine_sessions(&mut tx, &c.id, caps, now).await?;
+        tx.commit().await.db()?;
+        Ok(true)
+    }
+
+    async fn set_client_capabilities(&self, id: &ClientId, caps: &ClientCapabilities, now: UnixTime) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let r = set_capabilities_query(id, caps)?.execute(&mut *tx).await.db()?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await.db()?;
+            return Ok(false);
+        }
+        end_disallowed_machine_sessions(&mut tx, id, caps, now).await?;
+        tx.commit().await.db()?;
+        Ok(true)
+    }
+
+    async fn open_machine_grant(&self, grant: &Grant) -> Result<Option<Grant>> {
+        let mut tx = self.begin_write().await?;
+        // PostgreSQL: opens for one account are serialised on its row, so concurrent first requests
+        // share one session (SQLite's write transactions are serial already).
+        lock_account(&mut tx, self.backend, &grant.account_id).await?;
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM sessions s WHERE s.client_id = $1 AND s.account_id = $2 AND s.grant_type = $3 \
+             AND s.revoked_at IS NULL ORDER BY s.created_at DESC, s.id LIMIT 1"
+        );
+        let open = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(grant.client_id.as_str())
+            .bind(grant.account_id.as_str())
+            .bind(MACHINE_GRANT)
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        if let Some(row) = open {
+            let found = grant_from_row(&row)?;
+            tx.commit().await.db()?;
+            return Ok(Some(found));
+        }
+        // Only while the client is still bound to this account and allowed the grant: a binding
+        // changed since the caller looked (its view may be a second old) opens nothing.
+        let r = sqlx::query(
+            "INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, \
+             restrictions, kind, dpop_jkt, grant_type) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, NULL, $10 FROM clients c \
+             WHERE c.id = $3 AND c.deleted_at IS NULL AND c.bound_account_id = $2 AND c.grant_types LIKE $11",
+        )
+        .bind(grant.id.as_str())
+        .bind(grant.account_id.as_str())
+        .bind(grant.client_id.as_str())
+        .bind(grant.scopes.to_string())
+        .bind(&grant.resource)
+        .bind(grant.auth_time)
+        .bind(grant.created_at)
+        .bind(grant.restrictions.to_json())
+        .bind(grant.kind.as_str())
+        .bind(MACHINE_GRANT)
+        .bind(format!("%\"{MACHINE_GRANT}\"%"))
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok((r.rows_affected() == 1).then(|| grant.clone()))
     }
 }
 

@@ -244,7 +244,8 @@ impl CodeStore for SqlStore {
             .bind(refresh.expires_at)
             .bind(refresh.created_at)
             .bind(grant.restrictions.to_json())
-            .bind(grant.kind.as_str());
+            .bind(grant.kind.as_str())
+            .bind(grant.dpop_jkt.as_deref());
         self.cas_write(q).await
     }
 }
@@ -254,8 +255,8 @@ impl CodeStore for SqlStore {
 // thread (each INSERT runs only if the statement before it changed a row); on PostgreSQL one statement.
 const REDEEM_SQLITE: &str = "BEGIN IMMEDIATE;
 UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL;
-INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind)
-    SELECT $2, $4, $5, $6, $7, $8, $9, NULL, $15, $16 WHERE changes() = 1;
+INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind, dpop_jkt)
+    SELECT $2, $4, $5, $6, $7, $8, $9, NULL, $15, $16, $17 WHERE changes() = 1;
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
     SELECT $10, $11, $2, $5, $12, $13, NULL, NULL, $14 WHERE changes() = 1;
 SELECT changes() AS applied;
@@ -264,8 +265,8 @@ COMMIT;";
 const REDEEM_POSTGRES: &str = "WITH c AS (
     UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL RETURNING 1
 ), s AS (
-    INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind)
-    SELECT $2, $4, $5, $6, $7, $8, $9, NULL, $15, $16 FROM c RETURNING id
+    INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind, dpop_jkt)
+    SELECT $2, $4, $5, $6, $7, $8, $9, NULL, $15, $16, $17 FROM c RETURNING id
 )
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
 SELECT $10, $11, s.id, $5, $12, $13, NULL, NULL, $14 FROM s";
@@ -313,6 +314,21 @@ impl RefreshTokenStore for SqlStore {
         .await
         .db()?;
         row.map(|r| refresh_from_row(&r)).transpose()
+    }
+
+    async fn bind_session_dpop(&self, session: &SessionId, jkt: &str) -> Result<Option<String>> {
+        sqlx::query("UPDATE sessions SET dpop_jkt = $1 WHERE id = $2 AND dpop_jkt IS NULL")
+            .bind(jkt)
+            .bind(session.as_str())
+            .execute(&self.writer)
+            .await
+            .db()?;
+        let bound: Option<Option<String>> = sqlx::query_scalar("SELECT dpop_jkt FROM sessions WHERE id = $1")
+            .bind(session.as_str())
+            .fetch_optional(&self.writer)
+            .await
+            .db()?;
+        Ok(bound.flatten())
     }
 
     async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool> {

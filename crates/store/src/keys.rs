@@ -5,12 +5,16 @@ use async_trait::async_trait;
 use bk_domain::UnixTime;
 use bk_domain::ids::KeyId;
 use bk_domain::ports::{
-    MasterSealedKind, MasterSealedStore, MasterSealedValue, Result, SigningKeyStore, StoredSigningKey,
+    MasterSealedKind, MasterSealedStore, MasterSealedValue, Result, SigningKeyRotation, SigningKeyStore,
+    StoredSigningKey,
 };
 use sqlx::Row;
 
 use crate::SqlStore;
-use crate::rows::Db;
+use crate::rows::{Db, db_error, is_unique_violation};
+
+const RETIRE_OTHERS: &str =
+    "UPDATE signing_keys SET retire_after = $2 WHERE kid <> $1 AND (retire_after IS NULL OR retire_after > $2)";
 
 #[async_trait]
 impl SigningKeyStore for SqlStore {
@@ -52,15 +56,62 @@ impl SigningKeyStore for SqlStore {
     }
 
     async fn retire_signing_keys(&self, except: &KeyId, retire_after: UnixTime) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE signing_keys SET retire_after = $2 WHERE kid <> $1 AND (retire_after IS NULL OR retire_after > $2)",
-        )
-        .bind(except.as_str())
-        .bind(retire_after)
-        .execute(&self.writer)
-        .await
-        .db()?;
+        let r = sqlx::query(RETIRE_OTHERS).bind(except.as_str()).bind(retire_after).execute(&self.writer).await.db()?;
         Ok(r.rows_affected())
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        k: &StoredSigningKey,
+        only_if_active_created_before: Option<UnixTime>,
+        retire_after: UnixTime,
+    ) -> Result<Option<SigningKeyRotation>> {
+        // SQLite: BEGIN IMMEDIATE serialises writers, processes included. PostgreSQL: the unique index
+        // on `replaces` does — of two transactions that read the same active key, the second's insert
+        // waits for the first and then fails, whatever the isolation level.
+        let mut tx = self.begin_write().await?;
+        let active = sqlx::query("SELECT kid, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?;
+        let active = match active {
+            Some(r) => {
+                Some((KeyId::from_string(r.try_get::<String, _>("kid").db()?), r.try_get::<i64, _>("created_at").db()?))
+            }
+            None => None,
+        };
+        if let (Some(before), Some((_, created_at))) = (only_if_active_created_before, &active)
+            && *created_at >= before
+        {
+            tx.rollback().await.db()?;
+            return Ok(None);
+        }
+        // Only a periodic rotation names its predecessor: an operator's `keys rotate` always happens.
+        let replaces = only_if_active_created_before.and(active.as_ref().map(|(kid, _)| kid.as_str().to_owned()));
+        let inserted = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key, created_at, retire_after, replaces) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(k.kid.as_str())
+        .bind(&k.alg)
+        .bind(&k.sealed_private_key)
+        .bind(k.created_at)
+        .bind(k.retire_after)
+        .bind(replaces.clone())
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // Another instance rotated this key away first.
+            Err(e) if replaces.is_some() && is_unique_violation(&e) => {
+                tx.rollback().await.db()?;
+                return Ok(None);
+            }
+            Err(e) => return Err(db_error(e)),
+        }
+        let r = sqlx::query(RETIRE_OTHERS).bind(k.kid.as_str()).bind(retire_after).execute(&mut *tx).await.db()?;
+        tx.commit().await.db()?;
+        Ok(Some(SigningKeyRotation { replaced: active.map(|(kid, _)| kid), retired: r.rows_affected() }))
     }
 }
 

@@ -23,5 +23,6 @@ mod pool;
 mod rotation;
 mod rows;
 mod second_factor;
+mod wallets;
 
-pub use pool::{Backend, PoolSettings, SqlStore};
+pub use pool::{Backend, PoolSettings, PoolStats, SqlStore};

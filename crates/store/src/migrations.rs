@@ -32,6 +32,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "second factor", include_str!("../migrations/sqlite/0018_second_factor.sql")),
     (19, "passkeys", include_str!("../migrations/sqlite/0019_passkeys.sql")),
     (20, "audit redaction", include_str!("../migrations/sqlite/0020_audit_redaction.sql")),
+    (21, "signing key successor", include_str!("../migrations/sqlite/0021_signing_key_successor.sql")),
+    (22, "wallet identities", include_str!("../migrations/sqlite/0022_wallet_identities.sql")),
+    (23, "dpop binding", include_str!("../migrations/sqlite/0023_dpop_binding.sql")),
+    (24, "machine clients", include_str!("../migrations/sqlite/0024_machine_clients.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -58,6 +62,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "second factor", include_str!("../migrations/postgres/0018_second_factor.sql")),
     (19, "passkeys", include_str!("../migrations/postgres/0019_passkeys.sql")),
     (20, "audit redaction", include_str!("../migrations/postgres/0020_audit_redaction.sql")),
+    (21, "signing key successor", include_str!("../migrations/postgres/0021_signing_key_successor.sql")),
+    (22, "wallet identities", include_str!("../migrations/postgres/0022_wallet_identities.sql")),
+    (23, "dpop binding", include_str!("../migrations/postgres/0023_dpop_binding.sql")),
+    (24, "machine clients", include_str!("../migrations/postgres/0024_machine_clients.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

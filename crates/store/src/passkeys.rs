@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bk_domain::UnixTime;
 use bk_domain::ids::AccountId;
 use bk_domain::passkey::{CeremonyPurpose, StoredCeremony, StoredPasskey};
-use bk_domain::ports::{PasskeyStore, Result, StoreError};
+use bk_domain::ports::{PasskeyRemoval, PasskeyStore, Result, StoreError};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -91,14 +91,41 @@ impl PasskeyStore for SqlStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn delete_passkey(&self, account: &AccountId, credential_id: &str) -> Result<bool> {
+    async fn delete_passkey(&self, account: &AccountId, credential_id: &str) -> Result<PasskeyRemoval> {
+        let mut tx = self.begin_write().await?;
+        // Two removals of an account's last two passkeys at once: the second sees the first's.
+        lock_account(&mut tx, self.backend, account).await?;
+        let id = account.as_str().to_owned();
         let r = sqlx::query("DELETE FROM passkeys WHERE account_id = $1 AND credential_id = $2")
-            .bind(account.as_str())
+            .bind(id.clone())
             .bind(credential_id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .db()?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            tx.rollback().await.db()?;
+            return Ok(PasskeyRemoval::NotFound);
+        }
+        let password: Option<String> = sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = $1")
+            .bind(id.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .db()?
+            .flatten();
+        let others: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM passkeys WHERE account_id = $1) \
+                  + (SELECT COUNT(*) FROM wallet_identities WHERE account_id = $1)",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
+        if password.is_none() && others == 0 {
+            tx.rollback().await.db()?;
+            return Ok(PasskeyRemoval::LastSignInMethod);
+        }
+        tx.commit().await.db()?;
+        Ok(PasskeyRemoval::Removed)
     }
 
     async fn create_ceremony(&self, c: &StoredCeremony) -> Result<()> {

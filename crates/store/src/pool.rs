@@ -32,6 +32,16 @@ pub struct SqlStore {
     pub(crate) rotations: Option<mpsc::Sender<Rotation>>,
 }
 
+/// One pool's connections (see [`SqlStore::pool_stats`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStats {
+    pub name: &'static str,
+    /// Open connections.
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The default bound of SQLite's write-ahead log, and the least one accepted.
 pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 const MIN_WAL_LIMIT_BYTES: u64 = 1024 * 1024;
@@ -162,6 +172,20 @@ impl SqlStore {
         Ok(SqlStore { pool, writer, backend, rotations })
     }
 
+    /// Each connection pool's use now (`/metrics`): reads, and on SQLite the single writer.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let stat = |name: &'static str, p: &AnyPool| PoolStats {
+            name,
+            size: p.size(),
+            idle: p.num_idle() as u32,
+            max: p.options().get_max_connections(),
+        };
+        match self.backend {
+            Backend::Sqlite => vec![stat("read", &self.pool), stat("write", &self.writer)],
+            Backend::Postgres => vec![stat("shared", &self.pool)],
+        }
+    }
+
     /// Ends cleanly: on SQLite, checkpoints everything and empties the write-ahead log, so the next
     /// start opens at once; then closes every connection. Call after the last write.
     pub async fn close(&self) {
@@ -256,6 +280,7 @@ impl Store for SqlStore {
             ("handoff_codes", now),
             ("email_tokens", now),
             ("webauthn_ceremonies", now),
+            ("siwe_nonces", now),
         ] {
             // `table` is one of the constant names above.
             deleted += sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE expires_at < $1")))

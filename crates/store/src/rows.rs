@@ -42,12 +42,14 @@ pub(crate) fn grant_from_row(row: &AnyRow) -> Result<Grant> {
         auth_time: row.try_get("s_auth_time").db()?,
         created_at: row.try_get("s_created_at").db()?,
         revoked_at: row.try_get("s_revoked_at").db()?,
+        dpop_jkt: row.try_get("s_dpop_jkt").db()?,
     })
 }
 
 pub(crate) const GRANT_COLUMNS: &str = "s.id AS s_id, s.account_id AS s_account_id, s.client_id AS s_client_id, \
      s.scopes AS s_scopes, s.resource AS s_resource, s.auth_time AS s_auth_time, \
-     s.created_at AS s_created_at, s.revoked_at AS s_revoked_at, s.restrictions AS s_restrictions, s.kind AS s_kind";
+     s.created_at AS s_created_at, s.revoked_at AS s_revoked_at, s.restrictions AS s_restrictions, s.kind AS s_kind, \
+     s.dpop_jkt AS s_dpop_jkt";
 
 pub(crate) fn restrictions_of(row: &AnyRow, col: &str) -> Result<Restrictions> {
     Restrictions::from_json(&row.try_get::<String, _>(col).db()?)

@@ -576,21 +576,24 @@ impl UpstreamTools {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             legacy_version: Some(ProtocolVersion::V_2025_11_25),
         };
-        let service =
-            tokio::time::timeout(self.settings.list_timeout, handler.serve_with_lifecycle(transport, lifecycle))
-                .await
-                .map_err(|_| format!("no answer to initialize within {} ms", self.settings.list_timeout.as_millis()))?
-                .map_err(|e| match e.auth_challenge() {
-                    // The handshake met a 401 or 403 (rmcp keeps its challenge): step-up when the
-                    // challenge says so, else the credential was refused.
-                    Some(h) => match bk_connections::mcp::bearer_challenge(&[h]) {
-                        Some(c) if c.error.as_deref() == Some("insufficient_scope") => {
-                            format!("{STEP_UP}{}", c.scope.unwrap_or_default())
-                        }
-                        _ => "401".to_owned(),
-                    },
-                    None => e.to_string(),
-                })?;
+        // The session outlives the request that opened it (it is pooled): its task logs under a span
+        // of its own, not under that request's id.
+        let session = tracing::info_span!(parent: None, "upstream_session", connection = %cred.connection().id);
+        let serve = tracing::Instrument::instrument(handler.serve_with_lifecycle(transport, lifecycle), session);
+        let service = tokio::time::timeout(self.settings.list_timeout, serve)
+            .await
+            .map_err(|_| format!("no answer to initialize within {} ms", self.settings.list_timeout.as_millis()))?
+            .map_err(|e| match e.auth_challenge() {
+                // The handshake met a 401 or 403 (rmcp keeps its challenge): step-up when the
+                // challenge says so, else the credential was refused.
+                Some(h) => match bk_connections::mcp::bearer_challenge(&[h]) {
+                    Some(c) if c.error.as_deref() == Some("insufficient_scope") => {
+                        format!("{STEP_UP}{}", c.scope.unwrap_or_default())
+                    }
+                    _ => "401".to_owned(),
+                },
+                None => e.to_string(),
+            })?;
         let peer = service.peer().clone();
         // A new client of a connection with watched resources subscribes to them again.
         let watched = watch::watched_on(&self.watches, cred.connection().id.as_str());

@@ -92,10 +92,14 @@ impl UpstreamTools {
                 && cached.fetched.elapsed() < self.settings.list_ttl
             {
                 self.counters.list_cache_hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("bridgekeeper_cache_requests_total", "cache" => "upstream_tool_lists", "result" => "hit")
+                    .increment(1);
                 return Some((cached.serial, cached.snap.clone()));
             }
         }
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bridgekeeper_cache_requests_total", "cache" => "upstream_tool_lists", "result" => "miss")
+            .increment(1);
         match self.fetch_listing(c, url).await {
             Ok(fetched) => {
                 let mut l = self.listings.lock().unwrap();

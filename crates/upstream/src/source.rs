@@ -122,6 +122,77 @@ impl ToolSource for UpstreamTools {
         args: &Value,
         round: &Round<'_>,
     ) -> Result<Answer, ToolError> {
+        let started = std::time::Instant::now();
+        let answer = self.call_upstream(ctx, tool, args, round).await;
+        // By provider (the operator's catalog bounds the label) and outcome: did the provider answer?
+        let provider = tool.provider.clone().unwrap_or_default();
+        let outcome = if answer.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("bridgekeeper_upstream_calls_total", "provider" => provider.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("bridgekeeper_upstream_call_duration_seconds", "provider" => provider)
+            .record(started.elapsed().as_secs_f64());
+        answer
+    }
+}
+
+/// A `tools/call` whose progress and log messages go to the caller's relay while it runs; dropped
+/// before its answer (the caller went away or cancelled), it is cancelled at the server.
+async fn relayed_call(
+    up: &Upstream,
+    params: CallToolRequestParams,
+    relay: bk_gateway::relay::Relay,
+) -> Result<rmcp::model::CallToolResult, ServiceError> {
+    use rmcp::model::{CallToolRequest, ClientRequest, ServerResult};
+    let handle = up
+        .peer
+        .send_request_with_option(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await?;
+    let _route = up.routes.register(handle.progress_token.clone(), handle.id.clone(), relay);
+    let mut cancel = CancelOnDrop { peer: up.peer.clone(), id: Some(handle.id.clone()) };
+    let answer = handle.await_response().await;
+    cancel.id = None;
+    // rmcp hands the result back at once but runs notification handlers as tasks of their own: a
+    // progress notification the server sent just before its result may still be on its way to the
+    // relay. Let those run before the result ends the stream (best effort: order is not promised).
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    match answer? {
+        ServerResult::CallToolResult(r) => Ok(r),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
+}
+
+/// Tells the server a request is abandoned (`notifications/cancelled`) unless disarmed.
+struct CancelOnDrop {
+    peer: Peer<RoleClient>,
+    id: Option<rmcp::model::RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            let params = rmcp::model::CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+            if let Err(e) = peer.notify_cancelled(params).await {
+                tracing::debug!(error = %e, "telling an upstream server a call was cancelled failed");
+            }
+        });
+    }
+}
+
+impl UpstreamTools {
+    async fn call_upstream(
+        &self,
+        ctx: &AccessContext,
+        tool: &ToolDescriptor,
+        args: &Value,
+        round: &Round<'_>,
+    ) -> Result<Answer, ToolError> {
         let Some(target) = &tool.upstream else {
             return Err(ToolError::Failed(format!("{} is not an upstream tool", tool.name)));
         };
@@ -182,53 +253,7 @@ impl ToolSource for UpstreamTools {
             }
         }
     }
-}
 
-/// A `tools/call` whose progress and log messages go to the caller's relay while it runs; dropped
-/// before its answer (the caller went away or cancelled), it is cancelled at the server.
-async fn relayed_call(
-    up: &Upstream,
-    params: CallToolRequestParams,
-    relay: bk_gateway::relay::Relay,
-) -> Result<rmcp::model::CallToolResult, ServiceError> {
-    use rmcp::model::{CallToolRequest, ClientRequest, ServerResult};
-    let handle = up
-        .peer
-        .send_request_with_option(
-            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
-            rmcp::service::PeerRequestOptions::no_options(),
-        )
-        .await?;
-    let _route = up.routes.register(handle.progress_token.clone(), handle.id.clone(), relay);
-    let mut cancel = CancelOnDrop { peer: up.peer.clone(), id: Some(handle.id.clone()) };
-    let answer = handle.await_response().await;
-    cancel.id = None;
-    match answer? {
-        ServerResult::CallToolResult(r) => Ok(r),
-        _ => Err(ServiceError::UnexpectedResponse),
-    }
-}
-
-/// Tells the server a request is abandoned (`notifications/cancelled`) unless disarmed.
-struct CancelOnDrop {
-    peer: Peer<RoleClient>,
-    id: Option<rmcp::model::RequestId>,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(id) = self.id.take() else { return };
-        let peer = self.peer.clone();
-        tokio::spawn(async move {
-            let params = rmcp::model::CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
-            if let Err(e) = peer.notify_cancelled(params).await {
-                tracing::debug!(error = %e, "telling an upstream server a call was cancelled failed");
-            }
-        });
-    }
-}
-
-impl UpstreamTools {
     /// The connection that offers `uri` to this caller (a listed resource first, else the first
     /// whose template matches), of a provider it may read, and its server's URL.
     async fn resource_owner(

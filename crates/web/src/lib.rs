@@ -12,6 +12,7 @@ pub mod pages;
 mod passkeys;
 mod second_factor;
 mod sign_in_limits;
+pub mod siwe;
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub struct WebState {
     pub passkeys: Arc<dyn bk_domain::ports::PasskeyStore>,
     /// The WebAuthn relying party (the issuer's host); `None` when it is not a domain name.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
+    /// Sign-In with Ethereum (`siwe::Siwe`); `None` until `with_siwe`.
+    pub siwe: Option<Arc<siwe::Siwe>>,
 }
 
 impl WebState {
@@ -74,6 +77,7 @@ impl WebState {
             require_second_factor: false,
             passkeys,
             webauthn,
+            siwe: None,
         }
     }
 
@@ -132,6 +136,15 @@ fn templates() -> Environment<'static> {
         // The templates are compiled into the binary; a syntax error is a build defect caught by every test.
         env.add_template(name, src).unwrap_or_else(|e| panic!("template {name}: {e}"));
     }
+    // How a page names the signed-in account: its email, or — an account made by a wallet, whose
+    // address field holds an undeliverable placeholder — what it is.
+    env.add_filter("account_name", |email: String| -> String {
+        if bk_domain::wallet::is_placeholder_email(&email) {
+            "your wallet account (no email address)".into()
+        } else {
+            email
+        }
+    });
     env
 }
 
@@ -285,6 +298,11 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route(passkeys::SIGN_IN_OPTIONS, axum::routing::post(passkeys::sign_in_options))
         .route(passkeys::SIGN_IN, axum::routing::post(passkeys::sign_in))
         .route("/static/passkeys.js", get(passkeys_script))
+        .route(siwe::NONCE_PATH, get(siwe::nonce))
+        .route(siwe::AUTHENTICATE_PATH, axum::routing::post(siwe::authenticate))
+        .route(siwe::PAGE, get(siwe::page))
+        .route(siwe::UNLINK_PATH, axum::routing::post(siwe::unlink))
+        .route(siwe::SCRIPT_PATH, get(siwe::script))
         .route("/api/v1/auth/authorize", get(authorize::authorize))
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))

@@ -25,7 +25,7 @@ use bk_domain::ids::AccountId;
 use bk_domain::passkey::{
     CEREMONY_TTL_SECS, CeremonyPurpose, MAX_PASSKEYS_PER_ACCOUNT, StoredCeremony, StoredPasskey, passkey_name,
 };
-use bk_domain::ports::StoreError;
+use bk_domain::ports::{PasskeyRemoval, StoreError};
 use minijinja::context;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -328,7 +328,11 @@ pub async fn delete(
         Err(res) => return res,
     };
     match state.passkeys.delete_passkey(&account.id, &id).await {
-        Ok(true) => {
+        Ok(PasskeyRemoval::LastSignInMethod) => {
+            let why = "This passkey is your last way to sign in: add a password, another passkey or a wallet first.";
+            render(&state, &s, &account, StatusCode::CONFLICT, None, Some(why)).await
+        }
+        Ok(PasskeyRemoval::Removed) => {
             state.auth.emit(
                 state
                     .auth
@@ -346,7 +350,9 @@ pub async fn delete(
             see_other(&format!("{PAGE}?notice=removed"))
         }
         // Another account's id is answered like an unknown one.
-        Ok(false) => render(&state, &s, &account, StatusCode::NOT_FOUND, None, Some("No such passkey.")).await,
+        Ok(PasskeyRemoval::NotFound) => {
+            render(&state, &s, &account, StatusCode::NOT_FOUND, None, Some("No such passkey.")).await
+        }
         Err(e) => unavailable(&e),
     }
 }

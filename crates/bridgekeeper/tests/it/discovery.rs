@@ -19,9 +19,17 @@ async fn authorization_server_metadata_is_complete() {
         assert_eq!(m["jwks_uri"], format!("{i}/.well-known/jwks.json"));
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
-        assert_eq!(m["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
+        assert_eq!(
+            m["grant_types_supported"],
+            json!([
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:token-exchange"
+            ])
+        );
         let methods = m["token_endpoint_auth_methods_supported"].as_array().unwrap();
-        for needed in ["none", "client_secret_basic", "client_secret_post"] {
+        for needed in ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"] {
             assert!(methods.iter().any(|x| x == needed), "{path}: {needed}");
         }
         assert!(m["scopes_supported"].as_array().unwrap().iter().any(|s| s == "universal-mcp-read-write"));

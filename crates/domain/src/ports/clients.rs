@@ -4,7 +4,8 @@ use async_trait::async_trait;
 
 use super::Result;
 use crate::UnixTime;
-use crate::client::Client;
+use crate::client::{Client, ClientCapabilities};
+use crate::grant::Grant;
 use crate::ids::{AccountId, ClientId, TenantId};
 use crate::registration::{DynamicClient, Registration};
 
@@ -45,6 +46,42 @@ pub trait ClientStore: Send + Sync {
     async fn purge_unused_registrations(&self, registered_before: UnixTime) -> Result<u64>;
     /// Every dynamically registered client still stored (deleted ones included), oldest first.
     async fn dynamic_clients(&self) -> Result<Vec<DynamicClient>>;
+
+    /// Inserts a client with its capabilities (grant types, keys, bound account) and, for a
+    /// dynamic registration, its registration record, in one transaction. A client with an owner
+    /// counts against that owner's quota: false, storing nothing, when it already holds
+    /// `max_per_owner` live clients.
+    async fn insert_capable_client(
+        &self,
+        client: &Client,
+        capabilities: &ClientCapabilities,
+        registration: Option<&Registration>,
+        max_per_owner: u32,
+    ) -> Result<bool>;
+    /// A live client with its capabilities.
+    async fn capable_client(&self, id: &ClientId) -> Result<Option<(Client, ClientCapabilities)>>;
+    /// `list_clients`, each with its capabilities.
+    async fn list_capable_clients(&self, owner: Option<&AccountId>) -> Result<Vec<(Client, ClientCapabilities)>>;
+    /// Updates a live client's fields (as `update_client`) and capabilities together; false if
+    /// absent. In the same transaction, the sessions its `client_credentials` tokens hang off end
+    /// when it may no longer use that grant or is bound to another account (or none).
+    async fn update_capable_client(
+        &self,
+        client: &Client,
+        capabilities: &ClientCapabilities,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// Replaces a live client's capabilities only (with the same session ending); false if absent.
+    async fn set_client_capabilities(
+        &self,
+        id: &ClientId,
+        capabilities: &ClientCapabilities,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// The live session a bound machine client's `client_credentials` tokens for
+    /// `grant.account_id` hang off: the one already open, else `grant`, inserted. `None` (nothing
+    /// opened) when the client is gone, no longer allowed the grant, or bound to another account.
+    async fn open_machine_grant(&self, grant: &Grant) -> Result<Option<Grant>>;
 }
 
 #[async_trait]

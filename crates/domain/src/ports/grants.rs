@@ -71,4 +71,8 @@ pub trait RefreshTokenStore: Send + Sync {
     /// Atomically marks `old` used (compare-and-set) and stores `new`. Returns false, changing
     /// nothing, if `old` was already used (a concurrent exchange won).
     async fn rotate_refresh_token(&self, old: &RefreshTokenId, new: &RefreshToken, now: UnixTime) -> Result<bool>;
+    /// Binds an unbound session to a DPoP key (RFC 9449 §5: a grant that starts using DPoP at a
+    /// refresh). Compare-and-set: the key the session is bound to afterwards — `jkt`, or the one a
+    /// concurrent request bound it to first.
+    async fn bind_session_dpop(&self, session: &SessionId, jkt: &str) -> Result<Option<String>>;
 }

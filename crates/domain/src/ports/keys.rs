@@ -24,6 +24,26 @@ pub trait SigningKeyStore: Send + Sync {
     /// Sets when every other key not retired earlier leaves the key ring (and the JWKS): a rotation;
     /// how many keys it concerns.
     async fn retire_signing_keys(&self, except: &KeyId, retire_after: UnixTime) -> Result<u64>;
+    /// A rotation in one transaction: `key` becomes the newest (active) key and every other key not
+    /// retired earlier leaves the ring at `retire_after`. With `only_if_active_created_before`, only
+    /// if the active key was created before that time — a periodic rotation, recorded as the active
+    /// key's successor (a key has at most one), so that of several instances rotating at once exactly
+    /// one creates a key. `None` when it did not rotate (not due, or another instance just did).
+    async fn rotate_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        only_if_active_created_before: Option<UnixTime>,
+        retire_after: UnixTime,
+    ) -> Result<Option<SigningKeyRotation>>;
+}
+
+/// What a rotation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRotation {
+    /// The key that was active until now (none when there was no key).
+    pub replaced: Option<KeyId>,
+    /// How many older keys now leave the ring at `retire_after`.
+    pub retired: u64,
 }
 
 /// Values sealed under the master key outside connections (whose credentials are re-sealed through

@@ -16,6 +16,7 @@ mod mcp_sessions;
 mod passkeys;
 mod second_factor;
 mod tokens;
+pub mod wallets;
 
 pub use accounts::AccountStore;
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
@@ -28,9 +29,11 @@ pub use connections::{
 pub use email_tokens::EmailTokenStore;
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use handoff::HandoffCodeStore;
-pub use keys::{MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyStore, StoredSigningKey};
+pub use keys::{
+    MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyRotation, SigningKeyStore, StoredSigningKey,
+};
 pub use mcp_sessions::McpSessionStore;
-pub use passkeys::PasskeyStore;
+pub use passkeys::{PasskeyRemoval, PasskeyStore};
 pub use second_factor::{SecondFactorStore, StoredTotp};
 pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
 

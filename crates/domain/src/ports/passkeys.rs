@@ -22,8 +22,9 @@ pub trait PasskeyStore: Send + Sync {
         credential: &str,
         now: UnixTime,
     ) -> Result<bool>;
-    /// Removes the account's passkey; false if it has none by that id.
-    async fn delete_passkey(&self, account: &AccountId, credential_id: &str) -> Result<bool>;
+    /// Removes the account's passkey — unless it is the account's last way to sign in (no password,
+    /// no other passkey, no wallet): an account must not lock its owner out.
+    async fn delete_passkey(&self, account: &AccountId, credential_id: &str) -> Result<PasskeyRemoval>;
     async fn create_ceremony(&self, ceremony: &StoredCeremony) -> Result<()>;
     /// Takes the ceremony (once) if it is for `purpose` and unexpired at `now`.
     async fn take_ceremony(
@@ -32,4 +33,14 @@ pub trait PasskeyStore: Send + Sync {
         purpose: CeremonyPurpose,
         now: UnixTime,
     ) -> Result<Option<StoredCeremony>>;
+}
+
+/// What removing a passkey did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasskeyRemoval {
+    Removed,
+    /// The account has no passkey by that id.
+    NotFound,
+    /// It is the account's last way to sign in: kept.
+    LastSignInMethod,
 }

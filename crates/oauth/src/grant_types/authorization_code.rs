@@ -15,7 +15,13 @@ use crate::error::OAuthError;
 use crate::form::Params;
 use crate::{AuthServer, issue};
 
-pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> Result<Response, OAuthError> {
+/// Redeems a code; with a DPoP proof the new grant is bound to the proof's key.
+pub async fn exchange(
+    server: &AuthServer,
+    client: &Client,
+    params: &Params,
+    proof: Option<&bk_access::dpop::Proof>,
+) -> Result<Response, OAuthError> {
     let now = server.clock.now();
     let code = params.require("code")?;
     let hash = token_hash(code);
@@ -49,6 +55,7 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
         auth_time: stored.auth_time,
         created_at: now,
         revoked_at: None,
+        dpop_jkt: proof.map(|p| p.jkt.clone()),
     };
     let (refresh, record) = issue::refresh_token(server, &grant.id, &client.id, &grant.scopes, None, now);
     if !server.store.redeem_code(&hash, &grant, &record, now).await? {
@@ -56,7 +63,7 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
         let session = server.store.code(&hash).await?.and_then(|c| c.session_id);
         return Err(replay(server, &stored, &client.id, session, now).await);
     }
-    let access = issue::access_token(server, &grant, &grant.scopes, now)?;
+    let access = issue::access_token(server, &grant, &grant.scopes, grant.dpop_jkt.as_deref(), now)?;
     tracing::info!(session = %grant.id, client = %client.id, account = %grant.account_id, "authorization code redeemed");
     server.emit(
         server
@@ -75,7 +82,7 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
             .detail("scope", grant.scopes.to_string()),
     );
     let id_token = issue::id_token(server, &grant, &grant.scopes, &access, stored.nonce.as_deref(), now).await?;
-    Ok(issue::token_response(server, access, refresh, &grant.scopes, id_token))
+    Ok(issue::token_response(server, access, grant.dpop_jkt.is_some(), refresh, &grant.scopes, id_token))
 }
 
 /// Revokes everything issued from a replayed code. The revocation is committed although the request fails.

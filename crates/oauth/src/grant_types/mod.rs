@@ -1,4 +1,6 @@
 //! One file per grant type.
 
 pub mod authorization_code;
+pub mod client_credentials;
 pub mod refresh_token;
+pub mod token_exchange;

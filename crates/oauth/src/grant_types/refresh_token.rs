@@ -14,13 +14,43 @@ use crate::error::OAuthError;
 use crate::form::Params;
 use crate::{AuthServer, issue};
 
-pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> Result<Response, OAuthError> {
+/// Rotates a refresh token. A grant bound to a DPoP key (RFC 9449 §5) refreshes only with a proof
+/// by that key — checked before anything else, so a stolen refresh token without the key changes
+/// nothing (not even the replay detection). An unbound grant's refresh with a proof gets an access
+/// token bound to the proof's key.
+pub async fn exchange(
+    server: &AuthServer,
+    client: &Client,
+    params: &Params,
+    proof: Option<&bk_access::dpop::Proof>,
+) -> Result<Response, OAuthError> {
     let now = server.clock.now();
     let presented = params.require("refresh_token")?;
     let hash = token_hash(presented);
     let Some((token, grant)) = server.store.refresh_token(&hash).await? else {
         return Err(OAuthError::invalid_grant("the refresh token is unknown"));
     };
+    if let Some(bound) = &grant.dpop_jkt {
+        let nonce = server.verifier.dpop.nonce(now);
+        match proof {
+            None => {
+                return Err(OAuthError::dpop(
+                    bk_access::dpop::Refusal::Proof(bk_access::dpop::DpopError::Missing(
+                        "DPoP header (this refresh token is DPoP-bound)",
+                    )),
+                    nonce,
+                ));
+            }
+            Some(p) if !bk_crypto::secret::ct_eq(p.jkt.as_bytes(), bound.as_bytes()) => {
+                return Err(OAuthError::dpop(bk_access::dpop::Refusal::Proof(bk_access::dpop::DpopError::Key), nonce)
+                    .described(
+                        "the DPoP proof was made with another key than the one this refresh token is bound to",
+                    ));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut jkt = grant.dpop_jkt.clone().or_else(|| proof.map(|p| p.jkt.clone()));
     let grace = server.lifetimes.refresh_reuse_grace;
     let mut token = token;
     let mut decision = token.decide(&client.id, grant.is_active(), params.get("scope"), now, grace);
@@ -56,7 +86,16 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
         // Another exchange of the same token won the compare-and-set: this one is a replay.
         return Err(replay(server, &grant, &client.id, now).await);
     }
-    let access = issue::access_token(server, &grant, &scopes, now)?;
+    // A grant that starts using DPoP at a refresh is bound from now on (RFC 9449 §5): its new refresh
+    // token refreshes only with this key. Done once the presented refresh token proved good, so a
+    // spent or stolen one cannot bind someone's grant to another key.
+    if grant.dpop_jkt.is_none()
+        && let Some(p) = proof
+    {
+        // Should a concurrent refresh have bound it to another key first, the tokens follow that binding.
+        jkt = server.store.bind_session_dpop(&grant.id, &p.jkt).await?.or(jkt);
+    }
+    let access = issue::access_token(server, &grant, &scopes, jkt.as_deref(), now)?;
     let id_token = issue::id_token(server, &grant, &scopes, &access, None, now).await?;
     server.emit(
         server
@@ -66,7 +105,7 @@ pub async fn exchange(server: &AuthServer, client: &Client, params: &Params) -> 
             .session(&grant.id)
             .detail("scope", scopes.to_string()),
     );
-    Ok(issue::token_response(server, access, refresh, &scopes, id_token))
+    Ok(issue::token_response(server, access, jkt.is_some(), refresh, &scopes, id_token))
 }
 
 async fn replay(server: &AuthServer, grant: &Grant, presenter: &ClientId, now: i64) -> OAuthError {

@@ -104,6 +104,7 @@ fn grant(account: &AccountId, client: &ClientId, kind: GrantKind) -> Grant {
         auth_time: 10,
         created_at: 10,
         revoked_at: None,
+        dpop_jkt: None,
     }
 }
 

@@ -34,9 +34,12 @@ mod accounts_admin;
 mod connections;
 mod email;
 mod handoff;
+mod machine_clients;
 mod passkeys;
 mod second_factor;
+mod signing_keys;
 mod suite;
+mod wallets;
 
 use bridgekeeper_store::SqlStore;
 

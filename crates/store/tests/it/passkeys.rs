@@ -7,10 +7,28 @@ use std::sync::Arc;
 use bk_domain::account::Account;
 use bk_domain::ids::AccountId;
 use bk_domain::passkey::{CeremonyPurpose, StoredCeremony, StoredPasskey};
-use bk_domain::ports::{AccountStore, PasskeyStore, Store, StoreError};
+use bk_domain::ports::{AccountStore, PasskeyRemoval, PasskeyStore, Store, StoreError};
 use bridgekeeper_store::SqlStore;
 
-shared_store_tests!(passkeys_belong_to_one_account_within_a_quota, a_ceremony_is_taken_once_for_its_purpose);
+shared_store_tests!(
+    passkeys_belong_to_one_account_within_a_quota,
+    a_ceremony_is_taken_once_for_its_purpose,
+    the_last_way_to_sign_in_is_kept
+);
+
+async fn the_last_way_to_sign_in_is_kept(store: Arc<SqlStore>) {
+    // An account without a password (made by a wallet, whose identity was then unlinked).
+    let id = AccountId::generate();
+    store.create_account(&bk_domain::wallet::new_wallet_account(id.clone(), 1)).await.unwrap();
+    assert!(store.add_passkey(&passkey(&id, "only-1"), 5).await.unwrap());
+    assert!(store.add_passkey(&passkey(&id, "only-2"), 5).await.unwrap());
+    // Two removals at once: one goes, the last one stays.
+    let (a, b) = tokio::join!(store.delete_passkey(&id, "only-1"), store.delete_passkey(&id, "only-2"));
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| *o == PasskeyRemoval::Removed);
+    assert_eq!(outcomes, [PasskeyRemoval::LastSignInMethod, PasskeyRemoval::Removed]);
+    assert_eq!(store.passkeys_of(&id).await.unwrap().len(), 1);
+}
 
 async fn account(store: &SqlStore) -> AccountId {
     let id = AccountId::generate();
@@ -45,8 +63,8 @@ async fn passkeys_belong_to_one_account_within_a_quota(store: Arc<SqlStore>) {
     assert!(store.passkey_used(&a, "cred-1", "{\"x\":1}", 20).await.unwrap());
     let used = store.passkey("cred-1").await.unwrap().unwrap();
     assert_eq!((used.credential.as_str(), used.last_used_at), ("{\"x\":1}", Some(20)));
-    assert!(!store.delete_passkey(&b, "cred-1").await.unwrap(), "another account cannot delete it");
-    assert!(store.delete_passkey(&a, "cred-1").await.unwrap());
+    assert_eq!(store.delete_passkey(&b, "cred-1").await.unwrap(), PasskeyRemoval::NotFound, "another account's");
+    assert_eq!(store.delete_passkey(&a, "cred-1").await.unwrap(), PasskeyRemoval::Removed);
     assert!(store.passkey("cred-1").await.unwrap().is_none());
 }
 

@@ -64,6 +64,7 @@ fn grant(account: &AccountId, client: &ClientId) -> Grant {
         auth_time: 10,
         created_at: 10,
         revoked_at: None,
+        dpop_jkt: None,
     }
 }
 
@@ -546,6 +547,7 @@ fn pat(
         auth_time: 20,
         created_at: 20,
         revoked_at: None,
+        dpop_jkt: None,
     };
     let p = PersonalAccessToken {
         id: format!("pat_{}", uuid::Uuid::new_v4().simple()),

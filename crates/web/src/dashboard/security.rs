@@ -129,6 +129,7 @@ pub async fn page(State(s): State<Arc<Dashboard>>, headers: HeaderMap, Query(q):
     let flash = flash_of(q.notice.as_deref(), q.error.as_deref(), &v.account.email);
     let totp_enabled = s.web.second_factors.totp(&v.account.id).await.ok().flatten().is_some();
     let passkey_count = s.web.passkeys.passkeys_of(&v.account.id).await.map(|k| k.len()).unwrap_or(0);
+    let wallet_count = crate::siwe::wallets_of(&s.web, &v.account.id).await.len();
     s.render(
         &v,
         StatusCode::OK,
@@ -140,7 +141,8 @@ pub async fn page(State(s): State<Arc<Dashboard>>, headers: HeaderMap, Query(q):
             account_email => v.account.email.clone(),
             email_verified => v.account.email_verified(),
             has_password => v.account.password_hash.is_some(),
-            totp_enabled, passkey_count,
+            has_email => !bk_domain::wallet::is_placeholder_email(&v.account.email),
+            totp_enabled, passkey_count, wallet_count,
         },
     )
 }
