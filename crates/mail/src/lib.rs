@@ -145,20 +145,25 @@ impl Mailer {
 }
 
 /// Writes one message into the outbox, readable by the server's user only (it holds sign-in links).
+/// The message is written beside the outbox first and then renamed into it, so whoever reads the
+/// outbox (a person, a test) never finds a message half written.
 async fn write_outbox(dir: &Path, bytes: &[u8]) -> Result<PathBuf, MailError> {
     let err = |e| MailError::Outbox(dir.to_owned(), e);
+    let partial = dir.with_file_name(".outbox-partial");
     tokio::fs::create_dir_all(dir).await.map_err(err)?;
+    tokio::fs::create_dir_all(&partial).await.map_err(err)?;
     let name = format!("{}.eml", uuid::Uuid::now_v7());
-    let path = dir.join(name);
+    let (writing, path) = (partial.join(&name), dir.join(&name));
     let mut options = tokio::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     options.mode(0o600);
-    let mut file = options.open(&path).await.map_err(err)?;
+    let mut file = options.open(&writing).await.map_err(err)?;
     tokio::io::AsyncWriteExt::write_all(&mut file, bytes).await.map_err(err)?;
-    // tokio hands writes to a blocking thread: without a flush the message may not be in the file
-    // yet when this returns (a reader — a person, a test — would find it empty).
+    // tokio hands writes to a blocking thread: flush so the bytes are in the file before the rename.
     tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(err)?;
+    drop(file);
+    tokio::fs::rename(&writing, &path).await.map_err(err)?;
     Ok(path)
 }
 
