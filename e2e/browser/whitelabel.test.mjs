@@ -91,7 +91,8 @@ async function readBrand(page) {
             brandVar: getComputedStyle(document.documentElement).getPropertyValue('--brand').trim(),
             buttonText: button?.textContent?.trim() ?? null,
             buttonBackground: button ? getComputedStyle(button).backgroundColor : null,
-            scripts: document.querySelectorAll('script').length,
+            // Our own files (/static/passkeys.js, /static/siwe.js) are the only scripts a page may carry.
+            scripts: document.querySelectorAll('script:not([src^="/static/"])').length,
             xss: window.__xss
         };
     });

@@ -10,6 +10,7 @@
         const el = document.getElementById('siwe-status');
         if (el) {
             el.textContent = message;
+            el.className = 'error';
             el.hidden = false;
         }
     };
