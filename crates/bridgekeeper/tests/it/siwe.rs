@@ -223,6 +223,11 @@ async fn siwe_sign_up_then_sign_in_lands_in_the_same_account() {
     let account = v["accountId"].as_str().unwrap().to_owned();
     // The session cookie works on a signed-in page, which lists the address.
     assert_eq!(signed_in_as(&first, &server).await.as_deref(), Some(account.as_str()));
+    // The account has no address: the undeliverable placeholder it holds is never shown as one.
+    let me: Value = first.get(server.url("/api/v1/account")).send().await.unwrap().json().await.unwrap();
+    assert!(me.get("email").is_none(), "no placeholder address in the account: {me}");
+    let overview = page(&first, &server, "/account").await.expect("the account overview");
+    assert!(!overview.contains("@invalid") && overview.contains("your wallet account"), "{overview}");
     let security = page(&first, &server, "/account/security").await.expect("the security page");
     assert!(security.contains("This account has no email address"), "no placeholder shown as an address");
     assert!(security.contains("This account signs in without a password."));
