@@ -73,6 +73,9 @@ pub struct ClientBody {
     allowed_providers: Option<Vec<String>>,
     /// Only for `whitelabel-customer` clients.
     branding: Option<BrandingBody>,
+    /// Only for `whitelabel-customer` clients: the id of a configured upstream identity provider
+    /// (`idp.providers`) its customers sign in with; its login page offers that one first and alone.
+    identity_provider: Option<String>,
     /// The grant types the client may use; default `["authorization_code", "refresh_token"]`.
     /// `client_credentials` and `urn:ietf:params:oauth:grant-type:token-exchange` only for a
     /// confidential client an operator creates.
@@ -198,7 +201,7 @@ fn branding_of(b: Option<BrandingBody>) -> Result<Option<Branding>, Problem> {
     {
         return Err(Problem::invalid("branding.brandColor", "brandColor must be #RRGGBB"));
     }
-    Ok(Some(Branding { logo: b.logo, description: b.description, brand_color: b.brand_color }))
+    Ok(Some(Branding { logo: b.logo, description: b.description, brand_color: b.brand_color, identity_provider: None }))
 }
 
 /// Validates a body into the mutable parts of a client (shared by create and update).
@@ -241,6 +244,25 @@ fn validate(server: &Api, body: ClientBody, role: ClientRole) -> Result<Validate
     if role != ClientRole::WhitelabelCustomer && body.branding.is_some() {
         return Err(Problem::invalid("branding", "branding is only for white-label (whitelabel-customer) clients"));
     }
+    if let Some(idp) = &body.identity_provider {
+        if role != ClientRole::WhitelabelCustomer {
+            return Err(Problem::invalid(
+                "identityProvider",
+                "identityProvider is only for white-label (whitelabel-customer) clients",
+            ));
+        }
+        if !server.identity_providers.iter().any(|p| p == idp) {
+            let known = if server.identity_providers.is_empty() {
+                "none is configured (idp.providers)".to_owned()
+            } else {
+                format!("configured: {}", server.identity_providers.join(", "))
+            };
+            return Err(Problem::invalid(
+                "identityProvider",
+                format!("identityProvider must name a configured identity provider; {known}"),
+            ));
+        }
+    }
     if role == ClientRole::WhitelabelCustomer {
         check_whitelabel_redirects(&domains, &body.redirect_uris).map_err(|m| {
             let field = m.split(':').next().unwrap_or("redirectUris").to_owned();
@@ -266,7 +288,11 @@ fn validate(server: &Api, body: ClientBody, role: ClientRole) -> Result<Validate
         redirect_uris: body.redirect_uris,
         allowed_scopes,
         allowed_providers: body.allowed_providers,
-        branding: branding_of(body.branding)?.map(|mut b| {
+        branding: match (branding_of(body.branding)?, body.identity_provider) {
+            (b, None) => b,
+            (b, Some(idp)) => Some(Branding { identity_provider: Some(idp), ..b.unwrap_or_default() }),
+        }
+        .map(|mut b| {
             b.description = b.description.map(|d| server.audit.redact_text(&d));
             b
         }),
@@ -433,6 +459,9 @@ pub struct ClientView {
     /// `null`: every provider.
     pub allowed_providers: Option<Vec<String>>,
     pub branding: Option<Branding>,
+    /// The upstream identity provider its customers sign in with (white-label clients).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
     #[schema(value_type = Vec<GrantTypeName>)]
     pub grant_types: Vec<&'static str>,
     #[schema(value_type = AuthMethodName)]
@@ -461,7 +490,8 @@ fn view(c: &Client, caps: &ClientCapabilities) -> ClientView {
         redirect_uris: c.redirect_uris.clone(),
         allowed_scopes: c.allowed_scopes.iter().map(|s| s.as_str()).collect(),
         allowed_providers: c.allowed_providers.clone(),
-        branding: c.branding.clone(),
+        branding: c.branding.clone().map(|b| Branding { identity_provider: None, ..b }),
+        identity_provider: c.branding.as_ref().and_then(|b| b.identity_provider.clone()),
         grant_types: caps.grant_types().into_iter().map(GrantType::as_str).collect(),
         token_endpoint_auth_method: caps.auth_method(c.client_type).as_str(),
         jwks: match &caps.keys {

@@ -112,6 +112,8 @@ pub struct Api {
     pub broker: bk_connections::Broker,
     /// How Bridgekeeper introduces itself as the OAuth client of upstream MCP servers.
     pub connect_client: ConnectClient,
+    /// The ids of the configured upstream identity providers (a white-label client may name one).
+    pub identity_providers: Vec<String>,
 }
 
 /// Bridgekeeper as an OAuth client (the `mcp` connect kind).

@@ -49,6 +49,8 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub keys: KeysConfig,
     pub siwe: SiweConfig,
+    /// Upstream OpenID Connect providers people sign in with (`[idp.providers.<id>]`).
+    pub idp: crate::idp_config::IdpSection,
 }
 
 /// Sign-In with Ethereum (EIP-4361): `GET /api/v1/auth/nonce`, `POST /api/v1/auth/authenticate`.
@@ -615,6 +617,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             keys: KeysConfig::default(),
             siwe: SiweConfig::default(),
+            idp: crate::idp_config::IdpSection::default(),
         }
     }
 }
@@ -802,6 +805,7 @@ impl Config {
         }
         self.keys.validate()?;
         self.siwe.validate()?;
+        self.idp.settings()?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod disk;
 mod headers;
+mod idp_config;
 mod keys;
 mod logging;
 mod metrics;

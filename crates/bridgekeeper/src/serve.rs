@@ -267,6 +267,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         limiter: limiter.clone(),
         broker,
         connect_client: connect_client(&config.connections, &issuer)?,
+        identity_providers: config.idp.providers.keys().cloned().collect(),
     });
     let outbox = config.email.outbox_dir.clone().unwrap_or_else(|| config.data_dir.join("outbox"));
     let mail = bk_mail::Mailer::new(config.email.smtp_url.as_deref(), &config.email.from, &outbox)?;
@@ -290,7 +291,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             sql.clone(),
         )
         .requiring_second_factor(config.accounts.require_second_factor)
-        .with_siwe(sql.clone(), config.siwe.settings()),
+        .with_siwe(sql.clone(), config.siwe.settings())
+        .with_upstream_idps(bk_web::upstream_oidc::UpstreamIdps::new(
+            config.idp.settings()?,
+            bk_outbound::SafeFetcher::new(config.idp.fetch_policy()?).map_err(anyhow::Error::msg)?,
+            sql.clone(),
+        )),
     );
     let gateway = Arc::new(bk_gateway::Gateway::new(
         verifier,

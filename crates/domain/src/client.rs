@@ -97,6 +97,10 @@ pub struct Branding {
     pub description: Option<String>,
     /// `#RRGGBB`.
     pub brand_color: Option<String>,
+    /// The configured upstream identity provider (`idp.providers` id) its customers sign in with:
+    /// its login page offers that provider first and alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
 }
 
 /// Is `color` a brand colour we accept: exactly `#RRGGBB` in hex digits (either case)? Nothing else,

@@ -29,6 +29,7 @@ pub mod scope;
 pub mod second_factor;
 pub mod siwe;
 pub mod token;
+pub mod upstream_identity;
 pub mod wallet;
 
 /// Seconds since the Unix epoch. Every rule takes `now` as an argument so tests are deterministic.

@@ -226,6 +226,7 @@ impl AccountStore for SqlStore {
         delete("DELETE FROM passkeys WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM webauthn_ceremonies WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM wallet_identities WHERE account_id = $1").execute(&mut *tx).await.db()?;
+        delete("DELETE FROM idp_identities WHERE account_id = $1").execute(&mut *tx).await.db()?;
         sqlx::query(
             "UPDATE accounts SET email = $1, password_hash = NULL, email_verified_at = NULL, \
              disabled_at = COALESCE(disabled_at, $2), deleted_at = COALESCE(deleted_at, $2) WHERE id = $3",

@@ -14,6 +14,7 @@ mod connections;
 mod email_tokens;
 mod grants;
 mod handoff_codes;
+mod idp_identities;
 mod keys;
 mod mcp_sessions;
 mod migrations;

@@ -114,7 +114,8 @@ impl PasskeyStore for SqlStore {
             .flatten();
         let others: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM passkeys WHERE account_id = $1) \
-                  + (SELECT COUNT(*) FROM wallet_identities WHERE account_id = $1)",
+                  + (SELECT COUNT(*) FROM wallet_identities WHERE account_id = $1) \
+                  + (SELECT COUNT(*) FROM idp_identities WHERE account_id = $1)",
         )
         .bind(id)
         .fetch_one(&mut *tx)

@@ -281,6 +281,7 @@ impl Store for SqlStore {
             ("email_tokens", now),
             ("webauthn_ceremonies", now),
             ("siwe_nonces", now),
+            ("idp_login_states", now),
         ] {
             // `table` is one of the constant names above.
             deleted += sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE expires_at < $1")))

@@ -181,7 +181,13 @@ impl WalletStore for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .db()?;
-        if others == 0 && password.is_none() && passkeys == 0 {
+        // An identity provider's sign-in is a way in too.
+        let idp_identities: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idp_identities WHERE account_id = $1")
+            .bind(account.as_str().to_owned())
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+        if others == 0 && password.is_none() && passkeys == 0 && idp_identities == 0 {
             tx.rollback().await.db()?;
             return Ok(WalletUnlink::LastSignInMethod);
         }

@@ -13,6 +13,7 @@ mod passkeys;
 mod second_factor;
 mod sign_in_limits;
 pub mod siwe;
+pub mod upstream_oidc;
 
 use std::sync::Arc;
 
@@ -46,6 +47,8 @@ pub struct WebState {
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// Sign-In with Ethereum (`siwe::Siwe`); `None` until `with_siwe`.
     pub siwe: Option<Arc<siwe::Siwe>>,
+    /// Sign-in through upstream OpenID Connect providers (`upstream_oidc`); `None` until `with_upstream_idps`.
+    pub idps: Option<Arc<upstream_oidc::UpstreamIdps>>,
 }
 
 impl WebState {
@@ -78,6 +81,7 @@ impl WebState {
             passkeys,
             webauthn,
             siwe: None,
+            idps: None,
         }
     }
 
@@ -206,6 +210,7 @@ pub(crate) fn brand_of(client: &bk_domain::client::Client) -> Option<minijinja::
         name => client.name.clone(),
         logo => b.logo,
         description => b.description,
+        identity_provider => b.identity_provider,
     })
 }
 
@@ -303,6 +308,11 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route(siwe::PAGE, get(siwe::page))
         .route(siwe::UNLINK_PATH, axum::routing::post(siwe::unlink))
         .route(siwe::SCRIPT_PATH, get(siwe::script))
+        .route(upstream_oidc::START_PATH, axum::routing::post(upstream_oidc::start))
+        .route(upstream_oidc::CALLBACK_PATH, get(upstream_oidc::callback))
+        .route(upstream_oidc::PAGE, get(upstream_oidc::page))
+        .route(upstream_oidc::LINK_PATH, axum::routing::post(upstream_oidc::link))
+        .route(upstream_oidc::UNLINK_PATH, axum::routing::post(upstream_oidc::unlink))
         .route("/api/v1/auth/authorize", get(authorize::authorize))
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/consent", get(authorize::consent_page).post(authorize::consent_decision))
@@ -360,6 +370,7 @@ mod tests {
                 logo: Some("data:image/png;base64,iVBORw0KGgo=".into()),
                 description: Some("Acme's assistant".into()),
                 brand_color: brand_color.map(str::to_owned),
+                identity_provider: None,
             }),
             secret: None,
             owner: None,

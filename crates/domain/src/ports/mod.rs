@@ -11,6 +11,7 @@ mod connections;
 mod email_tokens;
 mod grants;
 mod handoff;
+pub mod idp_identities;
 mod keys;
 mod mcp_sessions;
 mod passkeys;

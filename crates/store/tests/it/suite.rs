@@ -42,7 +42,12 @@ async fn client(store: &SqlStore) -> ClientId {
         allowed_scopes: ScopeSet::parse_lenient("universal-mcp-read account"),
         allowed_providers: Some(vec!["google".into()]),
         domains: vec!["a.example".into()],
-        branding: Some(Branding { logo: None, description: Some("d".into()), brand_color: Some("#112233".into()) }),
+        branding: Some(Branding {
+            logo: None,
+            description: Some("d".into()),
+            brand_color: Some("#112233".into()),
+            identity_provider: None,
+        }),
         secret: Some(StoredSecret { bcrypt: "$2b$10$x".into(), sealed: vec![1, 2, 3] }),
         owner: None,
         created_at: 5,

@@ -40,7 +40,12 @@ fn a_handed_off_dashboard_carries_the_apps_brand_and_no_security_page() {
         allowed_scopes: bk_domain::scope::ScopeSet::all(),
         allowed_providers: None,
         domains: vec!["acme.example".into()],
-        branding: Some(Branding { logo: None, description: None, brand_color: Some("#0f9d58".into()) }),
+        branding: Some(Branding {
+            logo: None,
+            description: None,
+            brand_color: Some("#0f9d58".into()),
+            identity_provider: None,
+        }),
         secret: None,
         owner: None,
         created_at: 0,
