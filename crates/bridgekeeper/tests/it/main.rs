@@ -47,3 +47,4 @@ mod security_storage;
 mod siwe;
 mod token;
 mod token_exchange;
+mod upstream_oidc;

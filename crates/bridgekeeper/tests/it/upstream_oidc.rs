@@ -1,0 +1,626 @@
+//! Sign-in through an upstream OpenID Connect provider, against the real binary and a provider run
+//! by the test (discovery, an authorization endpoint that signs its person in at once, a token
+//! endpoint that checks the client secret, the code and the PKCE verifier, and ES256 ID tokens
+//! whose keys the test rotates). What is proved: a verified new person gets an account and signs
+//! in again to it, back at the pending authorization request; an account holding the email is
+//! never linked by sign-in (verified or not) and is linked only while signed in; the state works
+//! once and only in the browser that started it; a wrong nonce, an unknown key, a foreign domain,
+//! a disabled account are refused; rotated keys are followed (the key set fetched again once);
+//! the last way to sign in is never unlinked; a white-label client names the provider its login
+//! page shows; a bad provider configuration stops the start naming its field.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Value, json};
+
+use crate::harness::{Flow, Server, bin, challenge, client, input, location, operator_token, query_param};
+
+/// Who the provider signs in next.
+#[derive(Clone)]
+struct Person {
+    sub: String,
+    email: String,
+    email_verified: Value,
+    hd: Option<String>,
+}
+
+impl Person {
+    fn verified(sub: &str, email: &str) -> Person {
+        Person { sub: sub.into(), email: email.into(), email_verified: json!(true), hd: None }
+    }
+}
+
+struct Code {
+    nonce: String,
+    challenge: String,
+    redirect_uri: String,
+    person: Person,
+}
+
+struct IdpState {
+    issuer: String,
+    /// The signing keys, the first signs; all are published.
+    keys: Vec<(String, EcdsaKeyPair)>,
+    /// Signs with a key the JWKS does not publish (a forged `kid`).
+    sign_with_unpublished: Option<(String, EcdsaKeyPair)>,
+    person: Person,
+    codes: HashMap<String, Code>,
+    /// Replaces the nonce in the next ID tokens.
+    nonce_override: Option<String>,
+    jwks_fetches: usize,
+}
+
+/// The provider the tests run.
+#[derive(Clone)]
+struct TestIdp {
+    base: String,
+    state: Arc<Mutex<IdpState>>,
+}
+
+const CLIENT_ID: &str = "bridgekeeper-client";
+const CLIENT_SECRET: &str = "idp-client-secret-do-not-log";
+
+fn new_key() -> EcdsaKeyPair {
+    EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap()
+}
+
+fn jwk(kid: &str, key: &EcdsaKeyPair) -> Value {
+    let point = key.public_key().as_ref();
+    json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+           "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65])})
+}
+
+fn sign(kid: &str, key: &EcdsaKeyPair, claims: &Value) -> String {
+    let header = B64.encode(json!({"alg": "ES256", "typ": "JWT", "kid": kid}).to_string());
+    let payload = B64.encode(claims.to_string());
+    let input = format!("{header}.{payload}");
+    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+    format!("{input}.{}", B64.encode(sig.as_ref()))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+async fn discovery(State(idp): State<TestIdp>) -> Response {
+    let b = &idp.base;
+    (
+        [(header::CACHE_CONTROL, "max-age=300")],
+        axum::Json(json!({
+            "issuer": b,
+            "authorization_endpoint": format!("{b}/authorize"),
+            "token_endpoint": format!("{b}/token"),
+            "jwks_uri": format!("{b}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        })),
+    )
+        .into_response()
+}
+
+async fn jwks(State(idp): State<TestIdp>) -> Response {
+    let mut s = idp.state.lock().unwrap();
+    s.jwks_fetches += 1;
+    let keys: Vec<Value> = s.keys.iter().map(|(kid, k)| jwk(kid, k)).collect();
+    ([(header::CACHE_CONTROL, "max-age=3600")], axum::Json(json!({ "keys": keys }))).into_response()
+}
+
+/// Signs the configured person in at once and sends the browser back with a code.
+async fn authorize(State(idp): State<TestIdp>, Query(q): Query<HashMap<String, String>>) -> Response {
+    assert_eq!(q.get("response_type").map(String::as_str), Some("code"));
+    assert_eq!(q.get("client_id").map(String::as_str), Some(CLIENT_ID));
+    assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"), "PKCE S256 is sent");
+    assert!(q.get("scope").unwrap().split(' ').any(|s| s == "openid"));
+    let code = format!("code-{}", uuid_like());
+    let redirect_uri = q["redirect_uri"].clone();
+    let mut s = idp.state.lock().unwrap();
+    let person = s.person.clone();
+    s.codes.insert(
+        code.clone(),
+        Code {
+            nonce: q["nonce"].clone(),
+            challenge: q["code_challenge"].clone(),
+            redirect_uri: redirect_uri.clone(),
+            person,
+        },
+    );
+    let mut back = url::Url::parse(&redirect_uri).unwrap();
+    back.query_pairs_mut().append_pair("code", &code).append_pair("state", &q["state"]);
+    (StatusCode::SEE_OTHER, [(header::LOCATION, back.to_string())]).into_response()
+}
+
+async fn token(State(idp): State<TestIdp>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
+    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(basic.as_str()) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
+    }
+    let mut s = idp.state.lock().unwrap();
+    let Some(code) = s.codes.remove(f.get("code").map(String::as_str).unwrap_or("")) else {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+    };
+    let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+    if challenge(&verifier) != code.challenge || f.get("redirect_uri") != Some(&code.redirect_uri) {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+    }
+    let p = &code.person;
+    let t = now();
+    let mut claims = json!({
+        "iss": s.issuer, "sub": p.sub, "aud": CLIENT_ID, "exp": t + 300, "iat": t,
+        "nonce": s.nonce_override.clone().unwrap_or(code.nonce.clone()),
+        "email": p.email, "email_verified": p.email_verified, "name": "Test Person",
+    });
+    if let Some(hd) = &p.hd {
+        claims["hd"] = json!(hd);
+    }
+    let id_token = match &s.sign_with_unpublished {
+        Some((kid, key)) => sign(kid, key, &claims),
+        None => sign(&s.keys[0].0, &s.keys[0].1, &claims),
+    };
+    axum::Json(json!({"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": id_token}))
+        .into_response()
+}
+
+fn uuid_like() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", now(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+impl TestIdp {
+    async fn start() -> TestIdp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(IdpState {
+            issuer: base.clone(),
+            keys: vec![("key-1".into(), new_key())],
+            sign_with_unpublished: None,
+            person: Person::verified("sub-1", "new.person@acme.example"),
+            codes: HashMap::new(),
+            nonce_override: None,
+            jwks_fetches: 0,
+        }));
+        let idp = TestIdp { base, state };
+        let app = axum::Router::new()
+            .route("/.well-known/openid-configuration", axum::routing::get(discovery))
+            .route("/jwks", axum::routing::get(jwks))
+            .route("/authorize", axum::routing::get(authorize))
+            .route("/token", axum::routing::post(token))
+            .with_state(idp.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        idp
+    }
+
+    fn sign_in_as(&self, person: Person) {
+        self.state.lock().unwrap().person = person;
+    }
+
+    /// The Bridgekeeper environment that configures this provider as `acme` (and more as asked).
+    fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("BRIDGEKEEPER_IDP__ALLOW_PRIVATE_ADDRESSES", "true"),
+            ("BRIDGEKEEPER_IDP__ALLOW_HTTP_LOOPBACK", "true"),
+            ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__DISPLAY_NAME", "Acme SSO"),
+            ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__CLIENT_ID", CLIENT_ID),
+            ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__CLIENT_SECRET", CLIENT_SECRET),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        env.push(("BRIDGEKEEPER_IDP__PROVIDERS__ACME__ISSUER".into(), self.base.clone()));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env
+    }
+
+    fn server(&self, extra: &[(&str, &str)]) -> Server {
+        let env = self.env(extra);
+        let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start_with(&refs)
+    }
+}
+
+/// Presses "Continue with Acme SSO" on the login page (for `next`) and follows the provider back:
+/// the provider's redirect to the callback and the callback's answer.
+async fn continue_with(http: &reqwest::Client, server: &Server, next: &str) -> (String, reqwest::Response) {
+    let login =
+        http.get(server.url(&format!("/login?next={}", urlenc(next)))).send().await.unwrap().text().await.unwrap();
+    assert!(login.contains("Continue with Acme SSO"), "{login}");
+    start_at(http, server, "/login/idp", &login, next).await
+}
+
+fn urlenc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Posts a provider button's form found in `page` and follows the provider back.
+async fn start_at(
+    http: &reqwest::Client,
+    server: &Server,
+    action: &str,
+    page: &str,
+    next: &str,
+) -> (String, reqwest::Response) {
+    let mut form = vec![("csrf_token", input(page, "csrf_token")), ("idp", "acme".to_owned())];
+    if action == "/login/idp" {
+        form.push(("next", next.to_owned()));
+    }
+    let res = http.post(server.url(action)).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let at_idp = location(&res);
+    let res = http.get(&at_idp).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let callback = location(&res);
+    assert!(callback.starts_with(&format!("{}/login/idp/callback?", server.issuer)), "{callback}");
+    let answer = http.get(&callback).send().await.unwrap();
+    (callback, answer)
+}
+
+async fn home(http: &reqwest::Client, server: &Server) -> String {
+    http.get(server.url("/")).send().await.unwrap().text().await.unwrap()
+}
+
+async fn methods_page(http: &reqwest::Client, server: &Server) -> String {
+    let res = http.get(server.url("/account/security/sign-in-methods")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// The operator's view of the account holding `email`.
+async fn account(server: &Server, op: &str, email: &str) -> Option<Value> {
+    let v: Value = reqwest::Client::new()
+        .get(server.url(&format!("/api/v1/admin/accounts?email={}", urlenc(email))))
+        .bearer_auth(op)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["accounts"].as_array().unwrap().iter().find(|a| a["email"] == email).cloned()
+}
+
+#[tokio::test]
+async fn a_verified_new_person_gets_an_account_and_returns_to_the_pending_authorization() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    let op = operator_token(&server);
+    let http = client();
+    // A pending authorization request: sign-in through the provider goes back to it.
+    let owner = Flow::signup(&server, "someone@example.com").await;
+    let client_id = owner.register("http://127.0.0.1:53682/cb", "universal-mcp-read").await;
+    let authorize = owner.authorize_url(&client_id, "http://127.0.0.1:53682/cb", "universal-mcp-read", "st1");
+    let res = http.get(&authorize).send().await.unwrap();
+    let login_at = location(&res);
+    assert!(login_at.starts_with("/login?next="), "{login_at}");
+    let next = query_param(&server.url(&login_at), "next").unwrap();
+    let (_, res) = continue_with(&http, &server, &next).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(location(&res), next, "back to the pending authorization request");
+    let consent = http.get(server.url(&next)).send().await.unwrap();
+    let consent = http.get(server.url(&location(&consent))).send().await.unwrap().text().await.unwrap();
+    assert!(consent.contains("wants to access your account"), "{consent}");
+
+    let created = account(&server, &op, "new.person@acme.example").await.expect("an account was created");
+    assert_eq!(created["emailVerified"], json!(true), "the provider vouched for the address");
+    let page = methods_page(&http, &server).await;
+    assert!(page.contains("Acme SSO · new.person@acme.example"), "{page}");
+
+    // A fresh browser signs in again to the same account (no second account).
+    let again = client();
+    let (_, res) = continue_with(&again, &server, "/").await;
+    assert_eq!(res.status(), 303);
+    assert!(home(&again, &server).await.contains("new.person@acme.example"));
+    let v: Value = reqwest::Client::new()
+        .get(server.url("/api/v1/admin/accounts?email=new.person%40acme.example"))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["accounts"].as_array().unwrap().len(), 1);
+    // It has no password: the password form cannot sign it in.
+    assert!(!server.logs().contains(CLIENT_SECRET), "the client secret never reaches the log");
+}
+
+#[tokio::test]
+async fn security_an_unverified_email_never_signs_in_or_links_an_existing_account() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    let alice = Flow::signup(&server, "alice@acme.example").await;
+    for verified in [json!(false), Value::Null, json!("yes")] {
+        idp.sign_in_as(Person {
+            email_verified: verified.clone(),
+            ..Person::verified("attacker-sub", "alice@acme.example")
+        });
+        let http = client();
+        let (_, res) = continue_with(&http, &server, "/").await;
+        assert_eq!(res.status(), 403, "{verified}");
+        let page = res.text().await.unwrap();
+        assert!(page.contains("does not vouch for your email address"), "{page}");
+        assert!(!home(&http, &server).await.contains("alice@acme.example"), "not signed in");
+    }
+    let page = methods_page(&alice.http, &server).await;
+    assert!(page.contains("No identity provider is linked"), "nothing was linked: {page}");
+}
+
+#[tokio::test]
+async fn security_a_verified_email_of_an_existing_account_is_linked_only_while_signed_in() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    let alice = Flow::signup(&server, "alice@acme.example").await;
+    idp.sign_in_as(Person::verified("alice-at-acme", "alice@acme.example"));
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 409);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Sign in the usual way"), "{page}");
+    assert!(page.contains("Linked sign-in methods"), "{page}");
+    assert!(!home(&http, &server).await.contains("alice@acme.example"), "not signed in");
+    assert!(methods_page(&alice.http, &server).await.contains("No identity provider is linked"));
+
+    // Signed in, Alice links the provider from her security page.
+    let page = methods_page(&alice.http, &server).await;
+    assert!(page.contains("Link Acme SSO"), "{page}");
+    let (_, res) = start_at(&alice.http, &server, "/account/security/sign-in-methods/link", &page, "").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/account/security/sign-in-methods?notice=linked");
+    let page = methods_page(&alice.http, &server).await;
+    assert!(page.contains("Acme SSO · alice@acme.example"), "{page}");
+
+    // The next sign-in through the provider lands in her account.
+    let fresh = client();
+    let (_, res) = continue_with(&fresh, &server, "/").await;
+    assert_eq!(res.status(), 303);
+    assert!(home(&fresh, &server).await.contains("alice@acme.example"));
+
+    // Her password still works, and the identity can be unlinked (the password remains a way in).
+    let page = methods_page(&alice.http, &server).await;
+    let res = alice
+        .http
+        .post(server.url("/account/security/sign-in-methods/unlink"))
+        .form(&[("csrf_token", input(&page, "csrf_token")), ("identity", input(&page, "identity"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), "/account/security/sign-in-methods?notice=unlinked");
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 409, "unlinked: the provider no longer signs her in");
+}
+
+#[tokio::test]
+async fn security_idp_state_works_once_and_only_in_the_browser_that_started_it() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    // Another browser finishing someone's sign-in (login CSRF with the attacker's code) is refused.
+    let victim = client();
+    let attacker = client();
+    let login = attacker.get(server.url("/login")).send().await.unwrap().text().await.unwrap();
+    let res = attacker
+        .post(server.url("/login/idp"))
+        .form(&[("csrf_token", input(&login, "csrf_token")), ("idp", "acme".into()), ("next", "/".into())])
+        .send()
+        .await
+        .unwrap();
+    let callback = location(&attacker.get(location(&res)).send().await.unwrap());
+    let _ = victim.get(server.url("/login")).send().await.unwrap();
+    let res = victim.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 400, "another browser");
+    assert!(!home(&victim, &server).await.contains("new.person@acme.example"));
+    // The state was spent by that attempt: even its own browser cannot use it now.
+    let res = attacker.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+
+    // A callback replayed after a successful sign-in finds nothing.
+    let http = client();
+    let (callback, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 303);
+    let res = http.get(&callback).send().await.unwrap();
+    assert_eq!(res.status(), 400, "a replayed state");
+    assert!(res.text().await.unwrap().contains("already used"));
+    // A made-up state, or none.
+    for q in ["?state=made-up&code=x", "?code=x"] {
+        let res = http.get(server.url(&format!("/login/idp/callback{q}"))).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn security_an_id_token_with_another_nonce_is_refused() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    idp.state.lock().unwrap().nonce_override = Some("a-nonce-of-another-sign-in".into());
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("nonce"));
+    assert!(!home(&http, &server).await.contains("new.person@acme.example"));
+    let op = operator_token(&server);
+    assert!(account(&server, &op, "new.person@acme.example").await.is_none(), "no account was created");
+}
+
+#[tokio::test]
+async fn security_rotated_idp_keys_are_followed_and_unknown_keys_refused_with_bounded_refetching() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(idp.state.lock().unwrap().jwks_fetches, 1);
+    // The provider rotates: a new key first, the old one still published. Its key set is cached
+    // for an hour, yet the new kid makes Bridgekeeper fetch it again at once.
+    idp.state.lock().unwrap().keys.insert(0, ("key-2".into(), new_key()));
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 303, "a token signed by the new key is accepted");
+    assert!(home(&http, &server).await.contains("new.person@acme.example"));
+    assert_eq!(idp.state.lock().unwrap().jwks_fetches, 2);
+    // A token signed by a key the provider does not publish is refused; asking again and again
+    // within the refetch interval does not make us fetch the key set each time.
+    idp.state.lock().unwrap().sign_with_unpublished = Some(("forged".into(), new_key()));
+    for _ in 0..4 {
+        let (_, res) = continue_with(&client(), &server, "/").await;
+        assert_eq!(res.status(), 400);
+    }
+    let fetches = idp.state.lock().unwrap().jwks_fetches;
+    // At most one refetch per 10 s: the rotation's refetch a moment ago may be the only one.
+    assert!(fetches <= 3, "{fetches}: refetches for unknown key ids are rate limited, not one per attempt");
+    // A token signed with the published key's id but another key fails its signature.
+    idp.state.lock().unwrap().sign_with_unpublished = Some(("key-2".into(), new_key()));
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn security_allowed_email_domains_and_disabled_accounts_are_enforced() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[("BRIDGEKEEPER_IDP__PROVIDERS__ACME__ALLOWED_EMAIL_DOMAINS", "acme.example")]);
+    let op = operator_token(&server);
+    idp.sign_in_as(Person::verified("outsider", "bob@evil.example"));
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("limited to addresses in acme.example"));
+    assert!(account(&server, &op, "bob@evil.example").await.is_none());
+
+    idp.sign_in_as(Person::verified("insider", "carol@acme.example"));
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 303);
+    let id = account(&server, &op, "carol@acme.example").await.unwrap()["id"].as_str().unwrap().to_owned();
+    let res = reqwest::Client::new()
+        .post(server.url(&format!("/api/v1/admin/accounts/{id}/disable")))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("disabled"));
+    assert!(!home(&http, &server).await.contains("carol@acme.example"));
+}
+
+#[tokio::test]
+async fn security_the_last_sign_in_method_is_never_unlinked() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 303);
+    let page = methods_page(&http, &server).await;
+    let res = http
+        .post(server.url("/account/security/sign-in-methods/unlink"))
+        .form(&[("csrf_token", input(&page, "csrf_token")), ("identity", input(&page, "identity"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), "/account/security/sign-in-methods?error=last_sign_in_method");
+    let said = http.get(server.url(&location(&res))).send().await.unwrap().text().await.unwrap();
+    assert!(said.contains("only way to sign in"), "{said}");
+    let page = methods_page(&http, &server).await;
+    assert!(page.contains("Acme SSO · new.person@acme.example"), "still linked");
+    // Someone else's identity handle is answered like an unknown one.
+    let res = http
+        .post(server.url("/account/security/sign-in-methods/unlink"))
+        .form(&[("csrf_token", input(&page, "csrf_token")), ("identity", "idi_someone_elses".into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&res), "/account/security/sign-in-methods?error=not_found");
+}
+
+#[tokio::test]
+async fn a_whitelabel_client_names_the_identity_provider_its_login_page_shows() {
+    let idp = TestIdp::start().await;
+    // A second provider, which the white-label client's page must not offer.
+    let server = idp.server(&[
+        ("BRIDGEKEEPER_IDP__PROVIDERS__OTHER__ISSUER", "https://other-idp.example"),
+        ("BRIDGEKEEPER_IDP__PROVIDERS__OTHER__DISPLAY_NAME", "Other Login"),
+        ("BRIDGEKEEPER_IDP__PROVIDERS__OTHER__CLIENT_ID", "c"),
+        ("BRIDGEKEEPER_IDP__PROVIDERS__OTHER__CLIENT_SECRET", "s"),
+    ]);
+    let op = operator_token(&server);
+    let cb = "http://127.0.0.1:53682/callback";
+    let body = |idp: &str| {
+        json!({
+            "name": "Acme Portal", "type": "confidential", "roles": ["whitelabel-customer"],
+            "domains": ["acme.example"], "redirectUris": ["https://acme.example/cb", cb], "allowedScopes": ["account"],
+            "branding": {"description": "Acme's portal", "brandColor": "#4F46E5"},
+            "identityProvider": idp,
+        })
+    };
+    let post =
+        |b: Value| reqwest::Client::new().post(server.url("/api/v1/auth-clients")).bearer_auth(&op).json(&b).send();
+    let res = post(body("nope")).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert!(v.to_string().contains("identityProvider"), "{v}");
+    let mut third = body("acme");
+    third["roles"] = json!(["third-party"]);
+    third.as_object_mut().unwrap().remove("branding");
+    assert_eq!(post(third).await.unwrap().status(), 400, "only white-label clients name one");
+
+    let res = post(body("acme")).await.unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["client"]["identityProvider"], "acme", "{v}");
+    assert!(v["client"]["branding"].get("identityProvider").is_none(), "said once, at the top: {v}");
+    let client_id = v["clientId"].as_str().unwrap().to_owned();
+
+    let http = client();
+    let mut authorize = url::Url::parse(&server.url("/api/v1/auth/authorize")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", cb)
+        .append_pair("scope", "account")
+        .append_pair("state", "s")
+        .append_pair("code_challenge", &challenge("v-0123456789012345678901234567890123456789"))
+        .append_pair("code_challenge_method", "S256");
+    let res = http.get(authorize.as_str()).send().await.unwrap();
+    let login = http.get(server.url(&location(&res))).send().await.unwrap().text().await.unwrap();
+    assert!(login.contains("Acme Portal"), "the client's branding: {login}");
+    assert!(login.contains("Continue with Acme SSO"), "{login}");
+    assert!(!login.contains("Continue with Other Login"), "only the client's provider: {login}");
+    assert!(
+        login.find("Continue with Acme SSO").unwrap() < login.find("action=\"/login\"").unwrap(),
+        "the provider comes first"
+    );
+    // The plain login page offers both.
+    let plain = client().get(server.url("/login")).send().await.unwrap().text().await.unwrap();
+    assert!(plain.contains("Continue with Acme SSO") && plain.contains("Continue with Other Login"));
+}
+
+#[test]
+fn a_bad_identity_provider_configuration_stops_the_start_naming_the_field() {
+    for (key, value, field) in [
+        ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__ISSUER", "ftp://idp.example", "idp.providers.acme.issuer"),
+        ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__SCOPES", "email profile", "idp.providers.acme.scopes"),
+        ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__TEMPLATE", "okta", "idp.providers.acme.template"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("BRIDGEKEEPER_IDP__PROVIDERS__ACME__ISSUER", "https://idp.example")
+            .env("BRIDGEKEEPER_IDP__PROVIDERS__ACME__CLIENT_ID", "c")
+            .env("BRIDGEKEEPER_IDP__PROVIDERS__ACME__CLIENT_SECRET", "never-printed-secret")
+            .env(key, value);
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{key}={value} must stop the start");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(field), "{key}: {text}");
+        assert!(!text.contains("never-printed-secret"), "{text}");
+    }
+}
