@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::harness::{Flow, Server, client, input, location};
 
 /// The authenticator a phone app would make from the key shown on the page.
-struct App(totp_rs::Totp);
+pub(crate) struct App(totp_rs::Totp);
 
 impl App {
     fn from_page(html: &str) -> App {
@@ -28,7 +28,7 @@ fn step_now() -> u64 {
 }
 
 /// Enrols an authenticator for the signed-in `flow`; the app, the step of the code used, the recovery codes.
-async fn enrol(server: &Server, flow: &Flow) -> (App, u64, Vec<String>) {
+pub(crate) async fn enrol(server: &Server, flow: &Flow) -> (App, u64, Vec<String>) {
     let page = flow.http.get(server.url("/account/security/totp")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
@@ -77,7 +77,7 @@ async fn password(server: &Server, email: &str, pw: &str) -> (reqwest::Client, S
 }
 
 /// Sends a code on the second-factor page; the answer's status.
-async fn second_factor(server: &Server, http: &reqwest::Client, code: &str) -> u16 {
+pub(crate) async fn second_factor(server: &Server, http: &reqwest::Client, code: &str) -> u16 {
     let page = http.get(server.url("/login/second-factor?next=%2F")).send().await.unwrap().text().await.unwrap();
     let res = http
         .post(server.url("/login/second-factor"))

@@ -624,3 +624,24 @@ fn a_bad_identity_provider_configuration_stops_the_start_naming_the_field() {
         assert!(!text.contains("never-printed-secret"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn security_an_idp_sign_in_still_asks_for_the_second_factor() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    let dana = Flow::signup(&server, "dana@acme.example").await;
+    let (_app, _step, recovery) = crate::second_factor::enrol(&server, &dana).await;
+    // Dana links the provider while signed in.
+    idp.sign_in_as(Person::verified("dana-at-acme", "dana@acme.example"));
+    let page = methods_page(&dana.http, &server).await;
+    let (_, res) = start_at(&dana.http, &server, "/account/security/sign-in-methods/link", &page, "").await;
+    assert_eq!(location(&res), "/account/security/sign-in-methods?notice=linked");
+    // Through the provider, a fresh browser is sent to the second factor, not signed in yet.
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 303);
+    assert!(location(&res).starts_with("/login/second-factor?"), "{}", location(&res));
+    assert!(!home(&http, &server).await.contains("dana@acme.example"), "not signed in before the second factor");
+    assert_eq!(crate::second_factor::second_factor(&server, &http, &recovery[0]).await, 303);
+    assert!(home(&http, &server).await.contains("dana@acme.example"));
+}
