@@ -56,6 +56,8 @@ struct IdpState {
     /// Replaces the nonce in the next ID tokens.
     nonce_override: Option<String>,
     jwks_fetches: usize,
+    /// The parameters of the last authorization request.
+    last_authorize: HashMap<String, String>,
 }
 
 /// The provider the tests run.
@@ -125,6 +127,7 @@ async fn authorize(State(idp): State<TestIdp>, Query(q): Query<HashMap<String, S
     let code = format!("code-{}", uuid_like());
     let redirect_uri = q["redirect_uri"].clone();
     let mut s = idp.state.lock().unwrap();
+    s.last_authorize = q.clone();
     let person = s.person.clone();
     s.codes.insert(
         code.clone(),
@@ -189,6 +192,7 @@ impl TestIdp {
             codes: HashMap::new(),
             nonce_override: None,
             jwks_fetches: 0,
+            last_authorize: HashMap::new(),
         }));
         let idp = TestIdp { base, state };
         let app = axum::Router::new()
@@ -644,4 +648,79 @@ async fn security_an_idp_sign_in_still_asks_for_the_second_factor() {
     assert!(!home(&http, &server).await.contains("dana@acme.example"), "not signed in before the second factor");
     assert_eq!(crate::second_factor::second_factor(&server, &http, &recovery[0]).await, 303);
     assert!(home(&http, &server).await.contains("dana@acme.example"));
+}
+
+#[tokio::test]
+async fn security_the_google_template_sends_hd_and_requires_the_tokens_hd() {
+    let idp = TestIdp::start().await;
+    // The Google template, pointed at the test's provider (the issuer set beside it wins).
+    let server = idp.server(&[
+        ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__TEMPLATE", "google"),
+        ("BRIDGEKEEPER_IDP__PROVIDERS__ACME__ALLOWED_EMAIL_DOMAINS", "acme.example"),
+    ]);
+    // A consumer account whose address merely looks like the Workspace domain: no hd claim.
+    idp.sign_in_as(Person::verified("consumer", "erin@acme.example"));
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 403);
+    let asked = idp.state.lock().unwrap().last_authorize.clone();
+    assert_eq!(asked.get("hd").map(String::as_str), Some("acme.example"), "hd is sent: {asked:?}");
+    assert_eq!(asked.get("scope").map(String::as_str), Some("openid email profile"));
+    // The Workspace account: hd names the domain.
+    idp.sign_in_as(Person { hd: Some("acme.example".into()), ..Person::verified("workspace", "erin@acme.example") });
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 303);
+    assert!(home(&http, &server).await.contains("erin@acme.example"));
+}
+
+#[tokio::test]
+async fn sign_ins_links_and_unlinks_are_audited_without_secrets() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[]);
+    let op = operator_token(&server);
+    let frank = Flow::signup(&server, "frank@acme.example").await;
+    idp.sign_in_as(Person::verified("frank-at-acme", "frank@acme.example"));
+    let page = methods_page(&frank.http, &server).await;
+    let (_, res) = start_at(&frank.http, &server, "/account/security/sign-in-methods/link", &page, "").await;
+    assert_eq!(res.status(), 303);
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 303);
+    let page = methods_page(&frank.http, &server).await;
+    let res = frank
+        .http
+        .post(server.url("/account/security/sign-in-methods/unlink"))
+        .form(&[("csrf_token", input(&page, "csrf_token")), ("identity", input(&page, "identity"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    idp.sign_in_as(Person { email_verified: json!(false), ..Person::verified("other", "frank@acme.example") });
+    let (_, res) = continue_with(&client(), &server, "/").await;
+    assert_eq!(res.status(), 403);
+    let kinds = ["account.idp_linked", "account.idp_unlinked", "auth.signin"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows = loop {
+        let v: Value = reqwest::Client::new()
+            .get(server.url("/api/v1/admin/audit?limit=1000"))
+            .bearer_auth(&op)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rows = v["events"].as_array().cloned().unwrap_or_default();
+        let refused = rows.iter().any(|r| r.to_string().contains("email_unverified"));
+        if refused || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let text = Value::Array(rows.clone()).to_string();
+    for kind in kinds {
+        assert!(rows.iter().any(|r| r.to_string().contains(kind)), "{kind} in {text}");
+    }
+    assert!(text.contains("oidc_sign_in"), "the sign-in through the provider: {text}");
+    assert!(text.contains("email_unverified"), "the refusal and its reason: {text}");
+    assert!(!text.contains(CLIENT_SECRET), "no client secret in the audit");
 }
