@@ -444,6 +444,27 @@ mod tests {
     }
 
     #[test]
+    fn login_template_offers_identity_providers_and_a_whitelabel_clients_alone_first() {
+        let idps = vec![context! { id => "acme", name => "Acme SSO" }, context! { id => "google", name => "Google" }];
+        let html = render(
+            "login.html",
+            context! { csrf_token => "t", next => "/x", email => "", error => None::<String>, idps => idps.clone() },
+        );
+        assert!(html.contains("Continue with Acme SSO") && html.contains("Continue with Google"), "{html}");
+        assert!(html.contains(r#"<input type="hidden" name="idp" value="google">"#), "{html}");
+        let mut c = client(ClientRole::WhitelabelCustomer, None);
+        if let Some(b) = c.branding.as_mut() {
+            b.identity_provider = Some("google".into());
+        }
+        let html = render(
+            "login.html",
+            context! { csrf_token => "t", next => "/x", email => "", error => None::<String>, idps, brand => brand_of(&c) },
+        );
+        assert!(html.contains("Continue with Google") && !html.contains("Continue with Acme SSO"), "{html}");
+        assert!(html.find("Continue with Google") < html.find(r#"action="/login""#), "first: {html}");
+    }
+
+    #[test]
     fn signup_template_renders_the_form() {
         let html = render(
             "signup.html",
