@@ -123,11 +123,7 @@ impl Vault {
     }
 }
 
-/// The associated data of a bridge-mode token (`bk_domain::bridge`): its tenant and row, and a
-/// purpose of its own, so neither a connection's ciphertext nor another row's opens as one.
-fn bridge_binding(account: &AccountId, row: &str) -> Vec<u8> {
-    format!("session-bridge:{account}:{row}").into_bytes()
-}
+use bk_domain::bridge::bridge_binding;
 
 impl Vault {
     /// Seals a bridge-mode scoped token for the row `row` of `account`.

@@ -19,6 +19,12 @@ use crate::ids::AccountId;
 use crate::ports::StoreError;
 use crate::restrictions::ProviderReach;
 
+/// The associated data a bridge-mode token is sealed with: its tenant and row (a ciphertext
+/// copied to another row or tenant does not open), under a purpose of its own.
+pub fn bridge_binding(account: &AccountId, row: &str) -> Vec<u8> {
+    format!("session-bridge:{account}:{row}").into_bytes()
+}
+
 /// A backend's scoped token for one session (or, before redemption, one code), sealed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedBridge {

@@ -88,6 +88,13 @@ async fn nexus() -> (String, Shared) {
 
 /// Bridgekeeper with Nexus bridged, as an operator configures it.
 fn server(base: &str) -> Server {
+    let env = env_for(base);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start_with(&env)
+}
+
+/// The configuration bridging Nexus at `base`.
+fn env_for(base: &str) -> Vec<(String, String)> {
     let p = "BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__";
     let tools = format!(
         r#"[{{ name = "search_leads", description = "Search the leads the signed-in user may see", url = "{base}/leads/search", render = "table", input_schema = {{ type = "object", properties = {{ q = {{ type = "string" }} }}, required = ["q"] }} }}]"#
@@ -105,8 +112,7 @@ fn server(base: &str) -> Server {
         ("BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES".into(), "true".into()),
         ("BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK".into(), "true".into()),
     ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Server::start_with(&env)
+    env
 }
 
 /// The newest message to `to` in the outbox (log-only mail), quoted-printable undone.
@@ -384,4 +390,60 @@ async fn security_bridge_mode_revoking_the_session_destroys_its_token() {
     let second = n.lock().unwrap().issued[1].clone();
     assert_eq!(n.lock().unwrap().lead_calls.last().unwrap().0, format!("Bearer {second}"));
     assert_no_token_logged(&server, &n);
+}
+
+#[tokio::test]
+async fn bridge_mode_tokens_are_resealed_by_a_master_key_rotation() {
+    use base64::Engine;
+    let (base, n) = nexus().await;
+    n.lock().unwrap().users.insert("alice@acme.example".into(), "u-alice".into());
+    // One issuer for both instances, so the peer accepts the first one's access tokens.
+    let mut env = env_for(&base);
+    env.push(("BRIDGEKEEPER_ISSUER".into(), "http://127.0.0.1:1".into()));
+    let server = Server::start_with(&env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+    let alice = person(&server, "alice@acme.example", true).await;
+    let s = signed_in(&alice).await;
+    let old = server
+        .db_env
+        .iter()
+        .find(|(k, _)| k == "BRIDGEKEEPER_MASTER_KEY")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| std::fs::read_to_string(server.dir.path().join("master.key")).unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let new = base64::engine::general_purpose::STANDARD.encode(bk_crypto::secret::random_bytes::<32>());
+    let before = sealed_values(&server).await;
+    let mut c = server.command();
+    c.args(["keys", "rotate-master", "--data-dir"]).arg(server.dir.path());
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    c.env("BRIDGEKEEPER_MASTER_KEY", &new).env("BRIDGEKEEPER_OPEN_ONLY_MASTER_KEYS", &old);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = sealed_values(&server).await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(before, after, "re-sealed under the new key");
+    // An instance holding only the new key uses the session's token.
+    let mut only_new = env.clone();
+    only_new.push(("BRIDGEKEEPER_MASTER_KEY".into(), new));
+    let fresh = server.start_peer(&only_new.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+    let res = reqwest::Client::new()
+        .post(fresh.url("/mcp"))
+        .bearer_auth(&s.access)
+        .header("X-Response-Format", "json")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "nexus_search_leads", "arguments": {"q": "initech"}}}))
+        .send()
+        .await
+        .unwrap();
+    let r: Value = res.json().await.unwrap();
+    assert!(text_of(&r).contains("lead-of-u-alice"), "{r}");
+    let first = n.lock().unwrap().issued[0].clone();
+    assert_eq!(n.lock().unwrap().lead_calls.last().unwrap().0, format!("Bearer {first}"));
+    assert_no_token_logged(&server, &n);
+    assert_no_token_logged(&fresh, &n);
 }
