@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(v.open_bridge(&a, "brg_1", &sealed).unwrap(), cred);
         assert!(v.open_bridge(&a, "brg_2", &sealed).is_err());
         assert!(v.open_bridge(&b, "brg_1", &sealed).is_err());
-        let c = ConnectionId::from_string("brg_1".into());
+        let c = ConnectionId::from_string("brg_1");
         assert!(v.open(&a, &c, &sealed).is_err(), "not a connection's credential either");
     }
 
