@@ -95,9 +95,11 @@ impl Bridge {
         let Some(row) = rows.into_iter().find(|b| b.provider_id == provider) else { return Ok(None) };
         let opened = self.vault.open_bridge(tenant, &row.id, &row.sealed).map_err(|_| SessionTokenError::Open)?;
         match &opened {
-            Credential::Exchanged { token } => {
-                Ok(Some(SessionToken { id: row.id.clone(), token: Zeroizing::new(token.clone()), reverify: row.reverify }))
-            }
+            Credential::Exchanged { token } => Ok(Some(SessionToken {
+                id: row.id.clone(),
+                token: Zeroizing::new(token.clone()),
+                reverify: row.reverify,
+            })),
             _ => Err(SessionTokenError::Open),
         }
     }

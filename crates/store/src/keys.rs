@@ -191,9 +191,7 @@ impl MasterSealedStore for SqlStore {
             MasterSealedKind::TotpSecret => {
                 "UPDATE account_totp SET secret_sealed = $3 WHERE account_id = $1 AND secret_sealed = $2"
             }
-            MasterSealedKind::SessionBridge => {
-                "UPDATE session_bridges SET sealed = $3 WHERE id = $1 AND sealed = $2"
-            }
+            MasterSealedKind::SessionBridge => "UPDATE session_bridges SET sealed = $3 WHERE id = $1 AND sealed = $2",
         };
         // A bridge token's id is `{account}:{row}`: the row is the key.
         let id = match kind {

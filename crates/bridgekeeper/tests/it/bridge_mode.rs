@@ -168,8 +168,7 @@ async fn signed_in(flow: &Flow) -> Session {
 
 /// `tools/call` of `nexus_search_leads`: the whole JSON-RPC answer.
 async fn search(flow: &Flow, access: &str, q: &str) -> Value {
-    let res =
-        flow.mcp(access, "tools/call", json!({"name": "nexus_search_leads", "arguments": {"q": q}})).await;
+    let res = flow.mcp(access, "tools/call", json!({"name": "nexus_search_leads", "arguments": {"q": q}})).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }

@@ -150,7 +150,9 @@ async fn bridged_refresh(
             // The backend no longer lets this user in: the grant ends, and its token with it.
             match server.store.revoke_session(&grant.id, RevocationReason::BridgeRefused, now).await {
                 Ok(_) => server.verifier.forget_session(&grant.id),
-                Err(e) => tracing::error!(error = %e, session = %grant.id, "could not revoke a session the backend refused"),
+                Err(e) => {
+                    tracing::error!(error = %e, session = %grant.id, "could not revoke a session the backend refused")
+                }
             }
             tracing::info!(session = %grant.id, provider = %provider, why = %why, "bridge mode: refused at re-verification; session revoked");
             server.emit(
