@@ -446,3 +446,23 @@ async fn bridge_mode_tokens_are_resealed_by_a_master_key_rotation() {
     assert_no_token_logged(&server, &n);
     assert_no_token_logged(&fresh, &n);
 }
+
+#[tokio::test]
+async fn security_bridge_mode_a_refused_admin_token_is_the_operators_failure_not_the_persons() {
+    let (base, n) = nexus().await;
+    n.lock().unwrap().users.insert("alice@acme.example".into(), "u-alice".into());
+    let mut env = env_for(&base);
+    for (k, v) in env.iter_mut() {
+        if k == "NEXUS_ADMIN_TOKEN" {
+            *v = "a-stale-admin-token".into();
+        }
+    }
+    let server = Server::start_with(&env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+    let alice = person(&server, "alice@acme.example", true).await;
+    let (_, back) = sign_in(&alice).await;
+    assert_eq!(query_param(&back, "error").as_deref(), Some("temporarily_unavailable"), "{back}");
+    assert!(query_param(&back, "code").is_none());
+    assert_eq!(n.lock().unwrap().verify_calls.len(), 1);
+    assert!(server.logs().contains("refused the operator's admin token"), "the operator can see why");
+    assert!(!server.logs().contains("a-stale-admin-token"));
+}
