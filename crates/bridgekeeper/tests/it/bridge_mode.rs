@@ -466,3 +466,63 @@ async fn security_bridge_mode_a_refused_admin_token_is_the_operators_failure_not
     assert!(server.logs().contains("refused the operator's admin token"), "the operator can see why");
     assert!(!server.logs().contains("a-stale-admin-token"));
 }
+
+/// A public client the operator created (its person's consent is remembered), limited to
+/// `providers` when given.
+async fn operator_client(server: &Server, providers: Option<&[&str]>) -> String {
+    let op = crate::harness::operator_token(server);
+    let mut body = json!({"name": "Nexus for Claude", "type": "public", "redirectUris": [REDIRECT]});
+    if let Some(p) = providers {
+        body["allowedProviders"] = json!(p);
+    }
+    let created: Value = reqwest::Client::new()
+        .post(server.url("/api/v1/auth-clients"))
+        .bearer_auth(&op)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["clientId"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned()
+}
+
+#[tokio::test]
+async fn security_bridge_mode_verifies_remembered_consent_too_and_only_grants_that_reach_the_provider() {
+    let (base, n) = nexus().await;
+    n.lock().unwrap().users.insert("alice@acme.example".into(), "u-alice".into());
+    let server = server(&base);
+    let alice = person(&server, "alice@acme.example", true).await;
+    let client_id = operator_client(&server, None).await;
+    let url = |state: &str| alice.authorize_url(&client_id, REDIRECT, SCOPE, state);
+    let back = alice.approve(&url("s1")).await;
+    assert!(query_param(&back, "code").is_some(), "{back}");
+    // Remembered: straight back without the consent page, and still verified first.
+    let res = alice.http.get(url("s2")).send().await.unwrap();
+    let back = crate::harness::location(&res);
+    assert!(back.starts_with(REDIRECT) && query_param(&back, "code").is_some(), "{back}");
+    assert_eq!(n.lock().unwrap().verify_calls.len(), 2, "asked at every sign-in");
+    // The backend drops alice: the remembered consent no longer gets her a code.
+    n.lock().unwrap().users.clear();
+    let res = alice.http.get(url("s3")).send().await.unwrap();
+    let back = crate::harness::location(&res);
+    assert_eq!(query_param(&back, "error").as_deref(), Some("access_denied"), "{back}");
+    assert!(query_param(&back, "code").is_none());
+    // A client that cannot reach nexus is not bridged: the backend is not asked, and the
+    // session sees no nexus tool.
+    let other = operator_client(&server, Some(&["github"])).await;
+    let asked = n.lock().unwrap().verify_calls.len();
+    let back = alice.approve(&alice.authorize_url(&other, REDIRECT, SCOPE, "s4")).await;
+    let code = query_param(&back, "code").unwrap_or_else(|| panic!("{back}"));
+    assert_eq!(n.lock().unwrap().verify_calls.len(), asked, "not asked");
+    let t = alice.exchange_code(&other, REDIRECT, &code).await;
+    let list: Value = alice.mcp(&t.access, "tools/list", json!({})).await.json().await.unwrap();
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"whoami") && !names.contains(&"nexus_search_leads"), "{names:?}");
+}
