@@ -7,6 +7,10 @@
 // official TypeScript SDK) calls `nexus_search_leads`, which reaches the backend with that user's
 // scoped token, never the client's own token. Unverified accounts and users the backend refuses
 // get 403 and no connection; two tenants see only their own leads.
+//
+// Bridge mode (the same provider with `bridge = true`, a second server): a verified person signs
+// in, the backend is asked at consent, and the SDK's tool call reaches the backend with the token
+// sealed on that sign-in's session — no connection, nothing in the JWT, the answer or the log.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -19,7 +23,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 import { UserAgent } from './lib/agent.mjs';
-import { api, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
+import { api, authorizeApp, signUpAndAuthorizeApp, startBridgekeeper } from './lib/bridgekeeper.mjs';
 
 const APP_REDIRECT = 'http://127.0.0.1:53691/connected';
 const TEST_TIMEOUT_MS = 60_000;
@@ -204,5 +208,80 @@ describe('token_exchange (reference 002): a verified email exchanged for the bac
         const carol = await mcp(people.carol.accessToken);
         assert.ok(!(await carol.listTools()).tools.some(t => t.name.startsWith('nexus_')));
         await carol.close();
+    });
+});
+
+describe('bridge mode (reference 002): every sign-in carries the backend’s scoped token', () => {
+    let nexus;
+    let bk;
+    const erin = `erin-${rand()}@example.com`;
+
+    before(async () => {
+        nexus = await startNexus({ [erin]: { id: 'u_erin', leads: [{ name: 'Acme Corp', owner: 'erin' }, { name: 'Globex', owner: 'erin' }] } });
+        const p = 'BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__';
+        bk = await startBridgekeeper({
+            [`${p}NAME`]: 'Nexus CRM',
+            [`${p}AUTH`]: 'token_exchange',
+            [`${p}TOKEN_EXCHANGE__VERIFY_URL`]: `${nexus.base}/auth/verify`,
+            [`${p}TOKEN_EXCHANGE__ADMIN_TOKEN_ENV`]: 'E2E_NEXUS_ADMIN_TOKEN',
+            [`${p}TOKEN_EXCHANGE__BRIDGE`]: 'true',
+            E2E_NEXUS_ADMIN_TOKEN: ADMIN_TOKEN,
+            [`${p}TOOLS__KIND`]: 'http',
+            [`${p}TOOLS__DEFINITIONS`]: `[{ name = "search_leads", description = "Search the leads of the signed-in user", url = "${nexus.base}/leads", render = "json", input_schema = { type = "object", properties = { query = { type = "string" } }, required = ["query"] } }]`,
+            [`${p}READ_TOOLS`]: '["search_leads"]',
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_PRIVATE_ADDRESSES: 'true',
+            BRIDGEKEEPER_CONNECTIONS__ALLOW_HTTP_LOOPBACK: 'true'
+        });
+    });
+
+    after(async () => {
+        await bk?.stop();
+        await nexus?.stop();
+    });
+
+    /** Signs up and in through the pages, then follows the verification link from the outbox. */
+    async function signUpVerified(agent, email) {
+        const at = p => new URL(p, bk.issuer).href;
+        const password = `pw-${rand()}-correct horse`;
+        const csrf = html => html.match(/name="csrf_token" value="([^"]+)"/)[1];
+        const signup = await agent.get(at('/signup'));
+        let res = await agent.post(at('/signup'), { csrf_token: csrf(signup.text), next: '/', email, password });
+        assert.equal(res.status, 303, res.text);
+        const login = await agent.get(new URL(res.location, bk.issuer).href);
+        res = await agent.post(at('/login'), { csrf_token: csrf(login.text), next: '/', email, password });
+        assert.equal(res.status, 303, res.text);
+        const message = await mailTo(bk.dataDir, email, 'Verify your email address');
+        const link = message.match(/https?:\/\/\S+\/verify-email\?token=\S+/)[0];
+        assert.equal((await fetch(link)).status, 200);
+    }
+
+    test('a verified sign-in is checked at consent and the SDK’s tool call carries that session’s token', { timeout: TEST_TIMEOUT_MS }, async () => {
+        const agent = new UserAgent();
+        await signUpVerified(agent, erin);
+        const asked = nexus.seen.verify.length;
+        const app = await authorizeApp(agent, bk.issuer, { redirectUri: APP_REDIRECT, scope: 'connections universal-mcp-read-write' });
+        assert.equal(nexus.seen.verify.length, asked + 1, 'the backend was asked once, at consent');
+        assert.equal(nexus.seen.verify.at(-1).auth, `Bearer ${ADMIN_TOKEN}`);
+        assert.deepEqual(JSON.parse(nexus.seen.verify.at(-1).body), { email: erin });
+        const scoped = [...nexus.issued.keys()].at(-1);
+        const claims = Buffer.from(app.accessToken.split('.')[1], 'base64url').toString();
+        assert.ok(!claims.includes(scoped), 'the scoped token is not in the JWT');
+
+        const c = new Client({ name: 'bridge-e2e', version: '1.0.0' });
+        await c.connect(new StreamableHTTPClientTransport(new URL('/mcp', bk.issuer), { requestInit: { headers: { Authorization: `Bearer ${app.accessToken}` } } }));
+        const { tools } = await c.listTools();
+        const tool = tools.find(t => t.name === 'nexus_search_leads');
+        assert.ok(tool, tools.map(t => t.name).join(', '));
+        assert.deepEqual(Object.keys(tool.inputSchema.properties), ['query'], 'no token among the arguments');
+        const result = await c.callTool({ name: 'nexus_search_leads', arguments: { query: 'acme' } });
+        assert.equal(result.isError ?? false, false, JSON.stringify(result));
+        assert.deepEqual(result.structuredContent, { leads: [{ name: 'Acme Corp', owner: 'erin' }] });
+        assert.equal(nexus.seen.leads.at(-1).auth, `Bearer ${scoped}`, 'the session’s scoped token');
+        assert.ok(!JSON.stringify(result).includes(scoped));
+        await c.close();
+        const connections = await api(bk.issuer, 'GET', '/api/v1/connections', { token: app.accessToken });
+        assert.equal(connections.status, 200, connections.text);
+        assert.equal(connections.body.connections.length, 0, 'no connection: the token is the session’s');
+        assert.ok(!bk.logTail().includes(scoped) && !bk.logTail().includes(ADMIN_TOKEN), 'nothing logged');
     });
 });

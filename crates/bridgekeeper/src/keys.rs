@@ -350,12 +350,17 @@ pub async fn rotate_master(store: &bk_store::SqlStore, master: &MasterKey) -> an
                 bk_domain::second_factor::totp_binding(&bk_domain::ids::AccountId::from_string(v.id.clone()))
                     .into_bytes()
             }
+            MasterSealedKind::SessionBridge => {
+                let (account, row) = v.id.split_once(':').unwrap_or_default();
+                bk_domain::bridge::bridge_binding(&bk_domain::ids::AccountId::from_string(account.to_owned()), row)
+            }
         };
         let what = match v.kind {
             MasterSealedKind::ClientSecret => "client secret",
             MasterSealedKind::SigningKey => "signing key",
             MasterSealedKind::UpstreamClientSecret => "upstream registration",
             MasterSealedKind::TotpSecret => "TOTP secret",
+            MasterSealedKind::SessionBridge => "bridge-mode session token",
         };
         let new = match master.open(&aad, &v.sealed) {
             Ok(plain) => master.seal(&aad, &zeroize::Zeroizing::new(plain))?,

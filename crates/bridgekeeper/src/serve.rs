@@ -201,6 +201,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .with_key_fetcher(client_key_fetcher(&config.client_metadata_documents)?);
     auth.documents = client_documents(&config.client_metadata_documents, sql.clone())?;
+    let bridge = sign_in_bridge(&config.connections, &catalog, sql.clone(), &master, clock.clone())?;
+    auth.bridge = bridge.clone().map(|b| -> Arc<dyn bk_domain::bridge::SignInBridge> { b });
     let auth = Arc::new(auth);
     let browser_sessions = Arc::new(bk_access::browser::BrowserSessions::new(store.clone()));
     let vault = bk_connections::Vault::new(master.clone());
@@ -240,7 +242,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             },
             ..bk_upstream::UpstreamSettings::default()
         },
-    )?;
+    )?
+    .with_bridge(bridge);
     let upstream_counters = upstream_tools.counters();
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
@@ -709,4 +712,30 @@ impl bk_api::ClientAuthenticator for ClientSecrets {
             })
         })
     }
+}
+
+/// Bridge mode (reference 002), when the catalog bridges a provider: its own outbound client under
+/// the connections' rules (the verify endpoint is the operator's, like a token endpoint).
+fn sign_in_bridge(
+    config: &crate::config::ConnectionsConfig,
+    catalog: &Arc<bk_connections::Catalog>,
+    store: Arc<bk_store::SqlStore>,
+    master: &Arc<bk_crypto::envelope::MasterKey>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Option<Arc<bk_connections::bridge::Bridge>>> {
+    let bridged: Vec<&str> = catalog.iter().filter(|p| p.bridged().is_some()).map(|p| p.id.as_str()).collect();
+    if bridged.is_empty() {
+        return Ok(None);
+    }
+    let (upstream, _) = upstream(config)?;
+    tracing::info!(providers = ?bridged, "bridge mode: sign-ins reaching these providers are verified by their backend");
+    Ok(bk_connections::bridge::Bridge::new(
+        store.clone(),
+        store,
+        bk_connections::Vault::new(master.clone()),
+        Arc::new(upstream),
+        catalog.clone(),
+        clock,
+    )
+    .map(Arc::new))
 }

@@ -40,8 +40,9 @@ struct VerifyAnswer {
 
 impl Upstream {
     /// Asks the tenant backend's verify endpoint for a token scoped to the user with `email`.
-    /// A refusal (4xx) is [`UpstreamError::Refused`] with `access_denied` (or the backend's own
-    /// error code); a failure (5xx, unreachable, slow) is `Unavailable`.
+    /// A refusal (4xx but 401) is [`UpstreamError::Refused`] with `access_denied` (or the backend's
+    /// own error code); a failure (5xx, 401 — the admin token refused —, unreachable, slow) is
+    /// `Unavailable`.
     pub async fn exchange_email(&self, t: &TokenExchange, email: &str) -> Result<Exchanged, UpstreamError> {
         let admin =
             t.admin_token.as_ref().ok_or(UpstreamError::Malformed("the provider's admin token is not configured"))?;
@@ -56,6 +57,13 @@ impl Upstream {
         let body = Zeroizing::new(answer.body);
         if answer.status >= 500 {
             return Err(UpstreamError::Unavailable(format!("the verify endpoint answered HTTP {}", answer.status)));
+        }
+        // 401 is the backend refusing the operator's admin token, not the user: a failure of the
+        // set-up, never blamed on the person.
+        if answer.status == 401 {
+            return Err(UpstreamError::Unavailable(
+                "the verify endpoint refused the operator's admin token (HTTP 401)".into(),
+            ));
         }
         let parsed: Option<VerifyAnswer> = serde_json::from_slice(&body).ok();
         if answer.status >= 400 {

@@ -6,6 +6,7 @@
 //! discovery of a remote MCP server's authorization server, registration, the connect probe).
 #![forbid(unsafe_code)]
 
+pub mod bridge;
 pub mod broker;
 pub mod catalog;
 pub mod exchange;

@@ -123,6 +123,23 @@ impl Vault {
     }
 }
 
+use bk_domain::bridge::bridge_binding;
+
+impl Vault {
+    /// Seals a bridge-mode scoped token for the row `row` of `account`.
+    pub fn seal_bridge(&self, account: &AccountId, row: &str, credential: &Credential) -> Result<Vec<u8>, VaultError> {
+        let plain = Zeroizing::new(serde_json::to_vec(credential).map_err(|_| VaultError::Seal)?);
+        self.master.seal(&bridge_binding(account, row), &plain).map_err(|_| VaultError::Seal)
+    }
+
+    /// Opens a bridge-mode token; refuses a ciphertext sealed for any other row or tenant.
+    pub fn open_bridge(&self, account: &AccountId, row: &str, sealed: &[u8]) -> Result<Credential, VaultError> {
+        let plain =
+            Zeroizing::new(self.master.open(&bridge_binding(account, row), sealed).map_err(|_| VaultError::Open)?);
+        serde_json::from_slice(&plain).map_err(|_| VaultError::Open)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +193,19 @@ mod tests {
         let last = sealed.len() - 1;
         sealed[last] ^= 1;
         assert!(v.open(&a, &c, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_bridge_token_opens_only_for_its_own_row_and_tenant() {
+        let v = vault();
+        let (a, b) = (AccountId::generate(), AccountId::generate());
+        let cred = Credential::Exchanged { token: "nexus_scoped_1".into() };
+        let sealed = v.seal_bridge(&a, "brg_1", &cred).unwrap();
+        assert_eq!(v.open_bridge(&a, "brg_1", &sealed).unwrap(), cred);
+        assert!(v.open_bridge(&a, "brg_2", &sealed).is_err());
+        assert!(v.open_bridge(&b, "brg_1", &sealed).is_err());
+        let c = ConnectionId::from_string("brg_1");
+        assert!(v.open(&a, &c, &sealed).is_err(), "not a connection's credential either");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum RevocationReason {
     PatRevoked,
     /// It is a PAT's session, and the session whose token created that PAT was revoked.
     CreatorRevoked,
+    /// Bridge mode: the company backend refused the user when its token was verified again.
+    BridgeRefused,
 }
 
 impl RevocationReason {
@@ -63,6 +65,7 @@ impl RevocationReason {
             RevocationReason::ClientDeleted => "client_deleted",
             RevocationReason::PatRevoked => "pat_revoked",
             RevocationReason::CreatorRevoked => "creator_revoked",
+            RevocationReason::BridgeRefused => "bridge_refused",
         }
     }
 }

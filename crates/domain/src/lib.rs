@@ -6,6 +6,7 @@
 pub mod access;
 pub mod account;
 pub mod audit;
+pub mod bridge;
 pub mod browser_session;
 pub mod client;
 pub mod client_metadata;

@@ -209,18 +209,31 @@ impl AuthServer {
         self.response_url(&req.redirect_uri, &pairs)
     }
 
-    /// Issues a code for an approved request and returns the redirect URL carrying it.
+    /// Issues a code for an approved request and returns the redirect URL carrying it. In bridge
+    /// mode the company backend is asked first: a refusal is the `access_denied` redirect (and no
+    /// code), a failure `temporarily_unavailable`.
     pub async fn issue_code(
         &self,
         req: &AuthorizeRequest,
         account: &AccountId,
         auth_time: UnixTime,
-    ) -> Result<String, bk_domain::ports::StoreError> {
+    ) -> Result<String, IssueError> {
+        let held = match &self.bridge {
+            Some(bridge) => {
+                let reach = req.restrictions.reach(req.client.allowed_providers.as_deref());
+                match bridge.at_consent(account, &reach).await {
+                    Ok(held) => held,
+                    Err(refusal) => return Err(self.bridge_refused(req, account, refusal)),
+                }
+            }
+            None => Vec::new(),
+        };
         let now = self.clock.now();
         let code = new_token(CODE_PREFIX);
+        let hash = token_hash(code.expose());
         self.store
             .insert_code(&AuthorizationCode {
-                hash: token_hash(code.expose()),
+                hash: hash.clone(),
                 client_id: req.client.id.clone(),
                 account_id: account.clone(),
                 redirect_uri: req.redirect_uri.clone(),
@@ -235,6 +248,10 @@ impl AuthServer {
                 used_at: None,
             })
             .await?;
+        if let Some(bridge) = &self.bridge {
+            // Until this is stored the code is never handed out (a failure leaves it unknown).
+            bridge.hold(account, &hash, &held, now).await?;
+        }
         self.emit(
             self.event("auth.code_issued", bk_domain::audit::Outcome::Success)
                 .account(account)
@@ -246,5 +263,55 @@ impl AuthServer {
             pairs.push(("state", s));
         }
         Ok(self.response_url(&req.redirect_uri, &pairs))
+    }
+}
+
+/// Why no code was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Store(#[from] bk_domain::ports::StoreError),
+    /// Bridge mode: the redirect to the client carrying `access_denied` or
+    /// `temporarily_unavailable` (RFC 6749 §4.1.2.1).
+    #[error("the sign-in was not let through")]
+    Bridge(String),
+}
+
+impl AuthServer {
+    /// The error redirect for a sign-in bridge mode did not let through, recorded.
+    fn bridge_refused(
+        &self,
+        req: &AuthorizeRequest,
+        account: &AccountId,
+        refusal: bk_domain::bridge::BridgeRefusal,
+    ) -> IssueError {
+        use bk_domain::bridge::BridgeRefusal;
+        let (code, description, provider) = match &refusal {
+            BridgeRefusal::Denied { provider, .. } => {
+                ("access_denied", format!("{provider} does not grant this account access"), provider.clone())
+            }
+            BridgeRefusal::Unavailable { provider, .. } => (
+                "temporarily_unavailable",
+                format!("{provider} could not verify the account now; try again later"),
+                provider.clone(),
+            ),
+            BridgeRefusal::Store(e) => {
+                tracing::error!(error = %e, "bridge mode: storing or reading failed");
+                ("server_error", "the server could not complete the request".to_owned(), String::new())
+            }
+        };
+        tracing::info!(account = %account, client = %req.client.id, reason = %refusal, "bridge mode: no code issued");
+        self.emit(
+            self.event("auth.bridge_refused", bk_domain::audit::Outcome::Denied)
+                .account(account)
+                .client(&req.client.id)
+                .detail("provider", provider)
+                .detail("error", code),
+        );
+        let mut pairs = vec![("error", code), ("error_description", description.as_str())];
+        if let Some(s) = &req.state {
+            pairs.push(("state", s));
+        }
+        IssueError::Bridge(self.response_url(&req.redirect_uri, &pairs))
     }
 }

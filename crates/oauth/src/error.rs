@@ -89,6 +89,12 @@ impl OAuthError {
         }
         self
     }
+    /// Something the grant depends on failed for now (bridge mode: the company backend); the
+    /// client may retry. Not among RFC 6749 §5.2's codes, which have none for this: the code of
+    /// §4.1.2.1 is used, with 503.
+    pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", d)
+    }
     pub fn server_error() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the server could not complete the request")
     }

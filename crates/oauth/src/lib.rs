@@ -113,6 +113,8 @@ pub struct AuthServer {
     pub resource_servers: Vec<bk_domain::access::ResourceServer>,
     /// Client ID Metadata Documents (`client_id` = an HTTPS URL), when accepted.
     pub documents: Option<Arc<documents::ClientDocuments>>,
+    /// Bridge mode (reference 002), when a provider is bridged: crossed at consent and at refreshes.
+    pub bridge: Option<Arc<dyn bk_domain::bridge::SignInBridge>>,
 }
 
 impl AuthServer {
@@ -151,6 +153,7 @@ impl AuthServer {
             audit,
             resource_servers: Vec::new(),
             documents: None,
+            bridge: None,
         }
     }
 

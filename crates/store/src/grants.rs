@@ -253,6 +253,7 @@ impl CodeStore for SqlStore {
 // A code redemption is one compare-and-set: mark the code used, create the session and its first
 // refresh token — all or nothing. On SQLite it is one batch in one round trip to the database
 // thread (each INSERT runs only if the statement before it changed a row); on PostgreSQL one statement.
+// Bridge mode's tokens held for the code move onto the new session in the same step.
 const REDEEM_SQLITE: &str = "BEGIN IMMEDIATE;
 UPDATE authorization_codes SET used_at = $1, session_id = $2 WHERE hash = $3 AND used_at IS NULL;
 INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind, dpop_jkt)
@@ -260,6 +261,8 @@ INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, cr
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
     SELECT $10, $11, $2, $5, $12, $13, NULL, NULL, $14 WHERE changes() = 1;
 SELECT changes() AS applied;
+UPDATE session_bridges SET session_id = $2, code_hash = NULL
+    WHERE code_hash = $3 AND EXISTS (SELECT 1 FROM sessions WHERE id = $2);
 COMMIT;";
 
 const REDEEM_POSTGRES: &str = "WITH c AS (
@@ -267,6 +270,8 @@ const REDEEM_POSTGRES: &str = "WITH c AS (
 ), s AS (
     INSERT INTO sessions (id, account_id, client_id, scopes, resource, auth_time, created_at, revoked_at, restrictions, kind, dpop_jkt)
     SELECT $2, $4, $5, $6, $7, $8, $9, NULL, $15, $16, $17 FROM c RETURNING id
+), b AS (
+    UPDATE session_bridges SET session_id = $2, code_hash = NULL WHERE code_hash = $3 AND EXISTS (SELECT 1 FROM s)
 )
 INSERT INTO refresh_tokens (id, hash, session_id, client_id, scopes, expires_at, used_at, parent_id, created_at)
 SELECT $10, $11, s.id, $5, $12, $13, NULL, NULL, $14 FROM s";

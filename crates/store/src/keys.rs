@@ -163,6 +163,17 @@ impl MasterSealedStore for SqlStore {
                 sealed: r.try_get("secret_sealed").db()?,
             });
         }
+        let rows = sqlx::query("SELECT id, account_id, sealed FROM session_bridges ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        for r in &rows {
+            out.push(MasterSealedValue {
+                kind: MasterSealedKind::SessionBridge,
+                id: format!("{}:{}", r.try_get::<String, _>("account_id").db()?, r.try_get::<String, _>("id").db()?),
+                sealed: r.try_get("sealed").db()?,
+            });
+        }
         Ok(out)
     }
 
@@ -180,6 +191,12 @@ impl MasterSealedStore for SqlStore {
             MasterSealedKind::TotpSecret => {
                 "UPDATE account_totp SET secret_sealed = $3 WHERE account_id = $1 AND secret_sealed = $2"
             }
+            MasterSealedKind::SessionBridge => "UPDATE session_bridges SET sealed = $3 WHERE id = $1 AND sealed = $2",
+        };
+        // A bridge token's id is `{account}:{row}`: the row is the key.
+        let id = match kind {
+            MasterSealedKind::SessionBridge => id.split_once(':').map_or(id, |(_, row)| row),
+            _ => id,
         };
         let r = sqlx::query(sql).bind(id).bind(old.to_vec()).bind(new.to_vec()).execute(&self.writer).await.db()?;
         Ok(r.rows_affected() == 1)

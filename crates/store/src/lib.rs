@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod bridges;
 mod browser_sessions;
 mod checkpoint;
 mod clients;

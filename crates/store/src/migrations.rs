@@ -37,6 +37,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (23, "dpop binding", include_str!("../migrations/sqlite/0023_dpop_binding.sql")),
     (24, "machine clients", include_str!("../migrations/sqlite/0024_machine_clients.sql")),
     (25, "idp identities", include_str!("../migrations/sqlite/0025_idp_identities.sql")),
+    (26, "session bridges", include_str!("../migrations/sqlite/0026_session_bridges.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -68,6 +69,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (23, "dpop binding", include_str!("../migrations/postgres/0023_dpop_binding.sql")),
     (24, "machine clients", include_str!("../migrations/postgres/0024_machine_clients.sql")),
     (25, "idp identities", include_str!("../migrations/postgres/0025_idp_identities.sql")),
+    (26, "session bridges", include_str!("../migrations/postgres/0026_session_bridges.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -291,6 +291,16 @@ impl Store for SqlStore {
                 .db()?
                 .rows_affected();
         }
+        // Bridge mode: a token held for a code that expired unredeemed goes now, not with the code.
+        deleted += sqlx::query(
+            "DELETE FROM session_bridges WHERE session_id IS NULL \
+             AND code_hash IN (SELECT hash FROM authorization_codes WHERE expires_at < $1 AND used_at IS NULL)",
+        )
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .db()?
+        .rows_affected();
         Ok(deleted)
     }
 }

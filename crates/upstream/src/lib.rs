@@ -20,6 +20,7 @@
 
 mod answers;
 mod breaker;
+mod bridged;
 pub mod http;
 mod listing;
 pub mod names;
@@ -409,6 +410,8 @@ pub struct UpstreamTools {
     started: Instant,
     /// Seconds since `started` of the last sweep of idle clients and stale listings.
     last_sweep: AtomicU64,
+    /// Bridge mode: bridged providers' tools use the calling session's token (`bridged`).
+    bridge: Option<Arc<bk_connections::bridge::Bridge>>,
 }
 
 /// The bearer value a credential gives an MCP server.
@@ -444,6 +447,7 @@ impl UpstreamTools {
             next_version: AtomicU64::new(1),
             started: Instant::now(),
             last_sweep: AtomicU64::new(0),
+            bridge: None,
         }
     }
 
@@ -497,6 +501,10 @@ impl UpstreamTools {
             .filter(|c| c.status != ConnectionStatus::Revoked)
             .filter_map(|c| {
                 let p = self.catalog.get(&c.provider_id)?.clone();
+                // A bridged provider's tools use the session's token, never a connection's.
+                if p.bridged().is_some() {
+                    return None;
+                }
                 match &p.tools {
                     CatalogTools::UpstreamMcp { .. } => Some((c, p)),
                     CatalogTools::Http { tools } if !tools.is_empty() => Some((c, p)),

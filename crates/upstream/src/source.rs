@@ -20,10 +20,13 @@ impl ToolSource for UpstreamTools {
                 listed.push((c, snap));
             }
         }
+        let bridged = self.bridged_for(ctx);
+        key.extend(bridged.iter().map(|p| (format!("bridge:{}", p.id), 0)));
         if let Some(l) = self.composites.lock().unwrap().get(&key) {
             return l.clone();
         }
-        let tools = self.describe(&listed);
+        let mut tools = self.describe(&listed);
+        self.describe_bridged(&bridged, &mut tools);
         let listing = ToolListing { version: self.next_version.fetch_add(1, Ordering::Relaxed), tools: tools.into() };
         let mut composites = self.composites.lock().unwrap();
         if composites.len() > 10_000 {
@@ -199,6 +202,9 @@ impl UpstreamTools {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let failed = |why: String| self.count_failure(ToolError::Failed(why));
         let provider = tool.provider.clone().unwrap_or_default();
+        if Self::is_bridged(target) {
+            return self.call_bridged(ctx, target, args).await.map_err(failed);
+        }
         // The connection as this caller's tenant holds it now (the listing may be a moment old).
         let id = ConnectionId::from_string(target.connection_id.clone());
         let connections = self.connections(&ctx.account_id).await;

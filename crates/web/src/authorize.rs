@@ -105,6 +105,7 @@ async fn issue(
 ) -> Response {
     match state.auth.issue_code(req, account, auth_time).await {
         Ok(url) => see_other(&url),
+        Err(bk_oauth::authorize::IssueError::Bridge(url)) => see_other(&url),
         Err(e) => {
             tracing::error!(error = %e, "issuing an authorization code failed");
             error_to_client(state, req, "server_error", "the server could not issue a code")

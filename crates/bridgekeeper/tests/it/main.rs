@@ -5,6 +5,7 @@ mod account_email;
 mod admin_accounts;
 mod audit;
 mod authorize;
+mod bridge_mode;
 mod cli;
 mod client_metadata;
 mod clients;

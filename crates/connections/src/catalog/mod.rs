@@ -73,6 +73,14 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The exchange of a `token_exchange` provider in bridge mode.
+    pub fn bridged(&self) -> Option<&TokenExchange> {
+        match &self.auth {
+            AuthKind::TokenExchange(t) if t.bridge => Some(t),
+            _ => None,
+        }
+    }
+
     /// The setting an operator still has to provide before a tenant can connect this provider
     /// (`initiate` answers 400 naming it), if any.
     pub fn missing_setting(&self) -> Option<&str> {
@@ -210,6 +218,10 @@ pub struct TokenExchange {
     pub admin_token: Option<ProviderSecret>,
     /// The setting still missing (the admin token), if any.
     pub missing: Option<String>,
+    /// Bridge mode: every sign-in (authorization-code grant) that can reach this provider is
+    /// verified by the backend at consent and carries its scoped token on the session; the
+    /// provider's tools use the session's token, never a connection (`bk_connections::bridge`).
+    pub bridge: bool,
 }
 
 /// Where a provider's tools come from (consumed by the gateway).

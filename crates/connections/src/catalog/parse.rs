@@ -144,6 +144,7 @@ struct RawTokenExchange {
     verify_url: Option<String>,
     admin_token: Option<String>,
     admin_token_env: Option<String>,
+    bridge: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -403,10 +404,16 @@ fn provider(
                 env,
                 &setting("token_exchange.admin_token"),
             )?;
+            let bridge = t.bridge.unwrap_or(false);
+            // A bridged provider is crossed by every sign-in: without its admin token none could pass.
+            if bridge && let Some(m) = &missing {
+                return Err(e("token_exchange.bridge", &format!("bridge mode needs the admin token: set {m}")));
+            }
             AuthKind::TokenExchange(TokenExchange {
                 verify_url: server_url(file, &id, "token_exchange.verify_url", u, allow_http_loopback)?,
                 admin_token,
                 missing,
+                bridge,
             })
         }
     };

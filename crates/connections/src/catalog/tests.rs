@@ -383,3 +383,20 @@ fn a_preregistered_mcp_client_secret_names_its_authorization_server() {
         matches!(&c.get("docs").unwrap().auth, AuthKind::Mcp(m) if m.issuer.as_deref() == Some("https://auth.docs.example"))
     );
 }
+
+#[test]
+fn a_bridged_provider_needs_its_admin_token_at_start() {
+    let bridged = "[nexus]\nname = \"Nexus\"\nauth = \"token_exchange\"\n\
+                   token_exchange = { verify_url = \"https://api.nexus.example/auth/verify\", bridge = true }";
+    let e = error(Some(bridged), None);
+    assert_eq!((e.provider.as_str(), e.field.as_str()), ("nexus", "token_exchange.bridge"));
+    assert!(e.message.contains("connections.providers.nexus.token_exchange.admin_token"), "{}", e.message);
+    // With the token (from the operator's configuration) it loads, bridged; without the flag it is not.
+    let c = load(Some(bridged), Some("[nexus.token_exchange]\nadmin_token = \"adm\"")).unwrap();
+    assert!(c.get("nexus").unwrap().bridged().is_some());
+    let plain = bridged.replace(", bridge = true", "");
+    let c = load(Some(&plain), None).unwrap();
+    assert!(c.get("nexus").unwrap().bridged().is_none());
+    let e = error(Some(&bridged.replace("bridge = true", "bridge = \"yes\"")), None);
+    assert_eq!(e.provider, "nexus");
+}

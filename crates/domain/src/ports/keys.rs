@@ -59,6 +59,9 @@ pub enum MasterSealedKind {
     UpstreamClientSecret,
     /// An account's TOTP secret; bound to `totp-secret:{account id}`.
     TotpSecret,
+    /// A bridge-mode scoped token (`crate::bridge`); its id is `{account id}:{row id}`, bound to
+    /// `bridge_binding(account, row)`.
+    SessionBridge,
 }
 
 /// One such value.

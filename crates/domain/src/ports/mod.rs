@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+mod bridges;
 mod browser_sessions;
 mod clients;
 mod connections;
@@ -21,6 +22,7 @@ pub mod wallets;
 
 pub use accounts::AccountStore;
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
+pub use bridges::BridgeStore;
 pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
 pub use connections::{

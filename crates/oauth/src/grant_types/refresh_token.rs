@@ -79,6 +79,11 @@ pub async fn exchange(
     if !grant.accepts_resource(params.get("resource")) {
         return Err(OAuthError::invalid_target("resource differs from the one the session was granted for"));
     }
+    // Bridge mode: a token the company backend refused since the last refresh is verified again
+    // before anything rotates (a refusal ends the grant; a failure changes nothing).
+    if let Some(bridge) = &server.bridge {
+        bridged_refresh(server, bridge.as_ref(), &grant, &client.id, now).await?;
+    }
     // RFC 6749 §6: the new refresh token keeps the scope of the old one; only the access token narrows.
     let (refresh, record) =
         issue::refresh_token(server, &token.session_id, &client.id, &token.scopes, Some(token.id.clone()), now);
@@ -128,4 +133,47 @@ async fn replay(server: &AuthServer, grant: &Grant, presenter: &ClientId, now: i
         }
     }
     OAuthError::invalid_grant("the refresh token was already used; the session is revoked")
+}
+
+/// Bridge mode at a refresh: tokens marked after a refusal are verified again.
+async fn bridged_refresh(
+    server: &AuthServer,
+    bridge: &dyn bk_domain::bridge::SignInBridge,
+    grant: &Grant,
+    presenter: &ClientId,
+    now: i64,
+) -> Result<(), OAuthError> {
+    use bk_domain::bridge::BridgeRefusal;
+    match bridge.at_refresh(grant).await {
+        Ok(()) => Ok(()),
+        Err(BridgeRefusal::Denied { provider, why }) => {
+            // The backend no longer lets this user in: the grant ends, and its token with it.
+            match server.store.revoke_session(&grant.id, RevocationReason::BridgeRefused, now).await {
+                Ok(_) => server.verifier.forget_session(&grant.id),
+                Err(e) => {
+                    tracing::error!(error = %e, session = %grant.id, "could not revoke a session the backend refused")
+                }
+            }
+            tracing::info!(session = %grant.id, provider = %provider, why = %why, "bridge mode: refused at re-verification; session revoked");
+            server.emit(
+                server
+                    .event("auth.bridge_refused", Outcome::Denied)
+                    .account(&grant.account_id)
+                    .client(presenter)
+                    .session(&grant.id)
+                    .detail("provider", provider.clone())
+                    .detail("session_revoked", true),
+            );
+            Err(OAuthError::invalid_grant(format!(
+                "{provider} no longer grants this account access; the session is ended: sign in again"
+            )))
+        }
+        Err(BridgeRefusal::Unavailable { provider, why }) => {
+            tracing::warn!(session = %grant.id, provider = %provider, why = %why, "bridge mode: re-verification failed for now");
+            Err(OAuthError::temporarily_unavailable(format!(
+                "{provider} could not verify the account now; retry the refresh later"
+            )))
+        }
+        Err(BridgeRefusal::Store(e)) => Err(e.into()),
+    }
 }
