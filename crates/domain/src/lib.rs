@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod agent;
 pub mod account;
 pub mod audit;
 pub mod browser_session;

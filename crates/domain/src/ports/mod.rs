@@ -17,6 +17,7 @@ mod passkeys;
 mod second_factor;
 mod tokens;
 pub mod wallets;
+mod agents;
 
 pub use accounts::AccountStore;
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
@@ -36,6 +37,7 @@ pub use mcp_sessions::McpSessionStore;
 pub use passkeys::{PasskeyRemoval, PasskeyStore};
 pub use second_factor::{SecondFactorStore, StoredTotp};
 pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
+pub use agents::{AgentCreation, AgentStore};
 
 use async_trait::async_trait;
 
