@@ -11,6 +11,7 @@ use bk_audit::redact::Redactor;
 use bk_domain::access::Clock;
 use bk_domain::agent::{Agent, MAX_CONVERSATION_MESSAGES, agent_allowed};
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
+use bk_domain::ids::AccountId;
 use bk_domain::ports::{AgentStore, StoreError};
 use bk_gateway::Gateway;
 use bk_gateway::agent_tools::AgentToolCall;
@@ -83,16 +84,22 @@ impl Agents {
         self.model.is_some()
     }
 
-    /// The agent `id` (or `default`) of the caller's account, if its grant may reach it: one
-    /// outside `allowedAgentIds` is answered exactly like one that does not exist.
-    pub async fn find(&self, ctx: &AccessContext, id: &str) -> Result<Agent, AgentError> {
+    /// The agent `id` (or `default`) of `account`, if `allowed` (a grant's `allowedAgentIds`;
+    /// `None`: no grant, the person's own session) reaches it: one outside the list is answered
+    /// exactly like one that does not exist.
+    pub async fn find(
+        &self,
+        account: &AccountId,
+        allowed: Option<&Option<Vec<String>>>,
+        id: &str,
+    ) -> Result<Agent, AgentError> {
         let agent = if id == "default" {
-            Some(self.store.default_agent(&ctx.account_id, &Agent::default_for(&ctx.account_id, self.clock.now())).await?)
+            Some(self.store.default_agent(account, &Agent::default_for(account, self.clock.now())).await?)
         } else {
-            self.store.agent(&ctx.account_id, id).await?
+            self.store.agent(account, id).await?
         };
         match agent {
-            Some(a) if agent_allowed(&ctx.restrictions.allowed_agent_ids, &a.id) => Ok(a),
+            Some(a) if allowed.is_none_or(|l| agent_allowed(l, &a.id)) => Ok(a),
             _ => Err(AgentError::NotFound),
         }
     }

@@ -87,7 +87,7 @@ impl ToolSource for UseAgent {
         if !self.agents.has_model() {
             return Err(ToolError::Failed(AgentError::NoModel.to_string()));
         }
-        let agent = match self.agents.find(ctx, "default").await {
+        let agent = match self.agents.find(&ctx.account_id, Some(&ctx.restrictions.allowed_agent_ids), "default").await {
             Ok(a) => a,
             Err(AgentError::NotFound) => {
                 return Err(ToolError::Failed("this session may not use the account's default agent".into()));
