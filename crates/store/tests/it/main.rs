@@ -31,6 +31,7 @@ macro_rules! shared_store_tests {
 }
 
 mod accounts_admin;
+mod agents;
 mod connections;
 mod email;
 mod handoff;
