@@ -8,9 +8,9 @@ pub mod model;
 pub mod run;
 pub mod sanitize;
 pub mod service;
-pub mod use_agent;
 #[cfg(test)]
 mod tests;
+pub mod use_agent;
 
 pub use model::{AgentModel, ModelError, Turn};
 pub use run::{LoopLimits, LoopOutcome, Stop, ToolCallRecord, ToolHost, run_loop};

@@ -115,10 +115,14 @@ impl LoopOutcome {
 }
 
 /// The tools offered to the model, from what the host offers.
-pub fn offered_tools(all: Vec<ToolDescriptor>, connector: Option<&str>, enabled_builtins: &[String]) -> Vec<ToolDescriptor> {
+pub fn offered_tools(
+    all: Vec<ToolDescriptor>,
+    connector: Option<&str>,
+    enabled_builtins: &[String],
+) -> Vec<ToolDescriptor> {
     all.into_iter()
         .filter(|t| t.name != USE_AGENT)
-        .filter(|t| !BUILTIN_NAMES.contains(&t.name.as_str()) || enabled_builtins.iter().any(|e| *e == t.name))
+        .filter(|t| !BUILTIN_NAMES.contains(&t.name.as_str()) || enabled_builtins.contains(&t.name))
         .filter(|t| connector.is_none_or(|c| t.provider.as_deref() == Some(c)))
         .collect()
 }
@@ -135,13 +139,18 @@ fn function_tool(t: &ToolDescriptor) -> Value {
 fn stop_text(stop: Stop, limits: &LoopLimits) -> String {
     match stop {
         Stop::Answered => String::new(),
-        Stop::MaxSteps => format!("The agent stopped before finishing: it reached its limit of {} steps.", limits.max_steps),
+        Stop::MaxSteps => {
+            format!("The agent stopped before finishing: it reached its limit of {} steps.", limits.max_steps)
+        }
         Stop::MaxTime => format!(
             "The agent stopped before finishing: it reached its time limit of {} s.",
             limits.max_wall.as_secs_f64()
         ),
         Stop::MaxCredits => {
-            format!("The agent stopped before finishing: it reached its limit of {} credits for one run.", limits.max_credits)
+            format!(
+                "The agent stopped before finishing: it reached its limit of {} credits for one run.",
+                limits.max_credits
+            )
         }
     }
 }
@@ -216,15 +225,21 @@ pub async fn run_loop(
         }
         let mut timed_out = false;
         for (i, call) in calls.iter().enumerate() {
-            let id = call.get("id").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("call_{steps}_{i}"));
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("call_{steps}_{i}"));
             let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_owned();
             let raw = call.pointer("/function/arguments");
             let args: Result<Value, String> = match raw {
                 None | Some(Value::Null) => Ok(json!({})),
                 Some(Value::String(s)) if s.trim().is_empty() => Ok(json!({})),
-                Some(Value::String(s)) => serde_json::from_str::<Value>(s)
-                    .map_err(|e| format!("the arguments are not JSON: {e}"))
-                    .and_then(|v| if v.is_object() { Ok(v) } else { Err("the arguments must be a JSON object".into()) }),
+                Some(Value::String(s)) => {
+                    serde_json::from_str::<Value>(s).map_err(|e| format!("the arguments are not JSON: {e}")).and_then(
+                        |v| if v.is_object() { Ok(v) } else { Err("the arguments must be a JSON object".into()) },
+                    )
+                }
                 Some(v @ Value::Object(_)) => Ok(v.clone()),
                 Some(_) => Err("the arguments must be a JSON object".into()),
             };
@@ -232,7 +247,10 @@ pub async fn run_loop(
             redactor.redact_strings(&mut shown_args);
             let outcome = if !tools.iter().any(|t| t.name == name) {
                 // Never executed: not among the tools this caller may call here.
-                refused(format!("unknown tool {}: call only the tools offered", name.chars().take(80).collect::<String>()))
+                refused(format!(
+                    "unknown tool {}: call only the tools offered",
+                    name.chars().take(80).collect::<String>()
+                ))
             } else {
                 match args {
                     Err(why) => refused(why),
@@ -271,7 +289,15 @@ pub async fn run_loop(
     };
     host.progress(steps, limits.max_steps, "done".into());
     let new_messages = vec![user, json!({"role": "assistant", "content": answer})];
-    Ok(LoopOutcome { answer, tool_calls: records, steps, credits_consumed: credits, credits_remaining: remaining, stop, new_messages })
+    Ok(LoopOutcome {
+        answer,
+        tool_calls: records,
+        steps,
+        credits_consumed: credits,
+        credits_remaining: remaining,
+        stop,
+        new_messages,
+    })
 }
 
 fn refused(message: String) -> AgentToolCall {
@@ -282,11 +308,9 @@ fn refused(message: String) -> AgentToolCall {
 fn error_text(result: &Value) -> String {
     let s = match result.get("error").and_then(Value::as_str) {
         Some(e) => e.to_owned(),
-        None => result
-            .pointer("/content/0/text")
-            .and_then(Value::as_str)
-            .unwrap_or("the tool reported an error")
-            .to_owned(),
+        None => {
+            result.pointer("/content/0/text").and_then(Value::as_str).unwrap_or("the tool reported an error").to_owned()
+        }
     };
     s.chars().take(300).collect()
 }

@@ -102,7 +102,8 @@ mod tests {
     fn security_tool_output_is_redacted_fenced_and_capped() {
         let f = Fence::fixed("n0nce");
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
-        let r = json!({"content": [{"type": "text", "text": format!("token {jwt} and ghp_abcdefghijklmnopqrstuvwxyz")}]});
+        let r =
+            json!({"content": [{"type": "text", "text": format!("token {jwt} and ghp_abcdefghijklmnopqrstuvwxyz")}]});
         let out = f.wrap("github__search", &r, &redactor());
         assert!(!out.contains(jwt) && !out.contains("ghp_abc"), "{out}");
         assert!(out.contains("[REDACTED]"));

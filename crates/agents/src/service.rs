@@ -124,7 +124,9 @@ impl Agents {
         if let Some(cap) = limits.monthly_credits_cap
             && self.store.agent_credits(&agent.account_id, &agent.id, month).await? >= cap
         {
-            self.emit(self.event("agent.limit_reached", Outcome::Denied, ctx, agent).detail("limit", "monthlyCreditsCap"));
+            self.emit(
+                self.event("agent.limit_reached", Outcome::Denied, ctx, agent).detail("limit", "monthlyCreditsCap"),
+            );
             return Ok(RunResult::LimitReached(limits.message().to_owned()));
         }
         let day = now_ms.div_euclid(86_400_000);
@@ -235,7 +237,8 @@ impl ToolHost for GatewayHost<'_> {
                 .detail("model", self.agent.llm.chars().take(100).collect::<String>()),
         );
         if credits > 0
-            && let Err(e) = self.agents.store.add_agent_credits(&self.agent.account_id, &self.agent.id, self.month, credits).await
+            && let Err(e) =
+                self.agents.store.add_agent_credits(&self.agent.account_id, &self.agent.id, self.month, credits).await
         {
             tracing::error!(error = %e, "could not count an agent's credits");
         }

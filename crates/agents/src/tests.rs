@@ -23,6 +23,9 @@ enum Step {
     Call(&'static str, Value),
 }
 
+/// One turn as the model saw it: the account billed, the messages, the tool names.
+type Seen = (String, Vec<Value>, Vec<String>);
+
 struct ScriptedModel {
     script: Mutex<VecDeque<Step>>,
     /// Played when the script is used up (`None`: answer "done").
@@ -30,7 +33,7 @@ struct ScriptedModel {
     cost: i64,
     delay: Duration,
     /// Per turn: the account billed, the messages and the tool names it was sent.
-    seen: Mutex<Vec<(String, Vec<Value>, Vec<String>)>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl ScriptedModel {
@@ -73,7 +76,8 @@ impl AgentModel for ScriptedModel {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let step = self.script.lock().unwrap().pop_front().or_else(|| self.forever.clone()).unwrap_or(Step::Answer("done"));
+        let step =
+            self.script.lock().unwrap().pop_front().or_else(|| self.forever.clone()).unwrap_or(Step::Answer("done"));
         let message = match step {
             Step::Answer(text) => json!({"role": "assistant", "content": text}),
             Step::Call(name, args) => json!({"role": "assistant", "content": null, "tool_calls": [{
@@ -124,7 +128,10 @@ impl ToolHost for ScriptedHost {
     }
     async fn call(&self, name: &str, args: &Value) -> AgentToolCall {
         self.calls.lock().unwrap().push((name.into(), args.clone()));
-        AgentToolCall { ok: true, result: json!({"content": [{"type": "text", "text": self.answer}], "isError": false}) }
+        AgentToolCall {
+            ok: true,
+            result: json!({"content": [{"type": "text", "text": self.answer}], "isError": false}),
+        }
     }
     async fn turn_taken(&self, step: u32, credits: i64) {
         self.turns.lock().unwrap().push((step, credits));
@@ -306,7 +313,10 @@ async fn only_the_built_ins_the_agent_enables_are_offered() {
     let sent = model.messages(0);
     assert_eq!(sent.len(), 4, "system, the conversation so far, the prompt");
     assert_eq!(sent[3]["content"], "hello");
-    assert_eq!(out.new_messages, [json!({"role": "user", "content": "hello"}), json!({"role": "assistant", "content": "hi"})]);
+    assert_eq!(
+        out.new_messages,
+        [json!({"role": "user", "content": "hello"}), json!({"role": "assistant", "content": "hi"})]
+    );
 }
 
 #[tokio::test]
@@ -314,7 +324,14 @@ async fn a_model_error_ends_the_run_with_that_error() {
     struct Broke;
     #[async_trait]
     impl AgentModel for Broke {
-        async fn turn(&self, _: &AccountId, _: &str, _: &[Value], _: &[Value], _: Option<f64>) -> Result<Turn, ModelError> {
+        async fn turn(
+            &self,
+            _: &AccountId,
+            _: &str,
+            _: &[Value],
+            _: &[Value],
+            _: Option<f64>,
+        ) -> Result<Turn, ModelError> {
             Err(ModelError::CreditsExhausted)
         }
     }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bk_access::AccessContext;
-use bk_gateway::tools::{
-    Access, Answer, Round, ToolDescriptor, ToolError, ToolListing, ToolOutput, ToolSource,
-};
+use bk_gateway::tools::{Access, Answer, Round, ToolDescriptor, ToolError, ToolListing, ToolOutput, ToolSource};
 use serde_json::{Value, json};
 
 use crate::run::USE_AGENT;
@@ -87,7 +85,8 @@ impl ToolSource for UseAgent {
         if !self.agents.has_model() {
             return Err(ToolError::Failed(AgentError::NoModel.to_string()));
         }
-        let agent = match self.agents.find(&ctx.account_id, Some(&ctx.restrictions.allowed_agent_ids), "default").await {
+        let agent = match self.agents.find(&ctx.account_id, Some(&ctx.restrictions.allowed_agent_ids), "default").await
+        {
             Ok(a) => a,
             Err(AgentError::NotFound) => {
                 return Err(ToolError::Failed("this session may not use the account's default agent".into()));

@@ -159,7 +159,10 @@ async fn manager(server: &Api, who: &Caller) -> Result<(AccessContext, Option<bk
 }
 
 /// A token with `agents-use` or `agents-all`, or the person's own browser session (read only).
-fn reader(who: &Caller) -> Result<(&bk_domain::ids::AccountId, Option<&Option<Vec<String>>>), Problem> {
+/// An account and the grant's `allowedAgentIds` (`None`: no grant, the person's own session).
+type Reader<'a> = (&'a bk_domain::ids::AccountId, Option<&'a Option<Vec<String>>>);
+
+fn reader(who: &Caller) -> Result<Reader<'_>, Problem> {
     match who {
         Caller::Token(ctx) if ctx.scopes.contains(Scope::AgentsAll) || ctx.scopes.contains(Scope::AgentsUse) => {
             Ok((&ctx.account_id, Some(&ctx.restrictions.allowed_agent_ids)))

@@ -9,8 +9,8 @@
 #![forbid(unsafe_code)]
 
 mod account;
-mod agents;
 pub mod admin_accounts;
+mod agents;
 mod audit;
 mod caller;
 mod clients;

@@ -4,8 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod agent;
 pub mod account;
+pub mod agent;
 pub mod audit;
 pub mod browser_session;
 pub mod client;

@@ -101,14 +101,13 @@ impl AgentStore for SqlStore {
     }
 
     async fn agent(&self, account: &AccountId, id: &str) -> Result<Option<Agent>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM agents WHERE account_id = $1 AND id = $2"
-        )))
-        .bind(account.as_str().to_owned())
-        .bind(id.to_owned())
-        .fetch_optional(&self.pool)
-        .await
-        .db()?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM agents WHERE account_id = $1 AND id = $2")))
+                .bind(account.as_str().to_owned())
+                .bind(id.to_owned())
+                .fetch_optional(&self.pool)
+                .await
+                .db()?;
         row.as_ref().map(agent_from_row).transpose()
     }
 
@@ -214,14 +213,15 @@ impl AgentStore for SqlStore {
         .execute(&mut *tx)
         .await
         .db()?;
-        let n: i64 =
-            sqlx::query_scalar("SELECT messages FROM agent_daily_messages WHERE agent_id = $1 AND user_id = $2 AND day = $3")
-                .bind(agent_id.to_owned())
-                .bind(user.as_str().to_owned())
-                .bind(day)
-                .fetch_one(&mut *tx)
-                .await
-                .db()?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT messages FROM agent_daily_messages WHERE agent_id = $1 AND user_id = $2 AND day = $3",
+        )
+        .bind(agent_id.to_owned())
+        .bind(user.as_str().to_owned())
+        .bind(day)
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
         if limit.is_some_and(|l| n > i64::from(l)) {
             tx.rollback().await.db()?;
             return Ok(false);

@@ -100,7 +100,10 @@ async fn agent_crud_with_a_whitelabel_token() {
     assert_eq!((status, got["name"].clone()), (200, json!("Support")));
 
     let (status, changed) = send(
-        http().patch(server.url(&format!("/api/v1/agents/{id}"))).bearer_auth(&token).json(&json!({"name": "Helpdesk"})),
+        http()
+            .patch(server.url(&format!("/api/v1/agents/{id}")))
+            .bearer_auth(&token)
+            .json(&json!({"name": "Helpdesk"})),
     )
     .await;
     assert_eq!(status, 200, "{changed}");
@@ -124,7 +127,13 @@ async fn security_agent_management_is_refused_to_third_party_tokens_and_without_
     // A DCR client is THIRD_PARTY: agents-all is dropped from what it asks; agents-use stays.
     let (_, t) = flow.login_client("agents-all agents-use").await;
     assert!(!t.scope.contains("agents-all"), "{}", t.scope);
-    let res = http().post(server.url("/api/v1/agents")).bearer_auth(&t.access).json(&json!({"name": "x"})).send().await.unwrap();
+    let res = http()
+        .post(server.url("/api/v1/agents"))
+        .bearer_auth(&t.access)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(challenge.contains("insufficient_scope") && challenge.contains("agents-all"), "{challenge}");
@@ -133,7 +142,8 @@ async fn security_agent_management_is_refused_to_third_party_tokens_and_without_
     assert_eq!(ids.len(), 1, "the default agent");
     // … but not change or delete.
     let (status, _) =
-        send(http().patch(server.url("/api/v1/agents/default")).bearer_auth(&t.access).json(&json!({"name": "y"}))).await;
+        send(http().patch(server.url("/api/v1/agents/default")).bearer_auth(&t.access).json(&json!({"name": "y"})))
+            .await;
     assert_eq!(status, 403);
 
     // A white-label token without agents-all: refused too.
@@ -142,7 +152,9 @@ async fn security_agent_management_is_refused_to_third_party_tokens_and_without_
     // An operator token acts for no account; a PAT is not a white-label client's.
     let op = operator_token(&server);
     assert_eq!(create(&server, &op, json!({"name": "x"})).await.0, 403);
-    let pat = crate::security_pats::browser_pat(&server, &flow, json!({"name": "p", "scopes": ["agents-all", "agents-use"]})).await;
+    let pat =
+        crate::security_pats::browser_pat(&server, &flow, json!({"name": "p", "scopes": ["agents-all", "agents-use"]}))
+            .await;
     let (status, body) = create(&server, pat["token"].as_str().unwrap(), json!({"name": "x"})).await;
     assert_eq!(status, 403, "{body}");
     // Nothing was created by any of them.
@@ -164,14 +176,15 @@ async fn security_allowed_agent_ids_hide_other_agents_and_default_outside_the_li
     // A white-label token restricted to a1.
     let only = format!("[\"{a1}\"]");
     let restricted = whitelabel_token(&server, &flow, WL_SCOPES, &[("agent_ids", &only)]).await;
-    assert_eq!(list_ids(&server, &restricted).await, [a1.clone()]);
+    assert_eq!(list_ids(&server, &restricted).await, vec![a1.clone()]);
     assert_eq!(get(&server, &restricted, &a1).await.0, 200);
     let (status, body) = get(&server, &restricted, &a2).await;
     assert_eq!(status, 404);
     let (_, unknown) = get(&server, &restricted, "agt_doesnotexist").await;
     assert_eq!(body, unknown, "outside the list answers exactly like an unknown id");
     assert_eq!(get(&server, &restricted, "default").await.0, 404, "default resolves outside the list");
-    let patched = http().patch(server.url(&format!("/api/v1/agents/{a2}"))).bearer_auth(&restricted).json(&json!({"name": "z"}));
+    let patched =
+        http().patch(server.url(&format!("/api/v1/agents/{a2}"))).bearer_auth(&restricted).json(&json!({"name": "z"}));
     assert_eq!(send(patched).await.0, 404);
     assert_eq!(send(http().delete(server.url(&format!("/api/v1/agents/{a2}"))).bearer_auth(&restricted)).await.0, 404);
     let res = chat(&server, &restricted, &a2, json!({"messages": [{"role": "user", "content": "hi"}]})).await;
@@ -186,7 +199,7 @@ async fn security_allowed_agent_ids_hide_other_agents_and_default_outside_the_li
     )
     .await;
     let pat = pat["token"].as_str().unwrap();
-    assert_eq!(list_ids(&server, pat).await, [a2.clone()]);
+    assert_eq!(list_ids(&server, pat).await, vec![a2.clone()]);
     assert_eq!(get(&server, pat, &a1).await.0, 404);
 
     // Another account's agent is not found either.
@@ -206,7 +219,7 @@ async fn agent_validation_errors_name_the_field_and_change_nothing() {
         (json!({"llm": "m"}), "name"),
         (json!({"name": "a", "temperature": 5}), "temperature"),
         (json!({"name": "a", "enabledBuiltInTools": ["use-agent"]}), "enabledBuiltInTools"),
-                (json!({"name": "a", "colour": "red"}), "colour"),
+        (json!({"name": "a", "colour": "red"}), "colour"),
         (json!({"name": "a", "usageLimits": {"monthlyCreditsCap": -1}}), "usageLimits.monthlyCreditsCap"),
         (json!({"name": "x".repeat(101)}), "name"),
         (json!({"name": "a", "personality": "p".repeat(8001)}), "personality"),
@@ -218,10 +231,9 @@ async fn agent_validation_errors_name_the_field_and_change_nothing() {
     }
     // An unknown billing type is refused by the typed body (serde names the variant, not the field).
     assert_eq!(create(&server, &token, json!({"name": "a", "billingAccountType": "team"})).await.0, 400);
-    let (status, _) = send(
-        http().patch(server.url("/api/v1/agents/default")).bearer_auth(&token).json(&json!({"temperature": -1})),
-    )
-    .await;
+    let (status, _) =
+        send(http().patch(server.url("/api/v1/agents/default")).bearer_auth(&token).json(&json!({"temperature": -1})))
+            .await;
     assert_eq!(status, 400);
     let ids = list_ids(&server, &token).await;
     assert_eq!(ids.len(), 1, "only the default agent: {ids:?}");
@@ -236,9 +248,16 @@ async fn without_a_language_model_use_agent_and_agent_chat_say_so() {
 
     // use-agent is listed, and answers (reference 000, step 5: X-Response-Format: json) with the error.
     let list: Value = flow.mcp(&token, "tools/list", json!({})).await.json().await.unwrap();
-    let names: Vec<&str> = list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"use-agent"), "{names:?}");
-    let res = flow.mcp(&token, "tools/call", json!({"name": "use-agent", "arguments": {"prompt": "What's on my calendar today?"}})).await;
+    let res = flow
+        .mcp(
+            &token,
+            "tools/call",
+            json!({"name": "use-agent", "arguments": {"prompt": "What's on my calendar today?"}}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let v: Value = res.json().await.unwrap();
@@ -246,7 +265,8 @@ async fn without_a_language_model_use_agent_and_agent_chat_say_so() {
     let text = v["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("no language model is configured"), "{text}");
     // Bad arguments are named, whatever the model.
-    let v: Value = flow.mcp(&token, "tools/call", json!({"name": "use-agent", "arguments": {}})).await.json().await.unwrap();
+    let v: Value =
+        flow.mcp(&token, "tools/call", json!({"name": "use-agent", "arguments": {}})).await.json().await.unwrap();
     // (No MCP-Protocol-Version: 2025-03-26, where invalid arguments are a JSON-RPC error.)
     assert_eq!(v["error"]["code"], -32602, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("prompt"), "{v}");

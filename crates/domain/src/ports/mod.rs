@@ -4,6 +4,7 @@
 //! trait(s) it uses.
 
 mod accounts;
+mod agents;
 mod audit;
 mod browser_sessions;
 mod clients;
@@ -17,9 +18,9 @@ mod passkeys;
 mod second_factor;
 mod tokens;
 pub mod wallets;
-mod agents;
 
 pub use accounts::AccountStore;
+pub use agents::{AgentCreation, AgentStore};
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
 pub use browser_sessions::BrowserSessionStore;
 pub use clients::{ClientStore, ConsentStore};
@@ -37,7 +38,6 @@ pub use mcp_sessions::McpSessionStore;
 pub use passkeys::{PasskeyRemoval, PasskeyStore};
 pub use second_factor::{SecondFactorStore, StoredTotp};
 pub use tokens::{OperatorTokenStore, PatCreation, PatStore};
-pub use agents::{AgentCreation, AgentStore};
 
 use async_trait::async_trait;
 

@@ -513,7 +513,10 @@ async fn agent_tools_equal_tools_list_in_every_cell() {
         let offered: Vec<String> = tools.visible(&ctx, client.as_deref()).await.into_iter().map(|t| t.name).collect();
         assert_eq!(offered, listed, "{cell:?}");
         if cell.permission == "default=read" {
-            assert!(!offered.iter().any(|n| n.ends_with("-write")), "{cell:?}: a write tool offered to a read-only grant");
+            assert!(
+                !offered.iter().any(|n| n.ends_with("-write")),
+                "{cell:?}: a write tool offered to a read-only grant"
+            );
         }
     }
 }
