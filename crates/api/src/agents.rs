@@ -101,7 +101,8 @@ pub struct AgentBody {
     first_prompt: Option<String>,
     /// Of `whoami`, `list-connections`, `restrict-access`.
     enabled_built_in_tools: Option<Vec<String>>,
-    /// `owner` (the white-label client's owner pays) or `user` (the caller pays; default).
+    /// `owner` (the owner of the white-label client that last changed the agent pays) or `user`
+    /// (the caller pays; default).
     billing_account_type: Option<BillingAccountType>,
     usage_limits: Option<UsageLimits>,
 }
@@ -326,10 +327,16 @@ pub async fn update(
     Body(body): Body,
 ) -> Result<Response, Problem> {
     let who = caller(&server, &headers, true).await?;
-    let (ctx, _) = manager(&server, &who).await?;
+    let (ctx, client_owner) = manager(&server, &who).await?;
     let mut agent = find(&server, &ctx.account_id, Some(&ctx.restrictions.allowed_agent_ids), &id).await?;
     let body: AgentBody = json_body(&headers, &body)?;
     body.apply(&mut agent);
+    // `owner` billing charges the owner of the client that last changed the agent: another
+    // white-label client of the same account cannot make the first one's owner pay.
+    if agent.created_by_client.as_ref() != Some(&ctx.client_id) {
+        agent.created_by_client = Some(ctx.client_id.clone());
+        agent.billing_owner = client_owner;
+    }
     rules::validate(&agent, AGENT_BUILT_IN_TOOLS).map_err(invalid)?;
     agent.updated_at = server.clock.now();
     if !agents_of(&server).store.update_agent(&ctx.account_id, &agent).await? {

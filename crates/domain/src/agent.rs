@@ -29,7 +29,7 @@ pub const DEFAULT_LIMIT_MESSAGE: &str = "This agent has reached its usage limit.
 #[serde(rename_all = "lowercase")]
 pub enum BillingAccountType {
     /// The agent's owner absorbs the cost: the account that owns the white-label client the agent
-    /// was created through (the agent's own account when that client has no owner).
+    /// was created (or last changed) through (the agent's own account when that client has no owner).
     Owner,
     /// The caller pays.
     #[default]

@@ -137,7 +137,7 @@ impl AgentStore for SqlStore {
         let done = sqlx::query(
             "UPDATE agents SET name = $3, llm = $4, personality = $5, description = $6, temperature = $7, \
              first_prompt = $8, enabled_built_in_tools = $9, billing_account_type = $10, usage_limits = $11, \
-             updated_at = $12 WHERE account_id = $1 AND id = $2",
+             updated_at = $12, billing_owner = $13, created_by_client = $14 WHERE account_id = $1 AND id = $2",
         )
         .bind(account.as_str().to_owned())
         .bind(a.id.clone())
@@ -151,6 +151,8 @@ impl AgentStore for SqlStore {
         .bind(a.billing_account_type.as_str())
         .bind(json_text(&a.usage_limits))
         .bind(a.updated_at)
+        .bind(a.billing_owner.as_ref().map(|o| o.as_str().to_owned()))
+        .bind(a.created_by_client.as_ref().map(|c| c.as_str().to_owned()))
         .execute(&self.writer)
         .await
         .db()?;

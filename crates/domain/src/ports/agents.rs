@@ -26,7 +26,8 @@ pub trait AgentStore: Send + Sync {
     /// The account's default agent, created from `fresh` if it has none yet (two concurrent first
     /// uses create one).
     async fn default_agent(&self, account: &AccountId, fresh: &Agent) -> Result<Agent>;
-    /// Replaces the agent's settings; `false` when it does not exist.
+    /// Replaces the agent's settings (who `owner` billing charges included); `false` when it does
+    /// not exist.
     async fn update_agent(&self, account: &AccountId, agent: &Agent) -> Result<bool>;
     /// Deletes an agent that is not the default one, with its conversations and counters; `false`
     /// when there is no such (non-default) agent.

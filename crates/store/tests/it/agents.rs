@@ -108,8 +108,10 @@ async fn agents_belong_to_their_tenant(store: Arc<SqlStore>) {
     store.save_conversation(&a, &ag.id, &a, "c1", &msgs, 5).await.unwrap();
     assert_eq!(store.conversation(&a, &ag.id, &a, "c1").await.unwrap().unwrap(), msgs);
     assert!(store.conversation(&b, &ag.id, &b, "c1").await.unwrap().is_none());
+    changed.billing_owner = Some(b.clone());
+    changed.created_by_client = Some(bk_domain::ids::ClientId::from_string("cli_other"));
     assert!(store.update_agent(&a, &changed).await.unwrap());
-    assert_eq!(store.agent(&a, &ag.id).await.unwrap().unwrap().name, "theirs");
+    assert_eq!(store.agent(&a, &ag.id).await.unwrap().unwrap(), changed, "every setting, the billed owner too");
     // The quota counts the tenant's own agents.
     assert_eq!(store.create_agent(&agent(&a, "second"), 2).await.unwrap(), AgentCreation::Created);
     assert_eq!(store.create_agent(&agent(&a, "third"), 2).await.unwrap(), AgentCreation::QuotaReached);
