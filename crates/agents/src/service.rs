@@ -117,7 +117,6 @@ impl Agents {
         relay: Option<Relay>,
     ) -> Result<RunResult, AgentError> {
         let Some(model) = self.model.clone() else { return Err(AgentError::NoModel) };
-        let gw = self.gateway.get().and_then(Weak::upgrade).ok_or(AgentError::NotReady)?;
         let now_ms = self.clock.now_ms();
         let month = month_of(now_ms);
         let limits = &agent.usage_limits;
@@ -140,6 +139,7 @@ impl Agents {
             );
             return Ok(RunResult::LimitReached(limits.message().to_owned()));
         }
+        let gw = self.gateway.get().and_then(Weak::upgrade).ok_or(AgentError::NotReady)?;
         let host = GatewayHost { gw, ctx, relay, agents: self, agent, month };
         let input = LoopInput {
             bill_to: agent.bill_to(&ctx.account_id),

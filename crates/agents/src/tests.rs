@@ -350,3 +350,108 @@ async fn a_model_error_ends_the_run_with_that_error() {
     let err = run_loop(&Broke, &host, &limits(5), input, &Redactor::new(&[]).unwrap()).await.unwrap_err();
     assert_eq!(err, ModelError::CreditsExhausted);
 }
+
+mod limits {
+    //! Usage limits through `Agents::run`, against the real store (SQLite in a temporary directory):
+    //! a reached limit answers the agent's message and the model is never called.
+
+    use std::sync::Arc;
+
+    use bk_access::AccessContext;
+    use bk_domain::access::Clock;
+    use bk_domain::account::Account;
+    use bk_domain::agent::{Agent, UsageLimits};
+    use bk_domain::audit::NoAudit;
+    use bk_domain::grant::GrantKind;
+    use bk_domain::ids::{AccountId, ClientId, SessionId};
+    use bk_domain::ports::{AccountStore, AgentStore};
+    use bk_domain::restrictions::Restrictions;
+    use bk_domain::scope::ScopeSet;
+
+    use super::{ScriptedModel, Step};
+    use crate::service::{AgentError, Agents, RunResult, month_of};
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now_ms(&self) -> i64 {
+            1_796_000_000_000
+        }
+    }
+
+    async fn setup(limits: UsageLimits) -> (Agents, Arc<ScriptedModel>, AccessContext, Agent, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = bk_store::SqlStore::connect(&format!("sqlite://{}/t.db", dir.path().display()), 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let account = AccountId::generate();
+        store
+            .create_account(&Account {
+                id: account.clone(),
+                email: "a@example.com".into(),
+                password_hash: None,
+                created_at: 1,
+                email_verified_at: None,
+                disabled_at: None,
+                deleted_at: None,
+            })
+            .await
+            .unwrap();
+        let mut agent = Agent::default_for(&account, 1);
+        agent.is_default = false;
+        agent.usage_limits = limits;
+        store.create_agent(&agent, 10).await.unwrap();
+        let model = Arc::new(ScriptedModel::new(vec![Step::Answer("should not be asked")]));
+        let store: Arc<bk_store::SqlStore> = Arc::new(store);
+        let agents = Agents::new(
+            store,
+            Some(model.clone() as Arc<dyn crate::AgentModel>),
+            crate::LoopLimits::default(),
+            Arc::new(NoAudit),
+            Arc::new(Fixed),
+            Arc::new(bk_audit::redact::Redactor::new(&[]).unwrap()),
+        );
+        let ctx = AccessContext {
+            account_id: account,
+            email: "a@example.com".into(),
+            client_id: ClientId::from_string("cli_x"),
+            session_id: SessionId::from_string("ses_x"),
+            scopes: ScopeSet::empty(),
+            restrictions: Restrictions::unrestricted(),
+            kind: GrantKind::OAuth,
+            client_providers: None,
+            claims: None,
+        };
+        (agents, model, ctx, agent, dir)
+    }
+
+    #[tokio::test]
+    async fn a_reached_daily_limit_answers_the_limit_message_without_calling_the_model() {
+        let limits = UsageLimits {
+            daily_messages_per_user: Some(1),
+            monthly_credits_cap: None,
+            limit_reached_message: Some("Come back tomorrow.".into()),
+        };
+        let (agents, model, ctx, agent, _dir) = setup(limits).await;
+        // The first message is counted and goes on to the loop (no gateway is attached here).
+        assert!(matches!(agents.run(&ctx, &agent, vec![], "one", None, None).await, Err(AgentError::NotReady)));
+        // The second is over the limit.
+        match agents.run(&ctx, &agent, vec![], "two", None, None).await {
+            Ok(RunResult::LimitReached(m)) => assert_eq!(m, "Come back tomorrow."),
+            _ => panic!("the daily limit did not hold"),
+        }
+        assert_eq!(model.turns(), 0, "no model call");
+    }
+
+    #[tokio::test]
+    async fn a_spent_monthly_cap_answers_the_limit_message_without_calling_the_model() {
+        let limits =
+            UsageLimits { daily_messages_per_user: None, monthly_credits_cap: Some(10), limit_reached_message: None };
+        let (agents, model, ctx, agent, _dir) = setup(limits).await;
+        agents.store.add_agent_credits(&agent.account_id, &agent.id, month_of(Fixed.now_ms()), 10).await.unwrap();
+        match agents.run(&ctx, &agent, vec![], "hi", None, None).await {
+            Ok(RunResult::LimitReached(m)) => assert_eq!(m, bk_domain::agent::DEFAULT_LIMIT_MESSAGE),
+            _ => panic!("the monthly cap did not hold"),
+        }
+        assert_eq!(model.turns(), 0);
+        assert_eq!(month_of(Fixed.now_ms()), 202611);
+    }
+}
