@@ -167,6 +167,11 @@ def main() -> int:
             # the integration tests. Every other operation is fuzzed (hooks.py keeps the destructive
             # ones off this run's own token and account).
             "--exclude-path", "/api/v1/events",
+            # Agent chat on this server (no language model configured) answers every positive case
+            # 503 "no language model is configured", a configuration state the integration tests
+            # assert; fuzz it once a model is wired (the `--checks` above override per-operation
+            # settings in schemathesis.toml, so it is left out here instead).
+            "--exclude-path", "/api/v1/agents/{id}/chat/completions",
         ]
         started = time.monotonic()
         # In a directory of its own: nothing of the run is left in the source tree.

@@ -10,6 +10,7 @@
 
 mod account;
 pub mod admin_accounts;
+mod agents;
 mod audit;
 mod caller;
 mod clients;
@@ -38,6 +39,7 @@ use bk_domain::ports::{
 };
 
 pub use account::{grants_of, revoke_grant};
+pub use agents::AGENT_BUILT_IN_TOOLS;
 pub use audit::{AuditFilter, AuditPage, MAX_AUDIT_PAGE, newest_own_audit, own_audit};
 pub use caller::Caller;
 pub use connect_mcp::start_mcp;
@@ -114,6 +116,8 @@ pub struct Api {
     pub connect_client: ConnectClient,
     /// The ids of the configured upstream identity providers (a white-label client may name one).
     pub identity_providers: Vec<String>,
+    /// The account's agents and their runs (`/api/v1/agents…`).
+    pub agents: Arc<bk_agents::Agents>,
 }
 
 /// Bridgekeeper as an OAuth client (the `mcp` connect kind).
@@ -212,6 +216,9 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(connections::refresh))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs_page))
+        .routes(routes!(agents::list, agents::create).layer(DefaultBodyLimit::max(agents::BODY_LIMIT)))
+        .routes(routes!(agents::get, agents::update, agents::delete).layer(DefaultBodyLimit::max(agents::BODY_LIMIT)))
+        .routes(routes!(agents::chat).layer(DefaultBodyLimit::max(agents::BODY_LIMIT)))
 }
 
 /// The OpenAPI document of the REST face as [`router`] serves it at `/openapi.json` (without the

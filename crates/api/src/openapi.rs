@@ -69,7 +69,8 @@ pub const OPERATOR: &str = "operator";
         (name = "providers", description = "The catalog of services an account can connect"),
         (name = "connections", description = "The account's connected services"),
         (name = "admin", description = "Operators: account administration and the whole audit log"),
-        (name = "documentation", description = "This document")
+        (name = "documentation", description = "This document"),
+        (name = "agents", description = "The account's agents and chat with them")
     )
 )]
 pub(crate) struct ApiDoc;

@@ -51,6 +51,49 @@ pub struct Config {
     pub siwe: SiweConfig,
     /// Upstream OpenID Connect providers people sign in with (`[idp.providers.<id>]`).
     pub idp: crate::idp_config::IdpSection,
+    pub agents: AgentsConfig,
+}
+
+/// The bounds of one agent run (`use-agent`, agent chat).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// Model turns per run (1 to 50).
+    pub max_steps: u32,
+    /// Wall time per run, in seconds (1 to 900).
+    pub max_wall_secs: u64,
+    /// Credits one run may spend (at least 1; checked before each turn).
+    pub max_credits_per_run: i64,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        let d = bk_agents::LoopLimits::default();
+        Self { max_steps: d.max_steps, max_wall_secs: d.max_wall.as_secs(), max_credits_per_run: d.max_credits }
+    }
+}
+
+impl AgentsConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=50).contains(&self.max_steps) {
+            bail!("agents.max_steps must be 1 to 50");
+        }
+        if !(1..=900).contains(&self.max_wall_secs) {
+            bail!("agents.max_wall_secs must be 1 to 900");
+        }
+        if self.max_credits_per_run < 1 {
+            bail!("agents.max_credits_per_run must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> bk_agents::LoopLimits {
+        bk_agents::LoopLimits {
+            max_steps: self.max_steps,
+            max_wall: std::time::Duration::from_secs(self.max_wall_secs),
+            max_credits: self.max_credits_per_run,
+        }
+    }
 }
 
 /// Sign-In with Ethereum (EIP-4361): `GET /api/v1/auth/nonce`, `POST /api/v1/auth/authenticate`.
@@ -618,6 +661,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             siwe: SiweConfig::default(),
             idp: crate::idp_config::IdpSection::default(),
+            agents: AgentsConfig::default(),
         }
     }
 }
@@ -806,6 +850,7 @@ impl Config {
         self.keys.validate()?;
         self.siwe.validate()?;
         self.idp.settings()?;
+        self.agents.validate()?;
         Ok(())
     }
 

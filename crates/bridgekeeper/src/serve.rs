@@ -245,6 +245,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )?
     .with_bridge(bridge);
     let upstream_counters = upstream_tools.counters();
+    // Agents: no language model is wired yet (the LLM service implements `AgentModel`), so
+    // `use-agent` and agent chat answer that none is configured.
+    let agent_model: Option<Arc<dyn bk_agents::AgentModel>> = None;
+    let agents = Arc::new(bk_agents::Agents::new(
+        sql.clone(),
+        agent_model,
+        config.agents.limits(),
+        audit.clone(),
+        clock.clone(),
+        Arc::new(bk_audit::redact::Redactor::new(&config.audit.redact)?),
+    ));
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -271,6 +282,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         broker,
         connect_client: connect_client(&config.connections, &issuer)?,
         identity_providers: config.idp.providers.keys().cloned().collect(),
+        agents: agents.clone(),
     });
     let outbox = config.email.outbox_dir.clone().unwrap_or_else(|| config.data_dir.join("outbox"));
     let mail = bk_mail::Mailer::new(config.email.smtp_url.as_deref(), &config.email.from, &outbox)?;
@@ -317,8 +329,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             bus,
         },
         audit.clone(),
-        vec![Box::new(upstream_tools)],
+        vec![Box::new(bk_agents::UseAgent::new(agents.clone())), Box::new(upstream_tools)],
     ));
+    agents.attach(&gateway);
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
     tokio::spawn(crate::keys::rotate_periodically(

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod account;
+pub mod agent;
 pub mod audit;
 pub mod bridge;
 pub mod browser_session;

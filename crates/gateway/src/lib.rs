@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_tools;
 mod auth;
 mod dispatch;
 mod jsonrpc;

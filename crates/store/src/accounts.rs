@@ -227,6 +227,15 @@ impl AccountStore for SqlStore {
         delete("DELETE FROM webauthn_ceremonies WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM wallet_identities WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM idp_identities WHERE account_id = $1").execute(&mut *tx).await.db()?;
+        // Its agents, their conversations and usage counters.
+        for sql in [
+            "DELETE FROM agent_conversations WHERE account_id = $1",
+            "DELETE FROM agent_daily_messages WHERE agent_id IN (SELECT id FROM agents WHERE account_id = $1)",
+            "DELETE FROM agent_monthly_credits WHERE agent_id IN (SELECT id FROM agents WHERE account_id = $1)",
+            "DELETE FROM agents WHERE account_id = $1",
+        ] {
+            delete(sql).execute(&mut *tx).await.db()?;
+        }
         sqlx::query(
             "UPDATE accounts SET email = $1, password_hash = NULL, email_verified_at = NULL, \
              disabled_at = COALESCE(disabled_at, $2), deleted_at = COALESCE(deleted_at, $2) WHERE id = $3",

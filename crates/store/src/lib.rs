@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod agents;
 mod audit;
 mod bridges;
 mod browser_sessions;

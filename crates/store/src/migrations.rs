@@ -38,6 +38,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (24, "machine clients", include_str!("../migrations/sqlite/0024_machine_clients.sql")),
     (25, "idp identities", include_str!("../migrations/sqlite/0025_idp_identities.sql")),
     (26, "session bridges", include_str!("../migrations/sqlite/0026_session_bridges.sql")),
+    (29, "agents", include_str!("../migrations/sqlite/0029_agents.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -70,6 +71,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (24, "machine clients", include_str!("../migrations/postgres/0024_machine_clients.sql")),
     (25, "idp identities", include_str!("../migrations/postgres/0025_idp_identities.sql")),
     (26, "session bridges", include_str!("../migrations/postgres/0026_session_bridges.sql")),
+    (29, "agents", include_str!("../migrations/postgres/0029_agents.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

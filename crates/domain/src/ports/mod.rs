@@ -4,6 +4,7 @@
 //! trait(s) it uses.
 
 mod accounts;
+mod agents;
 mod audit;
 mod bridges;
 mod browser_sessions;
@@ -21,6 +22,7 @@ mod tokens;
 pub mod wallets;
 
 pub use accounts::AccountStore;
+pub use agents::{AgentCreation, AgentStore};
 pub use audit::{AuditQuery, AuditStore, ChainLink, ChainPosition, ChainState};
 pub use bridges::BridgeStore;
 pub use browser_sessions::BrowserSessionStore;

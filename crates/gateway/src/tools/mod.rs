@@ -23,7 +23,8 @@ use crate::policy::{Visibility, provider_readable, visibility};
 use bk_access::AccessContext;
 
 /// The gateway's own tools' names (no upstream tool is named like one).
-pub const BUILTIN_NAMES: &[&str] = &["whoami", "list-connections", "restrict-access"];
+/// `use-agent` is offered by the agents crate (`bk-agents`), a source of its own listed right after these.
+pub const BUILTIN_NAMES: &[&str] = &["whoami", "list-connections", "restrict-access", "use-agent"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -247,6 +248,18 @@ impl Tools {
             }
         }
         None
+    }
+
+    /// The tools this caller may see, as `list_json` shows them: in listing order, under the
+    /// policy, the first of each name.
+    pub async fn visible(&self, ctx: &AccessContext, client_providers: Option<&[String]>) -> Vec<ToolDescriptor> {
+        let mut seen = HashSet::new();
+        self.descriptors(ctx)
+            .await
+            .into_iter()
+            .filter(|t| visibility(&ctx.scopes, &ctx.restrictions, client_providers, t) == Visibility::Visible)
+            .filter(|t| seen.insert(t.name.clone()))
+            .collect()
     }
 
     /// Every tool the sources list for this caller, in listing order (before the policy: filter

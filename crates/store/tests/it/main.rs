@@ -32,6 +32,7 @@ macro_rules! shared_store_tests {
 
 mod accounts_admin;
 mod bridges;
+mod agents;
 mod connections;
 mod email;
 mod handoff;
