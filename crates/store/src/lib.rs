@@ -11,6 +11,7 @@ mod browser_sessions;
 mod checkpoint;
 mod clients;
 mod connections;
+mod credits;
 mod email_tokens;
 mod grants;
 mod handoff_codes;
