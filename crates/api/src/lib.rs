@@ -5,7 +5,7 @@
 //! it may do, call the store through the domain's ports, answer; every error is RFC 9457 problem
 //! JSON (`problem.rs`). Each handler carries its OpenAPI operation (`#[utoipa::path]`), and the
 //! router is built from those (`routes!`), so the document at `/openapi.json` (`openapi.rs`) lists
-//! exactly what is served. The agents and credits APIs will join it here.
+//! exactly what is served. LLM access and the credits ledger: `llm.rs`, `credits.rs`. The agents API will join it here.
 #![forbid(unsafe_code)]
 
 mod account;
@@ -15,7 +15,9 @@ mod caller;
 mod clients;
 mod connect_mcp;
 mod connections;
+mod credits;
 pub mod handoff;
+mod llm;
 mod openapi;
 mod pats;
 pub mod problem;
@@ -36,6 +38,7 @@ use bk_domain::ports::{
     AccountStore, AuditStore, ClientStore, ConnectionFlowStore, ConnectionStore, HandoffCodeStore, OperatorTokenStore,
     PatStore, SessionStore,
 };
+use bk_domain::ports::CreditStore;
 
 pub use account::{grants_of, revoke_grant};
 pub use audit::{AuditFilter, AuditPage, MAX_AUDIT_PAGE, newest_own_audit, own_audit};
@@ -60,6 +63,7 @@ pub trait ApiStore:
     + ConnectionStore
     + ConnectionFlowStore
     + HandoffCodeStore
+    + CreditStore
 {
 }
 impl<
@@ -72,6 +76,7 @@ impl<
         + ConnectionStore
         + ConnectionFlowStore
         + HandoffCodeStore
+        + CreditStore
         + ?Sized,
 > ApiStore for T
 {
@@ -112,6 +117,8 @@ pub struct Api {
     pub broker: bk_connections::Broker,
     /// How Bridgekeeper introduces itself as the OAuth client of upstream MCP servers.
     pub connect_client: ConnectClient,
+    /// LLM access and the credits it is billed in.
+    pub llm: Arc<bk_llm::Llm>,
 }
 
 /// Bridgekeeper as an OAuth client (the `mcp` connect kind).
@@ -208,6 +215,10 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(connect_mcp::client_document))
         .routes(routes!(connections::get, connections::delete))
         .routes(routes!(connections::refresh))
+        .routes(routes!(llm::chat_completions).layer(DefaultBodyLimit::max(llm::BODY_LIMIT)))
+        .routes(routes!(llm::models))
+        .routes(routes!(credits::list))
+        .routes(routes!(credits::grant))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs_page))
 }

@@ -49,6 +49,10 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub keys: KeysConfig,
     pub siwe: SiweConfig,
+    /// LLM access: the models offered and the limits of upstream calls (`[llm]`, `[[llm.models]]`).
+    pub llm: bk_llm::LlmConfig,
+    /// Credits (`[credits]`): the signup grant.
+    pub credits: bk_llm::CreditsConfig,
 }
 
 /// Sign-In with Ethereum (EIP-4361): `GET /api/v1/auth/nonce`, `POST /api/v1/auth/authenticate`.
@@ -615,6 +619,8 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             keys: KeysConfig::default(),
             siwe: SiweConfig::default(),
+            llm: bk_llm::LlmConfig::default(),
+            credits: bk_llm::CreditsConfig::default(),
         }
     }
 }

@@ -242,6 +242,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )?;
     let upstream_counters = upstream_tools.counters();
+    let llm = Arc::new(bk_llm::Llm::from_config(&config.llm, &config.credits, sql.clone(), clock.clone())?);
+    tracing::info!(models = llm.models().count(), "LLM access");
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -267,6 +269,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         limiter: limiter.clone(),
         broker,
         connect_client: connect_client(&config.connections, &issuer)?,
+        llm: llm.clone(),
     });
     let outbox = config.email.outbox_dir.clone().unwrap_or_else(|| config.data_dir.join("outbox"));
     let mail = bk_mail::Mailer::new(config.email.smtp_url.as_deref(), &config.email.from, &outbox)?;

@@ -26,8 +26,6 @@ pub struct LlmConfig {
     /// The completion-token cap of a request that names none (it is sent upstream, so that the
     /// reservation bounds the cost); lowered to what the balance affords.
     pub default_max_tokens: u64,
-    /// The largest request body accepted on `POST /api/v1/chat/completions`, in bytes.
-    pub max_request_bytes: usize,
 }
 
 impl Default for LlmConfig {
@@ -39,7 +37,6 @@ impl Default for LlmConfig {
             max_stream_secs: 600,
             max_response_bytes: 8 * 1024 * 1024,
             default_max_tokens: 4096,
-            max_request_bytes: 4 * 1024 * 1024,
         }
     }
 }
