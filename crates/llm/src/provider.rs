@@ -62,6 +62,8 @@ pub struct OpenAiCompatible {
     url: url::Url,
     /// The header and its value (`Authorization: Bearer …`, or `api-key: …`), marked sensitive.
     auth: Option<(HeaderName, HeaderValue)>,
+    /// The key itself, to scrub it from upstream messages passed on (some upstreams echo it).
+    key: Option<ApiKey>,
     limits: UpstreamLimits,
 }
 
@@ -106,7 +108,8 @@ impl OpenAiCompatible {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { http, url, auth, limits })
+        let key = key.map(|k| ApiKey::new(k.expose().to_owned()));
+        Ok(Self { http, url, auth, key, limits })
     }
 
     async fn post(&self, body: &Value) -> Result<reqwest::Response, UpstreamError> {
@@ -133,6 +136,10 @@ impl OpenAiCompatible {
                     v.pointer("/error/message").or_else(|| v.get("error")).and_then(Value::as_str).map(str::to_owned)
                 })
                 .unwrap_or_else(|| "no reason given".to_owned());
+            let message = match &self.key {
+                Some(k) => message.replace(k.expose(), "[redacted]"),
+                None => message,
+            };
             return Err(UpstreamError::Rejected { status, message: bounded(&message, 500) });
         }
         Err(UpstreamError::Status { status, retry_after })
