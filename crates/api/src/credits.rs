@@ -219,6 +219,9 @@ pub async fn grant(
         .detail("reason", reason.unwrap_or_default());
     server.emit(event);
     let balance = t.balance_after;
-    Ok((StatusCode::CREATED, Json(GrantView { account_id: account, transaction: CreditTransactionView::of(t), balance }))
+    Ok((
+        StatusCode::CREATED,
+        Json(GrantView { account_id: account, transaction: CreditTransactionView::of(t), balance }),
+    )
         .into_response())
 }

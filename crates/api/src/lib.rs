@@ -34,11 +34,11 @@ use bk_crypto::envelope::MasterKey;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ids::ClientId;
+use bk_domain::ports::CreditStore;
 use bk_domain::ports::{
     AccountStore, AuditStore, ClientStore, ConnectionFlowStore, ConnectionStore, HandoffCodeStore, OperatorTokenStore,
     PatStore, SessionStore,
 };
-use bk_domain::ports::CreditStore;
 
 pub use account::{grants_of, revoke_grant};
 pub use audit::{AuditFilter, AuditPage, MAX_AUDIT_PAGE, newest_own_audit, own_audit};

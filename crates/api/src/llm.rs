@@ -108,11 +108,9 @@ fn upstream_problem(u: UpstreamError) -> Problem {
             "Upstream failure",
             format!("the model's server answered {status}; nothing was charged"),
         ),
-        UpstreamError::Unreachable(_) | UpstreamError::TooLarge(_) | UpstreamError::Malformed(_) => Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "Upstream failure",
-            format!("{u}; nothing was charged"),
-        ),
+        UpstreamError::Unreachable(_) | UpstreamError::TooLarge(_) | UpstreamError::Malformed(_) => {
+            Problem::new(StatusCode::BAD_GATEWAY, "Upstream failure", format!("{u}; nothing was charged"))
+        }
     }
 }
 

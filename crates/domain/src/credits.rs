@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(p.cost(0, 0), 0);
         assert_eq!(p.cost(1, 0), 1);
         assert_eq!(Price { prompt_per_million: 1_000_000, completion_per_million: 0 }.cost(7, 9), 7);
-        assert_eq!(Price { prompt_per_million: u64::MAX, completion_per_million: u64::MAX }.cost(u64::MAX, u64::MAX), i64::MAX);
+        assert_eq!(
+            Price { prompt_per_million: u64::MAX, completion_per_million: u64::MAX }.cost(u64::MAX, u64::MAX),
+            i64::MAX
+        );
     }
 
     #[test]

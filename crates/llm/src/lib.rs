@@ -34,4 +34,6 @@ pub use config::{CreditsConfig, LlmConfig, ModelConfig};
 pub use error::{LlmError, UpstreamError};
 pub use provider::{ApiKey, ChatProvider, ChunkStream, OpenAiCompatible, UpstreamLimits};
 pub use service::{Billed, BilledStream, ConfigError, Llm, ModelInfo, prompt_token_bound};
-pub use types::{ChatMessage, ChatRequest, ChatResponse, Choice, FunctionCall, FunctionDefinition, Tool, ToolCall, Usage};
+pub use types::{
+    ChatMessage, ChatRequest, ChatResponse, Choice, FunctionCall, FunctionDefinition, Tool, ToolCall, Usage,
+};

@@ -98,7 +98,8 @@ impl OpenAiCompatible {
                 } else {
                     k.expose().to_owned()
                 };
-                let mut value = HeaderValue::from_str(&raw).map_err(|_| "the API key is not valid in a header".to_owned())?;
+                let mut value =
+                    HeaderValue::from_str(&raw).map_err(|_| "the API key is not valid in a header".to_owned())?;
                 value.set_sensitive(true);
                 Some((name, value))
             }
@@ -266,7 +267,10 @@ mod tests {
             limits(),
         )
         .unwrap();
-        assert_eq!(p.url.as_str(), "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21");
+        assert_eq!(
+            p.url.as_str(),
+            "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21"
+        );
         let (name, value) = p.auth.as_ref().unwrap();
         assert_eq!(name.as_str(), "api-key");
         assert_eq!(value.to_str().unwrap(), "k");

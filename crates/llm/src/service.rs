@@ -89,9 +89,7 @@ impl std::fmt::Debug for Llm {
 /// Where a model's key comes from, read once at start.
 fn load_key(m: &ModelConfig) -> Result<Option<ApiKey>, ConfigError> {
     match (&m.api_key_env, &m.api_key_file) {
-        (Some(_), Some(_)) => {
-            Err(ConfigError(format!("model {:?}: set api_key_env or api_key_file, not both", m.id)))
-        }
+        (Some(_), Some(_)) => Err(ConfigError(format!("model {:?}: set api_key_env or api_key_file, not both", m.id))),
         (Some(var), None) => match std::env::var(var) {
             Ok(k) if !k.trim().is_empty() => Ok(Some(ApiKey::new(k.trim().to_owned()))),
             _ => Err(ConfigError(format!("model {:?}: the environment variable {var} is not set", m.id))),
@@ -136,7 +134,8 @@ impl Llm {
             max_stream: Duration::from_secs(config.max_stream_secs.max(config.request_timeout_secs)),
             stale_hold_ms: 0,
         };
-        llm.stale_hold_ms = i64::try_from((llm.max_stream + limits.request_timeout).as_millis()).unwrap_or(i64::MAX)
+        llm.stale_hold_ms = i64::try_from((llm.max_stream + limits.request_timeout).as_millis())
+            .unwrap_or(i64::MAX)
             .saturating_add(60_000);
         for m in &config.models {
             if m.id.is_empty() || m.id.len() > MAX_MODEL_ID_BYTES {
@@ -205,7 +204,11 @@ impl Llm {
     }
 
     /// A streamed completion, billed to `bill_to` when it ends.
-    pub async fn stream_billed(self: &Arc<Self>, bill_to: &AccountId, request: ChatRequest) -> Result<BilledStream, LlmError> {
+    pub async fn stream_billed(
+        self: &Arc<Self>,
+        bill_to: &AccountId,
+        request: ChatRequest,
+    ) -> Result<BilledStream, LlmError> {
         let wants_usage = request.wants_stream_usage();
         let prepared = self.prepare(bill_to, request).await?;
         let chunks = match prepared.model.provider.stream(&prepared.upstream).await {
@@ -232,7 +235,10 @@ impl Llm {
             LlmError::UnknownModel(id)
         })?;
         if request.messages.is_empty() {
-            return Err(LlmError::InvalidRequest { field: "messages", detail: "at least one message is required".into() });
+            return Err(LlmError::InvalidRequest {
+                field: "messages",
+                detail: "at least one message is required".into(),
+            });
         }
         if request.messages.len() > MAX_MESSAGES {
             return Err(LlmError::InvalidRequest {
@@ -245,7 +251,10 @@ impl Llm {
         }
         let requested = request.requested_max_tokens();
         if requested == Some(0) {
-            return Err(LlmError::InvalidRequest { field: "max_tokens", detail: "max_tokens must be at least 1".into() });
+            return Err(LlmError::InvalidRequest {
+                field: "max_tokens",
+                detail: "max_tokens must be at least 1".into(),
+            });
         }
         if let (Some(n), Some(cap)) = (requested, model.info.max_output_tokens)
             && n > cap
@@ -263,7 +272,8 @@ impl Llm {
             None => {
                 // No cap asked: the default, lowered to what the balance affords.
                 let balance = self.credits.credit_balance(bill_to, self.signup_grant, now).await?;
-                let default = model.info.max_output_tokens.map_or(self.default_max_tokens, |c| c.min(self.default_max_tokens));
+                let default =
+                    model.info.max_output_tokens.map_or(self.default_max_tokens, |c| c.min(self.default_max_tokens));
                 let n = default.min(price.affordable_completion(balance, prompt_bound));
                 if n == 0 {
                     return Err(LlmError::CreditsExhausted { balance, needed: price.cost(prompt_bound, 1) });
@@ -276,7 +286,9 @@ impl Llm {
             self.credits.reserve_credits(bill_to, amount, self.signup_grant, now, now - self.stale_hold_ms).await?;
         let (hold_id, remaining) = match held {
             Reservation::Held { hold_id, balance_after } => (hold_id, balance_after),
-            Reservation::Insufficient { balance } => return Err(LlmError::CreditsExhausted { balance, needed: amount }),
+            Reservation::Insufficient { balance } => {
+                return Err(LlmError::CreditsExhausted { balance, needed: amount });
+            }
         };
         request.model = model.upstream_model.clone();
         if request.max_completion_tokens.is_some() {

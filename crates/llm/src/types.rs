@@ -79,13 +79,9 @@ impl ChatMessage {
     pub fn content_text(&self) -> Option<String> {
         match self.content.as_ref()? {
             Value::String(s) => Some(s.clone()),
-            Value::Array(parts) => Some(
-                parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join(""),
-            ),
+            Value::Array(parts) => {
+                Some(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""))
+            }
             _ => None,
         }
     }

@@ -235,7 +235,8 @@ impl CreditStore for SqlStore {
         let available = balance.saturating_add(held);
         let charged = cost.min(available);
         let after = available - charged;
-        let note = (charged < cost).then(|| format!("{} credits of this completion could not be billed", cost - charged));
+        let note =
+            (charged < cost).then(|| format!("{} credits of this completion could not be billed", cost - charged));
         if charged < cost {
             tracing::warn!(account = %tenant, cost, charged, "a completion cost more than was reserved and the balance covers");
         }

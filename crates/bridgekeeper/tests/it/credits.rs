@@ -89,10 +89,14 @@ async fn empty_balance_is_402_credits_exhausted_and_the_upstream_is_not_called()
 
 #[tokio::test]
 async fn without_max_tokens_the_cap_sent_upstream_is_what_the_balance_affords() {
-    let llm = ScriptedLlm::start(json!({"replies": [{"content": "x", "usage": {"prompt_tokens": 1, "completion_tokens": 9}}]})).await;
+    let llm = ScriptedLlm::start(
+        json!({"replies": [{"content": "x", "usage": {"prompt_tokens": 1, "completion_tokens": 9}}]}),
+    )
+    .await;
     let server = start_with_model(&llm, 0, 1_000_000, 10);
     let token = person(&server, "afford@example.com", &["llm-all", "account"]).await;
-    let res = chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
+    let res =
+        chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(res.status(), 200);
     assert_eq!(llm.requests()[0].body["max_tokens"], 10, "the default 4096 lowered to the 10 credits left");
     assert_eq!(res.headers()["x-credits-remaining"], "1");
@@ -109,11 +113,19 @@ async fn without_max_tokens_the_cap_sent_upstream_is_what_the_balance_affords() 
 
 #[tokio::test]
 async fn security_credit_transactions_list_only_the_callers_own_rows() {
-    let llm = ScriptedLlm::start(json!({"replies": [{"content": "x", "usage": {"prompt_tokens": 5, "completion_tokens": 5}}]})).await;
+    let llm = ScriptedLlm::start(
+        json!({"replies": [{"content": "x", "usage": {"prompt_tokens": 5, "completion_tokens": 5}}]}),
+    )
+    .await;
     let server = start_with_model(&llm, 1_000_000, 1_000_000, 50);
     let a = person(&server, "ledger-a@example.com", &["llm-all", "account"]).await;
     let b = person(&server, "ledger-b@example.com", &["llm-all", "account"]).await;
-    let res = chat(&server, &a, json!({"model": "test-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;
+    let res = chat(
+        &server,
+        &a,
+        json!({"model": "test-model", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let la = ledger(&server, &a).await;
     let a_rows = la["transactions"].as_array().unwrap().clone();
@@ -250,4 +262,23 @@ async fn operator_grant_is_credited_and_audited() {
     assert!(text.contains(&id), "{event}");
     assert!(text.contains("2500") && text.contains("pilot customer"), "{event}");
     assert_eq!(event["outcome"], "success");
+}
+
+#[tokio::test]
+async fn security_ledger_rows_are_append_only_in_the_database() {
+    let llm = ScriptedLlm::start(json!({"replies": [{"content": "x"}]})).await;
+    let server = start_with_model(&llm, 0, 0, 70);
+    let token = person(&server, "append-only@example.com", &["llm-all", "account"]).await;
+    assert_eq!(ledger(&server, &token).await["balance"], 70);
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&server.db_url()).await.unwrap();
+    // Even someone with the database's credentials cannot rewrite history quietly.
+    for sql in ["UPDATE credit_transactions SET amount = 1000000", "DELETE FROM credit_transactions"] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    // And a balance cannot go below zero, whatever writes it.
+    assert!(sqlx::query("UPDATE credit_balances SET balance = -1").execute(&pool).await.is_err());
+    pool.close().await;
+    assert_eq!(ledger(&server, &token).await["transactions"][0]["amount"], 70);
 }

@@ -101,7 +101,10 @@ async fn completion_is_billed_exactly_per_the_formula_with_tool_calls_passed_thr
     let call = &v["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["id"], "call_7");
     assert_eq!(call["function"]["name"], "lookup");
-    assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(), json!({"city": "Oslo"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({"city": "Oslo"})
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(v["usage"]["prompt_tokens"], 7);
 
@@ -206,28 +209,44 @@ async fn streaming_completion_relays_chunks_and_settles_the_reported_usage() {
 
 #[tokio::test]
 async fn security_upstream_api_key_reaches_the_upstream_and_never_the_client_or_logs() {
-    let llm = ScriptedLlm::start(json!({"replies": [{"content": "fine", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}]})).await;
+    let llm = ScriptedLlm::start(
+        json!({"replies": [{"content": "fine", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}]}),
+    )
+    .await;
     let server = start_with_model(&llm, 1_000, 1_000, 100);
     let token = person(&server, "key@example.com", &["llm-all", "account"]).await;
-    let res = chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
+    let res =
+        chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(res.status(), 200);
     let headers = format!("{:?}", res.headers());
     let body = res.text().await.unwrap();
     assert_eq!(llm.requests()[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
     // An upstream that echoes the key in its error (OpenAI does, in part) — the client gets none of it.
-    llm.set_script(json!({"replies": [{"status": 401, "error": {"message": format!("Incorrect API key provided: {KEY}")}}]}));
-    let res = chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
+    llm.set_script(
+        json!({"replies": [{"status": 401, "error": {"message": format!("Incorrect API key provided: {KEY}")}}]}),
+    );
+    let res =
+        chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(res.status(), 502);
     let err = res.text().await.unwrap();
     assert!(err.contains("nothing was charged"), "{err}");
     llm.set_script(json!({"replies": [{"status": 400, "error": {"message": format!("bad request near {KEY}")}}]}));
-    let res = chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
+    let res =
+        chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(res.status(), 400);
     let rejected = res.text().await.unwrap();
-    assert!(rejected.contains("bad request near [redacted]"), "the upstream's reason is passed on, scrubbed: {rejected}");
+    assert!(
+        rejected.contains("bad request near [redacted]"),
+        "the upstream's reason is passed on, scrubbed: {rejected}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    for (what, text) in [("headers", &headers), ("body", &body), ("error", &err), ("rejection", &rejected), ("logs", &server.logs())] {
-        assert!(!text.contains(KEY) && !text.contains("SECRET-4f7a"), "the upstream key leaked into the {what}: {text}");
+    for (what, text) in
+        [("headers", &headers), ("body", &body), ("error", &err), ("rejection", &rejected), ("logs", &server.logs())]
+    {
+        assert!(
+            !text.contains(KEY) && !text.contains("SECRET-4f7a"),
+            "the upstream key leaked into the {what}: {text}"
+        );
     }
 }
 
@@ -265,11 +284,18 @@ async fn unknown_model_and_bad_requests_are_clear_errors_that_reach_no_upstream(
     assert_eq!(res.status(), 404);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["field"], "model");
-    assert!(v["detail"].as_str().unwrap().contains("gpt-17") && v["detail"].as_str().unwrap().contains("/api/v1/models"));
+    assert!(
+        v["detail"].as_str().unwrap().contains("gpt-17") && v["detail"].as_str().unwrap().contains("/api/v1/models")
+    );
     let res = chat(&server, &token, json!({"model": "test-model", "messages": []})).await;
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["field"], "messages");
-    let res = chat(&server, &token, json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0})).await;
+    let res = chat(
+        &server,
+        &token,
+        json!({"model": "test-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
+    )
+    .await;
     assert_eq!(res.status(), 400);
     let res = chat(&server, &token, json!({"messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(res.status(), 400);
@@ -315,4 +341,41 @@ async fn an_upstream_failure_is_charged_nothing() {
     assert_eq!(l["balance"], 100, "holds were given back");
     assert_eq!(l["transactions"].as_array().unwrap().len(), 1);
     assert_eq!(llm.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_stream_the_client_abandons_is_still_settled_from_the_usage() {
+    let llm = ScriptedLlm::start(json!({"replies": [{
+        "content": "abcde", "chunks": ["a", "b", "c", "d", "e"], "chunk_delay_ms": 150,
+        "usage": {"prompt_tokens": 2, "completion_tokens": 5}
+    }]}))
+    .await;
+    let server = start_with_model(&llm, 1_000_000, 1_000_000, 100);
+    let token = person(&server, "abandon@example.com", &["llm-all", "account"]).await;
+    let mut res = chat(
+        &server,
+        &token,
+        json!({"model": "test-model", "stream": true, "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let first = res.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    drop(res);
+    // The relay reads the upstream to its end, then settles: 2 + 5 = 7 credits, the hold given back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let l = ledger(&server, &token).await;
+        if l["transactions"][0]["kind"] == "completion" {
+            assert_eq!(l["transactions"][0]["amount"], -7);
+            assert_eq!(l["balance"], 93);
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs = server.logs();
+            let notable: Vec<&str> = logs.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+            panic!("never settled: {l}\n{}", notable.join("\n"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

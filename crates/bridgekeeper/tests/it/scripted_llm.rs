@@ -70,10 +70,13 @@ impl Drop for ScriptedLlm {
 impl ScriptedLlm {
     /// Starts a server answering `script` (`{"replies": […]}`).
     pub async fn start(script: Value) -> ScriptedLlm {
-        let inner = Arc::new(Inner { script: Mutex::new(replies_of(&script)), next: AtomicUsize::new(0), requests: Mutex::default() });
-        let app = axum::Router::new()
-            .route("/v1/chat/completions", axum::routing::post(answer))
-            .with_state(inner.clone());
+        let inner = Arc::new(Inner {
+            script: Mutex::new(replies_of(&script)),
+            next: AtomicUsize::new(0),
+            requests: Mutex::default(),
+        });
+        let app =
+            axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer)).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -101,10 +104,7 @@ fn replies_of(script: &Value) -> Vec<Value> {
 async fn answer(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: String) -> Response {
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     inner.requests.lock().unwrap().push(Recorded {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-            .collect(),
+        headers: headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect(),
         body: body.clone(),
     });
     let reply = {
@@ -137,10 +137,8 @@ async fn answer(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Strin
                    "function": {"name": c["name"], "arguments": args}})
         })
         .collect();
-    let finish = reply["finish_reason"]
-        .as_str()
-        .unwrap_or(if tool_calls.is_empty() { "stop" } else { "tool_calls" })
-        .to_owned();
+    let finish =
+        reply["finish_reason"].as_str().unwrap_or(if tool_calls.is_empty() { "stop" } else { "tool_calls" }).to_owned();
     let usage = (reply["omit_usage"] != true).then(|| {
         let p = reply["usage"]["prompt_tokens"].as_u64().unwrap_or(10);
         let c = reply["usage"]["completion_tokens"].as_u64().unwrap_or(5);
