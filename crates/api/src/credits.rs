@@ -199,6 +199,9 @@ pub async fn grant(
     if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
         return Err(Problem::invalid("reason", "reason is at most 200 bytes"));
     }
+    if reason.as_ref().is_some_and(|r| r.chars().any(char::is_control)) {
+        return Err(Problem::invalid("reason", "reason must be one line of text without control characters"));
+    }
     if id.is_empty() || id.len() > 64 {
         return Err(Problem::not_found("account"));
     }
