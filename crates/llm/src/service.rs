@@ -195,12 +195,16 @@ impl Llm {
         bill_to: &AccountId,
         request: ChatRequest,
     ) -> Result<Billed<ChatResponse>, LlmError> {
-        let prepared = self.prepare(bill_to, request).await?;
         let this = self.clone();
         let account = bill_to.clone();
-        tokio::spawn(async move { this.run_complete(&account, prepared).await })
-            .await
-            .map_err(|e| LlmError::Upstream(UpstreamError::Unreachable(format!("the completion task failed: {e}"))))?
+        // From the reservation on, in a task of its own: a caller that stops waiting cannot leave a
+        // hold behind (a reservation committed but never settled).
+        tokio::spawn(async move {
+            let prepared = this.prepare(&account, request).await?;
+            this.run_complete(&account, prepared).await
+        })
+        .await
+        .map_err(|e| LlmError::Upstream(UpstreamError::Unreachable(format!("the completion task failed: {e}"))))?
     }
 
     /// A streamed completion, billed to `bill_to` when it ends.
@@ -209,22 +213,28 @@ impl Llm {
         bill_to: &AccountId,
         request: ChatRequest,
     ) -> Result<BilledStream, LlmError> {
-        let wants_usage = request.wants_stream_usage();
-        let prepared = self.prepare(bill_to, request).await?;
-        let chunks = match prepared.model.provider.stream(&prepared.upstream).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.release(bill_to, &prepared.hold_id).await;
-                return Err(e.into());
-            }
-        };
-        let (tx, rx) = mpsc::channel::<Bytes>(64);
-        let reserved = prepared.reserved;
-        let remaining = prepared.remaining;
         let this = self.clone();
         let account = bill_to.clone();
-        tokio::spawn(async move { this.relay(&account, prepared, chunks, tx, wants_usage).await });
-        Ok(BilledStream { events: rx, credits_reserved: reserved, credits_remaining: remaining })
+        // As in `complete_billed`: once credits are held, only this task lets go of them.
+        tokio::spawn(async move {
+            let wants_usage = request.wants_stream_usage();
+            let prepared = this.prepare(&account, request).await?;
+            let chunks = match prepared.model.provider.stream(&prepared.upstream).await {
+                Ok(c) => c,
+                Err(e) => {
+                    this.release(&account, &prepared.hold_id).await;
+                    return Err(e.into());
+                }
+            };
+            let (tx, rx) = mpsc::channel::<Bytes>(64);
+            let reserved = prepared.reserved;
+            let remaining = prepared.remaining;
+            let relay = this.clone();
+            tokio::spawn(async move { relay.relay(&account, prepared, chunks, tx, wants_usage).await });
+            Ok(BilledStream { events: rx, credits_reserved: reserved, credits_remaining: remaining })
+        })
+        .await
+        .map_err(|e| LlmError::Upstream(UpstreamError::Unreachable(format!("the completion task failed: {e}"))))?
     }
 
     /// Checks the request, bounds its cost and holds that much.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::operator_token;
-use crate::llm::{chat, ledger, person, start_with_model};
+use crate::llm::{chat, ledger, model_env, person, start_with_model};
 use crate::scripted_llm::ScriptedLlm;
 
 fn sum(rows: &Value) -> i64 {
@@ -15,18 +15,24 @@ fn sum(rows: &Value) -> i64 {
 }
 
 #[tokio::test]
-async fn credits_race_fifty_concurrent_completions_never_overdraw_and_the_ledger_sums_to_the_balance() {
+async fn credits_race_fifty_concurrent_completions_on_two_instances_never_overdraw_and_the_ledger_sums_to_the_balance()
+{
     // 1 credit per completion token, prompts free; each completion reports 2 tokens and asks for
     // at most 2, so each needs exactly 2 credits: a balance of 25 pays for 12.
     let llm = ScriptedLlm::start(json!({"replies": [{"content": "ab", "delay_ms": 40,
         "usage": {"prompt_tokens": 3, "completion_tokens": 2}}]}))
     .await;
     let server = start_with_model(&llm, 0, 1_000_000, 25);
+    // A second instance on the same database takes every other request (a load balancer).
+    let env = model_env(&llm, 0, 1_000_000, 25);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let peer = server.start_peer(&env);
     let token = person(&server, "race@example.com", &["llm-all", "account"]).await;
     let body = json!({"model": "test-model", "max_tokens": 2, "messages": [{"role": "user", "content": "go"}]});
     let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let (url, token, body) = (server.url("/api/v1/chat/completions"), token.clone(), body.clone());
+        .map(|i| {
+            let instance = if i % 2 == 0 { &server } else { &peer };
+            let (url, token, body) = (instance.url("/api/v1/chat/completions"), token.clone(), body.clone());
             tokio::spawn(async move {
                 let res = reqwest::Client::new().post(url).bearer_auth(token).json(&body).send().await.unwrap();
                 let status = res.status().as_u16();

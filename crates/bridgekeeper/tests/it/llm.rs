@@ -12,20 +12,26 @@ use crate::scripted_llm::ScriptedLlm;
 pub const KEY_VAR: &str = "SCRIPTED_LLM_API_KEY";
 pub const KEY: &str = "sk-scripted-SECRET-4f7a19c2";
 
-/// A server offering `test-model` (upstream name `upstream-name`) at these prices (credits per
-/// million tokens), with this signup grant.
-pub fn start_with_model(llm: &ScriptedLlm, prompt_rate: u64, completion_rate: u64, grant: i64) -> Server {
+/// The environment of a server offering `test-model` (upstream name `upstream-name`) at these
+/// prices (credits per million tokens), with this signup grant.
+pub fn model_env(llm: &ScriptedLlm, prompt_rate: u64, completion_rate: u64, grant: i64) -> Vec<(String, String)> {
     let models = format!(
         "[{{id=\"test-model\", base_url=\"{}\", upstream_model=\"upstream-name\", api_key_env=\"{KEY_VAR}\", \
          prompt_credits_per_million={prompt_rate}, completion_credits_per_million={completion_rate}}}]",
         llm.base_url
     );
-    let grant = grant.to_string();
-    Server::start_with(&[
-        ("BRIDGEKEEPER_LLM__MODELS", models.as_str()),
-        ("BRIDGEKEEPER_CREDITS__SIGNUP_GRANT", grant.as_str()),
-        (KEY_VAR, KEY),
-    ])
+    vec![
+        ("BRIDGEKEEPER_LLM__MODELS".into(), models),
+        ("BRIDGEKEEPER_CREDITS__SIGNUP_GRANT".into(), grant.to_string()),
+        (KEY_VAR.into(), KEY.into()),
+    ]
+}
+
+/// A server as [`model_env`] describes.
+pub fn start_with_model(llm: &ScriptedLlm, prompt_rate: u64, completion_rate: u64, grant: i64) -> Server {
+    let env = model_env(llm, prompt_rate, completion_rate, grant);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start_with(&env)
 }
 
 /// A signed-up account's PAT with these scopes.
