@@ -38,6 +38,26 @@ async fn open_and_lock(
     signup_grant: i64,
     now_ms: i64,
 ) -> Result<Option<i64>> {
+    let grant = signup_grant.max(0);
+    if open(tx, tenant, grant, now_ms).await?.is_none() {
+        return Ok(None);
+    }
+    lock_balance(tx, backend, tenant).await
+}
+
+/// Locks the account's balance row if its ledger is open (settling and releasing never open one:
+/// they do not know the signup grant, and a hold exists only once a reservation opened it).
+async fn lock_balance(tx: &mut Tx, backend: Backend, tenant: &TenantId) -> Result<Option<i64>> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT balance FROM credit_balances WHERE account_id = $1",
+        Backend::Postgres => "SELECT balance FROM credit_balances WHERE account_id = $1 FOR UPDATE",
+    };
+    let row = sqlx::query(sql).bind(tenant.as_str().to_owned()).fetch_optional(&mut **tx).await.db()?;
+    row.map(|r| r.try_get("balance").db()).transpose()
+}
+
+/// Opens the ledger with the signup grant unless it is open. `None`: no such account.
+async fn open(tx: &mut Tx, tenant: &TenantId, grant: i64, now_ms: i64) -> Result<Option<()>> {
     let exists = sqlx::query("SELECT 1 AS one FROM accounts WHERE id = $1")
         .bind(tenant.as_str().to_owned())
         .fetch_optional(&mut **tx)
@@ -46,7 +66,6 @@ async fn open_and_lock(
     if exists.is_none() {
         return Ok(None);
     }
-    let grant = signup_grant.max(0);
     let opened = sqlx::query(
         "INSERT INTO credit_balances (account_id, balance, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (account_id) DO NOTHING",
@@ -61,12 +80,7 @@ async fn open_and_lock(
         let e = Entry { kind: CreditKind::SignupGrant, amount: grant, balance_after: grant, usage: None, note: None };
         append(tx, tenant, &e, now_ms).await?;
     }
-    let sql = match backend {
-        Backend::Sqlite => "SELECT balance FROM credit_balances WHERE account_id = $1",
-        Backend::Postgres => "SELECT balance FROM credit_balances WHERE account_id = $1 FOR UPDATE",
-    };
-    let row = sqlx::query(sql).bind(tenant.as_str().to_owned()).fetch_one(&mut **tx).await.db()?;
-    Ok(Some(row.try_get("balance").db()?))
+    Ok(Some(()))
 }
 
 async fn set_balance(tx: &mut Tx, tenant: &TenantId, balance: i64, now_ms: i64) -> Result<()> {
@@ -226,9 +240,9 @@ impl CreditStore for SqlStore {
         now_ms: i64,
     ) -> Result<Settlement> {
         let mut tx = self.begin_write().await?;
-        let Some(balance) = open_and_lock(&mut tx, self.backend, tenant, 0, now_ms).await? else {
+        let Some(balance) = lock_balance(&mut tx, self.backend, tenant).await? else {
             tx.rollback().await.db()?;
-            return Err(unknown_account());
+            return Err(StoreError::Corrupt("a settlement for an account whose ledger is not open".into()));
         };
         let held = take_hold(&mut tx, tenant, hold_id).await?.unwrap_or(0);
         let cost = usage.cost.max(0);
@@ -255,9 +269,10 @@ impl CreditStore for SqlStore {
 
     async fn release_credits(&self, tenant: &TenantId, hold_id: &str, now_ms: i64) -> Result<i64> {
         let mut tx = self.begin_write().await?;
-        let Some(balance) = open_and_lock(&mut tx, self.backend, tenant, 0, now_ms).await? else {
+        let Some(balance) = lock_balance(&mut tx, self.backend, tenant).await? else {
+            // No ledger: no hold either.
             tx.rollback().await.db()?;
-            return Err(unknown_account());
+            return Ok(0);
         };
         let after = match take_hold(&mut tx, tenant, hold_id).await? {
             Some(held) => {

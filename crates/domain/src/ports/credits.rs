@@ -62,7 +62,8 @@ pub trait CreditStore: Send + Sync {
     ) -> Result<Settlement>;
 
     /// Gives a hold back whole (the upstream failed: nothing is charged, no row is written).
-    /// Returns the balance after.
+    /// Returns the balance after (0 for an account whose ledger is not open: none is opened here,
+    /// nor by a settlement, which fails without one).
     async fn release_credits(&self, tenant: &TenantId, hold_id: &str, now_ms: i64) -> Result<i64>;
 
     /// An operator's grant: adds `amount` (> 0) with a `grant` row. `None` when no such account.

@@ -32,6 +32,7 @@ macro_rules! shared_store_tests {
 
 mod accounts_admin;
 mod connections;
+mod credits;
 mod email;
 mod handoff;
 mod machine_clients;
