@@ -385,3 +385,23 @@ async fn a_stream_the_client_abandons_is_still_settled_from_the_usage() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[test]
+fn a_model_whose_api_key_is_missing_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env(
+            "BRIDGEKEEPER_LLM__MODELS",
+            "[{id=\"m\", base_url=\"http://127.0.0.1:9/v1\", api_key_env=\"BK_TEST_UNSET_LLM_KEY\", \
+             prompt_credits_per_million=1, completion_credits_per_million=1}]",
+        )
+        .env_remove("BK_TEST_UNSET_LLM_KEY")
+        .env("BRIDGEKEEPER_DATABASE_URL", format!("sqlite://{}/t.db", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("BK_TEST_UNSET_LLM_KEY is not set"), "{text}");
+}
