@@ -25,6 +25,9 @@
 #   BENCH_DPOP_SECONDS=8     seconds per bearer or DPoP refresh run
 #   BENCH_DPOP_ROUNDS=2      rounds of that comparison (each: one bearer run and one DPoP run)
 #   BENCH_NODE=node          Node.js >= 20 for that comparison (skipped, with a warning, without one)
+#   BENCH_LLM_CONNS=16       connections of the chat-completions proxy run (bench/llm_proxy.mjs)
+#   BENCH_LLM_SECONDS=5      seconds per run of it
+#   BENCH_LLM_ROUNDS=2       rounds of it (each: one direct run and one through Bridgekeeper)
 #   BENCH_OHA=/path/to/oha   oha binary (default: bench/.tools/bin/oha, ~/.cargo/bin/oha, PATH;
 #                            if none, `cargo install oha --locked --root bench/.tools`)
 set -euo pipefail
@@ -285,6 +288,21 @@ if (( node_major >= 20 )); then
   for k in $DPOP_KEYS; do R[dpop_refresh_$k]=$(val "dpop_refresh_$k" "$WORK/dpop_refresh.txt"); done
 else
   echo "bench: no Node.js >= 20 ($NODE; BENCH_NODE=...): skipping the bearer vs DPoP refresh comparison" >&2
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Chat-completions proxy overhead (issue 20): bench/llm_proxy.mjs starts its own Bridgekeeper (this
+# release binary, a temporary SQLite) offering one model on the scripted OpenAI-compatible server
+# (e2e/lib/scripted-llm.mjs, its own process) and compares requests/s and latency through
+# Bridgekeeper (auth, credit reservation and settlement, ledger row) with the same requests sent
+# straight to the scripted server, in alternating runs.
+LLM_KEYS="direct_per_s direct_latency_p50_ms direct_latency_p99_ms direct_failures proxied_per_s proxied_latency_p50_ms proxied_latency_p99_ms proxied_failures overhead_p50_ms proxied_vs_direct_ratio"
+if (( node_major >= 20 )); then
+  log "chat completions, through Bridgekeeper vs straight to the scripted upstream: $NODE bench/llm_proxy.mjs, ${BENCH_LLM_CONNS:-16} connections, ${BENCH_LLM_SECONDS:-5}s per run, ${BENCH_LLM_ROUNDS:-2} rounds"
+  wait_idle $SERVER_PID
+  "$NODE" bench/llm_proxy.mjs "$BIN" "${BENCH_LLM_CONNS:-16}" "${BENCH_LLM_SECONDS:-5}" "${BENCH_LLM_ROUNDS:-2}" \
+    | tee "$WORK/llm_proxy.txt" || { echo "bench: llm_proxy.mjs failed" >&2; exit 1; }
+  for k in $LLM_KEYS; do R[llm_proxy_$k]=$(val "llm_proxy_$k" "$WORK/llm_proxy.txt"); done
 fi
 
 best_tl=0 best_tl_c=""
@@ -615,4 +633,10 @@ awk -v on="$(audit_mean on server_cpu_us_per_req)" -v off="$(audit_mean off serv
     if (off + w > 0) printf "audit_on_vs_off_ceiling_if_event_cost_only_sqlite=%.3f\n", (off + w) / (off + w + db)
   }'
 echo "audit_on_events_per_req=$audit_on_epr (must be 1.000: $(awk -v r="$audit_on_epr" 'BEGIN{exit !(r >= 0.999)}' && echo "yes" || echo "no, the audit buffer overflowed and >= $audit_dropped_logged events were dropped"))"
+if [[ -n ${R[llm_proxy_proxied_vs_direct_ratio]:-} ]]; then
+  echo "llm_proxy_direct_per_s=${R[llm_proxy_direct_per_s]} (p50 ${R[llm_proxy_direct_latency_p50_ms]} ms, p99 ${R[llm_proxy_direct_latency_p99_ms]} ms)"
+  echo "llm_proxy_proxied_per_s=${R[llm_proxy_proxied_per_s]} (p50 ${R[llm_proxy_proxied_latency_p50_ms]} ms, p99 ${R[llm_proxy_proxied_latency_p99_ms]} ms; failures ${R[llm_proxy_proxied_failures]})"
+  echo "llm_proxy_overhead_p50_ms=${R[llm_proxy_overhead_p50_ms]}"
+  echo "llm_proxy_proxied_vs_direct_ratio=${R[llm_proxy_proxied_vs_direct_ratio]} (node bench/llm_proxy.mjs, c=${BENCH_LLM_CONNS:-16})"
+fi
 echo "======================================================="

@@ -74,3 +74,6 @@ echo "== e2e: Chromium on the white-label login and consent pages"
 
 echo "== e2e: the README's commands, run as written (server, account, tokens, white-label client, connection, Inspector, keys)"
 "$here/readme/run.sh"
+
+echo "== e2e: the official openai client on LLM access (completions, tool calls, streaming, credits) with the scripted upstream"
+"$here/llm/run.sh"

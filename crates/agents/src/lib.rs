@@ -4,6 +4,7 @@
 //! through the gateway's policy and call path: policy, not prompt, is the guard.
 #![forbid(unsafe_code)]
 
+pub mod llm_model;
 pub mod model;
 pub mod run;
 pub mod sanitize;
@@ -12,6 +13,7 @@ pub mod service;
 mod tests;
 pub mod use_agent;
 
+pub use llm_model::LlmModel;
 pub use model::{AgentModel, ModelError, Turn};
 pub use run::{LoopLimits, LoopOutcome, Stop, ToolCallRecord, ToolHost, run_loop};
 pub use service::{AgentError, Agents, RunResult};

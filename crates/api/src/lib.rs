@@ -5,7 +5,7 @@
 //! it may do, call the store through the domain's ports, answer; every error is RFC 9457 problem
 //! JSON (`problem.rs`). Each handler carries its OpenAPI operation (`#[utoipa::path]`), and the
 //! router is built from those (`routes!`), so the document at `/openapi.json` (`openapi.rs`) lists
-//! exactly what is served. The agents and credits APIs will join it here.
+//! exactly what is served. LLM access and the credits ledger: `llm.rs`, `credits.rs`; agents: `agents.rs`.
 #![forbid(unsafe_code)]
 
 mod account;
@@ -16,7 +16,9 @@ mod caller;
 mod clients;
 mod connect_mcp;
 mod connections;
+mod credits;
 pub mod handoff;
+mod llm;
 mod openapi;
 mod pats;
 pub mod problem;
@@ -33,6 +35,7 @@ use bk_crypto::envelope::MasterKey;
 use bk_domain::access::Clock;
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ids::ClientId;
+use bk_domain::ports::CreditStore;
 use bk_domain::ports::{
     AccountStore, AuditStore, ClientStore, ConnectionFlowStore, ConnectionStore, HandoffCodeStore, OperatorTokenStore,
     PatStore, SessionStore,
@@ -62,6 +65,7 @@ pub trait ApiStore:
     + ConnectionStore
     + ConnectionFlowStore
     + HandoffCodeStore
+    + CreditStore
 {
 }
 impl<
@@ -74,6 +78,7 @@ impl<
         + ConnectionStore
         + ConnectionFlowStore
         + HandoffCodeStore
+        + CreditStore
         + ?Sized,
 > ApiStore for T
 {
@@ -118,6 +123,8 @@ pub struct Api {
     pub identity_providers: Vec<String>,
     /// The account's agents and their runs (`/api/v1/agents…`).
     pub agents: Arc<bk_agents::Agents>,
+    /// LLM access and the credits it is billed in.
+    pub llm: Arc<bk_llm::Llm>,
 }
 
 /// Bridgekeeper as an OAuth client (the `mcp` connect kind).
@@ -214,6 +221,10 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(connect_mcp::client_document))
         .routes(routes!(connections::get, connections::delete))
         .routes(routes!(connections::refresh))
+        .routes(routes!(llm::chat_completions).layer(DefaultBodyLimit::max(llm::BODY_LIMIT)))
+        .routes(routes!(llm::models))
+        .routes(routes!(credits::list))
+        .routes(routes!(credits::grant))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs_page))
         .routes(routes!(agents::list, agents::create).layer(DefaultBodyLimit::max(agents::BODY_LIMIT)))

@@ -68,6 +68,8 @@ pub const OPERATOR: &str = "operator";
         (name = "audit", description = "The audit log and its live stream"),
         (name = "providers", description = "The catalog of services an account can connect"),
         (name = "connections", description = "The account's connected services"),
+        (name = "llm", description = "OpenAI-compatible LLM access, billed in credits"),
+        (name = "credits", description = "The account's credit ledger"),
         (name = "admin", description = "Operators: account administration and the whole audit log"),
         (name = "documentation", description = "This document"),
         (name = "agents", description = "The account's agents and chat with them")

@@ -52,6 +52,10 @@ pub struct Config {
     /// Upstream OpenID Connect providers people sign in with (`[idp.providers.<id>]`).
     pub idp: crate::idp_config::IdpSection,
     pub agents: AgentsConfig,
+    /// LLM access: the models offered and the limits of upstream calls (`[llm]`, `[[llm.models]]`).
+    pub llm: bk_llm::LlmConfig,
+    /// Credits (`[credits]`): the signup grant.
+    pub credits: bk_llm::CreditsConfig,
 }
 
 /// The bounds of one agent run (`use-agent`, agent chat).
@@ -662,6 +666,8 @@ impl Default for Config {
             siwe: SiweConfig::default(),
             idp: crate::idp_config::IdpSection::default(),
             agents: AgentsConfig::default(),
+            llm: bk_llm::LlmConfig::default(),
+            credits: bk_llm::CreditsConfig::default(),
         }
     }
 }

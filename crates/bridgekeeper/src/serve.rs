@@ -245,9 +245,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )?
     .with_bridge(bridge);
     let upstream_counters = upstream_tools.counters();
-    // Agents: no language model is wired yet (the LLM service implements `AgentModel`), so
-    // `use-agent` and agent chat answer that none is configured.
-    let agent_model: Option<Arc<dyn bk_agents::AgentModel>> = None;
+    let llm = Arc::new(bk_llm::Llm::from_config(&config.llm, &config.credits, sql.clone(), clock.clone())?);
+    tracing::info!(models = llm.models().count(), "LLM access");
+    // Agents talk to the LLM service; with no model configured, `use-agent` and agent chat say so.
+    let agent_model: Option<Arc<dyn bk_agents::AgentModel>> = config.llm.models.first().map(|first| {
+        Arc::new(bk_agents::LlmModel::new(llm.clone(), Some(first.id.clone()))) as Arc<dyn bk_agents::AgentModel>
+    });
     let agents = Arc::new(bk_agents::Agents::new(
         sql.clone(),
         agent_model,
@@ -281,6 +284,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         limiter: limiter.clone(),
         broker,
         connect_client: connect_client(&config.connections, &issuer)?,
+        llm: llm.clone(),
         identity_providers: config.idp.providers.keys().cloned().collect(),
         agents: agents.clone(),
     });

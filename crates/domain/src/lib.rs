@@ -13,6 +13,7 @@ pub mod client;
 pub mod client_metadata;
 pub mod code;
 pub mod connection;
+pub mod credits;
 pub mod email_token;
 pub mod grant;
 pub mod handoff;

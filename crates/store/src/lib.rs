@@ -13,6 +13,7 @@ mod browser_sessions;
 mod checkpoint;
 mod clients;
 mod connections;
+mod credits;
 mod email_tokens;
 mod grants;
 mod handoff_codes;

@@ -38,6 +38,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (24, "machine clients", include_str!("../migrations/sqlite/0024_machine_clients.sql")),
     (25, "idp identities", include_str!("../migrations/sqlite/0025_idp_identities.sql")),
     (26, "session bridges", include_str!("../migrations/sqlite/0026_session_bridges.sql")),
+    (27, "credits", include_str!("../migrations/sqlite/0027_credits.sql")),
     (29, "agents", include_str!("../migrations/sqlite/0029_agents.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -71,6 +72,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (24, "machine clients", include_str!("../migrations/postgres/0024_machine_clients.sql")),
     (25, "idp identities", include_str!("../migrations/postgres/0025_idp_identities.sql")),
     (26, "session bridges", include_str!("../migrations/postgres/0026_session_bridges.sql")),
+    (27, "credits", include_str!("../migrations/postgres/0027_credits.sql")),
     (29, "agents", include_str!("../migrations/postgres/0029_agents.sql")),
 ];
 

@@ -10,6 +10,7 @@ mod bridges;
 mod browser_sessions;
 mod clients;
 mod connections;
+mod credits;
 mod email_tokens;
 mod grants;
 mod handoff;
@@ -31,6 +32,7 @@ pub use connections::{
     ConnectionFlowStore, ConnectionPage, ConnectionQuery, ConnectionSort, ConnectionStore, LeaseAttempt,
     MAX_CONNECTIONS_PAGE, RefreshLease, SealedConnection, SealedRow,
 };
+pub use credits::{CreditStore, MAX_CREDIT_PAGE, Reservation, Settlement};
 pub use email_tokens::EmailTokenStore;
 pub use grants::{CodeStore, RefreshTokenStore, SessionStatus, SessionStore, SessionSummary};
 pub use handoff::HandoffCodeStore;

@@ -34,6 +34,7 @@ mod accounts_admin;
 mod bridges;
 mod agents;
 mod connections;
+mod credits;
 mod email;
 mod handoff;
 mod idp_identities;
