@@ -16,6 +16,7 @@ mod clients;
 mod connect_mcp;
 mod connections;
 pub mod handoff;
+mod knowledge;
 mod openapi;
 mod pats;
 pub mod problem;
@@ -112,6 +113,8 @@ pub struct Api {
     pub broker: bk_connections::Broker,
     /// How Bridgekeeper introduces itself as the OAuth client of upstream MCP servers.
     pub connect_client: ConnectClient,
+    /// Knowledge bases and their documents (`/api/v1/knowledge/…`).
+    pub knowledge: Arc<bk_knowledge::Knowledge>,
 }
 
 /// Bridgekeeper as an OAuth client (the `mcp` connect kind).
@@ -208,6 +211,16 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(connect_mcp::client_document))
         .routes(routes!(connections::get, connections::delete))
         .routes(routes!(connections::refresh))
+        .routes(routes!(knowledge::list_bases, knowledge::create_base))
+        .routes(routes!(knowledge::get_base, knowledge::update_base, knowledge::delete_base))
+        .routes(routes!(knowledge::set_default))
+        .routes(
+            routes!(knowledge::list_documents, knowledge::add_document)
+                .layer(DefaultBodyLimit::max(knowledge::DOCUMENT_BODY_LIMIT)),
+        )
+        .routes(routes!(knowledge::get_document, knowledge::delete_document))
+        .routes(routes!(knowledge::search_all))
+        .routes(routes!(knowledge::search_base))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs_page))
 }

@@ -68,6 +68,7 @@ pub const OPERATOR: &str = "operator";
         (name = "audit", description = "The audit log and its live stream"),
         (name = "providers", description = "The catalog of services an account can connect"),
         (name = "connections", description = "The account's connected services"),
+        (name = "knowledge", description = "The account's knowledge bases and their documents"),
         (name = "admin", description = "Operators: account administration and the whole audit log"),
         (name = "documentation", description = "This document")
     )

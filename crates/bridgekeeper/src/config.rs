@@ -49,6 +49,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub keys: KeysConfig,
     pub siwe: SiweConfig,
+    pub knowledge: crate::knowledge::KnowledgeConfig,
 }
 
 /// Sign-In with Ethereum (EIP-4361): `GET /api/v1/auth/nonce`, `POST /api/v1/auth/authenticate`.
@@ -615,6 +616,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             keys: KeysConfig::default(),
             siwe: SiweConfig::default(),
+            knowledge: crate::knowledge::KnowledgeConfig::default(),
         }
     }
 }
@@ -802,6 +804,7 @@ impl Config {
         }
         self.keys.validate()?;
         self.siwe.validate()?;
+        self.knowledge.validate()?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@ mod config;
 mod disk;
 mod headers;
 mod keys;
+mod knowledge;
 mod logging;
 mod metrics;
 mod observe;

@@ -242,6 +242,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )?;
     let upstream_counters = upstream_tools.counters();
+    let knowledge = config.knowledge.build(sql.clone(), clock.clone())?;
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -267,6 +268,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         limiter: limiter.clone(),
         broker,
         connect_client: connect_client(&config.connections, &issuer)?,
+        knowledge: knowledge.clone(),
     });
     let outbox = config.email.outbox_dir.clone().unwrap_or_else(|| config.data_dir.join("outbox"));
     let mail = bk_mail::Mailer::new(config.email.smtp_url.as_deref(), &config.email.from, &outbox)?;
@@ -308,7 +310,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             bus,
         },
         audit.clone(),
-        vec![Box::new(upstream_tools)],
+        vec![
+            Box::new(bk_knowledge::KnowledgeTools::new(knowledge, audit.clone(), clock.clone())),
+            Box::new(upstream_tools),
+        ],
     ));
 
     tokio::spawn(purge_periodically(store.clone(), clock.clone(), audit_config));
@@ -543,7 +548,11 @@ fn upstream_tools(
     Ok(bk_upstream::UpstreamTools::new(
         bk_upstream::UpstreamDeps { store, catalog, broker, http, api, redact },
         settings,
-        bk_gateway::tools::BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+        bk_gateway::tools::BUILTIN_NAMES
+            .iter()
+            .chain(bk_knowledge::tools::TOOL_NAMES)
+            .map(|s| (*s).to_owned())
+            .collect(),
     ))
 }
 

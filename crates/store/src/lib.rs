@@ -15,6 +15,7 @@ mod email_tokens;
 mod grants;
 mod handoff_codes;
 mod keys;
+mod knowledge;
 mod mcp_sessions;
 mod migrations;
 mod passkeys;

@@ -36,6 +36,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (22, "wallet identities", include_str!("../migrations/sqlite/0022_wallet_identities.sql")),
     (23, "dpop binding", include_str!("../migrations/sqlite/0023_dpop_binding.sql")),
     (24, "machine clients", include_str!("../migrations/sqlite/0024_machine_clients.sql")),
+    (28, "knowledge bases", include_str!("../migrations/sqlite/0028_knowledge_bases.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -66,6 +67,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (22, "wallet identities", include_str!("../migrations/postgres/0022_wallet_identities.sql")),
     (23, "dpop binding", include_str!("../migrations/postgres/0023_dpop_binding.sql")),
     (24, "machine clients", include_str!("../migrations/postgres/0024_machine_clients.sql")),
+    (28, "knowledge bases", include_str!("../migrations/postgres/0028_knowledge_bases.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -12,6 +12,7 @@ mod email_tokens;
 mod grants;
 mod handoff;
 mod keys;
+mod knowledge;
 mod mcp_sessions;
 mod passkeys;
 mod second_factor;
@@ -32,6 +33,7 @@ pub use handoff::HandoffCodeStore;
 pub use keys::{
     MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyRotation, SigningKeyStore, StoredSigningKey,
 };
+pub use knowledge::{BaseFilter, KnowledgeStore};
 pub use mcp_sessions::McpSessionStore;
 pub use passkeys::{PasskeyRemoval, PasskeyStore};
 pub use second_factor::{SecondFactorStore, StoredTotp};
