@@ -34,6 +34,7 @@ mod accounts_admin;
 mod connections;
 mod email;
 mod handoff;
+mod knowledge;
 mod machine_clients;
 mod passkeys;
 mod second_factor;
