@@ -90,6 +90,12 @@ pub fn html_to_text(html: &str) -> (String, Option<String>) {
         };
         out.push_str(&decode_entities(&rest[..lt]));
         rest = &rest[lt..];
+        // A `<` not followed by a tag name, `/` or `!` is text (`3 < 4`).
+        if !rest[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!') {
+            out.push('<');
+            rest = &rest[1..];
+            continue;
+        }
         if let Some(after) = rest.strip_prefix("<!--") {
             rest = after.find("-->").map_or("", |end| &after[end + 3..]);
             continue;
@@ -138,23 +144,9 @@ fn find_ci(hay: &str, needle: &str) -> Option<usize> {
     (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
-/// Spaces collapsed within lines, lines trimmed, at most one blank line in a row.
+/// Spaces collapsed within lines, lines trimmed, empty lines dropped.
 fn tidy(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut blank = 0;
-    for line in text.lines() {
-        let line = collapse(line);
-        if line.is_empty() {
-            blank += 1;
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
-        }
-        blank = 0;
-        out.push_str(&line);
-    }
-    out
+    text.lines().map(collapse).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
 fn collapse(s: &str) -> String {

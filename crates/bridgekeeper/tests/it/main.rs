@@ -18,6 +18,7 @@ mod durability;
 mod harness;
 mod health;
 mod key_rotation;
+mod knowledge;
 mod machine_clients;
 mod mcp;
 mod mcp_2026;

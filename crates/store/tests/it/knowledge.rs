@@ -81,7 +81,10 @@ async fn knowledge_base_names_are_unique_per_account_without_case(store: Arc<Sql
     base(&store, &b, "Notes").await;
     // A rename onto a taken name changes nothing.
     let other = base(&store, &a, "Other").await;
-    assert_eq!(store.update_knowledge_base(&a, &other.id, Some("notes"), None, 11).await.unwrap(), BaseChange::NameTaken);
+    assert_eq!(
+        store.update_knowledge_base(&a, &other.id, Some("notes"), None, 11).await.unwrap(),
+        BaseChange::NameTaken
+    );
     assert_eq!(store.knowledge_base(&a, &other.id).await.unwrap().unwrap().name, "Other");
 }
 
