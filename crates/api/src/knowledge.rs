@@ -39,6 +39,9 @@ impl From<KnowledgeError> for Problem {
             }
             KnowledgeError::Restricted(m) => Problem::forbidden(m),
             KnowledgeError::Fetch(m) => Problem::new(StatusCode::BAD_GATEWAY, "Document not fetched", m),
+            KnowledgeError::TooMany(wait) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests", e.to_string()).retry_after(wait)
+            }
             KnowledgeError::Store(e) => e.into(),
         }
     }
@@ -354,14 +357,22 @@ pub async fn list_documents(
     tag = "knowledge",
     description = "Adds a document: its text, or a public https URL whose page (text/html, text/markdown or \
         text/plain) is fetched — never from this server's machine or private networks, every redirect checked \
-        again, within a size and time limit — and reduced to text. Text over `knowledge.max_document_bytes` \
+        again, within a size and time limit, at most `knowledge.url_fetches_per_minute` an account (429) — and reduced \
+        to text. Text over `knowledge.max_document_bytes` \
         answers 413, a base holding `knowledge.max_documents_per_base` 409; nothing is stored then. A URL that \
         cannot be fetched answers 502. Scope `user-data`.",
     params(("id" = String, Path, description = "The knowledge base id, `kb_…`, or `default`")),
     request_body = AddDocument,
     security(("bearer" = ["user-data"])),
     responses(
-        (status = 201, description = "Added", body = DocumentSummary),
+        (status = 201, description = "Added", body = DocumentSummary, links(
+            ("get" = (operation_id = "getKnowledgeDocument",
+                parameters(("id" = "$request.path.id"), ("documentId" = "$response.body#/id")),
+                description = "Read the document added")),
+            ("delete" = (operation_id = "deleteKnowledgeDocument",
+                parameters(("id" = "$request.path.id"), ("documentId" = "$response.body#/id")),
+                description = "Delete the document added"))
+        )),
         (status = 400, response = crate::problem::BadRequest),
         (status = 401, response = crate::problem::Unauthorized),
         (status = 403, response = crate::problem::Forbidden),
@@ -369,6 +380,7 @@ pub async fn list_documents(
         (status = 409, response = crate::problem::Conflict),
         (status = 413, response = crate::problem::PayloadTooLarge),
         (status = 415, response = crate::problem::UnsupportedMediaType),
+        (status = 429, response = crate::problem::TooManyRequests),
         (status = 502, response = crate::problem::BadGateway),
         (status = 503, response = crate::problem::Unavailable),
     )

@@ -23,6 +23,8 @@ pub struct KnowledgeConfig {
     pub fetch_timeout_ms: u64,
     /// Redirects followed (each target checked again).
     pub fetch_max_redirects: usize,
+    /// URL documents an account may fetch per minute.
+    pub url_fetches_per_minute: u32,
     /// Also fetch from loopback and private addresses (development only).
     pub allow_private_addresses: bool,
     /// Also plain http to a loopback host; needs `allow_private_addresses` (development and tests only).
@@ -39,6 +41,7 @@ impl Default for KnowledgeConfig {
             fetch_max_bytes: 2 * 1024 * 1024,
             fetch_timeout_ms: 10_000,
             fetch_max_redirects: 5,
+            url_fetches_per_minute: 30,
             allow_private_addresses: false,
             allow_http_loopback: false,
         }
@@ -60,6 +63,9 @@ impl KnowledgeConfig {
         if !(100..=120_000).contains(&self.fetch_timeout_ms) {
             bail!("knowledge.fetch_timeout_ms must be 100 to 120000");
         }
+        if self.url_fetches_per_minute == 0 {
+            bail!("knowledge.url_fetches_per_minute must be at least 1");
+        }
         if self.fetch_max_redirects > 10 {
             bail!("knowledge.fetch_max_redirects must be 0 to 10");
         }
@@ -76,6 +82,7 @@ impl KnowledgeConfig {
         &self,
         store: Arc<dyn bk_domain::ports::KnowledgeStore>,
         clock: Arc<dyn bk_domain::access::Clock>,
+        limiter: Arc<dyn bk_limits::Limiter>,
     ) -> anyhow::Result<Arc<bk_knowledge::Knowledge>> {
         if self.allow_private_addresses {
             tracing::warn!(
@@ -100,7 +107,12 @@ impl KnowledgeConfig {
         Ok(Arc::new(bk_knowledge::Knowledge::new(
             store.clone(),
             Arc::new(bk_knowledge::FullText(store)),
-            bk_knowledge::UrlFetch { fetcher, max_redirects: self.fetch_max_redirects },
+            bk_knowledge::UrlFetch {
+                fetcher,
+                max_redirects: self.fetch_max_redirects,
+                limiter,
+                per_minute: self.url_fetches_per_minute,
+            },
             clock,
             limits,
         )))

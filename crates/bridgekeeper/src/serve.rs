@@ -242,7 +242,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     )?;
     let upstream_counters = upstream_tools.counters();
-    let knowledge = config.knowledge.build(sql.clone(), clock.clone())?;
+    let knowledge = config.knowledge.build(sql.clone(), clock.clone(), limiter.clone())?;
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),

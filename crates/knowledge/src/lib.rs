@@ -63,6 +63,9 @@ pub enum KnowledgeError {
     /// The URL could not be fetched or is not a text document.
     #[error("{0}")]
     Fetch(String),
+    /// Too many URL documents fetched for this account just now; retry after that many seconds.
+    #[error("too many documents fetched from URLs for this account; retry in {0} s")]
+    TooMany(u64),
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -119,6 +122,11 @@ impl Retriever for FullText {
 pub struct UrlFetch {
     pub fetcher: SafeFetcher,
     pub max_redirects: usize,
+    /// Counts each account's fetches (shared through Redis when configured): the server must not
+    /// become anyone's crawler.
+    pub limiter: Arc<dyn bk_limits::Limiter>,
+    /// Fetches an account may start per minute.
+    pub per_minute: u32,
 }
 
 /// A document to add, as a caller gave it.
@@ -179,10 +187,12 @@ impl Knowledge {
 
     /// One base by name (compared without case), if the caller may reach it.
     pub async fn base_named(&self, reach: Reach<'_>, name: &str) -> Result<KnowledgeBase, KnowledgeError> {
-        let found = if knowledge::name_key(name) == DEFAULT_NAME {
-            Some(self.default_base(reach.account).await?)
-        } else {
-            self.store.knowledge_base_named(reach.account, name).await?
+        // A base of that name first; `default` names the default base only when no base is called so
+        // (the default may have been renamed, or another base made the default).
+        let found = match self.store.knowledge_base_named(reach.account, name).await? {
+            Some(b) => Some(b),
+            None if knowledge::name_key(name) == DEFAULT_NAME => Some(self.default_base(reach.account).await?),
+            None => None,
         };
         found.filter(|b| reach.may(&b.id)).ok_or(KnowledgeError::NotFound("knowledge base"))
     }
@@ -291,7 +301,7 @@ impl Knowledge {
                 (SourceType::Text, None, text, None)
             }
             NewSource::Url(u) => {
-                let (url, text, title) = self.fetch_text(&u).await?;
+                let (url, text, title) = self.fetch_text(reach.account, &u).await?;
                 (SourceType::Url, Some(url), text, title)
             }
         };
@@ -317,7 +327,11 @@ impl Knowledge {
     }
 
     /// The text at `url`: (the URL as parsed, its text, a title it names).
-    async fn fetch_text(&self, raw: &str) -> Result<(String, String, Option<String>), KnowledgeError> {
+    async fn fetch_text(
+        &self,
+        account: &AccountId,
+        raw: &str,
+    ) -> Result<(String, String, Option<String>), KnowledgeError> {
         if raw.len() > knowledge::MAX_URL_BYTES {
             return Err(KnowledgeError::Invalid {
                 field: "url",
@@ -331,6 +345,11 @@ impl Knowledge {
                 field: "url",
                 message: "an https URL without credentials is needed".into(),
             });
+        }
+        if let Err(wait) =
+            self.fetch.limiter.acquire("knowledge_fetch", account.as_str(), self.fetch.per_minute, 60).await
+        {
+            return Err(KnowledgeError::TooMany(wait));
         }
         let fetched = self
             .fetch

@@ -163,9 +163,18 @@ async fn knowledge_bases_crud_default_and_names_per_account() {
         .map(|b| (b["id"].as_str().unwrap().to_owned(), b["isDefault"].as_bool().unwrap()))
         .collect();
     assert_eq!(flags, [(recipes.clone(), true), (default_id.clone(), false)]);
+    // By name, "default" is the base called so while there is one; otherwise the default base.
+    let added =
+        tool(&server, &alice, "add-to-knowledge-base", json!({"name": "default", "content": "kept"})).await.unwrap();
+    assert_eq!(added["knowledgeBase"]["id"], default_id.as_str());
+    let added = tool(&server, &alice, "add-to-knowledge-base", json!({"content": "no name"})).await.unwrap();
+    assert_eq!(added["knowledgeBase"]["id"], recipes.as_str());
     assert_eq!(a.delete(&format!("/bases/{recipes}")).await, 409);
     assert_eq!(a.delete(&format!("/bases/{default_id}")).await, 204);
     assert_eq!(a.get(&format!("/bases/{default_id}")).await.0, 404);
+    let added =
+        tool(&server, &alice, "add-to-knowledge-base", json!({"name": "DEFAULT", "content": "x"})).await.unwrap();
+    assert_eq!(added["knowledgeBase"]["id"], recipes.as_str());
     // Without the scope: 403 insufficient_scope.
     let flow = Flow::signup(&server, "kb-noscope@example.com").await;
     let res = flow
@@ -430,6 +439,7 @@ async fn url_documents_are_fetched_as_text_with_redirects_checked_in_development
     let server = Server::start_with(&[
         ("BRIDGEKEEPER_KNOWLEDGE__ALLOW_PRIVATE_ADDRESSES", "true"),
         ("BRIDGEKEEPER_KNOWLEDGE__ALLOW_HTTP_LOOPBACK", "true"),
+        ("BRIDGEKEEPER_KNOWLEDGE__URL_FETCHES_PER_MINUTE", "4"),
     ]);
     let (_, token) = person(&server, "kb-url@example.com").await;
     let a = Api { server: &server, token: &token };
@@ -474,6 +484,24 @@ async fn url_documents_are_fetched_as_text_with_redirects_checked_in_development
     assert_eq!(status, 502, "{v}");
     assert!(v["detail"].as_str().unwrap().contains("image/png"), "{v}");
     assert_eq!(a.document_count("default").await, 1);
+    // At most `knowledge.url_fetches_per_minute` fetches an account (4 here: three above, one more).
+    let url = format!("http://127.0.0.1:{page_port}/again");
+    assert_eq!(a.post("/bases/default/documents", json!({"sourceType": "url", "url": url})).await.0, 201);
+    let res = reqwest::Client::new()
+        .post(server.url("/api/v1/knowledge/bases/default/documents"))
+        .bearer_auth(&token)
+        .json(&json!({"sourceType": "url", "url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let e =
+        tool(&server, &token, "add-to-knowledge-base", json!({"source_type": "url", "url": url})).await.unwrap_err();
+    assert!(e.contains("too many"), "{e}");
+    // Text documents are not fetches.
+    assert_eq!(a.add_text("default", "typed", "by hand").await.0, 201);
+    assert_eq!(a.document_count("default").await, 3);
 }
 
 #[tokio::test]
