@@ -23,6 +23,7 @@ shared_store_tests!(
     search_is_tenant_and_filter_scoped,
     search_syntax_in_queries_is_harmless,
     deleting_a_base_removes_its_documents_from_search,
+    deleting_an_account_erases_its_knowledge_bases,
 );
 
 async fn account(store: &SqlStore) -> AccountId {
@@ -262,4 +263,17 @@ async fn deleting_a_base_removes_its_documents_from_search(store: Arc<SqlStore>)
     assert_eq!(store.delete_knowledge_base(&a, &kb.id).await.unwrap(), BaseDeletion::Deleted);
     assert!(store.search_documents(&a, None, &query_terms("ephemeral"), 10).await.unwrap().is_empty());
     assert!(store.knowledge_base(&a, &kb.id).await.unwrap().is_none());
+}
+
+async fn deleting_an_account_erases_its_knowledge_bases(store: Arc<SqlStore>) {
+    let (a, b) = (account(&store).await, account(&store).await);
+    let kb = base(&store, &a, "Private").await;
+    doc(&store, &a, &kb, "Diary", "confidential thoughts").await;
+    let theirs = base(&store, &b, "Kept").await;
+    doc(&store, &b, &theirs, "Other", "confidential too").await;
+    assert!(store.delete_account(&a, 100).await.unwrap().is_some());
+    assert!(store.knowledge_base(&a, &kb.id).await.unwrap().is_none());
+    assert!(store.search_documents(&a, None, &query_terms("confidential"), 10).await.unwrap().is_empty());
+    // Only that account's.
+    assert_eq!(store.search_documents(&b, None, &query_terms("confidential"), 10).await.unwrap().len(), 1);
 }
