@@ -454,14 +454,17 @@ impl KnowledgeStore for SqlStore {
             return Ok(Vec::new());
         }
         let (sql, query) = match self.backend {
+            // CROSS JOIN keeps the full-text index as the outer loop: left to itself the planner may
+            // walk the account's documents and run the MATCH once per row (2000 documents: 94 ms a
+            // search instead of 3 ms).
             Backend::Sqlite => (
                 format!(
                     "SELECT d.id, d.knowledge_base_id, b.name AS base_name, d.title, d.source_type, d.url, \
                      -bm25(knowledge_documents_fts, 2.0, 1.0) AS score, \
                      snippet(knowledge_documents_fts, 1, '**', '**', '…', 24) AS snippet \
                      FROM knowledge_documents_fts f \
-                     JOIN knowledge_documents d ON d.seq = f.rowid \
-                     JOIN knowledge_bases b ON b.id = d.knowledge_base_id \
+                     CROSS JOIN knowledge_documents d ON d.seq = f.rowid \
+                     CROSS JOIN knowledge_bases b ON b.id = d.knowledge_base_id \
                      WHERE knowledge_documents_fts MATCH $1 AND d.account_id = $2{} \
                      ORDER BY bm25(knowledge_documents_fts, 2.0, 1.0), d.id LIMIT $3",
                     filter_clause("d.knowledge_base_id", only, 4)
