@@ -19,6 +19,7 @@ mod connections;
 mod credits;
 pub mod handoff;
 mod llm;
+mod knowledge;
 mod openapi;
 mod pats;
 pub mod problem;
@@ -125,6 +126,8 @@ pub struct Api {
     pub agents: Arc<bk_agents::Agents>,
     /// LLM access and the credits it is billed in.
     pub llm: Arc<bk_llm::Llm>,
+    /// Knowledge bases and their documents (`/api/v1/knowledge/…`).
+    pub knowledge: Arc<bk_knowledge::Knowledge>,
 }
 
 /// Bridgekeeper as an OAuth client (the `mcp` connect kind).
@@ -225,6 +228,16 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(llm::models))
         .routes(routes!(credits::list))
         .routes(routes!(credits::grant))
+        .routes(routes!(knowledge::list_bases, knowledge::create_base))
+        .routes(routes!(knowledge::get_base, knowledge::update_base, knowledge::delete_base))
+        .routes(routes!(knowledge::set_default))
+        .routes(
+            routes!(knowledge::list_documents, knowledge::add_document)
+                .layer(DefaultBodyLimit::max(knowledge::DOCUMENT_BODY_LIMIT)),
+        )
+        .routes(routes!(knowledge::get_document, knowledge::delete_document))
+        .routes(routes!(knowledge::search_all))
+        .routes(routes!(knowledge::search_base))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs_page))
         .routes(routes!(agents::list, agents::create).layer(DefaultBodyLimit::max(agents::BODY_LIMIT)))

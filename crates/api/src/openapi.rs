@@ -70,6 +70,7 @@ pub const OPERATOR: &str = "operator";
         (name = "connections", description = "The account's connected services"),
         (name = "llm", description = "OpenAI-compatible LLM access, billed in credits"),
         (name = "credits", description = "The account's credit ledger"),
+        (name = "knowledge", description = "The account's knowledge bases and their documents"),
         (name = "admin", description = "Operators: account administration and the whole audit log"),
         (name = "documentation", description = "This document"),
         (name = "agents", description = "The account's agents and chat with them")

@@ -56,6 +56,7 @@ pub struct Config {
     pub llm: bk_llm::LlmConfig,
     /// Credits (`[credits]`): the signup grant.
     pub credits: bk_llm::CreditsConfig,
+    pub knowledge: crate::knowledge::KnowledgeConfig,
 }
 
 /// The bounds of one agent run (`use-agent`, agent chat).
@@ -668,6 +669,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             llm: bk_llm::LlmConfig::default(),
             credits: bk_llm::CreditsConfig::default(),
+            knowledge: crate::knowledge::KnowledgeConfig::default(),
         }
     }
 }
@@ -857,6 +859,7 @@ impl Config {
         self.siwe.validate()?;
         self.idp.settings()?;
         self.agents.validate()?;
+        self.knowledge.validate()?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ mod disk;
 mod headers;
 mod idp_config;
 mod keys;
+mod knowledge;
 mod logging;
 mod metrics;
 mod observe;

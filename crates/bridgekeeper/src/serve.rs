@@ -259,6 +259,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         clock.clone(),
         Arc::new(bk_audit::redact::Redactor::new(&config.audit.redact)?),
     ));
+    let knowledge = config.knowledge.build(sql.clone(), clock.clone(), limiter.clone())?;
     let api = Arc::new(bk_api::Api {
         store: sql.clone(),
         verifier: verifier.clone(),
@@ -287,6 +288,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         llm: llm.clone(),
         identity_providers: config.idp.providers.keys().cloned().collect(),
         agents: agents.clone(),
+        knowledge: knowledge.clone(),
     });
     let outbox = config.email.outbox_dir.clone().unwrap_or_else(|| config.data_dir.join("outbox"));
     let mail = bk_mail::Mailer::new(config.email.smtp_url.as_deref(), &config.email.from, &outbox)?;
@@ -333,7 +335,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             bus,
         },
         audit.clone(),
-        vec![Box::new(bk_agents::UseAgent::new(agents.clone())), Box::new(upstream_tools)],
+        vec![
+            Box::new(bk_agents::UseAgent::new(agents.clone())),
+            Box::new(bk_knowledge::KnowledgeTools::new(knowledge, audit.clone(), clock.clone())),
+            Box::new(upstream_tools),
+        ],
     ));
     agents.attach(&gateway);
 
@@ -569,7 +575,11 @@ fn upstream_tools(
     Ok(bk_upstream::UpstreamTools::new(
         bk_upstream::UpstreamDeps { store, catalog, broker, http, api, redact },
         settings,
-        bk_gateway::tools::BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+        bk_gateway::tools::BUILTIN_NAMES
+            .iter()
+            .chain(bk_knowledge::tools::TOOL_NAMES)
+            .map(|s| (*s).to_owned())
+            .collect(),
     ))
 }
 

@@ -18,6 +18,7 @@ pub mod email_token;
 pub mod grant;
 pub mod handoff;
 pub mod ids;
+pub mod knowledge;
 pub mod mcp_session;
 pub mod network;
 pub mod passkey;

@@ -6,6 +6,10 @@
 //! (`send`: token endpoints, user info).
 #![forbid(unsafe_code)]
 
+mod follow;
+
+pub use follow::FetchedDocument;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +52,8 @@ pub enum FetchError {
     Timeout(u128),
     #[error("the request failed: {0}")]
     Network(String),
+    #[error("more than {0} redirects")]
+    TooManyRedirects(usize),
 }
 
 /// A fetched body and what its response said about caching.

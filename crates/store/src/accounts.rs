@@ -207,6 +207,9 @@ impl AccountStore for SqlStore {
         delete("DELETE FROM handoff_codes WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM mcp_sessions WHERE account_id = $1").execute(&mut *tx).await.db()?;
         delete("DELETE FROM consents WHERE account_id = $1").execute(&mut *tx).await.db()?;
+        // Its knowledge bases and their documents (and so their full-text index entries).
+        delete("DELETE FROM knowledge_documents WHERE account_id = $1").execute(&mut *tx).await.db()?;
+        delete("DELETE FROM knowledge_bases WHERE account_id = $1").execute(&mut *tx).await.db()?;
         // Its audit rows stay (until retention prunes them), without its email: replaced by the
         // placeholder in their details and target, marked redacted (verification accepts their
         // changed content because the chain records the account's deletion).

@@ -19,6 +19,7 @@ mod grants;
 mod handoff_codes;
 mod idp_identities;
 mod keys;
+mod knowledge;
 mod mcp_sessions;
 mod migrations;
 mod passkeys;

@@ -39,6 +39,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (25, "idp identities", include_str!("../migrations/sqlite/0025_idp_identities.sql")),
     (26, "session bridges", include_str!("../migrations/sqlite/0026_session_bridges.sql")),
     (27, "credits", include_str!("../migrations/sqlite/0027_credits.sql")),
+    (28, "knowledge bases", include_str!("../migrations/sqlite/0028_knowledge_bases.sql")),
     (29, "agents", include_str!("../migrations/sqlite/0029_agents.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -73,6 +74,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (25, "idp identities", include_str!("../migrations/postgres/0025_idp_identities.sql")),
     (26, "session bridges", include_str!("../migrations/postgres/0026_session_bridges.sql")),
     (27, "credits", include_str!("../migrations/postgres/0027_credits.sql")),
+    (28, "knowledge bases", include_str!("../migrations/postgres/0028_knowledge_bases.sql")),
     (29, "agents", include_str!("../migrations/postgres/0029_agents.sql")),
 ];
 

@@ -22,6 +22,7 @@ mod harness;
 mod health;
 mod key_rotation;
 mod llm;
+mod knowledge;
 mod machine_clients;
 mod mcp;
 mod mcp_2026;

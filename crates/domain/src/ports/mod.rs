@@ -16,6 +16,7 @@ mod grants;
 mod handoff;
 pub mod idp_identities;
 mod keys;
+mod knowledge;
 mod mcp_sessions;
 mod passkeys;
 mod second_factor;
@@ -39,6 +40,7 @@ pub use handoff::HandoffCodeStore;
 pub use keys::{
     MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyRotation, SigningKeyStore, StoredSigningKey,
 };
+pub use knowledge::{BaseFilter, KnowledgeStore};
 pub use mcp_sessions::McpSessionStore;
 pub use passkeys::{PasskeyRemoval, PasskeyStore};
 pub use second_factor::{SecondFactorStore, StoredTotp};

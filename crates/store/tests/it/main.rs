@@ -38,6 +38,7 @@ mod credits;
 mod email;
 mod handoff;
 mod idp_identities;
+mod knowledge;
 mod machine_clients;
 mod passkeys;
 mod second_factor;
