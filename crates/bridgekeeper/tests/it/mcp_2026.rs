@@ -299,7 +299,14 @@ async fn lists_carry_result_type_caching_hints_and_server_info() {
     }
     assert_eq!(
         names(&first),
-        ["whoami", "list-connections", "restrict-access", "use-agent", "add-to-knowledge-base", "search-knowledge-base"]
+        [
+            "whoami",
+            "list-connections",
+            "restrict-access",
+            "use-agent",
+            "add-to-knowledge-base",
+            "search-knowledge-base"
+        ]
     );
     for id in 2..4 {
         assert_eq!(names(&m.call(json!(id), "tools/list", json!({})).await), names(&first), "deterministic order");

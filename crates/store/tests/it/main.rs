@@ -31,8 +31,8 @@ macro_rules! shared_store_tests {
 }
 
 mod accounts_admin;
-mod bridges;
 mod agents;
+mod bridges;
 mod connections;
 mod credits;
 mod email;
