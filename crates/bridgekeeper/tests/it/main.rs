@@ -49,3 +49,4 @@ mod siwe;
 mod token;
 mod token_exchange;
 mod upstream_oidc;
+mod reference_002;
