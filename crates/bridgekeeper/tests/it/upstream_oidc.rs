@@ -469,3 +469,31 @@ async fn sign_ins_links_and_unlinks_are_audited_without_secrets() {
     assert!(text.contains("email_unverified"), "the refusal and its reason: {text}");
     assert!(!text.contains(CLIENT_SECRET), "no client secret in the audit");
 }
+
+#[tokio::test]
+async fn security_email_verified_vouches_only_for_the_email_claim_not_another_configured_claim() {
+    let idp = TestIdp::start().await;
+    let server = idp.server(&[("BRIDGEKEEPER_IDP__PROVIDERS__ACME__EMAIL_CLAIM", "upn")]);
+    let op = operator_token(&server);
+    // The provider verified `email`, not the `upn` the operator reads the address from.
+    let upn = |v: &str| vec![("upn".to_owned(), json!(v))];
+    idp.sign_in_as(Person {
+        extra: upn("the.boss@acme.example"),
+        ..Person::verified("sub-upn", "someone.else@acme.example")
+    });
+    let http = client();
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("does not vouch for your email address"));
+    assert!(account(&server, &op, "the.boss@acme.example").await.is_none(), "no account for an unvouched upn");
+    assert!(account(&server, &op, "someone.else@acme.example").await.is_none());
+    // The same address in both claims is vouched for.
+    idp.sign_in_as(Person {
+        extra: upn("The.Boss@acme.example"),
+        ..Person::verified("sub-upn", "the.boss@acme.example")
+    });
+    let (_, res) = continue_with(&http, &server, "/").await;
+    assert_eq!(res.status(), 303);
+    let made = account(&server, &op, "the.boss@acme.example").await.expect("an account was created");
+    assert_eq!(made["emailVerified"], json!(true));
+}

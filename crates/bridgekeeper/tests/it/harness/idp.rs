@@ -25,11 +25,13 @@ pub(crate) struct Person {
     pub email: String,
     pub email_verified: Value,
     pub hd: Option<String>,
+    /// More claims in the ID token.
+    pub extra: Vec<(String, Value)>,
 }
 
 impl Person {
     pub fn verified(sub: &str, email: &str) -> Person {
-        Person { sub: sub.into(), email: email.into(), email_verified: json!(true), hd: None }
+        Person { sub: sub.into(), email: email.into(), email_verified: json!(true), hd: None, extra: Vec::new() }
     }
 }
 
@@ -161,6 +163,9 @@ async fn token(State(idp): State<TestIdp>, headers: HeaderMap, Form(f): Form<Has
     });
     if let Some(hd) = &p.hd {
         claims["hd"] = json!(hd);
+    }
+    for (name, value) in &p.extra {
+        claims[name] = value.clone();
     }
     let id_token = match &s.sign_with_unpublished {
         Some((kid, key)) => sign(kid, key, &claims),
