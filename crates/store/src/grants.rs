@@ -54,7 +54,8 @@ impl SessionStore for SqlStore {
                 && r.try_get::<Option<i64>, _>("disabled_at").db()?.is_none(),
             restrictions: restrictions_of(&r, "restrictions")?,
             client_providers: opt_json_col(&r, "allowed_providers")?,
-            machine: r.try_get::<Option<String>, _>("grant_type").db()?.as_deref() == Some(crate::clients::MACHINE_GRANT),
+            machine: r.try_get::<Option<String>, _>("grant_type").db()?.as_deref()
+                == Some(crate::clients::MACHINE_GRANT),
         }))
     }
 

@@ -261,7 +261,8 @@ async fn security_reference_002_the_backend_refusing_an_idp_person_is_access_den
     idp.sign_in_as(Person::verified("sub-stranger", "stranger@acme.example"));
     let stranger = newcomer(&server, "stranger@acme.example");
     let client_id = stranger.register(REDIRECT, SCOPE).await;
-    let back = sign_in_through_idp(&stranger, &server, &stranger.authorize_url(&client_id, REDIRECT, SCOPE, "r1")).await;
+    let back =
+        sign_in_through_idp(&stranger, &server, &stranger.authorize_url(&client_id, REDIRECT, SCOPE, "r1")).await;
     assert!(back.starts_with(REDIRECT), "back to the client: {back}");
     assert_eq!(query_param(&back, "error").as_deref(), Some("access_denied"), "{back}");
     assert_eq!(query_param(&back, "state").as_deref(), Some("r1"));
