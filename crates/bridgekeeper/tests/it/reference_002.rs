@@ -19,11 +19,14 @@ use crate::bridge_mode::{
 use crate::harness::idp::{Person, TestIdp, continue_with, start_at};
 use crate::harness::{Flow, Server, client, location, operator_token, query_param};
 use crate::machine_clients::{account_id, browser_pat, operator_client, post_form};
+use crate::upstream_oidc::account;
 
-/// Bridgekeeper with the test's provider as `acme` ("Acme SSO") and Nexus bridged.
-async fn reference_setup() -> (TestIdp, Server, Shared) {
+/// Bridgekeeper with the test's provider as `acme` ("Acme SSO") and Nexus bridged, Nexus knowing
+/// `users` (email, user id).
+async fn reference_setup(users: &[(&str, &str)]) -> (TestIdp, Server, Shared) {
     let idp = TestIdp::start().await;
     let (base, n) = nexus().await;
+    n.lock().unwrap().users.extend(users.iter().map(|(e, u)| ((*e).to_owned(), (*u).to_owned())));
     let mut env = idp.env(&[]);
     env.extend(env_for(&base));
     let server = Server::start_with(&env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
@@ -49,16 +52,17 @@ async fn sign_in_through_idp(flow: &Flow, server: &Server, authorize: &str) -> S
     flow.approve(&server.url(&next)).await
 }
 
+/// Links the provider's current person to the account signed in in `flow`'s browser.
+async fn link_the_idp(flow: &Flow, server: &Server) {
+    let page = flow.http.get(server.url("/account/security/sign-in-methods")).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let (_, res) = start_at(&flow.http, server, "/account/security/sign-in-methods/link", &page, "").await;
+    assert_eq!(location(&res), "/account/security/sign-in-methods?notice=linked");
+}
+
 /// The names `tools/list` shows `token`.
-async fn tool_names(server: &Server, token: &str) -> Vec<String> {
-    let res = reqwest::Client::new()
-        .post(server.url("/mcp"))
-        .bearer_auth(token)
-        .header("X-Response-Format", "json")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
-        .send()
-        .await
-        .unwrap();
+async fn tool_names(flow: &Flow, token: &str) -> Vec<String> {
+    let res = flow.mcp(token, "tools/list", json!({})).await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json().await.unwrap();
     let tools = v["result"]["tools"].as_array().unwrap_or_else(|| panic!("{v}"));
@@ -67,12 +71,8 @@ async fn tool_names(server: &Server, token: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn reference_002_people_new_here_sign_in_through_the_idp_and_search_leads_with_their_own_scoped_token() {
-    let (idp, server, n) = reference_setup().await;
-    {
-        let mut g = n.lock().unwrap();
-        g.users.insert("new.person@acme.example".into(), "u-new".into());
-        g.users.insert("second.person@acme.example".into(), "u-second".into());
-    }
+    let (idp, server, n) =
+        reference_setup(&[("new.person@acme.example", "u-new"), ("second.person@acme.example", "u-second")]).await;
     let op = operator_token(&server);
     // Flow 1: the MCP client finds the authorization server from /mcp's 401 and registers itself.
     let res = reqwest::Client::new().post(server.url("/mcp")).json(&json!({})).send().await.unwrap();
@@ -95,21 +95,13 @@ async fn reference_002_people_new_here_sign_in_through_the_idp_and_search_leads_
             "verified once, at consent, with the address the provider vouched for"
         );
     }
-    let v: Value = reqwest::Client::new()
-        .get(server.url("/api/v1/admin/accounts?email=new.person%40acme.example"))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["accounts"][0]["emailVerified"], json!(true), "made for the vouched address: {v}");
+    let made = account(&server, &op, "new.person@acme.example").await.expect("an account was made");
+    assert_eq!(made["emailVerified"], json!(true), "for the address the provider vouched for: {made}");
     // The MCP token is only a session handle; the scoped token stays on the server.
     let t = first.exchange_code(&client_id, REDIRECT, &code).await;
     let scoped = n.lock().unwrap().issued[0].clone();
     assert!(!t.access.contains(&scoped) && !crate::harness::jwt_parts(&t.access).1.to_string().contains(&scoped));
-    assert!(tool_names(&server, &t.access).await.iter().any(|n| n == "nexus_search_leads"));
+    assert!(tool_names(&first, &t.access).await.iter().any(|n| n == "nexus_search_leads"));
     let r = search(&first, &t.access, "initech").await;
     assert!(text_of(&r).contains("lead-of-u-new"), "{r}");
     assert!(!r.to_string().contains("nexus_scoped_"), "the token is not in the answer: {r}");
@@ -137,8 +129,7 @@ async fn reference_002_people_new_here_sign_in_through_the_idp_and_search_leads_
 
 #[tokio::test]
 async fn reference_002_a_whitelabel_client_naming_the_idp_carries_the_persons_scoped_token() {
-    let (idp, server, n) = reference_setup().await;
-    n.lock().unwrap().users.insert("portal.user@acme.example".into(), "u-portal".into());
+    let (idp, server, n) = reference_setup(&[("portal.user@acme.example", "u-portal")]).await;
     idp.sign_in_as(Person::verified("portal-sub", "portal.user@acme.example"));
     let op = operator_token(&server);
     // Nexus's own portal, white-label, signing its customers in through Acme SSO.
@@ -182,12 +173,8 @@ async fn reference_002_a_whitelabel_client_naming_the_idp_carries_the_persons_sc
 
 #[tokio::test]
 async fn security_reference_002_an_address_nobody_vouched_for_never_reaches_the_backend() {
-    let (idp, server, n) = reference_setup().await;
-    {
-        let mut g = n.lock().unwrap();
-        g.users.insert("victim@acme.example".into(), "u-victim".into());
-        g.users.insert("linked@acme.example".into(), "u-linked".into());
-    }
+    let (idp, server, n) =
+        reference_setup(&[("victim@acme.example", "u-victim"), ("linked@acme.example", "u-linked")]).await;
     let op = operator_token(&server);
     // The provider does not vouch for the address: no account, no sign-in, nothing sent.
     idp.sign_in_as(Person { email_verified: json!(false), ..Person::verified("sub-x", "victim@acme.example") });
@@ -199,26 +186,14 @@ async fn security_reference_002_an_address_nobody_vouched_for_never_reaches_the_
     assert_eq!(res.status(), 403, "refused at the callback");
     let res = someone.http.get(server.url(&next)).send().await.unwrap();
     assert!(location(&res).starts_with("/login?"), "still not signed in");
-    let v: Value = reqwest::Client::new()
-        .get(server.url("/api/v1/admin/accounts?email=victim%40acme.example"))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["accounts"].as_array().map(Vec::len), Some(0), "no account: {v}");
+    assert!(account(&server, &op, "victim@acme.example").await.is_none(), "no account");
 
     // An account whose own address is unverified links a provider that vouches for another
     // address: signing in through it reaches that account, whose address is still unverified — the
     // backend is asked about neither address.
     let unverified = Flow::signup(&server, "victim@acme.example").await;
     idp.sign_in_as(Person::verified("sub-linked", "linked@acme.example"));
-    let page = unverified.http.get(server.url("/account/security/sign-in-methods")).send().await.unwrap();
-    let page = page.text().await.unwrap();
-    let (_, res) = start_at(&unverified.http, &server, "/account/security/sign-in-methods/link", &page, "").await;
-    assert_eq!(location(&res), "/account/security/sign-in-methods?notice=linked");
+    link_the_idp(&unverified, &server).await;
     let fresh = newcomer(&server, "linked@acme.example");
     let back = sign_in_through_idp(&fresh, &server, &fresh.authorize_url(&client_id, REDIRECT, SCOPE, "u2")).await;
     assert_eq!(query_param(&back, "error").as_deref(), Some("access_denied"), "{back}");
@@ -230,19 +205,12 @@ async fn security_reference_002_an_address_nobody_vouched_for_never_reaches_the_
 
 #[tokio::test]
 async fn security_reference_002_a_verified_account_sends_its_own_address_not_its_linked_providers() {
-    let (idp, server, n) = reference_setup().await;
-    {
-        let mut g = n.lock().unwrap();
-        g.users.insert("owner@acme.example".into(), "u-owner".into());
-        g.users.insert("other.claim@acme.example".into(), "u-other".into());
-    }
+    let (idp, server, n) =
+        reference_setup(&[("owner@acme.example", "u-owner"), ("other.claim@acme.example", "u-other")]).await;
     // The account's own address, verified by its mail; a provider linked that vouches for another.
     let owner = crate::bridge_mode::person(&server, "owner@acme.example", true).await;
     idp.sign_in_as(Person::verified("sub-owner", "other.claim@acme.example"));
-    let page = owner.http.get(server.url("/account/security/sign-in-methods")).send().await.unwrap();
-    let page = page.text().await.unwrap();
-    let (_, res) = start_at(&owner.http, &server, "/account/security/sign-in-methods/link", &page, "").await;
-    assert_eq!(location(&res), "/account/security/sign-in-methods?notice=linked");
+    link_the_idp(&owner, &server).await;
     let fresh = newcomer(&server, "owner@acme.example");
     let client_id = fresh.register(REDIRECT, SCOPE).await;
     let back = sign_in_through_idp(&fresh, &server, &fresh.authorize_url(&client_id, REDIRECT, SCOPE, "o1")).await;
@@ -256,8 +224,7 @@ async fn security_reference_002_a_verified_account_sends_its_own_address_not_its
 
 #[tokio::test]
 async fn security_reference_002_the_backend_refusing_an_idp_person_is_access_denied_at_consent() {
-    let (idp, server, n) = reference_setup().await;
-    n.lock().unwrap().users.insert("someone.else@acme.example".into(), "u-else".into());
+    let (idp, server, n) = reference_setup(&[("someone.else@acme.example", "u-else")]).await;
     idp.sign_in_as(Person::verified("sub-stranger", "stranger@acme.example"));
     let stranger = newcomer(&server, "stranger@acme.example");
     let client_id = stranger.register(REDIRECT, SCOPE).await;
@@ -277,15 +244,14 @@ async fn security_reference_002_the_backend_refusing_an_idp_person_is_access_den
 
 #[tokio::test]
 async fn bridged_tools_are_offered_only_to_sessions_a_sign_in_crossed_and_tokens_exchanged_from_them() {
-    let (_idp, server, n) = reference_setup().await;
-    n.lock().unwrap().users.insert("new.person@acme.example".into(), "u-new".into());
+    let (_idp, server, n) = reference_setup(&[("new.person@acme.example", "u-new")]).await;
     let op = operator_token(&server);
     let person = newcomer(&server, "new.person@acme.example");
     let client_id = person.register(REDIRECT, SCOPE).await;
     let back = sign_in_through_idp(&person, &server, &person.authorize_url(&client_id, REDIRECT, SCOPE, "k1")).await;
     let t = person.exchange_code(&client_id, REDIRECT, &query_param(&back, "code").unwrap()).await;
     let scoped = n.lock().unwrap().issued[0].clone();
-    assert!(tool_names(&server, &t.access).await.iter().any(|n| n == "nexus_search_leads"));
+    assert!(tool_names(&person, &t.access).await.iter().any(|n| n == "nexus_search_leads"));
 
     // RFC 8693: a token exchanged from the sign-in's token shares its session, so its token too.
     let exchange = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -309,7 +275,7 @@ async fn bridged_tools_are_offered_only_to_sessions_a_sign_in_crossed_and_tokens
     .await;
     assert_eq!(status, 200, "{v}");
     let exchanged = v["access_token"].as_str().unwrap().to_owned();
-    assert!(tool_names(&server, &exchanged).await.iter().any(|n| n == "nexus_search_leads"));
+    assert!(tool_names(&person, &exchanged).await.iter().any(|n| n == "nexus_search_leads"));
     let r = search(&person, &exchanged, "initech").await;
     assert!(text_of(&r).contains("lead-of-u-new"), "{r}");
     assert_eq!(n.lock().unwrap().lead_calls.last().unwrap().0, format!("Bearer {scoped}"));
@@ -350,7 +316,7 @@ async fn bridged_tools_are_offered_only_to_sessions_a_sign_in_crossed_and_tokens
     let pat = browser_pat(&person).await;
     let calls = n.lock().unwrap().lead_calls.len();
     for token in [&cc, &cc_exchanged, &pat] {
-        let names = tool_names(&server, token).await;
+        let names = tool_names(&person, token).await;
         assert!(names.iter().any(|n| n == "whoami"), "{names:?}");
         assert!(!names.iter().any(|n| n.starts_with("nexus_")), "no bridged tool offered: {names:?}");
         let r = search(&person, token, "initech").await;

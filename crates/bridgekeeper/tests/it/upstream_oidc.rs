@@ -25,7 +25,7 @@ async fn methods_page(http: &reqwest::Client, server: &Server) -> String {
 }
 
 /// The operator's view of the account holding `email`.
-async fn account(server: &Server, op: &str, email: &str) -> Option<Value> {
+pub(crate) async fn account(server: &Server, op: &str, email: &str) -> Option<Value> {
     let v: Value = reqwest::Client::new()
         .get(server.url(&format!("/api/v1/admin/accounts?email={}", urlenc(email))))
         .bearer_auth(op)
