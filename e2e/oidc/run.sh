@@ -26,7 +26,11 @@ cd "$here"
 suite_node22 "$here"
 
 echo "== e2e: OpenID Connect with openid-client $(node -p 'require("./node_modules/openid-client/package.json").version')"
-node --test --test-concurrency=1 $(ls ./*.test.mjs | grep -v upstream-idp)
+node --test --test-concurrency=1 $(ls ./*.test.mjs | grep -v -e upstream-idp -e reference-002)
 # oidc-provider (the upstream identity provider) runs on the pinned Node 22 it supports.
 echo "== e2e: sign-in with an upstream identity provider (oidc-provider $(node -p 'require("./node_modules/oidc-provider/package.json").version'))"
 "$NODE22" --test --test-concurrency=1 ./upstream-idp.test.mjs
+# Reference 002 end to end: oidc-provider as the identity provider, the MCP TypeScript SDK as the
+# client, a backend in the reference's shape bridged.
+echo "== e2e: reference 002 through the upstream identity provider (MCP TypeScript SDK $(node -p 'require("./node_modules/@modelcontextprotocol/sdk/package.json").version'))"
+"$NODE22" --test --test-concurrency=1 ./reference-002.test.mjs

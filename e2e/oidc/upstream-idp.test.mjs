@@ -13,107 +13,16 @@
 // restriction holds; a white-label client naming the provider shows it alone under its branding.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
-
-import Provider from 'oidc-provider';
+import { randomBytes } from 'node:crypto';
 
 import { UserAgent } from '../connections/lib/agent.mjs';
-import { interactionPages, throughInteraction } from '../connections/lib/interaction.mjs';
+import { throughInteraction } from '../connections/lib/interaction.mjs';
 import { extractForm } from '../ts/lib/browser.mjs';
+import { idpEnv, rsaKey, startIdp } from './lib/idp.mjs';
 import { REDIRECT_URI, createOperatorToken, createWhitelabelClient, signUp, startServer, withServerLog } from './lib/bridgekeeper.mjs';
 
 const TEST_TIMEOUT_MS = 60_000;
 const PASSWORD = 'correct horse battery staple';
-const rsaKey = kid => ({ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' });
-
-/**
- * The provider: an HTTP server on a fixed port (so its issuer survives a restart) serving the
- * current `oidc-provider` instance. `person` is who may sign in at its login page (mutable).
- */
-async function startIdp() {
-    let handler = (_req, res) => {
-        res.writeHead(503);
-        res.end();
-    };
-    const server = createServer((req, res) => handler(req, res));
-    await new Promise(resolve => server.listen(0, '127.0.0.1', resolve));
-    const port = server.address().port;
-    const issuer = `http://127.0.0.1:${port}`;
-    const clients = {
-        acme: { id: 'bk-acme', secret: `s-${randomBytes(18).toString('base64url')}` },
-        acmecorp: { id: 'bk-acmecorp', secret: `s-${randomBytes(18).toString('base64url')}` }
-    };
-    const person = { accountId: 'p1', username: 'p1', password: 'idp-password', email: 'p1@acme.example', email_verified: true };
-    const jwksRequests = [];
-    const interactions = [];
-    let provider;
-    let keys;
-
-    function configure({ redirectUri, signingKeys }) {
-        keys = signingKeys;
-        provider = new Provider(issuer, {
-            clients: Object.values(clients).map(c => ({
-                client_id: c.id,
-                client_secret: c.secret,
-                redirect_uris: [redirectUri],
-                grant_types: ['authorization_code'],
-                response_types: ['code'],
-                token_endpoint_auth_method: 'client_secret_basic'
-            })),
-            async findAccount(_ctx, sub) {
-                if (sub !== person.accountId) return undefined;
-                return {
-                    accountId: sub,
-                    async claims() {
-                        const c = { sub, email: person.email, name: 'Pat Person' };
-                        if (person.email_verified !== undefined) c.email_verified = person.email_verified;
-                        return c;
-                    }
-                };
-            },
-            claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
-            pkce: { required: () => true },
-            cookies: { keys: [randomBytes(32).toString('base64url')] },
-            jwks: { keys: signingKeys },
-            features: { devInteractions: { enabled: false }, userinfo: { enabled: true } },
-            interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` }
-        });
-        const app = provider.callback();
-        const pages = interactionPages({ provider, user: person, interactions, loginTitle: 'Sign in to Acme' });
-        handler = (req, res) => {
-            const u = new URL(req.url, issuer);
-            if (u.pathname === '/jwks') jwksRequests.push(Date.now());
-            if (!pages(req, res, u.pathname)) app(req, res);
-        };
-    }
-
-    async function close() {
-        server.closeAllConnections?.();
-        await new Promise(resolve => server.close(resolve));
-    }
-
-    return {
-        issuer,
-        clients,
-        person,
-        jwksRequests,
-        configure,
-        get keys() {
-            return keys;
-        },
-        /** Stops the server and starts it again on the same port with `signingKeys` (state is lost, as in a real restart). */
-        async restart({ redirectUri, signingKeys }) {
-            await close();
-            await new Promise((resolve, reject) => {
-                server.once('error', reject);
-                server.listen(port, '127.0.0.1', resolve);
-            });
-            configure({ redirectUri, signingKeys });
-        },
-        close
-    };
-}
 
 describe('sign-in with an upstream OpenID Connect provider (oidc-provider)', { timeout: 5 * TEST_TIMEOUT_MS }, () => {
     let idp;
@@ -124,16 +33,8 @@ describe('sign-in with an upstream OpenID Connect provider (oidc-provider)', { t
     before(async () => {
         idp = await startIdp();
         const env = {
-            BRIDGEKEEPER_IDP__ALLOW_PRIVATE_ADDRESSES: 'true',
-            BRIDGEKEEPER_IDP__ALLOW_HTTP_LOOPBACK: 'true',
-            BRIDGEKEEPER_IDP__PROVIDERS__ACME__ISSUER: idp.issuer,
-            BRIDGEKEEPER_IDP__PROVIDERS__ACME__DISPLAY_NAME: 'Acme SSO',
-            BRIDGEKEEPER_IDP__PROVIDERS__ACME__CLIENT_ID: idp.clients.acme.id,
-            BRIDGEKEEPER_IDP__PROVIDERS__ACME__CLIENT_SECRET: idp.clients.acme.secret,
-            BRIDGEKEEPER_IDP__PROVIDERS__ACMECORP__ISSUER: idp.issuer,
-            BRIDGEKEEPER_IDP__PROVIDERS__ACMECORP__DISPLAY_NAME: 'Acme Corp',
-            BRIDGEKEEPER_IDP__PROVIDERS__ACMECORP__CLIENT_ID: idp.clients.acmecorp.id,
-            BRIDGEKEEPER_IDP__PROVIDERS__ACMECORP__CLIENT_SECRET: idp.clients.acmecorp.secret,
+            ...idpEnv(idp),
+            ...idpEnv(idp, 'acmecorp', 'Acme Corp'),
             BRIDGEKEEPER_IDP__PROVIDERS__ACMECORP__ALLOWED_EMAIL_DOMAINS: 'acme.example'
         };
         Object.assign(process.env, env);

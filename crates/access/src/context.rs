@@ -23,6 +23,9 @@ pub struct AccessContext {
     pub restrictions: Restrictions,
     /// An OAuth grant or a personal access token.
     pub kind: GrantKind,
+    /// The session was opened by a bound machine client's `client_credentials` grant (no person
+    /// signed in to it; token-exchange tokens of such a session too).
+    pub machine: bool,
     /// The providers the client may use now (`None` = every provider; PATs are not an app's).
     pub client_providers: Option<Vec<String>>,
     /// The JWT's claims (absent for personal access tokens).

@@ -265,6 +265,7 @@ impl Verifier {
             scopes: verified.scopes.clone(),
             restrictions: s.restrictions,
             kind: GrantKind::OAuth,
+            machine: s.machine,
             client_providers,
             claims: Some(c.clone()),
         })
@@ -349,6 +350,7 @@ impl Verifier {
                             scopes: grant.scopes.clone(),
                             restrictions: grant.restrictions.clone(),
                             kind: GrantKind::PersonalAccessToken,
+                            machine: false,
                             client_providers: None,
                             claims: None,
                         },

@@ -179,6 +179,7 @@ mod tests {
             scopes: ScopeSet::default(),
             restrictions: Restrictions::unrestricted(),
             kind: GrantKind::OAuth,
+            machine: false,
             client_providers: None,
             claims: None,
         }

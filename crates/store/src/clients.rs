@@ -90,7 +90,7 @@ fn set_capabilities_query(
 }
 
 /// What `sessions.grant_type` says of a session a `client_credentials` token hangs off.
-const MACHINE_GRANT: &str = "client_credentials";
+pub(crate) const MACHINE_GRANT: &str = "client_credentials";
 
 /// Ends the machine sessions of a client that its new capabilities no longer allow: all of them
 /// when it may no longer use `client_credentials` or is bound to no account, else those of another

@@ -35,7 +35,7 @@ impl SessionStore for SqlStore {
     async fn session_status(&self, id: &SessionId) -> Result<Option<SessionStatus>> {
         let row = sqlx::query(
             "SELECT s.account_id, a.email, a.disabled_at, s.client_id, s.revoked_at, s.restrictions, \
-             c.allowed_providers \
+             c.allowed_providers, s.grant_type \
              FROM sessions s JOIN accounts a ON a.id = s.account_id LEFT JOIN clients c ON c.id = s.client_id \
              WHERE s.id = $1",
         )
@@ -54,6 +54,8 @@ impl SessionStore for SqlStore {
                 && r.try_get::<Option<i64>, _>("disabled_at").db()?.is_none(),
             restrictions: restrictions_of(&r, "restrictions")?,
             client_providers: opt_json_col(&r, "allowed_providers")?,
+            machine: r.try_get::<Option<String>, _>("grant_type").db()?.as_deref()
+                == Some(crate::clients::MACHINE_GRANT),
         }))
     }
 

@@ -1,5 +1,8 @@
 //! Bridge mode's tools (reference 002, "context injection"): a bridged provider's declarative HTTP
-//! tools are offered to every authorization-code session that can reach the provider, and a call
+//! tools are offered to every authorization-code session that can reach the provider (and to the
+//! token-exchange tokens of such a session, which share it) — never where no backend token can
+//! exist: personal access tokens and bound machine clients' `client_credentials` sessions, which no
+//! sign-in crossed. A call
 //! sends the scoped token sealed on **the calling session** (its id from the request's access
 //! context), never a connection's, another session's or anything in the arguments. A 401 from the
 //! backend marks the token for verification at the session's next refresh and ends the call with a
@@ -18,11 +21,13 @@ impl UpstreamTools {
         self
     }
 
-    /// The bridged providers with declared tools this caller reaches: sessions of an authorization
-    /// code grant only (a personal access token was never verified by the backend).
+    /// The bridged providers with declared tools this caller reaches: sessions a person signed in
+    /// to (authorization code; a token exchanged from one shares its session). A personal access
+    /// token or a machine client's session was never verified by the backend, so it holds no token:
+    /// offering the tools there would only list calls that fail.
     pub(crate) fn bridged_for(&self, ctx: &AccessContext) -> Vec<Arc<Provider>> {
         let Some(bridge) = &self.bridge else { return Vec::new() };
-        if ctx.kind != GrantKind::OAuth {
+        if ctx.kind != GrantKind::OAuth || ctx.machine {
             return Vec::new();
         }
         let reach = ctx.restrictions.reach(ctx.client_providers.as_deref());

@@ -21,28 +21,28 @@ use serde_json::{Value, json};
 
 use crate::harness::{Flow, Server, jwt_parts, query_param};
 
-const ADMIN_TOKEN: &str = "nexus-admin-token-never-shown";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const SCOPE: &str = "universal-mcp-read-write";
+pub(crate) const ADMIN_TOKEN: &str = "nexus-admin-token-never-shown";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const SCOPE: &str = "universal-mcp-read-write";
 
 /// The company backend (reference 002's Nexus).
 #[derive(Default)]
-struct Nexus {
+pub(crate) struct Nexus {
     /// Users the backend knows: email → user id.
-    users: HashMap<String, String>,
+    pub users: HashMap<String, String>,
     /// The tokens it accepts now: token → user id.
-    valid: HashMap<String, String>,
+    pub valid: HashMap<String, String>,
     /// Every verify call: (Authorization header, email in the body).
-    verify_calls: Vec<(String, String)>,
+    pub verify_calls: Vec<(String, String)>,
     /// Every leads call: (Authorization header, query string).
-    lead_calls: Vec<(String, String)>,
+    pub lead_calls: Vec<(String, String)>,
     /// Every token it issued.
-    issued: Vec<String>,
+    pub issued: Vec<String>,
     /// The verify endpoint answers 503.
-    down: bool,
+    pub down: bool,
 }
 
-type Shared = Arc<Mutex<Nexus>>;
+pub(crate) type Shared = Arc<Mutex<Nexus>>;
 
 async fn verify(State(n): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -74,7 +74,7 @@ async fn leads(State(n): State<Shared>, headers: HeaderMap, Query(q): Query<Hash
     axum::Json(json!([{"id": format!("lead-of-{user}"), "owner": user, "company": "Initech"}])).into_response()
 }
 
-async fn nexus() -> (String, Shared) {
+pub(crate) async fn nexus() -> (String, Shared) {
     let state: Shared = Arc::default();
     let app = axum::Router::new()
         .route("/auth/verify", post(verify))
@@ -94,7 +94,7 @@ fn server(base: &str) -> Server {
 }
 
 /// The configuration bridging Nexus at `base`.
-fn env_for(base: &str) -> Vec<(String, String)> {
+pub(crate) fn env_for(base: &str) -> Vec<(String, String)> {
     let p = "BRIDGEKEEPER_CONNECTIONS__PROVIDERS__NEXUS__";
     let tools = format!(
         r#"[{{ name = "search_leads", description = "Search the leads the signed-in user may see", url = "{base}/leads/search", render = "table", input_schema = {{ type = "object", properties = {{ q = {{ type = "string" }} }}, required = ["q"] }} }}]"#
@@ -135,7 +135,7 @@ async fn mail_to(server: &Server, to: &str) -> String {
 }
 
 /// A person who signed up; with `verified`, who followed the verification link too.
-async fn person(server: &Server, email: &str, verified: bool) -> Flow {
+pub(crate) async fn person(server: &Server, email: &str, verified: bool) -> Flow {
     let flow = Flow::signup(server, email).await;
     if verified {
         let m = mail_to(server, email).await;
@@ -167,17 +167,17 @@ async fn signed_in(flow: &Flow) -> Session {
 }
 
 /// `tools/call` of `nexus_search_leads`: the whole JSON-RPC answer.
-async fn search(flow: &Flow, access: &str, q: &str) -> Value {
+pub(crate) async fn search(flow: &Flow, access: &str, q: &str) -> Value {
     let res = flow.mcp(access, "tools/call", json!({"name": "nexus_search_leads", "arguments": {"q": q}})).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
 
-fn text_of(answer: &Value) -> String {
+pub(crate) fn text_of(answer: &Value) -> String {
     answer["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned()
 }
 
-async fn bridge_rows(server: &Server) -> i64 {
+pub(crate) async fn bridge_rows(server: &Server) -> i64 {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&server.db_url()).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM session_bridges").fetch_one(&pool).await.unwrap();
@@ -194,7 +194,7 @@ async fn sealed_values(server: &Server) -> Vec<Vec<u8>> {
 }
 
 /// Nothing the backend issued, nor the admin token, is in the server's log.
-fn assert_no_token_logged(server: &Server, n: &Shared) {
+pub(crate) fn assert_no_token_logged(server: &Server, n: &Shared) {
     let logs = server.logs();
     assert!(!logs.contains(ADMIN_TOKEN), "the admin token is in the log");
     for t in &n.lock().unwrap().issued {

@@ -4,6 +4,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// An OpenID Connect provider run by the tests.
+pub mod idp;
+
 pub struct Server {
     child: Child,
     /// Where requests go (`http://127.0.0.1:PORT`).

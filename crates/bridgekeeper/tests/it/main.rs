@@ -35,6 +35,7 @@ mod openapi;
 mod pages;
 mod passkeys;
 mod pat;
+mod reference_002;
 mod registration;
 mod scripted_llm;
 mod second_factor;

@@ -22,6 +22,8 @@ pub struct SessionStatus {
     /// The providers the session's client may use now (`None` = every provider): checked on every
     /// request, so narrowing a client's list takes effect on grants it already holds.
     pub client_providers: Option<Vec<String>>,
+    /// Opened by a bound machine client's `client_credentials` grant: nobody signed in to it.
+    pub machine: bool,
 }
 
 /// A session as the account's "authorized apps" list shows it.

@@ -213,6 +213,7 @@ fn ctx(scopes: ScopeSet, restrictions: Restrictions) -> AccessContext {
         scopes,
         restrictions,
         kind: GrantKind::OAuth,
+        machine: false,
         claims: None,
         client_providers: None,
     }

@@ -376,9 +376,19 @@ pub async fn callback(
     };
     let set = &provider.settings;
     let claim = |name: &str| identity.claims.get(name).and_then(Value::as_str);
+    // `email_verified` vouches for the `email` claim (OpenID Connect Core §5.1) and nothing else:
+    // an address read from another claim (`upn`, `preferred_username`) counts as vouched only when
+    // it is that same address. Whatever is taken here becomes an account's verified address, which
+    // bridge mode sends to a backend that trusts it.
+    let same_as_email = |c: &str| claim("email").is_some_and(|e| e.trim().eq_ignore_ascii_case(c.trim()));
+    let email_verified = match claim(&set.email_claim) {
+        _ if set.email_claim == "email" => identity.claims.get("email_verified"),
+        Some(c) if same_as_email(c) => identity.claims.get("email_verified"),
+        _ => None,
+    };
     let email = match vouched_email(
         claim(&set.email_claim),
-        identity.claims.get("email_verified"),
+        email_verified,
         claim("hd"),
         &set.allowed_email_domains,
         set.hosted_domain,
