@@ -281,6 +281,12 @@ pub fn dashboard_router(state: Arc<WebState>, api: Arc<bk_api::Api>) -> Router {
     dashboard::router(state, api)
 }
 
+/// The OpenAPI operations this face serves on the REST API's paths (Sign-In with Ethereum's), for
+/// the REST face's document (`bk_api::router_documenting`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <siwe::SiweDoc as utoipa::OpenApi>::openapi()
+}
+
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(pages::home))
