@@ -521,6 +521,12 @@ fn adds_first_email(account: &Account) -> bool {
     bk_domain::wallet::is_placeholder_email(&account.email) && account.password_hash.is_none()
 }
 
+/// Whether a sign-in at `auth_time` stands in for the current password at `now` (see
+/// [`ADD_EMAIL_SIGN_IN_MAX_AGE_SECS`]).
+fn signed_in_recently(auth_time: UnixTime, now: UnixTime) -> bool {
+    now - auth_time <= ADD_EMAIL_SIGN_IN_MAX_AGE_SECS
+}
+
 fn render_change(
     state: &WebState,
     s: &BrowserSession,
@@ -574,7 +580,7 @@ pub async fn change_email(
         return refuse(StatusCode::BAD_REQUEST, "That is your address already.");
     }
     if adds_first_email(&account) {
-        if state.auth.clock.now() - auth_time > ADD_EMAIL_SIGN_IN_MAX_AGE_SECS {
+        if !signed_in_recently(auth_time, state.auth.clock.now()) {
             state.auth.emit(
                 state
                     .auth
@@ -661,5 +667,29 @@ pub async fn confirm_email_change(State(state): State<Arc<WebState>>, Query(q): 
         ),
         Ok(EmailChange::Dead) => dead_link(&state, &token, EmailPurpose::ChangeEmail, now).await,
         Err(e) => unavailable(&state, "changing the address", &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recent_sign_in_stands_in_for_the_password() {
+        let signed_in = 1_000_000;
+        assert!(signed_in_recently(signed_in, signed_in));
+        assert!(signed_in_recently(signed_in, signed_in + ADD_EMAIL_SIGN_IN_MAX_AGE_SECS));
+        assert!(!signed_in_recently(signed_in, signed_in + ADD_EMAIL_SIGN_IN_MAX_AGE_SECS + 1));
+        assert!(!signed_in_recently(signed_in, signed_in + 86_400));
+    }
+
+    #[test]
+    fn only_an_account_without_address_and_password_adds_one_without_a_password() {
+        let wallet = bk_domain::wallet::new_wallet_account(bk_domain::ids::AccountId::from_string("acc_w"), 1);
+        assert!(adds_first_email(&wallet));
+        let with_password = Account { password_hash: Some("$argon2id$…".into()), ..wallet.clone() };
+        assert!(!adds_first_email(&with_password));
+        let with_email = Account { email: "someone@example.com".into(), ..wallet };
+        assert!(!adds_first_email(&with_email));
     }
 }

@@ -310,7 +310,11 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route(passkeys::SIGN_IN, axum::routing::post(passkeys::sign_in))
         .route("/static/passkeys.js", get(passkeys_script))
         .route(siwe::NONCE_PATH, get(siwe::nonce))
-        .route(siwe::AUTHENTICATE_PATH, axum::routing::post(siwe::authenticate))
+        .route(
+            siwe::AUTHENTICATE_PATH,
+            axum::routing::post(siwe::authenticate)
+                .layer(axum::extract::DefaultBodyLimit::max(siwe::AUTHENTICATE_BODY_LIMIT)),
+        )
         .route(siwe::PAGE, get(siwe::page))
         .route(siwe::UNLINK_PATH, axum::routing::post(siwe::unlink))
         .route(siwe::SCRIPT_PATH, get(siwe::script))

@@ -59,6 +59,9 @@ pub(crate) const SCRIPT_PATH: &str = "/static/siwe.js";
 const NONCES_BUCKET: &str = "siwe_nonces";
 /// The longest signature text read (130 digits and `0x`; more is refused before parsing).
 const MAX_SIGNATURE_CHARS: usize = 200;
+/// The largest body `POST /api/v1/auth/authenticate` reads: a sign-in message is a few hundred
+/// bytes (resources and a statement included, a few KiB).
+pub(crate) const AUTHENTICATE_BODY_LIMIT: usize = 16 * 1024;
 
 /// Sign-In with Ethereum's settings (`siwe.*`).
 #[derive(Clone, Debug)]
@@ -214,7 +217,7 @@ pub struct SiweNonce {
         that address in its EIP-55 checksummed form (which the message must use). No credential needed; limited \
         per source network (`siwe.nonces_per_minute`). 404 when Sign-In with Ethereum is off.",
     params(("address" = Option<String>, Query, description = "An Ethereum address (`0x` and 40 hexadecimal digits, \
-        any case), answered in its checksummed form")),
+        any case), answered in its checksummed form", pattern = "^0x[0-9a-fA-F]{40}$")),
     responses(
         (status = 200, description = "A fresh nonce", body = SiweNonce),
         (status = 400, description = "`address` is not an Ethereum address (`invalid_address`)",
@@ -430,8 +433,8 @@ pub struct SiweAuthenticated {
             content_type = "application/problem+json", body = SiweProblem),
         (status = 409, description = "The address belongs to another account, or changed hands meanwhile",
             content_type = "application/problem+json", body = SiweProblem),
-        (status = 413, description = "The body is too large", content_type = "application/problem+json",
-            body = bk_api::problem::ProblemDetails),
+        (status = 413, description = "The body is larger than 16 KiB (`payload_too_large`)",
+            content_type = "application/problem+json", body = SiweProblem),
         (status = 415, description = "The body is not `application/json`", content_type = "application/problem+json",
             body = SiweProblem),
         (status = 429, description = "Too many failed sign-ins from this network (`too_many_requests`)",
@@ -445,7 +448,7 @@ pub async fn authenticate(
     State(state): State<Arc<WebState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let Some(siwe) = enabled(&state) else { return disabled() };
     let mut attempt =
@@ -482,6 +485,19 @@ pub async fn authenticate(
         }
         Some(_) => {}
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = e.status() == StatusCode::PAYLOAD_TOO_LARGE;
+            let r = if too_large {
+                let detail = format!("the body is larger than {AUTHENTICATE_BODY_LIMIT} bytes");
+                Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+            } else {
+                Refusal::new(StatusCode::BAD_REQUEST, "invalid_request", "the body could not be read")
+            };
+            return attempt.refuse(r).await;
+        }
+    };
     if !is_json(&headers) {
         let r = Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

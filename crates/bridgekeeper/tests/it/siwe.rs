@@ -436,6 +436,15 @@ async fn security_siwe_only_this_sites_pages_may_sign_in() {
         .unwrap();
     assert_eq!(refusal(res).await, (415, "unsupported_media_type".to_owned()));
     assert_eq!(signed_in_as(&http, &server).await, None);
+    // A body far larger than any sign-in message is refused unread, as problem JSON.
+    let res = http
+        .post(server.url("/api/v1/auth/authenticate"))
+        .header("origin", server.issuer.clone())
+        .json(&json!({ "message": "x".repeat(64 * 1024), "signature": sig }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refusal(res).await, (413, "payload_too_large".to_owned()));
     // From this site, the same request signs up.
     let res = authenticate(&http, &server, &m, &sig, None).await;
     assert_eq!(res.status(), 201);
