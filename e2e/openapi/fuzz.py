@@ -99,6 +99,10 @@ def main() -> int:
             "BRIDGEKEEPER_LIMITS__MAX_CONNECTIONS_PER_ACCOUNT": "100000",
             "BRIDGEKEEPER_LIMITS__MAX_CLIENTS_PER_ACCOUNT": "100000",
             "BRIDGEKEEPER_LIMITS__MAX_PATS_PER_ACCOUNT": "100000",
+            # Fuzzed sign-in messages are refused, and each refusal counts against this machine; the
+            # nonces schemathesis asks for are limited per machine too.
+            "BRIDGEKEEPER_LIMITS__LOGIN_FAILURES_PER_SOURCE_PER_MINUTE": "100000",
+            "BRIDGEKEEPER_SIWE__NONCES_PER_MINUTE": "100000",
         }
     )
     status = 1
@@ -147,6 +151,7 @@ def main() -> int:
             "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py"),
             # What this run's credentials stand on (hooks.py keeps cases off them).
             "BK_E2E_PROTECTED_IDS": ",".join([pat["id"], pat["session_id"], account["id"]]),
+            "BK_E2E_ORIGIN": issuer.rstrip("/"),
         }
         max_examples = os.environ.get("BK_E2E_OPENAPI_MAX_EXAMPLES", "100")
         cmd = [

@@ -253,7 +253,16 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 /// The REST face's routes, `/openapi.json` and `/docs` among them.
 pub fn router(api: Arc<Api>) -> Router {
+    router_documenting(api, utoipa::openapi::OpenApi::default())
+}
+
+/// [`router`], its document (`/openapi.json`, `/docs`) also describing `served_elsewhere`: REST
+/// operations another face serves (Sign-In with Ethereum's, served by the web face because their
+/// answer signs a browser in).
+pub fn router_documenting(api: Arc<Api>, served_elsewhere: utoipa::openapi::OpenApi) -> Router {
     let (router, doc) = routes().split_for_parts();
+    // Only the document grows here: no route is added (those are served by the other face).
+    let doc = doc.merge_from(served_elsewhere);
     let document = Arc::new(openapi::document(doc, &api.issuer));
     router.layer(axum::middleware::from_fn(caller::with_target)).layer(Extension(document)).with_state(api)
 }

@@ -374,7 +374,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let app = Router::new()
         .merge(bk_oauth::router(auth))
-        .merge(bk_api::router(api.clone()))
+        .merge(bk_api::router_documenting(api.clone(), bk_web::openapi()))
         .merge(bk_web::dashboard_router(web.clone(), api.clone()))
         .merge(bk_web::connections_router(web.clone(), api))
         .merge(bk_web::router(web))

@@ -44,6 +44,9 @@ const RESETS_PER_SOURCE_PER_HOUR: u32 = 20;
 const RESETS_PER_ADDRESS_PER_HOUR: u32 = 3;
 /// Failed current-password checks per account per minute on the change form.
 const PASSWORD_CHANGE_FAILURES_PER_MINUTE: u32 = 5;
+/// How recent the sign-in of an account without a password and without an email address must be for
+/// it to add an address (its re-authentication: it has no password to type).
+const ADD_EMAIL_SIGN_IN_MAX_AGE_SECS: i64 = 15 * 60;
 
 /// What the forgot-password form answers, whatever was typed (once it is a plausible address).
 const RESET_REQUESTED: &str = "If an account uses this address, we sent it a link to choose a new password. The link \
@@ -511,6 +514,19 @@ pub async fn change_email_form(State(state): State<Arc<WebState>>, headers: Head
     }
 }
 
+/// An account created by a wallet that has neither an email address (only the placeholder) nor a
+/// password: it adds its first address without a current password (it has none), provided it
+/// signed in recently.
+fn adds_first_email(account: &Account) -> bool {
+    bk_domain::wallet::is_placeholder_email(&account.email) && account.password_hash.is_none()
+}
+
+/// Whether a sign-in at `auth_time` stands in for the current password at `now` (see
+/// [`ADD_EMAIL_SIGN_IN_MAX_AGE_SECS`]).
+fn signed_in_recently(auth_time: UnixTime, now: UnixTime) -> bool {
+    now - auth_time <= ADD_EMAIL_SIGN_IN_MAX_AGE_SECS
+}
+
 fn render_change(
     state: &WebState,
     s: &BrowserSession,
@@ -526,6 +542,7 @@ fn render_change(
         context! {
             csrf_token => s.csrf_token(&state.auth.cookie_keys), email => account.email.clone(),
             verified => account.email_verified(), new_email, error, notice,
+            adding => adds_first_email(account),
         },
     )
 }
@@ -533,15 +550,24 @@ fn render_change(
 /// `POST /account/email`: with the current password, sends a link to the new address; following it
 /// moves the account there. The answer is the same whether or not the address is taken (the link
 /// then fails when followed, saying why).
+///
+/// An account a wallet created, with no address and no password, adds its first address here the
+/// same way (a link to the address, the placeholder kept until it is followed); instead of a
+/// current password it must have signed in within the last 15 minutes (a stolen, older session
+/// cannot attach an attacker's mailbox, and through it a password reset).
 pub async fn change_email(
     State(state): State<Arc<WebState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (account, s, pairs) = match crate::pages::signed_in_form(&state, &headers, &body, SECURITY_PAGE).await {
+    let (s, pairs) = match crate::pages::csrf_form(&state, &headers, &body) {
         Ok(found) => found,
-        Err(res) => return res,
+        Err(res) => return *res,
+    };
+    let Some((account, auth_time)) = signed_in(&state, &s).await else {
+        let next: String = url::form_urlencoded::byte_serialize(SECURITY_PAGE.as_bytes()).collect();
+        return see_other(&format!("/login?next={next}"));
     };
     let typed = field(&pairs, "new_email").unwrap_or("");
     let new_email = normalize_email(typed);
@@ -553,12 +579,31 @@ pub async fn change_email(
     if new_email == account.email {
         return refuse(StatusCode::BAD_REQUEST, "That is your address already.");
     }
-    match check_current_password(&state, &account, field(&pairs, "current_password").unwrap_or("")).await {
-        CurrentPassword::Right => {}
-        CurrentPassword::TooMany => {
-            return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait a minute and try again.");
+    if adds_first_email(&account) {
+        if !signed_in_recently(auth_time, state.auth.clock.now()) {
+            state.auth.emit(
+                state
+                    .auth
+                    .event("account.email_change_requested", Outcome::Denied)
+                    .account(&account.id)
+                    .ip(peer.ip())
+                    .detail("reason", "sign_in_too_old"),
+            );
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "For your safety, sign out and sign in again with your wallet, then add the address within 15 minutes.",
+            );
         }
-        CurrentPassword::Wrong => return refuse(StatusCode::UNAUTHORIZED, "The current password is not correct."),
+    } else {
+        match check_current_password(&state, &account, field(&pairs, "current_password").unwrap_or("")).await {
+            CurrentPassword::Right => {}
+            CurrentPassword::TooMany => {
+                return refuse(StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait a minute and try again.");
+            }
+            CurrentPassword::Wrong => {
+                return refuse(StatusCode::UNAUTHORIZED, "The current password is not correct.");
+            }
+        }
     }
     if state.auth.limiter.acquire("verify_email_sends", account.id.as_str(), VERIFY_SENDS_PER_HOUR, 3600).await.is_err()
     {
@@ -571,13 +616,14 @@ pub async fn change_email(
     if let Err(e) = state.email_tokens.create_email_token(&stored).await {
         return unavailable(&state, "storing an address-change link", &e);
     }
+    // An account without an address is named by what it is, never by its placeholder.
+    let old = crate::siwe::account_label(&state, &account).await;
     state.mail.send_later(Email {
         to: new_email.clone(),
         subject: "Confirm your new email address".into(),
         text: format!(
             "Hello,\n\nthe account {old} at {issuer} asked to use this address ({new}) from now on. Confirm it by \
              opening this link (it works once, for 24 hours):\n\n{url}\n\nIf you did not ask for this, ignore this message.\n",
-            old = account.email,
             new = new_email,
             issuer = state.auth.issuer,
             url = link(&state, CONFIRM_CHANGE_PATH, &token),
@@ -598,13 +644,16 @@ pub async fn confirm_email_change(State(state): State<Arc<WebState>>, Query(q): 
         Ok(EmailChange::Changed { account_id, old_email, new_email }) => {
             tracing::info!(account = %account_id, "email address changed");
             state.auth.emit(state.auth.event("account.email_changed", Outcome::Success).account(&account_id));
-            // The old address hears of it (someone who took over a session could otherwise move it quietly).
-            notify(
-                &state,
-                &old_email,
-                "Your email address was changed",
-                &format!("the address of your account was changed to {new_email}."),
-            );
+            // The old address hears of it (someone who took over a session could otherwise move it quietly);
+            // a wallet account had none (its placeholder is never mailed).
+            if !bk_domain::wallet::is_placeholder_email(&old_email) {
+                notify(
+                    &state,
+                    &old_email,
+                    "Your email address was changed",
+                    &format!("the address of your account was changed to {new_email}."),
+                );
+            }
             state.message(
                 StatusCode::OK,
                 "Email address changed",
@@ -618,5 +667,29 @@ pub async fn confirm_email_change(State(state): State<Arc<WebState>>, Query(q): 
         ),
         Ok(EmailChange::Dead) => dead_link(&state, &token, EmailPurpose::ChangeEmail, now).await,
         Err(e) => unavailable(&state, "changing the address", &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recent_sign_in_stands_in_for_the_password() {
+        let signed_in = 1_000_000;
+        assert!(signed_in_recently(signed_in, signed_in));
+        assert!(signed_in_recently(signed_in, signed_in + ADD_EMAIL_SIGN_IN_MAX_AGE_SECS));
+        assert!(!signed_in_recently(signed_in, signed_in + ADD_EMAIL_SIGN_IN_MAX_AGE_SECS + 1));
+        assert!(!signed_in_recently(signed_in, signed_in + 86_400));
+    }
+
+    #[test]
+    fn only_an_account_without_address_and_password_adds_one_without_a_password() {
+        let wallet = bk_domain::wallet::new_wallet_account(bk_domain::ids::AccountId::from_string("acc_w"), 1);
+        assert!(adds_first_email(&wallet));
+        let with_password = Account { password_hash: Some("$argon2id$…".into()), ..wallet.clone() };
+        assert!(!adds_first_email(&with_password));
+        let with_email = Account { email: "someone@example.com".into(), ..wallet };
+        assert!(!adds_first_email(&with_email));
     }
 }

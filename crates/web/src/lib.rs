@@ -281,6 +281,12 @@ pub fn dashboard_router(state: Arc<WebState>, api: Arc<bk_api::Api>) -> Router {
     dashboard::router(state, api)
 }
 
+/// The OpenAPI operations this face serves on the REST API's paths (Sign-In with Ethereum's), for
+/// the REST face's document (`bk_api::router_documenting`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <siwe::SiweDoc as utoipa::OpenApi>::openapi()
+}
+
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/", get(pages::home))
@@ -304,7 +310,11 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route(passkeys::SIGN_IN, axum::routing::post(passkeys::sign_in))
         .route("/static/passkeys.js", get(passkeys_script))
         .route(siwe::NONCE_PATH, get(siwe::nonce))
-        .route(siwe::AUTHENTICATE_PATH, axum::routing::post(siwe::authenticate))
+        .route(
+            siwe::AUTHENTICATE_PATH,
+            axum::routing::post(siwe::authenticate)
+                .layer(axum::extract::DefaultBodyLimit::max(siwe::AUTHENTICATE_BODY_LIMIT)),
+        )
         .route(siwe::PAGE, get(siwe::page))
         .route(siwe::UNLINK_PATH, axum::routing::post(siwe::unlink))
         .route(siwe::SCRIPT_PATH, get(siwe::script))

@@ -209,18 +209,16 @@ pub async fn register_options(State(state): State<Arc<WebState>>, headers: Heade
         return error(StatusCode::CONFLICT, "This account has 20 passkeys, the most it may hold: remove one first.");
     }
     let exclude: Vec<_> = existing.iter().filter_map(passkey_of).map(|p| p.cred_id().clone()).collect();
-    let (options, reg) = match webauthn.start_passkey_registration(
-        user_handle(&account.id),
-        &account.email,
-        &account.email,
-        Some(exclude),
-    ) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = %e, "starting a passkey registration failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "Try again.");
-        }
-    };
+    // The name the authenticator shows for the account (never a wallet account's placeholder).
+    let label = crate::siwe::account_label(&state, &account).await;
+    let (options, reg) =
+        match webauthn.start_passkey_registration(user_handle(&account.id), &label, &label, Some(exclude)) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "starting a passkey registration failed");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "Try again.");
+            }
+        };
     // Discoverable, so that it can sign in without the email being typed first (the state does
     // not bind this: the library verifies the same way either way).
     let mut options = serde_json::to_value(&options).unwrap_or(Value::Null);

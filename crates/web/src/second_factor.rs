@@ -171,7 +171,7 @@ pub async fn sign_in_form(
     match marker.pending {
         Pending::Verify => code_page(&state, &s, &marker.account, &next, StatusCode::OK, None).await,
         Pending::Enrol => match state.auth.store.account(&marker.account).await {
-            Ok(Some(a)) => enrol_page(&state, &s, &a, SIGN_IN_PATH, &next, None, true),
+            Ok(Some(a)) => enrol_page(&state, &s, &a, SIGN_IN_PATH, &next, None, true).await,
             _ => start_over(&state),
         },
     }
@@ -245,7 +245,7 @@ pub async fn sign_in(
             let msg = "That code is not right. Enter the current code from your authenticator app, or a recovery code.";
             match marker.pending {
                 Pending::Verify => code_page(&state, &s, &account.id, &next, StatusCode::UNAUTHORIZED, Some(msg)).await,
-                Pending::Enrol => enrol_page(&state, &s, &account, SIGN_IN_PATH, &next, Some(msg), true),
+                Pending::Enrol => enrol_page(&state, &s, &account, SIGN_IN_PATH, &next, Some(msg), true).await,
             }
         }
     }
@@ -347,7 +347,7 @@ fn pending_binding(account: &AccountId, sid: &str) -> Vec<u8> {
 }
 
 /// The enrolment page: a new secret as QR code and text, and the form for its first code.
-fn enrol_page(
+async fn enrol_page(
     state: &WebState,
     s: &BrowserSession,
     account: &Account,
@@ -357,7 +357,9 @@ fn enrol_page(
     required: bool,
 ) -> Response {
     let secret = zeroize::Zeroizing::new(random_bytes::<20>().to_vec());
-    let Some(t) = totp(&secret, &account.email) else {
+    // The label the app shows (a wallet account's address, never its placeholder); codes do not depend on it.
+    let label = crate::siwe::account_label(state, account).await;
+    let Some(t) = totp(&secret, &label) else {
         return unavailable(state, "making an authenticator", &"totp");
     };
     let (Ok(url), Ok(sealed)) = (t.to_url(), state.auth.master.seal(&pending_binding(&account.id, &s.sid), &secret))
@@ -385,7 +387,7 @@ fn enrol_page(
         "totp_enrol.html",
         context! {
             csrf_token => s.csrf_token(&state.auth.cookie_keys), action, next, error, required,
-            qr, secret_text => shown, pending => b64url(&sealed), email => account.email.clone(),
+            qr, secret_text => shown, pending => b64url(&sealed), email => label,
         },
     );
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -482,7 +484,7 @@ pub async fn enrol_form(State(state): State<Arc<WebState>>, headers: HeaderMap) 
                 },
             )
         }
-        Ok(None) => enrol_page(&state, &s, &account, ENROL_PATH, "/account/security", None, false),
+        Ok(None) => enrol_page(&state, &s, &account, ENROL_PATH, "/account/security", None, false).await,
         Err(e) => unavailable(&state, "reading the second factor", &e),
     }
 }
@@ -498,15 +500,18 @@ pub async fn enrol(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
         Ok(Some(codes)) => {
             codes_page(&state, axum::response::IntoResponse::into_response(()), &codes, "/account/security")
         }
-        Ok(None) => enrol_page(
-            &state,
-            &s,
-            &account,
-            ENROL_PATH,
-            "/account/security",
-            Some("That code is not right. Scan the new QR code below (it changed) and enter the code it shows."),
-            false,
-        ),
+        Ok(None) => {
+            enrol_page(
+                &state,
+                &s,
+                &account,
+                ENROL_PATH,
+                "/account/security",
+                Some("That code is not right. Scan the new QR code below (it changed) and enter the code it shows."),
+                false,
+            )
+            .await
+        }
         Err(res) => res,
     }
 }

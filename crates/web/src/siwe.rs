@@ -42,8 +42,9 @@ use bk_domain::siwe::{Address, Audience, PersonalSignature, SiweError, SiweMessa
 use bk_domain::wallet::{
     StoredSiweNonce, WalletAction, WalletRedemption, WalletUnlink, is_placeholder_email, new_wallet_account,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::pages::{session_of, signed_in};
 use crate::sign_in_limits::source_key;
@@ -58,6 +59,9 @@ pub(crate) const SCRIPT_PATH: &str = "/static/siwe.js";
 const NONCES_BUCKET: &str = "siwe_nonces";
 /// The longest signature text read (130 digits and `0x`; more is refused before parsing).
 const MAX_SIGNATURE_CHARS: usize = 200;
+/// The largest body `POST /api/v1/auth/authenticate` reads: a sign-in message is a few hundred
+/// bytes (resources and a statement included, a few KiB).
+pub(crate) const AUTHENTICATE_BODY_LIMIT: usize = 16 * 1024;
 
 /// Sign-In with Ethereum's settings (`siwe.*`).
 #[derive(Clone, Debug)]
@@ -117,15 +121,44 @@ fn enabled(state: &WebState) -> Option<Arc<Siwe>> {
     state.siwe.clone().filter(|s| s.settings.enabled)
 }
 
+/// The OpenAPI operations of Sign-In with Ethereum, merged into the REST face's document
+/// (`bk_api::router_documenting`): these routes are served here, by the web face, because their
+/// answer signs a browser in.
+#[derive(OpenApi)]
+#[openapi(
+    paths(nonce, authenticate),
+    tags((name = "siwe", description = "Sign-In with Ethereum (EIP-4361): a wallet signs in, signs up or links its address"))
+)]
+pub struct SiweDoc;
+
+/// The body of every refusal of Sign-In with Ethereum (RFC 9457 problem details).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401,
+    "detail": "the nonce is unknown or was used already: ask for a new one and sign again", "code": "nonce_unknown"}))]
+pub struct SiweProblem {
+    /// Always `about:blank`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The HTTP status phrase.
+    title: &'static str,
+    /// The HTTP status code, repeated.
+    status: u16,
+    /// What went wrong, in words fit to show a person (never the signature).
+    detail: String,
+    /// What went wrong, stable for a program to act on (`nonce_unknown`, `domain_mismatch`,
+    /// `origin_missing`, `address_linked_elsewhere`, `too_many_requests`, …).
+    code: String,
+}
+
 /// An RFC 9457 problem with a stable `code` (an extension member) the caller can act on.
 fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": code,
-    });
+    let body = SiweProblem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail: detail.to_owned(),
+        code: code.to_owned(),
+    };
     let mut res = (status, axum::Json(body)).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -149,9 +182,55 @@ fn disabled() -> Response {
     problem(StatusCode::NOT_FOUND, "siwe_disabled", "Sign-In with Ethereum is not enabled on this server")
 }
 
+/// What `GET /api/v1/auth/nonce` answers: a nonce and what the message to sign must name.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"nonce": "3f2a9c0d7e1b4a5f8c6d2e0b9a7f1c3e", "expiresAt": 1767225900,
+    "domain": "auth.example.com", "uri": "https://auth.example.com", "chainIds": [1],
+    "address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"}))]
+pub struct SiweNonce {
+    /// 128 random bits as 32 hexadecimal characters; single use.
+    nonce: String,
+    /// When the nonce stops being accepted (Unix seconds).
+    expires_at: i64,
+    /// The `domain` the message must name (this server's host and port).
+    domain: String,
+    /// The origin the message's `URI` must have (this server's issuer).
+    uri: String,
+    /// The EIP-155 chain ids a message may name.
+    chain_ids: Vec<u64>,
+    /// The `address` asked about, in its EIP-55 checksummed form (only when one was given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+}
+
 /// `GET /api/v1/auth/nonce[?address=0x…]`: a fresh nonce, with what a message must name (domain,
 /// URI origin, accepted chains) and, when asked, an address in its EIP-55 form (a page's script
 /// has no Keccak-256 of its own).
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/nonce",
+    operation_id = "getSiweNonce",
+    tag = "siwe",
+    description = "A fresh single-use nonce for a Sign-In with Ethereum (EIP-4361) message, with what the message \
+        must name: this server's domain, the origin of its URI and the chain ids it accepts. Given `address`, also \
+        that address in its EIP-55 checksummed form (which the message must use). No credential needed; limited \
+        per source network (`siwe.nonces_per_minute`). 404 when Sign-In with Ethereum is off.",
+    params(("address" = Option<String>, Query, description = "An Ethereum address (`0x` and 40 hexadecimal digits, \
+        any case), answered in its checksummed form", pattern = "^0x[0-9a-fA-F]{40}$")),
+    responses(
+        (status = 200, description = "A fresh nonce", body = SiweNonce),
+        (status = 400, description = "`address` is not an Ethereum address (`invalid_address`)",
+            content_type = "application/problem+json", body = SiweProblem),
+        (status = 404, description = "Sign-In with Ethereum is off on this server (`siwe_disabled`)",
+            content_type = "application/problem+json", body = SiweProblem),
+        (status = 429, description = "Too many nonces from this network (`too_many_requests`)",
+            content_type = "application/problem+json", body = SiweProblem,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The server could not store the nonce just now (`unavailable`)",
+            content_type = "application/problem+json", body = SiweProblem),
+    )
+)]
 pub async fn nonce(
     State(state): State<Arc<WebState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -192,24 +271,28 @@ pub async fn nonce(
     if let Err(e) = siwe.wallets.create_siwe_nonce(&stored).await {
         return unavailable("storing a sign-in nonce", &e);
     }
-    let mut body = json!({
-        "nonce": nonce,
-        "expiresAt": stored.expires_at,
-        "domain": siwe.audience.domain(),
-        "uri": state.auth.issuer,
-        "chainIds": siwe.settings.chain_ids,
-    });
-    if let Some(a) = address {
-        body["address"] = Value::from(a);
-    }
+    let body = SiweNonce {
+        nonce,
+        expires_at: stored.expires_at,
+        domain: siwe.audience.domain(),
+        uri: state.auth.issuer.clone(),
+        chain_ids: siwe.settings.chain_ids.clone(),
+        address,
+    };
     ([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], axum::Json(body)).into_response()
 }
 
 /// The body of `POST /api/v1/auth/authenticate`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AuthenticateBody {
+#[schema(example = json!({"message": "auth.example.com wants you to sign in with your Ethereum account:\n\
+    0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed\n\nSign in to auth.example.com.\n\nURI: https://auth.example.com\n\
+    Version: 1\nChain ID: 1\nNonce: 3f2a9c0d7e1b4a5f8c6d2e0b9a7f1c3e\nIssued At: 2026-01-01T00:00:00Z",
+    "signature": "0x…", "next": "/"}))]
+pub struct AuthenticateBody {
+    /// The EIP-4361 message, exactly as signed.
     message: String,
+    /// Its EIP-191 (`personal_sign`) signature by the message's address: `0x` and 130 hexadecimal digits.
     signature: String,
     /// Where the page goes once signed in (a path of this site).
     #[serde(default)]
@@ -300,12 +383,72 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// What `POST /api/v1/auth/authenticate` answers when it signed in, signed up or linked.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiweAuthenticated {
+    /// The account signed in (or the signed-in account the address was linked to).
+    account_id: String,
+    /// The address, EIP-55 checksummed.
+    address: String,
+    /// Whether the account was created by this sign-in.
+    created: bool,
+    /// Whether the address was linked to the signed-in account by this request.
+    linked: bool,
+    /// Where the page goes next (this site's path; the second-factor page when one is due).
+    redirect: String,
+    /// Signed out only: whether a second factor is still due before the browser is signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second_factor_required: Option<bool>,
+}
+
 /// `POST /api/v1/auth/authenticate {message, signature[, next]}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/authenticate",
+    operation_id = "authenticateSiwe",
+    tag = "siwe",
+    description = "Signs in with an Ethereum wallet (EIP-4361): the message names this server's domain and origin, \
+        version 1, an accepted chain, a nonce from `GET /api/v1/auth/nonce` (spent here), valid times and an \
+        EIP-55 address, and is signed by that address (EIP-191). Signed out, it signs in the address's account \
+        (or creates one for an unknown address, when the server allows it) and sets the session cookie; signed in, \
+        it links the address to the account (then `X-CSRF-Token` must carry the page's CSRF token). Only this \
+        site's pages may call it: the `Origin` header must be this server's origin and the body `application/json`. \
+        Refusals change nothing and count as failed sign-ins from their source.",
+    request_body(content = AuthenticateBody, content_type = "application/json"),
+    params(("X-CSRF-Token" = Option<String>, Header, description = "The page's CSRF token, for a signed-in browser \
+        that links the address")),
+    responses(
+        (status = 200, description = "Signed in to the address's account, or the address linked to the signed-in one",
+            body = SiweAuthenticated),
+        (status = 201, description = "An account was created for the address and signed in", body = SiweAuthenticated),
+        (status = 400, description = "The body, message or signature is malformed, or the message names another \
+            domain, URI, version or chain", content_type = "application/problem+json", body = SiweProblem),
+        (status = 401, description = "The message is not valid now, its nonce is unknown, expired or spent, or it \
+            is not signed by its address", content_type = "application/problem+json", body = SiweProblem),
+        (status = 403, description = "The request does not come from this site (`origin_missing`, \
+            `origin_mismatch`, `csrf_token_invalid`), the account is disabled, or the server creates no accounts \
+            for wallets", content_type = "application/problem+json", body = SiweProblem),
+        (status = 404, description = "Sign-In with Ethereum is off on this server (`siwe_disabled`)",
+            content_type = "application/problem+json", body = SiweProblem),
+        (status = 409, description = "The address belongs to another account, or changed hands meanwhile",
+            content_type = "application/problem+json", body = SiweProblem),
+        (status = 413, description = "The body is larger than 16 KiB (`payload_too_large`)",
+            content_type = "application/problem+json", body = SiweProblem),
+        (status = 415, description = "The body is not `application/json`", content_type = "application/problem+json",
+            body = SiweProblem),
+        (status = 429, description = "Too many failed sign-ins from this network (`too_many_requests`)",
+            content_type = "application/problem+json", body = SiweProblem,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The server could not finish just now (`unavailable`)",
+            content_type = "application/problem+json", body = SiweProblem),
+    )
+)]
 pub async fn authenticate(
     State(state): State<Arc<WebState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let Some(siwe) = enabled(&state) else { return disabled() };
     let mut attempt =
@@ -342,6 +485,19 @@ pub async fn authenticate(
         }
         Some(_) => {}
     }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = e.status() == StatusCode::PAYLOAD_TOO_LARGE;
+            let r = if too_large {
+                let detail = format!("the body is larger than {AUTHENTICATE_BODY_LIMIT} bytes");
+                Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+            } else {
+                Refusal::new(StatusCode::BAD_REQUEST, "invalid_request", "the body could not be read")
+            };
+            return attempt.refuse(r).await;
+        }
+    };
     if !is_json(&headers) {
         let r = Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -418,19 +574,18 @@ fn answer(
     status: StatusCode,
     account: &AccountId,
     address: &Address,
-    created: bool,
-    linked: bool,
-    extra: Value,
+    (created, linked): (bool, bool),
+    redirect: &str,
+    second_factor_required: Option<bool>,
 ) -> Response {
-    let mut body = json!({
-        "accountId": account.as_str(),
-        "address": address.checksummed(),
-        "created": created,
-        "linked": linked,
-    });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
+    let body = SiweAuthenticated {
+        account_id: account.as_str().to_owned(),
+        address: address.checksummed(),
+        created,
+        linked,
+        redirect: redirect.to_owned(),
+        second_factor_required,
+    };
     (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], axum::Json(body)).into_response()
 }
 
@@ -495,10 +650,10 @@ async fn link(
                     ),
                 );
             }
-            answer(StatusCode::OK, &account.id, &address, false, true, json!({ "redirect": next }))
+            answer(StatusCode::OK, &account.id, &address, (false, true), next, None)
         }
         Ok(WalletRedemption::AlreadyLinked) => {
-            answer(StatusCode::OK, &account.id, &address, false, false, json!({ "redirect": next }))
+            answer(StatusCode::OK, &account.id, &address, (false, false), next, None)
         }
         Ok(WalletRedemption::AddressTaken) => attempt.refuse(elsewhere()).await,
         Ok(WalletRedemption::NonceSpent) => attempt.refuse(nonce_unknown()).await,
@@ -602,14 +757,7 @@ async fn sign_in(
     match crate::second_factor::after_password(state, s, &account, next, now).await {
         Ok(Some(ask)) => {
             let redirect = ask.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("/").to_owned();
-            let mut res = answer(
-                status,
-                &account.id,
-                &address,
-                created,
-                false,
-                json!({ "redirect": redirect, "secondFactorRequired": true }),
-            );
+            let mut res = answer(status, &account.id, &address, (created, false), &redirect, Some(true));
             copy_cookies(&ask, &mut res);
             if fresh {
                 // The second-factor marker is bound to this browser session.
@@ -631,14 +779,7 @@ async fn sign_in(
             if signed.status() != StatusCode::SEE_OTHER {
                 return unavailable("storing the browser session", &"the sign-in did not complete");
             }
-            let mut res = answer(
-                status,
-                &account.id,
-                &address,
-                created,
-                false,
-                json!({ "redirect": next, "secondFactorRequired": false }),
-            );
+            let mut res = answer(status, &account.id, &address, (created, false), next, Some(false));
             copy_cookies(&signed, &mut res);
             res.headers_mut().append(header::SET_COOKIE, crate::second_factor::clear_marker_cookie(state));
             res
@@ -782,5 +923,36 @@ pub(crate) async fn wallets_of(state: &WebState, account: &AccountId) -> Vec<(St
             tracing::error!(error = %e, "listing wallet identities failed");
             Vec::new()
         }
+    }
+}
+
+/// How an account is named to the person where its email address would be (a passkey's user name
+/// on the authenticator, the label in an authenticator app, a mail): the address, or — an account
+/// made by a wallet, whose address field holds an undeliverable placeholder — its first Ethereum
+/// address, shortened as wallets show it (`0x1234…abcd`).
+pub(crate) async fn account_label(state: &WebState, account: &Account) -> String {
+    if !is_placeholder_email(&account.email) {
+        return account.email.clone();
+    }
+    match wallets_of(state, &account.id).await.into_iter().next() {
+        Some((address, _, _)) => short_address(&address),
+        None => "Ethereum wallet account".to_owned(),
+    }
+}
+
+/// `0x1234…abcd`: the first four and last four digits of an address.
+fn short_address(address: &str) -> String {
+    match (address.get(..6), address.get(address.len().saturating_sub(4)..)) {
+        (Some(head), Some(tail)) if address.len() > 10 => format!("{head}…{tail}"),
+        _ => address.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_address_is_shortened_as_wallets_show_it() {
+        assert_eq!(super::short_address("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"), "0x5aAe…eAed");
+        assert_eq!(super::short_address("0x12"), "0x12");
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{Flow, Server, client, input, location};
 
 /// The messages in the outbox so far, oldest first (file names are time-ordered), decoded.
-fn outbox(server: &Server) -> Vec<String> {
+pub(crate) fn outbox(server: &Server) -> Vec<String> {
     let dir = server.dir.path().join("outbox");
     let mut files: Vec<_> = match std::fs::read_dir(&dir) {
         Ok(d) => d.map(|e| e.unwrap().path()).collect(),
@@ -42,7 +42,7 @@ fn quoted_printable(raw: &str) -> String {
 }
 
 /// Waits for a message to `to` whose subject is `subject` (messages are sent after the answer).
-async fn wait_for_mail(server: &Server, to: &str, subject: &str) -> String {
+pub(crate) async fn wait_for_mail(server: &Server, to: &str, subject: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(m) = outbox(server)
@@ -58,7 +58,7 @@ async fn wait_for_mail(server: &Server, to: &str, subject: &str) -> String {
 }
 
 /// The path and query of the first link to `path` in a message.
-fn link_in(message: &str, path: &str) -> String {
+pub(crate) fn link_in(message: &str, path: &str) -> String {
     let start = message.find(&format!("{path}?token=")).unwrap_or_else(|| panic!("no {path} link in {message}"));
     message[start..].split_whitespace().next().unwrap().to_owned()
 }

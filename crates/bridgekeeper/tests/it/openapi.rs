@@ -48,7 +48,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/connections/{id}/refresh"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
+    // Served by the web face (their answer signs a browser in), documented here all the same.
+    ("GET", "/api/v1/auth/nonce"),
+    ("POST", "/api/v1/auth/authenticate"),
 ];
+
+/// Operations under `/api/v1/` that take no credential: Sign-In with Ethereum's, which is how a
+/// browser gets one.
+const PUBLIC_SIWE: [&str; 2] = ["/api/v1/auth/nonce", "/api/v1/auth/authenticate"];
 
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 
@@ -87,8 +94,11 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_with_its_security_and
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["servers"], json!([{"url": server.issuer}]));
-    // What is served is exactly what the REST face generates from its handlers.
-    let mut generated = serde_json::to_value(bk_api::openapi_document()).unwrap();
+    // What is served is exactly what the REST face generates from its handlers, with the
+    // operations the web face serves on the API's paths.
+    let mut generated = bk_api::openapi_document();
+    generated.merge(bk_web::openapi());
+    let mut generated = serde_json::to_value(generated).unwrap();
     generated["servers"] = doc["servers"].clone();
     generated["components"]["schemas"]["Initiate"]["example"]["redirectUrl"] =
         json!(format!("{}/connections", server.issuer));
@@ -111,6 +121,15 @@ async fn the_document_is_openapi_3_1_and_lists_every_route_with_its_security_and
         // for a browser signed in here, not an API operation (its errors are pages too).
         if path == "/api/v1/connections/callback" {
             assert!(op.get("security").is_none(), "{what}");
+            continue;
+        }
+        // Sign-In with Ethereum needs no credential, and documents its problem-JSON refusals.
+        if PUBLIC_SIWE.contains(&path.as_str()) {
+            assert!(op.get("security").is_none(), "{what}");
+            for status in ["400", "404", "429", "503"] {
+                let r = &op["responses"][status]["content"]["application/problem+json"]["schema"];
+                assert!(r.is_object(), "{what} does not document its {status} problem");
+            }
             continue;
         }
         let security = op["security"].as_array().unwrap_or_else(|| panic!("{what} has no security requirement"));

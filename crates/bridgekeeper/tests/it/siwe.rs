@@ -436,6 +436,15 @@ async fn security_siwe_only_this_sites_pages_may_sign_in() {
         .unwrap();
     assert_eq!(refusal(res).await, (415, "unsupported_media_type".to_owned()));
     assert_eq!(signed_in_as(&http, &server).await, None);
+    // A body far larger than any sign-in message is refused unread, as problem JSON.
+    let res = http
+        .post(server.url("/api/v1/auth/authenticate"))
+        .header("origin", server.issuer.clone())
+        .json(&json!({ "message": "x".repeat(64 * 1024), "signature": sig }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refusal(res).await, (413, "payload_too_large".to_owned()));
     // From this site, the same request signs up.
     let res = authenticate(&http, &server, &m, &sig, None).await;
     assert_eq!(res.status(), 201);
@@ -620,4 +629,165 @@ async fn security_siwe_failures_count_against_the_source() {
     assert!(res.headers().get("retry-after").is_some());
     assert_eq!(refusal(res).await, (429, "too_many_requests".to_owned()));
     assert_eq!(signed_in_as(&http, &server).await, None);
+}
+
+/// `0x1234…abcd`, as the server names a wallet account where an email address would be.
+fn short(address: &str) -> String {
+    format!("{}…{}", &address[..6], &address[address.len() - 4..])
+}
+
+/// The email form of a signed-in browser: its answer's status and page.
+async fn add_email(http: &reqwest::Client, server: &Server, email: &str, csrf_token: &str) -> (u16, String) {
+    let res = http
+        .post(server.url("/account/email"))
+        .form(&[("csrf_token", csrf_token), ("new_email", email)])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// The account's email and whether it is verified (the operator's view: the placeholder included).
+async fn stored_email(server: &Server, account: &str) -> (String, bool) {
+    let v: Value = client()
+        .get(server.url(&format!("/api/v1/admin/accounts/{account}")))
+        .bearer_auth(operator_token(server))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (v["email"].as_str().unwrap().to_owned(), v["emailVerified"].as_bool().unwrap())
+}
+
+#[tokio::test]
+async fn siwe_wallet_account_adds_an_email_verified_by_its_link() {
+    use crate::account_email::{link_in, outbox, wait_for_mail};
+    let server = Server::start();
+    let wallet = Wallet::new(21);
+    let http = client();
+    let (status, v) = wallet_sign_in(&http, &server, &wallet).await;
+    assert_eq!(status, 201, "{v}");
+    let account = v["accountId"].as_str().unwrap().to_owned();
+    // The security page offers it; the form asks for no password (the account has none).
+    let security = page(&http, &server, "/account/security").await.unwrap();
+    assert!(security.contains("Add an email address"), "{security}");
+    let form = page(&http, &server, "/account/email").await.unwrap();
+    assert!(form.contains("has no email address yet") && !form.contains("current_password"), "{form}");
+    assert!(!form.contains("@invalid"), "the placeholder is never shown");
+    let token = input(&form, "csrf_token");
+
+    // Bad input changes nothing and sends nothing.
+    assert_eq!(add_email(&http, &server, "not an address", &token).await.0, 400);
+    let (status, _) = add_email(&http, &server, "wallet-owner@example.com", "forged").await;
+    assert!(status == 400 || status == 403, "a forged CSRF token is refused: {status}");
+    assert!(outbox(&server).is_empty(), "nothing was sent: {:?}", outbox(&server));
+
+    let (status, body) = add_email(&http, &server, "Wallet-Owner@Example.com", &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("We sent a link to wallet-owner@example.com"), "{body}");
+    let message = wait_for_mail(&server, "wallet-owner@example.com", "Confirm your new email address").await;
+    assert!(!message.contains("@invalid") && message.contains(&short(&wallet.address())), "{message}");
+    // Until the link is followed the account keeps its placeholder (and shows no address).
+    let (email, _) = stored_email(&server, &account).await;
+    assert!(email.ends_with("@invalid"), "{email}");
+    let me: Value = http.get(server.url("/api/v1/account")).send().await.unwrap().json().await.unwrap();
+    assert!(me.get("email").is_none(), "{me}");
+
+    let link = link_in(&message, "/confirm-email-change");
+    let res = client().get(server.url(&link)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("now uses wallet-owner@example.com"));
+    assert_eq!(stored_email(&server, &account).await, ("wallet-owner@example.com".to_owned(), true));
+    let me: Value = http.get(server.url("/api/v1/account")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["email"], "wallet-owner@example.com", "{me}");
+    // Nothing was ever addressed to the placeholder.
+    assert!(outbox(&server).iter().all(|m| !m.contains("@invalid")), "{:?}", outbox(&server));
+    // The wallet still signs in to the same account.
+    let (_, v) = wallet_sign_in(&client(), &server, &wallet).await;
+    assert_eq!(v["accountId"], account.as_str());
+    // Now that it has an address (and still no password), changing it goes the ordinary way: the
+    // form asks for the current password, which this account cannot give.
+    let form = page(&http, &server, "/account/email").await.unwrap();
+    assert!(form.contains("current_password"), "{form}");
+    let (status, _) = add_email(&http, &server, "another@example.com", &input(&form, "csrf_token")).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn security_siwe_wallet_account_cannot_take_another_accounts_email() {
+    use crate::account_email::{link_in, wait_for_mail};
+    let server = Server::start();
+    Flow::signup(&server, "taken@example.com").await;
+    let wallet = Wallet::new(22);
+    let http = client();
+    let (_, v) = wallet_sign_in(&http, &server, &wallet).await;
+    let account = v["accountId"].as_str().unwrap().to_owned();
+    let form = page(&http, &server, "/account/email").await.unwrap();
+    // The answer does not tell that the address is taken (no oracle); its link then changes nothing.
+    let (status, body) = add_email(&http, &server, "taken@example.com", &input(&form, "csrf_token")).await;
+    assert_eq!(status, 200, "{body}");
+    let link = link_in(
+        &wait_for_mail(&server, "taken@example.com", "Confirm your new email address").await,
+        "/confirm-email-change",
+    );
+    let res = client().get(server.url(&link)).send().await.unwrap();
+    assert_eq!(res.status(), 409);
+    let (email, verified) = stored_email(&server, &account).await;
+    assert!(email.ends_with("@invalid") && !verified, "the placeholder stays: {email}");
+    // The signed-out browser cannot use the form at all.
+    let res = client().post(server.url("/account/email")).form(&[("new_email", "x@example.com")]).send().await.unwrap();
+    assert_ne!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn siwe_wallet_account_passkey_and_authenticator_show_the_address_not_the_placeholder() {
+    // Passkeys need a host name as the issuer (WebAuthn refuses an IP address).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let issuer = format!("http://localhost:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let server =
+        Server::start_with(&[("BRIDGEKEEPER_LISTEN", listen.as_str()), ("BRIDGEKEEPER_ISSUER", issuer.as_str())]);
+    let wallet = Wallet::new(23);
+    let http = client();
+    let (status, v) = wallet_sign_in(&http, &server, &wallet).await;
+    assert_eq!(status, 201, "{v}");
+    let label = short(&wallet.address());
+    let res = http
+        .post(server.url("/account/security/passkeys/options"))
+        .header("x-csrf-token", csrf(&http, &server).await)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let reg: Value = res.json().await.unwrap();
+    let user = &reg["options"]["publicKey"]["user"];
+    assert_eq!((user["name"].as_str(), user["displayName"].as_str()), (Some(label.as_str()), Some(label.as_str())));
+    // The authenticator app's label on the enrolment page.
+    let enrol = page(&http, &server, "/account/security/totp").await.unwrap();
+    assert!(enrol.contains(&format!("adding {label} to an authenticator app")), "{enrol}");
+    assert!(!enrol.contains("@invalid"), "{enrol}");
+}
+
+#[tokio::test]
+async fn siwe_userinfo_and_id_token_omit_the_placeholder_email() {
+    let server = Server::start();
+    let wallet = Wallet::new(24);
+    let http = client();
+    let (_, v) = wallet_sign_in(&http, &server, &wallet).await;
+    let account = v["accountId"].as_str().unwrap().to_owned();
+    // The browser is signed in by its wallet: the authorization flow goes straight to consent.
+    let flow = Flow { http, base: server.base.clone(), email: String::new(), password: String::new() };
+    let (_, tokens) = flow.login_client("openid email profile").await;
+    let (_, claims) = crate::harness::jwt_parts(tokens.id_token.as_deref().expect("an ID token"));
+    assert_eq!(claims["sub"], account.as_str());
+    assert!(claims.get("email").is_none() && claims.get("email_verified").is_none(), "{claims}");
+    let res = client().get(server.url("/api/v1/auth/userinfo")).bearer_auth(&tokens.access).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let info: Value = res.json().await.unwrap();
+    assert_eq!(info["sub"], account.as_str());
+    assert!(info.get("email").is_none() && info.get("email_verified").is_none(), "{info}");
+    assert!(!info.to_string().contains("@invalid") && !claims.to_string().contains("@invalid"));
 }
