@@ -419,6 +419,7 @@ mod limits {
             kind: GrantKind::OAuth,
             client_providers: None,
             claims: None,
+            machine: false,
         };
         (agents, model, ctx, agent, dir)
     }
