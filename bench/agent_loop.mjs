@@ -23,15 +23,12 @@
 // Prints key=value lines (prefix agent_loop_), per N: agent_n<N>_ms_p50, baseline_n<N>_ms_p50,
 // overhead_n<N>_ms_per_step and agent_vs_baseline_n<N>_ratio (medians of all iterations).
 import http from 'node:http';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const { startScriptedLlm } = await import(join(here, '../e2e/lib/scripted-llm.mjs'));
+import { personWithPat, startBridgekeeper } from './lib/bridgekeeper.mjs';
+import { startScriptedLlm } from '../e2e/lib/scripted-llm.mjs';
 
 const [bin, stepsArg = '1 4 8', iterArg = '20', roundsArg = '2'] = process.argv.slice(2);
 if (!bin) {
@@ -58,61 +55,16 @@ const llm = await startScriptedLlm({ replies: [{ content: 'ok' }] });
 const KEY = 'sk-bench-agent-upstream-key';
 const models = `[{id="bench-model", base_url="${llm.baseUrl}", api_key_env="BENCH_LLM_KEY", ` +
     'prompt_credits_per_million=1000, completion_credits_per_million=2000}]';
-const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: {
-        ...process.env,
-        BRIDGEKEEPER_LOG_FORMAT: 'json',
-        BRIDGEKEEPER_LLM__MODELS: models,
-        BRIDGEKEEPER_CREDITS__SIGNUP_GRANT: '1000000000000',
-        BRIDGEKEEPER_LIMITS__LOGIN_FAILURES_PER_MINUTE: '1000',
-        BENCH_LLM_KEY: KEY,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
+const base = await startBridgekeeper(children, bin, dataDir, {
+    BRIDGEKEEPER_LLM__MODELS: models,
+    BRIDGEKEEPER_CREDITS__SIGNUP_GRANT: '1000000000000',
+    BENCH_LLM_KEY: KEY,
 });
-children.push(child);
-const listening = await new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).on('line', line => {
-        try {
-            const v = JSON.parse(line);
-            if (v.fields?.message === 'listening') resolve(v);
-        } catch { /* not JSON */ }
-    });
-    child.on('exit', code => reject(new Error(`bridgekeeper exited with ${code}`)));
+// A person: signed up and in through the pages, then a PAT for /mcp.
+const pat = await personWithPat(base, ['universal-mcp-read-write'], {
+    email: `bench-agent-${Date.now()}@example.com`,
+    password: 'bench password for the agent loop',
 });
-const base = `http://${listening.fields.addr}`;
-
-// A person: sign up and sign in through the pages (cookies by hand), then a PAT for /mcp.
-let cookie = '';
-async function page(method, path, form) {
-    const res = await fetch(base + path, {
-        method,
-        redirect: 'manual',
-        headers: { cookie, ...(form ? { 'content-type': 'application/x-www-form-urlencoded', origin: base } : {}) },
-        body: form ? new URLSearchParams(form).toString() : undefined,
-    });
-    for (const c of res.headers.getSetCookie()) {
-        const [pair] = c.split(';');
-        const name = pair.split('=')[0];
-        cookie = cookie.split('; ').filter(p => p && !p.startsWith(`${name}=`)).concat([pair]).join('; ');
-    }
-    return res;
-}
-const csrf = html => /name="csrf_token" value="([^"]+)"/.exec(html)?.[1];
-const email = `bench-agent-${Date.now()}@example.com`;
-const password = 'bench password for the agent loop';
-let res = await page('GET', '/signup');
-res = await page('POST', '/signup', { csrf_token: csrf(await res.text()), next: '/', email, password });
-if (res.status !== 303) throw new Error(`sign-up answered ${res.status}`);
-res = await page('GET', '/login');
-res = await page('POST', '/login', { csrf_token: csrf(await res.text()), next: '/', email, password });
-if (res.status !== 303) throw new Error(`sign-in answered ${res.status}`);
-res = await fetch(`${base}/api/v1/auth/pat`, {
-    method: 'POST',
-    headers: { cookie, origin: base, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'bench', scopes: ['universal-mcp-read-write'] }),
-});
-if (res.status !== 201) throw new Error(`PAT answered ${res.status}: ${await res.text()}`);
-const pat = (await res.json()).token;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
 /** One POST: resolves with {status, text}. */

@@ -465,6 +465,7 @@ describe('reference 000: multi-tenant setup, step by step', () => {
                 ]
             });
             assert.equal(run.res.status, 200, run.res.text);
+            runs.a2 = run;
             const calls = run.body.result.structuredContent.toolCalls;
             assert.equal(calls.length, 1);
             assert.equal(calls[0].ok, false);
@@ -479,6 +480,46 @@ describe('reference 000: multi-tenant setup, step by step', () => {
             const v = direct.json();
             assert.ok(v.error || v.result?.isError === true, `refused: ${direct.text}`);
             assert.equal(docs.mcpRequests.filter(r => r.rpc === 'tools/call').length, 1, 'still only B’s one call');
+        })
+    );
+
+    test(
+        'key points: each customer pays for its own agent’s turns (billingAccountType user), and the refresh grant works with client_secret_basic',
+        { timeout: TEST_TIMEOUT_MS },
+        withLogs(async () => {
+            const spent = list => list.reduce((n, r) => n + r.body.result.structuredContent.creditsConsumed, 0);
+            const balance = async name => {
+                const res = await api(bk.issuer, 'GET', '/api/v1/credit-transactions', { token: customers[name].accessToken });
+                assert.equal(res.status, 200, res.text);
+                return res.body.balance;
+            };
+            const a = spent([runs.a, runs.a2]);
+            const b = spent([runs.b]);
+            assert.ok(a > 0 && b > 0, `credits consumed: ${a}, ${b}`);
+            assert.equal(await balance('a'), 1_000_000 - a, 'A paid for A’s runs only');
+            assert.equal(await balance('b'), 1_000_000 - b, 'B paid for B’s run only');
+
+            // "Use the refresh token grant when access tokens expire" — with the client's secret, as in step 3.
+            const res = await rawRequest(new URL('/api/v1/auth/token', bk.issuer), {
+                method: 'POST',
+                headers: {
+                    'Content-Type': 'application/x-www-form-urlencoded',
+                    Authorization: `Basic ${btoa(`${client.clientId}:${client.clientSecret}`)}`
+                },
+                body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: customers.b.refreshToken }).toString()
+            });
+            assert.equal(res.status, 200, res.text);
+            const fresh = res.json();
+            assert.deepEqual(fresh.scope.split(' ').sort(), RECIPE_SCOPE.split(' ').sort());
+            const me = await api(bk.issuer, 'GET', '/api/v1/account', { token: fresh.access_token });
+            assert.equal(me.body.email, customers.b.email, 'the refreshed token is still B’s');
+            // Without the secret, the refresh token alone is refused.
+            const bare = await rawRequest(new URL('/api/v1/auth/token', bk.issuer), {
+                method: 'POST',
+                headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+                body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: fresh.refresh_token ?? customers.b.refreshToken, client_id: client.clientId }).toString()
+            });
+            assert.equal(bare.status, 401, `a confidential client must authenticate: ${bare.text}`);
         })
     );
 });
