@@ -12,12 +12,12 @@
 // model on it, signs up one account through the pages, makes a PAT with `llm-all`, then runs.
 // Prints key=value lines (prefix llm_proxy_), the last being the ratio proxied/direct requests/s.
 import http from 'node:http';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+
+import { personWithPat, start, startBridgekeeper } from './lib/bridgekeeper.mjs';
 
 const [bin, connsArg = '16', secondsArg = '5', roundsArg = '2'] = process.argv.slice(2);
 if (!bin) {
@@ -37,67 +37,18 @@ const cleanup = () => {
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 
-/** Spawns and resolves with the first stdout line `match` accepts (parsed JSON). */
-function start(cmd, args, env, match) {
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-    children.push(child);
-    return new Promise((resolve, reject) => {
-        const lines = createInterface({ input: child.stdout });
-        lines.on('line', line => {
-            try {
-                const v = JSON.parse(line);
-                if (match(v)) resolve(v);
-            } catch { /* not JSON */ }
-        });
-        child.on('exit', code => reject(new Error(`${cmd} exited with ${code}`)));
-    });
-}
-
-const llm = await start(process.execPath, [join(here, '../e2e/lib/scripted-llm.mjs'), '--no-record'], {}, v => v.baseUrl);
+const llm = await start(children, process.execPath, [join(here, '../e2e/lib/scripted-llm.mjs'), '--no-record'], {}, v => v.baseUrl);
 const KEY = 'sk-bench-upstream-key';
 const models = `[{id="bench-model", base_url="${llm.baseUrl}", api_key_env="BENCH_LLM_KEY", ` +
     'prompt_credits_per_million=1000, completion_credits_per_million=2000}]';
-const listening = await start(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    BRIDGEKEEPER_LOG_FORMAT: 'json',
+const base = await startBridgekeeper(children, bin, dataDir, {
     BRIDGEKEEPER_LLM__MODELS: models,
     BRIDGEKEEPER_CREDITS__SIGNUP_GRANT: '1000000000000',
-    BRIDGEKEEPER_LIMITS__LOGIN_FAILURES_PER_MINUTE: '1000',
     BENCH_LLM_KEY: KEY,
-}, v => v.fields?.message === 'listening' || (v.fields?.addr && String(v.fields?.message ?? '').includes('listening')));
-const base = `http://${listening.fields.addr}`;
-
-// A person: sign up and sign in through the pages (cookies by hand), then a PAT with llm-all.
-let cookie = '';
-async function page(method, path, form) {
-    const res = await fetch(base + path, {
-        method,
-        redirect: 'manual',
-        headers: { cookie, ...(form ? { 'content-type': 'application/x-www-form-urlencoded', origin: base } : {}) },
-        body: form ? new URLSearchParams(form).toString() : undefined,
-    });
-    for (const c of res.headers.getSetCookie()) {
-        const [pair] = c.split(';');
-        const name = pair.split('=')[0];
-        cookie = cookie.split('; ').filter(p => p && !p.startsWith(`${name}=`)).concat([pair]).join('; ');
-    }
-    return res;
-}
-const csrf = html => /name="csrf_token" value="([^"]+)"/.exec(html)?.[1];
-const email = `bench-${Date.now()}@example.com`;
-const password = 'bench password for the llm proxy';
-let res = await page('GET', '/signup');
-res = await page('POST', '/signup', { csrf_token: csrf(await res.text()), next: '/', email, password });
-if (res.status !== 303) throw new Error(`sign-up answered ${res.status}`);
-res = await page('GET', '/login');
-res = await page('POST', '/login', { csrf_token: csrf(await res.text()), next: '/', email, password });
-if (res.status !== 303) throw new Error(`sign-in answered ${res.status}`);
-res = await fetch(`${base}/api/v1/auth/pat`, {
-    method: 'POST',
-    headers: { cookie, origin: base, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'bench', scopes: ['llm-all'] }),
 });
-if (res.status !== 201) throw new Error(`PAT answered ${res.status}: ${await res.text()}`);
-const pat = (await res.json()).token;
+
+// A person: signed up and in through the pages, then a PAT with llm-all.
+const pat = await personWithPat(base, ['llm-all'], { email: `bench-${Date.now()}@example.com`, password: 'bench password for the llm proxy' });
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONNS });
 const body = JSON.stringify({

@@ -28,6 +28,9 @@
 #   BENCH_LLM_CONNS=16       connections of the chat-completions proxy run (bench/llm_proxy.mjs)
 #   BENCH_LLM_SECONDS=5      seconds per run of it
 #   BENCH_LLM_ROUNDS=2       rounds of it (each: one direct run and one through Bridgekeeper)
+#   BENCH_AGENT_STEPS="1 4 8"  steps per use-agent run of the agent-loop bench (bench/agent_loop.mjs)
+#   BENCH_AGENT_ITERATIONS=20  runs per round of it (one at a time)
+#   BENCH_AGENT_ROUNDS=2       rounds of it (each: the use-agent runs and the by-hand runs)
 #   BENCH_OHA=/path/to/oha   oha binary (default: bench/.tools/bin/oha, ~/.cargo/bin/oha, PATH;
 #                            if none, `cargo install oha --locked --root bench/.tools`)
 set -euo pipefail
@@ -303,6 +306,23 @@ if (( node_major >= 20 )); then
   "$NODE" bench/llm_proxy.mjs "$BIN" "${BENCH_LLM_CONNS:-16}" "${BENCH_LLM_SECONDS:-5}" "${BENCH_LLM_ROUNDS:-2}" \
     | tee "$WORK/llm_proxy.txt" || { echo "bench: llm_proxy.mjs failed" >&2; exit 1; }
   for k in $LLM_KEYS; do R[llm_proxy_$k]=$(val "llm_proxy_$k" "$WORK/llm_proxy.txt"); done
+fi
+
+# Agent-loop overhead per step (issue 20): bench/agent_loop.mjs starts its own Bridgekeeper (this
+# release binary) with the scripted server in its own process, and compares use-agent runs of N
+# steps (N-1 whoami calls, then an answer) with the same model bodies sent straight to the scripted
+# server plus N-1 direct tools/call whoami, one at a time, in alternating rounds.
+AGENT_STEPS=${BENCH_AGENT_STEPS:-1 4 8}
+if (( node_major >= 20 )); then
+  log "agent loop, use-agent of N steps vs the same model calls and tool calls by hand: $NODE bench/agent_loop.mjs, N in ($AGENT_STEPS), ${BENCH_AGENT_ITERATIONS:-20} runs x ${BENCH_AGENT_ROUNDS:-2} rounds"
+  wait_idle $SERVER_PID
+  "$NODE" bench/agent_loop.mjs "$BIN" "$AGENT_STEPS" "${BENCH_AGENT_ITERATIONS:-20}" "${BENCH_AGENT_ROUNDS:-2}" \
+    | tee "$WORK/agent_loop.txt" || { echo "bench: agent_loop.mjs failed" >&2; exit 1; }
+  for n in $AGENT_STEPS; do
+    for k in agent_n${n}_ms_p50 baseline_n${n}_ms_p50 overhead_n${n}_ms_per_step agent_vs_baseline_n${n}_ratio; do
+      R[agent_loop_$k]=$(val "agent_loop_$k" "$WORK/agent_loop.txt")
+    done
+  done
 fi
 
 best_tl=0 best_tl_c=""
@@ -639,4 +659,10 @@ if [[ -n ${R[llm_proxy_proxied_vs_direct_ratio]:-} ]]; then
   echo "llm_proxy_overhead_p50_ms=${R[llm_proxy_overhead_p50_ms]}"
   echo "llm_proxy_proxied_vs_direct_ratio=${R[llm_proxy_proxied_vs_direct_ratio]} (node bench/llm_proxy.mjs, c=${BENCH_LLM_CONNS:-16})"
 fi
+for n in $AGENT_STEPS; do
+  if [[ -n ${R[agent_loop_agent_vs_baseline_n${n}_ratio]:-} ]]; then
+    echo "agent_loop_overhead_n${n}_ms_per_step=${R[agent_loop_overhead_n${n}_ms_per_step]} (use-agent p50 ${R[agent_loop_agent_n${n}_ms_p50]} ms vs by hand ${R[agent_loop_baseline_n${n}_ms_p50]} ms)"
+    echo "agent_loop_agent_vs_baseline_n${n}_ratio=${R[agent_loop_agent_vs_baseline_n${n}_ratio]} (node bench/agent_loop.mjs, N=$n)"
+  fi
+done
 echo "======================================================="

@@ -5,7 +5,9 @@
 # through the upstream's login and consent pages, lets the 5-second access token expire, refreshes
 # (the upstream rotates the refresh token), revokes upstream out of band (-> expired), replays a
 # rotated refresh token (the upstream revokes the grant), reconnects and deletes (-> revoked
-# upstream).
+# upstream). recipe000.test.mjs follows reference 000 (multi-tenant setup) step by step, through
+# use-agent with the scripted model, and checks that each customer's agent reached only its own
+# connections.
 #
 #   BK_BIN=/abs/path/to/bridgekeeper e2e/connections/run.sh
 #
