@@ -180,7 +180,10 @@ async fn use_agent_runs_a_real_tool_and_its_fenced_redacted_output_reaches_the_m
     assert_eq!(s["stopReason"], "answered");
     assert_eq!(s["steps"], 2);
     assert_eq!(s["creditsConsumed"], 2 * TURN);
-    assert_eq!(s["toolCalls"], json!([{"name": "search-knowledge-base", "arguments": {"query": "quokka"}, "ok": true}]));
+    assert_eq!(
+        s["toolCalls"],
+        json!([{"name": "search-knowledge-base", "arguments": {"query": "quokka"}, "ok": true}])
+    );
 
     // The model was asked twice: with the tools offered, then with the tool's output fenced and redacted.
     let reqs = llm.requests();
@@ -248,7 +251,9 @@ async fn agent_billing_user_bills_the_caller_owner_bills_the_agents_owner_and_an
 
     // An account with nothing left: 402 on chat and a tool error on use-agent, the model never asked.
     let (flow_c, c) = tenant(&server, "bill-c@example.com", &[]).await;
-    llm.set_script(json!({"replies": [{"content": "spend", "usage": {"prompt_tokens": 99_990, "completion_tokens": 10}}]}));
+    llm.set_script(
+        json!({"replies": [{"content": "spend", "usage": {"prompt_tokens": 99_990, "completion_tokens": 10}}]}),
+    );
     let c_agent = create_agent(&server, &c, json!({"name": "u", "llm": "test-model"})).await;
     assert_eq!(agent_chat(&server, &c, &c_agent, msg.clone()).await.status(), 200);
     assert_eq!(ledger(&server, &c).await["balance"], 0);
@@ -510,4 +515,35 @@ async fn use_agent_sends_progress_notifications_while_the_loop_works() {
     let last = messages.last().unwrap();
     assert_eq!(last["id"], 7, "the result comes last: {text}");
     assert_eq!(last["result"]["structuredContent"]["answer"], "You are you.");
+}
+
+#[tokio::test]
+async fn security_a_token_that_may_only_list_tools_offers_its_agent_none_and_a_write_tool_asked_for_is_not_run() {
+    let llm = ScriptedLlm::start(json!({"replies": [
+        {"tool_calls": [{"id": "w", "name": "add-to-knowledge-base", "arguments": {"content": "planted-by-the-model"}}]},
+        {"content": "I could not store it."}
+    ]}))
+    .await;
+    let server = start(&llm, GRANT, None);
+    let flow = Flow::signup(&server, "list-only@example.com").await;
+    // Agent chat with `universal-mcp-read`: it may list tools, not call them.
+    let read_only = whitelabel_token(&server, &flow, "agents-use universal-mcp-read account", &[]).await;
+    let listed: Value = flow.mcp(&read_only, "tools/list", json!({})).await.json().await.unwrap();
+    assert!(listed.to_string().contains("add-to-knowledge-base"), "the token itself sees the tool: {listed}");
+    let res =
+        agent_chat(&server, &read_only, "default", json!({"messages": [{"role": "user", "content": "store x"}]})).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "I could not store it.");
+    assert_eq!(v["toolCalls"][0]["ok"], false, "{v}");
+    assert!(v["toolCalls"][0]["error"].as_str().unwrap().contains("unknown tool"), "{v}");
+    let reqs = llm.requests();
+    assert_eq!(reqs.len(), 2);
+    for r in &reqs {
+        assert!(tool_names(&r.body).is_empty(), "no tool is offered to a token that calls none: {}", r.body);
+    }
+    // Nothing was stored.
+    let rw = whitelabel_token(&server, &flow, WL_SCOPES, &[]).await;
+    let found = call_tool(&flow, &rw, "search-knowledge-base", json!({"query": "planted"})).await;
+    assert_eq!(found["result"]["structuredContent"]["results"], json!([]), "{found}");
 }
