@@ -91,8 +91,10 @@ async fn tenant(server: &Server, email: &str, extra: &[(&str, &str)]) -> (Flow, 
 }
 
 async fn call_tool(flow: &Flow, token: &str, name: &str, args: Value) -> Value {
+    // As reference 000 step 5 sends it: `X-Response-Format: json`, answered with plain JSON.
     let res = flow.mcp(token, "tools/call", json!({"name": name, "arguments": args})).await;
     assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     res.json().await.unwrap()
 }
 
