@@ -84,27 +84,68 @@ def sign_up(issuer: str, email: str, password: str) -> requests.Session:
     return s
 
 
+class ScriptedLlm:
+    """`node e2e/lib/scripted-llm.mjs` as a child process (its default script: every answer "ok")."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            ["node", str(HERE.parent / "lib" / "scripted-llm.mjs"), "--no-record"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        try:
+            self.base_url = json.loads(line)["baseUrl"]
+        except (ValueError, KeyError) as e:
+            self.stop()
+            raise RuntimeError(f"the scripted model did not start: {line!r}") from e
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_scripted_llm() -> ScriptedLlm:
+    return ScriptedLlm()
+
+
 def main() -> int:
     schemathesis = HERE / ".venv" / "bin" / "schemathesis"
     work = tempfile.TemporaryDirectory(prefix="bk-e2e-openapi-")
     catalog = Path(work.name) / "providers.toml"
     catalog.write_text(CATALOG)
-    server = start_server(
-        {
-            "BRIDGEKEEPER_CONNECTIONS__CATALOG_FILE": str(catalog),
-            "BRIDGEKEEPER_CONNECTIONS__PROVIDERS__GOOGLE__OAUTH2__CLIENT_ID": "e2e-google-client",
-            "BRIDGEKEEPER_CONNECTIONS__PROVIDERS__GOOGLE__OAUTH2__CLIENT_SECRET": "e2e-google-secret",
-            # Schemathesis starts many connections; the default quotas would turn later cases into 409/429.
-            "BRIDGEKEEPER_LIMITS__CONNECTS_PER_MINUTE": "100000",
-            "BRIDGEKEEPER_LIMITS__MAX_CONNECTIONS_PER_ACCOUNT": "100000",
-            "BRIDGEKEEPER_LIMITS__MAX_CLIENTS_PER_ACCOUNT": "100000",
-            "BRIDGEKEEPER_LIMITS__MAX_PATS_PER_ACCOUNT": "100000",
-            # Fuzzed sign-in messages are refused, and each refusal counts against this machine; the
-            # nonces schemathesis asks for are limited per machine too.
-            "BRIDGEKEEPER_LIMITS__LOGIN_FAILURES_PER_SOURCE_PER_MINUTE": "100000",
-            "BRIDGEKEEPER_SIWE__NONCES_PER_MINUTE": "100000",
-        }
-    )
+    # A model (e2e/lib/scripted-llm.mjs, answering "ok" to everything) so that LLM access and agent
+    # chat reach their billed paths instead of answering 503 "no language model is configured".
+    llm = start_scripted_llm()
+    try:
+        server = start_server(
+            {
+                "BRIDGEKEEPER_LLM__MODELS": (
+                    f'[{{id="e2e-model", base_url="{llm.base_url}", api_key_env="BK_E2E_SCRIPTED_LLM_KEY", '
+                    "prompt_credits_per_million=1000, completion_credits_per_million=1000}]"
+                ),
+                "BK_E2E_SCRIPTED_LLM_KEY": "sk-e2e-" + secrets.token_hex(8),
+                "BRIDGEKEEPER_CREDITS__SIGNUP_GRANT": "100000000",
+                "BRIDGEKEEPER_CONNECTIONS__CATALOG_FILE": str(catalog),
+                "BRIDGEKEEPER_CONNECTIONS__PROVIDERS__GOOGLE__OAUTH2__CLIENT_ID": "e2e-google-client",
+                "BRIDGEKEEPER_CONNECTIONS__PROVIDERS__GOOGLE__OAUTH2__CLIENT_SECRET": "e2e-google-secret",
+                # Schemathesis starts many connections; the default quotas would turn later cases into 409/429.
+                "BRIDGEKEEPER_LIMITS__CONNECTS_PER_MINUTE": "100000",
+                "BRIDGEKEEPER_LIMITS__MAX_CONNECTIONS_PER_ACCOUNT": "100000",
+                "BRIDGEKEEPER_LIMITS__MAX_CLIENTS_PER_ACCOUNT": "100000",
+                "BRIDGEKEEPER_LIMITS__MAX_PATS_PER_ACCOUNT": "100000",
+                # Fuzzed sign-in messages are refused, and each refusal counts against this machine; the
+                # nonces schemathesis asks for are limited per machine too.
+                "BRIDGEKEEPER_LIMITS__LOGIN_FAILURES_PER_SOURCE_PER_MINUTE": "100000",
+                "BRIDGEKEEPER_SIWE__NONCES_PER_MINUTE": "100000",
+            }
+        )
+    except Exception:
+        llm.stop()
+        raise
     status = 1
     try:
         issuer = server.issuer
@@ -172,11 +213,6 @@ def main() -> int:
             # the integration tests. Every other operation is fuzzed (hooks.py keeps the destructive
             # ones off this run's own token and account).
             "--exclude-path", "/api/v1/events",
-            # Agent chat on this server (no language model configured) answers every positive case
-            # 503 "no language model is configured", a configuration state the integration tests
-            # assert; fuzz it once a model is wired (the `--checks` above override per-operation
-            # settings in schemathesis.toml, so it is left out here instead).
-            "--exclude-path", "/api/v1/agents/{id}/chat/completions",
         ]
         started = time.monotonic()
         # In a directory of its own: nothing of the run is left in the source tree.
@@ -199,6 +235,7 @@ def main() -> int:
         status = 1
     finally:
         server.stop()
+        llm.stop()
         work.cleanup()
     return status
 

@@ -1,5 +1,6 @@
-//! The gateway as an agent's tool belt: the tools a caller may call (`Gateway::visible_tools`,
-//! exactly what its `tools/list` shows) and a call by name (`Gateway::call_tool`) through the very
+//! The gateway as an agent's tool belt: the tools a caller may call (`Gateway::visible_tools`:
+//! what its `tools/list` shows when it may call tools, nothing when it may only list them) and a
+//! call by name (`Gateway::call_tool`) through the very
 //! path of `tools/call` — the same scope check, policy (`Tools::resolve`), argument validation,
 //! per-tool limits and audit event (`dispatch::call_tool`). An agent loop therefore never sees or
 //! calls a tool the caller's token could not call itself.
@@ -22,8 +23,14 @@ pub struct AgentToolCall {
 }
 
 impl Gateway {
-    /// The tools `ctx` may see, in `tools/list` order (the first of a name), under the one policy.
+    /// The tools `ctx` may call, in `tools/list` order (the first of a name), under the one policy.
+    /// A token without `universal-mcp-read-write` sees tools but calls none (`call_tool`), so an
+    /// agent running for it is offered none: a model is never shown a tool, a write tool least of
+    /// all, that the token could not call.
     pub async fn visible_tools(&self, ctx: &AccessContext) -> Vec<ToolDescriptor> {
+        if !ctx.scopes.allows_mcp_call() {
+            return Vec::new();
+        }
         self.tools.visible(ctx, ctx.client_providers.as_deref()).await
     }
 

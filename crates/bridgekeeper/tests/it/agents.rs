@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 use crate::harness::{Flow, Server, operator_token};
 
 const CB: &str = "http://127.0.0.1:9/callback";
-const WL_SCOPES: &str = "agents-all agents-use universal-mcp-read-write account";
+pub(crate) const WL_SCOPES: &str = "agents-all agents-use universal-mcp-read-write account";
 
 /// An operator-made white-label client allowed the agent scopes, and a token of it for `flow`.
-async fn whitelabel_token(server: &Server, flow: &Flow, scope: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) async fn whitelabel_token(server: &Server, flow: &Flow, scope: &str, extra: &[(&str, &str)]) -> String {
     let op = operator_token(server);
     let res = reqwest::Client::new()
         .post(server.url("/api/v1/auth-clients"))

@@ -3,6 +3,7 @@
 
 mod account_email;
 mod admin_accounts;
+mod agent_loop;
 mod agents;
 mod audit;
 mod authorize;
