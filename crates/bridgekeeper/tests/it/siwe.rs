@@ -436,8 +436,10 @@ async fn security_siwe_only_this_sites_pages_may_sign_in() {
         .unwrap();
     assert_eq!(refusal(res).await, (415, "unsupported_media_type".to_owned()));
     assert_eq!(signed_in_as(&http, &server).await, None);
-    // A body far larger than any sign-in message is refused unread, as problem JSON.
-    let res = http
+    // A body far larger than any sign-in message is refused unread, as problem JSON. (On a
+    // connection of its own: the server closes one whose body it did not read, and the next request
+    // of the cookie jar's client must not be sent down it.)
+    let res = reqwest::Client::new()
         .post(server.url("/api/v1/auth/authenticate"))
         .header("origin", server.issuer.clone())
         .json(&json!({ "message": "x".repeat(64 * 1024), "signature": sig }))
