@@ -298,6 +298,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_key_goes_in_the_configured_header_and_never_prints() {
+        let configured = ApiKey::new("from-env".into());
+        let azure =
+            OpenAiCompatible::new("https://r.example/v1", Some(&configured), Some("api-key"), limits()).unwrap();
+        let stored = ApiKey::new("sk-stored-secret".into());
+        assert!(azure.with_api_key(&stored).unwrap().is_some());
+        let (name, value) = auth_header(&stored, azure.key_header.as_deref()).unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("api-key", "sk-stored-secret"));
+        let plain = OpenAiCompatible::new("https://r.example/v1", None, None, limits()).unwrap();
+        let (name, value) = auth_header(&stored, plain.key_header.as_deref()).unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("authorization", "Bearer sk-stored-secret"));
+        assert!(value.is_sensitive());
+        assert!(!format!("{stored:?} {plain:?}").contains("sk-stored-secret"));
+        assert!(plain.with_api_key(&ApiKey::new("two\nlines".into())).is_err());
+    }
+
+    #[test]
     fn bounded_cuts_at_a_character() {
         assert_eq!(bounded("héllo", 2), "h…");
         assert_eq!(bounded("abc", 5), "abc");
