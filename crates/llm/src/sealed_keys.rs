@@ -23,6 +23,23 @@ pub const RECHECK: Duration = Duration::from_secs(2);
 /// The longest key accepted.
 pub const MAX_KEY_BYTES: usize = 4096;
 
+/// Whether `key` can be stored: 1 to 4096 visible ASCII characters (what an HTTP header carries;
+/// no spaces, no line breaks — a pasted key with a trailing newline is a mistake, not a key).
+pub fn check_api_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err("apiKey must be 1 to 4096 bytes");
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("apiKey must be visible ASCII characters without spaces or line breaks");
+    }
+    Ok(())
+}
+
+/// `key` sealed for the model (the model id is the associated data).
+pub fn seal_api_key(master: &MasterKey, model_id: &str, key: &ApiKey) -> Result<Vec<u8>, bk_crypto::CryptoError> {
+    master.seal(&llm_api_key_binding(model_id), key.expose().as_bytes())
+}
+
 /// What an instance last read for one model.
 struct Cached {
     read_at: Instant,
@@ -59,21 +76,13 @@ impl SealedKeys {
         now_ms: i64,
     ) -> Result<(), LlmError> {
         let invalid = |detail: &str| LlmError::InvalidRequest { field: "apiKey", detail: detail.to_owned() };
-        let k = key.expose();
-        if k.is_empty() || k.len() > MAX_KEY_BYTES {
-            return Err(invalid("apiKey must be 1 to 4096 bytes"));
-        }
-        if k.trim() != k || k.chars().any(char::is_control) {
-            return Err(invalid("apiKey must be one line without surrounding spaces or control characters"));
-        }
+        check_api_key(key.expose()).map_err(invalid)?;
         match configured.with_api_key(&key) {
             Ok(Some(_)) => {}
             Ok(None) => return Err(invalid("this model's provider takes no stored key")),
             Err(_) => return Err(invalid("apiKey is not valid in an HTTP header")),
         }
-        let sealed = self
-            .master
-            .seal(&llm_api_key_binding(model_id), k.as_bytes())
+        let sealed = seal_api_key(&self.master, model_id, &key)
             .map_err(|e| LlmError::Upstream(UpstreamError::Unreachable(format!("sealing the key failed: {e}"))))?;
         self.store.put_llm_api_key(model_id, &sealed, now_ms).await?;
         self.forget(model_id);

@@ -314,3 +314,58 @@ async fn keys_rotate_master_reseals_llm_api_keys_and_they_keep_working() {
     assert_eq!(upstream_auth(&fresh, &llm, &pat, "test-model").await, Some(format!("Bearer {STORED}")));
     assert!(!fresh.logs().contains(STORED));
 }
+
+/// `bridgekeeper admin llm …` on the server's database and configuration, `stdin` written to it.
+fn cli(server: &Server, env: &[(String, String)], args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut c = server.command();
+    c.args(["admin", "llm"]).args(args).arg("--data-dir").arg(server.dir.path());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_sets_and_clears_an_llm_key_read_from_standard_input() {
+    let llm = ScriptedLlm::start(script()).await;
+    let env = model_env(&llm, 1000, 1000, 100_000);
+    let server = Server::start_with(&env_of(&env));
+    let pat = person(&server, "cli@example.com", &["llm-all"]).await;
+    let out = cli(&server, &env, &["set-key", "--model", "test-model", "--key-stdin"], &format!("{STORED}\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!printed.contains(STORED), "{printed}");
+    assert_eq!(stored_rows(&server).await.len(), 1);
+    // Another process stored it: this instance sees it within its two-second recheck.
+    let start = Instant::now();
+    while upstream_auth(&server, &llm, &pat, "test-model").await != Some(format!("Bearer {STORED}")) {
+        assert!(start.elapsed() < Duration::from_secs(3), "the server still sends the old key");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let set = audited(&server, "llm.api_key.set", 1).await;
+    assert!(set[0].0 == "test-model" && set[0].1.contains("cli"), "{set:?}");
+    // Refused: an unknown model, a key with a space, no --key-stdin; nothing changed.
+    let unknown = cli(&server, &env, &["set-key", "--model", "nope", "--key-stdin"], "sk-x\n");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no model \"nope\""));
+    let spaced = cli(&server, &env, &["set-key", "--model", "test-model", "--key-stdin"], "sk with space\n");
+    assert!(!spaced.status.success());
+    assert!(!cli(&server, &env, &["set-key", "--model", "test-model"], "").status.success());
+    assert_eq!(stored_rows(&server).await.len(), 1);
+    let out = cli(&server, &env, &["clear-key", "--model", "test-model"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stored_rows(&server).await.is_empty());
+    let start = Instant::now();
+    while upstream_auth(&server, &llm, &pat, "test-model").await != Some(format!("Bearer {KEY}")) {
+        assert!(start.elapsed() < Duration::from_secs(3), "the server still sends the cleared key");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
