@@ -230,7 +230,7 @@ async fn security_a_sealed_llm_key_copied_to_another_model_does_not_open() {
     let llm = ScriptedLlm::start(script()).await;
     let models = format!(
         "[{{id=\"test-model\", base_url=\"{0}\", api_key_env=\"{KEY_VAR}\", prompt_credits_per_million=1000, \
-         completion_credits_per_million=1000}}, {{id=\"other-model\", base_url=\"{0}\", api_key_env=\"{KEY_VAR}\", \
+         completion_credits_per_million=1000}}, {{id=\"org/other-model\", base_url=\"{0}\", api_key_env=\"{KEY_VAR}\", \
          prompt_credits_per_million=1000, completion_credits_per_million=1000}}]",
         llm.base_url
     );
@@ -245,7 +245,7 @@ async fn security_a_sealed_llm_key_copied_to_another_model_does_not_open() {
     assert_eq!(set_key(&server, &op, PATH, json!({"apiKey": STORED})).await.status(), 204);
     let sealed = stored_rows(&server).await.remove(0).1;
     let pool = pool(&server).await;
-    sqlx::query("INSERT INTO llm_api_keys (model_id, sealed, updated_at) VALUES ('other-model', $1, 0)")
+    sqlx::query("INSERT INTO llm_api_keys (model_id, sealed, updated_at) VALUES ('org/other-model', $1, 0)")
         .bind(sealed)
         .execute(&pool)
         .await
@@ -255,7 +255,7 @@ async fn security_a_sealed_llm_key_copied_to_another_model_does_not_open() {
     let res = chat(
         &server,
         &pat,
-        json!({"model": "other-model", "messages": [{"role": "user", "content": "hi"}],
+        json!({"model": "org/other-model", "messages": [{"role": "user", "content": "hi"}],
         "max_tokens": 5}),
     )
     .await;
@@ -268,6 +268,11 @@ async fn security_a_sealed_llm_key_copied_to_another_model_does_not_open() {
     assert_eq!(ledger["balance"], 100_000);
     // The model it belongs to still works.
     assert_eq!(upstream_auth(&server, &llm, &pat, "test-model").await, Some(format!("Bearer {STORED}")));
+    // The other model's own key (its id's `/` percent-encoded in the path) replaces the copy.
+    let own = "sk-own-SECRET-of-other";
+    let path = "/api/v1/admin/llm/models/org%2Fother-model/api-key";
+    assert_eq!(set_key(&server, &op, path, json!({"apiKey": own})).await.status(), 204);
+    assert_eq!(upstream_auth(&server, &llm, &pat, "org/other-model").await, Some(format!("Bearer {own}")));
 }
 
 #[tokio::test]
