@@ -194,6 +194,12 @@ async fn security_llm_api_keys_are_set_only_with_an_operator_token() {
     assert_eq!(forged.status(), 401);
     assert!(stored_rows(&server).await.is_empty(), "nothing stored");
     assert_eq!(upstream_auth(&server, &llm, &pat, "test-model").await, Some(format!("Bearer {KEY}")));
+    // Documented as operator-only operations.
+    let doc: Value = reqwest::get(server.url("/openapi.json")).await.unwrap().json().await.unwrap();
+    let ops = &doc["paths"]["/api/v1/admin/llm/models/{id}/api-key"];
+    assert_eq!(ops["put"]["operationId"], "adminSetLlmApiKey");
+    assert_eq!(ops["delete"]["operationId"], "adminClearLlmApiKey");
+    assert_eq!(ops["put"]["security"], json!([{"operator": []}]));
 }
 
 #[tokio::test]
