@@ -20,6 +20,7 @@ mod credits;
 pub mod handoff;
 mod knowledge;
 mod llm;
+mod llm_keys;
 mod openapi;
 mod pats;
 pub mod problem;
@@ -228,6 +229,7 @@ fn routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(llm::models))
         .routes(routes!(credits::list))
         .routes(routes!(credits::grant))
+        .routes(routes!(llm_keys::set_api_key, llm_keys::clear_api_key))
         .routes(routes!(knowledge::list_bases, knowledge::create_base))
         .routes(routes!(knowledge::get_base, knowledge::update_base, knowledge::delete_base))
         .routes(routes!(knowledge::set_default))

@@ -85,6 +85,30 @@ pub enum Admin {
         #[command(subcommand)]
         action: ClientAction,
     },
+    /// LLM models' upstream API keys, stored sealed under the master key.
+    Llm {
+        #[command(subcommand)]
+        action: LlmAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LlmAction {
+    /// Store a configured model's upstream API key (sealed; it takes precedence over the model's
+    /// `api_key_env` / `api_key_file` on every instance within two seconds). Audited (`llm.api_key.set`).
+    SetKey {
+        /// A model id of `[[llm.models]]`.
+        #[arg(long)]
+        model: String,
+        /// Read the key from standard input (the only way: never on the command line).
+        #[arg(long, required = true)]
+        key_stdin: bool,
+    },
+    /// Remove a model's stored key: its configured key applies again. Audited (`llm.api_key.cleared`).
+    ClearKey {
+        #[arg(long)]
+        model: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,7 +234,7 @@ pub enum AccountAction {
     },
 }
 
-fn load(cfg: &ConfigArgs, listen: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
+pub(crate) fn load(cfg: &ConfigArgs, listen: Option<String>, issuer: Option<String>) -> anyhow::Result<Config> {
     Config::load(cfg.config.as_deref(), &Overrides { listen, issuer, data_dir: cfg.data_dir.clone() })
 }
 
@@ -311,6 +335,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Admin { cfg, what: Admin::Account { action } } => account(&cfg, action).await,
+        Command::Admin { cfg, what: Admin::Llm { action } } => crate::llm_keys::run(&cfg, action).await,
         Command::Admin { cfg, what: Admin::Audit { action } } => {
             let config = load(&cfg, None, None)?;
             let (store, _) = crate::serve::open_store(&config).await?;

@@ -354,6 +354,7 @@ pub async fn rotate_master(store: &bk_store::SqlStore, master: &MasterKey) -> an
                 let (account, row) = v.id.split_once(':').unwrap_or_default();
                 bk_domain::bridge::bridge_binding(&bk_domain::ids::AccountId::from_string(account.to_owned()), row)
             }
+            MasterSealedKind::LlmApiKey => bk_domain::ports::llm_api_key_binding(&v.id),
         };
         let what = match v.kind {
             MasterSealedKind::ClientSecret => "client secret",
@@ -361,6 +362,7 @@ pub async fn rotate_master(store: &bk_store::SqlStore, master: &MasterKey) -> an
             MasterSealedKind::UpstreamClientSecret => "upstream registration",
             MasterSealedKind::TotpSecret => "TOTP secret",
             MasterSealedKind::SessionBridge => "bridge-mode session token",
+            MasterSealedKind::LlmApiKey => "LLM upstream API key of model",
         };
         let new = match master.open(&aad, &v.sealed) {
             Ok(plain) => master.seal(&aad, &zeroize::Zeroizing::new(plain))?,

@@ -8,6 +8,7 @@ mod headers;
 mod idp_config;
 mod keys;
 mod knowledge;
+mod llm_keys;
 mod logging;
 mod metrics;
 mod observe;

@@ -245,7 +245,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )?
     .with_bridge(bridge);
     let upstream_counters = upstream_tools.counters();
-    let llm = Arc::new(bk_llm::Llm::from_config(&config.llm, &config.credits, sql.clone(), clock.clone())?);
+    let llm = Arc::new(
+        bk_llm::Llm::from_config(&config.llm, &config.credits, sql.clone(), clock.clone())?
+            .with_sealed_keys(sql.clone(), master.clone()),
+    );
     tracing::info!(models = llm.models().count(), "LLM access");
     // Agents talk to the LLM service; with no model configured, `use-agent` and agent chat say so.
     let agent_model: Option<Arc<dyn bk_agents::AgentModel>> = config.llm.models.first().map(|first| {

@@ -5,7 +5,8 @@
 //!   OpenAI-compatible implementation (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM): timeouts, a cap
 //!   on the answer's size, server-sent events parsed by `eventsource-stream`, tool calls passed
 //!   through. Upstream API keys are read once at start (an environment variable or a file) into an
-//!   [`ApiKey`], which never prints.
+//!   [`ApiKey`], which never prints. An operator may store a model's key instead
+//!   ([`Llm::set_api_key`]): sealed under the master key, it takes precedence ([`sealed_keys`]).
 //! - [`types`]: the request and response in the OpenAI shape (messages with `role`, `content`,
 //!   `tool_calls`, `tool_call_id`; `tools`; `temperature`; `max_tokens`), unknown fields kept.
 //! - [`Llm`]: the service. **The seam for the agent loop** is
@@ -27,6 +28,7 @@
 pub mod config;
 pub mod error;
 pub mod provider;
+pub mod sealed_keys;
 mod service;
 pub mod types;
 

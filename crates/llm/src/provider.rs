@@ -4,6 +4,7 @@
 //! and answers a completion, or a stream of chunks; billing is not its business.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +28,11 @@ pub trait ChatProvider: Send + Sync {
     /// A streamed completion: `Ok` once the upstream accepted it (an error status is an `Err` here).
     /// The provider asks for the usage chunk at the end.
     async fn stream(&self, request: &ChatRequest) -> Result<ChunkStream, UpstreamError>;
+    /// The same upstream with another API key (one an operator stored): `Ok(None)` when this
+    /// provider takes no key this way; `Err` when the key cannot be sent (not valid in a header).
+    fn with_api_key(&self, _key: &ApiKey) -> Result<Option<Arc<dyn ChatProvider>>, String> {
+        Ok(None)
+    }
 }
 
 /// An upstream API key. Never printed: no `Display`, and `Debug` shows only that there is one.
@@ -64,7 +70,24 @@ pub struct OpenAiCompatible {
     auth: Option<(HeaderName, HeaderValue)>,
     /// The key itself, to scrub it from upstream messages passed on (some upstreams echo it).
     key: Option<ApiKey>,
+    /// The configured header name (`None`: `authorization`), for the same upstream with another key.
+    key_header: Option<String>,
     limits: UpstreamLimits,
+}
+
+/// The header carrying `key`: `Authorization: Bearer KEY`, or the named header with the key alone.
+fn auth_header(key: &ApiKey, key_header: Option<&str>) -> Result<(HeaderName, HeaderValue), String> {
+    let header = key_header.unwrap_or("authorization").to_ascii_lowercase();
+    let name = HeaderName::from_bytes(header.as_bytes())
+        .map_err(|_| format!("api_key_header {header:?} is not a header name"))?;
+    let raw = if name == reqwest::header::AUTHORIZATION {
+        format!("Bearer {}", key.expose())
+    } else {
+        key.expose().to_owned()
+    };
+    let mut value = HeaderValue::from_str(&raw).map_err(|_| "the API key is not valid in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok((name, value))
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -87,30 +110,14 @@ impl OpenAiCompatible {
         }
         let path = format!("{}/chat/completions", url.path().trim_end_matches('/'));
         url.set_path(&path);
-        let auth = match key {
-            None => None,
-            Some(k) => {
-                let header = key_header.unwrap_or("authorization").to_ascii_lowercase();
-                let name = HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| format!("api_key_header {header:?} is not a header name"))?;
-                let raw = if name == reqwest::header::AUTHORIZATION {
-                    format!("Bearer {}", k.expose())
-                } else {
-                    k.expose().to_owned()
-                };
-                let mut value =
-                    HeaderValue::from_str(&raw).map_err(|_| "the API key is not valid in a header".to_owned())?;
-                value.set_sensitive(true);
-                Some((name, value))
-            }
-        };
+        let auth = key.map(|k| auth_header(k, key_header)).transpose()?;
         let http = reqwest::Client::builder()
             .connect_timeout(limits.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         let key = key.map(|k| ApiKey::new(k.expose().to_owned()));
-        Ok(Self { http, url, auth, key, limits })
+        Ok(Self { http, url, auth, key, key_header: key_header.map(str::to_owned), limits })
     }
 
     async fn post(&self, body: &Value) -> Result<reqwest::Response, UpstreamError> {
@@ -161,6 +168,19 @@ impl ChatProvider for OpenAiCompatible {
             serde_json::from_slice::<ChatResponse>(&bytes).map_err(|e| UpstreamError::Malformed(e.to_string()))
         };
         tokio::time::timeout(self.limits.request_timeout, work).await.map_err(|_| UpstreamError::Timeout)?
+    }
+
+    /// The same upstream and HTTP client (its connections kept) with `key` instead.
+    fn with_api_key(&self, key: &ApiKey) -> Result<Option<Arc<dyn ChatProvider>>, String> {
+        let auth = auth_header(key, self.key_header.as_deref())?;
+        Ok(Some(Arc::new(Self {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            auth: Some(auth),
+            key: Some(ApiKey::new(key.expose().to_owned())),
+            key_header: self.key_header.clone(),
+            limits: self.limits,
+        })))
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<ChunkStream, UpstreamError> {
@@ -275,6 +295,23 @@ mod tests {
         assert_eq!(name.as_str(), "api-key");
         assert_eq!(value.to_str().unwrap(), "k");
         assert!(OpenAiCompatible::new("ftp://x", None, None, limits()).is_err());
+    }
+
+    #[test]
+    fn a_stored_key_goes_in_the_configured_header_and_never_prints() {
+        let configured = ApiKey::new("from-env".into());
+        let azure =
+            OpenAiCompatible::new("https://r.example/v1", Some(&configured), Some("api-key"), limits()).unwrap();
+        let stored = ApiKey::new("sk-stored-secret".into());
+        assert!(azure.with_api_key(&stored).unwrap().is_some());
+        let (name, value) = auth_header(&stored, azure.key_header.as_deref()).unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("api-key", "sk-stored-secret"));
+        let plain = OpenAiCompatible::new("https://r.example/v1", None, None, limits()).unwrap();
+        let (name, value) = auth_header(&stored, plain.key_header.as_deref()).unwrap();
+        assert_eq!((name.as_str(), value.to_str().unwrap()), ("authorization", "Bearer sk-stored-secret"));
+        assert!(value.is_sensitive());
+        assert!(!format!("{stored:?} {plain:?}").contains("sk-stored-secret"));
+        assert!(plain.with_api_key(&ApiKey::new("two\nlines".into())).is_err());
     }
 
     #[test]

@@ -17,7 +17,10 @@ use tokio::sync::mpsc;
 use crate::config::{CreditsConfig, LlmConfig, ModelConfig};
 use crate::error::{LlmError, UpstreamError};
 use crate::provider::{ApiKey, ChatProvider, OpenAiCompatible, UpstreamLimits};
+use crate::sealed_keys::SealedKeys;
 use crate::types::{ChatRequest, ChatResponse, Usage};
+use bk_crypto::envelope::MasterKey;
+use bk_domain::ports::LlmApiKeyStore;
 
 /// The longest public model id.
 const MAX_MODEL_ID_BYTES: usize = 200;
@@ -78,6 +81,8 @@ pub struct Llm {
     max_stream: Duration,
     /// A hold older than this was left by a request that died: it is given back.
     stale_hold_ms: i64,
+    /// Keys operators stored (sealed), which take precedence over the configured ones.
+    sealed_keys: Option<SealedKeys>,
 }
 
 impl std::fmt::Debug for Llm {
@@ -133,6 +138,7 @@ impl Llm {
             request_timeout: limits.request_timeout,
             max_stream: Duration::from_secs(config.max_stream_secs.max(config.request_timeout_secs)),
             stale_hold_ms: 0,
+            sealed_keys: None,
         };
         llm.stale_hold_ms = i64::try_from((llm.max_stream + limits.request_timeout).as_millis())
             .unwrap_or(i64::MAX)
@@ -171,6 +177,39 @@ impl Llm {
         }
         self.models.insert(info.id.clone(), Arc::new(Model { info, upstream_model, provider }));
         Ok(())
+    }
+
+    /// Lets operators store models' upstream API keys, sealed under `master` in `store`; a stored
+    /// key takes precedence over the configured one (see [`crate::sealed_keys`]).
+    pub fn with_sealed_keys(mut self, store: Arc<dyn LlmApiKeyStore>, master: Arc<MasterKey>) -> Self {
+        self.sealed_keys = Some(SealedKeys::new(store, master));
+        self
+    }
+
+    /// Seals and stores the upstream API key of a configured model (`UnknownModel` otherwise).
+    pub async fn set_api_key(&self, model_id: &str, key: ApiKey) -> Result<(), LlmError> {
+        let (model, keys) = self.keyed_model(model_id)?;
+        keys.set(model_id, model.provider.as_ref(), key, self.clock.now_ms()).await
+    }
+
+    /// Removes a configured model's stored key (its configured key applies again); whether there
+    /// was one.
+    pub async fn clear_api_key(&self, model_id: &str) -> Result<bool, LlmError> {
+        let (_, keys) = self.keyed_model(model_id)?;
+        keys.clear(model_id).await
+    }
+
+    fn keyed_model(&self, model_id: &str) -> Result<(&Arc<Model>, &SealedKeys), LlmError> {
+        let model = self.models.get(model_id).ok_or_else(|| {
+            let mut id = model_id.to_owned();
+            id.truncate(MAX_MODEL_ID_BYTES);
+            LlmError::UnknownModel(id)
+        })?;
+        let keys = self.sealed_keys.as_ref().ok_or_else(|| LlmError::InvalidRequest {
+            field: "model",
+            detail: "stored API keys are not enabled".into(),
+        })?;
+        Ok((model, keys))
     }
 
     /// The models offered, by id.
@@ -219,7 +258,7 @@ impl Llm {
         tokio::spawn(async move {
             let wants_usage = request.wants_stream_usage();
             let prepared = this.prepare(&account, request).await?;
-            let chunks = match prepared.model.provider.stream(&prepared.upstream).await {
+            let chunks = match prepared.provider.stream(&prepared.upstream).await {
                 Ok(c) => c,
                 Err(e) => {
                     this.release(&account, &prepared.hold_id).await;
@@ -274,6 +313,11 @@ impl Llm {
                 detail: format!("this model answers with at most {cap} tokens"),
             });
         }
+        // Which key: resolved before credits are held, so a key that cannot be used holds none.
+        let provider = match &self.sealed_keys {
+            Some(keys) => keys.provider(&model.info.id, &model.provider).await?,
+            None => model.provider.clone(),
+        };
         let price = model.info.price;
         let prompt_bound = prompt_token_bound(&request);
         let now = self.clock.now_ms();
@@ -306,11 +350,11 @@ impl Llm {
         } else {
             request.max_tokens = Some(max_tokens);
         }
-        Ok(Prepared { model: model.clone(), upstream: request, hold_id, reserved: amount, remaining })
+        Ok(Prepared { model: model.clone(), provider, upstream: request, hold_id, reserved: amount, remaining })
     }
 
     async fn run_complete(&self, bill_to: &AccountId, p: Prepared) -> Result<Billed<ChatResponse>, LlmError> {
-        let mut response = match p.model.provider.complete(&p.upstream).await {
+        let mut response = match p.provider.complete(&p.upstream).await {
             Ok(r) => r,
             Err(e) => {
                 self.release(bill_to, &p.hold_id).await;
@@ -424,6 +468,8 @@ impl Llm {
 /// A request ready for its upstream, with its credits held.
 struct Prepared {
     model: Arc<Model>,
+    /// The model's provider with the key in force.
+    provider: Arc<dyn ChatProvider>,
     upstream: ChatRequest,
     hold_id: String,
     reserved: i64,

@@ -174,6 +174,17 @@ impl MasterSealedStore for SqlStore {
                 sealed: r.try_get("sealed").db()?,
             });
         }
+        let rows = sqlx::query("SELECT model_id, sealed FROM llm_api_keys ORDER BY model_id")
+            .fetch_all(&self.pool)
+            .await
+            .db()?;
+        for r in &rows {
+            out.push(MasterSealedValue {
+                kind: MasterSealedKind::LlmApiKey,
+                id: r.try_get("model_id").db()?,
+                sealed: r.try_get("sealed").db()?,
+            });
+        }
         Ok(out)
     }
 
@@ -192,6 +203,7 @@ impl MasterSealedStore for SqlStore {
                 "UPDATE account_totp SET secret_sealed = $3 WHERE account_id = $1 AND secret_sealed = $2"
             }
             MasterSealedKind::SessionBridge => "UPDATE session_bridges SET sealed = $3 WHERE id = $1 AND sealed = $2",
+            MasterSealedKind::LlmApiKey => "UPDATE llm_api_keys SET sealed = $3 WHERE model_id = $1 AND sealed = $2",
         };
         // A bridge token's id is `{account}:{row}`: the row is the key.
         let id = match kind {

@@ -20,6 +20,7 @@ mod handoff_codes;
 mod idp_identities;
 mod keys;
 mod knowledge;
+mod llm_keys;
 mod mcp_sessions;
 mod migrations;
 mod passkeys;

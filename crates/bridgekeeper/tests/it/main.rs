@@ -24,6 +24,7 @@ mod health;
 mod key_rotation;
 mod knowledge;
 mod llm;
+mod llm_keys;
 mod machine_clients;
 mod mcp;
 mod mcp_2026;

@@ -62,6 +62,9 @@ pub enum MasterSealedKind {
     /// A bridge-mode scoped token (`crate::bridge`); its id is `{account id}:{row id}`, bound to
     /// `bridge_binding(account, row)`.
     SessionBridge,
+    /// An LLM model's upstream API key set by an operator; its id is the model id, bound to
+    /// `llm_api_key_binding(model id)`.
+    LlmApiKey,
 }
 
 /// One such value.

@@ -17,6 +17,7 @@ mod handoff;
 pub mod idp_identities;
 mod keys;
 mod knowledge;
+mod llm_keys;
 mod mcp_sessions;
 mod passkeys;
 mod second_factor;
@@ -41,6 +42,7 @@ pub use keys::{
     MasterSealedKind, MasterSealedStore, MasterSealedValue, SigningKeyRotation, SigningKeyStore, StoredSigningKey,
 };
 pub use knowledge::{BaseFilter, KnowledgeStore};
+pub use llm_keys::{LlmApiKeyStore, llm_api_key_binding};
 pub use mcp_sessions::McpSessionStore;
 pub use passkeys::{PasskeyRemoval, PasskeyStore};
 pub use second_factor::{SecondFactorStore, StoredTotp};

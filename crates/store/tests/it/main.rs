@@ -39,6 +39,7 @@ mod email;
 mod handoff;
 mod idp_identities;
 mod knowledge;
+mod llm_keys;
 mod machine_clients;
 mod passkeys;
 mod second_factor;
