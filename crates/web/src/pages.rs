@@ -313,10 +313,11 @@ pub async fn login(
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "account lookup failed");
-            return state.message(
+            return state.branded_message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again",
                 "The server could not sign you in right now.",
+                brand,
             );
         }
     };
