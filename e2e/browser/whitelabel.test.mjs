@@ -1,4 +1,4 @@
-// End-to-end in a real browser: a white-label client's login and consent pages
+// End-to-end in a real browser: a white-label client's login, sign-up, forgot-password and consent pages
 // in Chromium (Debian's, driven by playwright-core over CDP). Checks what a
 // person sees: the client's logo (a real PNG, decoded), name, description and
 // brand colour (from /static/brand/<client_id>.css, applied to the primary
@@ -265,6 +265,51 @@ describe('White-label login and consent pages in Chromium', () => {
                 ),
                 [],
                 `no CSP violations, script errors or failed sub-resources on the pages:\n${mine.join('\n')}`
+            );
+            await page.close();
+        })
+    );
+
+    test('sign-up and forgot-password pages reached from the sign-in page are branded too', { timeout: TEST_TIMEOUT_MS }, () =>
+        withServerLog(server, async () => {
+            const { issuer } = server;
+            await context.clearCookies();
+            const page = await newPage();
+            const before = consoleLog.length;
+            const brand = { clientId: app.clientId, name: 'YourApp', description: DESCRIPTION, color: BRAND_COLOR, rgb: BRAND_RGB, logo };
+            const { challenge } = pkce();
+            await page.goto(authorizeUrl(issuer, app.clientId, { state: 'st', challenge }), { waitUntil: 'load' });
+            assert.equal(new URL(page.url()).pathname, '/login', `landed on /login: ${page.url()}`);
+
+            // "No account yet? Create one": the sign-up page, in the client's brand, for the same request.
+            await Promise.all([page.waitForURL(u => u.pathname === '/signup'), page.getByRole('link', { name: 'Create one' }).click()]);
+            await page.waitForFunction(() => [...document.images].every(i => i.complete));
+            const signup = await assertBranded(page, issuer, brand, 'sign-up page');
+            assert.equal(signup.buttonText, 'Create account');
+            assert.equal(new URL(await page.locator('input[name="next"]').getAttribute('value'), issuer).pathname, '/api/v1/auth/authorize');
+            const signupTitle = await page.title();
+            assert.ok(signupTitle.includes('YourApp') && !signupTitle.includes('Bridgekeeper'), `title: ${signupTitle}`);
+            assert.equal(await page.getByText('Bridgekeeper').count(), 0, 'no "Bridgekeeper" shown on the sign-up page');
+            await page.screenshot({ path: path.join(ARTIFACTS, 'whitelabel-signup.png'), fullPage: true });
+
+            // Back to sign in (still branded), then "Forgot your password?".
+            await Promise.all([page.waitForURL(u => u.pathname === '/login'), page.getByRole('link', { name: 'Sign in' }).click()]);
+            await assertBranded(page, issuer, brand, 'sign-in page from sign-up');
+            await Promise.all([
+                page.waitForURL(u => u.pathname === '/forgot-password'),
+                page.getByRole('link', { name: 'Forgot your password?' }).click()
+            ]);
+            await page.waitForFunction(() => [...document.images].every(i => i.complete));
+            const forgot = await assertBranded(page, issuer, brand, 'forgot-password page');
+            assert.equal(forgot.buttonText, 'Send the link');
+            assert.equal(await page.getByText('Bridgekeeper').count(), 0, 'no "Bridgekeeper" shown on the forgot-password page');
+            await page.screenshot({ path: path.join(ARTIFACTS, 'whitelabel-forgot.png'), fullPage: true });
+
+            const mine = consoleLog.slice(before);
+            assert.deepEqual(
+                mine.filter(l => /Content Security Policy|Refused to|\[pageerror\]|\[http |\[requestfailed\]/i.test(l) && !/\/favicon\.ico$/.test(l)),
+                [],
+                `no CSP violations, script errors or failed sub-resources:\n${mine.join('\n')}`
             );
             await page.close();
         })

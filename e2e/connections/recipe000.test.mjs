@@ -155,6 +155,7 @@ describe('reference 000: multi-tenant setup, step by step', () => {
         assert.ok(html.includes(`<p class="muted brand-description">${DESCRIPTION}</p>`), `the description: ${ctx}`);
         assert.ok(html.includes(`<link rel="stylesheet" href="/static/brand/${client.clientId}.css">`), `the brand stylesheet: ${ctx}`);
         assert.ok(!html.includes('<div class="brand">Bridgekeeper</div>'), `not the server's own brand: ${ctx}`);
+        assert.ok(!html.includes('Bridgekeeper'), `no "Bridgekeeper" anywhere on the page (title included): ${ctx}`);
     }
 
     test(
@@ -219,7 +220,14 @@ describe('reference 000: multi-tenant setup, step by step', () => {
         assert.ok(signupHref, `the sign-in page links to sign-up: ${loginPage.text}`);
         const signupPage = await agent.get(at(signupHref));
         assert.equal(signupPage.status, 200);
+        // "Your customers sign up on your platform": the sign-up page is the client's too.
+        assertBranded(signupPage.text, `${name}: sign-up page`);
         const signup = extractForm(signupPage.text, '/signup');
+        assert.equal(new URL(signup.hidden.get('next'), bk.issuer).pathname, '/api/v1/auth/authorize', 'sign-up continues the request');
+        // A refused sign-up (password too short) shows the page again, still branded.
+        const refused = await agent.post(at('/signup'), { csrf_token: signup.hidden.get('csrf_token'), next: signup.hidden.get('next'), email, password: 'short' });
+        assert.equal(refused.status, 400, `POST /signup (too short): ${refused.status} ${refused.text}`);
+        assertBranded(refused.text, `${name}: refused sign-up page`);
         res = await agent.post(at('/signup'), { csrf_token: signup.hidden.get('csrf_token'), next: signup.hidden.get('next'), email, password });
         assert.equal(res.status, 303, `POST /signup: ${res.status} ${res.text}`);
         const signedUp = await agent.get(res.location);

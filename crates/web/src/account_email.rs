@@ -55,6 +55,19 @@ const RESET_REQUESTED: &str = "If an account uses this address, we sent it a lin
 #[derive(Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
+    /// The authorization request the link was asked for on the way through (sign-up, forgotten
+    /// password): the page carries that white-label client's brand and leads back to it.
+    next: Option<String>,
+}
+
+/// The `next` of an emailed link and its brand: a link asked for on the way through a white-label
+/// client's authorization request carries it (see [`link_for`]); any other `next` counts as none.
+async fn next_and_brand(state: &WebState, next: Option<&str>) -> (String, Option<minijinja::Value>) {
+    let next = crate::safe_next(next);
+    match crate::brand_of_next(state, &next).await {
+        Some(brand) => (next, Some(brand)),
+        None => ("/".to_owned(), None),
+    }
 }
 
 /// A new link of `purpose` for `account`, stored by digest; the token for the URL.
@@ -80,9 +93,27 @@ fn link(state: &WebState, path: &str, token: &str) -> String {
     format!("{}{path}?token={token}", state.auth.issuer)
 }
 
+/// [`link`], carrying `next` when it continues a white-label client's authorization request (so the
+/// page the link opens shows that client's brand); otherwise the plain link.
+async fn link_for(state: &WebState, path: &str, token: &str, next: &str) -> String {
+    let plain = link(state, path, token);
+    if crate::brand_of_next(state, next).await.is_none() {
+        return plain;
+    }
+    let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    format!("{plain}&next={next}")
+}
+
 /// Sends `account` a link to verify its address (at sign-up, or when asked). False if no link could be made.
 pub(crate) async fn send_verification(state: &WebState, account: &Account, now: UnixTime) -> bool {
+    send_verification_for(state, account, "/", now).await
+}
+
+/// [`send_verification`] for a sign-up on the way to `next`: the link carries it when it continues a
+/// white-label client's authorization request.
+pub(crate) async fn send_verification_for(state: &WebState, account: &Account, next: &str, now: UnixTime) -> bool {
     let Some(token) = new_link(state, account, EmailPurpose::VerifyEmail, now).await else { return false };
+    let url = link_for(state, VERIFY_PATH, &token, next).await;
     state.mail.send_later(Email {
         to: account.email.clone(),
         subject: "Verify your email address".into(),
@@ -90,7 +121,6 @@ pub(crate) async fn send_verification(state: &WebState, account: &Account, now: 
             "Hello,\n\nconfirm that {email} is your address by opening this link (it works once, for 24 hours):\n\n\
              {url}\n\nIf you did not create an account at {issuer}, ignore this message.\n",
             email = account.email,
-            url = link(state, VERIFY_PATH, &token),
             issuer = state.auth.issuer,
         ),
     });
@@ -115,7 +145,13 @@ fn hash_of(token: &str) -> Vec<u8> {
 }
 
 /// Why a link no longer works, told from what is stored about it.
-async fn dead_link(state: &WebState, token: &str, purpose: EmailPurpose, now: UnixTime) -> Response {
+async fn dead_link(
+    state: &WebState,
+    token: &str,
+    purpose: EmailPurpose,
+    now: UnixTime,
+    brand: Option<minijinja::Value>,
+) -> Response {
     let stored = state.email_tokens.email_token(&hash_of(token)).await.ok().flatten().filter(|t| t.purpose == purpose);
     let again = match purpose {
         EmailPurpose::VerifyEmail => "Ask for a new one on your account's security page.",
@@ -127,32 +163,36 @@ async fn dead_link(state: &WebState, token: &str, purpose: EmailPurpose, now: Un
         Some(t) if t.expires_at <= now => ("This link has expired", "Links work for a limited time."),
         _ => ("This link is not valid", "It may have been copied incompletely."),
     };
-    state.message(StatusCode::BAD_REQUEST, title, &format!("{why} {again}"))
+    state.branded_message(StatusCode::BAD_REQUEST, title, &format!("{why} {again}"), brand)
 }
 
 /// `GET /verify-email?token=…`: proves the address the link was sent to.
 pub async fn verify_email(State(state): State<Arc<WebState>>, Query(q): Query<TokenQuery>) -> Response {
     let now = state.auth.clock.now();
     let token = q.token.unwrap_or_default();
+    let (_, brand) = next_and_brand(&state, q.next.as_deref()).await;
     let used = match state.email_tokens.use_email_token(&hash_of(&token), EmailPurpose::VerifyEmail, now).await {
         Ok(Some(t)) => t,
-        Ok(None) => return dead_link(&state, &token, EmailPurpose::VerifyEmail, now).await,
+        Ok(None) => return dead_link(&state, &token, EmailPurpose::VerifyEmail, now, brand).await,
         Err(e) => return unavailable(&state, "verifying the address", &e),
     };
     match state.auth.store.mark_email_verified(&used.account_id, &used.email, now).await {
         Ok(true) => {
             tracing::info!(account = %used.account_id, "email address verified");
             state.auth.emit(state.auth.event("account.email_verified", Outcome::Success).account(&used.account_id));
-            state.message(StatusCode::OK, "Email address verified", &format!("{} is verified. Thank you.", used.email))
+            let msg = format!("{} is verified. Thank you.", used.email);
+            state.branded_message(StatusCode::OK, "Email address verified", &msg, brand)
         }
         Ok(false) => match state.auth.store.account(&used.account_id).await {
             Ok(Some(a)) if a.email == used.email && a.email_verified() => {
-                state.message(StatusCode::OK, "Email address verified", &format!("{} was verified already.", a.email))
+                let msg = format!("{} was verified already.", a.email);
+                state.branded_message(StatusCode::OK, "Email address verified", &msg, brand)
             }
-            _ => state.message(
+            _ => state.branded_message(
                 StatusCode::BAD_REQUEST,
                 "This link is for another address",
                 "The account no longer uses the address this link was sent to.",
+                brand,
             ),
         },
         Err(e) => unavailable(&state, "verifying the address", &e),
@@ -293,9 +333,14 @@ async fn replace_password(state: &WebState, account: &Account, new: String, now:
 }
 
 /// `GET /forgot-password`.
-pub async fn forgot_form(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+pub async fn forgot_form(
+    State(state): State<Arc<WebState>>,
+    headers: HeaderMap,
+    Query(q): Query<crate::second_factor::NextQuery>,
+) -> Response {
     let (s, fresh) = session_of(&state, &headers);
-    let res = render_forgot(&state, &s, StatusCode::OK, "", None, None);
+    let (next, brand) = next_and_brand(&state, q.next.as_deref()).await;
+    let res = render_forgot(&state, &s, StatusCode::OK, "", None, None, (&next, brand));
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
@@ -306,11 +351,12 @@ fn render_forgot(
     email: &str,
     error: Option<&str>,
     notice: Option<&str>,
+    (next, brand): (&str, Option<minijinja::Value>),
 ) -> Response {
     state.page(
         status,
         "forgot.html",
-        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), email, error, notice },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), email, error, notice, next, brand },
     )
 }
 
@@ -326,6 +372,7 @@ pub async fn forgot(
         Ok(found) => found,
         Err(res) => return *res,
     };
+    let (next, brand) = next_and_brand(&state, field(&pairs, "next")).await;
     let typed = field(&pairs, "email").unwrap_or("");
     let email = normalize_email(typed);
     if email.len() > MAX_EMAIL_BYTES || !bk_domain::account::is_valid_email(&email) {
@@ -336,6 +383,7 @@ pub async fn forgot(
             "",
             Some("Enter the email address of your account."),
             None,
+            (&next, brand),
         );
     }
     let limiter = state.auth.limiter.as_ref();
@@ -351,6 +399,7 @@ pub async fn forgot(
             &email,
             Some("Too many reset requests from this network. Try again later."),
             None,
+            (&next, brand),
         );
         return res;
     }
@@ -362,12 +411,13 @@ pub async fn forgot(
     if send {
         let state2 = state.clone();
         let ip = peer.ip();
-        tokio::spawn(async move { send_reset(&state2, &email, ip, now).await });
+        let next2 = next.clone();
+        tokio::spawn(async move { send_reset(&state2, &email, &next2, ip, now).await });
     }
-    render_forgot(&state, &s, StatusCode::OK, "", None, Some(RESET_REQUESTED))
+    render_forgot(&state, &s, StatusCode::OK, "", None, Some(RESET_REQUESTED), (&next, brand))
 }
 
-async fn send_reset(state: &WebState, email: &str, ip: std::net::IpAddr, now: UnixTime) {
+async fn send_reset(state: &WebState, email: &str, next: &str, ip: std::net::IpAddr, now: UnixTime) {
     let account = match state.auth.store.account_by_email(email).await {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -386,6 +436,7 @@ async fn send_reset(state: &WebState, email: &str, ip: std::net::IpAddr, now: Un
         }
     };
     let Some(token) = new_link(state, &account, EmailPurpose::ResetPassword, now).await else { return };
+    let url = link_for(state, RESET_PATH, &token, next).await;
     state.auth.emit(state.auth.event("account.password_reset_requested", Outcome::Success).account(&account.id).ip(ip));
     state.mail.send_later(Email {
         to: account.email.clone(),
@@ -396,7 +447,6 @@ async fn send_reset(state: &WebState, email: &str, ip: std::net::IpAddr, now: Un
              If you did not ask for this, ignore this message: your password stays as it is.\n",
             email = account.email,
             issuer = state.auth.issuer,
-            url = link(state, RESET_PATH, &token),
         ),
     });
 }
@@ -410,13 +460,14 @@ pub async fn reset_form(
 ) -> Response {
     let now = state.auth.clock.now();
     let token = q.token.unwrap_or_default();
+    let (next, brand) = next_and_brand(&state, q.next.as_deref()).await;
     match state.email_tokens.email_token(&hash_of(&token)).await {
         Ok(Some(t)) if t.purpose == EmailPurpose::ResetPassword && t.is_usable(now) => {}
-        Ok(_) => return dead_link(&state, &token, EmailPurpose::ResetPassword, now).await,
+        Ok(_) => return dead_link(&state, &token, EmailPurpose::ResetPassword, now, brand).await,
         Err(e) => return unavailable(&state, "reading the reset link", &e),
     }
     let (s, fresh) = session_of(&state, &headers);
-    let res = render_reset(&state, &s, StatusCode::OK, &token, None);
+    let res = render_reset(&state, &s, StatusCode::OK, &token, None, (&next, brand));
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
@@ -426,8 +477,13 @@ fn render_reset(
     status: StatusCode,
     token: &str,
     error: Option<&str>,
+    (next, brand): (&str, Option<minijinja::Value>),
 ) -> Response {
-    state.page(status, "reset.html", context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), token, error })
+    state.page(
+        status,
+        "reset.html",
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), token, error, next, brand },
+    )
 }
 
 /// `POST /reset-password`: uses the link (once), sets the password, ends every browser session,
@@ -445,22 +501,24 @@ pub async fn reset(
     };
     let token = field(&pairs, "token").unwrap_or("").to_owned();
     let new = field(&pairs, "new_password").unwrap_or("").to_owned();
+    let (next, brand) = next_and_brand(&state, field(&pairs, "next")).await;
     // The password is checked before the link is used, so a too-short one does not spend it.
     if let Err(e) = check_password(&new) {
-        return render_reset(&state, &s, StatusCode::BAD_REQUEST, &token, Some(&e.to_string()));
+        return render_reset(&state, &s, StatusCode::BAD_REQUEST, &token, Some(&e.to_string()), (&next, brand));
     }
     let used = match state.email_tokens.use_email_token(&hash_of(&token), EmailPurpose::ResetPassword, now).await {
         Ok(Some(t)) => t,
-        Ok(None) => return dead_link(&state, &token, EmailPurpose::ResetPassword, now).await,
+        Ok(None) => return dead_link(&state, &token, EmailPurpose::ResetPassword, now, brand).await,
         Err(e) => return unavailable(&state, "using the reset link", &e),
     };
     let account = match state.auth.store.account(&used.account_id).await {
         Ok(Some(a)) if a.email == used.email => a,
         Ok(_) => {
-            return state.message(
+            return state.branded_message(
                 StatusCode::BAD_REQUEST,
                 "This link is for another address",
                 "The account no longer uses the address this link was sent to.",
+                brand,
             );
         }
         Err(e) => return unavailable(&state, "reading the account", &e),
@@ -485,7 +543,13 @@ pub async fn reset(
     );
     // This browser is signed out too (it may hold a session of the account from before).
     let _ = state.browser_sessions.sign_out(&s, now).await;
-    with_cookie(see_other("/login?reset=1"), BrowserSession::clear_cookie(&state.auth.cookie_keys))
+    // Back to sign in on the way to the authorization request the reset was asked for, if any.
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    if next != "/" {
+        q.append_pair("next", &next);
+    }
+    q.append_pair("reset", "1");
+    with_cookie(see_other(&format!("/login?{}", q.finish())), BrowserSession::clear_cookie(&state.auth.cookie_keys))
 }
 
 /// Back to the security page with a notice or error code (the page words it).
@@ -665,7 +729,7 @@ pub async fn confirm_email_change(State(state): State<Arc<WebState>>, Query(q): 
             "That address is taken",
             "Another account uses that address now, so yours was not changed.",
         ),
-        Ok(EmailChange::Dead) => dead_link(&state, &token, EmailPurpose::ChangeEmail, now).await,
+        Ok(EmailChange::Dead) => dead_link(&state, &token, EmailPurpose::ChangeEmail, now, None).await,
         Err(e) => unavailable(&state, "changing the address", &e),
     }
 }

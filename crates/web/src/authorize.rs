@@ -69,10 +69,11 @@ pub async fn authorize(State(state): State<Arc<WebState>>, headers: HeaderMap, R
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "consent lookup failed");
-            return state.message(
+            return state.branded_message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again",
                 "The server could not complete the request.",
+                crate::brand_of(&req.client),
             );
         }
     };
@@ -234,7 +235,12 @@ pub async fn consent_decision(State(state): State<Arc<WebState>>, headers: Heade
             );
             see_other(&state.auth.denied_url(&req))
         }
-        _ => state.message(StatusCode::BAD_REQUEST, "No decision", "Choose Approve or Deny."),
+        _ => state.branded_message(
+            StatusCode::BAD_REQUEST,
+            "No decision",
+            "Choose Approve or Deny.",
+            crate::brand_of(&req.client),
+        ),
     }
 }
 

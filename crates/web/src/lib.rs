@@ -106,10 +106,24 @@ impl WebState {
     }
 
     pub(crate) fn message(&self, status: StatusCode, title: &str, message: &str) -> Response {
+        self.branded_message(status, title, message, None)
+    }
+
+    /// [`WebState::message`] under a white-label client's brand (from [`brand_of_next`]), for the
+    /// pages a person reaches from that client's authorization request.
+    pub(crate) fn branded_message(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        brand: Option<minijinja::Value>,
+    ) -> Response {
         self.page(
             status,
             "message.html",
-            minijinja::context! { title, message, is_error => status.is_client_error() || status.is_server_error() },
+            minijinja::context! {
+                title, message, brand, is_error => status.is_client_error() || status.is_server_error(),
+            },
         )
     }
 }
@@ -222,6 +236,14 @@ pub(crate) async fn client_of_next(state: &WebState, next: &str) -> Option<bk_do
     }
     let id = url.query_pairs().find(|(k, _)| k == "client_id").map(|(_, v)| v.into_owned())?;
     state.auth.store.client(&bk_domain::ids::ClientId::from_string(id)).await.ok().flatten()
+}
+
+/// The brand a page shows on the way through an authorization request: that of the white-label
+/// client whose request `next` (a safe, same-site path) continues, else none (the server's own).
+/// Only the client named by an authorization or consent hop in `next` is considered, so a page is
+/// branded exactly as the sign-in page of the same `next` is.
+pub(crate) async fn brand_of_next(state: &WebState, next: &str) -> Option<minijinja::Value> {
+    client_of_next(state, next).await.as_ref().and_then(brand_of)
 }
 
 /// `/static/brand/{client_id}.css`: a white-label client's colour as a CSS variable (a stylesheet,

@@ -187,11 +187,12 @@ fn render_signup(
     next: &str,
     email: &str,
     error: Option<&str>,
+    brand: Option<minijinja::Value>,
 ) -> Response {
     state.page(
         status,
         "signup.html",
-        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, email, error, brand },
     )
 }
 
@@ -312,10 +313,11 @@ pub async fn login(
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "account lookup failed");
-            return state.message(
+            return state.branded_message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again",
                 "The server could not sign you in right now.",
+                brand,
             );
         }
     };
@@ -411,7 +413,8 @@ pub async fn signup_form(
 ) -> Response {
     let (s, fresh) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
-    let res = render_signup(&state, &s, StatusCode::OK, &next, "", None);
+    let brand = crate::brand_of_next(&state, &next).await;
+    let res = render_signup(&state, &s, StatusCode::OK, &next, "", None, brand);
     if fresh { with_cookie(res, s.set_cookie(&state.auth.cookie_keys)) } else { res }
 }
 
@@ -481,7 +484,7 @@ pub async fn signup(
             tracing::info!(account = %account.id, "account created by sign-up");
             state.auth.emit(state.auth.event("account.signup", Outcome::Success).account(&account.id).ip(peer.ip()));
             // Mailed after the answer is decided (as for a taken email, which gets nothing).
-            crate::account_email::send_verification(&state, &account, now).await;
+            crate::account_email::send_verification_for(&state, &account, &next, now).await;
             signed_up(&next)
         }
         Err(SignUpRefused::EmailTaken) => {
@@ -500,7 +503,8 @@ pub async fn signup(
             signed_up(&next)
         }
         Err(SignUpRefused::Page(status, msg)) => {
-            render_signup(&state, &s, status, &next, echo_email(email), Some(&msg))
+            let brand = crate::brand_of_next(&state, &next).await;
+            render_signup(&state, &s, status, &next, echo_email(email), Some(&msg), brand)
         }
     }
 }

@@ -155,7 +155,7 @@ pub(crate) async fn after_password(
 
 #[derive(Deserialize)]
 pub struct NextQuery {
-    next: Option<String>,
+    pub(crate) next: Option<String>,
 }
 
 /// `GET /login/second-factor`: the code form (or, when enrolment is required, the enrolment page).
@@ -167,21 +167,23 @@ pub async fn sign_in_form(
     let now = state.auth.clock.now();
     let (s, _) = session_of(&state, &headers);
     let next = safe_next(q.next.as_deref());
-    let Some(marker) = read_marker(&state, &headers, &s, now) else { return start_over(&state) };
+    let Some(marker) = read_marker(&state, &headers, &s, now) else { return start_over(&state, &next).await };
     match marker.pending {
         Pending::Verify => code_page(&state, &s, &marker.account, &next, StatusCode::OK, None).await,
         Pending::Enrol => match state.auth.store.account(&marker.account).await {
             Ok(Some(a)) => enrol_page(&state, &s, &a, SIGN_IN_PATH, &next, None, true).await,
-            _ => start_over(&state),
+            _ => start_over(&state, &next).await,
         },
     }
 }
 
-fn start_over(state: &WebState) -> Response {
-    state.message(
+/// The sign-in expired or belongs to another browser (under the brand of the authorization request it was for).
+async fn start_over(state: &WebState, next: &str) -> Response {
+    state.branded_message(
         StatusCode::BAD_REQUEST,
         "Sign in again",
         "This sign-in took too long or was started in another browser. Sign in again with your email and password.",
+        crate::brand_of_next(state, next).await,
     )
 }
 
@@ -198,10 +200,10 @@ pub async fn sign_in(
         Err(res) => return *res,
     };
     let next = safe_next(field(&pairs, "next"));
-    let Some(marker) = read_marker(&state, &headers, &s, now) else { return start_over(&state) };
+    let Some(marker) = read_marker(&state, &headers, &s, now) else { return start_over(&state, &next).await };
     let account = match state.auth.store.account(&marker.account).await {
         Ok(Some(a)) => a,
-        Ok(None) => return start_over(&state),
+        Ok(None) => return start_over(&state, &next).await,
         Err(e) => return unavailable(&state, "reading the account", &e),
     };
     let limiter = state.auth.limiter.as_ref();
@@ -226,7 +228,7 @@ pub async fn sign_in(
                 )
                 .await;
                 let res = with_cookie(res, clear_marker(&state));
-                return codes_page(&state, res, &codes, &next);
+                return codes_page(&state, res, &codes, &next, crate::brand_of_next(&state, &next).await);
             }
             Ok(None) => None,
             Err(res) => return res,
@@ -264,10 +266,11 @@ async fn code_page(
     let totp = state.second_factors.totp(account).await.ok().flatten().is_some();
     let passkeys =
         state.webauthn.is_some() && state.passkeys.passkeys_of(account).await.map(|k| !k.is_empty()).unwrap_or(false);
+    let brand = crate::brand_of_next(state, next).await;
     state.page(
         status,
         "second_factor.html",
-        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, error, totp, passkeys },
+        context! { csrf_token => s.csrf_token(&state.auth.cookie_keys), next, error, totp, passkeys, brand },
     )
 }
 
@@ -382,12 +385,14 @@ async fn enrol_page(
         .map(|c| c.iter().collect::<String>())
         .collect::<Vec<_>>()
         .join(" ");
+    // Required at sign-in, the page is on the way through an authorization request: its brand.
+    let brand = if required { crate::brand_of_next(state, next).await } else { None };
     let mut res = state.page(
         if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
         "totp_enrol.html",
         context! {
             csrf_token => s.csrf_token(&state.auth.cookie_keys), action, next, error, required,
-            qr, secret_text => shown, pending => b64url(&sealed), email => label,
+            qr, secret_text => shown, pending => b64url(&sealed), email => label, brand,
         },
     );
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -456,8 +461,15 @@ async fn confirm_enrolment(
 }
 
 /// The recovery codes, shown once; `continue_to` is where the page's button goes next.
-fn codes_page(state: &WebState, answer: Response, codes: &[String], continue_to: &str) -> Response {
-    let mut page = state.page(StatusCode::OK, "totp_codes.html", context! { codes => codes.to_vec(), continue_to });
+fn codes_page(
+    state: &WebState,
+    answer: Response,
+    codes: &[String],
+    continue_to: &str,
+    brand: Option<minijinja::Value>,
+) -> Response {
+    let mut page =
+        state.page(StatusCode::OK, "totp_codes.html", context! { codes => codes.to_vec(), continue_to, brand });
     // Keep the sign-in's cookies (a new session) on the page that shows the codes.
     for v in answer.headers().get_all(header::SET_COOKIE) {
         page.headers_mut().append(header::SET_COOKIE, v.clone());
@@ -498,7 +510,7 @@ pub async fn enrol(State(state): State<Arc<WebState>>, headers: HeaderMap, body:
     };
     match confirm_enrolment(&state, &s, &account, &pairs, now).await {
         Ok(Some(codes)) => {
-            codes_page(&state, axum::response::IntoResponse::into_response(()), &codes, "/account/security")
+            codes_page(&state, axum::response::IntoResponse::into_response(()), &codes, "/account/security", None)
         }
         Ok(None) => {
             enrol_page(

@@ -57,3 +57,4 @@ mod siwe;
 mod token;
 mod token_exchange;
 mod upstream_oidc;
+mod whitelabel_pages;

@@ -158,11 +158,12 @@ fn redirect_uri(state: &WebState) -> String {
     format!("{}{CALLBACK_PATH}", state.auth.issuer)
 }
 
-fn unavailable(state: &WebState, name: &str) -> Response {
-    state.message(
+fn unavailable(state: &WebState, name: &str, brand: Option<minijinja::Value>) -> Response {
+    state.branded_message(
         StatusCode::BAD_GATEWAY,
         "Sign-in is unavailable",
         &format!("{name} cannot be reached right now, or answered in a way this server cannot use. Try again later."),
+        brand,
     )
 }
 
@@ -177,14 +178,16 @@ async fn begin(
     peer: SocketAddr,
 ) -> Response {
     let source = source_key(peer.ip());
+    let brand = crate::brand_of_next(state, next).await;
     if let Err(wait) = state.auth.limiter.acquire(STARTS_BUCKET, &source, STARTS_PER_MINUTE, 60).await {
         state
             .auth
             .emit(state.auth.event("ratelimit.refused", Outcome::Denied).ip(peer.ip()).detail("limit", STARTS_BUCKET));
-        return state.message(
+        return state.branded_message(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many sign-ins",
             &format!("Too many sign-ins were started from this network. Try again in {wait} seconds."),
+            brand,
         );
     }
     let now = state.auth.clock.now();
@@ -192,7 +195,7 @@ async fn begin(
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(idp = %provider.settings.id, error = %e, "identity provider discovery failed");
-            return unavailable(state, &provider.settings.display_name);
+            return unavailable(state, &provider.settings.display_name, brand);
         }
     };
     let raw_state = b64url(&random_bytes::<32>());
@@ -207,7 +210,8 @@ async fn begin(
     };
     if let Err(e) = idps.store.create_idp_login_state(&record).await {
         tracing::error!(error = %e, "storing an identity provider sign-in failed");
-        return state.message(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The server could not start the sign-in.");
+        let msg = "The server could not start the sign-in.";
+        return state.branded_message(StatusCode::SERVICE_UNAVAILABLE, "Try again", msg, brand);
     }
     let (verifier, nonce) = verifier_and_nonce(state, &raw_state);
     let set = &provider.settings;
@@ -246,15 +250,18 @@ pub async fn start(
         Err(res) => return *res,
     };
     let next = safe_next(field(&pairs, "next"));
-    let Some(idps) = state.idps.clone() else { return no_such_provider(&state) };
+    let Some(idps) = state.idps.clone() else {
+        return no_such_provider(&state, crate::brand_of_next(&state, &next).await);
+    };
     let Some(provider) = field(&pairs, "idp").and_then(|id| idps.provider(id)) else {
-        return no_such_provider(&state);
+        return no_such_provider(&state, crate::brand_of_next(&state, &next).await);
     };
     begin(&state, &idps, provider, &s, &next, None, peer).await
 }
 
-fn no_such_provider(state: &WebState) -> Response {
-    state.message(StatusCode::NOT_FOUND, "No such sign-in", "This server offers no such identity provider.")
+fn no_such_provider(state: &WebState, brand: Option<minijinja::Value>) -> Response {
+    let msg = "This server offers no such identity provider.";
+    state.branded_message(StatusCode::NOT_FOUND, "No such sign-in", msg, brand)
 }
 
 #[derive(Deserialize)]
@@ -272,6 +279,8 @@ struct Refusal<'a> {
     idp: Option<&'a str>,
     account: Option<AccountId>,
     linking: bool,
+    /// The brand of the authorization request the sign-in was started for, once its record is found.
+    brand: Option<minijinja::Value>,
 }
 
 impl Refusal<'_> {
@@ -293,7 +302,7 @@ impl Refusal<'_> {
         }
         self.state.auth.emit(event);
         tracing::info!(reason, "an identity provider sign-in was refused");
-        self.state.message(status, title, message)
+        self.state.branded_message(status, title, message, self.brand.clone())
     }
 }
 
@@ -304,7 +313,7 @@ pub async fn callback(
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let mut refusal = Refusal { state: &state, peer, idp: None, account: None, linking: false };
+    let mut refusal = Refusal { state: &state, peer, idp: None, account: None, linking: false, brand: None };
     let source = source_key(peer.ip());
     if let Some(wait) = state.sign_in_limits.source_refused(state.auth.limiter.as_ref(), &source).await {
         return state.message(
@@ -313,7 +322,7 @@ pub async fn callback(
             &format!("Too many failed sign-in attempts from this network. Try again in {wait} seconds."),
         );
     }
-    let Some(idps) = state.idps.clone() else { return no_such_provider(&state) };
+    let Some(idps) = state.idps.clone() else { return no_such_provider(&state, None) };
     let start_again = "This sign-in has expired, was already used, or was not started here. Start again from the \
                        sign-in page.";
     let Some(raw_state) = q.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 128) else {
@@ -335,7 +344,11 @@ pub async fn callback(
             );
         }
     };
-    let Some(provider) = idps.provider(&record.idp_id) else { return no_such_provider(&state) };
+    // From here on the pages carry the brand of the authorization request the sign-in was started for.
+    refusal.brand = crate::brand_of_next(&state, &record.next).await;
+    let Some(provider) = idps.provider(&record.idp_id) else {
+        return no_such_provider(&state, refusal.brand.clone());
+    };
     refusal.idp = Some(&provider.settings.id);
     refusal.linking = record.link_account.is_some();
     refusal.account = record.link_account.clone();
@@ -580,10 +593,11 @@ impl Finish<'_> {
                 Ok(account)
             }
             Ok(IdpSignUp::EmailTaken) => Err(taken().await),
-            Ok(IdpSignUp::IdentityTaken) => Err(state.message(
+            Ok(IdpSignUp::IdentityTaken) => Err(state.branded_message(
                 StatusCode::CONFLICT,
                 "Try again",
                 "An account was created for this sign-in just now. Sign in again.",
+                refusal.brand.clone(),
             )),
             Err(e) => Err(self.failed("creating an account", &e)),
         }
@@ -598,6 +612,7 @@ impl<'a> Refusal<'a> {
             idp: self.idp,
             account: self.account.clone(),
             linking: self.linking,
+            brand: self.brand.clone(),
         }
     }
 }
@@ -666,9 +681,9 @@ pub async fn link(
         Ok(found) => found,
         Err(res) => return res,
     };
-    let Some(idps) = state.idps.clone() else { return no_such_provider(&state) };
+    let Some(idps) = state.idps.clone() else { return no_such_provider(&state, None) };
     let Some(provider) = field(&pairs, "idp").and_then(|id| idps.provider(id)) else {
-        return no_such_provider(&state);
+        return no_such_provider(&state, None);
     };
     begin(&state, &idps, provider, &s, PAGE, Some(account.id), peer).await
 }
