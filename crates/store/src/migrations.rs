@@ -41,6 +41,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (27, "credits", include_str!("../migrations/sqlite/0027_credits.sql")),
     (28, "knowledge bases", include_str!("../migrations/sqlite/0028_knowledge_bases.sql")),
     (29, "agents", include_str!("../migrations/sqlite/0029_agents.sql")),
+    (31, "client billing account", include_str!("../migrations/sqlite/0031_client_billing_account.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -76,6 +77,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (27, "credits", include_str!("../migrations/postgres/0027_credits.sql")),
     (28, "knowledge bases", include_str!("../migrations/postgres/0028_knowledge_bases.sql")),
     (29, "agents", include_str!("../migrations/postgres/0029_agents.sql")),
+    (31, "client billing account", include_str!("../migrations/postgres/0031_client_billing_account.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {
