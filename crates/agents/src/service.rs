@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bk_access::AccessContext;
 use bk_audit::redact::Redactor;
 use bk_domain::access::Clock;
-use bk_domain::agent::{Agent, MAX_CONVERSATION_MESSAGES, agent_allowed};
+use bk_domain::agent::{Agent, BillingAccountType, BillingUnavailable, MAX_CONVERSATION_MESSAGES, agent_allowed};
 use bk_domain::audit::{AuditEvent, AuditSink, Outcome};
 use bk_domain::ids::AccountId;
 use bk_domain::ports::{AgentStore, StoreError};
@@ -36,6 +36,10 @@ pub enum AgentError {
     NotReady,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An `owner`-billed agent whose client's billing account cannot pay (disabled, deleted, or
+    /// the client deleted): refused, the customer is not charged instead.
+    #[error(transparent)]
+    BillingUnavailable(#[from] BillingUnavailable),
 }
 
 /// What a run produced: an answer from the loop, or the agent's limit message (no model call).
@@ -117,6 +121,19 @@ impl Agents {
         relay: Option<Relay>,
     ) -> Result<RunResult, AgentError> {
         let Some(model) = self.model.clone() else { return Err(AgentError::NoModel) };
+        // Who pays, read now (an operator may have changed or cleared the client's billing
+        // account), before anything is counted.
+        let client_billing = match (&agent.billing_account_type, &agent.created_by_client) {
+            (BillingAccountType::Owner, Some(client)) => self.store.client_billing(client).await?,
+            _ => None,
+        };
+        let bill_to = match agent.bill_to(&ctx.account_id, client_billing.as_ref()) {
+            Ok(a) => a,
+            Err(e) => {
+                self.emit(self.event("agent.run", Outcome::Denied, ctx, agent).detail("error", e.to_string()));
+                return Err(e.into());
+            }
+        };
         let now_ms = self.clock.now_ms();
         let month = month_of(now_ms);
         let limits = &agent.usage_limits;
@@ -142,7 +159,7 @@ impl Agents {
         let gw = self.gateway.get().and_then(Weak::upgrade).ok_or(AgentError::NotReady)?;
         let host = GatewayHost { gw, ctx, relay, agents: self, agent, month };
         let input = LoopInput {
-            bill_to: agent.bill_to(&ctx.account_id),
+            bill_to,
             model: &agent.llm,
             temperature: agent.temperature,
             personality: agent.personality.as_deref(),
@@ -158,6 +175,7 @@ impl Agents {
             ctx,
             agent,
         );
+        e = e.detail("bill_to", bill_to.to_string());
         match &outcome {
             Ok(o) => {
                 e = e

@@ -231,7 +231,8 @@ pub async fn list(State(server): State<Arc<Api>>, headers: HeaderMap) -> Result<
     operation_id = "createAgent",
     tag = "agents",
     description = "Creates an agent of the account. Only a white-label client's token with scope `agents-all`. \
-        `billingAccountType: owner` bills the client's owner, `user` (the default) the caller.",
+        `billingAccountType: owner` bills the billing account an operator set on the client (`billingAccountId`; \
+        else the client's owner, else the agent's own account), `user` (the default) the caller.",
     request_body = AgentBody,
     security(("bearer" = ["agents-all"])),
     responses(
@@ -464,7 +465,8 @@ fn uuid_like() -> String {
             headers(("X-Conversation-Id" = String, description = "The conversation"))),
         (status = 400, response = crate::problem::BadRequest),
         (status = 401, response = crate::problem::Unauthorized),
-        (status = 402, description = "CreditsExhaustedError: the billed account has no credits left",
+        (status = 402, description = "CreditsExhaustedError: the billed account has no credits left; \
+            BillingAccountUnavailableError: the billing account of an `owner` agent's client is disabled or gone",
             content_type = "application/problem+json", body = crate::problem::ProblemDetails),
         (status = 403, response = crate::problem::Forbidden),
         (status = 404, response = crate::problem::NotFound),
@@ -573,5 +575,8 @@ fn run_problem(e: AgentError) -> Problem {
             Problem::new(StatusCode::BAD_GATEWAY, "Bad gateway", "the language model is unavailable; retry")
         }
         AgentError::Store(s) => s.into(),
+        AgentError::BillingUnavailable(_) => {
+            Problem::new(StatusCode::PAYMENT_REQUIRED, "BillingAccountUnavailableError", e.to_string())
+        }
     }
 }

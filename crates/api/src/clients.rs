@@ -95,6 +95,11 @@ pub struct ClientBody {
     /// Operators only, and only with `client_credentials`: the account (`acc_…`) the client's
     /// `client_credentials` tokens act for. `null`: none — its tokens then reach no tenant.
     bound_account_id: Option<String>,
+    /// Operators only, and only for a `whitelabel-customer` client: the active account (`acc_…`)
+    /// that pays for the runs of the `billingAccountType: owner` agents created or last changed
+    /// through this client (the SaaS absorbs its customers' credit costs). It grants that account
+    /// nothing else. `null`: none (`owner` billing then charges the agent's own account).
+    billing_account_id: Option<String>,
 }
 
 text_enum!(
@@ -436,7 +441,7 @@ async fn capabilities(
             }
         }
     };
-    Ok(ClientCapabilities { grant_types, keys, bound_account })
+    Ok(ClientCapabilities { grant_types, keys, bound_account, billing_account: None })
 }
 
 /// An OAuth client as the API shows it (never its secret).
@@ -473,6 +478,9 @@ pub struct ClientView {
     pub jwks_uri: Option<String>,
     /// The account the client's `client_credentials` tokens act for; `null`: none.
     pub bound_account_id: Option<AccountId>,
+    /// The account that pays for the runs of the `owner`-billed agents set up through this
+    /// white-label client; `null`: none.
+    pub billing_account_id: Option<AccountId>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -503,6 +511,7 @@ fn view(c: &Client, caps: &ClientCapabilities) -> ClientView {
             _ => None,
         },
         bound_account_id: caps.bound_account.clone(),
+        billing_account_id: caps.billing_account.clone(),
         created_at: c.created_at,
         updated_at: c.updated_at,
     }
@@ -576,8 +585,8 @@ fn require_manager(who: &Caller) -> Result<(), Problem> {
     description = "Creates an OAuth client: an operator's (any role) or the caller's own third-party client (scope \
         `account`; at most `limits.max_clients_per_account`, else 409). A confidential client's secret is in the \
         answer, once (a `private_key_jwt` client has none: it registers `jwks` or `jwksUri`). Only an operator \
-        allows `client_credentials` or token exchange (`grantTypes`, confidential clients) and binds a client to an \
-        account (`boundAccountId`), else 403.",
+        allows `client_credentials` or token exchange (`grantTypes`, confidential clients), binds a client to an \
+        account (`boundAccountId`) and sets a white-label client's billing account (`billingAccountId`), else 403.",
     request_body = ClientBody,
     security(("operator" = []), ("bearer" = ["account"])),
     responses(
@@ -603,8 +612,10 @@ pub async fn create(State(server): State<Arc<Api>>, headers: HeaderMap, Body(bod
     let (client_type, method) =
         auth_method_of(body.client_type.as_deref(), body.token_endpoint_auth_method.as_deref())?;
     let machine = MachineFields::take(&mut body);
+    let billing = body.billing_account_id.take();
     let v = validate(&server, body, role)?;
-    let caps = capabilities(&server, machine, client_type, method, operator, &v.redirect_uris).await?;
+    let mut caps = capabilities(&server, machine, client_type, method, operator, &v.redirect_uris).await?;
+    caps.billing_account = billing_account(&server, billing, role, operator).await?;
     let now = server.clock.now();
     let id = ClientId::generate();
     // A client that signs assertions with its keys gets no secret.
@@ -702,7 +713,7 @@ pub async fn get(
     operation_id = "updateClient",
     tag = "clients",
     description = "Replaces a client's name, domains, redirect URIs, allowed scopes and providers, branding, grant \
-        types, keys and bound account (its type, role and authentication method cannot change; fields left out take \
+        types, keys, bound account and billing account (its type, role and authentication method cannot change; fields left out take \
         their defaults). The sessions of `client_credentials` tokens the new settings no longer allow (grant taken \
         away, bound to another account or none) end at once.",
     params(("id" = String, Path, description = "The client id, `cli_…`")),
@@ -746,9 +757,11 @@ pub async fn update(
         }
     }
     let machine = MachineFields::take(&mut body);
+    let billing = body.billing_account_id.take();
     let v = validate(&server, body, client.role)?;
     let operator = matches!(who, Caller::Operator { .. });
-    let caps = capabilities(&server, machine, client.client_type, method, operator, &v.redirect_uris).await?;
+    let mut caps = capabilities(&server, machine, client.client_type, method, operator, &v.redirect_uris).await?;
+    caps.billing_account = billing_account(&server, billing, client.role, operator).await?;
     client.name = v.name;
     client.domains = v.domains;
     client.redirect_uris = v.redirect_uris;
@@ -857,5 +870,37 @@ fn machine_details(e: bk_domain::audit::AuditEvent, caps: &ClientCapabilities) -
     if let Some(a) = &caps.bound_account {
         e = e.detail("bound_account", a.to_string());
     }
+    if let Some(a) = &caps.billing_account {
+        e = e.detail("billing_account", a.to_string());
+    }
     e
+}
+
+/// Checks `billingAccountId`: only an operator sets it (else anyone could make another account
+/// pay), only on a white-label client, and only to an account that exists and is active.
+async fn billing_account(
+    server: &Api,
+    id: Option<String>,
+    role: ClientRole,
+    operator: bool,
+) -> Result<Option<AccountId>, Problem> {
+    let Some(id) = id else { return Ok(None) };
+    if !operator {
+        return Err(Problem::forbidden("only an operator sets a client's billing account (billingAccountId)"));
+    }
+    if role != ClientRole::WhitelabelCustomer {
+        return Err(Problem::invalid(
+            "billingAccountId",
+            "only a whitelabel-customer client has a billing account (it pays for its customers' agent runs)",
+        ));
+    }
+    let unknown = || Problem::invalid("billingAccountId", "no active account has this id");
+    if id.is_empty() || id.len() > 100 {
+        return Err(unknown());
+    }
+    let id = AccountId::from_string(id);
+    match server.store.account(&id).await? {
+        Some(a) if !a.is_disabled() => Ok(Some(id)),
+        _ => Err(unknown()),
+    }
 }

@@ -128,14 +128,40 @@ impl Agent {
         }
     }
 
-    /// The account a run is billed to, given the caller's account.
-    pub fn bill_to<'a>(&'a self, caller: &'a AccountId) -> &'a AccountId {
-        match self.billing_account_type {
-            BillingAccountType::User => caller,
-            BillingAccountType::Owner => self.billing_owner.as_ref().unwrap_or(&self.account_id),
+    /// The account a run is billed to, given the caller's account and the billing account an
+    /// operator set on the client that created or last changed the agent, as read at run time.
+    /// `owner` billing charges that billing account when the client has one (refused when it cannot
+    /// pay: the customer is never charged instead), else the client's owner, else the agent's own
+    /// account; `user` billing charges the caller.
+    pub fn bill_to<'a>(
+        &'a self,
+        caller: &'a AccountId,
+        client_billing: Option<&'a ClientBilling>,
+    ) -> Result<&'a AccountId, BillingUnavailable> {
+        match (self.billing_account_type, client_billing) {
+            (BillingAccountType::User, _) => Ok(caller),
+            (BillingAccountType::Owner, Some(b)) if b.usable => Ok(&b.account),
+            (BillingAccountType::Owner, Some(_)) => Err(BillingUnavailable),
+            (BillingAccountType::Owner, None) => Ok(self.billing_owner.as_ref().unwrap_or(&self.account_id)),
         }
     }
 }
+
+/// The billing account an operator set on a white-label client, as read when an agent runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientBilling {
+    pub account: AccountId,
+    /// The account is active and the client not deleted.
+    pub usable: bool,
+}
+
+/// An `owner`-billed agent's run that its client's billing account cannot pay for.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the account that pays for this agent's runs (the billing account of the client it was set up through) \
+     is disabled or gone; nobody else is charged instead"
+)]
+pub struct BillingUnavailable;
 
 /// Whether an agent id is within a grant's `allowedAgentIds` (`None`: unrestricted).
 pub fn agent_allowed(allowed: &Option<Vec<String>>, id: &str) -> bool {
@@ -202,11 +228,25 @@ mod tests {
         let owner = AccountId::from_string("acc_owner");
         let caller = AccountId::from_string("acc_caller");
         let mut a = Agent::default_for(&caller, 0);
-        assert_eq!(a.bill_to(&caller), &caller);
+        assert_eq!(a.bill_to(&caller, None), Ok(&caller));
         a.billing_account_type = BillingAccountType::Owner;
-        assert_eq!(a.bill_to(&caller), &caller, "no owner: the agent's own account");
+        assert_eq!(a.bill_to(&caller, None), Ok(&caller), "no owner: the agent's own account");
         a.billing_owner = Some(owner.clone());
-        assert_eq!(a.bill_to(&caller), &owner);
+        assert_eq!(a.bill_to(&caller, None), Ok(&owner));
+    }
+
+    #[test]
+    fn owner_billing_charges_the_clients_billing_account_and_never_falls_back_when_it_cannot_pay() {
+        let saas = AccountId::from_string("acc_saas");
+        let customer = AccountId::from_string("acc_customer");
+        let mut a = Agent::default_for(&customer, 0);
+        let usable = ClientBilling { account: saas.clone(), usable: true };
+        let disabled = ClientBilling { account: saas.clone(), usable: false };
+        assert_eq!(a.bill_to(&customer, Some(&usable)), Ok(&customer), "user billing: the caller");
+        assert_eq!(a.bill_to(&customer, Some(&disabled)), Ok(&customer));
+        a.billing_account_type = BillingAccountType::Owner;
+        assert_eq!(a.bill_to(&customer, Some(&usable)), Ok(&saas));
+        assert_eq!(a.bill_to(&customer, Some(&disabled)), Err(BillingUnavailable));
     }
 
     #[test]

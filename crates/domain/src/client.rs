@@ -262,6 +262,10 @@ pub struct ClientCapabilities {
     pub keys: Option<ClientKeys>,
     /// Only for a client allowed `client_credentials`, and only an operator sets it.
     pub bound_account: Option<AccountId>,
+    /// Only for a white-label client, and only an operator sets it: the account that pays for the
+    /// runs of the `owner`-billed agents created or last changed through the client (read at run
+    /// time). It grants that account nothing else.
+    pub billing_account: Option<AccountId>,
 }
 
 impl ClientCapabilities {

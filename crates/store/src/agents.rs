@@ -1,7 +1,7 @@
 //! Agents, their conversations and usage counters (`AgentStore`), tenant first on every query.
 
 use async_trait::async_trait;
-use bk_domain::agent::{Agent, BillingAccountType, UsageLimits};
+use bk_domain::agent::{Agent, BillingAccountType, ClientBilling, UsageLimits};
 use bk_domain::ids::{AccountId, ClientId};
 use bk_domain::ports::{AgentCreation, AgentStore, Result, StoreError};
 use serde_json::Value;
@@ -306,5 +306,26 @@ impl AgentStore for SqlStore {
         .await
         .db()?;
         Ok(())
+    }
+
+    async fn client_billing(&self, client: &ClientId) -> Result<Option<ClientBilling>> {
+        let row = sqlx::query(
+            "SELECT c.billing_account_id, c.deleted_at AS client_deleted_at, a.id AS account_id, \
+             a.disabled_at, a.deleted_at AS account_deleted_at \
+             FROM clients c LEFT JOIN accounts a ON a.id = c.billing_account_id \
+             WHERE c.id = $1 AND c.billing_account_id IS NOT NULL",
+        )
+        .bind(client.as_str().to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .db()?;
+        let Some(r) = row else { return Ok(None) };
+        let gone = |col: &str| -> Result<bool> { Ok(r.try_get::<Option<i64>, _>(col).db()?.is_some()) };
+        let usable = r.try_get::<Option<String>, _>("account_id").db()?.is_some()
+            && !gone("client_deleted_at")?
+            && !gone("disabled_at")?
+            && !gone("account_deleted_at")?;
+        let account = AccountId::from_string(r.try_get::<String, _>("billing_account_id").db()?);
+        Ok(Some(ClientBilling { account, usable }))
     }
 }

@@ -45,8 +45,8 @@ fn client_from_row(r: &AnyRow) -> Result<Client> {
     })
 }
 
-/// The columns of a client's capabilities (migration 24).
-const CAPABILITY_COLUMNS: &str = "grant_types, jwks, jwks_uri, bound_account_id";
+/// The columns of a client's capabilities (migrations 24 and 31).
+const CAPABILITY_COLUMNS: &str = "grant_types, jwks, jwks_uri, bound_account_id, billing_account_id";
 
 fn capabilities_from_row(r: &AnyRow) -> Result<ClientCapabilities> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("client: bad {what}"));
@@ -63,6 +63,7 @@ fn capabilities_from_row(r: &AnyRow) -> Result<ClientCapabilities> {
         grant_types,
         keys,
         bound_account: r.try_get::<Option<String>, _>("bound_account_id").db()?.map(AccountId::from_string),
+        billing_account: r.try_get::<Option<String>, _>("billing_account_id").db()?.map(AccountId::from_string),
     })
 }
 
@@ -79,14 +80,15 @@ fn set_capabilities_query(
         None => (None, None),
     };
     Ok(sqlx::query(
-        "UPDATE clients SET grant_types = $2, jwks = $3, jwks_uri = $4, bound_account_id = $5 \
-         WHERE id = $1 AND deleted_at IS NULL",
+        "UPDATE clients SET grant_types = $2, jwks = $3, jwks_uri = $4, bound_account_id = $5, \
+         billing_account_id = $6 WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id.as_str().to_owned())
     .bind(grant_types)
     .bind(jwks)
     .bind(jwks_uri)
-    .bind(caps.bound_account.as_ref().map(|a| a.as_str().to_owned())))
+    .bind(caps.bound_account.as_ref().map(|a| a.as_str().to_owned()))
+    .bind(caps.billing_account.as_ref().map(|a| a.as_str().to_owned())))
 }
 
 /// What `sessions.grant_type` says of a session a `client_credentials` token hangs off.

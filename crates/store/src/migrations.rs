@@ -42,6 +42,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (28, "knowledge bases", include_str!("../migrations/sqlite/0028_knowledge_bases.sql")),
     (29, "agents", include_str!("../migrations/sqlite/0029_agents.sql")),
     (30, "llm api keys", include_str!("../migrations/sqlite/0030_llm_api_keys.sql")),
+    (31, "client billing account", include_str!("../migrations/sqlite/0031_client_billing_account.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
@@ -78,6 +79,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (28, "knowledge bases", include_str!("../migrations/postgres/0028_knowledge_bases.sql")),
     (29, "agents", include_str!("../migrations/postgres/0029_agents.sql")),
     (30, "llm api keys", include_str!("../migrations/postgres/0030_llm_api_keys.sql")),
+    (31, "client billing account", include_str!("../migrations/postgres/0031_client_billing_account.sql")),
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -549,3 +549,199 @@ async fn security_a_token_that_may_only_list_tools_offers_its_agent_none_and_a_w
     let found = call_tool(&flow, &rw, "search-knowledge-base", json!({"query": "planted"})).await;
     assert_eq!(found["result"]["structuredContent"]["results"], json!([]), "{found}");
 }
+
+const BILLED_CB: &str = "http://127.0.0.1:9/callback";
+
+/// The white-label client body an operator sends, with `billingAccountId` when given.
+fn billed_client_body(billing: Option<&str>) -> Value {
+    let mut body = json!({
+        "name": "SaaS app", "type": "public", "roles": ["whitelabel-customer"],
+        "domains": ["saas.example"], "redirectUris": [BILLED_CB],
+        "allowedScopes": ["agents-all", "agents-use", "universal-mcp-read", "universal-mcp-read-write", "account"],
+    });
+    if let Some(b) = billing {
+        body["billingAccountId"] = json!(b);
+    }
+    body
+}
+
+/// `method` on `/api/v1/auth-clients{path}` with `token`: status and JSON body.
+async fn clients_api(
+    server: &Server,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req =
+        reqwest::Client::new().request(method, server.url(&format!("/api/v1/auth-clients{path}"))).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The account id of whoever holds `token` (scope `account`).
+async fn account_id_of(server: &Server, token: &str) -> String {
+    let res = reqwest::Client::new().get(server.url("/api/v1/account")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn owner_billing_through_a_white_label_client_with_a_billing_account_bills_the_saas_not_the_customer_read_at_run_time()
+ {
+    let llm = ScriptedLlm::start(json!({"replies": [{"content": "billed"}]})).await;
+    let server = start(&llm, GRANT, None);
+    let op = crate::harness::operator_token(&server);
+    // The SaaS's own account (a token of its own to read its ledger).
+    let (_saas_flow, saas) = tenant(&server, "saas-owner@example.com", &[]).await;
+    let saas_id = account_id_of(&server, &saas).await;
+    let (status, created) =
+        clients_api(&server, &op, reqwest::Method::POST, "", Some(billed_client_body(Some(&saas_id)))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["client"]["billingAccountId"], saas_id.as_str());
+    let client_id = created["clientId"].as_str().unwrap().to_owned();
+    let (status, shown) = clients_api(&server, &op, reqwest::Method::GET, &format!("/{client_id}"), None).await;
+    assert_eq!((status, shown["billingAccountId"].clone()), (200, json!(saas_id)), "{shown}");
+
+    // A customer signs in through the SaaS's client and sets up two agents with its token.
+    let customer_flow = Flow::signup(&server, "customer@example.com").await;
+    let t = customer_flow.login_with(&client_id, None, BILLED_CB, WL_SCOPES, &[]).await;
+    let customer = t["access_token"].as_str().unwrap().to_owned();
+    let owner =
+        create_agent(&server, &customer, json!({"name": "o", "llm": "test-model", "billingAccountType": "owner"}))
+            .await;
+    let user =
+        create_agent(&server, &customer, json!({"name": "u", "llm": "test-model", "billingAccountType": "user"})).await;
+    let msg = json!({"messages": [{"role": "user", "content": "hi"}]});
+
+    // `owner`: the SaaS's ledger pays, the customer's does not.
+    let res = agent_chat(&server, &customer, &owner, msg.clone()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["creditsConsumed"], TURN);
+    let ls = ledger(&server, &saas).await;
+    assert_eq!((completions(&ls), ls["balance"].clone()), (1, json!(GRANT - TURN)), "{ls}");
+    let lc = ledger(&server, &customer).await;
+    assert_eq!((completions(&lc), lc["balance"].clone()), (0, json!(GRANT)), "{lc}");
+    // `user`: the customer pays.
+    assert_eq!(agent_chat(&server, &customer, &user, msg.clone()).await.status(), 200);
+    assert_eq!(ledger(&server, &customer).await["balance"], GRANT - TURN);
+    assert_eq!(ledger(&server, &saas).await["balance"], GRANT - TURN);
+    let runs = audit_rows(&server, &customer, "agent.run", 2).await;
+    let text = serde_json::to_string(&runs).unwrap();
+    assert!(text.contains(&format!("\"bill_to\":\"{saas_id}\"")), "the run's audit row names who paid: {text}");
+
+    // Cleared (a PUT without it): today's fallback, the agent's own account, from the next run on.
+    let (status, v) =
+        clients_api(&server, &op, reqwest::Method::PUT, &format!("/{client_id}"), Some(billed_client_body(None))).await;
+    assert_eq!((status, v["billingAccountId"].clone()), (200, Value::Null), "{v}");
+    assert_eq!(agent_chat(&server, &customer, &owner, msg.clone()).await.status(), 200);
+    assert_eq!(ledger(&server, &customer).await["balance"], GRANT - 2 * TURN);
+    assert_eq!(ledger(&server, &saas).await["balance"], GRANT - TURN);
+
+    // Set again, then the SaaS account is disabled: the run is refused before the model is asked
+    // and nobody is charged (the customer is never billed instead).
+    let body = Some(billed_client_body(Some(&saas_id)));
+    assert_eq!(clients_api(&server, &op, reqwest::Method::PUT, &format!("/{client_id}"), body).await.0, 200);
+    let res = reqwest::Client::new()
+        .post(server.url(&format!("/api/v1/admin/accounts/{saas_id}/disable")))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let asked = llm.requests().len();
+    let res = agent_chat(&server, &customer, &owner, msg.clone()).await;
+    assert_eq!(res.status(), 402);
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["title"], "BillingAccountUnavailableError", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("nobody else is charged"), "{p}");
+    let r = use_agent(&customer_flow, &customer, "anything").await;
+    assert_ne!(r["isError"], true, "use-agent runs the default agent, billed to its user: {r}");
+    assert_eq!(llm.requests().len(), asked + 1, "only the use-agent run asked the model");
+    let lc = ledger(&server, &customer).await;
+    assert_eq!((completions(&lc), lc["balance"].clone()), (3, json!(GRANT - 3 * TURN)), "{lc}");
+}
+
+#[tokio::test]
+async fn security_only_an_operator_sets_a_billing_account_on_a_white_label_client_and_a_refused_one_changes_nothing() {
+    let server = Server::start();
+    let op = crate::harness::operator_token(&server);
+    let (_victim_flow, victim) = tenant(&server, "victim@example.com", &[]).await;
+    let victim_id = account_id_of(&server, &victim).await;
+    let (_t_flow, t) = tenant(&server, "tenant@example.com", &[]).await;
+    let third_party = |billing: Option<&str>| {
+        let mut b = json!({"name": "Mine", "type": "public", "redirectUris": [BILLED_CB]});
+        if let Some(x) = billing {
+            b["billingAccountId"] = json!(x);
+        }
+        b
+    };
+    let (_, before) = clients_api(&server, &t, reqwest::Method::GET, "", None).await;
+    let before = before["clients"].as_array().unwrap().len();
+    // A tenant cannot make another account (or itself) pay: 403, nothing created.
+    for who in [&victim_id, &account_id_of(&server, &t).await] {
+        let (status, p) = clients_api(&server, &t, reqwest::Method::POST, "", Some(third_party(Some(who)))).await;
+        assert_eq!(status, 403, "{p}");
+        assert!(p["detail"].as_str().unwrap().contains("billingAccountId"), "{p}");
+    }
+    let (_, after) = clients_api(&server, &t, reqwest::Method::GET, "", None).await;
+    assert_eq!(after["clients"].as_array().unwrap().len(), before, "{after}");
+    // Nor on its own client by a replacement: 403, the client unchanged.
+    let (status, mine) = clients_api(&server, &t, reqwest::Method::POST, "", Some(third_party(None))).await;
+    assert_eq!(status, 201, "{mine}");
+    let mine = mine["clientId"].as_str().unwrap().to_owned();
+    let mut renamed = third_party(Some(&victim_id));
+    renamed["name"] = json!("Renamed");
+    let (status, _) = clients_api(&server, &t, reqwest::Method::PUT, &format!("/{mine}"), Some(renamed)).await;
+    assert_eq!(status, 403);
+    let (_, v) = clients_api(&server, &t, reqwest::Method::GET, &format!("/{mine}"), None).await;
+    assert_eq!((v["name"].clone(), v["billingAccountId"].clone()), (json!("Mine"), Value::Null), "{v}");
+
+    // The operator's white-label client: the tenant cannot reach it at all.
+    let (status, wl) =
+        clients_api(&server, &op, reqwest::Method::POST, "", Some(billed_client_body(Some(&victim_id)))).await;
+    assert_eq!(status, 201, "{wl}");
+    let wl = wl["clientId"].as_str().unwrap().to_owned();
+    let (status, _) =
+        clients_api(&server, &t, reqwest::Method::PUT, &format!("/{wl}"), Some(billed_client_body(None))).await;
+    assert_eq!(status, 404);
+
+    // Operator validation names the field and changes nothing: an unknown or disabled account, a
+    // client that is not white-label.
+    let field = |p: &Value| p["field"].clone();
+    let (status, p) =
+        clients_api(&server, &op, reqwest::Method::POST, "", Some(billed_client_body(Some("acc_missing")))).await;
+    assert_eq!((status, field(&p)), (400, json!("billingAccountId")), "{p}");
+    let (status, p) = clients_api(&server, &op, reqwest::Method::POST, "", Some(third_party(Some(&victim_id)))).await;
+    assert_eq!((status, field(&p)), (400, json!("billingAccountId")), "{p}");
+    let (status, p) = clients_api(
+        &server,
+        &op,
+        reqwest::Method::PUT,
+        &format!("/{wl}"),
+        Some(billed_client_body(Some("acc_missing"))),
+    )
+    .await;
+    assert_eq!((status, field(&p)), (400, json!("billingAccountId")), "{p}");
+    let (_, v) = clients_api(&server, &op, reqwest::Method::GET, &format!("/{wl}"), None).await;
+    assert_eq!(v["billingAccountId"], victim_id.as_str(), "a refused change changes nothing: {v}");
+    let (_, all) = clients_api(&server, &op, reqwest::Method::GET, "", None).await;
+    let billed: Vec<&Value> =
+        all["clients"].as_array().unwrap().iter().filter(|c| !c["billingAccountId"].is_null()).collect();
+    assert_eq!(billed.len(), 1, "only the one accepted: {all}");
+    // A disabled account cannot be made the payer.
+    let res = reqwest::Client::new()
+        .post(server.url(&format!("/api/v1/admin/accounts/{victim_id}/disable")))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    let (status, p) =
+        clients_api(&server, &op, reqwest::Method::POST, "", Some(billed_client_body(Some(&victim_id)))).await;
+    assert_eq!((status, field(&p)), (400, json!("billingAccountId")), "{p}");
+}

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::Result;
-use crate::agent::Agent;
-use crate::ids::AccountId;
+use crate::agent::{Agent, ClientBilling};
+use crate::ids::{AccountId, ClientId};
 
 /// The outcome of creating an agent.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,4 +67,9 @@ pub trait AgentStore: Send + Sync {
         messages: &[Value],
         now: i64,
     ) -> Result<()>;
+
+    /// The billing account an operator set on `client` (who pays for the runs of the `owner`-billed
+    /// agents created or last changed through it) and whether it can pay now (the account active,
+    /// the client not deleted); `None`: the client has none.
+    async fn client_billing(&self, client: &ClientId) -> Result<Option<ClientBilling>>;
 }

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use bk_domain::account::Account;
-use bk_domain::agent::{Agent, UsageLimits};
-use bk_domain::ids::AccountId;
-use bk_domain::ports::{AccountStore, AgentCreation, AgentStore};
+use bk_domain::agent::{Agent, ClientBilling, UsageLimits};
+use bk_domain::client::{Client, ClientCapabilities, ClientOrigin, ClientRole, ClientType};
+use bk_domain::ids::{AccountId, ClientId};
+use bk_domain::ports::{AccountStore, AgentCreation, AgentStore, ClientStore};
+use bk_domain::scope::ScopeSet;
 use bridgekeeper_store::SqlStore;
 use serde_json::json;
 
@@ -15,6 +17,7 @@ shared_store_tests!(
     daily_message_limit_holds_under_concurrency,
     one_default_agent_however_many_first_uses,
     agents_belong_to_their_tenant,
+    a_clients_billing_account_is_read_with_whether_it_can_pay,
 );
 
 async fn account(store: &SqlStore) -> AccountId {
@@ -118,4 +121,47 @@ async fn agents_belong_to_their_tenant(store: Arc<SqlStore>) {
     assert_eq!(store.create_agent(&agent(&b, "b1"), 2).await.unwrap(), AgentCreation::Created);
     assert!(store.delete_agent(&a, &ag.id).await.unwrap());
     assert!(store.conversation(&a, &ag.id, &a, "c1").await.unwrap().is_none(), "its conversations go with it");
+}
+
+async fn a_clients_billing_account_is_read_with_whether_it_can_pay(store: Arc<SqlStore>) {
+    let saas = account(&store).await;
+    let client = Client {
+        id: ClientId::generate(),
+        name: "SaaS app".into(),
+        client_type: ClientType::Public,
+        role: ClientRole::WhitelabelCustomer,
+        origin: ClientOrigin::Manual,
+        redirect_uris: vec!["https://saas.example/cb".into()],
+        allowed_scopes: ScopeSet::parse_lenient("agents-all"),
+        allowed_providers: None,
+        domains: vec![],
+        branding: None,
+        secret: None,
+        owner: None,
+        created_at: 5,
+        updated_at: 5,
+    };
+    let billed = ClientCapabilities { billing_account: Some(saas.clone()), ..Default::default() };
+    assert!(store.insert_capable_client(&client, &billed, None, 10).await.unwrap());
+    assert_eq!(store.capable_client(&client.id).await.unwrap().unwrap().1, billed);
+    let usable = ClientBilling { account: saas.clone(), usable: true };
+    assert_eq!(store.client_billing(&client.id).await.unwrap(), Some(usable.clone()));
+    assert_eq!(store.client_billing(&ClientId::generate()).await.unwrap(), None, "an unknown client has none");
+    // Cleared: none.
+    assert!(store.update_capable_client(&client, &ClientCapabilities::default(), 6).await.unwrap());
+    assert_eq!(store.client_billing(&client.id).await.unwrap(), None);
+    // Set again, then the account is disabled: still named, but it cannot pay.
+    assert!(store.update_capable_client(&client, &billed, 7).await.unwrap());
+    store.disable_account(&saas, 8).await.unwrap();
+    assert_eq!(
+        store.client_billing(&client.id).await.unwrap(),
+        Some(ClientBilling { usable: false, ..usable.clone() })
+    );
+    // A deleted client's billing account cannot pay either (nobody is charged instead).
+    let other = account(&store).await;
+    let c2 = Client { id: ClientId::generate(), ..client.clone() };
+    let caps = ClientCapabilities { billing_account: Some(other.clone()), ..Default::default() };
+    assert!(store.insert_capable_client(&c2, &caps, None, 10).await.unwrap());
+    assert!(store.delete_client(&c2.id, 9).await.unwrap());
+    assert_eq!(store.client_billing(&c2.id).await.unwrap(), Some(ClientBilling { account: other, usable: false }));
 }

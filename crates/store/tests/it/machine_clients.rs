@@ -63,6 +63,7 @@ fn bound_to(account: &AccountId) -> ClientCapabilities {
             serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}]}),
         )),
         bound_account: Some(account.clone()),
+        billing_account: None,
     }
 }
 
@@ -100,6 +101,7 @@ async fn capabilities_round_trip_and_default_to_the_code_flow(store: Arc<SqlStor
         grant_types: Some(vec![GrantType::TokenExchange, GrantType::ClientCredentials]),
         keys: Some(ClientKeys::JwksUri("https://keys.example/jwks.json".into())),
         bound_account: None,
+        billing_account: None,
     };
     assert!(store.set_client_capabilities(&m.id, &by_uri, 10).await.unwrap());
     assert_eq!(store.capable_client(&m.id).await.unwrap().unwrap().1, by_uri);
@@ -146,6 +148,7 @@ async fn a_registration_is_inserted_with_its_capable_client(store: Arc<SqlStore>
         grant_types: None,
         keys: Some(ClientKeys::JwksUri("https://keys.example/jwks.json".into())),
         bound_account: None,
+        billing_account: None,
     };
     assert!(store.insert_capable_client(&c, &caps, Some(&reg), 0).await.unwrap());
     assert_eq!(
